@@ -1,0 +1,1 @@
+//! Load tools and micro benchmarks for relay.

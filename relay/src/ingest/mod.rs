@@ -1,0 +1,1 @@
+//! Sources of tracks: the built-in demo clip and RTP pushed over UDP (being written).

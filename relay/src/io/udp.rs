@@ -1,0 +1,1 @@
+//! UDP sockets with batched recvmmsg/sendmmsg: the portable backend (being written).

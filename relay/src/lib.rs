@@ -1,0 +1,12 @@
+//! relay: a WebRTC media relay. Streams come in (RTP over UDP, the built-in demo) and
+//! fan out to WebRTC viewers (WHEP). The packet's way, stage by stage, is one module
+//! each; docs/architecture.md walks through it.
+
+pub mod config;
+pub mod http;
+pub mod ingest;
+pub mod io;
+pub mod session;
+pub mod srtp;
+pub mod track;
+pub mod worker;

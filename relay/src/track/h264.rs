@@ -1,0 +1,129 @@
+//! Just enough H264 (RFC 6184 payloads) to find keyframes and parameter sets.
+
+use bytes::Bytes;
+
+pub const NAL_IDR: u8 = 5;
+pub const NAL_SPS: u8 = 7;
+pub const NAL_PPS: u8 = 8;
+pub const STAP_A: u8 = 24;
+pub const FU_A: u8 = 28;
+
+/// What one RTP payload carries that matters for starting a viewer.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PayloadSummary {
+    /// An IDR slice starts in this payload (single NAL, STAP-A member, or FU-A start).
+    pub idr: bool,
+    /// Sequence and picture parameter sets found whole in this payload.
+    pub sps: Option<Bytes>,
+    pub pps: Option<Bytes>,
+}
+
+/// Scans a payload without copying (the parameter sets are `Bytes` slices of it).
+/// Malformed payloads (truncated aggregates) give what was found before the damage.
+pub fn summarize(payload: &Bytes) -> PayloadSummary {
+    let mut s = PayloadSummary::default();
+    let Some(&first) = payload.first() else {
+        return s;
+    };
+    match first & 0x1f {
+        STAP_A => {
+            let mut at = 1;
+            while at + 2 <= payload.len() {
+                let len = u16::from_be_bytes([payload[at], payload[at + 1]]) as usize;
+                at += 2;
+                if len == 0 || at + len > payload.len() {
+                    break;
+                }
+                note_nal(&mut s, payload.slice(at..at + len));
+                at += len;
+            }
+        }
+        FU_A => {
+            if let Some(&fu) = payload.get(1) {
+                let start = fu & 0x80 != 0;
+                s.idr = start && fu & 0x1f == NAL_IDR;
+            }
+        }
+        1..=23 => note_nal(&mut s, payload.clone()),
+        _ => {}
+    }
+    s
+}
+
+fn note_nal(s: &mut PayloadSummary, nal: Bytes) {
+    match nal[0] & 0x1f {
+        NAL_IDR => s.idr = true,
+        NAL_SPS => s.sps = Some(nal),
+        NAL_PPS => s.pps = Some(nal),
+        _ => {}
+    }
+}
+
+/// Reads `profile-level-id` (6 hex digits) from an fmtp line, e.g. `42e01f`.
+pub fn profile_level_id(fmtp: &str) -> Option<[u8; 3]> {
+    let value = fmtp
+        .split(';')
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("profile-level-id"))?
+        .1
+        .trim();
+    if value.len() != 6 {
+        return None;
+    }
+    let mut out = [0u8; 3];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&value[i * 2..i * 2 + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_nal_idr_and_parameter_sets() {
+        assert!(summarize(&Bytes::from_static(&[0x65, 1, 2])).idr);
+        let s = summarize(&Bytes::from_static(&[0x67, 0x42, 0xe0, 0x1f]));
+        assert_eq!(s.sps.as_deref(), Some(&[0x67, 0x42, 0xe0, 0x1f][..]));
+        assert!(!s.idr);
+        assert!(!summarize(&Bytes::from_static(&[0x41, 1, 2])).idr);
+    }
+
+    #[test]
+    fn stap_a_carries_sps_pps_idr() {
+        let p = Bytes::from_static(&[0x18, 0, 2, 0x67, 0x42, 0, 2, 0x68, 0xce, 0, 2, 0x65, 0x88]);
+        let s = summarize(&p);
+        assert!(s.idr);
+        assert_eq!(s.sps.as_deref(), Some(&[0x67, 0x42][..]));
+        assert_eq!(s.pps.as_deref(), Some(&[0x68, 0xce][..]));
+    }
+
+    #[test]
+    fn truncated_stap_a_keeps_what_was_whole() {
+        let s = summarize(&Bytes::from_static(&[0x18, 0, 2, 0x67, 0x42, 0, 9, 0x65]));
+        assert!(s.sps.is_some());
+        assert!(!s.idr);
+        assert_eq!(summarize(&Bytes::new()), PayloadSummary::default());
+    }
+
+    #[test]
+    fn fu_a_only_start_fragment_of_idr_counts() {
+        assert!(summarize(&Bytes::from_static(&[0x7c, 0x85, 0])).idr);
+        assert!(!summarize(&Bytes::from_static(&[0x7c, 0x05, 0])).idr);
+        assert!(!summarize(&Bytes::from_static(&[0x7c, 0x81, 0])).idr);
+        assert!(!summarize(&Bytes::from_static(&[0x7c])).idr);
+    }
+
+    #[test]
+    fn reads_profile_level_id() {
+        assert_eq!(
+            profile_level_id(
+                "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
+            ),
+            Some([0x42, 0xe0, 0x1f])
+        );
+        assert_eq!(profile_level_id("packetization-mode=1"), None);
+        assert_eq!(profile_level_id("profile-level-id=zz"), None);
+    }
+}
