@@ -6,6 +6,8 @@ pub mod config;
 pub mod http;
 pub mod ingest;
 pub mod io;
+pub mod metrics;
+pub mod server;
 pub mod session;
 pub mod srtp;
 pub mod track;

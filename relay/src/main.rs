@@ -1,3 +1,98 @@
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use relay::config::{Config, LogLevel};
+
+/// relay: a WebRTC media relay. Streams come in (RTP over UDP, a built-in demo clip)
+/// and fan out to browsers and other WHEP clients, with NACK loss recovery always on.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the relay: WHEP and player pages on webrtcAddress, media on webrtcLocalUDPAddress.
+    ///
+    /// Without --config it serves the built-in demo clip at /demo/.
+    Serve {
+        /// YAML config file (MediaMTX key names; see relay.yml for every key and its default).
+        #[arg(short, long, env = "RELAY_CONFIG")]
+        config: Option<PathBuf>,
+        /// Log verbosity, overriding logLevel (RUST_LOG, when set, overrides both).
+        #[arg(long, value_enum)]
+        log_level: Option<Level>,
+        /// Data-plane workers, overriding `workers` (0: one per core).
+        #[arg(long)]
+        workers: Option<usize>,
+    },
+    /// Check a config file and print the settings relay would use, then exit.
+    CheckConfig {
+        /// YAML config file.
+        config: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Level {
+    Error,
+    Warn,
+    Info,
+    Debug,
+}
+
 fn main() -> anyhow::Result<()> {
-    anyhow::bail!("relay serve is being written")
+    match Cli::parse().command {
+        Command::Serve { config, log_level, workers } => {
+            let mut config = load(config.as_deref())?;
+            if let Some(level) = log_level {
+                config.log_level = match level {
+                    Level::Error => LogLevel::Error,
+                    Level::Warn => LogLevel::Warn,
+                    Level::Info => LogLevel::Info,
+                    Level::Debug => LogLevel::Debug,
+                };
+            }
+            if let Some(n) = workers {
+                config.workers = n;
+            }
+            init_logs(&config);
+            relay::server::serve(config)
+        }
+        Command::CheckConfig { config } => {
+            let config = load(Some(&config))?;
+            println!("{config:#?}");
+            Ok(())
+        }
+    }
+}
+
+fn load(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
+    match path {
+        Some(p) => Config::load(p).with_context(|| format!("config file {}", p.display())),
+        None => Ok(Config::demo()),
+    }
+}
+
+fn init_logs(config: &Config) {
+    let level = match config.log_level {
+        LogLevel::Error => "error",
+        LogLevel::Warn => "warn",
+        LogLevel::Info => "info",
+        LogLevel::Debug => "debug",
+    };
+    // str0m is chatty at info; its warnings are what an operator needs.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{level},str0m=warn,dimpl=warn,is=warn")));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    if config.log_structured {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
 }

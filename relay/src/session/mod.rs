@@ -1,1 +1,455 @@
-//! One viewer: str0m for ICE-lite, DTLS and SDP; our SRTP for media and RTCP (being written).
+//! One viewer, sans-IO: str0m does SDP, ICE-lite and DTLS; we do SRTP and RTCP.
+//!
+//! The seam: str0m negotiates, answers connectivity checks and runs the DTLS
+//! handshake. When DTLS ends, [`keys`] has captured the keying material, and the
+//! session hands an SRTP [`Outbound`] context to the worker, which seals media
+//! straight from the track's history ring. From then on the viewer's SRTCP is ours
+//! too (NACK, PLI, reports), and str0m's own RTCP output is dropped: it knows
+//! nothing of packets it did not send, so its sender reports would mislead the
+//! viewer. str0m keeps the session alive (consent checks) and tells us where the
+//! viewer's nominated address is. See docs/architecture.md for why.
+
+pub mod keys;
+pub mod rtcp;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use str0m::change::SdpOffer;
+use str0m::format::{Codec as StrCodec, FormatParams};
+use str0m::media::{MediaKind as StrKind, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
+
+use crate::srtp::{self, Inbound, Outbound, Profile};
+use crate::track::{h264, Codec, MediaKind, Track};
+use keys::KeySlot;
+use rtcp::Feedback;
+
+/// What a session needs from the relay's configuration.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Host candidates to advertise: every address the media port is reachable at.
+    pub candidates: Vec<SocketAddr>,
+    pub mtu: usize,
+    pub handshake_timeout: Duration,
+    pub allow_legacy_srtp: bool,
+}
+
+/// One track sent on one m-line of the viewer's session.
+#[derive(Debug, Clone)]
+pub struct Binding {
+    pub mid: Mid,
+    pub track: Arc<Track>,
+    /// Our SSRC on this m-line, as announced in the answer.
+    pub ssrc: u32,
+    /// The payload type the viewer's offer gave the track's codec.
+    pub pt: u8,
+    /// The CNAME the answer announced for our SSRC (sender reports repeat it).
+    pub cname: String,
+}
+
+/// Where the viewer's media goes: from our `local` address to its nominated `remote`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+}
+
+#[derive(Debug)]
+pub enum SessionEvent {
+    /// DTLS is done: the worker may send media, sealed with this context.
+    Live { srtp: Outbound, route: Route },
+    /// The viewer's nominated address changed.
+    Moved(Route),
+    Feedback(Feedback),
+    Closed(CloseReason),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    HandshakeTimeout,
+    IceDisconnected,
+    Refused(String),
+    Failed(String),
+}
+
+#[derive(Debug)]
+pub enum SessionOutput {
+    /// A datagram str0m wants sent (STUN answers, DTLS records).
+    Transmit { route: Route, data: Vec<u8> },
+    Event(SessionEvent),
+    /// Call `handle_timeout` at this instant.
+    Timeout(Instant),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OfferError {
+    #[error("the offer is not valid SDP: {0}")]
+    Sdp(String),
+    #[error("{0}")]
+    Negotiation(String),
+    #[error("the offer has no media section the path's tracks can be sent on ({0})")]
+    NoCommonMedia(String),
+}
+
+/// Counters of what a session refused, for metrics.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SessionStats {
+    pub malformed: u64,
+    pub srtcp_failed: u64,
+    pub unexpected_media: u64,
+    pub str0m_rtcp_dropped: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Handshake,
+    Live,
+    Closed,
+}
+
+pub struct Session {
+    rtc: Rtc,
+    keys: Arc<KeySlot>,
+    ufrag: String,
+    pub media: Vec<Binding>,
+    route: Option<Route>,
+    srtcp: Option<Inbound>,
+    state: State,
+    deadline: Instant,
+    allow_legacy_srtp: bool,
+    next_timeout: Instant,
+    pending: VecDeque<SessionOutput>,
+    pub stats: SessionStats,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("ufrag", &self.ufrag)
+            .field("state", &self.state)
+            .field("route", &self.route)
+            .finish()
+    }
+}
+
+impl Session {
+    /// Answers a viewer's WHEP offer for a path with these `tracks`.
+    /// Returns the session and the SDP answer.
+    pub fn viewer(
+        now: Instant,
+        offer: &str,
+        tracks: &[Arc<Track>],
+        config: &SessionConfig,
+    ) -> Result<(Session, String), OfferError> {
+        let offer = SdpOffer::from_sdp_string(offer).map_err(|e| OfferError::Sdp(e.to_string()))?;
+        let mut rtc_config = RtcConfig::new()
+            .set_ice_lite(true)
+            .set_dtls_cert(keys::certificate().clone())
+            .set_rtp_mode(true)
+            .clear_codecs()
+            .set_mtu(576..=config.mtu.max(576))
+            // We never write media through str0m: its send buffers stay empty.
+            .set_send_buffer_audio(1)
+            .set_send_buffer_video(1);
+        add_codecs(&mut rtc_config, tracks);
+        let (mut rtc, keys) = keys::build_rtc(rtc_config, now);
+        for addr in &config.candidates {
+            if let Ok(c) = Candidate::host(*addr, "udp") {
+                rtc.add_local_candidate(c);
+            }
+        }
+        let answer = rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| OfferError::Negotiation(e.to_string()))?;
+        let media = bind_tracks(&mut rtc, tracks)?;
+        let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
+        let session = Session {
+            rtc,
+            keys,
+            ufrag,
+            media,
+            route: None,
+            srtcp: None,
+            state: State::Handshake,
+            deadline: now + config.handshake_timeout,
+            allow_legacy_srtp: config.allow_legacy_srtp,
+            next_timeout: now,
+            pending: VecDeque::new(),
+            stats: SessionStats::default(),
+        };
+        Ok((session, answer.to_sdp_string()))
+    }
+
+    /// Our ICE username fragment: the viewer's STUN checks carry it (`ours:theirs`).
+    pub fn ufrag(&self) -> &str {
+        &self.ufrag
+    }
+
+    pub fn route(&self) -> Option<Route> {
+        self.route
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.state == State::Live
+    }
+
+    /// A datagram from the viewer. Malformed input is counted and dropped.
+    pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, destination: SocketAddr, data: &[u8]) {
+        if self.state == State::Closed {
+            return;
+        }
+        match (data.first(), data.get(1)) {
+            // RFC 5761: RTCP packet types 192..=223 share the RTP version bits.
+            (Some(128..=191), Some(192..=223)) => self.handle_srtcp(data),
+            (Some(128..=191), _) => self.stats.unexpected_media += 1,
+            _ => match Receive::new(Protocol::Udp, source, destination, data) {
+                Ok(r) => {
+                    if let Err(e) = self.rtc.handle_input(Input::Receive(now, r)) {
+                        self.close(CloseReason::Failed(e.to_string()));
+                    }
+                }
+                Err(_) => self.stats.malformed += 1,
+            },
+        }
+        self.drain();
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.state == State::Closed {
+            return;
+        }
+        if self.state == State::Handshake && now >= self.deadline {
+            self.close(CloseReason::HandshakeTimeout);
+            return;
+        }
+        if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
+            self.close(CloseReason::Failed(e.to_string()));
+        }
+        self.drain();
+    }
+
+    /// Ends the session (the viewer left, or the relay shuts down).
+    pub fn close(&mut self, reason: CloseReason) {
+        if self.state != State::Closed {
+            self.state = State::Closed;
+            self.rtc.disconnect();
+            self.pending.push_back(SessionOutput::Event(SessionEvent::Closed(reason)));
+        }
+    }
+
+    /// Next output; `Timeout` when there is nothing more until then.
+    pub fn poll_output(&mut self) -> SessionOutput {
+        self.pending
+            .pop_front()
+            .unwrap_or(SessionOutput::Timeout(self.next_timeout))
+    }
+
+    /// Takes everything str0m has to say into `pending`.
+    fn drain(&mut self) {
+        while self.state != State::Closed {
+            let out = match self.rtc.poll_output() {
+                Ok(out) => out,
+                Err(e) => {
+                    self.close(CloseReason::Failed(e.to_string()));
+                    return;
+                }
+            };
+            match out {
+                Output::Timeout(t) => {
+                    self.next_timeout = if self.state == State::Handshake {
+                        t.min(self.deadline)
+                    } else {
+                        t
+                    };
+                    return;
+                }
+                Output::Transmit(t) => {
+                    let route = Route { local: t.source, remote: t.destination };
+                    let first = t.contents.first().copied().unwrap_or(0);
+                    if first >= 20 {
+                        // DTLS or str0m's RTCP: both go to the nominated address.
+                        self.set_route(route);
+                    }
+                    if (128..=191).contains(&first) {
+                        self.stats.str0m_rtcp_dropped += 1;
+                    } else {
+                        self.pending.push_back(SessionOutput::Transmit {
+                            route,
+                            data: t.contents.to_vec(),
+                        });
+                    }
+                }
+                Output::Event(Event::Connected) => self.go_live(),
+                Output::Event(Event::IceConnectionStateChange(IceConnectionState::Disconnected)) => {
+                    self.close(CloseReason::IceDisconnected)
+                }
+                Output::Event(_) => {}
+            }
+        }
+    }
+
+    fn set_route(&mut self, route: Route) {
+        if self.route != Some(route) {
+            let moved = self.route.is_some() && self.state == State::Live;
+            self.route = Some(route);
+            if moved {
+                self.pending.push_back(SessionOutput::Event(SessionEvent::Moved(route)));
+            }
+        }
+    }
+
+    fn go_live(&mut self) {
+        let keys = match self.keys.get() {
+            Some(Ok(keys)) => keys,
+            Some(Err(e)) => return self.close(CloseReason::Refused(e.clone())),
+            None => return self.close(CloseReason::Failed("DTLS ended without SRTP keys".into())),
+        };
+        let (profile, material) = (keys.0, &keys.1);
+        if profile == Profile::Aes128CmHmacSha1_80 && !self.allow_legacy_srtp {
+            return self.close(CloseReason::Refused(
+                "the viewer offered only AES_CM_128_HMAC_SHA1_80, which webrtcAllowLegacySRTP forbids".into(),
+            ));
+        }
+        // We answer offers, so our DTLS is passive: the server side of RFC 5764's layout.
+        let (local, remote) = match srtp::split_keying_material(profile, material, false) {
+            Ok(k) => k,
+            Err(e) => return self.close(CloseReason::Failed(e.to_string())),
+        };
+        let Some(route) = self.route else {
+            return self.close(CloseReason::Failed("DTLS completed with no nominated address".into()));
+        };
+        self.srtcp = Some(Inbound::new(profile, &remote));
+        self.state = State::Live;
+        self.pending.push_back(SessionOutput::Event(SessionEvent::Live {
+            srtp: Outbound::new(profile, &local),
+            route,
+        }));
+    }
+
+    fn handle_srtcp(&mut self, data: &[u8]) {
+        let Some(srtcp) = &mut self.srtcp else {
+            self.stats.unexpected_media += 1;
+            return;
+        };
+        let mut buf = [0u8; crate::io::MAX_DATAGRAM];
+        let Some(buf) = buf.get_mut(..data.len()) else {
+            self.stats.malformed += 1;
+            return;
+        };
+        buf.copy_from_slice(data);
+        let len = match srtcp.unprotect_rtcp(buf) {
+            Ok(len) => len,
+            Err(_) => {
+                self.stats.srtcp_failed += 1;
+                return;
+            }
+        };
+        let pending = &mut self.pending;
+        let parsed = rtcp::parse_compound(&buf[..len], &mut |f| {
+            pending.push_back(SessionOutput::Event(SessionEvent::Feedback(f)))
+        });
+        if parsed.is_err() {
+            self.stats.malformed += 1;
+        }
+    }
+}
+
+/// Offers str0m exactly the codecs of the path's tracks, with the source's H264 profile.
+fn add_codecs(config: &mut RtcConfig, tracks: &[Arc<Track>]) {
+    let mut next_pt = 96u8;
+    for track in tracks {
+        let codecs = config.codec_config();
+        match track.info.codec {
+            Codec::H264 => {
+                let plid = h264::profile_level_id(&track.info.fmtp).unwrap_or([0x42, 0xe0, 0x1f]);
+                let plid = u32::from_be_bytes([0, plid[0], plid[1], plid[2]]);
+                let single_nal = track.info.fmtp.replace(' ', "").contains("packetization-mode=0");
+                codecs.add_h264(next_pt.into(), None, !single_nal, plid);
+                next_pt += 1;
+            }
+            Codec::Opus => codecs.add_config(
+                111.into(),
+                None,
+                StrCodec::Opus,
+                48_000.into(),
+                Some(2),
+                FormatParams {
+                    min_p_time: Some(10),
+                    use_inband_fec: Some(true),
+                    ..Default::default()
+                },
+            ),
+            Codec::Pcmu => codecs.enable_pcmu(true, false),
+            Codec::Pcma => codecs.enable_pcma(true, false),
+        }
+    }
+}
+
+/// Pairs each sending m-line of the answer with a track of its kind, in order.
+fn bind_tracks(rtc: &mut Rtc, tracks: &[Arc<Track>]) -> Result<Vec<Binding>, OfferError> {
+    let mut added = Vec::new();
+    loop {
+        match rtc.poll_output() {
+            Ok(Output::Event(Event::MediaAdded(m))) if m.direction.is_sending() => {
+                added.push((m.mid, m.kind))
+            }
+            Ok(Output::Timeout(_)) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    let mut free: Vec<&Arc<Track>> = tracks.iter().collect();
+    let mut bindings = Vec::new();
+    for (mid, kind) in added {
+        let kind = match kind {
+            StrKind::Audio => MediaKind::Audio,
+            StrKind::Video => MediaKind::Video,
+        };
+        let Some(pos) = free.iter().position(|t| t.info.kind() == kind) else {
+            continue;
+        };
+        let track = free[pos];
+        let want = str0m_codec(track.info.codec);
+        let pt = rtc.writer(mid).and_then(|w| {
+            w.payload_params()
+                .find(|p| p.spec().codec == want)
+                .map(|p| *p.pt())
+        });
+        let ssrc = rtc
+            .direct_api()
+            .stream_tx_by_mid(mid, None)
+            .map(|s| *s.ssrc());
+        let cname = rtc.media(mid).map(|m| m.cname().to_string());
+        if let (Some(pt), Some(ssrc), Some(cname)) = (pt, ssrc, cname) {
+            free.remove(pos);
+            bindings.push(Binding {
+                mid,
+                track: track.clone(),
+                ssrc,
+                pt,
+                cname,
+            });
+        }
+    }
+    if bindings.is_empty() {
+        let have: Vec<String> = tracks.iter().map(|t| format!("{:?}", t.info.codec)).collect();
+        return Err(OfferError::NoCommonMedia(format!(
+            "the path sends {}; the offer needs a recvonly or sendrecv m-line accepting one of them",
+            have.join(", ")
+        )));
+    }
+    Ok(bindings)
+}
+
+fn str0m_codec(codec: Codec) -> StrCodec {
+    match codec {
+        Codec::H264 => StrCodec::H264,
+        Codec::Opus => StrCodec::Opus,
+        Codec::Pcmu => StrCodec::PCMU,
+        Codec::Pcma => StrCodec::PCMA,
+    }
+}

@@ -11,6 +11,7 @@
 //! big jumps), so that a viewer's header rewrite is a fixed offset for its whole life.
 
 pub mod h264;
+pub mod rewrite;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -1,1 +1,570 @@
-//! The per-core loop: receive a batch, demultiplex, fan out, send a batch (being written).
+//! The per-core loop: receive a batch, demultiplex, fan out, send a batch.
+//!
+//! A worker owns its sessions outright (no locks on its data). It sleeps in epoll on
+//! its socket and its eventfd; the eventfd is rung by the ingest when a track it
+//! reads has new packets, and by the registry when a command waits in its inbox.
+
+pub mod fanout;
+pub mod registry;
+pub mod stun;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tracing::{debug, info};
+
+use crate::io::wake::Wakers;
+use crate::io::{Datagram, Receiver, Sender};
+use crate::session::rtcp::{self, Feedback, SenderInfo};
+use crate::session::{CloseReason, Session, SessionEvent, SessionOutput};
+use crate::track::Packet;
+use fanout::{Egress, FanoutStats, Feed, MediaOut, MediaState};
+use registry::{Claim, Command, Path, Pending, Registry};
+
+/// How often each viewer gets sender reports (video and audio alike).
+const REPORT_INTERVAL: Duration = Duration::from_secs(1);
+/// Retransmissions one viewer may ask for per report interval: enough for 20% loss of a
+/// 5 Mbit/s stream, and a cap on what a lying viewer can make the relay send.
+const RETRANSMIT_BUDGET: u32 = 100;
+/// Addresses one session may be reached from (one per candidate pair it tried).
+const MAX_REMOTES: usize = 8;
+/// Remembered addresses of other workers' sessions; forgotten wholesale past this.
+const MAX_FOREIGN: usize = 4096;
+
+/// Counters a worker keeps; metrics read them from other threads.
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    pub datagrams_in: AtomicU64,
+    pub unknown_source: AtomicU64,
+    pub unknown_ufrag: AtomicU64,
+    pub malformed: AtomicU64,
+    pub forwarded: AtomicU64,
+    pub srtcp_failed: AtomicU64,
+    pub rtp_out: AtomicU64,
+    pub rtp_bytes_out: AtomicU64,
+    pub rtcp_out: AtomicU64,
+    pub nacks: AtomicU64,
+    pub retransmitted: AtomicU64,
+    pub retransmit_missing: AtomicU64,
+    pub retransmit_limited: AtomicU64,
+    pub keyframe_requests: AtomicU64,
+    pub lagged: AtomicU64,
+    pub oversized: AtomicU64,
+    pub sessions: AtomicU64,
+    pub send_dropped: AtomicU64,
+    pub send_calls: AtomicU64,
+}
+
+fn add(counter: &AtomicU64, n: u64) {
+    if n != 0 {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// A session this worker owns.
+struct Viewer {
+    id: String,
+    path: Arc<Path>,
+    session: Box<Session>,
+    egress: Option<Egress>,
+    remotes: Vec<SocketAddr>,
+    next_report: Instant,
+    /// The earliest timer queued for this viewer (older heap entries are stale).
+    scheduled: Option<Instant>,
+    retransmit_budget: u32,
+}
+
+pub struct Worker<R: Receiver, S: Sender> {
+    rx: R,
+    core: Core<S>,
+}
+
+struct Core<S: Sender> {
+    id: usize,
+    tx: S,
+    registry: Arc<Registry>,
+    wakers: Arc<Wakers>,
+    stats: Arc<WorkerStats>,
+    viewers: Vec<Option<Viewer>>,
+    free: Vec<usize>,
+    by_remote: HashMap<SocketAddr, usize>,
+    by_ufrag: HashMap<String, usize>,
+    /// Addresses of sessions another worker owns, learned from their checks.
+    foreign: HashMap<SocketAddr, usize>,
+    feeds: Vec<Option<Feed>>,
+    feed_of_track: HashMap<usize, usize>,
+    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    batch: Vec<Arc<Packet>>,
+    commands: Vec<Command>,
+    fanout: FanoutStats,
+}
+
+impl<R: Receiver, S: Sender> Worker<R, S> {
+    pub fn new(
+        id: usize,
+        rx: R,
+        tx: S,
+        registry: Arc<Registry>,
+        wakers: Arc<Wakers>,
+        stats: Arc<WorkerStats>,
+    ) -> Self {
+        Worker {
+            rx,
+            core: Core {
+                id,
+                tx,
+                registry,
+                wakers,
+                stats,
+                viewers: Vec::new(),
+                free: Vec::new(),
+                by_remote: HashMap::new(),
+                by_ufrag: HashMap::new(),
+                foreign: HashMap::new(),
+                feeds: Vec::new(),
+                feed_of_track: HashMap::new(),
+                timers: BinaryHeap::new(),
+                batch: Vec::new(),
+                commands: Vec::new(),
+                fanout: FanoutStats::default(),
+            },
+        }
+    }
+
+    /// Runs until `stop` is set (checked at least every 100 ms).
+    pub fn run(mut self, stop: &AtomicBool) -> io::Result<()> {
+        let epoll = Epoll::new()?;
+        epoll.add(self.rx.fd())?;
+        epoll.add(self.core.wakers.fd(self.core.id))?;
+        while !stop.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            let wait = self
+                .core
+                .timers
+                .peek()
+                .map_or(Duration::from_millis(100), |Reverse((t, _))| {
+                    t.saturating_duration_since(now)
+                })
+                .min(Duration::from_millis(100));
+            epoll.wait(wait)?;
+            self.turn(Instant::now())?;
+        }
+        self.core.shutdown();
+        Ok(())
+    }
+
+    /// One pass over everything that may have happened: used by `run` and by tests.
+    pub fn turn(&mut self, now: Instant) -> io::Result<()> {
+        let core = &mut self.core;
+        core.wakers.drain(core.id);
+        // Bounded, so that a flood on the socket cannot starve the fan-out.
+        for _ in 0..16 {
+            let n = self
+                .rx
+                .recv(&mut |d| core.on_datagram(now, d))?;
+            add(&core.stats.datagrams_in, n as u64);
+            if n == 0 {
+                break;
+            }
+        }
+        core.on_commands(now);
+        core.fan_out();
+        core.on_timers(now);
+        core.tx.flush();
+        core.publish_stats();
+        Ok(())
+    }
+}
+
+impl<S: Sender> Core<S> {
+    fn on_datagram(&mut self, now: Instant, d: Datagram<'_>) {
+        if let Some(&slot) = self.by_remote.get(&d.source) {
+            return self.to_session(slot, now, d);
+        }
+        if let Some(&owner) = self.foreign.get(&d.source) {
+            return self.forward(owner, now, d);
+        }
+        let Some(ufrag) = stun::local_ufrag(d.data) else {
+            add(&self.stats.unknown_source, 1);
+            return;
+        };
+        if let Some(&slot) = self.by_ufrag.get(ufrag) {
+            self.add_remote(slot, d.source);
+            return self.to_session(slot, now, d);
+        }
+        match self.registry.claim(ufrag, self.id) {
+            Claim::Mine(pending) => {
+                let slot = self.adopt(pending);
+                self.add_remote(slot, d.source);
+                self.to_session(slot, now, d);
+            }
+            Claim::Owner(owner) => {
+                if self.foreign.len() >= MAX_FOREIGN {
+                    self.foreign.clear();
+                }
+                self.foreign.insert(d.source, owner);
+                self.forward(owner, now, d);
+            }
+            Claim::Unknown => add(&self.stats.unknown_ufrag, 1),
+        }
+    }
+
+    fn forward(&mut self, owner: usize, now: Instant, d: Datagram<'_>) {
+        add(&self.stats.forwarded, 1);
+        self.registry.send(
+            owner,
+            Command::Datagram {
+                source: d.source,
+                destination: d.destination,
+                data: d.data.to_vec(),
+                at: now,
+            },
+        );
+    }
+
+    fn adopt(&mut self, p: Pending) -> usize {
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.viewers.push(None);
+            self.viewers.len() - 1
+        });
+        self.by_ufrag.insert(p.session.ufrag().to_string(), slot);
+        debug!(session = %p.id, worker = self.id, "session claimed");
+        self.viewers[slot] = Some(Viewer {
+            id: p.id,
+            path: p.path,
+            session: p.session,
+            egress: None,
+            remotes: Vec::new(),
+            next_report: Instant::now(),
+            scheduled: None,
+            retransmit_budget: RETRANSMIT_BUDGET,
+        });
+        add(&self.stats.sessions, 1);
+        slot
+    }
+
+    fn add_remote(&mut self, slot: usize, remote: SocketAddr) {
+        let Some(v) = self.viewers[slot].as_mut() else { return };
+        if v.remotes.len() < MAX_REMOTES && !v.remotes.contains(&remote) {
+            v.remotes.push(remote);
+            self.by_remote.insert(remote, slot);
+        }
+    }
+
+    fn to_session(&mut self, slot: usize, now: Instant, d: Datagram<'_>) {
+        if let Some(v) = self.viewers[slot].as_mut() {
+            v.session.handle_datagram(now, d.source, d.destination, d.data);
+            self.drain_session(slot, now);
+        }
+    }
+
+    fn on_commands(&mut self, now: Instant) {
+        self.registry.take_commands(self.id, &mut self.commands);
+        for command in std::mem::take(&mut self.commands) {
+            match command {
+                Command::Datagram { source, destination, data, at } => {
+                    let d = Datagram { source, destination, data: &data };
+                    if let Some(&slot) = self.by_remote.get(&source) {
+                        self.to_session(slot, at, d);
+                    } else if let Some(&slot) = stun::local_ufrag(&data).and_then(|u| self.by_ufrag.get(u)) {
+                        self.add_remote(slot, source);
+                        self.to_session(slot, at, d);
+                    }
+                }
+                Command::Close(id) => {
+                    let slot = self
+                        .viewers
+                        .iter()
+                        .position(|v| v.as_ref().is_some_and(|v| v.id == id));
+                    if let Some(slot) = slot {
+                        if let Some(v) = self.viewers[slot].as_mut() {
+                            v.session.close(CloseReason::Refused("deleted over WHEP".into()));
+                        }
+                        self.drain_session(slot, now);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Acts on everything the session has to say.
+    fn drain_session(&mut self, slot: usize, now: Instant) {
+        loop {
+            let Some(v) = self.viewers[slot].as_mut() else { return };
+            match v.session.poll_output() {
+                SessionOutput::Timeout(t) => {
+                    let due = t.min(v.next_report);
+                    if v.scheduled.is_none_or(|s| due < s) {
+                        v.scheduled = Some(due);
+                        self.timers.push(Reverse((due, slot)));
+                    }
+                    return;
+                }
+                SessionOutput::Transmit { route, data } => {
+                    let buf = self.tx.buffer();
+                    if data.len() <= buf.len() {
+                        buf[..data.len()].copy_from_slice(&data);
+                        self.tx.commit(data.len(), route.local, route.remote);
+                    }
+                }
+                SessionOutput::Event(e) => self.on_event(slot, now, e),
+            }
+        }
+    }
+
+    fn on_event(&mut self, slot: usize, now: Instant, event: SessionEvent) {
+        match event {
+            SessionEvent::Live { srtp, route } => self.go_live(slot, now, srtp, route),
+            SessionEvent::Moved(route) => {
+                if let Some(e) = self.viewers[slot].as_mut().and_then(|v| v.egress.as_mut()) {
+                    e.route = route;
+                }
+            }
+            SessionEvent::Feedback(f) => self.on_feedback(slot, f),
+            SessionEvent::Closed(reason) => self.remove(slot, reason),
+        }
+    }
+
+    fn go_live(&mut self, slot: usize, now: Instant, srtp: crate::srtp::Outbound, route: crate::session::Route) {
+        let Some(v) = self.viewers[slot].as_mut() else { return };
+        let bindings = v.session.media.clone();
+        let mut media = Vec::with_capacity(bindings.len());
+        for (i, b) in bindings.iter().enumerate() {
+            let key = Arc::as_ptr(&b.track) as usize;
+            let feed = match self.feed_of_track.get(&key) {
+                Some(&f) => f,
+                None => {
+                    let f = self.feeds.iter().position(Option::is_none).unwrap_or_else(|| {
+                        self.feeds.push(None);
+                        self.feeds.len() - 1
+                    });
+                    self.feeds[f] = Some(Feed {
+                        track: b.track.clone(),
+                        cursor: b.track.head(),
+                        subscribers: Vec::new(),
+                    });
+                    b.track.add_reader(self.id);
+                    self.feed_of_track.insert(key, f);
+                    f
+                }
+            };
+            let f = self.feeds[feed].as_mut().expect("feed just found");
+            f.subscribers.push((slot, i));
+            media.push(MediaOut {
+                feed,
+                ssrc: b.ssrc,
+                pt: b.pt,
+                clock_rate: b.track.info.codec.clock_rate(),
+                cname: b.cname.clone(),
+                state: MediaState::Waiting { since: f.cursor },
+                packets: 0,
+                octets: 0,
+                newest_seq: 0,
+                newest_at: None,
+            });
+        }
+        let overhead = srtp.rtp_overhead();
+        v.egress = Some(Egress { srtp, route, overhead, media });
+        v.next_report = now + REPORT_INTERVAL;
+        info!(session = %v.id, path = %v.path.name, remote = %route.remote, worker = self.id, "viewer live");
+    }
+
+    fn on_feedback(&mut self, slot: usize, feedback: Feedback) {
+        let Some(v) = self.viewers[slot].as_mut() else { return };
+        let Some(egress) = v.egress.as_mut() else { return };
+        match feedback {
+            Feedback::Nack { media_ssrc, pid, blp } => {
+                add(&self.stats.nacks, 1);
+                let Some(m) = egress.media.iter().position(|m| m.ssrc == media_ssrc) else {
+                    return;
+                };
+                let MediaState::Sending(rewrite) = egress.media[m].state else { return };
+                let Some(track) = self.feeds[egress.media[m].feed].as_ref().map(|f| f.track.clone()) else {
+                    return;
+                };
+                let lost = std::iter::once(pid).chain(
+                    (0..16).filter(|b| blp & (1 << b) != 0).map(|b| pid.wrapping_add(b + 1)),
+                );
+                for seq in lost {
+                    if v.retransmit_budget == 0 {
+                        add(&self.stats.retransmit_limited, 1);
+                        continue;
+                    }
+                    let newest = egress.media[m].newest_seq;
+                    match rewrite.track_seq(seq, newest).and_then(|s| track.by_seq(s)) {
+                        Some(p) => {
+                            v.retransmit_budget -= 1;
+                            add(&self.stats.retransmitted, 1);
+                            egress.send(m, &p, &mut self.tx, &mut self.fanout);
+                        }
+                        None => add(&self.stats.retransmit_missing, 1),
+                    }
+                }
+            }
+            Feedback::KeyframeRequest { .. } => add(&self.stats.keyframe_requests, 1),
+            Feedback::Report(_) => {}
+        }
+    }
+
+    fn remove(&mut self, slot: usize, reason: CloseReason) {
+        let Some(v) = self.viewers[slot].take() else { return };
+        info!(session = %v.id, path = %v.path.name, ?reason, "viewer closed");
+        for remote in &v.remotes {
+            self.by_remote.remove(remote);
+        }
+        self.by_ufrag.remove(v.session.ufrag());
+        if let Some(egress) = &v.egress {
+            for m in &egress.media {
+                self.unsubscribe(m.feed, slot);
+            }
+        }
+        self.registry.closed(&v.id, &v.path);
+        self.stats.sessions.fetch_sub(1, Ordering::Relaxed);
+        self.free.push(slot);
+    }
+
+    fn unsubscribe(&mut self, feed: usize, slot: usize) {
+        let Some(f) = self.feeds[feed].as_mut() else { return };
+        f.subscribers.retain(|&(s, _)| s != slot);
+        if f.subscribers.is_empty() {
+            f.track.remove_reader(self.id);
+            self.feed_of_track.remove(&(Arc::as_ptr(&f.track) as usize));
+            self.feeds[feed] = None;
+        }
+    }
+
+    /// New packets of every followed track, to every viewer of it here.
+    fn fan_out(&mut self) {
+        for feed in self.feeds.iter_mut().flatten() {
+            let head = feed.track.head();
+            if head == feed.cursor {
+                continue;
+            }
+            let oldest = head.saturating_sub(feed.track.capacity());
+            if feed.cursor < oldest {
+                self.fanout.lagged += oldest - feed.cursor;
+                feed.cursor = oldest;
+            }
+            self.batch.clear();
+            self.batch
+                .extend((feed.cursor..head).filter_map(|i| feed.track.get(i)));
+            feed.cursor = head;
+            for &(slot, m) in &feed.subscribers {
+                if let Some(egress) = self.viewers[slot].as_mut().and_then(|v| v.egress.as_mut()) {
+                    egress.fan_out(m, &feed.track, &self.batch, &mut self.tx, &mut self.fanout);
+                }
+            }
+        }
+        self.batch.clear();
+    }
+
+    fn on_timers(&mut self, now: Instant) {
+        while let Some(&Reverse((t, slot))) = self.timers.peek() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(v) = self.viewers[slot].as_mut() else { continue };
+            if v.scheduled != Some(t) {
+                continue;
+            }
+            v.scheduled = None;
+            if now >= v.next_report {
+                v.next_report = now + REPORT_INTERVAL;
+                v.retransmit_budget = RETRANSMIT_BUDGET;
+                if let Some(egress) = v.egress.as_mut() {
+                    send_reports(egress, now, &mut self.tx, &self.stats);
+                }
+            }
+            v.session.handle_timeout(now);
+            self.drain_session(slot, now);
+        }
+    }
+
+    fn publish_stats(&mut self) {
+        let f = std::mem::take(&mut self.fanout);
+        add(&self.stats.rtp_out, f.packets);
+        add(&self.stats.rtp_bytes_out, f.bytes);
+        add(&self.stats.lagged, f.lagged);
+        add(&self.stats.oversized, f.oversized);
+        let s = self.tx.stats();
+        self.stats.send_dropped.store(s.dropped, Ordering::Relaxed);
+        self.stats.send_calls.store(s.calls, Ordering::Relaxed);
+    }
+
+    fn shutdown(&mut self) {
+        let now = Instant::now();
+        for slot in 0..self.viewers.len() {
+            if let Some(v) = self.viewers[slot].as_mut() {
+                v.session.close(CloseReason::Refused("relay shutting down".into()));
+                self.drain_session(slot, now);
+            }
+        }
+        self.tx.flush();
+    }
+}
+
+/// One SR + SDES compound per stream the viewer receives.
+fn send_reports(egress: &mut Egress, now: Instant, tx: &mut dyn Sender, stats: &WorkerStats) {
+    let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    for m in &egress.media {
+        let Some((at, ts)) = m.newest_at else { continue };
+        let elapsed = now.saturating_duration_since(at).as_secs_f64();
+        let info = SenderInfo {
+            ssrc: m.ssrc,
+            ntp: rtcp::ntp_time(wall),
+            rtp_time: ts.wrapping_add((elapsed * m.clock_rate as f64) as u32),
+            packets: m.packets,
+            octets: m.octets,
+        };
+        let buf = tx.buffer();
+        let len = rtcp::write_sender_report(buf, &info, &m.cname);
+        let sealed = egress.srtp.protect_rtcp(buf, len);
+        tx.commit(sealed, egress.route.local, egress.route.remote);
+        add(&stats.rtcp_out, 1);
+    }
+}
+
+/// A minimal epoll wrapper: level-triggered readability on a few descriptors.
+struct Epoll(OwnedFd);
+
+impl Epoll {
+    fn new() -> io::Result<Epoll> {
+        // SAFETY: plain syscall; the result is checked.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd is a new descriptor owned by nobody else.
+        Ok(Epoll(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    fn add(&self, fd: RawFd) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events: libc::EPOLLIN as u32, u64: fd as u64 };
+        // SAFETY: valid epoll and target descriptors, event struct lives across the call.
+        if unsafe { libc::epoll_ctl(self.0.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    fn wait(&self, timeout: Duration) -> io::Result<()> {
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 8];
+        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: the buffer outlives the call and its length is passed.
+        let n = unsafe { libc::epoll_wait(self.0.as_raw_fd(), events.as_mut_ptr(), 8, ms) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+}

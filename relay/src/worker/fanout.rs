@@ -1,0 +1,163 @@
+//! The hot path: every new packet of a track, to every viewer of it on this worker.
+//!
+//! A viewer's frame is built in place in the send batch: RTP header rewritten for the
+//! viewer, payload copied from the shared ring, AES-GCM sealed where it lies. Packets
+//! are taken from the ring once per worker and batch, then sent viewer by viewer, so a
+//! burst to one viewer sits together in the batch (the UDP backend sends it with GSO).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::io::Sender;
+use crate::session::Route;
+use crate::srtp::Outbound;
+use crate::track::rewrite::{Rewrite, HEADER_LEN};
+use crate::track::{MediaKind, Packet, Track};
+
+/// What the fan-out needs of one viewer: kept apart from the session's cold state.
+pub struct Egress {
+    pub srtp: Outbound,
+    pub route: Route,
+    pub overhead: usize,
+    pub media: Vec<MediaOut>,
+}
+
+/// One track as this viewer receives it.
+pub struct MediaOut {
+    pub feed: usize,
+    pub ssrc: u32,
+    pub pt: u8,
+    pub clock_rate: u32,
+    pub cname: String,
+    pub state: MediaState,
+    pub packets: u32,
+    pub octets: u32,
+    /// Newest outgoing extended sequence number, for unwrapping NACKs.
+    pub newest_seq: u64,
+    /// Arrival time and outgoing timestamp of the newest packet sent, for sender reports.
+    pub newest_at: Option<(Instant, u32)>,
+}
+
+pub enum MediaState {
+    /// Waiting for a packet to start on (video: a keyframe that began at or after `since`).
+    Waiting { since: u64 },
+    Sending(Rewrite),
+}
+
+/// A track read by this worker, and who reads it here.
+pub struct Feed {
+    pub track: Arc<Track>,
+    /// Next ring index this worker has not yet fanned out.
+    pub cursor: u64,
+    /// (viewer slot, index into its `Egress::media`).
+    pub subscribers: Vec<(usize, usize)>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FanoutStats {
+    pub packets: u64,
+    pub bytes: u64,
+    /// Packets a slow worker lost to the ring overwriting them.
+    pub lagged: u64,
+    pub oversized: u64,
+}
+
+impl Egress {
+    /// Seals packet `p` of track `media` for this viewer into the send batch.
+    pub fn send(&mut self, media: usize, p: &Packet, tx: &mut dyn Sender, stats: &mut FanoutStats) {
+        let out = &mut self.media[media];
+        let MediaState::Sending(rewrite) = &out.state else {
+            return;
+        };
+        let buf = tx.buffer();
+        let len = HEADER_LEN + p.payload.len();
+        if len + self.overhead > buf.len() {
+            stats.oversized += 1;
+            return;
+        }
+        let seq = rewrite.write_header(p, buf);
+        buf[HEADER_LEN..len].copy_from_slice(&p.payload);
+        let sealed = self.srtp.protect_rtp(buf, HEADER_LEN, len, (seq >> 16) as u32);
+        tx.commit(sealed, self.route.local, self.route.remote);
+        out.packets = out.packets.wrapping_add(1);
+        out.octets = out.octets.wrapping_add(p.payload.len() as u32);
+        if seq >= out.newest_seq {
+            out.newest_seq = seq;
+            out.newest_at = Some((p.arrival, rewrite.timestamp(p.timestamp)));
+        }
+        stats.packets += 1;
+        stats.bytes += sealed as u64;
+    }
+
+    /// Sends `batch` (new packets of the feed's track) to this viewer, or starts the
+    /// viewer on it if it was waiting.
+    pub fn fan_out(
+        &mut self,
+        media: usize,
+        track: &Track,
+        batch: &[Arc<Packet>],
+        tx: &mut dyn Sender,
+        stats: &mut FanoutStats,
+    ) {
+        let out = &mut self.media[media];
+        if let MediaState::Waiting { since } = out.state {
+            let Some(start) = start_packets(track, since, batch) else {
+                return;
+            };
+            // A random start (RFC 3550 5.1), below 2^15 with room for the injected packets.
+            let seq = fastrand::u16(..0x7000) + start.injected;
+            let rewrite = Rewrite::starting_at(&start.anchor, out.ssrc, out.pt, seq, fastrand::u32(..));
+            out.state = MediaState::Sending(rewrite);
+            for p in &start.packets {
+                self.send(media, p, tx, stats);
+            }
+            return;
+        }
+        for p in batch {
+            self.send(media, p, tx, stats);
+        }
+    }
+}
+
+struct Start {
+    /// The first ring packet: it anchors the viewer's numbering.
+    anchor: Arc<Packet>,
+    /// Parameter sets sent before it, numbered just below it.
+    injected: u16,
+    packets: Vec<Arc<Packet>>,
+}
+
+/// What a waiting viewer starts with: audio on the next packet; video on the newest
+/// keyframe if it began after the viewer joined, with the parameter sets first if the
+/// keyframe does not carry them. None while there is nothing to start on.
+fn start_packets(track: &Track, since: u64, batch: &[Arc<Packet>]) -> Option<Start> {
+    if track.info.kind() == MediaKind::Audio {
+        let anchor = batch.first()?.clone();
+        return Some(Start { anchor, injected: 0, packets: batch.to_vec() });
+    }
+    let kf = track.last_keyframe().filter(|k| k.index >= since)?;
+    let anchor = track.get(kf.index)?;
+    let mut packets = Vec::new();
+    if !kf.has_parameter_sets {
+        let sets = track.parameter_sets()?;
+        packets.push(Arc::new(injected(&anchor, 2, sets.sps.clone())));
+        packets.push(Arc::new(injected(&anchor, 1, sets.pps.clone())));
+    }
+    let injected = packets.len() as u16;
+    let head = batch.last().map_or(kf.index + 1, |p| p.index + 1);
+    packets.extend((kf.index..head).filter_map(|i| track.get(i)));
+    Some(Start { anchor, injected, packets })
+}
+
+fn injected(keyframe: &Packet, before: u64, nal: Bytes) -> Packet {
+    Packet {
+        index: keyframe.index,
+        seq: keyframe.seq.wrapping_sub(before),
+        timestamp: keyframe.timestamp,
+        marker: false,
+        payload: nal,
+        arrival: keyframe.arrival,
+    }
+}

@@ -1,0 +1,286 @@
+//! Test harness: the relay binary in a child process, and a WHEP viewer built on str0m.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::media::{Direction, MediaKind};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+
+/// A relay process with its own config, killed on drop.
+pub struct Relay {
+    child: Child,
+    pub http: String,
+    pub stderr: mpsc::Receiver<String>,
+    _dir: tempdir::TempDir,
+}
+
+pub mod tempdir {
+    /// A directory removed on drop.
+    pub struct TempDir(pub std::path::PathBuf);
+    impl TempDir {
+        pub fn new(tag: &str) -> TempDir {
+            let p = std::env::temp_dir().join(format!("relay-test-{tag}-{}-{}", std::process::id(), fastrand::u64(..)));
+            std::fs::create_dir_all(&p).unwrap();
+            TempDir(p)
+        }
+    }
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+impl Relay {
+    /// Starts the relay with `paths` (YAML under `paths:`) on free ports, loopback only.
+    pub fn start(tag: &str, paths_yaml: &str) -> Relay {
+        Relay::start_with(tag, paths_yaml, "")
+    }
+
+    pub fn start_with(tag: &str, paths_yaml: &str, extra: &str) -> Relay {
+        let dir = tempdir::TempDir::new(tag);
+        let config: PathBuf = dir.0.join("relay.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "webrtcAddress: 127.0.0.1:0\nwebrtcLocalUDPAddress: 127.0.0.1:0\n\
+                 webrtcIPsFromInterfaces: false\nworkers: 2\n{extra}\npaths:\n{paths_yaml}"
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_relay"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start relay");
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let (etx, erx) = mpsc::channel();
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                eprintln!("[relay] {line}");
+                let _ = etx.send(line);
+            }
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("relay printed its URL");
+        let url = line.split(" at ").nth(1).expect("url in line").trim();
+        let http = url.trim_end_matches('/').rsplit_once('/').unwrap().0.to_string();
+        Relay { child, http, stderr: erx, _dir: dir }
+    }
+
+    pub fn metrics(&self) -> String {
+        ureq::get(&format!("{}/metrics", self.http))
+            .call()
+            .unwrap()
+            .into_body()
+            .read_to_string()
+            .unwrap()
+    }
+
+    /// Sum of a metric's samples (all label sets).
+    pub fn metric(&self, name: &str) -> f64 {
+        self.metrics()
+            .lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What a viewer received, by media kind.
+#[derive(Default, Debug)]
+pub struct Received {
+    /// Extended sequence number -> (payload, marker, timestamp), per SSRC.
+    pub streams: BTreeMap<u32, BTreeMap<u64, (Vec<u8>, bool, u32)>>,
+    pub kinds: BTreeMap<u32, MediaKind>,
+    /// Order of arrival (first arrivals only), per SSRC.
+    pub order: BTreeMap<u32, Vec<u64>>,
+    pub first_packet_at: Option<Instant>,
+}
+
+/// A WHEP viewer: str0m in RTP mode on a loopback UDP socket.
+pub struct Viewer {
+    pub rtc: Rtc,
+    socket: UdpSocket,
+    pub location: String,
+    pub connected: bool,
+    pub received: Received,
+    /// Drop the first arrival of every `n`th RTP sequence number (0: none), to make NACKs.
+    pub drop_every: u16,
+    dropped: HashSet<(u32, u16)>,
+    pub dropped_count: usize,
+    kinds_by_mid: BTreeMap<str0m::media::Mid, MediaKind>,
+}
+
+pub fn whep_offer(video: bool, audio: bool) -> (Rtc, UdpSocket, SdpOffer, str0m::change::SdpPendingOffer, BTreeMap<str0m::media::Mid, MediaKind>) {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut rtc = Rtc::builder().set_rtp_mode(true).build(Instant::now());
+    rtc.add_local_candidate(Candidate::host(socket.local_addr().unwrap(), "udp").unwrap());
+    let mut change = rtc.sdp_api();
+    let mut kinds = BTreeMap::new();
+    if video {
+        kinds.insert(change.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None), MediaKind::Video);
+    }
+    if audio {
+        kinds.insert(change.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None), MediaKind::Audio);
+    }
+    let (offer, pending) = change.apply().unwrap();
+    (rtc, socket, offer, pending, kinds)
+}
+
+/// POSTs an SDP offer; returns (status, Location, body).
+pub fn post_offer(http: &str, path: &str, sdp: &str) -> (u16, Option<String>, String) {
+    let resp = ureq::post(&format!("{http}/{path}/whep"))
+        .header("Content-Type", "application/sdp")
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .send(sdp);
+    let mut resp = resp.expect("HTTP request");
+    let status = resp.status().as_u16();
+    let location = resp.headers().get("location").map(|v| v.to_str().unwrap().to_string());
+    let body = resp.body_mut().read_to_string().unwrap_or_default();
+    (status, location, body)
+}
+
+impl Viewer {
+    pub fn connect(http: &str, path: &str) -> Viewer {
+        let (mut rtc, socket, offer, pending, kinds_by_mid) = whep_offer(true, true);
+        let (status, location, body) = post_offer(http, path, &offer.to_sdp_string());
+        assert_eq!(status, 201, "WHEP answer: {body}");
+        let answer = SdpAnswer::from_sdp_string(&body).expect("answer parses");
+        rtc.sdp_api().accept_answer(pending, answer).expect("answer accepted");
+        socket.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+        Viewer {
+            rtc,
+            socket,
+            location: location.expect("Location header"),
+            connected: false,
+            received: Received::default(),
+            drop_every: 0,
+            dropped: HashSet::new(),
+            dropped_count: 0,
+            kinds_by_mid,
+        }
+    }
+
+    /// Drives the session for `d` (bounded), collecting media.
+    pub fn run_for(&mut self, d: Duration) {
+        let end = Instant::now() + d;
+        let mut buf = vec![0u8; 2000];
+        while Instant::now() < end {
+            let timeout = loop {
+                match self.rtc.poll_output().expect("rtc output") {
+                    Output::Timeout(t) => break t,
+                    Output::Transmit(t) => {
+                        self.socket.send_to(&t.contents, t.destination).unwrap();
+                    }
+                    Output::Event(e) => self.on_event(e),
+                }
+            };
+            let wait = timeout.saturating_duration_since(Instant::now()).clamp(Duration::from_millis(1), Duration::from_millis(5));
+            self.socket.set_read_timeout(Some(wait)).unwrap();
+            match self.socket.recv_from(&mut buf) {
+                Ok((n, from)) => {
+                    let data = &buf[..n];
+                    if self.should_drop(data) {
+                        continue;
+                    }
+                    let to: SocketAddr = self.socket.local_addr().unwrap();
+                    if let Ok(r) = Receive::new(Protocol::Udp, from, to, data) {
+                        self.rtc.handle_input(Input::Receive(Instant::now(), r)).expect("input");
+                    }
+                }
+                Err(_) => {
+                    self.rtc.handle_input(Input::Timeout(Instant::now())).expect("timeout");
+                }
+            }
+        }
+    }
+
+    fn should_drop(&mut self, data: &[u8]) -> bool {
+        if self.drop_every == 0 || data.len() < 12 || !(128..=191).contains(&data[0]) || (192..=223).contains(&data[1]) {
+            return false;
+        }
+        let seq = u16::from_be_bytes([data[2], data[3]]);
+        let ssrc = u32::from_be_bytes([data[8], data[9], data[10], data[11]]);
+        if seq % self.drop_every == 0 && self.dropped.insert((ssrc, seq)) {
+            self.dropped_count += 1;
+            return true;
+        }
+        false
+    }
+
+    fn on_event(&mut self, e: Event) {
+        match e {
+            Event::Connected => self.connected = true,
+            Event::RtpPacket(p) => {
+                let ssrc = *p.header.ssrc;
+                let seq = *p.seq_no;
+                let r = &mut self.received;
+                r.first_packet_at.get_or_insert_with(Instant::now);
+                let stream = r.streams.entry(ssrc).or_default();
+                if !stream.contains_key(&seq) {
+                    r.order.entry(ssrc).or_default().push(seq);
+                }
+                stream.insert(seq, (p.payload.to_vec(), p.header.marker, p.header.timestamp));
+            }
+            Event::MediaData(_) => {}
+            Event::MediaAdded(m) => {
+                let _ = &self.kinds_by_mid;
+                let _ = m;
+            }
+            _ => {}
+        }
+    }
+
+    /// The SSRC of the (only) stream of this kind.
+    pub fn ssrc_of(&self, kind: MediaKind) -> Option<u32> {
+        let mid = self.kinds_by_mid.iter().find(|(_, k)| **k == kind)?.0;
+        let mut rtc_ssrc = None;
+        for (ssrc, _) in &self.received.streams {
+            let _ = mid;
+            rtc_ssrc = Some(*ssrc);
+        }
+        rtc_ssrc
+    }
+
+    pub fn delete(&self, http: &str) -> u16 {
+        let base = http.trim_end_matches('/');
+        let origin = base.splitn(4, '/').take(3).collect::<Vec<_>>().join("/");
+        ureq::delete(&format!("{origin}{}", self.location))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .call()
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+}
