@@ -77,10 +77,15 @@ pub fn parse(buf: &[u8]) -> Result<RtpPacket<'_>, RtpError> {
     })
 }
 
-/// RTCP multiplexed on the RTP port (RFC 5761 4: second byte 192-223, SR/RR/SDES... 200-206).
+/// RTCP multiplexed on the RTP port (RFC 5761 4): a compound packet starts with one of
+/// SR, RR, SDES, BYE, APP, RTPFB, PSFB or XR (200-207). Narrower than RFC 5761's 192-223
+/// so that a marked RTP packet of payload type 64-71 or 80-95 still counts as RTP.
 pub fn is_rtcp(buf: &[u8]) -> bool {
-    buf.len() >= 8 && buf[0] >> 6 == 2 && (192..=223).contains(&buf[1])
+    buf.len() >= 8 && buf[0] >> 6 == 2 && RTCP_TYPES.contains(&buf[1])
 }
+
+/// RTCP packet types 200-207; RTP payload types 72-79 would collide with them.
+pub const RTCP_TYPES: std::ops::RangeInclusive<u8> = 200..=207;
 
 /// Counters of one path, shared with [`super::Ingest::stats`].
 #[derive(Debug, Default)]
@@ -254,11 +259,13 @@ mod tests {
         demux.on_datagram(&packet(0x20, 96, b"v0"), now, &counters);
         // An RTCP sender report (PT 200) on the same port.
         demux.on_datagram(&[0x80, 200, 0, 6, 1, 2, 3, 4, 0, 0, 0, 0], now, &counters);
+        // A marked RTP packet of payload type 64 (second byte 192) is not RTCP.
+        demux.on_datagram(&packet(0x80, 0x80 | 64, b"x"), now, &counters);
         assert_eq!(video.head(), 1);
         assert_eq!(&video.get(0).unwrap().payload[..], b"\x65idr");
         assert_eq!(&audio.get(0).unwrap().payload[..], b"ulaw");
         assert_eq!(counters.received.load(Ordering::Relaxed), 2);
-        assert_eq!(counters.unknown_payload_type.load(Ordering::Relaxed), 1);
+        assert_eq!(counters.unknown_payload_type.load(Ordering::Relaxed), 2);
         assert_eq!(counters.malformed.load(Ordering::Relaxed), 1);
         assert_eq!(counters.rtcp.load(Ordering::Relaxed), 1);
         assert_eq!(demux.take_wake_mask(), 0b100);

@@ -25,7 +25,7 @@ pub enum SdpError {
     NoMedia,
     #[error("payload type '{0}' is not a number from 0 to 127")]
     BadPayloadType(String),
-    #[error("payload type {0} is reserved for RTCP (RFC 5761)")]
+    #[error("payload type {0} collides with RTCP on the same port (RFC 5761): use 96-127")]
     RtcpPayloadType(u8),
     #[error("payload type {0} appears twice: tracks on one port are told apart by payload type")]
     DuplicatePayloadType(u8),
@@ -57,7 +57,7 @@ pub fn parse(text: &str) -> Result<Vec<SdpTrack>, SdpError> {
                 .ok()
                 .filter(|pt| *pt < 128)
                 .ok_or_else(|| SdpError::BadPayloadType(format.clone()))?;
-            if (72..=76).contains(&payload_type) {
+            if super::rtp::RTCP_TYPES.contains(&(payload_type | 0x80)) {
                 return Err(SdpError::RtcpPayloadType(payload_type));
             }
             if tracks.iter().any(|t| t.payload_type == payload_type) {
@@ -234,10 +234,10 @@ mod tests {
             err("m=audio 5004 RTP/AVP 200\r\n"),
             SdpError::BadPayloadType("200".into())
         );
-        assert_eq!(
-            err("m=audio 5004 RTP/AVP 72\r\n"),
-            SdpError::RtcpPayloadType(72)
-        );
+        for pt in [72, 79] {
+            let e = err(&format!("m=audio 5004 RTP/AVP {pt}\r\n"));
+            assert_eq!(e, SdpError::RtcpPayloadType(pt));
+        }
         assert_eq!(
             err("m=video 5004 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 sprop-parameter-sets=!!\r\n"),
             SdpError::BadParameterSets(96)

@@ -100,7 +100,7 @@ pub fn bind(addr: SocketAddr, opts: &UdpOptions) -> io::Result<(UdpReceiver, Udp
         bufs: vec![0; batch * RECV_SLOT].into_boxed_slice(),
         names: vec![zeroed_storage(); batch].into_boxed_slice(),
         controls: vec![Cmsgs([0; CMSG_ROOM]); batch].into_boxed_slice(),
-        headers: Headers::new(batch, batch),
+        headers: Headers::new(batch),
         stats: RecvStats::default(),
     };
     let sender = UdpSender {
@@ -113,7 +113,7 @@ pub fn bind(addr: SocketAddr, opts: &UdpOptions) -> io::Result<(UdpReceiver, Udp
         names: vec![zeroed_storage(); batch].into_boxed_slice(),
         controls: vec![Cmsgs([0; CMSG_ROOM]); batch].into_boxed_slice(),
         ends: vec![0; batch].into_boxed_slice(),
-        headers: Headers::new(batch, batch),
+        headers: Headers::new(batch),
         stats: SendStats::default(),
         messages: 0,
     };
@@ -407,7 +407,7 @@ struct Headers {
 unsafe impl Send for Headers {}
 
 impl Headers {
-    fn new(iovs: usize, msgs: usize) -> Headers {
+    fn new(batch: usize) -> Headers {
         // SAFETY: iovec and mmsghdr are plain C structs for which all-zero is valid
         // (null pointers, zero lengths).
         let (iov, msg) = unsafe {
@@ -417,8 +417,8 @@ impl Headers {
             )
         };
         Headers {
-            iovs: vec![iov; iovs].into_boxed_slice(),
-            msgs: vec![msg; msgs].into_boxed_slice(),
+            iovs: vec![iov; batch].into_boxed_slice(),
+            msgs: vec![msg; batch].into_boxed_slice(),
         }
     }
 }
