@@ -1,1 +1,360 @@
-//! Sources of tracks: the built-in demo clip and RTP pushed over UDP (being written).
+//! Sources of tracks: the built-in demo clip and RTP pushed over UDP (MediaMTX's
+//! `udp+rtp://` sources described by `rtpSDP`).
+//!
+//! One ingest thread serves every source: an epoll set over the RTP sockets (batched
+//! `recvmmsg`) with the demo's next frame as its timeout. Each received batch wakes the
+//! workers reading the tracks it fed once, not once per packet.
+
+pub mod demo;
+pub mod rtp;
+pub mod sdp;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use crate::io::udp::{self, UdpOptions, UdpReceiver};
+use crate::io::wake::Wakers;
+use crate::io::Receiver;
+use crate::track::{Track, TrackWriter};
+use demo::{Clip, DemoPlayer};
+use rtp::{Counters, RtpDemux};
+
+/// Where a path's tracks come from (`source` in the config).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// The built-in H264 clip, looped.
+    Demo,
+    /// RTP pushed to `listen`, payload formats described by `sdp` (`rtpSDP`).
+    Rtp { listen: SocketAddr, sdp: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SourceError {
+    #[error("unsupported source '{0}': expected 'demo' or 'udp+rtp://ip:port'")]
+    Unsupported(String),
+    #[error("source '{given}': {reason}")]
+    BadAddress { given: String, reason: String },
+    #[error("source '{0}' needs rtpSDP, the SDP describing what is sent to it")]
+    MissingSdp(String),
+}
+
+impl Source {
+    /// Parses `demo` or `udp+rtp://ip:port` (`:port` listens on every IPv4 address).
+    pub fn parse(source: &str, rtp_sdp: Option<&str>) -> Result<Source, SourceError> {
+        let source = source.trim();
+        if source == "demo" {
+            return Ok(Source::Demo);
+        }
+        let Some(address) = source.strip_prefix("udp+rtp://") else {
+            return Err(SourceError::Unsupported(source.into()));
+        };
+        let bad = |reason: &str| SourceError::BadAddress {
+            given: source.into(),
+            reason: reason.into(),
+        };
+        let address = address.strip_suffix('/').unwrap_or(address);
+        let listen: SocketAddr = match address.strip_prefix(':') {
+            Some(port) => port
+                .parse::<u16>()
+                .map(|p| SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), p))
+                .map_err(|_| bad("the port is not a number from 1 to 65535"))?,
+            None => address
+                .parse()
+                .map_err(|_| bad("expected an IP address and a port, e.g. 0.0.0.0:5004"))?,
+        };
+        if listen.port() == 0 {
+            return Err(bad("the port must not be 0"));
+        }
+        if listen.ip().is_multicast() {
+            return Err(bad("multicast groups are not supported yet"));
+        }
+        let sdp = rtp_sdp
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| SourceError::MissingSdp(source.into()))?;
+        Ok(Source::Rtp {
+            listen,
+            sdp: sdp.to_string(),
+        })
+    }
+}
+
+/// A path's tracks, as the rest of the relay sees them.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub path: String,
+    pub tracks: Vec<Arc<Track>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// udpMaxPayloadSize: the demo's packets are cut to fit it once relayed.
+    pub max_payload: usize,
+    /// udpReadBufferSize: SO_RCVBUF of the RTP sockets, 0: the system default.
+    pub recv_buffer: usize,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        IngestOptions {
+            max_payload: 1452,
+            recv_buffer: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PathStats {
+    pub path: String,
+    /// RTP packets handed to a track (for the demo: packets played).
+    pub received: u64,
+    /// Datagrams that were neither RTP nor RTCP.
+    pub malformed: u64,
+    /// RTP packets whose payload type the SDP does not announce.
+    pub unknown_payload_type: u64,
+    /// RTCP packets on the RTP port, ignored.
+    pub rtcp: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IngestStats {
+    pub paths: Vec<PathStats>,
+}
+
+/// The running ingest thread; dropping it stops the thread.
+pub struct Ingest {
+    stop: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+    thread: Option<JoinHandle<()>>,
+    counters: Arc<[(String, Counters)]>,
+}
+
+impl Ingest {
+    pub fn stats(&self) -> IngestStats {
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        IngestStats {
+            paths: self
+                .counters
+                .iter()
+                .map(|(path, c)| PathStats {
+                    path: path.clone(),
+                    received: load(&c.received),
+                    malformed: load(&c.malformed),
+                    unknown_payload_type: load(&c.unknown_payload_type),
+                    rtcp: load(&c.rtcp),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Drop for Ingest {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        let _ = self.waker.wake();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+struct RtpInput {
+    path: usize,
+    receiver: UdpReceiver,
+    /// Datagrams per receive call: a shorter batch means the socket was emptied.
+    batch: usize,
+    demux: RtpDemux,
+}
+
+struct DemoInput {
+    path: usize,
+    player: DemoPlayer,
+    writer: TrackWriter,
+}
+
+const STOP: Token = Token(usize::MAX);
+/// Batches taken from one socket per wakeup before the others (and the demo) get a turn.
+const MAX_BATCHES: usize = 16;
+
+/// Binds every RTP source, builds every track and starts the ingest thread.
+pub fn start(
+    sources: Vec<(String, Source)>,
+    wakers: Arc<Wakers>,
+    opts: IngestOptions,
+) -> anyhow::Result<(Ingest, Vec<Published>)> {
+    let poll = Poll::new().context("ingest: creating epoll")?;
+    let waker = Arc::new(Waker::new(poll.registry(), STOP).context("ingest: creating waker")?);
+    let mut clip: Option<Arc<Clip>> = None;
+    let mut rtp_inputs = Vec::new();
+    let mut demos = Vec::new();
+    let mut published = Vec::new();
+    let mut counters = Vec::new();
+    let udp_opts = UdpOptions {
+        recv_buffer: opts.recv_buffer,
+        send_buffer: 0,
+        ..UdpOptions::default()
+    };
+    let now = Instant::now();
+    for (index, (path, source)) in sources.into_iter().enumerate() {
+        match source {
+            Source::Demo => {
+                let clip = match &clip {
+                    Some(c) => c.clone(),
+                    None => clip
+                        .insert(Arc::new(
+                            Clip::demo(opts.max_payload)
+                                .with_context(|| format!("path '{path}': demo"))?,
+                        ))
+                        .clone(),
+                };
+                let (track, writer) = Track::new(clip.info.clone(), clip.info.default_history());
+                writer.set_parameter_sets(clip.parameter_sets.clone());
+                demos.push(DemoInput {
+                    path: index,
+                    player: DemoPlayer::random(clip, now),
+                    writer,
+                });
+                published.push(Published {
+                    path: path.clone(),
+                    tracks: vec![track],
+                });
+            }
+            Source::Rtp { listen, sdp } => {
+                let described =
+                    sdp::parse(&sdp).with_context(|| format!("path '{path}': rtpSDP"))?;
+                let (receiver, _) = udp::bind(listen, &udp_opts)
+                    .with_context(|| format!("path '{path}': listening on udp {listen}"))?;
+                poll.registry()
+                    .register(
+                        &mut SourceFd(&receiver.fd()),
+                        Token(rtp_inputs.len()),
+                        Interest::READABLE,
+                    )
+                    .context("ingest: epoll_ctl")?;
+                let mut tracks = Vec::new();
+                let mut writers = Vec::new();
+                for t in described {
+                    let (track, writer) = Track::new(t.info.clone(), t.info.default_history());
+                    if let Some(sets) = t.parameter_sets {
+                        writer.set_parameter_sets(sets);
+                    }
+                    tracks.push(track);
+                    writers.push((t.payload_type, writer));
+                }
+                rtp_inputs.push(RtpInput {
+                    path: index,
+                    receiver,
+                    batch: udp_opts.batch,
+                    demux: RtpDemux::new(writers),
+                });
+                published.push(Published {
+                    path: path.clone(),
+                    tracks,
+                });
+            }
+        }
+        counters.push((path, Counters::default()));
+    }
+    let counters: Arc<[(String, Counters)]> = counters.into();
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread = {
+        let (stop, counters) = (stop.clone(), counters.clone());
+        std::thread::Builder::new()
+            .name("ingest".into())
+            .spawn(move || run(poll, rtp_inputs, demos, &wakers, &counters, &stop))
+            .context("ingest: spawning thread")?
+    };
+    let ingest = Ingest {
+        stop,
+        waker,
+        thread: Some(thread),
+        counters,
+    };
+    Ok((ingest, published))
+}
+
+fn run(
+    mut poll: Poll,
+    mut rtp_inputs: Vec<RtpInput>,
+    mut demos: Vec<DemoInput>,
+    wakers: &Wakers,
+    counters: &[(String, Counters)],
+    stop: &AtomicBool,
+) {
+    let mut events = Events::with_capacity(64);
+    // Sockets left with datagrams after MAX_BATCHES (epoll is edge-triggered in mio).
+    let mut pending: Vec<usize> = Vec::new();
+    while !stop.load(Ordering::Acquire) {
+        let timeout = if pending.is_empty() {
+            demos
+                .iter()
+                .map(|d| d.player.next_due())
+                .min()
+                .map(|due| due.saturating_duration_since(Instant::now()))
+        } else {
+            Some(Duration::ZERO)
+        };
+        if let Err(e) = poll.poll(&mut events, timeout) {
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                tracing::error!("ingest: epoll failed, stopping: {e}");
+                return;
+            }
+        }
+        for event in events.iter() {
+            if event.token() != STOP && !pending.contains(&event.token().0) {
+                pending.push(event.token().0);
+            }
+        }
+        pending.retain(|&i| drain(&mut rtp_inputs[i], wakers, counters));
+        let now = Instant::now();
+        let mut wake = 0;
+        for d in &mut demos {
+            let writer = &mut d.writer;
+            let sent = d.player.play(now, &mut |p| {
+                writer.push(p);
+            });
+            if sent > 0 {
+                let c = &counters[d.path].1;
+                c.received.fetch_add(sent as u64, Ordering::Relaxed);
+                wake |= writer.track().readers();
+            }
+        }
+        if wake != 0 {
+            wakers.wake(wake);
+        }
+    }
+}
+
+/// Takes up to MAX_BATCHES batches from one socket; true when more may be waiting.
+fn drain(input: &mut RtpInput, wakers: &Wakers, counters: &[(String, Counters)]) -> bool {
+    let c = &counters[input.path].1;
+    let demux = &mut input.demux;
+    for _ in 0..MAX_BATCHES {
+        let arrival = Instant::now();
+        let result = input
+            .receiver
+            .recv(&mut |d| demux.on_datagram(d.data, arrival, c));
+        let wake = demux.take_wake_mask();
+        if wake != 0 {
+            wakers.wake(wake);
+        }
+        match result {
+            Ok(n) if n < input.batch => return false,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!("ingest: receiving for '{}': {e}", counters[input.path].0);
+                return false;
+            }
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests;

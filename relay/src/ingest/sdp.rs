@@ -1,0 +1,248 @@
+//! `rtpSDP`: the SDP that describes what an RTP pusher sends (as ffmpeg's `-sdp_file`
+//! writes it), read into one track per payload type.
+
+use std::io::Cursor;
+
+use base64::Engine;
+use bytes::Bytes;
+
+use crate::track::{h264, Codec, ParameterSets, TrackInfo};
+
+/// One payload type announced by the SDP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SdpTrack {
+    pub payload_type: u8,
+    pub info: TrackInfo,
+    /// H264 `sprop-parameter-sets`, to start viewers before the first in-band SPS/PPS.
+    pub parameter_sets: Option<ParameterSets>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SdpError {
+    #[error("not valid SDP: {0}")]
+    Syntax(String),
+    #[error("no m= line describes a stream")]
+    NoMedia,
+    #[error("payload type '{0}' is not a number from 0 to 127")]
+    BadPayloadType(String),
+    #[error("payload type {0} collides with RTCP on the same port (RFC 5761): use 96-127")]
+    RtcpPayloadType(u8),
+    #[error("payload type {0} appears twice: tracks on one port are told apart by payload type")]
+    DuplicatePayloadType(u8),
+    #[error("payload type {0} has no a=rtpmap line")]
+    NoRtpmap(u8),
+    #[error(
+        "unsupported codec {codec} (payload type {payload_type}); supported: \
+         H264/90000, opus/48000/2, PCMU/8000, PCMA/8000"
+    )]
+    UnsupportedCodec { codec: String, payload_type: u8 },
+    #[error("sprop-parameter-sets of payload type {0} is not base64 SPS and PPS")]
+    BadParameterSets(u8),
+}
+
+/// Reads the tracks of an SDP. Lines may be indented or end in LF (YAML block scalars).
+pub fn parse(text: &str) -> Result<Vec<SdpTrack>, SdpError> {
+    let mut normalized = String::with_capacity(text.len() + 64);
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        normalized.push_str(line);
+        normalized.push_str("\r\n");
+    }
+    let session = sdp::SessionDescription::unmarshal(&mut Cursor::new(normalized))
+        .map_err(|e| SdpError::Syntax(e.to_string()))?;
+    let mut tracks: Vec<SdpTrack> = Vec::new();
+    for media in &session.media_descriptions {
+        for format in &media.media_name.formats {
+            let payload_type = format
+                .parse::<u8>()
+                .ok()
+                .filter(|pt| *pt < 128)
+                .ok_or_else(|| SdpError::BadPayloadType(format.clone()))?;
+            if super::rtp::RTCP_TYPES.contains(&(payload_type | 0x80)) {
+                return Err(SdpError::RtcpPayloadType(payload_type));
+            }
+            if tracks.iter().any(|t| t.payload_type == payload_type) {
+                return Err(SdpError::DuplicatePayloadType(payload_type));
+            }
+            let rtpmap = attribute(media, "rtpmap", payload_type);
+            let fmtp = attribute(media, "fmtp", payload_type).unwrap_or_default();
+            let codec = codec(payload_type, rtpmap)?;
+            let parameter_sets = match codec {
+                Codec::H264 => sprop_parameter_sets(fmtp, payload_type)?,
+                _ => None,
+            };
+            tracks.push(SdpTrack {
+                payload_type,
+                info: TrackInfo {
+                    codec,
+                    fmtp: fmtp.to_string(),
+                },
+                parameter_sets,
+            });
+        }
+    }
+    if tracks.is_empty() {
+        return Err(SdpError::NoMedia);
+    }
+    Ok(tracks)
+}
+
+/// The value of `a=<key>:<pt> <value>` for payload type `pt`.
+fn attribute<'a>(media: &'a sdp::MediaDescription, key: &str, pt: u8) -> Option<&'a str> {
+    media
+        .attributes
+        .iter()
+        .filter(|a| a.key == key)
+        .filter_map(|a| a.value.as_deref()?.trim().split_once(char::is_whitespace))
+        .find(|(p, _)| p.parse() == Ok(pt))
+        .map(|(_, v)| v.trim())
+}
+
+fn codec(payload_type: u8, rtpmap: Option<&str>) -> Result<Codec, SdpError> {
+    let Some(rtpmap) = rtpmap else {
+        // Static payload types (RFC 3551) need no rtpmap; ffmpeg writes none for them.
+        return match payload_type {
+            0 => Ok(Codec::Pcmu),
+            8 => Ok(Codec::Pcma),
+            _ => Err(SdpError::NoRtpmap(payload_type)),
+        };
+    };
+    let unsupported = || SdpError::UnsupportedCodec {
+        codec: rtpmap.to_string(),
+        payload_type,
+    };
+    let mut parts = rtpmap.split('/');
+    let name = parts.next().unwrap_or_default();
+    let rate: Option<u32> = parts.next().and_then(|r| r.parse().ok());
+    let codec = Codec::from_encoding_name(name).ok_or_else(unsupported)?;
+    if rate != Some(codec.clock_rate()) {
+        return Err(unsupported());
+    }
+    Ok(codec)
+}
+
+fn sprop_parameter_sets(fmtp: &str, pt: u8) -> Result<Option<ParameterSets>, SdpError> {
+    let Some(value) = fmtp
+        .split(';')
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("sprop-parameter-sets"))
+        .map(|(_, v)| v.trim())
+    else {
+        return Ok(None);
+    };
+    let (mut sps, mut pps) = (None, None);
+    for nal in value.split(',') {
+        let nal = base64::engine::general_purpose::STANDARD
+            .decode(nal.trim())
+            .map_err(|_| SdpError::BadParameterSets(pt))?;
+        match nal.first().map(|b| b & 0x1f) {
+            Some(h264::NAL_SPS) => sps = Some(Bytes::from(nal)),
+            Some(h264::NAL_PPS) => pps = Some(Bytes::from(nal)),
+            _ => {}
+        }
+    }
+    match (sps, pps) {
+        (Some(sps), Some(pps)) => Ok(Some(ParameterSets { sps, pps })),
+        _ => Err(SdpError::BadParameterSets(pt)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // As ffmpeg 5.1 writes it (`-f rtp -flags:v +global_header` of libx264), indented as
+    // in a YAML block.
+    const FFMPEG_H264: &str = "
+        v=0
+        o=- 0 0 IN IP4 127.0.0.1
+        s=No Name
+        c=IN IP4 127.0.0.1
+        t=0 0
+        a=tool:libavformat LIBAVFORMAT_VERSION
+        m=video 5004 RTP/AVP 96
+        a=rtpmap:96 H264/90000
+        a=fmtp:96 packetization-mode=1; sprop-parameter-sets=Z0LAHtkAoC/5cBEAAAMAAQAAAwA8DxYuSA==,aMuDyyA=; profile-level-id=42C01E
+    ";
+
+    fn session(media: &str) -> String {
+        format!("v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n{media}")
+    }
+
+    #[test]
+    fn reads_ffmpeg_h264_with_parameter_sets() {
+        let tracks = parse(FFMPEG_H264).unwrap();
+        assert_eq!(tracks.len(), 1);
+        let t = &tracks[0];
+        assert_eq!(t.payload_type, 96);
+        assert_eq!(t.info.codec, Codec::H264);
+        assert_eq!(
+            h264::profile_level_id(&t.info.fmtp),
+            Some([0x42, 0xc0, 0x1e])
+        );
+        let sets = t.parameter_sets.as_ref().unwrap();
+        assert_eq!(&sets.sps[..4], &[0x67, 0x42, 0xc0, 0x1e]);
+        assert_eq!(&sets.pps[..], &[0x68, 0xcb, 0x83, 0xcb, 0x20]);
+    }
+
+    #[test]
+    fn audio_and_video_on_one_port_with_static_payload_types() {
+        let text = session(
+            "m=audio 5004 RTP/AVP 111\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 sprop-stereo=1\r\n\
+             m=audio 5004 RTP/AVP 0 8\r\n\
+             m=video 5004 RTP/AVP 96\r\na=rtpmap:96 h264/90000\r\n",
+        );
+        let tracks = parse(&text).unwrap();
+        let got: Vec<(u8, Codec, &str)> = tracks
+            .iter()
+            .map(|t| (t.payload_type, t.info.codec, t.info.fmtp.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (111, Codec::Opus, "sprop-stereo=1"),
+                (0, Codec::Pcmu, ""),
+                (8, Codec::Pcma, ""),
+                (96, Codec::H264, ""),
+            ]
+        );
+        assert_eq!(tracks[3].parameter_sets, None);
+    }
+
+    #[test]
+    fn clear_errors() {
+        let err = |media: &str| parse(&session(media)).unwrap_err();
+        assert_eq!(
+            err("m=video 5004 RTP/AVP 96\r\na=rtpmap:96 H265/90000\r\n"),
+            SdpError::UnsupportedCodec {
+                codec: "H265/90000".into(),
+                payload_type: 96
+            }
+        );
+        assert!(err("m=video 5004 RTP/AVP 96\r\na=rtpmap:96 H265/90000\r\n")
+            .to_string()
+            .contains("H265/90000"));
+        assert!(matches!(
+            err("m=audio 5004 RTP/AVP 97\r\na=rtpmap:97 opus/8000/2\r\n"),
+            SdpError::UnsupportedCodec { .. }
+        ));
+        assert_eq!(err("m=video 5004 RTP/AVP 97\r\n"), SdpError::NoRtpmap(97));
+        assert_eq!(
+            err("m=audio 5004 RTP/AVP 0\r\nm=audio 5004 RTP/AVP 0\r\n"),
+            SdpError::DuplicatePayloadType(0)
+        );
+        assert_eq!(
+            err("m=audio 5004 RTP/AVP 200\r\n"),
+            SdpError::BadPayloadType("200".into())
+        );
+        for pt in [72, 79] {
+            let e = err(&format!("m=audio 5004 RTP/AVP {pt}\r\n"));
+            assert_eq!(e, SdpError::RtcpPayloadType(pt));
+        }
+        assert_eq!(
+            err("m=video 5004 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 sprop-parameter-sets=!!\r\n"),
+            SdpError::BadParameterSets(96)
+        );
+        assert_eq!(err(""), SdpError::NoMedia);
+        assert!(matches!(parse("hello"), Err(SdpError::Syntax(_))));
+    }
+}

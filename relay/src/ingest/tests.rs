@@ -1,0 +1,331 @@
+//! The ingest with real sources: the demo in real time, and ffmpeg pushing RTP.
+
+use super::*;
+use crate::track::{h264, Codec};
+use std::process::{Child, Command, Stdio};
+
+fn sdp_text() -> Option<&'static str> {
+    Some("v=0\no=- 0 0 IN IP4 127.0.0.1\ns=-\nt=0 0\nm=video 5004 RTP/AVP 96\na=rtpmap:96 H264/90000\n")
+}
+
+#[test]
+fn parses_sources() {
+    let rtp = |s: &str| match Source::parse(s, sdp_text()) {
+        Ok(Source::Rtp { listen, .. }) => Ok(listen),
+        Ok(other) => panic!("{other:?}"),
+        Err(e) => Err(e),
+    };
+    assert_eq!(Source::parse("demo", None), Ok(Source::Demo));
+    assert_eq!(rtp("udp+rtp://:5004"), Ok("0.0.0.0:5004".parse().unwrap()));
+    assert_eq!(
+        rtp("udp+rtp://0.0.0.0:5004"),
+        Ok("0.0.0.0:5004".parse().unwrap())
+    );
+    assert_eq!(
+        rtp("udp+rtp://127.0.0.1:6000/"),
+        Ok("127.0.0.1:6000".parse().unwrap())
+    );
+    assert_eq!(rtp("udp+rtp://[::]:5004"), Ok("[::]:5004".parse().unwrap()));
+    for bad in [
+        "udp+rtp://camera.local:5004",
+        "udp+rtp://:0",
+        "udp+rtp://:70000",
+        "udp+rtp://127.0.0.1",
+        "udp+rtp://238.0.0.1:1234",
+    ] {
+        let e = rtp(bad).unwrap_err();
+        assert!(matches!(e, SourceError::BadAddress { .. }), "{bad}: {e}");
+        assert!(e.to_string().contains(bad), "{e}");
+    }
+    assert_eq!(
+        Source::parse("rtsp://cam/stream", None),
+        Err(SourceError::Unsupported("rtsp://cam/stream".into()))
+    );
+    assert_eq!(
+        Source::parse("udp+rtp://:5004", Some("  \n")),
+        Err(SourceError::MissingSdp("udp+rtp://:5004".into()))
+    );
+}
+
+#[test]
+fn start_names_the_path_in_its_errors() {
+    let wakers = Arc::new(Wakers::new(1).unwrap());
+    let h265 = "v=0\no=- 0 0 IN IP4 127.0.0.1\ns=-\nt=0 0\nm=video 5004 RTP/AVP 96\na=rtpmap:96 H265/90000\n";
+    let source = Source::parse("udp+rtp://127.0.0.1:5004", Some(h265)).unwrap();
+    let err = start(
+        vec![("cam7".into(), source)],
+        wakers.clone(),
+        IngestOptions::default(),
+    )
+    .err()
+    .unwrap();
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("cam7") && text.contains("H265/90000"),
+        "{text}"
+    );
+
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let source = Source::parse(&format!("udp+rtp://{addr}"), sdp_text()).unwrap();
+    let err = start(
+        vec![("cam8".into(), source)],
+        wakers,
+        IngestOptions::default(),
+    )
+    .err()
+    .unwrap();
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("cam8") && text.contains(&addr.to_string()),
+        "{text}"
+    );
+}
+
+fn readable(fd: std::os::fd::RawFd, timeout_ms: i32) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut p, 1, timeout_ms) == 1 }
+}
+
+#[test]
+fn demo_plays_in_real_time_and_wakes_readers() {
+    let wakers = Arc::new(Wakers::new(2).unwrap());
+    let (ingest, published) = start(
+        vec![("demo".into(), Source::Demo)],
+        wakers.clone(),
+        IngestOptions::default(),
+    )
+    .unwrap();
+    let track = published[0].tracks[0].clone();
+    assert_eq!(published[0].path, "demo");
+    assert_eq!(track.info.codec, Codec::H264);
+    assert!(track.parameter_sets().is_some(), "seeded before any packet");
+    track.add_reader(1);
+    assert!(readable(wakers.fd(1), 500), "worker 1 woken");
+    assert!(!readable(wakers.fd(0), 0), "worker 0 reads nothing");
+
+    let t0 = Instant::now();
+    let head0 = track.head();
+    let frames_at = |head: u64| {
+        (0..head)
+            .filter(|&i| track.get(i).is_some_and(|p| p.marker))
+            .count()
+    };
+    let frames0 = frames_at(head0);
+    std::thread::sleep(Duration::from_secs(1));
+    let frames = frames_at(track.head()) - frames0;
+    let expected = (t0.elapsed().as_secs_f64() * 30.0) as usize;
+    assert!(
+        frames.abs_diff(expected) <= 4,
+        "{frames} frames in {:?}",
+        t0.elapsed()
+    );
+    let kf = track.last_keyframe().unwrap();
+    assert!(kf.has_parameter_sets);
+    let stats = ingest.stats();
+    assert_eq!(stats.paths[0].received, track.head());
+    drop(ingest);
+    let head = track.head();
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(track.head(), head, "stopped on drop");
+}
+
+fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs ffmpeg for at most `limit`, killing it (by its PID) if it overruns.
+fn run_ffmpeg(args: &[String], limit: Duration) {
+    let mut child: Child = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin"])
+        .args(args)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("ffmpeg is installed");
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "ffmpeg: {status}");
+            return;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("ffmpeg ran past {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Checks that the packets still in the ring have consecutive sequence numbers;
+/// returns how many the track got.
+fn assert_continuous(track: &Track, what: &str) -> u64 {
+    let head = track.head();
+    assert!(head > 0, "{what}: no packets");
+    let oldest = head.saturating_sub(track.capacity());
+    let seqs: Vec<u64> = (oldest..head).map(|i| track.get(i).unwrap().seq).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "{what}: gaps in {seqs:?}"
+    );
+    head
+}
+
+#[test]
+fn ffmpeg_h264_over_rtp() {
+    let port = free_port();
+    let sdp = format!(
+        "v=0\no=- 0 0 IN IP4 127.0.0.1\ns=No Name\nc=IN IP4 127.0.0.1\nt=0 0\n\
+         m=video {port} RTP/AVP 96\na=rtpmap:96 H264/90000\na=fmtp:96 packetization-mode=1\n"
+    );
+    let source = Source::parse(&format!("udp+rtp://127.0.0.1:{port}"), Some(&sdp)).unwrap();
+    let wakers = Arc::new(Wakers::new(1).unwrap());
+    let (ingest, published) = start(
+        vec![("cam".into(), source)],
+        wakers,
+        IngestOptions::default(),
+    )
+    .unwrap();
+    let track = published[0].tracks[0].clone();
+    assert!(track.parameter_sets().is_none(), "none in the SDP");
+    let args: Vec<String> = [
+        "-re",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=30",
+        "-t",
+        "3",
+        "-c:v",
+        "libx264",
+        "-profile:v",
+        "baseline",
+        "-pix_fmt",
+        "yuv420p",
+        "-g",
+        "30",
+        "-bf",
+        "0",
+        "-f",
+        "rtp",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([format!("rtp://127.0.0.1:{port}?pkt_size=1200")])
+    .collect();
+    run_ffmpeg(&args, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(50));
+
+    let packets = assert_continuous(&track, "H264");
+    assert!(
+        packets <= track.capacity(),
+        "the whole stream is in the ring"
+    );
+    let frames = (0..packets)
+        .filter(|&i| track.get(i).unwrap().marker)
+        .count();
+    assert_eq!(frames, 90, "3 s at 30 fps, each frame's last packet marked");
+    let kf = track.last_keyframe().expect("keyframes found");
+    assert!(kf.index > 0, "the newest of three keyframes, not the first");
+    assert!(kf.has_parameter_sets, "x264 repeats SPS/PPS in band");
+    let sets = track
+        .parameter_sets()
+        .expect("parameter sets found in band");
+    assert_eq!(sets.sps[0] & 0x1f, h264::NAL_SPS);
+    assert_eq!(sets.pps[0] & 0x1f, h264::NAL_PPS);
+    let stats = &ingest.stats().paths[0];
+    assert_eq!(stats.received, packets);
+    assert_eq!((stats.malformed, stats.unknown_payload_type), (0, 0));
+}
+
+#[test]
+fn ffmpeg_opus_and_pcmu_on_one_port() {
+    let port = free_port();
+    let sdp = format!(
+        "v=0\no=- 0 0 IN IP4 127.0.0.1\ns=No Name\nc=IN IP4 127.0.0.1\nt=0 0\n\
+         m=audio {port} RTP/AVP 111\na=rtpmap:111 opus/48000/2\n\
+         m=audio {port} RTP/AVP 0\n"
+    );
+    let source = Source::parse(&format!("udp+rtp://127.0.0.1:{port}"), Some(&sdp)).unwrap();
+    let wakers = Arc::new(Wakers::new(1).unwrap());
+    let (ingest, published) = start(
+        vec![("mic".into(), source)],
+        wakers,
+        IngestOptions::default(),
+    )
+    .unwrap();
+    let (opus, pcmu) = (
+        published[0].tracks[0].clone(),
+        published[0].tracks[1].clone(),
+    );
+    assert_eq!(
+        (opus.info.codec, pcmu.info.codec),
+        (Codec::Opus, Codec::Pcmu)
+    );
+    // Both streams and their RTCP go to the one port.
+    let url = format!("rtp://127.0.0.1:{port}?rtcpport={port}");
+    let args: Vec<String> = [
+        "-re",
+        "-t",
+        "3",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-re",
+        "-t",
+        "3",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=660:sample_rate=8000",
+        "-map",
+        "0:a",
+        "-c:a",
+        "libopus",
+        "-payload_type",
+        "111",
+        "-f",
+        "rtp",
+        &url,
+        "-map",
+        "1:a",
+        "-c:a",
+        "pcm_mulaw",
+        "-f",
+        "rtp",
+        &url,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    run_ffmpeg(&args, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(50));
+
+    let opus_packets = assert_continuous(&opus, "Opus");
+    assert!(
+        opus_packets.abs_diff(150) <= 3,
+        "{opus_packets} Opus packets of 20 ms in 3 s"
+    );
+    let pcmu_packets = assert_continuous(&pcmu, "PCMU");
+    let samples: usize = (0..pcmu_packets)
+        .map(|i| pcmu.get(i).unwrap().payload.len())
+        .sum();
+    assert_eq!(samples, 24_000, "3 s of 8 kHz mu-law, one byte a sample");
+    let stats = &ingest.stats().paths[0];
+    assert_eq!(stats.received, opus_packets + pcmu_packets);
+    assert!(
+        stats.rtcp > 0,
+        "ffmpeg's sender reports arrived and were ignored"
+    );
+    assert_eq!((stats.malformed, stats.unknown_payload_type), (0, 0));
+}
