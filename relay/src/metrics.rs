@@ -12,19 +12,19 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::ingest::IngestStats;
+use crate::ingest::{IngestCounters, PathStats};
 use crate::worker::registry::Path;
 use crate::worker::WorkerStats;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Metrics {
     workers: Vec<Arc<WorkerStats>>,
     paths: Vec<Arc<Path>>,
-    ingest: Arc<IngestStats>,
+    ingest: IngestCounters,
 }
 
 impl Metrics {
-    pub fn new(workers: Vec<Arc<WorkerStats>>, mut paths: Vec<Arc<Path>>, ingest: Arc<IngestStats>) -> Metrics {
+    pub fn new(workers: Vec<Arc<WorkerStats>>, mut paths: Vec<Arc<Path>>, ingest: IngestCounters) -> Metrics {
         paths.sort_by(|a, b| a.name.cmp(&b.name));
         Metrics { workers, paths, ingest }
     }
@@ -112,6 +112,21 @@ impl Collector for Metrics {
                 }
             }
         }
-        self.ingest.encode(&mut encoder)
+        type IngestCounter = (&'static str, &'static str, fn(&PathStats) -> u64);
+        const INGEST_COUNTERS: &[IngestCounter] = &[
+            ("ingest_packets", "RTP packets a source delivered to its path's tracks.", |s| s.received),
+            ("ingest_dropped_malformed", "Datagrams on a source port that were not RTP or RTCP.", |s| s.malformed),
+            ("ingest_dropped_unknown_payload_type", "RTP packets whose payload type rtpSDP does not announce.", |s| s.unknown_payload_type),
+            ("ingest_rtcp_ignored", "RTCP packets on a source's RTP port (ignored).", |s| s.rtcp),
+        ];
+        let stats = self.ingest.stats();
+        for (name, help, field) in INGEST_COUNTERS {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for p in &stats.paths {
+                let labels = [("path", p.path.clone())];
+                ConstCounter::new(field(p)).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
     }
 }

@@ -117,24 +117,31 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         })
         .collect();
 
-    let candidates = candidates(&config, media_addr)?;
-    if candidates.is_empty() {
-        bail!("no address to advertise to viewers: set webrtcAdditionalHosts or enable webrtcIPsFromInterfaces");
-    }
-    info!(candidates = ?candidates, "advertised ICE host candidates");
-    let registry = Arc::new(Registry::new(wakers.clone()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut stats = Vec::new();
-    let mut threads = Vec::new();
+    // Every worker's socket on the same port (SO_REUSEPORT); port 0 picks one for all.
     let opts = UdpOptions {
         reuse_port: true,
         recv_buffer: config.udp_read_buffer_size,
         ..UdpOptions::default()
     };
-    for id in 0..workers {
+    let mut media_addr = media_addr;
+    let mut sockets = Vec::new();
+    for _ in 0..workers {
         let (rx, tx) = udp::bind(media_addr, &opts).with_context(|| {
             format!("cannot bind the media port {media_addr} (webrtcLocalUDPAddress): is another relay running?")
         })?;
+        media_addr = rx.local_addr()?;
+        sockets.push((rx, tx));
+    }
+    let candidates = candidates(&config, media_addr)?;
+    if candidates.is_empty() {
+        bail!("no address to advertise to viewers: set webrtcAdditionalHosts or enable webrtcIPsFromInterfaces");
+    }
+    info!(media = %media_addr, workers, candidates = ?candidates, "media port ready");
+    let registry = Arc::new(Registry::new(wakers.clone()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut stats = Vec::new();
+    let mut threads = Vec::new();
+    for (id, (rx, tx)) in sockets.into_iter().enumerate() {
         let worker_stats = Arc::new(WorkerStats::default());
         stats.push(worker_stats.clone());
         let worker = Worker::new(id, rx, tx, registry.clone(), wakers.clone(), worker_stats);
@@ -149,7 +156,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         );
     }
 
-    let metrics = Metrics::new(stats, paths.values().cloned().collect(), ingest.stats_handle());
+    let metrics = Metrics::new(stats, paths.values().cloned().collect(), ingest.counters());
     let control = Arc::new(Control {
         paths: paths.clone(),
         registry: registry.clone(),

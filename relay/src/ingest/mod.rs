@@ -127,20 +127,16 @@ pub struct IngestStats {
     pub paths: Vec<PathStats>,
 }
 
-/// The running ingest thread; dropping it stops the thread.
-pub struct Ingest {
-    stop: Arc<AtomicBool>,
-    waker: Arc<Waker>,
-    thread: Option<JoinHandle<()>>,
-    counters: Arc<[(String, Counters)]>,
-}
+/// The ingest's counters, readable from any thread (metrics).
+#[derive(Clone)]
+pub struct IngestCounters(Arc<[(String, Counters)]>);
 
-impl Ingest {
+impl IngestCounters {
     pub fn stats(&self) -> IngestStats {
         let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
         IngestStats {
             paths: self
-                .counters
+                .0
                 .iter()
                 .map(|(path, c)| PathStats {
                     path: path.clone(),
@@ -151,6 +147,24 @@ impl Ingest {
                 })
                 .collect(),
         }
+    }
+}
+
+/// The running ingest thread; dropping it stops the thread.
+pub struct Ingest {
+    stop: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+    thread: Option<JoinHandle<()>>,
+    counters: IngestCounters,
+}
+
+impl Ingest {
+    pub fn stats(&self) -> IngestStats {
+        self.counters.stats()
+    }
+
+    pub fn counters(&self) -> IngestCounters {
+        self.counters.clone()
     }
 }
 
@@ -274,7 +288,7 @@ pub fn start(
         stop,
         waker,
         thread: Some(thread),
-        counters,
+        counters: IngestCounters(counters),
     };
     Ok((ingest, published))
 }
