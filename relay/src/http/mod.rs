@@ -1,7 +1,38 @@
-//! HTTP: WHEP endpoints, the player page, metrics (being written).
+//! HTTP: WHEP endpoints, the player page, metrics.
 //!
 //! The HTTP layer knows nothing of sessions: it calls a [`Viewers`] implementation
 //! (the server's control plane) and maps its typed errors to status codes.
+//!
+//! | request                          | answer                                         |
+//! |----------------------------------|------------------------------------------------|
+//! | `POST /<path>/whep` (SDP offer)  | 201, the SDP answer, `Location: /<path>/whep/<id>` |
+//! | `DELETE /<path>/whep/<id>`       | 200: the viewer is gone                        |
+//! | `PATCH /<path>/whep/<id>`        | 204: trickled candidates, accepted and ignored |
+//! | `OPTIONS` on both                | 204, with `Accept-Post` / `Accept-Patch` and CORS |
+//! | `GET /<path>/`                   | the player page                                |
+//! | `GET /<path>`                    | redirect to `/<path>/`                         |
+//! | `GET /metrics`                   | Prometheus / OpenMetrics text, when enabled    |
+//!
+//! Path names may contain slashes (`cams/front`), so the routes are parsed from the
+//! end of the URL rather than matched by a router pattern. Errors are `text/plain`
+//! with a reason a person can act on.
+
+mod cors;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, FailedToBufferBody};
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::Router;
+use prometheus_client::registry::Registry;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnFailure, DefaultOnResponse, TraceLayer};
+use tracing::Level;
 
 /// What the HTTP layer asks of the relay.
 pub trait Viewers: Send + Sync + 'static {
@@ -33,4 +64,323 @@ pub enum WhepError {
     /// 503
     #[error("path '{0}' has reached maxReaders")]
     TooManyReaders(String),
+}
+
+pub struct HttpOptions {
+    /// `webrtcAllowOrigins`: exact origins, or `*` for any.
+    pub allow_origins: Vec<String>,
+    /// Serve this registry at `/metrics` on the same listener.
+    pub metrics: Option<Arc<Registry>>,
+}
+
+/// Serves WHEP, the player pages and (if `opts.metrics`) `/metrics` until the
+/// listener fails; drop the future to stop.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    viewers: Arc<dyn Viewers>,
+    opts: HttpOptions,
+) -> anyhow::Result<()> {
+    let app = App {
+        viewers: Some(viewers),
+        metrics: opts.metrics,
+    };
+    let router = router(app).layer(axum::middleware::from_fn_with_state(
+        Arc::new(cors::Cors::new(opts.allow_origins)),
+        cors::cors,
+    ));
+    axum::serve(listener, with_logging(router))
+        .await
+        .context("the HTTP server stopped")
+}
+
+/// Serves only `/metrics` (for `metricsAddress`).
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    registry: Arc<Registry>,
+) -> anyhow::Result<()> {
+    let app = App {
+        viewers: None,
+        metrics: Some(registry),
+    };
+    axum::serve(listener, with_logging(router(app)))
+        .await
+        .context("the metrics server stopped")
+}
+
+/// Largest SDP offer accepted (browsers send 3-10 KiB).
+const MAX_OFFER: usize = 64 * 1024;
+
+const SDP: &str = "application/sdp";
+const TRICKLE_ICE: &str = "application/trickle-ice-sdpfrag";
+const PLAYER: &str = include_str!("player.html");
+const ACCEPT_POST: HeaderName = HeaderName::from_static("accept-post");
+const ACCEPT_PATCH: HeaderName = HeaderName::from_static("accept-patch");
+
+struct App {
+    /// None on the metrics-only listener.
+    viewers: Option<Arc<dyn Viewers>>,
+    metrics: Option<Arc<Registry>>,
+}
+
+fn router(app: App) -> Router {
+    Router::new()
+        .fallback(dispatch)
+        .with_state(Arc::new(app))
+        .layer(DefaultBodyLimit::max(MAX_OFFER))
+}
+
+/// One debug line per request (method, URI, status, latency); 5xx such as a full
+/// path are the client's business, not errors of the relay.
+fn with_logging(router: Router) -> Router {
+    router.layer(
+        TraceLayer::new_for_http()
+            .make_span_with(DefaultMakeSpan::new().level(Level::DEBUG))
+            .on_request(())
+            .on_response(DefaultOnResponse::new().level(Level::DEBUG))
+            .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
+    )
+}
+
+/// Where a request goes, parsed from its URL path.
+#[derive(Debug, PartialEq, Eq)]
+enum Route<'a> {
+    /// `/<path>/whep`
+    Endpoint(&'a str),
+    /// `/<path>/whep/<id>`
+    Session(&'a str, &'a str),
+    /// `/<path>/`
+    Page(&'a str),
+    /// `/<path>`
+    Bare(&'a str),
+}
+
+impl<'a> Route<'a> {
+    /// Paths cannot contain a `whep` segment (config.rs refuses it), so the
+    /// first match from the end is the only one.
+    fn parse(url_path: &'a str) -> Option<Route<'a>> {
+        let rest = url_path.strip_prefix('/')?;
+        let route = if let Some(path) = rest.strip_suffix("/whep") {
+            Route::Endpoint(path)
+        } else if let Some((path, id)) = rest
+            .rsplit_once('/')
+            .and_then(|(before, id)| Some((before.strip_suffix("/whep")?, id)))
+            .filter(|(_, id)| !id.is_empty())
+        {
+            Route::Session(path, id)
+        } else if let Some(path) = rest.strip_suffix('/') {
+            Route::Page(path)
+        } else {
+            Route::Bare(rest)
+        };
+        (!route.path().is_empty()).then_some(route)
+    }
+
+    fn path(&self) -> &'a str {
+        match *self {
+            Route::Endpoint(path)
+            | Route::Session(path, _)
+            | Route::Page(path)
+            | Route::Bare(path) => path,
+        }
+    }
+}
+
+async fn dispatch(State(app): State<Arc<App>>, request: Request) -> Response {
+    let method = request.method().clone();
+    if let (Some(registry), "/metrics") = (&app.metrics, request.uri().path()) {
+        return match method {
+            Method::GET | Method::HEAD => metrics(registry),
+            _ => method_not_allowed(&method, "GET, HEAD"),
+        };
+    }
+    let Some(viewers) = &app.viewers else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "nothing here: metrics are at /metrics",
+        );
+    };
+    let Some(route) = Route::parse(request.uri().path()) else {
+        return not_found();
+    };
+    let path = route.path().to_owned();
+    if !viewers.has_path(&path) {
+        return if matches!(route, Route::Bare(_)) {
+            not_found()
+        } else {
+            whep_error(WhepError::UnknownPath(path))
+        };
+    }
+    match (route, method) {
+        (Route::Endpoint(_), Method::POST) => create(viewers.clone(), path, request).await,
+        (Route::Endpoint(_), Method::OPTIONS) => options(ACCEPT_POST, SDP),
+        (Route::Endpoint(_), method) => method_not_allowed(&method, "POST, OPTIONS"),
+        (Route::Session(_, id), Method::DELETE) => {
+            let (viewers, id) = (viewers.clone(), id.to_owned());
+            match call_viewers(move || viewers.delete(&path, &id)).await {
+                Ok(()) => StatusCode::OK.into_response(),
+                Err(response) => response,
+            }
+        }
+        // The relay is ICE-lite: it learns each viewer's address from the viewer's own
+        // connectivity checks, so trickled candidates carry nothing it needs.
+        (Route::Session(..), Method::PATCH) => match content_type(request.headers()) {
+            Some(t) if t.eq_ignore_ascii_case(TRICKLE_ICE) => {
+                StatusCode::NO_CONTENT.into_response()
+            }
+            other => unsupported_type(TRICKLE_ICE, other),
+        },
+        (Route::Session(..), Method::OPTIONS) => options(ACCEPT_PATCH, TRICKLE_ICE),
+        (Route::Session(..), method) => method_not_allowed(&method, "DELETE, PATCH, OPTIONS"),
+        (Route::Page(_), Method::GET | Method::HEAD) => {
+            ([(header::CACHE_CONTROL, "no-cache")], Html(PLAYER)).into_response()
+        }
+        (Route::Page(_), method) => method_not_allowed(&method, "GET, HEAD"),
+        (Route::Bare(_), Method::GET | Method::HEAD) => {
+            let query = request
+                .uri()
+                .query()
+                .map(|q| format!("?{q}"))
+                .unwrap_or_default();
+            Redirect::permanent(&format!("/{path}/{query}")).into_response()
+        }
+        (Route::Bare(_), method) => method_not_allowed(&method, "GET, HEAD"),
+    }
+}
+
+async fn create(viewers: Arc<dyn Viewers>, path: String, request: Request) -> Response {
+    match content_type(request.headers()) {
+        Some(t) if t.eq_ignore_ascii_case(SDP) => {}
+        other => return unsupported_type(SDP, other),
+    }
+    let offer = match Bytes::from_request(request, &()).await {
+        Ok(body) => body,
+        Err(BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_))) => {
+            return text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the SDP offer is larger than {} KiB", MAX_OFFER / 1024),
+            );
+        }
+        Err(e) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the request body: {e}"),
+            )
+        }
+    };
+    let Ok(offer) = String::from_utf8(offer.into()) else {
+        return text(StatusCode::BAD_REQUEST, "the SDP offer is not UTF-8 text");
+    };
+    if offer.trim().is_empty() {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "the request body is empty: send the SDP offer",
+        );
+    }
+    let location_path = path.clone();
+    let created = match call_viewers(move || viewers.create(&path, &offer)).await {
+        Ok(created) => created,
+        Err(response) => return response,
+    };
+    let location = format!("/{location_path}/whep/{}", created.id);
+    (
+        StatusCode::CREATED,
+        [
+            (header::CONTENT_TYPE, SDP.to_owned()),
+            (header::LOCATION, location),
+            (ACCEPT_PATCH, TRICKLE_ICE.to_owned()),
+        ],
+        created.answer,
+    )
+        .into_response()
+}
+
+/// Runs a [`Viewers`] call off the async threads (the trait is synchronous and may
+/// wait on the data plane) and turns its error into the response.
+async fn call_viewers<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, WhepError> + Send + 'static,
+) -> Result<T, Response> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result.map_err(whep_error),
+        Err(e) => {
+            tracing::error!("a WHEP request failed inside the relay: {e}");
+            Err(text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the relay failed to handle this request (see its log)",
+            ))
+        }
+    }
+}
+
+fn metrics(registry: &Registry) -> Response {
+    let mut body = String::new();
+    match prometheus_client::encoding::text::encode(&mut body, registry) {
+        Ok(()) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response(),
+        Err(e) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode the metrics: {e}"),
+        ),
+    }
+}
+
+/// The media type of the request body, without parameters (`; charset=...`).
+fn content_type(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    Some(value.split(';').next().unwrap_or_default().trim())
+}
+
+fn options(accept: HeaderName, media_type: &'static str) -> Response {
+    (StatusCode::NO_CONTENT, [(accept, media_type)]).into_response()
+}
+
+fn whep_error(e: WhepError) -> Response {
+    let status = match e {
+        WhepError::UnknownPath(_) | WhepError::UnknownSession(_) => StatusCode::NOT_FOUND,
+        WhepError::BadOffer(_) => StatusCode::BAD_REQUEST,
+        WhepError::TooManyReaders(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    text(status, e.to_string())
+}
+
+fn unsupported_type(expected: &str, got: Option<&str>) -> Response {
+    let got = got.map_or("none".to_owned(), |t| format!("'{t}'"));
+    text(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        format!("send the body with Content-Type: {expected} (got {got})"),
+    )
+}
+
+fn method_not_allowed(method: &Method, allow: &'static str) -> Response {
+    let mut response = text(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not allowed here: use {allow}"),
+    );
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+fn not_found() -> Response {
+    text(
+        StatusCode::NOT_FOUND,
+        "nothing here: a path's player page is /<path>/ and its WHEP endpoint /<path>/whep",
+    )
+}
+
+fn text(status: StatusCode, message: impl Into<String>) -> Response {
+    let mut body = message.into();
+    body.push('\n');
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
 }

@@ -1,0 +1,586 @@
+//! The HTTP layer against a real server on loopback, driven by a plain HTTP client.
+//! `TestViewers` is a small in-memory implementation of the seam, not of the relay.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+
+use prometheus_client::metrics::counter::Counter;
+
+use super::*;
+
+const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n";
+
+struct TestViewers {
+    paths: Vec<&'static str>,
+    max_readers: usize,
+    next_id: AtomicU32,
+    /// id -> path
+    sessions: Mutex<BTreeMap<String, String>>,
+    /// Every offer `create` received, as received.
+    offers: Mutex<Vec<String>>,
+}
+
+impl TestViewers {
+    fn new(paths: &[&'static str]) -> TestViewers {
+        TestViewers {
+            paths: paths.to_vec(),
+            max_readers: 2,
+            next_id: AtomicU32::new(1),
+            sessions: Mutex::default(),
+            offers: Mutex::default(),
+        }
+    }
+}
+
+impl Viewers for TestViewers {
+    fn create(&self, path: &str, offer: &str) -> Result<Created, WhepError> {
+        if !self.has_path(path) {
+            return Err(WhepError::UnknownPath(path.into()));
+        }
+        assert_ne!(path, "boom", "a Viewers implementation that panics");
+        self.offers.lock().unwrap().push(offer.into());
+        if !offer.starts_with("v=0") {
+            return Err(WhepError::BadOffer("it does not start with v=0".into()));
+        }
+        let mut sessions = self.sessions.lock().unwrap();
+        if sessions.values().filter(|p| *p == path).count() >= self.max_readers {
+            return Err(WhepError::TooManyReaders(path.into()));
+        }
+        let id = format!("s{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+        sessions.insert(id.clone(), path.into());
+        Ok(Created {
+            id,
+            answer: format!("v=0\r\ns=answer for {path}\r\n"),
+        })
+    }
+
+    fn delete(&self, path: &str, id: &str) -> Result<(), WhepError> {
+        let mut sessions = self.sessions.lock().unwrap();
+        match sessions.get(id) {
+            Some(p) if p == path => {
+                sessions.remove(id);
+                Ok(())
+            }
+            _ => Err(WhepError::UnknownSession(id.into())),
+        }
+    }
+
+    fn has_path(&self, path: &str) -> bool {
+        self.paths.contains(&path)
+    }
+}
+
+/// A server on 127.0.0.1:0 in a thread of its own (it ends with the test process).
+struct Server {
+    base: String,
+    viewers: Arc<TestViewers>,
+    agent: ureq::Agent,
+}
+
+impl Server {
+    fn start(viewers: TestViewers, opts: HttpOptions) -> Server {
+        let viewers = Arc::new(viewers);
+        let dyn_viewers: Arc<dyn Viewers> = viewers.clone();
+        let base = spawn(move |listener| serve(listener, dyn_viewers, opts));
+        Server {
+            base,
+            viewers,
+            agent: agent(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn post_offer(&self, path: &str, offer: &str) -> Reply {
+        self.agent
+            .post(self.url(path))
+            .header("Content-Type", "application/sdp")
+            .send(offer)
+            .into()
+    }
+}
+
+fn spawn<F, Fut>(serve: F) -> String
+where
+    F: FnOnce(tokio::net::TcpListener) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            serve(listener).await.unwrap();
+        });
+    });
+    base
+}
+
+/// A client that returns 4xx/5xx as responses and does not follow redirects.
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_global(Some(std::time::Duration::from_secs(10)))
+        .build()
+        .into()
+}
+
+/// A response with its body read.
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: axum::http::HeaderMap,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> &str {
+        self.headers.get(name).map_or("", |v| v.to_str().unwrap())
+    }
+
+    /// Asserts an error answer: status, plain text, and a reason containing `reason`.
+    #[track_caller]
+    fn assert_error(&self, status: u16, reason: &str) {
+        assert_eq!(self.status, status, "{self:?}");
+        assert_eq!(
+            self.header("content-type"),
+            "text/plain; charset=utf-8",
+            "{self:?}"
+        );
+        assert!(self.body.contains(reason), "{self:?}");
+    }
+}
+
+impl From<Result<ureq::http::Response<ureq::Body>, ureq::Error>> for Reply {
+    fn from(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Reply {
+        let mut response = result.expect("HTTP request failed");
+        Reply {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            body: response.body_mut().read_to_string().unwrap(),
+        }
+    }
+}
+
+fn options() -> HttpOptions {
+    HttpOptions {
+        allow_origins: vec!["*".into()],
+        metrics: None,
+    }
+}
+
+#[test]
+fn routes_parse_from_the_end() {
+    use Route::*;
+    for (url, route) in [
+        ("/cam/whep", Some(Endpoint("cam"))),
+        ("/cams/front/whep", Some(Endpoint("cams/front"))),
+        ("/cams/front/whep/abc", Some(Session("cams/front", "abc"))),
+        ("/cam/whep/abc", Some(Session("cam", "abc"))),
+        ("/whep/whep", Some(Endpoint("whep"))),
+        ("/cams/front/", Some(Page("cams/front"))),
+        ("/cams/front", Some(Bare("cams/front"))),
+        // An empty id is not a session: it is the page of a path named "cam/whep",
+        // which config.rs refuses, so it ends in 404.
+        ("/cam/whep/", Some(Page("cam/whep"))),
+        ("/whep", Some(Bare("whep"))),
+        ("/", None),
+        ("//", None),
+        ("//whep", None),
+        ("", None),
+    ] {
+        assert_eq!(Route::parse(url), route, "{url}");
+    }
+}
+
+#[test]
+fn whep_session_lifecycle_on_a_path_with_slashes() {
+    let server = Server::start(TestViewers::new(&["cams/front"]), options());
+
+    let created = server.post_offer("/cams/front/whep", OFFER);
+    assert_eq!(created.status, 201, "{created:?}");
+    assert_eq!(created.header("content-type"), "application/sdp");
+    assert_eq!(created.header("location"), "/cams/front/whep/s1");
+    assert_eq!(
+        created.header("accept-patch"),
+        "application/trickle-ice-sdpfrag"
+    );
+    assert_eq!(created.body, "v=0\r\ns=answer for cams/front\r\n");
+    assert_eq!(*server.viewers.offers.lock().unwrap(), [OFFER]);
+
+    let session = server.url(created.header("location"));
+    let trickle: Reply = server
+        .agent
+        .patch(&session)
+        .header("Content-Type", "application/trickle-ice-sdpfrag")
+        .send("a=candidate:1 1 udp 1 127.0.0.1 5000 typ host\r\n")
+        .into();
+    assert_eq!(trickle.status, 204, "{trickle:?}");
+
+    let deleted: Reply = server.agent.delete(&session).call().into();
+    assert_eq!(deleted.status, 200, "{deleted:?}");
+    assert!(server.viewers.sessions.lock().unwrap().is_empty());
+
+    let again: Reply = server.agent.delete(&session).call().into();
+    again.assert_error(404, "no session 's1' on this path");
+}
+
+#[test]
+fn offers_are_checked_before_the_relay_sees_them() {
+    let server = Server::start(TestViewers::new(&["cam"]), options());
+    let post = |content_type: Option<&str>, body: &[u8]| -> Reply {
+        let request = server.agent.post(server.url("/cam/whep"));
+        match content_type {
+            Some(t) => request.header("Content-Type", t).send(body),
+            None => request.send(body),
+        }
+        .into()
+    };
+
+    post(Some("text/plain"), OFFER.as_bytes())
+        .assert_error(415, "Content-Type: application/sdp (got 'text/plain')");
+    post(None, OFFER.as_bytes()).assert_error(415, "(got none)");
+    post(Some("application/sdp"), b"v=0\r\n\xff\xfe\r\n").assert_error(400, "not UTF-8");
+    post(Some("application/sdp"), b"").assert_error(400, "the request body is empty");
+    post(Some("application/sdp"), b"hello")
+        .assert_error(400, "the SDP offer was refused: it does not start with v=0");
+    // Only the refused "hello" reached the relay.
+    assert_eq!(*server.viewers.offers.lock().unwrap(), ["hello"]);
+
+    // Media type parameters and case do not matter.
+    assert_eq!(
+        post(Some("Application/SDP; charset=utf-8"), OFFER.as_bytes()).status,
+        201
+    );
+}
+
+#[test]
+fn offers_over_64_kib_are_refused() {
+    let server = Server::start(TestViewers::new(&["cam"]), options());
+    let padded = |len: usize| format!("{OFFER}{}", "a".repeat(len - OFFER.len()));
+
+    let at_limit = server.post_offer("/cam/whep", &padded(64 * 1024));
+    assert_eq!(at_limit.status, 201, "{at_limit:?}");
+    server
+        .post_offer("/cam/whep", &padded(64 * 1024 + 1))
+        .assert_error(413, "larger than 64 KiB");
+
+    // Without a Content-Length (chunked), the limit holds while reading. (Just over
+    // it: a much larger body is cut off by a reset before the client reads the 413.)
+    let big = padded(64 * 1024 + 1).into_bytes();
+    let chunked: Reply = server
+        .agent
+        .post(server.url("/cam/whep"))
+        .header("Content-Type", "application/sdp")
+        .send(ureq::SendBody::from_owned_reader(std::io::Cursor::new(big)))
+        .into();
+    chunked.assert_error(413, "larger than 64 KiB");
+    assert_eq!(server.viewers.offers.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn unknown_paths_routes_and_sessions_are_404() {
+    let server = Server::start(TestViewers::new(&["cam"]), options());
+    server
+        .post_offer("/nope/whep", OFFER)
+        .assert_error(404, "no path named 'nope' is configured");
+    let get = |path: &str| -> Reply { server.agent.get(server.url(path)).call().into() };
+    get("/nope/").assert_error(404, "no path named 'nope'");
+    get("/nope").assert_error(404, "WHEP endpoint /<path>/whep");
+    get("/").assert_error(404, "nothing here");
+    get("/cam/whep/").assert_error(404, "no path named 'cam/whep'");
+    get("/metrics").assert_error(404, "nothing here");
+    let gone: Reply = server
+        .agent
+        .delete(server.url("/cam/whep/s99"))
+        .call()
+        .into();
+    gone.assert_error(404, "no session 's99'");
+    let other_path: Reply = server
+        .agent
+        .delete(server.url("/nope/whep/s1"))
+        .call()
+        .into();
+    other_path.assert_error(404, "no path named 'nope'");
+}
+
+#[test]
+fn full_paths_are_503_until_a_viewer_leaves() {
+    let server = Server::start(TestViewers::new(&["cam"]), options());
+    let first = server.post_offer("/cam/whep", OFFER);
+    assert_eq!(server.post_offer("/cam/whep", OFFER).status, 201);
+    server
+        .post_offer("/cam/whep", OFFER)
+        .assert_error(503, "path 'cam' has reached maxReaders");
+    let session = server.url(first.header("location"));
+    assert_eq!(Reply::from(server.agent.delete(session).call()).status, 200);
+    assert_eq!(server.post_offer("/cam/whep", OFFER).status, 201);
+}
+
+#[test]
+fn a_panicking_relay_call_is_a_500_and_the_server_goes_on() {
+    let server = Server::start(TestViewers::new(&["cam", "boom"]), options());
+    server
+        .post_offer("/boom/whep", OFFER)
+        .assert_error(500, "see its log");
+    assert_eq!(server.post_offer("/cam/whep", OFFER).status, 201);
+}
+
+#[test]
+fn wrong_methods_are_405_with_allow() {
+    let server = Server::start(TestViewers::new(&["cam"]), options());
+    let cases: [(&str, &str, &str); 5] = [
+        ("GET", "/cam/whep", "POST, OPTIONS"),
+        ("PUT", "/cam/whep/s1", "DELETE, PATCH, OPTIONS"),
+        ("GET", "/cam/whep/s1", "DELETE, PATCH, OPTIONS"),
+        ("POST", "/cam/", "GET, HEAD"),
+        ("DELETE", "/cam", "GET, HEAD"),
+    ];
+    for (method, path, allow) in cases {
+        let request = ureq::http::Request::builder()
+            .method(method)
+            .uri(server.url(path))
+            .body(())
+            .unwrap();
+        let reply = Reply::from(server.agent.run(request));
+        reply.assert_error(405, &format!("{method} is not allowed here: use {allow}"));
+        assert_eq!(reply.header("allow"), allow, "{method} {path}");
+    }
+}
+
+#[test]
+fn patch_takes_only_trickle_ice() {
+    let server = Server::start(TestViewers::new(&["cam"]), options());
+    let reply: Reply = server
+        .agent
+        .patch(server.url("/cam/whep/s1"))
+        .header("Content-Type", "application/sdp")
+        .send(OFFER)
+        .into();
+    reply.assert_error(
+        415,
+        "Content-Type: application/trickle-ice-sdpfrag (got 'application/sdp')",
+    );
+}
+
+#[test]
+fn options_advertise_what_to_send_and_allow_any_origin() {
+    let server = Server::start(TestViewers::new(&["cams/front"]), options());
+    let plain: Reply = server
+        .agent
+        .options(server.url("/cams/front/whep"))
+        .call()
+        .into();
+    assert_eq!(plain.status, 204, "{plain:?}");
+    assert_eq!(plain.header("accept-post"), "application/sdp");
+    assert_eq!(
+        plain.header("access-control-allow-origin"),
+        "",
+        "no Origin, no CORS"
+    );
+
+    let preflight: Reply = server
+        .agent
+        .options(server.url("/cams/front/whep"))
+        .header("Origin", "https://elsewhere.example")
+        .header("Access-Control-Request-Method", "POST")
+        .header("Access-Control-Request-Headers", "content-type")
+        .call()
+        .into();
+    assert_eq!(preflight.status, 204, "{preflight:?}");
+    assert_eq!(preflight.header("accept-post"), "application/sdp");
+    assert_eq!(preflight.header("access-control-allow-origin"), "*");
+    assert!(preflight
+        .header("access-control-allow-methods")
+        .contains("POST"));
+    assert!(preflight
+        .header("access-control-allow-methods")
+        .contains("DELETE"));
+    assert!(preflight
+        .header("access-control-allow-headers")
+        .contains("Content-Type"));
+    assert_eq!(
+        preflight.header("vary"),
+        "",
+        "the answer is the same for every origin"
+    );
+
+    let session: Reply = server
+        .agent
+        .options(server.url("/cams/front/whep/s1"))
+        .header("Origin", "https://elsewhere.example")
+        .header("Access-Control-Request-Method", "DELETE")
+        .call()
+        .into();
+    assert_eq!(session.status, 204, "{session:?}");
+    assert_eq!(
+        session.header("accept-patch"),
+        "application/trickle-ice-sdpfrag"
+    );
+    assert_eq!(session.header("access-control-allow-origin"), "*");
+
+    let created: Reply = server
+        .agent
+        .post(server.url("/cams/front/whep"))
+        .header("Content-Type", "application/sdp")
+        .header("Origin", "https://elsewhere.example")
+        .send(OFFER)
+        .into();
+    assert_eq!(created.status, 201);
+    assert_eq!(created.header("access-control-allow-origin"), "*");
+    let exposed = created.header("access-control-expose-headers");
+    for name in ["Location", "ETag", "Link", "Accept-Patch"] {
+        assert!(exposed.contains(name), "{exposed}");
+    }
+}
+
+#[test]
+fn cors_allows_only_the_listed_origins() {
+    let opts = HttpOptions {
+        allow_origins: vec!["https://a.example".into(), "http://b.example:8080".into()],
+        metrics: None,
+    };
+    let server = Server::start(TestViewers::new(&["cam"]), opts);
+    let post_from = |origin: &str| -> Reply {
+        server
+            .agent
+            .post(server.url("/cam/whep"))
+            .header("Content-Type", "application/sdp")
+            .header("Origin", origin)
+            .send(OFFER)
+            .into()
+    };
+    for origin in ["https://a.example", "http://b.example:8080"] {
+        let reply = post_from(origin);
+        assert_eq!(reply.status, 201);
+        assert_eq!(reply.header("access-control-allow-origin"), origin);
+        assert_eq!(reply.header("vary"), "Origin");
+        assert!(reply
+            .header("access-control-expose-headers")
+            .contains("Location"));
+    }
+    for origin in [
+        "https://c.example",
+        "https://a.example.evil",
+        "http://a.example",
+        "null",
+    ] {
+        let reply = post_from(origin);
+        assert_eq!(reply.header("access-control-allow-origin"), "", "{origin}");
+        assert_eq!(reply.header("vary"), "Origin");
+    }
+    let preflight: Reply = server
+        .agent
+        .options(server.url("/cam/whep"))
+        .header("Origin", "https://c.example")
+        .header("Access-Control-Request-Method", "POST")
+        .call()
+        .into();
+    assert_eq!(preflight.header("access-control-allow-origin"), "");
+    assert_eq!(preflight.header("access-control-allow-methods"), "");
+}
+
+#[test]
+fn player_page_and_redirect() {
+    let server = Server::start(TestViewers::new(&["cams/front"]), options());
+    let page: Reply = server.agent.get(server.url("/cams/front/")).call().into();
+    assert_eq!(page.status, 200, "{page:?}");
+    assert_eq!(page.header("content-type"), "text/html; charset=utf-8");
+    let html = &page.body;
+    for external in [
+        "src=\"http",
+        "href=\"http",
+        "src=\"//",
+        "href=\"//",
+        "@import",
+        "url(",
+    ] {
+        assert!(
+            !html.contains(external),
+            "the page loads something: {external}"
+        );
+    }
+    for whep in [
+        "new RTCPeerConnection(",
+        "{ direction: \"recvonly\" }",
+        "createOffer()",
+        "setLocalDescription(",
+        "\"Content-Type\": \"application/sdp\"",
+        "base + \"/whep\"",
+        "setRemoteDescription(",
+        "method: \"DELETE\"",
+        "pagehide",
+        "window.relayPlayer",
+        "<video id=\"video\" autoplay muted playsinline",
+    ] {
+        assert!(html.contains(whep), "the page lacks {whep}");
+    }
+    assert!(
+        !html.contains("icegatheringstatechange"),
+        "the page must not wait for ICE"
+    );
+
+    let head: Reply = server.agent.head(server.url("/cams/front/")).call().into();
+    assert_eq!((head.status, head.body.as_str()), (200, ""));
+
+    let bare: Reply = server
+        .agent
+        .get(server.url("/cams/front?x=1"))
+        .call()
+        .into();
+    assert_eq!(bare.status, 308, "{bare:?}");
+    assert_eq!(bare.header("location"), "/cams/front/?x=1");
+}
+
+fn registry() -> Arc<Registry> {
+    let mut registry = Registry::default();
+    let viewers = Counter::<u64>::default();
+    viewers.inc_by(3);
+    registry.register("relay_viewers_created", "Viewers created", viewers);
+    Arc::new(registry)
+}
+
+#[test]
+fn metrics_on_the_main_listener() {
+    let opts = HttpOptions {
+        allow_origins: vec!["*".into()],
+        metrics: Some(registry()),
+    };
+    let server = Server::start(TestViewers::new(&["cam"]), opts);
+    let metrics: Reply = server.agent.get(server.url("/metrics")).call().into();
+    assert_eq!(metrics.status, 200, "{metrics:?}");
+    assert_eq!(
+        metrics.header("content-type"),
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    assert!(
+        metrics.body.contains("relay_viewers_created_total 3\n"),
+        "{}",
+        metrics.body
+    );
+    assert!(metrics.body.ends_with("# EOF\n"), "{}", metrics.body);
+    // The rest is still served.
+    assert_eq!(server.post_offer("/cam/whep", OFFER).status, 201);
+}
+
+#[test]
+fn metrics_on_their_own_listener() {
+    let base = spawn(|listener| serve_metrics(listener, registry()));
+    let agent = agent();
+    let metrics: Reply = agent.get(format!("{base}/metrics")).call().into();
+    assert_eq!(metrics.status, 200, "{metrics:?}");
+    assert!(metrics.body.contains("relay_viewers_created_total 3\n"));
+    let page: Reply = agent.get(format!("{base}/cam/")).call().into();
+    page.assert_error(404, "metrics are at /metrics");
+    let post: Reply = agent.post(format!("{base}/metrics")).send("").into();
+    post.assert_error(405, "use GET, HEAD");
+}
