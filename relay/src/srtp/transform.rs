@@ -21,9 +21,15 @@ pub(crate) const E_FLAG: u32 = 0x8000_0000;
 /// RTCP header and sender SSRC: left in the clear, GCM's associated data.
 pub(crate) const RTCP_HEADER_LEN: usize = 8;
 
+#[expect(
+    clippy::large_enum_variant,
+    reason = "GCM is the fast path: kept inline, it costs no pointer chase per packet"
+)]
 pub(crate) enum Transform {
     Gcm(Gcm),
-    AesCmHmac(AesCmHmac),
+    /// Boxed: its AES decryption key schedule and two SHA-1 states would make every
+    /// context, GCM ones included, half again as big.
+    AesCmHmac(Box<AesCmHmac>),
 }
 
 pub(crate) struct Gcm {
@@ -58,12 +64,12 @@ impl Transform {
             Profile::Aes128CmHmacSha1_80 => {
                 let mut salt = [0; 14];
                 salt.copy_from_slice(keys.salt());
-                Transform::AesCmHmac(AesCmHmac {
+                Transform::AesCmHmac(Box::new(AesCmHmac {
                     aes: Aes128::new(keys.key().into()),
                     salt,
                     mac: <Hmac<Sha1> as KeyInit>::new_from_slice(keys.auth())
                         .expect("HMAC takes any key length"),
-                })
+                }))
             }
         }
     }
@@ -100,7 +106,7 @@ impl Transform {
     }
 
     /// Authenticates the whole of `packet` (header, ciphertext, tag) and decrypts it in
-    /// place; returns the plaintext length. Nothing is decrypted unless the tag matches.
+    /// place; returns the plaintext length. On a tag mismatch the bytes are unspecified.
     pub(crate) fn open_rtp(
         &self,
         packet: &mut [u8],
