@@ -48,7 +48,11 @@ enum Level {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Serve { config, log_level, workers } => {
+        Command::Serve {
+            config,
+            log_level,
+            workers,
+        } => {
             let mut config = load(config.as_deref())?;
             if let Some(level) = log_level {
                 config.log_level = match level {
@@ -89,7 +93,9 @@ fn init_logs(config: &Config) {
     // str0m is chatty at info; its warnings are what an operator needs.
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("{level},str0m=warn,dimpl=warn,is=warn")));
-    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if config.log_structured {
         logs.json().init();
     } else {

@@ -23,10 +23,26 @@ pub struct Metrics {
     ingest: IngestCounters,
 }
 
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("paths", &self.paths.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Metrics {
-    pub fn new(workers: Vec<Arc<WorkerStats>>, mut paths: Vec<Arc<Path>>, ingest: IngestCounters) -> Metrics {
+    pub fn new(
+        workers: Vec<Arc<WorkerStats>>,
+        mut paths: Vec<Arc<Path>>,
+        ingest: IngestCounters,
+    ) -> Metrics {
         paths.sort_by(|a, b| a.name.cmp(&b.name));
-        Metrics { workers, paths, ingest }
+        Metrics {
+            workers,
+            paths,
+            ingest,
+        }
     }
 
     pub fn registry(&self) -> Registry {
@@ -39,23 +55,87 @@ impl Metrics {
 type WorkerCounter = (&'static str, &'static str, fn(&WorkerStats) -> &AtomicU64);
 
 const WORKER_COUNTERS: &[WorkerCounter] = &[
-    ("datagrams_received", "Datagrams received on the media port.", |s| &s.datagrams_in),
-    ("dropped_unknown_source", "Datagrams from addresses no session knows, not STUN for one: dropped.", |s| &s.unknown_source),
-    ("dropped_unknown_ufrag", "STUN checks for an ICE ufrag no session has: dropped.", |s| &s.unknown_ufrag),
-    ("dropped_malformed", "Datagrams of known sessions that did not parse: dropped.", |s| &s.malformed),
-    ("dropped_srtcp_auth", "SRTCP that failed authentication or replay checks: dropped.", |s| &s.srtcp_failed),
-    ("forwarded_datagrams", "Datagrams handed to the worker that owns their session.", |s| &s.forwarded),
-    ("rtp_packets_sent", "SRTP media packets sent to viewers (retransmissions included).", |s| &s.rtp_out),
-    ("rtp_bytes_sent", "Bytes of SRTP media sent to viewers.", |s| &s.rtp_bytes_out),
-    ("rtcp_packets_sent", "SRTCP sender reports sent.", |s| &s.rtcp_out),
-    ("nacks_received", "NACK feedback items received from viewers.", |s| &s.nacks),
-    ("retransmitted_packets", "Packets resent from the history ring on NACK.", |s| &s.retransmitted),
-    ("retransmit_missing", "NACKed packets no longer (or never) in the history ring.", |s| &s.retransmit_missing),
-    ("retransmit_limited", "NACKed packets not resent: the viewer's retransmission budget was spent.", |s| &s.retransmit_limited),
-    ("keyframe_requests", "PLI and FIR received from viewers.", |s| &s.keyframe_requests),
-    ("fanout_lagged_packets", "Packets a worker skipped because the ring overwrote them first.", |s| &s.lagged),
-    ("send_dropped", "Datagrams dropped because the socket's send buffer was full.", |s| &s.send_dropped),
-    ("send_calls", "Send syscalls (sendmmsg) made.", |s| &s.send_calls),
+    (
+        "datagrams_received",
+        "Datagrams received on the media port.",
+        |s| &s.datagrams_in,
+    ),
+    (
+        "dropped_unknown_source",
+        "Datagrams from addresses no session knows, not STUN for one: dropped.",
+        |s| &s.unknown_source,
+    ),
+    (
+        "dropped_unknown_ufrag",
+        "STUN checks for an ICE ufrag no session has: dropped.",
+        |s| &s.unknown_ufrag,
+    ),
+    (
+        "dropped_malformed",
+        "Datagrams of known sessions that did not parse: dropped.",
+        |s| &s.malformed,
+    ),
+    (
+        "dropped_srtcp_auth",
+        "SRTCP that failed authentication or replay checks: dropped.",
+        |s| &s.srtcp_failed,
+    ),
+    (
+        "forwarded_datagrams",
+        "Datagrams handed to the worker that owns their session.",
+        |s| &s.forwarded,
+    ),
+    (
+        "rtp_packets_sent",
+        "SRTP media packets sent to viewers (retransmissions included).",
+        |s| &s.rtp_out,
+    ),
+    (
+        "rtp_bytes_sent",
+        "Bytes of SRTP media sent to viewers.",
+        |s| &s.rtp_bytes_out,
+    ),
+    ("rtcp_packets_sent", "SRTCP sender reports sent.", |s| {
+        &s.rtcp_out
+    }),
+    (
+        "nacks_received",
+        "NACK feedback items received from viewers.",
+        |s| &s.nacks,
+    ),
+    (
+        "retransmitted_packets",
+        "Packets resent from the history ring on NACK.",
+        |s| &s.retransmitted,
+    ),
+    (
+        "retransmit_missing",
+        "NACKed packets no longer (or never) in the history ring.",
+        |s| &s.retransmit_missing,
+    ),
+    (
+        "retransmit_limited",
+        "NACKed packets not resent: the viewer's retransmission budget was spent.",
+        |s| &s.retransmit_limited,
+    ),
+    (
+        "keyframe_requests",
+        "PLI and FIR received from viewers.",
+        |s| &s.keyframe_requests,
+    ),
+    (
+        "fanout_lagged_packets",
+        "Packets a worker skipped because the ring overwrote them first.",
+        |s| &s.lagged,
+    ),
+    (
+        "send_dropped",
+        "Datagrams dropped because the socket's send buffer was full.",
+        |s| &s.send_dropped,
+    ),
+    ("send_calls", "Send syscalls (sendmmsg) made.", |s| {
+        &s.send_calls
+    }),
 ];
 
 impl Collector for Metrics {
@@ -91,12 +171,32 @@ impl Collector for Metrics {
             ConstGauge::new(p.readers.load(Ordering::Relaxed) as i64)
                 .encode(readers.encode_family(&labels)?)?;
         }
-        type TrackCounter = (&'static str, &'static str, fn(&crate::track::TrackStats) -> &AtomicU64);
+        type TrackCounter = (
+            &'static str,
+            &'static str,
+            fn(&crate::track::TrackStats) -> &AtomicU64,
+        );
         const TRACK_COUNTERS: &[TrackCounter] = &[
-            ("track_packets_received", "RTP packets stored in each track's history ring.", |s| &s.packets),
-            ("track_bytes_received", "Payload bytes stored in each track's history ring.", |s| &s.bytes),
-            ("track_duplicates", "Duplicate packets the track dropped.", |s| &s.duplicates),
-            ("track_source_restarts", "Source restarts (new SSRC, sequence jumps) the track smoothed over.", |s| &s.restarts),
+            (
+                "track_packets_received",
+                "RTP packets stored in each track's history ring.",
+                |s| &s.packets,
+            ),
+            (
+                "track_bytes_received",
+                "Payload bytes stored in each track's history ring.",
+                |s| &s.bytes,
+            ),
+            (
+                "track_duplicates",
+                "Duplicate packets the track dropped.",
+                |s| &s.duplicates,
+            ),
+            (
+                "track_source_restarts",
+                "Source restarts (new SSRC, sequence jumps) the track smoothed over.",
+                |s| &s.restarts,
+            ),
         ];
         for (name, help, field) in TRACK_COUNTERS {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
@@ -114,10 +214,26 @@ impl Collector for Metrics {
         }
         type IngestCounter = (&'static str, &'static str, fn(&PathStats) -> u64);
         const INGEST_COUNTERS: &[IngestCounter] = &[
-            ("ingest_packets", "RTP packets a source delivered to its path's tracks.", |s| s.received),
-            ("ingest_dropped_malformed", "Datagrams on a source port that were not RTP or RTCP.", |s| s.malformed),
-            ("ingest_dropped_unknown_payload_type", "RTP packets whose payload type rtpSDP does not announce.", |s| s.unknown_payload_type),
-            ("ingest_rtcp_ignored", "RTCP packets on a source's RTP port (ignored).", |s| s.rtcp),
+            (
+                "ingest_packets",
+                "RTP packets a source delivered to its path's tracks.",
+                |s| s.received,
+            ),
+            (
+                "ingest_dropped_malformed",
+                "Datagrams on a source port that were not RTP or RTCP.",
+                |s| s.malformed,
+            ),
+            (
+                "ingest_dropped_unknown_payload_type",
+                "RTP packets whose payload type rtpSDP does not announce.",
+                |s| s.unknown_payload_type,
+            ),
+            (
+                "ingest_rtcp_ignored",
+                "RTCP packets on a source's RTP port (ignored).",
+                |s| s.rtcp,
+            ),
         ];
         let stats = self.ingest.stats();
         for (name, help, field) in INGEST_COUNTERS {

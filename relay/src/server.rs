@@ -38,8 +38,8 @@ impl Viewers for Control {
             return Err(WhepError::TooManyReaders(path.to_string()));
         }
         let now = Instant::now();
-        let (session, answer) = Session::viewer(now, offer, &p.tracks, &self.session)
-            .map_err(|e| {
+        let (session, answer) =
+            Session::viewer(now, offer, &p.tracks, &self.session).map_err(|e| {
                 p.readers.fetch_sub(1, Ordering::Relaxed);
                 WhepError::BadOffer(e.to_string())
             })?;
@@ -77,8 +77,8 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         n => n,
     }
     .min(64);
-    let media_addr = parse_listen(&config.webrtc_local_udp_address)
-        .context("webrtcLocalUDPAddress")?;
+    let media_addr =
+        parse_listen(&config.webrtc_local_udp_address).context("webrtcLocalUDPAddress")?;
     let http_addr = parse_listen(&config.webrtc_address).context("webrtcAddress")?;
 
     match crate::io::xdp::program() {
@@ -106,7 +106,10 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
     let paths: HashMap<String, Arc<Path>> = published
         .into_iter()
         .map(|p| {
-            let max_readers = config.path(&p.path).and_then(|c| c.max_readers).unwrap_or(0);
+            let max_readers = config
+                .path(&p.path)
+                .and_then(|c| c.max_readers)
+                .unwrap_or(0);
             let path = Arc::new(Path {
                 name: p.path.clone(),
                 tracks: p.tracks,
@@ -129,7 +132,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         let (rx, tx) = udp::bind(media_addr, &opts).with_context(|| {
             format!("cannot bind the media port {media_addr} (webrtcLocalUDPAddress): is another relay running?")
         })?;
-        media_addr = rx.local_addr()?;
+        media_addr = rx.local_addr();
         sockets.push((rx, tx));
     }
     let candidates = candidates(&config, media_addr)?;
@@ -196,9 +199,19 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         let mut names: Vec<&String> = paths.keys().collect();
         names.sort();
         for name in names {
-            let host = if local.ip().is_unspecified() { "localhost".to_string() } else { local.ip().to_string() };
-            info!("path '{name}': watch at http://{host}:{}/{name}/", local.port());
-            println!("relay: watch '{name}' at http://{host}:{}/{name}/", local.port());
+            let host = if local.ip().is_unspecified() {
+                "localhost".to_string()
+            } else {
+                local.ip().to_string()
+            };
+            info!(
+                "path '{name}': watch at http://{host}:{}/{name}/",
+                local.port()
+            );
+            println!(
+                "relay: watch '{name}' at http://{host}:{}/{name}/",
+                local.port()
+            );
         }
         let expire = {
             let registry = registry.clone();

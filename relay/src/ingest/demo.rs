@@ -180,6 +180,11 @@ impl Clip {
         self.frames.len()
     }
 
+    /// Every RTP payload of one loop of the clip, in sending order.
+    pub fn packets(&self) -> &[Bytes] {
+        &self.packets
+    }
+
     pub fn duration(&self) -> Duration {
         Duration::from_secs(self.frames() as u64) / FPS
     }

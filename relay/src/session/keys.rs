@@ -47,7 +47,10 @@ pub fn build_rtc(config: RtcConfig, now: Instant) -> (Rtc, Arc<KeySlot>) {
         .set_crypto_provider(Arc::new(provider().clone()))
         .build(now);
     let unclaimed = NEXT_SLOT.with(|s| s.borrow_mut().take());
-    debug_assert!(unclaimed.is_none(), "RtcConfig::build made no DTLS instance");
+    debug_assert!(
+        unclaimed.is_none(),
+        "RtcConfig::build made no DTLS instance"
+    );
     (rtc, slot)
 }
 
@@ -98,7 +101,9 @@ impl DtlsProvider for CapturingProvider {
             .dtls_provider
             .new_dtls(cert, now, version, mtu)?;
         // An Rtc built without build_rtc gets a slot nobody reads: no media, no harm.
-        let slot = NEXT_SLOT.with(|s| s.borrow_mut().take()).unwrap_or_default();
+        let slot = NEXT_SLOT
+            .with(|s| s.borrow_mut().take())
+            .unwrap_or_default();
         Ok(Box::new(CapturingDtls { inner, slot }))
     }
 }

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use str0m::change::SdpOffer;
 use str0m::format::{Codec as StrCodec, FormatParams};
+use str0m::media::Frequency;
 use str0m::media::{MediaKind as StrKind, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
@@ -61,7 +62,10 @@ pub struct Route {
 #[derive(Debug)]
 pub enum SessionEvent {
     /// DTLS is done: the worker may send media, sealed with this context.
-    Live { srtp: Outbound, route: Route },
+    Live {
+        srtp: Outbound,
+        route: Route,
+    },
     /// The viewer's nominated address changed.
     Moved(Route),
     Feedback(Feedback),
@@ -79,7 +83,10 @@ pub enum CloseReason {
 #[derive(Debug)]
 pub enum SessionOutput {
     /// A datagram str0m wants sent (STUN answers, DTLS records).
-    Transmit { route: Route, data: Vec<u8> },
+    Transmit {
+        route: Route,
+        data: Vec<u8>,
+    },
     Event(SessionEvent),
     /// Call `handle_timeout` at this instant.
     Timeout(Instant),
@@ -149,7 +156,6 @@ impl Session {
         let mut rtc_config = RtcConfig::new()
             .set_ice_lite(true)
             .set_dtls_cert(keys::certificate().clone())
-            .set_rtp_mode(true)
             .clear_codecs()
             .set_mtu(576..=config.mtu.max(576))
             // We never write media through str0m: its send buffers stay empty.
@@ -166,7 +172,8 @@ impl Session {
             .sdp_api()
             .accept_offer(offer)
             .map_err(|e| OfferError::Negotiation(e.to_string()))?;
-        let media = bind_tracks(&mut rtc, tracks)?;
+        let answer = answer.to_sdp_string();
+        let media = bind_tracks(&mut rtc, &answer, tracks)?;
         let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
         let session = Session {
             rtc,
@@ -182,7 +189,7 @@ impl Session {
             pending: VecDeque::new(),
             stats: SessionStats::default(),
         };
-        Ok((session, answer.to_sdp_string()))
+        Ok((session, answer))
     }
 
     /// Our ICE username fragment: the viewer's STUN checks carry it (`ours:theirs`).
@@ -199,7 +206,13 @@ impl Session {
     }
 
     /// A datagram from the viewer. Malformed input is counted and dropped.
-    pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, destination: SocketAddr, data: &[u8]) {
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+    ) {
         if self.state == State::Closed {
             return;
         }
@@ -238,7 +251,8 @@ impl Session {
         if self.state != State::Closed {
             self.state = State::Closed;
             self.rtc.disconnect();
-            self.pending.push_back(SessionOutput::Event(SessionEvent::Closed(reason)));
+            self.pending
+                .push_back(SessionOutput::Event(SessionEvent::Closed(reason)));
         }
     }
 
@@ -269,7 +283,10 @@ impl Session {
                     return;
                 }
                 Output::Transmit(t) => {
-                    let route = Route { local: t.source, remote: t.destination };
+                    let route = Route {
+                        local: t.source,
+                        remote: t.destination,
+                    };
                     let first = t.contents.first().copied().unwrap_or(0);
                     if first >= 20 {
                         // DTLS or str0m's RTCP: both go to the nominated address.
@@ -285,9 +302,9 @@ impl Session {
                     }
                 }
                 Output::Event(Event::Connected) => self.go_live(),
-                Output::Event(Event::IceConnectionStateChange(IceConnectionState::Disconnected)) => {
-                    self.close(CloseReason::IceDisconnected)
-                }
+                Output::Event(Event::IceConnectionStateChange(
+                    IceConnectionState::Disconnected,
+                )) => self.close(CloseReason::IceDisconnected),
                 Output::Event(_) => {}
             }
         }
@@ -298,7 +315,8 @@ impl Session {
             let moved = self.route.is_some() && self.state == State::Live;
             self.route = Some(route);
             if moved {
-                self.pending.push_back(SessionOutput::Event(SessionEvent::Moved(route)));
+                self.pending
+                    .push_back(SessionOutput::Event(SessionEvent::Moved(route)));
             }
         }
     }
@@ -321,14 +339,17 @@ impl Session {
             Err(e) => return self.close(CloseReason::Failed(e.to_string())),
         };
         let Some(route) = self.route else {
-            return self.close(CloseReason::Failed("DTLS completed with no nominated address".into()));
+            return self.close(CloseReason::Failed(
+                "DTLS completed with no nominated address".into(),
+            ));
         };
-        self.srtcp = Some(Inbound::new(profile, &remote));
+        self.srtcp = Some(Inbound::new(&remote));
         self.state = State::Live;
-        self.pending.push_back(SessionOutput::Event(SessionEvent::Live {
-            srtp: Outbound::new(profile, &local),
-            route,
-        }));
+        self.pending
+            .push_back(SessionOutput::Event(SessionEvent::Live {
+                srtp: Outbound::new(&local),
+                route,
+            }));
     }
 
     fn handle_srtcp(&mut self, data: &[u8]) {
@@ -368,7 +389,11 @@ fn add_codecs(config: &mut RtcConfig, tracks: &[Arc<Track>]) {
             Codec::H264 => {
                 let plid = h264::profile_level_id(&track.info.fmtp).unwrap_or([0x42, 0xe0, 0x1f]);
                 let plid = u32::from_be_bytes([0, plid[0], plid[1], plid[2]]);
-                let single_nal = track.info.fmtp.replace(' ', "").contains("packetization-mode=0");
+                let single_nal = track
+                    .info
+                    .fmtp
+                    .replace(' ', "")
+                    .contains("packetization-mode=0");
                 codecs.add_h264(next_pt.into(), None, !single_nal, plid);
                 next_pt += 1;
             }
@@ -376,7 +401,7 @@ fn add_codecs(config: &mut RtcConfig, tracks: &[Arc<Track>]) {
                 111.into(),
                 None,
                 StrCodec::Opus,
-                48_000.into(),
+                Frequency::FORTY_EIGHT_KHZ,
                 Some(2),
                 FormatParams {
                     min_p_time: Some(10),
@@ -391,17 +416,23 @@ fn add_codecs(config: &mut RtcConfig, tracks: &[Arc<Track>]) {
 }
 
 /// Pairs each sending m-line of the answer with a track of its kind, in order.
-fn bind_tracks(rtc: &mut Rtc, tracks: &[Arc<Track>]) -> Result<Vec<Binding>, OfferError> {
-    let mut added = Vec::new();
-    loop {
-        match rtc.poll_output() {
-            Ok(Output::Event(Event::MediaAdded(m))) if m.direction.is_sending() => {
-                added.push((m.mid, m.kind))
-            }
-            Ok(Output::Timeout(_)) | Err(_) => break,
-            Ok(_) => {}
-        }
-    }
+fn bind_tracks(
+    rtc: &mut Rtc,
+    answer: &str,
+    tracks: &[Arc<Track>],
+) -> Result<Vec<Binding>, OfferError> {
+    // str0m announces m-lines as events only once DTLS is up; the answer lists them now.
+    let added: Vec<(Mid, StrKind)> = answer
+        .lines()
+        .filter_map(|l| l.strip_prefix("a=mid:"))
+        .filter_map(|mid| {
+            let media = rtc.media(Mid::from(mid.trim()))?;
+            media
+                .direction()
+                .is_sending()
+                .then(|| (media.mid(), media.kind()))
+        })
+        .collect();
     let mut free: Vec<&Arc<Track>> = tracks.iter().collect();
     let mut bindings = Vec::new();
     for (mid, kind) in added {
@@ -436,7 +467,10 @@ fn bind_tracks(rtc: &mut Rtc, tracks: &[Arc<Track>]) -> Result<Vec<Binding>, Off
         }
     }
     if bindings.is_empty() {
-        let have: Vec<String> = tracks.iter().map(|t| format!("{:?}", t.info.codec)).collect();
+        let have: Vec<String> = tracks
+            .iter()
+            .map(|t| format!("{:?}", t.info.codec))
+            .collect();
         return Err(OfferError::NoCommonMedia(format!(
             "the path sends {}; the offer needs a recvonly or sendrecv m-line accepting one of them",
             have.join(", ")
@@ -453,3 +487,6 @@ fn str0m_codec(codec: Codec) -> StrCodec {
         Codec::Pcma => StrCodec::PCMA,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -89,9 +89,7 @@ pub fn parse_compound(mut buf: &[u8], on: &mut dyn FnMut(Feedback)) -> Result<()
 }
 
 fn report_blocks(buf: &[u8], count: u8, on: &mut dyn FnMut(Feedback)) -> Result<(), RtcpError> {
-    let blocks = buf
-        .get(..count as usize * 24)
-        .ok_or(RtcpError::Truncated)?;
+    let blocks = buf.get(..count as usize * 24).ok_or(RtcpError::Truncated)?;
     for b in blocks.chunks_exact(24) {
         let word = |i| be32(b, i).expect("24-byte block");
         on(Feedback::Report(ReportBlock {
@@ -173,11 +171,70 @@ mod tests {
 
     // A Chrome-like compound: RR with one block, then a NACK with two FCIs, then a PLI.
     const COMPOUND: &[u8] = &[
-        0x81, 201, 0, 7, 0, 0, 0, 1, // RR, 1 block, sender 1
-        0, 0, 0, 9, 5, 0, 0, 3, 0, 0, 0x10, 0, 0, 0, 0, 42, 0xaa, 0xbb, 0xcc, 0xdd, 0, 1, 0, 0,
-        0x81, 205, 0, 4, 0, 0, 0, 1, 0, 0, 0, 9, // NACK about ssrc 9
-        0x01, 0x00, 0b1000_0000, 0b0000_0001, 0x02, 0x00, 0, 0, //
-        0x81, 206, 0, 2, 0, 0, 0, 1, 0, 0, 0, 9, // PLI about ssrc 9
+        0x81,
+        201,
+        0,
+        7,
+        0,
+        0,
+        0,
+        1, // RR, 1 block, sender 1
+        0,
+        0,
+        0,
+        9,
+        5,
+        0,
+        0,
+        3,
+        0,
+        0,
+        0x10,
+        0,
+        0,
+        0,
+        0,
+        42,
+        0xaa,
+        0xbb,
+        0xcc,
+        0xdd,
+        0,
+        1,
+        0,
+        0,
+        0x81,
+        205,
+        0,
+        4,
+        0,
+        0,
+        0,
+        1,
+        0,
+        0,
+        0,
+        9, // NACK about ssrc 9
+        0x01,
+        0x00,
+        0b1000_0000,
+        0b0000_0001,
+        0x02,
+        0x00,
+        0,
+        0, //
+        0x81,
+        206,
+        0,
+        2,
+        0,
+        0,
+        0,
+        1,
+        0,
+        0,
+        0,
+        9, // PLI about ssrc 9
     ];
 
     #[test]
@@ -195,8 +252,16 @@ mod tests {
                     last_sr: 0xaabbccdd,
                     delay_since_last_sr: 0x10000,
                 }),
-                Feedback::Nack { media_ssrc: 9, pid: 256, blp: 0x8001 },
-                Feedback::Nack { media_ssrc: 9, pid: 512, blp: 0 },
+                Feedback::Nack {
+                    media_ssrc: 9,
+                    pid: 256,
+                    blp: 0x8001
+                },
+                Feedback::Nack {
+                    media_ssrc: 9,
+                    pid: 512,
+                    blp: 0
+                },
                 Feedback::KeyframeRequest { media_ssrc: 9 },
             ]
         );
@@ -204,35 +269,58 @@ mod tests {
 
     #[test]
     fn fir_names_the_ssrc_in_its_entries() {
-        let fir = [0x84, 206, 0, 4, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 7, 3, 0, 0, 0];
-        assert_eq!(collect(&fir).0, vec![Feedback::KeyframeRequest { media_ssrc: 7 }]);
+        let fir = [
+            0x84, 206, 0, 4, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 7, 3, 0, 0, 0,
+        ];
+        assert_eq!(
+            collect(&fir).0,
+            vec![Feedback::KeyframeRequest { media_ssrc: 7 }]
+        );
     }
 
     #[test]
     fn malformed_input_is_an_error_not_a_panic() {
         for cut in 0..COMPOUND.len() {
             let (_, r) = collect(&COMPOUND[..cut]);
-            assert!(cut == 0 || cut == 32 || cut == 52 || r.is_err(), "cut {cut}");
+            assert!(
+                cut == 0 || cut == 32 || cut == 52 || r.is_err(),
+                "cut {cut}"
+            );
         }
         let mut bad = COMPOUND.to_vec();
         bad[0] = 0x41;
         assert_eq!(collect(&bad).1, Err(RtcpError::Version));
         // An RR claiming more blocks than it has.
-        assert_eq!(collect(&[0x83, 201, 0, 1, 0, 0, 0, 1]).1, Err(RtcpError::Truncated));
+        assert_eq!(
+            collect(&[0x83, 201, 0, 1, 0, 0, 0, 1]).1,
+            Err(RtcpError::Truncated)
+        );
         // Feedback without media SSRC.
-        assert_eq!(collect(&[0x81, 205, 0, 1, 0, 0, 0, 1]).1, Err(RtcpError::Truncated));
+        assert_eq!(
+            collect(&[0x81, 205, 0, 1, 0, 0, 0, 1]).1,
+            Err(RtcpError::Truncated)
+        );
     }
 
     #[test]
     fn sender_report_round_trips_through_a_parser() {
         let mut buf = [0u8; 128];
-        let sr = SenderInfo { ssrc: 0x1234_5678, ntp: 0xdead_beef_0000_0001, rtp_time: 90_000, packets: 10, octets: 12_000 };
+        let sr = SenderInfo {
+            ssrc: 0x1234_5678,
+            ntp: 0xdead_beef_0000_0001,
+            rtp_time: 90_000,
+            packets: 10,
+            octets: 12_000,
+        };
         let n = write_sender_report(&mut buf, &sr, "relay");
         assert_eq!(n % 4, 0);
         assert_eq!(n, 28 + 16);
         // Both packets' length fields must tile the buffer exactly.
         assert_eq!((u16::from_be_bytes([buf[2], buf[3]]) as usize + 1) * 4, 28);
-        assert_eq!((u16::from_be_bytes([buf[30], buf[31]]) as usize + 1) * 4, n - 28);
+        assert_eq!(
+            (u16::from_be_bytes([buf[30], buf[31]]) as usize + 1) * 4,
+            n - 28
+        );
         assert_eq!(&buf[38..43], b"relay");
         let (fb, r) = collect(&buf[..n]);
         r.unwrap();

@@ -24,6 +24,14 @@ pub struct Outbound {
     srtcp_index: u32,
 }
 
+impl std::fmt::Debug for Outbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbound")
+            .field("profile", &self.profile())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Outbound {
     pub fn new(key: &MasterKey) -> Outbound {
         Outbound {

@@ -88,12 +88,18 @@ mod tests {
         let rw = Rewrite::starting_at(&first, 0xdead_beef, 102, 0xfffe, 7);
         let mut buf = [0u8; 12];
         assert_eq!(rw.write_header(&first, &mut buf), 0x7ffe);
-        assert_eq!(buf, [0x80, 102, 0x7f, 0xfe, 0, 0, 0, 7, 0xde, 0xad, 0xbe, 0xef]);
+        assert_eq!(
+            buf,
+            [0x80, 102, 0x7f, 0xfe, 0, 0, 0, 7, 0xde, 0xad, 0xbe, 0xef]
+        );
         let later = packet(1_000_003, 4_000_000_000u32.wrapping_add(300_000_000), true);
         rw.write_header(&later, &mut buf);
         assert_eq!(buf[1], 0x80 | 102, "marker");
         assert_eq!(&buf[2..4], &[0x80, 0x01]);
-        assert_eq!(u32::from_be_bytes(buf[4..8].try_into().unwrap()), 300_000_007);
+        assert_eq!(
+            u32::from_be_bytes(buf[4..8].try_into().unwrap()),
+            300_000_007
+        );
     }
 
     #[test]
@@ -112,7 +118,11 @@ mod tests {
         let newest = rw.seq(530); // 0x800e
         assert_eq!(rw.track_seq(0x8000, newest), Some(516));
         assert_eq!(rw.track_seq(0x7ff0, newest), Some(500));
-        assert_eq!(rw.track_seq(0x7fef, newest), None, "before the first packet");
+        assert_eq!(
+            rw.track_seq(0x7fef, newest),
+            None,
+            "before the first packet"
+        );
         // Across the 16-bit wrap of the outgoing numbers.
         let newest = rw.seq(500 + 0x8020); // out 0x1_0010
         assert_eq!(rw.track_seq(0xfffe, newest), Some(500 + 0x800e));

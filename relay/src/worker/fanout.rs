@@ -42,7 +42,9 @@ pub struct MediaOut {
 
 pub enum MediaState {
     /// Waiting for a packet to start on (video: a keyframe that began at or after `since`).
-    Waiting { since: u64 },
+    Waiting {
+        since: u64,
+    },
     Sending(Rewrite),
 }
 
@@ -79,7 +81,9 @@ impl Egress {
         }
         let seq = rewrite.write_header(p, buf);
         buf[HEADER_LEN..len].copy_from_slice(&p.payload);
-        let sealed = self.srtp.protect_rtp(buf, HEADER_LEN, len, (seq >> 16) as u32);
+        let sealed = self
+            .srtp
+            .protect_rtp(buf, HEADER_LEN, len, (seq >> 16) as u32);
         tx.commit(sealed, self.route.local, self.route.remote);
         out.packets = out.packets.wrapping_add(1);
         out.octets = out.octets.wrapping_add(p.payload.len() as u32);
@@ -108,7 +112,8 @@ impl Egress {
             };
             // A random start (RFC 3550 5.1), below 2^15 with room for the injected packets.
             let seq = fastrand::u16(..0x7000) + start.injected;
-            let rewrite = Rewrite::starting_at(&start.anchor, out.ssrc, out.pt, seq, fastrand::u32(..));
+            let rewrite =
+                Rewrite::starting_at(&start.anchor, out.ssrc, out.pt, seq, fastrand::u32(..));
             out.state = MediaState::Sending(rewrite);
             for p in &start.packets {
                 self.send(media, p, tx, stats);
@@ -135,7 +140,11 @@ struct Start {
 fn start_packets(track: &Track, since: u64, batch: &[Arc<Packet>]) -> Option<Start> {
     if track.info.kind() == MediaKind::Audio {
         let anchor = batch.first()?.clone();
-        return Some(Start { anchor, injected: 0, packets: batch.to_vec() });
+        return Some(Start {
+            anchor,
+            injected: 0,
+            packets: batch.to_vec(),
+        });
     }
     let kf = track.last_keyframe().filter(|k| k.index >= since)?;
     let anchor = track.get(kf.index)?;
@@ -148,7 +157,11 @@ fn start_packets(track: &Track, since: u64, batch: &[Arc<Packet>]) -> Option<Sta
     let injected = packets.len() as u16;
     let head = batch.last().map_or(kf.index + 1, |p| p.index + 1);
     packets.extend((kf.index..head).filter_map(|i| track.get(i)));
-    Some(Start { anchor, injected, packets })
+    Some(Start {
+        anchor,
+        injected,
+        packets,
+    })
 }
 
 fn injected(keyframe: &Packet, before: u64, nal: Bytes) -> Packet {

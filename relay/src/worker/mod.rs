@@ -165,9 +165,7 @@ impl<R: Receiver, S: Sender> Worker<R, S> {
         core.wakers.drain(core.id);
         // Bounded, so that a flood on the socket cannot starve the fan-out.
         for _ in 0..16 {
-            let n = self
-                .rx
-                .recv(&mut |d| core.on_datagram(now, d))?;
+            let n = self.rx.recv(&mut |d| core.on_datagram(now, d))?;
             add(&core.stats.datagrams_in, n as u64);
             if n == 0 {
                 break;
@@ -250,7 +248,9 @@ impl<S: Sender> Core<S> {
     }
 
     fn add_remote(&mut self, slot: usize, remote: SocketAddr) {
-        let Some(v) = self.viewers[slot].as_mut() else { return };
+        let Some(v) = self.viewers[slot].as_mut() else {
+            return;
+        };
         if v.remotes.len() < MAX_REMOTES && !v.remotes.contains(&remote) {
             v.remotes.push(remote);
             self.by_remote.insert(remote, slot);
@@ -259,7 +259,8 @@ impl<S: Sender> Core<S> {
 
     fn to_session(&mut self, slot: usize, now: Instant, d: Datagram<'_>) {
         if let Some(v) = self.viewers[slot].as_mut() {
-            v.session.handle_datagram(now, d.source, d.destination, d.data);
+            v.session
+                .handle_datagram(now, d.source, d.destination, d.data);
             self.drain_session(slot, now);
         }
     }
@@ -268,11 +269,22 @@ impl<S: Sender> Core<S> {
         self.registry.take_commands(self.id, &mut self.commands);
         for command in std::mem::take(&mut self.commands) {
             match command {
-                Command::Datagram { source, destination, data, at } => {
-                    let d = Datagram { source, destination, data: &data };
+                Command::Datagram {
+                    source,
+                    destination,
+                    data,
+                    at,
+                } => {
+                    let d = Datagram {
+                        source,
+                        destination,
+                        data: &data,
+                    };
                     if let Some(&slot) = self.by_remote.get(&source) {
                         self.to_session(slot, at, d);
-                    } else if let Some(&slot) = stun::local_ufrag(&data).and_then(|u| self.by_ufrag.get(u)) {
+                    } else if let Some(&slot) =
+                        stun::local_ufrag(&data).and_then(|u| self.by_ufrag.get(u))
+                    {
                         self.add_remote(slot, source);
                         self.to_session(slot, at, d);
                     }
@@ -284,7 +296,8 @@ impl<S: Sender> Core<S> {
                         .position(|v| v.as_ref().is_some_and(|v| v.id == id));
                     if let Some(slot) = slot {
                         if let Some(v) = self.viewers[slot].as_mut() {
-                            v.session.close(CloseReason::Refused("deleted over WHEP".into()));
+                            v.session
+                                .close(CloseReason::Refused("deleted over WHEP".into()));
                         }
                         self.drain_session(slot, now);
                     }
@@ -296,7 +309,9 @@ impl<S: Sender> Core<S> {
     /// Acts on everything the session has to say.
     fn drain_session(&mut self, slot: usize, now: Instant) {
         loop {
-            let Some(v) = self.viewers[slot].as_mut() else { return };
+            let Some(v) = self.viewers[slot].as_mut() else {
+                return;
+            };
             match v.session.poll_output() {
                 SessionOutput::Timeout(t) => {
                     let due = t.min(v.next_report);
@@ -331,8 +346,16 @@ impl<S: Sender> Core<S> {
         }
     }
 
-    fn go_live(&mut self, slot: usize, now: Instant, srtp: crate::srtp::Outbound, route: crate::session::Route) {
-        let Some(v) = self.viewers[slot].as_mut() else { return };
+    fn go_live(
+        &mut self,
+        slot: usize,
+        now: Instant,
+        srtp: crate::srtp::Outbound,
+        route: crate::session::Route,
+    ) {
+        let Some(v) = self.viewers[slot].as_mut() else {
+            return;
+        };
         let bindings = v.session.media.clone();
         let mut media = Vec::with_capacity(bindings.len());
         for (i, b) in bindings.iter().enumerate() {
@@ -340,10 +363,14 @@ impl<S: Sender> Core<S> {
             let feed = match self.feed_of_track.get(&key) {
                 Some(&f) => f,
                 None => {
-                    let f = self.feeds.iter().position(Option::is_none).unwrap_or_else(|| {
-                        self.feeds.push(None);
-                        self.feeds.len() - 1
-                    });
+                    let f = self
+                        .feeds
+                        .iter()
+                        .position(Option::is_none)
+                        .unwrap_or_else(|| {
+                            self.feeds.push(None);
+                            self.feeds.len() - 1
+                        });
                     self.feeds[f] = Some(Feed {
                         track: b.track.clone(),
                         cursor: b.track.head(),
@@ -369,27 +396,47 @@ impl<S: Sender> Core<S> {
                 newest_at: None,
             });
         }
-        let overhead = srtp.rtp_overhead();
-        v.egress = Some(Egress { srtp, route, overhead, media });
+        let overhead = srtp.profile().rtp_overhead();
+        v.egress = Some(Egress {
+            srtp,
+            route,
+            overhead,
+            media,
+        });
         v.next_report = now + REPORT_INTERVAL;
         info!(session = %v.id, path = %v.path.name, remote = %route.remote, worker = self.id, "viewer live");
     }
 
     fn on_feedback(&mut self, slot: usize, feedback: Feedback) {
-        let Some(v) = self.viewers[slot].as_mut() else { return };
-        let Some(egress) = v.egress.as_mut() else { return };
+        let Some(v) = self.viewers[slot].as_mut() else {
+            return;
+        };
+        let Some(egress) = v.egress.as_mut() else {
+            return;
+        };
         match feedback {
-            Feedback::Nack { media_ssrc, pid, blp } => {
+            Feedback::Nack {
+                media_ssrc,
+                pid,
+                blp,
+            } => {
                 add(&self.stats.nacks, 1);
                 let Some(m) = egress.media.iter().position(|m| m.ssrc == media_ssrc) else {
                     return;
                 };
-                let MediaState::Sending(rewrite) = egress.media[m].state else { return };
-                let Some(track) = self.feeds[egress.media[m].feed].as_ref().map(|f| f.track.clone()) else {
+                let MediaState::Sending(rewrite) = egress.media[m].state else {
+                    return;
+                };
+                let Some(track) = self.feeds[egress.media[m].feed]
+                    .as_ref()
+                    .map(|f| f.track.clone())
+                else {
                     return;
                 };
                 let lost = std::iter::once(pid).chain(
-                    (0..16).filter(|b| blp & (1 << b) != 0).map(|b| pid.wrapping_add(b + 1)),
+                    (0..16)
+                        .filter(|b| blp & (1 << b) != 0)
+                        .map(|b| pid.wrapping_add(b + 1)),
                 );
                 for seq in lost {
                     if v.retransmit_budget == 0 {
@@ -413,7 +460,9 @@ impl<S: Sender> Core<S> {
     }
 
     fn remove(&mut self, slot: usize, reason: CloseReason) {
-        let Some(v) = self.viewers[slot].take() else { return };
+        let Some(v) = self.viewers[slot].take() else {
+            return;
+        };
         info!(session = %v.id, path = %v.path.name, ?reason, "viewer closed");
         for remote in &v.remotes {
             self.by_remote.remove(remote);
@@ -430,7 +479,9 @@ impl<S: Sender> Core<S> {
     }
 
     fn unsubscribe(&mut self, feed: usize, slot: usize) {
-        let Some(f) = self.feeds[feed].as_mut() else { return };
+        let Some(f) = self.feeds[feed].as_mut() else {
+            return;
+        };
         f.subscribers.retain(|&(s, _)| s != slot);
         if f.subscribers.is_empty() {
             f.track.remove_reader(self.id);
@@ -470,7 +521,9 @@ impl<S: Sender> Core<S> {
                 break;
             }
             self.timers.pop();
-            let Some(v) = self.viewers[slot].as_mut() else { continue };
+            let Some(v) = self.viewers[slot].as_mut() else {
+                continue;
+            };
             if v.scheduled != Some(t) {
                 continue;
             }
@@ -502,7 +555,8 @@ impl<S: Sender> Core<S> {
         let now = Instant::now();
         for slot in 0..self.viewers.len() {
             if let Some(v) = self.viewers[slot].as_mut() {
-                v.session.close(CloseReason::Refused("relay shutting down".into()));
+                v.session
+                    .close(CloseReason::Refused("relay shutting down".into()));
                 self.drain_session(slot, now);
             }
         }
@@ -512,9 +566,13 @@ impl<S: Sender> Core<S> {
 
 /// One SR + SDES compound per stream the viewer receives.
 fn send_reports(egress: &mut Egress, now: Instant, tx: &mut dyn Sender, stats: &WorkerStats) {
-    let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let wall = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     for m in &egress.media {
-        let Some((at, ts)) = m.newest_at else { continue };
+        let Some((at, ts)) = m.newest_at else {
+            continue;
+        };
         let elapsed = now.saturating_duration_since(at).as_secs_f64();
         let info = SenderInfo {
             ssrc: m.ssrc,
@@ -525,9 +583,11 @@ fn send_reports(egress: &mut Egress, now: Instant, tx: &mut dyn Sender, stats: &
         };
         let buf = tx.buffer();
         let len = rtcp::write_sender_report(buf, &info, &m.cname);
-        let sealed = egress.srtp.protect_rtcp(buf, len);
-        tx.commit(sealed, egress.route.local, egress.route.remote);
-        add(&stats.rtcp_out, 1);
+        // Fails only past 2^31 reports (the index would repeat a nonce): stop reporting.
+        if let Ok(sealed) = egress.srtp.protect_rtcp(buf, len) {
+            tx.commit(sealed, egress.route.local, egress.route.remote);
+            add(&stats.rtcp_out, 1);
+        }
     }
 }
 
@@ -546,7 +606,10 @@ impl Epoll {
     }
 
     fn add(&self, fd: RawFd) -> io::Result<()> {
-        let mut ev = libc::epoll_event { events: libc::EPOLLIN as u32, u64: fd as u64 };
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: fd as u64,
+        };
         // SAFETY: valid epoll and target descriptors, event struct lives across the call.
         if unsafe { libc::epoll_ctl(self.0.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) } < 0 {
             return Err(io::Error::last_os_error());

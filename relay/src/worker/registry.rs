@@ -88,9 +88,10 @@ impl Registry {
     pub fn add(&self, pending: Pending) {
         let mut inner = self.lock();
         let ufrag = pending.session.ufrag().to_string();
-        inner
-            .ids
-            .insert(pending.id.clone(), (pending.path.name.clone(), ufrag.clone()));
+        inner.ids.insert(
+            pending.id.clone(),
+            (pending.path.name.clone(), ufrag.clone()),
+        );
         inner.pending.insert(ufrag, pending);
     }
 
@@ -169,7 +170,9 @@ impl Registry {
 
     /// Everything sent to `worker` since it last looked.
     pub fn take_commands(&self, worker: usize, into: &mut Vec<Command>) {
-        let mut inbox = self.inboxes[worker].lock().unwrap_or_else(|e| e.into_inner());
+        let mut inbox = self.inboxes[worker]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         into.append(&mut inbox);
     }
 }

@@ -41,7 +41,9 @@ mod tests {
     #[test]
     fn finds_username_after_other_attributes() {
         // PRIORITY (4 bytes), then USERNAME "abcd:xyz" padded to 8.
-        let p = request(&[0, 0x24, 0, 4, 1, 2, 3, 4, 0, 6, 0, 8, b'a', b'b', b'c', b'd', b':', b'x', b'y', b'z']);
+        let p = request(&[
+            0, 0x24, 0, 4, 1, 2, 3, 4, 0, 6, 0, 8, b'a', b'b', b'c', b'd', b':', b'x', b'y', b'z',
+        ]);
         assert_eq!(local_ufrag(&p), Some("abcd"));
         let odd = request(&[0, 6, 0, 6, b'a', b'b', b':', b'x', b'y', b'z', 0, 0]);
         assert_eq!(local_ufrag(&odd), Some("ab"));

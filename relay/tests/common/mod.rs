@@ -27,7 +27,11 @@ pub mod tempdir {
     pub struct TempDir(pub std::path::PathBuf);
     impl TempDir {
         pub fn new(tag: &str) -> TempDir {
-            let p = std::env::temp_dir().join(format!("relay-test-{tag}-{}-{}", std::process::id(), fastrand::u64(..)));
+            let p = std::env::temp_dir().join(format!(
+                "relay-test-{tag}-{}-{}",
+                std::process::id(),
+                fastrand::u64(..)
+            ));
             std::fs::create_dir_all(&p).unwrap();
             TempDir(p)
         }
@@ -83,8 +87,18 @@ impl Relay {
             .recv_timeout(Duration::from_secs(20))
             .expect("relay printed its URL");
         let url = line.split(" at ").nth(1).expect("url in line").trim();
-        let http = url.trim_end_matches('/').rsplit_once('/').unwrap().0.to_string();
-        Relay { child, http, stderr: erx, _dir: dir }
+        let http = url
+            .trim_end_matches('/')
+            .rsplit_once('/')
+            .unwrap()
+            .0
+            .to_string();
+        Relay {
+            child,
+            http,
+            stderr: erx,
+            _dir: dir,
+        }
     }
 
     pub fn metrics(&self) -> String {
@@ -138,17 +152,32 @@ pub struct Viewer {
     kinds_by_mid: BTreeMap<str0m::media::Mid, MediaKind>,
 }
 
-pub fn whep_offer(video: bool, audio: bool) -> (Rtc, UdpSocket, SdpOffer, str0m::change::SdpPendingOffer, BTreeMap<str0m::media::Mid, MediaKind>) {
+pub fn whep_offer(
+    video: bool,
+    audio: bool,
+) -> (
+    Rtc,
+    UdpSocket,
+    SdpOffer,
+    str0m::change::SdpPendingOffer,
+    BTreeMap<str0m::media::Mid, MediaKind>,
+) {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut rtc = Rtc::builder().set_rtp_mode(true).build(Instant::now());
     rtc.add_local_candidate(Candidate::host(socket.local_addr().unwrap(), "udp").unwrap());
     let mut change = rtc.sdp_api();
     let mut kinds = BTreeMap::new();
     if video {
-        kinds.insert(change.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None), MediaKind::Video);
+        kinds.insert(
+            change.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None),
+            MediaKind::Video,
+        );
     }
     if audio {
-        kinds.insert(change.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None), MediaKind::Audio);
+        kinds.insert(
+            change.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None),
+            MediaKind::Audio,
+        );
     }
     let (offer, pending) = change.apply().unwrap();
     (rtc, socket, offer, pending, kinds)
@@ -164,7 +193,10 @@ pub fn post_offer(http: &str, path: &str, sdp: &str) -> (u16, Option<String>, St
         .send(sdp);
     let mut resp = resp.expect("HTTP request");
     let status = resp.status().as_u16();
-    let location = resp.headers().get("location").map(|v| v.to_str().unwrap().to_string());
+    let location = resp
+        .headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_string());
     let body = resp.body_mut().read_to_string().unwrap_or_default();
     (status, location, body)
 }
@@ -175,8 +207,12 @@ impl Viewer {
         let (status, location, body) = post_offer(http, path, &offer.to_sdp_string());
         assert_eq!(status, 201, "WHEP answer: {body}");
         let answer = SdpAnswer::from_sdp_string(&body).expect("answer parses");
-        rtc.sdp_api().accept_answer(pending, answer).expect("answer accepted");
-        socket.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+        rtc.sdp_api()
+            .accept_answer(pending, answer)
+            .expect("answer accepted");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(5)))
+            .unwrap();
         Viewer {
             rtc,
             socket,
@@ -204,7 +240,9 @@ impl Viewer {
                     Output::Event(e) => self.on_event(e),
                 }
             };
-            let wait = timeout.saturating_duration_since(Instant::now()).clamp(Duration::from_millis(1), Duration::from_millis(5));
+            let wait = timeout
+                .saturating_duration_since(Instant::now())
+                .clamp(Duration::from_millis(1), Duration::from_millis(5));
             self.socket.set_read_timeout(Some(wait)).unwrap();
             match self.socket.recv_from(&mut buf) {
                 Ok((n, from)) => {
@@ -214,18 +252,26 @@ impl Viewer {
                     }
                     let to: SocketAddr = self.socket.local_addr().unwrap();
                     if let Ok(r) = Receive::new(Protocol::Udp, from, to, data) {
-                        self.rtc.handle_input(Input::Receive(Instant::now(), r)).expect("input");
+                        self.rtc
+                            .handle_input(Input::Receive(Instant::now(), r))
+                            .expect("input");
                     }
                 }
                 Err(_) => {
-                    self.rtc.handle_input(Input::Timeout(Instant::now())).expect("timeout");
+                    self.rtc
+                        .handle_input(Input::Timeout(Instant::now()))
+                        .expect("timeout");
                 }
             }
         }
     }
 
     fn should_drop(&mut self, data: &[u8]) -> bool {
-        if self.drop_every == 0 || data.len() < 12 || !(128..=191).contains(&data[0]) || (192..=223).contains(&data[1]) {
+        if self.drop_every == 0
+            || data.len() < 12
+            || !(128..=191).contains(&data[0])
+            || (192..=223).contains(&data[1])
+        {
             return false;
         }
         let seq = u16::from_be_bytes([data[2], data[3]]);
@@ -249,7 +295,10 @@ impl Viewer {
                 if !stream.contains_key(&seq) {
                     r.order.entry(ssrc).or_default().push(seq);
                 }
-                stream.insert(seq, (p.payload.to_vec(), p.header.marker, p.header.timestamp));
+                stream.insert(
+                    seq,
+                    (p.payload.to_vec(), p.header.marker, p.header.timestamp),
+                );
             }
             Event::MediaData(_) => {}
             Event::MediaAdded(m) => {

@@ -1,0 +1,242 @@
+//! The seam with str0m, sans-IO: a str0m client and our session trade datagrams in
+//! memory through ICE and DTLS; then our SRTP seals media the client must decrypt,
+//! and the client's SRTCP must open with our keys.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use str0m::change::SdpAnswer;
+use str0m::media::{Direction, MediaKind as StrKind};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+
+use super::*;
+use crate::track::rewrite::{Rewrite, HEADER_LEN};
+use crate::track::{SourcePacket, Track, TrackInfo};
+
+const CLIENT: &str = "10.9.0.1:5000";
+const RELAY: &str = "10.9.0.2:8189";
+
+fn h264_track() -> Arc<Track> {
+    Track::new(
+        TrackInfo {
+            codec: Codec::H264,
+            fmtp: "packetization-mode=1;profile-level-id=42e01f".into(),
+        },
+        64,
+    )
+    .0
+}
+
+fn client(video: bool, audio: bool) -> (Rtc, String, str0m::change::SdpPendingOffer) {
+    let mut rtc = Rtc::builder().set_rtp_mode(true).build(Instant::now());
+    rtc.add_local_candidate(Candidate::host(CLIENT.parse().unwrap(), "udp").unwrap());
+    let mut change = rtc.sdp_api();
+    if video {
+        change.add_media(StrKind::Video, Direction::RecvOnly, None, None, None);
+    }
+    if audio {
+        change.add_media(StrKind::Audio, Direction::RecvOnly, None, None, None);
+    }
+    let (offer, pending) = change.apply().unwrap();
+    (rtc, offer.to_sdp_string(), pending)
+}
+
+fn config() -> SessionConfig {
+    SessionConfig {
+        candidates: vec![RELAY.parse().unwrap()],
+        mtu: 1452,
+        handshake_timeout: Duration::from_secs(10),
+        allow_legacy_srtp: true,
+    }
+}
+
+#[test]
+fn answers_an_offer_with_one_binding_per_track() {
+    let (_, offer, _) = client(true, true);
+    let tracks = vec![h264_track()];
+    let (session, answer) = Session::viewer(Instant::now(), &offer, &tracks, &config()).unwrap();
+    assert_eq!(session.media.len(), 1, "{answer}");
+    assert!(answer.contains("a=ice-lite"), "{answer}");
+    assert!(answer.contains("a=setup:passive"), "{answer}");
+    assert!(answer.contains("H264/90000"), "{answer}");
+    assert!(!answer.contains(".local"), "no mDNS candidates: {answer}");
+    assert!(
+        answer.contains(&format!("a=ssrc:{}", session.media[0].ssrc)),
+        "{answer}"
+    );
+}
+
+/// Runs both sides until the session is live; returns its SRTP context and route.
+fn connect(
+    client: &mut Rtc,
+    session: &mut Session,
+    start: Instant,
+) -> (crate::srtp::Outbound, Route, Instant) {
+    let (c, r): (SocketAddr, SocketAddr) = (CLIENT.parse().unwrap(), RELAY.parse().unwrap());
+    let mut now = start;
+    let mut live = None;
+    for _ in 0..500 {
+        pump(
+            client,
+            session,
+            now,
+            &mut |e| {
+                if let SessionEvent::Live { srtp, route } = e {
+                    live = Some((srtp, route));
+                }
+            },
+            &mut |_| {},
+        );
+        if let Some((srtp, route)) = live.take() {
+            assert_eq!(
+                route,
+                Route {
+                    local: r,
+                    remote: c
+                }
+            );
+            return (srtp, route, now);
+        }
+        now += Duration::from_millis(10);
+        client.handle_input(Input::Timeout(now)).unwrap();
+        session.handle_timeout(now);
+    }
+    panic!("session never went live");
+}
+
+/// Delivers everything each side has for the other until both are quiet.
+fn pump(
+    client: &mut Rtc,
+    session: &mut Session,
+    now: Instant,
+    on_session: &mut dyn FnMut(SessionEvent),
+    on_client: &mut dyn FnMut(Event),
+) {
+    let (c, r): (SocketAddr, SocketAddr) = (CLIENT.parse().unwrap(), RELAY.parse().unwrap());
+    loop {
+        let mut quiet = true;
+        loop {
+            match client.poll_output().unwrap() {
+                Output::Transmit(t) => {
+                    quiet = false;
+                    session.handle_datagram(now, c, r, &t.contents);
+                }
+                Output::Event(e) => on_client(e),
+                Output::Timeout(_) => break,
+            }
+        }
+        loop {
+            match session.poll_output() {
+                SessionOutput::Transmit { route, data } => {
+                    quiet = false;
+                    assert_eq!(route.remote, c);
+                    let recv = Receive::new(Protocol::Udp, r, c, &data).unwrap();
+                    client.handle_input(Input::Receive(now, recv)).unwrap();
+                }
+                SessionOutput::Event(e) => on_session(e),
+                SessionOutput::Timeout(_) => break,
+            }
+        }
+        if quiet {
+            return;
+        }
+    }
+}
+
+#[test]
+fn media_we_seal_opens_in_str0m_and_its_feedback_opens_here() {
+    let (mut client, offer, pending) = client(true, false);
+    let (track, mut writer) = Track::new(
+        TrackInfo {
+            codec: Codec::H264,
+            fmtp: "packetization-mode=1;profile-level-id=42e01f".into(),
+        },
+        64,
+    );
+    let start = Instant::now();
+    let (mut session, answer) =
+        Session::viewer(start, &offer, &[track.clone()], &config()).unwrap();
+    client
+        .sdp_api()
+        .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
+        .unwrap();
+    let (srtp, route, mut now) = connect(&mut client, &mut session, start);
+    let binding = session.media[0].clone();
+
+    // Packets 0..10 of the track, except 4: the client must NACK it.
+    for i in 0..10u16 {
+        writer.push(SourcePacket {
+            ssrc: 7,
+            seq: 100 + i,
+            timestamp: 3000 * i as u32,
+            marker: true,
+            payload: Bytes::from(vec![0x41, i as u8, 0xaa, 0xbb]),
+            arrival: now,
+        });
+    }
+    let first = track.get(0).unwrap();
+    let rewrite = Rewrite::starting_at(&first, binding.ssrc, binding.pt, 1000, 5);
+    let mut got = Vec::new();
+    let mut nacked = Vec::new();
+    let mut reports = 0;
+    for round in 0..300 {
+        if round < 10 && round != 4 {
+            let p = track.get(round).unwrap();
+            let mut buf = [0u8; 1500];
+            let seq = rewrite.write_header(&p, &mut buf);
+            let len = HEADER_LEN + p.payload.len();
+            buf[HEADER_LEN..len].copy_from_slice(&p.payload);
+            let n = srtp.protect_rtp(&mut buf, HEADER_LEN, len, (seq >> 16) as u32);
+            let recv = Receive::new(Protocol::Udp, route.local, route.remote, &buf[..n]).unwrap();
+            client.handle_input(Input::Receive(now, recv)).unwrap();
+        }
+        pump(
+            &mut client,
+            &mut session,
+            now,
+            &mut |e| match e {
+                SessionEvent::Feedback(Feedback::Nack {
+                    media_ssrc,
+                    pid,
+                    blp,
+                }) => {
+                    assert_eq!(media_ssrc, binding.ssrc);
+                    nacked.push((pid, blp));
+                }
+                SessionEvent::Feedback(Feedback::Report(r)) => {
+                    assert_eq!(r.ssrc, binding.ssrc);
+                    reports += 1;
+                }
+                SessionEvent::Closed(reason) => panic!("closed: {reason:?}"),
+                _ => {}
+            },
+            &mut |e| {
+                if let Event::RtpPacket(p) = e {
+                    assert_eq!(*p.header.ssrc, binding.ssrc);
+                    assert_eq!(p.header.payload_type, binding.pt.into());
+                    got.push((*p.seq_no as u16, p.payload.to_vec()));
+                }
+            },
+        );
+        now += Duration::from_millis(20);
+        client.handle_input(Input::Timeout(now)).unwrap();
+        session.handle_timeout(now);
+    }
+    assert_eq!(got.len(), 9, "every sealed packet opened in str0m");
+    let newest = rewrite.seq(track.get(9).unwrap().seq);
+    for (seq, payload) in &got {
+        let p = track
+            .by_seq(rewrite.track_seq(*seq, newest).unwrap())
+            .unwrap();
+        assert_eq!(&p.payload[..], &payload[..]);
+    }
+    assert!(
+        nacked.contains(&(1004, 0)),
+        "str0m's NACK for the missing packet opened here: {nacked:?}"
+    );
+    assert!(reports > 0, "str0m's receiver reports opened here");
+    assert_eq!(session.stats.srtcp_failed, 0);
+}
