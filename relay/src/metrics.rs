@@ -81,6 +81,11 @@ const WORKER_COUNTERS: &[WorkerCounter] = &[
         |s| &s.srtcp_failed,
     ),
     (
+        "dropped_unexpected_media",
+        "SRTP media from viewers (they only receive): dropped.",
+        |s| &s.unexpected_media,
+    ),
+    (
         "forwarded_datagrams",
         "Datagrams handed to the worker that owns their session.",
         |s| &s.forwarded,

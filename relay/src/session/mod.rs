@@ -108,7 +108,6 @@ pub struct SessionStats {
     pub malformed: u64,
     pub srtcp_failed: u64,
     pub unexpected_media: u64,
-    pub str0m_rtcp_dropped: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,9 +220,14 @@ impl Session {
             (Some(128..=191), Some(192..=223)) => self.handle_srtcp(data),
             (Some(128..=191), _) => self.stats.unexpected_media += 1,
             _ => match Receive::new(Protocol::Udp, source, destination, data) {
+                // A datagram str0m refuses (a forged DTLS record, say) is dropped; only
+                // a session str0m itself gave up on is closed.
                 Ok(r) => {
                     if let Err(e) = self.rtc.handle_input(Input::Receive(now, r)) {
-                        self.close(CloseReason::Failed(e.to_string()));
+                        self.stats.malformed += 1;
+                        if !self.rtc.is_alive() {
+                            self.close(CloseReason::Failed(e.to_string()));
+                        }
                     }
                 }
                 Err(_) => self.stats.malformed += 1,
@@ -244,6 +248,11 @@ impl Session {
             self.close(CloseReason::Failed(e.to_string()));
         }
         self.drain();
+    }
+
+    /// Counters since the last call (the worker adds them to its metrics).
+    pub fn take_stats(&mut self) -> SessionStats {
+        std::mem::take(&mut self.stats)
     }
 
     /// Ends the session (the viewer left, or the relay shuts down).
@@ -292,9 +301,8 @@ impl Session {
                         // DTLS or str0m's RTCP: both go to the nominated address.
                         self.set_route(route);
                     }
-                    if (128..=191).contains(&first) {
-                        self.stats.str0m_rtcp_dropped += 1;
-                    } else {
+                    // str0m's own RTCP is dropped: see the module doc.
+                    if !(128..=191).contains(&first) {
                         self.pending.push_back(SessionOutput::Transmit {
                             route,
                             data: t.contents.to_vec(),

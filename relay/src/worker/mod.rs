@@ -46,6 +46,7 @@ pub struct WorkerStats {
     pub malformed: AtomicU64,
     pub forwarded: AtomicU64,
     pub srtcp_failed: AtomicU64,
+    pub unexpected_media: AtomicU64,
     pub rtp_out: AtomicU64,
     pub rtp_bytes_out: AtomicU64,
     pub rtcp_out: AtomicU64,
@@ -261,6 +262,10 @@ impl<S: Sender> Core<S> {
         if let Some(v) = self.viewers[slot].as_mut() {
             v.session
                 .handle_datagram(now, d.source, d.destination, d.data);
+            let s = v.session.take_stats();
+            add(&self.stats.malformed, s.malformed);
+            add(&self.stats.srtcp_failed, s.srtcp_failed);
+            add(&self.stats.unexpected_media, s.unexpected_media);
             self.drain_session(slot, now);
         }
     }

@@ -143,6 +143,8 @@ pub struct Viewer {
     pub rtc: Rtc,
     socket: UdpSocket,
     pub location: String,
+    /// The relay's media address, from the answer's candidate.
+    pub relay_media: SocketAddr,
     pub connected: bool,
     pub received: Received,
     /// Drop the first arrival of every `n`th RTP sequence number (0: none), to make NACKs.
@@ -206,6 +208,13 @@ impl Viewer {
         let (mut rtc, socket, offer, pending, kinds_by_mid) = whep_offer(true, true);
         let (status, location, body) = post_offer(http, path, &offer.to_sdp_string());
         assert_eq!(status, 201, "WHEP answer: {body}");
+        let relay_media = body
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.strip_prefix("a=candidate:")?.split(' ').collect();
+                format!("{}:{}", f.get(4)?, f.get(5)?).parse().ok()
+            })
+            .expect("a host candidate in the answer");
         let answer = SdpAnswer::from_sdp_string(&body).expect("answer parses");
         rtc.sdp_api()
             .accept_answer(pending, answer)
@@ -217,6 +226,7 @@ impl Viewer {
             rtc,
             socket,
             location: location.expect("Location header"),
+            relay_media,
             connected: false,
             received: Received::default(),
             drop_every: 0,
@@ -300,24 +310,22 @@ impl Viewer {
                     (p.payload.to_vec(), p.header.marker, p.header.timestamp),
                 );
             }
-            Event::MediaData(_) => {}
-            Event::MediaAdded(m) => {
-                let _ = &self.kinds_by_mid;
-                let _ = m;
-            }
             _ => {}
         }
     }
 
-    /// The SSRC of the (only) stream of this kind.
-    pub fn ssrc_of(&self, kind: MediaKind) -> Option<u32> {
-        let mid = self.kinds_by_mid.iter().find(|(_, k)| **k == kind)?.0;
-        let mut rtc_ssrc = None;
-        for (ssrc, _) in &self.received.streams {
-            let _ = mid;
-            rtc_ssrc = Some(*ssrc);
-        }
-        rtc_ssrc
+    /// The SSRC the relay sends this kind on (from the answer's a=ssrc lines).
+    pub fn ssrc_of(&mut self, kind: MediaKind) -> Option<u32> {
+        let mid = *self.kinds_by_mid.iter().find(|(_, k)| **k == kind)?.0;
+        self.rtc
+            .direct_api()
+            .stream_rx_by_mid(mid, None)
+            .map(|s| *s.ssrc())
+    }
+
+    /// Sends raw bytes to the relay's media port from this viewer's own address.
+    pub fn send_raw(&self, data: &[u8]) {
+        self.socket.send_to(data, self.relay_media).unwrap();
     }
 
     pub fn delete(&self, http: &str) -> u16 {

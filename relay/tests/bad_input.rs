@@ -1,0 +1,149 @@
+//! Bad input, against the real relay: malformed requests get a clear 4xx, garbage
+//! datagrams are counted and dropped, and a running viewer loses nothing meanwhile.
+
+mod common;
+
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+
+use common::{post_offer, whep_offer, Relay, Viewer};
+
+const DEMO: &str = "  demo:\n    source: demo\n";
+
+fn request(method: &str, url: &str, content_type: Option<&str>, body: &[u8]) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut req = ureq::http::Request::builder().method(method).uri(url);
+    if let Some(ct) = content_type {
+        req = req.header("Content-Type", ct);
+    }
+    let mut resp = agent
+        .run(req.body(body.to_vec()).unwrap())
+        .expect("HTTP exchange");
+    let status = resp.status().as_u16();
+    (status, resp.body_mut().read_to_string().unwrap_or_default())
+}
+
+#[test]
+fn malformed_requests_get_a_clear_4xx() {
+    let relay = Relay::start("http", DEMO);
+    let url = format!("{}/demo/whep", relay.http);
+
+    let (status, body) = request(
+        "POST",
+        &url,
+        Some("application/sdp"),
+        b"v=0\r\nthis is not sdp",
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("SDP"), "400 says why: {body}");
+
+    let (_, _, offer, _, _) = whep_offer(true, false);
+    let offer = offer.to_sdp_string();
+    let (status, _, body) = post_offer(&relay.http, "nosuchpath", &offer);
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("nosuchpath"), "404 names the path: {body}");
+
+    let (status, body) = request("POST", &url, Some("text/plain"), offer.as_bytes());
+    assert_eq!(status, 415, "{body}");
+
+    let (status, body) = request(
+        "POST",
+        &url,
+        Some("application/sdp"),
+        &vec![b'a'; 70 * 1024],
+    );
+    assert_eq!(status, 413, "{body}");
+
+    // An offer with only audio for a video-only path: nothing to send on.
+    let (_, _, audio_only, _, _) = whep_offer(false, true);
+    let (status, _, body) = post_offer(&relay.http, "demo", &audio_only.to_sdp_string());
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("H264"),
+        "400 says what the path sends: {body}"
+    );
+
+    let (status, _) = request("DELETE", &format!("{url}/0123456789abcdef"), None, b"");
+    assert_eq!(status, 404);
+}
+
+/// Garbage of every RFC 7983 class and none, from `socket` to `to`.
+fn spray(socket: &UdpSocket, to: std::net::SocketAddr, n: usize) {
+    for i in 0..n {
+        let len = [0, 1, 12, 20, 100, 1400][i % 6];
+        let mut data: Vec<u8> = (0..len).map(|_| fastrand::u8(..)).collect();
+        if let Some(first) = data.first_mut() {
+            *first = [0x00, 0x01, 0x16, 0x17, 0x80, 0x81, 0x90, 0xff, 0x40][i % 9];
+        }
+        if data.len() > 1 && i % 4 == 0 {
+            data[1] = 200 + (i % 7) as u8; // RTCP packet types
+        }
+        let _ = socket.send_to(&data, to);
+        if i % 100 == 99 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+#[test]
+fn garbage_datagrams_are_counted_and_dropped_without_disturbing_a_viewer() {
+    let relay = Relay::start("garbage", DEMO);
+    let mut victim = Viewer::connect(&relay.http, "demo");
+    victim.run_for(Duration::from_millis(1500));
+    assert!(victim.connected);
+    let media = victim.relay_media;
+
+    // A second viewer that turns hostile: it sprays from its own (known) address.
+    let mut hostile = Viewer::connect(&relay.http, "demo");
+    hostile.run_for(Duration::from_millis(1000));
+    assert!(hostile.connected);
+
+    let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let start = Instant::now();
+    let attack = std::thread::spawn(move || {
+        spray(&stranger, media, 3000);
+        for _ in 0..20 {
+            hostile.send_raw(&[0x16, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 9, 0, 3, 1, 2, 3]);
+            hostile.send_raw(&[0x80, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0xde, 0xad]);
+            hostile.send_raw(&[
+                0x81, 201, 0, 7, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+            ]);
+            hostile.run_for(Duration::from_millis(50));
+        }
+        hostile
+    });
+    victim.run_for(Duration::from_secs(3));
+    let hostile = attack.join().unwrap();
+    assert!(start.elapsed() < Duration::from_secs(10));
+
+    // The victim's stream has no gap at all.
+    let (_, stream) = victim.received.streams.iter().next().expect("video");
+    let seqs: Vec<u64> = stream.keys().copied().collect();
+    assert_eq!(
+        seqs.last().unwrap() - seqs[0] + 1,
+        seqs.len() as u64,
+        "gap in the victim's stream"
+    );
+    assert!(seqs.len() > 200);
+
+    let unknown = relay.metric("relay_dropped_unknown_source_total")
+        + relay.metric("relay_dropped_unknown_ufrag_total");
+    assert!(unknown >= 2900.0, "stranger's datagrams counted: {unknown}");
+    let session_level = relay.metric("relay_dropped_malformed_total")
+        + relay.metric("relay_dropped_srtcp_auth_total")
+        + relay.metric("relay_dropped_unexpected_media_total");
+    assert!(
+        session_level >= 40.0,
+        "hostile viewer's garbage counted: {session_level}"
+    );
+    // The hostile viewer's own session survived its garbage too.
+    assert!(hostile
+        .received
+        .streams
+        .values()
+        .next()
+        .is_some_and(|s| s.len() > 50));
+}
