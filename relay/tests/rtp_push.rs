@@ -1,0 +1,124 @@
+//! RTP pushed over UDP (MediaMTX's `udp+rtp://` source) to WHEP viewers: video and
+//! audio on one port, demultiplexed by payload type, delivered byte for byte.
+
+mod common;
+
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+
+use common::{Relay, Viewer};
+use str0m::media::MediaKind;
+
+fn rtp(pt: u8, seq: u16, ts: u32, ssrc: u32, marker: bool, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x80, pt | if marker { 0x80 } else { 0 }];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&ts.to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend_from_slice(payload);
+    p
+}
+
+/// A video access unit: keyframes carry SPS, PPS and an IDR slice; others one P slice.
+fn video_frame(i: u32) -> Vec<Vec<u8>> {
+    let tag = |nal: u8| {
+        let mut v = vec![nal];
+        v.extend_from_slice(&i.to_be_bytes());
+        v.extend((0..200).map(|_| fastrand::u8(..)));
+        v
+    };
+    if i % 15 == 0 {
+        vec![
+            vec![0x67, 0x42, 0xe0, 0x1f, 0xda],
+            vec![0x68, 0xce, 0x38, 0x80],
+            tag(0x65),
+        ]
+    } else {
+        vec![tag(0x41)]
+    }
+}
+
+#[test]
+fn pushed_video_and_audio_reach_the_viewer_byte_for_byte() {
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let sdp =
+        "v=0\\r\\no=- 0 0 IN IP4 127.0.0.1\\r\\ns=cam\\r\\nc=IN IP4 127.0.0.1\\r\\nt=0 0\\r\\n\
+               m=video 0 RTP/AVP 96\\r\\na=rtpmap:96 H264/90000\\r\\n\
+               a=fmtp:96 packetization-mode=1;profile-level-id=42e01f\\r\\n\
+               m=audio 0 RTP/AVP 111\\r\\na=rtpmap:111 opus/48000/2\\r\\n";
+    let relay = Relay::start(
+        "push",
+        &format!("  cam1:\n    source: udp+rtp://127.0.0.1:{port}\n    rtpSDP: \"{sdp}\"\n"),
+    );
+    let camera = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let target = format!("127.0.0.1:{port}");
+    let (mut sent_video, mut sent_audio) = (Vec::new(), Vec::new());
+    let mut viewer = None;
+    let start = Instant::now();
+    let (mut vseq, mut aseq) = (40_000u16, 7u16);
+    // 4 s of a 25 fps camera with 20 ms audio; the viewer joins after 0.5 s.
+    for tick in 0..200u32 {
+        if tick % 2 == 0 {
+            let frame = tick / 2;
+            let nals = video_frame(frame);
+            let last = nals.len() - 1;
+            for (j, nal) in nals.iter().enumerate() {
+                camera
+                    .send_to(
+                        &rtp(96, vseq, frame * 3600, 0xcafe, j == last, nal),
+                        &target,
+                    )
+                    .unwrap();
+                sent_video.push(nal.clone());
+                vseq = vseq.wrapping_add(1);
+            }
+        }
+        let opus: Vec<u8> = (0..80).map(|_| fastrand::u8(..)).collect();
+        camera
+            .send_to(&rtp(111, aseq, tick * 960, 0xbeef, false, &opus), &target)
+            .unwrap();
+        sent_audio.push(opus);
+        aseq = aseq.wrapping_add(1);
+        if tick == 25 {
+            viewer = Some(std::thread::spawn({
+                let http = relay.http.clone();
+                move || {
+                    let mut v = Viewer::connect(&http, "cam1");
+                    v.run_for(Duration::from_secs(4));
+                    v
+                }
+            }));
+        }
+        let due = start + Duration::from_millis(20 * (tick as u64 + 1));
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+    }
+    let mut v = viewer.unwrap().join().unwrap();
+    assert!(v.connected);
+    let video = v.ssrc_of(MediaKind::Video).expect("video SSRC");
+    let audio = v.ssrc_of(MediaKind::Audio).expect("audio SSRC");
+    for (ssrc, sent, kind) in [(video, &sent_video, "video"), (audio, &sent_audio, "audio")] {
+        let got = &v.received.streams[&ssrc];
+        let seqs: Vec<u64> = got.keys().copied().collect();
+        assert_eq!(
+            seqs.last().unwrap() - seqs[0] + 1,
+            seqs.len() as u64,
+            "{kind}: gap"
+        );
+        let first = &got[&seqs[0]].0;
+        // Keyframes repeat their SPS and PPS: anchor on the first few packets together.
+        let at = (0..sent.len())
+            .find(|&at| (0..4).all(|i| sent.get(at + i) == Some(&got[&seqs[i]].0)))
+            .expect("the first packets are a run of what was sent");
+        for (i, s) in seqs.iter().enumerate() {
+            assert!(got[s].0 == sent[at + i], "{kind} packet {i} differs");
+        }
+        assert!(seqs.len() > 50, "{kind}: only {} packets", seqs.len());
+        if kind == "video" {
+            assert_eq!(first[0] & 0x1f, 7, "video starts with the keyframe's SPS");
+        }
+    }
+    assert_eq!(relay.metric("relay_ingest_dropped_malformed_total"), 0.0);
+}
