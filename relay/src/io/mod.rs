@@ -8,6 +8,7 @@
 
 pub mod udp;
 pub mod wake;
+pub mod xdp;
 
 use std::io;
 use std::net::SocketAddr;
