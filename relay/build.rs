@@ -23,7 +23,7 @@ fn main() -> anyhow::Result<()> {
         Err(_) | Ok("auto") => false,
         Ok("on") => true,
         Ok("off") => {
-            without_program("RELAY_EBPF=off at build time; rebuild without it");
+            without_program("built with RELAY_EBPF=off; unset it and rebuild to embed it");
             return Ok(());
         }
         Ok(other) => bail!("RELAY_EBPF={other}: expected on, off or auto"),
@@ -50,6 +50,9 @@ fn main() -> anyhow::Result<()> {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?);
     let ebpf_dir = manifest_dir.join("../relay-ebpf");
     let ebpf_dir = ebpf_dir.to_str().context("relay-ebpf path is not UTF-8")?;
+    // aya-build turns every line the inner cargo prints into a warning: keep only the
+    // compiler's diagnostics, not a `Compiling` line per crate.
+    env::set_var("CARGO_TERM_QUIET", "true");
     aya_build::build_ebpf(
         [Package {
             name: "relay-ebpf",
@@ -78,7 +81,8 @@ fn without_program(reason: &str) {
 /// that exist are watched: cargo reruns a script on every build for a missing one.
 fn rerun_when_installed(toolchain: &ebpf_toolchain::Toolchain) {
     let home = env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
-    let rustup_home = env::var_os("RUSTUP_HOME").map_or_else(|| home.join(".rustup"), PathBuf::from);
+    let rustup_home =
+        env::var_os("RUSTUP_HOME").map_or_else(|| home.join(".rustup"), PathBuf::from);
     let cargo_home = env::var_os("CARGO_HOME").map_or_else(|| home.join(".cargo"), PathBuf::from);
     let watch = |path: &Path| {
         if path.exists() {

@@ -68,12 +68,13 @@ pub fn probe() -> Toolchain {
     }
     let bpf_linker = which::which("bpf-linker").ok();
     // `--version` runs only if its libLLVM is there; the version pins the LLVM feature.
-    let linker_ok = bpf_linker.as_ref().is_some_and(|path| {
-        match output(path.as_os_str(), &["--version"]) {
-            Output::Ok(version) => version.split_whitespace().any(|w| w == BPF_LINKER_VERSION),
-            Output::NotFound | Output::Failed => false,
-        }
-    });
+    let linker_ok =
+        bpf_linker
+            .as_ref()
+            .is_some_and(|path| match output(path.as_os_str(), &["--version"]) {
+                Output::Ok(version) => version.split_whitespace().any(|w| w == BPF_LINKER_VERSION),
+                Output::NotFound | Output::Failed => false,
+            });
     if !linker_ok {
         missing.push(Missing::BpfLinker);
     }

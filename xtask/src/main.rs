@@ -57,7 +57,13 @@ fn main() -> anyhow::Result<ExitCode> {
         Task::Test { args } => {
             setup::run()?;
             let status = cargo(root)
-                .args(["test", "--workspace", "--exclude", "relay-ebpf", "--release"])
+                .args([
+                    "test",
+                    "--workspace",
+                    "--exclude",
+                    "relay-ebpf",
+                    "--release",
+                ])
                 .args(args)
                 .status()
                 .context("cannot run cargo")?;

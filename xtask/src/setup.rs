@@ -62,32 +62,38 @@ fn packages() -> anyhow::Result<()> {
     }
     println!("setup: Debian packages: installing {list}");
     check(Command::new("apt-get").arg("update"))?;
-    check(Command::new("apt-get")
-        .args(["install", "-y", "--no-install-recommends"])
-        .args(&missing)
-        .env("DEBIAN_FRONTEND", "noninteractive"))
+    check(
+        Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
 }
 
 /// The packages of `PACKAGES` that dpkg does not have fully installed.
 fn missing_packages() -> anyhow::Result<Vec<&'static str>> {
-    // One line per package that dpkg knows; "ii " is installed and configured.
     let out = Command::new("dpkg-query")
         .args(["--show", "--showformat=${Package} ${db:Status-Abbrev}\\n"])
         .args(PACKAGES)
         .output()
         .context("dpkg-query not found: setup knows only Debian (12)")?;
-    let listing = String::from_utf8_lossy(&out.stdout);
+    Ok(not_installed(PACKAGES, &String::from_utf8_lossy(&out.stdout)))
+}
+
+/// `wanted` less those that the dpkg-query listing shows as "ii" (installed and
+/// configured). Packages dpkg has never heard of have no line at all.
+fn not_installed<'a>(wanted: &[&'a str], listing: &str) -> Vec<&'a str> {
     let installed: Vec<&str> = listing
         .lines()
         .filter_map(|line| line.split_once(' '))
         .filter(|(_, status)| status.starts_with("ii"))
         .map(|(package, _)| package)
         .collect();
-    Ok(PACKAGES
+    wanted
         .iter()
         .copied()
         .filter(|package| !installed.contains(package))
-        .collect())
+        .collect()
 }
 
 fn nightly(toolchain: &ebpf_toolchain::Toolchain) -> anyhow::Result<()> {
@@ -107,7 +113,10 @@ fn nightly(toolchain: &ebpf_toolchain::Toolchain) -> anyhow::Result<()> {
         println!("setup: {label}: installing rust-src");
         check(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", NIGHTLY]))
     } else {
-        println!("setup: {label}: already there{}", at(toolchain.nightly_sysroot.as_deref()));
+        println!(
+            "setup: {label}: already there{}",
+            at(toolchain.nightly_sysroot.as_deref())
+        );
         Ok(())
     }
 }
@@ -115,23 +124,35 @@ fn nightly(toolchain: &ebpf_toolchain::Toolchain) -> anyhow::Result<()> {
 fn bpf_linker(toolchain: &ebpf_toolchain::Toolchain) -> anyhow::Result<()> {
     let label = format!("bpf-linker {BPF_LINKER_VERSION} (LLVM {LLVM_MAJOR})");
     if !toolchain.missing.contains(&Missing::BpfLinker) {
-        println!("setup: {label}: already there{}", at(toolchain.bpf_linker.as_deref()));
+        println!(
+            "setup: {label}: already there{}",
+            at(toolchain.bpf_linker.as_deref())
+        );
         return Ok(());
     }
     println!("setup: {label}: installing (about a minute)");
     // Its default features want the newest LLVM: build against the nightly's major.
     let llvm = format!("/usr/lib/llvm-{LLVM_MAJOR}");
-    check(Command::new("cargo")
-        .args(["install", "bpf-linker", "--force", "--locked", "--no-default-features"])
-        .args(["--version", BPF_LINKER_VERSION])
-        .args(["--features", &format!("llvm-{LLVM_MAJOR}")])
-        .env("LLVM_PREFIX", &llvm)
-        .env("RUSTFLAGS", format!("-L {llvm}/lib")))
+    check(
+        Command::new("cargo")
+            .args([
+                "install",
+                "bpf-linker",
+                "--force",
+                "--locked",
+                "--no-default-features",
+            ])
+            .args(["--version", BPF_LINKER_VERSION])
+            .args(["--features", &format!("llvm-{LLVM_MAJOR}")])
+            .env("LLVM_PREFIX", &llvm)
+            .env("RUSTFLAGS", format!("-L {llvm}/lib")),
+    )
 }
 
 /// " (path)" for the line that says where a tool was found.
 fn at(path: Option<&Path>) -> String {
-    path.map(|path| format!(" ({})", path.display())).unwrap_or_default()
+    path.map(|path| format!(" ({})", path.display()))
+        .unwrap_or_default()
 }
 
 fn check(command: &mut Command) -> anyhow::Result<()> {
@@ -142,4 +163,17 @@ fn check(command: &mut Command) -> anyhow::Result<()> {
         bail!("{command:?} failed ({status})");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_installed_and_configured_packages_count() {
+        let listing = "ffmpeg ii \nbpftool rc \nethtool iU \n";
+        let wanted = ["ffmpeg", "bpftool", "ethtool", "tcpdump"];
+        // Removed with its config left (rc), unpacked but not configured (iU), unknown.
+        assert_eq!(not_installed(&wanted, listing), ["bpftool", "ethtool", "tcpdump"]);
+    }
 }

@@ -5,7 +5,10 @@
 /// The embedded XDP program (an eBPF ELF object), or why this binary has none.
 pub fn program() -> Result<&'static [u8], Unavailable> {
     #[cfg(relay_ebpf)]
-    let program = Ok(aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/relay")));
+    let program = Ok(aya::include_bytes_aligned!(concat!(
+        env!("OUT_DIR"),
+        "/relay"
+    )));
     #[cfg(not(relay_ebpf))]
     let program = Err(Unavailable {
         reason: env!("RELAY_EBPF_UNAVAILABLE"),
