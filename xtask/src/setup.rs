@@ -77,7 +77,10 @@ fn missing_packages() -> anyhow::Result<Vec<&'static str>> {
         .args(PACKAGES)
         .output()
         .context("dpkg-query not found: setup knows only Debian (12)")?;
-    Ok(not_installed(PACKAGES, &String::from_utf8_lossy(&out.stdout)))
+    Ok(not_installed(
+        PACKAGES,
+        &String::from_utf8_lossy(&out.stdout),
+    ))
 }
 
 /// `wanted` less those that the dpkg-query listing shows as "ii" (installed and
@@ -174,6 +177,9 @@ mod tests {
         let listing = "ffmpeg ii \nbpftool rc \nethtool iU \n";
         let wanted = ["ffmpeg", "bpftool", "ethtool", "tcpdump"];
         // Removed with its config left (rc), unpacked but not configured (iU), unknown.
-        assert_eq!(not_installed(&wanted, listing), ["bpftool", "ethtool", "tcpdump"]);
+        assert_eq!(
+            not_installed(&wanted, listing),
+            ["bpftool", "ethtool", "tcpdump"]
+        );
     }
 }
