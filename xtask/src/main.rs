@@ -1,1 +1,110 @@
-fn main() {}
+//! `cargo xtask`: the two commands a newcomer needs (`run`, `test`), and the steps they
+//! take (`setup`, `build`). Every command sets the machine up first, so a fresh
+//! Debian 12 with stable Rust needs nothing else.
+
+#[path = "../../relay/build/ebpf_toolchain.rs"]
+mod ebpf_toolchain;
+mod setup;
+
+use std::env;
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{bail, Context as _};
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(about = "Set up, build, run and test relay")]
+enum Task {
+    /// Install what building and testing needs: Debian packages, the pinned nightly
+    /// with rust-src, bpf-linker. Idempotent; about a second when all is there.
+    Setup,
+    /// Set up, then build the release relay with its XDP program embedded.
+    Build,
+    /// Build, then run `relay serve` with the arguments that follow.
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// Set up, then run every test of the workspace in release mode; arguments that
+    /// follow go to `cargo test` (a test name filter, `-- --nocapture`).
+    Test {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+}
+
+fn main() -> anyhow::Result<ExitCode> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("xtask lives inside the workspace")?;
+    match Task::parse() {
+        Task::Setup => setup::run()?,
+        Task::Build => {
+            setup::run()?;
+            build(root)?;
+        }
+        Task::Run { args } => {
+            setup::run()?;
+            build(root)?;
+            let relay = target_dir(root).join("release/relay");
+            // exec: the relay gets the terminal and its signals, and its exit code is ours.
+            let error = Command::new(&relay).arg("serve").args(args).exec();
+            bail!("cannot run {}: {error}", relay.display());
+        }
+        Task::Test { args } => {
+            setup::run()?;
+            let status = cargo(root)
+                .args([
+                    "test",
+                    "--workspace",
+                    "--exclude",
+                    "relay-ebpf",
+                    "--release",
+                ])
+                .args(args)
+                .status()
+                .context("cannot run cargo")?;
+            return Ok(exit_code(status.code()));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn build(root: &Path) -> anyhow::Result<()> {
+    let status = cargo(root)
+        .args(["build", "--release", "--package", "relay"])
+        .status()
+        .context("cannot run cargo")?;
+    if !status.success() {
+        bail!("cargo build failed ({status})");
+    }
+    Ok(())
+}
+
+/// The cargo that runs xtask, in the workspace root. After setup the XDP program must
+/// build: `RELAY_EBPF=on` turns a toolchain that is still missing into an error rather
+/// than a relay without it (unless the caller chose otherwise).
+fn cargo(root: &Path) -> Command {
+    let mut cargo = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cargo.current_dir(root);
+    if env::var_os("RELAY_EBPF").is_none() {
+        cargo.env("RELAY_EBPF", "on");
+    }
+    cargo
+}
+
+fn target_dir(root: &Path) -> PathBuf {
+    env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |dir| root.join(dir))
+}
+
+/// A child's exit code as ours; killed by a signal counts as failure.
+fn exit_code(code: Option<i32>) -> ExitCode {
+    match code {
+        Some(0) => ExitCode::SUCCESS,
+        Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        None => ExitCode::FAILURE,
+    }
+}

@@ -1,4 +1,25 @@
-//! Placeholder until the build helper's branch lands.
-pub fn program() -> Result<&'static [u8], &'static str> {
-    Err("not built")
+//! The XDP fast path (issue 3). For now: the XDP program's object, built from
+//! `relay-ebpf` by relay's build script and embedded in the binary. Its names and
+//! the layout of its config are in `relay_common`.
+
+/// The embedded XDP program (an eBPF ELF object), or why this binary has none.
+pub fn program() -> Result<&'static [u8], Unavailable> {
+    #[cfg(relay_ebpf)]
+    let program = Ok(aya::include_bytes_aligned!(concat!(
+        env!("OUT_DIR"),
+        "/relay"
+    )));
+    #[cfg(not(relay_ebpf))]
+    let program = Err(Unavailable {
+        reason: env!("RELAY_EBPF_UNAVAILABLE"),
+    });
+    program
+}
+
+/// This binary was built without the XDP program: only portable mode can run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("this relay was built without its XDP program: {reason}")]
+pub struct Unavailable {
+    /// What the build lacked and how to fix it, as the build script put it.
+    reason: &'static str,
 }
