@@ -114,3 +114,49 @@ fn lost_packets_are_recovered_by_nack_from_the_shared_ring() {
         v.dropped_count
     );
 }
+
+/// Polls `cond` every 100 ms for up to `limit`.
+fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    cond()
+}
+
+#[test]
+fn sessions_end_on_delete_and_when_a_viewer_vanishes() {
+    let relay = Relay::start(
+        "lifecycle",
+        "  demo:\n    source: demo\n    maxReaders: 2\n",
+    );
+    let mut polite = Viewer::connect(&relay.http, "demo");
+    let mut vanishing = Viewer::connect(&relay.http, "demo");
+    polite.run_for(Duration::from_millis(800));
+    vanishing.run_for(Duration::from_millis(800));
+    assert!(polite.connected && vanishing.connected);
+    assert_eq!(relay.metric("relay_sessions"), 2.0);
+
+    // maxReaders: a third viewer is refused while two are there.
+    let (_, _, offer, _, _) = common::whep_offer(true, false);
+    let (status, _, body) = common::post_offer(&relay.http, "demo", &offer.to_sdp_string());
+    assert_eq!(status, 503, "{body}");
+
+    assert_eq!(polite.delete(&relay.http), 200);
+    assert!(eventually(Duration::from_secs(2), || relay
+        .metric("relay_sessions")
+        == 1.0));
+    assert_eq!(polite.delete(&relay.http), 404, "deleting twice");
+
+    // A viewer that stops answering (tab closed, no DELETE) is dropped once ICE consent lapses.
+    drop(vanishing);
+    assert!(
+        eventually(Duration::from_secs(40), || relay.metric("relay_sessions")
+            == 0.0),
+        "the vanished viewer's session was never closed"
+    );
+    assert_eq!(relay.metric("relay_path_readers"), 0.0);
+}

@@ -110,13 +110,16 @@ impl Relay {
             .unwrap()
     }
 
-    /// Sum of a metric's samples (all label sets).
+    /// Sum of a metric's samples (all label sets); panics if the relay has no such metric.
     pub fn metric(&self, name: &str) -> f64 {
-        self.metrics()
+        let samples: Vec<f64> = self
+            .metrics()
             .lines()
             .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+            .collect();
+        assert!(!samples.is_empty(), "the relay exports no metric {name}");
+        samples.iter().sum()
     }
 }
 
