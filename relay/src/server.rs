@@ -88,7 +88,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
 
     let wakers = Arc::new(Wakers::new(workers)?);
     let mut sources = Vec::new();
-    for (name, _) in &config.paths {
+    for name in config.paths.keys() {
         let pc = config.path(name).expect("configured path");
         let source = pc.source.as_deref().unwrap_or("publisher");
         let source = Source::parse(source, pc.rtp_sdp.as_deref())

@@ -24,7 +24,7 @@ fn assert_demo_stream(v: &Viewer) -> usize {
         seqs.len() as u64,
         "sequence numbers {first}..={last} have gaps"
     );
-    let payloads: Vec<&[u8]> = seqs.iter().map(|s| &stream[s].0[..]).collect();
+    let payloads: Vec<&[u8]> = seqs.iter().map(|s| &stream[s][..]).collect();
     let nal = payloads[0][0] & 0x1f;
     assert!(
         nal == 7 || nal == 5,

@@ -63,7 +63,7 @@ pub struct Route {
 pub enum SessionEvent {
     /// DTLS is done: the worker may send media, sealed with this context.
     Live {
-        srtp: Outbound,
+        srtp: Box<Outbound>,
         route: Route,
     },
     /// The viewer's nominated address changed.
@@ -355,7 +355,7 @@ impl Session {
         self.state = State::Live;
         self.pending
             .push_back(SessionOutput::Event(SessionEvent::Live {
-                srtp: Outbound::new(&local),
+                srtp: Box::new(Outbound::new(&local)),
                 route,
             }));
     }

@@ -98,7 +98,7 @@ fn connect(
                     remote: c
                 }
             );
-            return (srtp, route, now);
+            return (*srtp, route, now);
         }
         now += Duration::from_millis(10);
         client.handle_input(Input::Timeout(now)).unwrap();
@@ -158,7 +158,7 @@ fn media_we_seal_opens_in_str0m_and_its_feedback_opens_here() {
     );
     let start = Instant::now();
     let (mut session, answer) =
-        Session::viewer(start, &offer, &[track.clone()], &config()).unwrap();
+        Session::viewer(start, &offer, std::slice::from_ref(&track), &config()).unwrap();
     client
         .sdp_api()
         .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())

@@ -184,7 +184,7 @@ impl<R: Receiver, S: Sender> Worker<R, S> {
 impl<S: Sender> Core<S> {
     fn on_datagram(&mut self, now: Instant, d: Datagram<'_>) {
         if let Some(&slot) = self.by_remote.get(&d.source) {
-            return self.to_session(slot, now, d);
+            return self.deliver(slot, now, d);
         }
         if let Some(&owner) = self.foreign.get(&d.source) {
             return self.forward(owner, now, d);
@@ -195,13 +195,13 @@ impl<S: Sender> Core<S> {
         };
         if let Some(&slot) = self.by_ufrag.get(ufrag) {
             self.add_remote(slot, d.source);
-            return self.to_session(slot, now, d);
+            return self.deliver(slot, now, d);
         }
         match self.registry.claim(ufrag, self.id) {
             Claim::Mine(pending) => {
                 let slot = self.adopt(pending);
                 self.add_remote(slot, d.source);
-                self.to_session(slot, now, d);
+                self.deliver(slot, now, d);
             }
             Claim::Owner(owner) => {
                 if self.foreign.len() >= MAX_FOREIGN {
@@ -258,7 +258,7 @@ impl<S: Sender> Core<S> {
         }
     }
 
-    fn to_session(&mut self, slot: usize, now: Instant, d: Datagram<'_>) {
+    fn deliver(&mut self, slot: usize, now: Instant, d: Datagram<'_>) {
         if let Some(v) = self.viewers[slot].as_mut() {
             v.session
                 .handle_datagram(now, d.source, d.destination, d.data);
@@ -286,12 +286,12 @@ impl<S: Sender> Core<S> {
                         data: &data,
                     };
                     if let Some(&slot) = self.by_remote.get(&source) {
-                        self.to_session(slot, at, d);
+                        self.deliver(slot, at, d);
                     } else if let Some(&slot) =
                         stun::local_ufrag(&data).and_then(|u| self.by_ufrag.get(u))
                     {
                         self.add_remote(slot, source);
-                        self.to_session(slot, at, d);
+                        self.deliver(slot, at, d);
                     }
                 }
                 Command::Close(id) => {
@@ -355,7 +355,7 @@ impl<S: Sender> Core<S> {
         &mut self,
         slot: usize,
         now: Instant,
-        srtp: crate::srtp::Outbound,
+        srtp: Box<crate::srtp::Outbound>,
         route: crate::session::Route,
     ) {
         let Some(v) = self.viewers[slot].as_mut() else {
@@ -403,7 +403,7 @@ impl<S: Sender> Core<S> {
         }
         let overhead = srtp.profile().rtp_overhead();
         v.egress = Some(Egress {
-            srtp,
+            srtp: *srtp,
             route,
             overhead,
             media,

@@ -130,15 +130,10 @@ impl Drop for Relay {
     }
 }
 
-/// What a viewer received, by media kind.
+/// What a viewer received: per SSRC, payloads by extended sequence number.
 #[derive(Default, Debug)]
 pub struct Received {
-    /// Extended sequence number -> (payload, marker, timestamp), per SSRC.
-    pub streams: BTreeMap<u32, BTreeMap<u64, (Vec<u8>, bool, u32)>>,
-    pub kinds: BTreeMap<u32, MediaKind>,
-    /// Order of arrival (first arrivals only), per SSRC.
-    pub order: BTreeMap<u32, Vec<u64>>,
-    pub first_packet_at: Option<Instant>,
+    pub streams: BTreeMap<u32, BTreeMap<u64, Vec<u8>>>,
 }
 
 /// A WHEP viewer: str0m in RTP mode on a loopback UDP socket.
@@ -157,16 +152,16 @@ pub struct Viewer {
     kinds_by_mid: BTreeMap<str0m::media::Mid, MediaKind>,
 }
 
-pub fn whep_offer(
-    video: bool,
-    audio: bool,
-) -> (
+/// A client, its socket, its offer, and what each of its m-lines receives.
+pub type Offering = (
     Rtc,
     UdpSocket,
     SdpOffer,
     str0m::change::SdpPendingOffer,
     BTreeMap<str0m::media::Mid, MediaKind>,
-) {
+);
+
+pub fn whep_offer(video: bool, audio: bool) -> Offering {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut rtc = Rtc::builder().set_rtp_mode(true).build(Instant::now());
     rtc.add_local_candidate(Candidate::host(socket.local_addr().unwrap(), "udp").unwrap());
@@ -289,7 +284,7 @@ impl Viewer {
         }
         let seq = u16::from_be_bytes([data[2], data[3]]);
         let ssrc = u32::from_be_bytes([data[8], data[9], data[10], data[11]]);
-        if seq % self.drop_every == 0 && self.dropped.insert((ssrc, seq)) {
+        if seq.is_multiple_of(self.drop_every) && self.dropped.insert((ssrc, seq)) {
             self.dropped_count += 1;
             return true;
         }
@@ -300,18 +295,8 @@ impl Viewer {
         match e {
             Event::Connected => self.connected = true,
             Event::RtpPacket(p) => {
-                let ssrc = *p.header.ssrc;
-                let seq = *p.seq_no;
-                let r = &mut self.received;
-                r.first_packet_at.get_or_insert_with(Instant::now);
-                let stream = r.streams.entry(ssrc).or_default();
-                if !stream.contains_key(&seq) {
-                    r.order.entry(ssrc).or_default().push(seq);
-                }
-                stream.insert(
-                    seq,
-                    (p.payload.to_vec(), p.header.marker, p.header.timestamp),
-                );
+                let stream = self.received.streams.entry(*p.header.ssrc).or_default();
+                stream.insert(*p.seq_no, p.payload.to_vec());
             }
             _ => {}
         }
