@@ -1,6 +1,6 @@
 use std::path::PathBuf;
+use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
@@ -46,8 +46,18 @@ enum Level {
     Debug,
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("relay: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
         Command::Serve {
             config,
             log_level,
@@ -68,9 +78,20 @@ fn main() -> anyhow::Result<()> {
             init_logs(&config);
             relay::server::serve(config)
         }
-        Command::CheckConfig { config } => {
-            let config = load(Some(&config))?;
-            println!("{config:#?}");
+        Command::CheckConfig { config: file } => {
+            let config = load(Some(&file))?;
+            println!("{} is valid", file.display());
+            println!(
+                "  webrtcAddress {}, webrtcLocalUDPAddress {}, metrics {}",
+                config.webrtc_address,
+                config.webrtc_local_udp_address,
+                if config.metrics { "on" } else { "off" }
+            );
+            for name in config.paths.keys() {
+                let path = config.path(name).expect("configured path");
+                let source = path.source.as_deref().unwrap_or("(none)");
+                println!("  path '{name}': source {source}");
+            }
             Ok(())
         }
     }
@@ -78,7 +99,7 @@ fn main() -> anyhow::Result<()> {
 
 fn load(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
     match path {
-        Some(p) => Config::load(p).with_context(|| format!("config file {}", p.display())),
+        Some(p) => Config::load(p),
         None => Ok(Config::demo()),
     }
 }

@@ -80,6 +80,17 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
     let media_addr =
         parse_listen(&config.webrtc_local_udp_address).context("webrtcLocalUDPAddress")?;
     let http_addr = parse_listen(&config.webrtc_address).context("webrtcAddress")?;
+    // Take the listeners before starting anything, so a busy port fails fast.
+    let http_listener = std::net::TcpListener::bind(http_addr)
+        .with_context(|| format!("cannot listen on {http_addr} (webrtcAddress): is another relay running?"))?;
+    http_listener.set_nonblocking(true)?;
+    if media_addr.port() != 0 {
+        // SO_REUSEPORT would let a second relay share the port and split the traffic:
+        // a plain bind first proves nobody holds it.
+        std::net::UdpSocket::bind(media_addr).with_context(|| {
+            format!("cannot bind the media port {media_addr} (webrtcLocalUDPAddress): is another relay running?")
+        })?;
+    }
 
     match crate::io::xdp::program() {
         Ok(object) => info!(bytes = object.len(), "XDP program embedded; the AF_XDP data plane is not enabled in this version, running portable (UDP sockets)"),
@@ -129,9 +140,8 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
     let mut media_addr = media_addr;
     let mut sockets = Vec::new();
     for _ in 0..workers {
-        let (rx, tx) = udp::bind(media_addr, &opts).with_context(|| {
-            format!("cannot bind the media port {media_addr} (webrtcLocalUDPAddress): is another relay running?")
-        })?;
+        let (rx, tx) = udp::bind(media_addr, &opts)
+            .with_context(|| format!("cannot bind the media port {media_addr} (webrtcLocalUDPAddress)"))?;
         media_addr = rx.local_addr();
         sockets.push((rx, tx));
     }
@@ -176,9 +186,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let result = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(http_addr)
-            .await
-            .with_context(|| format!("cannot listen on {http_addr} (webrtcAddress)"))?;
+        let listener = tokio::net::TcpListener::from_std(http_listener)?;
         let registry_metrics = config.metrics.then(|| Arc::new(metrics.registry()));
         let mut http_opts = http::HttpOptions {
             allow_origins: config.webrtc_allow_origins.clone(),

@@ -338,7 +338,7 @@ impl Session {
         let (profile, material) = (keys.0, &keys.1);
         if profile == Profile::Aes128CmHmacSha1_80 && !self.allow_legacy_srtp {
             return self.close(CloseReason::Refused(
-                "the viewer offered only AES_CM_128_HMAC_SHA1_80, which webrtcAllowLegacySRTP forbids".into(),
+                "the viewer offered only AES_CM_128_HMAC_SHA1_80, which webrtcAllowLegacySrtp: no forbids".into(),
             ));
         }
         // We answer offers, so our DTLS is passive: the server side of RFC 5764's layout.
