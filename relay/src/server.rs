@@ -81,8 +81,9 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         parse_listen(&config.webrtc_local_udp_address).context("webrtcLocalUDPAddress")?;
     let http_addr = parse_listen(&config.webrtc_address).context("webrtcAddress")?;
     // Take the listeners before starting anything, so a busy port fails fast.
-    let http_listener = std::net::TcpListener::bind(http_addr)
-        .with_context(|| format!("cannot listen on {http_addr} (webrtcAddress): is another relay running?"))?;
+    let http_listener = std::net::TcpListener::bind(http_addr).with_context(|| {
+        format!("cannot listen on {http_addr} (webrtcAddress): is another relay running?")
+    })?;
     http_listener.set_nonblocking(true)?;
     if media_addr.port() != 0 {
         // SO_REUSEPORT would let a second relay share the port and split the traffic:
@@ -140,8 +141,9 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
     let mut media_addr = media_addr;
     let mut sockets = Vec::new();
     for _ in 0..workers {
-        let (rx, tx) = udp::bind(media_addr, &opts)
-            .with_context(|| format!("cannot bind the media port {media_addr} (webrtcLocalUDPAddress)"))?;
+        let (rx, tx) = udp::bind(media_addr, &opts).with_context(|| {
+            format!("cannot bind the media port {media_addr} (webrtcLocalUDPAddress)")
+        })?;
         media_addr = rx.local_addr();
         sockets.push((rx, tx));
     }

@@ -122,3 +122,69 @@ fn pushed_video_and_audio_reach_the_viewer_byte_for_byte() {
     }
     assert_eq!(relay.metric("relay_ingest_dropped_malformed_total"), 0.0);
 }
+
+/// A real encoder: ffmpeg pushes H264 and Opus to one port, as the operations doc shows.
+#[test]
+fn ffmpeg_push_reaches_a_viewer_with_video_from_a_keyframe_and_audio() {
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let sdp = "v=0\\no=- 0 0 IN IP4 127.0.0.1\\ns=No Name\\nt=0 0\\n\
+               m=video 0 RTP/AVP 96\\nc=IN IP4 127.0.0.1\\na=rtpmap:96 H264/90000\\n\
+               a=fmtp:96 packetization-mode=1\\n\
+               m=audio 0 RTP/AVP 97\\nc=IN IP4 127.0.0.1\\na=rtpmap:97 opus/48000/2\\n";
+    let relay = Relay::start(
+        "ffmpeg",
+        &format!("  cam1:\n    source: udp+rtp://127.0.0.1:{port}\n    rtpSDP: \"{sdp}\"\n"),
+    );
+    let url = format!("rtp://127.0.0.1:{port}?rtcpport={port}");
+    let mut ffmpeg = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args([
+            "-t",
+            "6",
+            "-map",
+            "0:v",
+            "-c:v",
+            "libx264",
+            "-profile:v",
+            "baseline",
+        ])
+        .args(["-bf", "0", "-g", "30", "-f", "rtp", &url])
+        .args(["-map", "1:a", "-c:a", "libopus", "-f", "rtp", &url])
+        .spawn()
+        .expect("ffmpeg is installed (cargo xtask setup installs it)");
+    std::thread::sleep(Duration::from_millis(500));
+    let mut v = Viewer::connect(&relay.http, "cam1");
+    v.run_for(Duration::from_secs(4));
+    let _ = ffmpeg.kill();
+    let _ = ffmpeg.wait();
+    assert!(v.connected);
+    let video = v.ssrc_of(MediaKind::Video).expect("video SSRC");
+    let audio = v.ssrc_of(MediaKind::Audio).expect("audio SSRC");
+    for (ssrc, kind, min) in [(video, "video", 60), (audio, "audio", 100)] {
+        let got = v
+            .received
+            .streams
+            .get(&ssrc)
+            .unwrap_or_else(|| panic!("no {kind}"));
+        let seqs: Vec<u64> = got.keys().copied().collect();
+        assert_eq!(
+            seqs.last().unwrap() - seqs[0] + 1,
+            seqs.len() as u64,
+            "{kind}: gap"
+        );
+        assert!(seqs.len() > min, "{kind}: only {} packets", seqs.len());
+    }
+    // ffmpeg aggregates SPS and PPS in a STAP-A before the IDR.
+    let first = v.received.streams[&video].values().next().unwrap().clone();
+    let summary = relay::track::h264::summarize(&first.into());
+    assert!(
+        summary.sps.is_some() || summary.idr,
+        "video starts on a keyframe: {summary:?}"
+    );
+}
