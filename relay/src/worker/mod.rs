@@ -140,9 +140,10 @@ impl<R: Receiver, S: Sender> Worker<R, S> {
 
     /// Runs until `stop` is set (checked at least every 100 ms).
     pub fn run(mut self, stop: &AtomicBool) -> io::Result<()> {
+        let (socket, waker) = (self.rx.fd(), self.core.wakers.fd(self.core.id));
         let epoll = Epoll::new()?;
-        epoll.add(self.rx.fd())?;
-        epoll.add(self.core.wakers.fd(self.core.id))?;
+        epoll.add(socket)?;
+        epoll.add(waker)?;
         while !stop.load(Ordering::Relaxed) {
             let now = Instant::now();
             let wait = self
@@ -153,26 +154,32 @@ impl<R: Receiver, S: Sender> Worker<R, S> {
                     t.saturating_duration_since(now)
                 })
                 .min(Duration::from_millis(100));
-            epoll.wait(wait)?;
-            self.turn(Instant::now())?;
+            let [socket_ready, woken] = epoll.wait(wait, [socket, waker])?;
+            self.turn(Instant::now(), socket_ready, woken)?;
         }
         self.core.shutdown();
         Ok(())
     }
 
-    /// One pass over everything that may have happened: used by `run` and by tests.
-    pub fn turn(&mut self, now: Instant) -> io::Result<()> {
+    /// One pass over what woke the worker, then fan-out, timers and one flush.
+    fn turn(&mut self, now: Instant, socket: bool, waker: bool) -> io::Result<()> {
         let core = &mut self.core;
-        core.wakers.drain(core.id);
-        // Bounded, so that a flood on the socket cannot starve the fan-out.
+        if waker {
+            core.wakers.drain(core.id);
+            core.on_commands(now);
+        }
+        // Bounded, so that a flood on the socket cannot starve the fan-out; epoll is
+        // level-triggered and reports what is left next time.
         for _ in 0..16 {
+            if !socket {
+                break;
+            }
             let n = self.rx.recv(&mut |d| core.on_datagram(now, d))?;
             add(&core.stats.datagrams_in, n as u64);
             if n == 0 {
                 break;
             }
         }
-        core.on_commands(now);
         core.fan_out();
         core.on_timers(now);
         core.tx.flush();
@@ -622,17 +629,22 @@ impl Epoll {
         Ok(())
     }
 
-    fn wait(&self, timeout: Duration) -> io::Result<()> {
+    /// Waits up to `timeout`; returns the descriptors that are readable.
+    /// Waits up to `timeout`; tells which of `fds` are readable.
+    fn wait<const N: usize>(&self, timeout: Duration, fds: [RawFd; N]) -> io::Result<[bool; N]> {
         let mut events = [libc::epoll_event { events: 0, u64: 0 }; 8];
         let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
         // SAFETY: the buffer outlives the call and its length is passed.
         let n = unsafe { libc::epoll_wait(self.0.as_raw_fd(), events.as_mut_ptr(), 8, ms) };
         if n < 0 {
             let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
-            }
+            return if e.kind() == io::ErrorKind::Interrupted {
+                Ok([false; N])
+            } else {
+                Err(e)
+            };
         }
-        Ok(())
+        let ready = &events[..n as usize];
+        Ok(fds.map(|fd| ready.iter().any(|e| e.u64 == fd as u64)))
     }
 }
