@@ -159,7 +159,11 @@ impl Session {
             .set_mtu(576..=config.mtu.max(576))
             // We never write media through str0m: its send buffers stay empty.
             .set_send_buffer_audio(1)
-            .set_send_buffer_video(1);
+            .set_send_buffer_video(1)
+            // str0m's sender reports are dropped (we send our own); they only wake the
+            // worker and follow the ICE nomination (see `drain`), so every 5 s is enough.
+            .set_rtcp_report_interval_video(Duration::from_secs(5))
+            .set_rtcp_report_interval_audio(Duration::from_secs(5));
         add_codecs(&mut rtc_config, tracks);
         let (mut rtc, keys) = keys::build_rtc(rtc_config, now);
         for addr in &config.candidates {
