@@ -2,6 +2,10 @@
 //! same sizes, to the same sockets in the same order, sent by a bare `sendmmsg` loop
 //! that does nothing else (no crypto, no header rewrite, no session state).
 //!
+//! Two ways to send them: a flood (full batches, as fast as the sinks drain them), the
+//! cheapest a UDP socket sends these datagrams; and a replay at the times the relay sent
+//! them, which pays the same wake-ups (of the sender and of idle receivers) per burst.
+//!
 //! Hand-written over libc: the point is the cost of the syscall path alone, so no
 //! library layer may sit in between.
 
@@ -13,32 +17,41 @@ use std::ptr;
 use std::time::{Duration, Instant};
 
 use crate::procfs;
+use crate::sink::Arrival;
 
 /// Datagrams per `sendmmsg`.
 pub const BATCH: usize = 64;
 /// Largest datagram the plan may ask for.
 pub const MAX_DATAGRAM: usize = 1500;
 
-/// What to send: packet `k` of the pattern goes to every destination in turn before
-/// packet `k + 1`, as a relay fans a stream out; the pattern repeats until `total`.
+/// What to send: packet `k` goes to every destination in turn before packet `k + 1`,
+/// as a relay fans a stream out; the packets repeat until `total` datagrams.
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub destinations: Vec<SocketAddrV4>,
-    /// Datagram sizes, in bytes (at most `MAX_DATAGRAM`).
-    pub sizes: Vec<u16>,
+    /// Sizes (at most `MAX_DATAGRAM`), and when to send each for a replay.
+    pub packets: Vec<Arrival>,
     pub total: u64,
 }
 
 impl Plan {
-    /// Destination and size of datagram `k`.
-    pub fn datagram(&self, k: u64) -> (usize, usize) {
+    /// Destination, size and packet index of datagram `k`.
+    pub fn datagram(&self, k: u64) -> (usize, usize, usize) {
         let n = self.destinations.len() as u64;
-        let packet = (k / n) % self.sizes.len() as u64;
-        (
-            (k % n) as usize,
-            (self.sizes[packet as usize] as usize).min(MAX_DATAGRAM),
-        )
+        let packet = ((k / n) % self.packets.len() as u64) as usize;
+        let size = (self.packets[packet].size as usize).min(MAX_DATAGRAM);
+        ((k % n) as usize, size, packet)
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    /// Full batches back to back, never more than `window` datagrams ahead of what the
+    /// sinks have taken. CPU is counted inside the send loop only (waits excluded).
+    Flood { window: u64 },
+    /// Each packet at its `Arrival::at` from the start, in batches of what is due.
+    /// CPU is the thread's whole time, sleeps and wake-ups included, as the relay's is.
+    Replay,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -47,7 +60,6 @@ pub struct Outcome {
     /// Datagrams the kernel refused (full send buffer): counted, not retried.
     pub refused: u64,
     pub calls: u64,
-    /// CPU time of the sending thread inside the send loop (waits for the sinks excluded).
     pub cpu: Duration,
     pub elapsed: Duration,
     /// The sinks fell behind for longer than the stall limit: stopped early.
@@ -55,23 +67,20 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    pub fn cpu_per_datagram(&self) -> Duration {
-        self.cpu
-            .checked_div(self.sent.max(1) as u32)
-            .unwrap_or_default()
+    pub fn us_per_datagram(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / self.sent.max(1) as f64
     }
 }
 
-/// Sends `plan` in batches of `BATCH`, never more than `window` datagrams ahead of
-/// what `received()` says the sinks have taken (so their sockets never overflow),
-/// giving up if they make no progress for `stall`.
+/// Sends `plan` paced by `pace`; `received()` tells how many datagrams the sinks have
+/// taken, and if they take nothing for `stall` while the flood waits, it gives up.
 pub fn send(
     plan: &Plan,
-    window: u64,
+    pace: Pace,
     received: &dyn Fn() -> u64,
     stall: Duration,
 ) -> io::Result<Outcome> {
-    if plan.destinations.is_empty() || plan.sizes.is_empty() {
+    if plan.destinations.is_empty() || plan.packets.is_empty() {
         return Err(io::Error::other("nothing to send"));
     }
     let socket = UdpSocket::bind("127.0.0.1:0")?;
@@ -90,25 +99,40 @@ pub fn send(
 
     let mut out = Outcome::default();
     let start = Instant::now();
+    let thread_start = procfs::thread_cpu();
     let base = received();
     let mut last_progress = (base, Instant::now());
     while out.sent + out.refused < plan.total {
         let done = out.sent + out.refused;
-        let taken = received() - base;
-        if done - taken.min(done) + BATCH as u64 > window {
-            if taken != last_progress.0 {
-                last_progress = (taken, Instant::now());
-            } else if last_progress.1.elapsed() > stall {
-                out.stalled = true;
-                break;
+        let mut n = (plan.total - done).min(BATCH as u64) as usize;
+        match pace {
+            Pace::Flood { window } => {
+                let taken = received() - base;
+                if done - taken.min(done) + BATCH as u64 > window {
+                    if taken != last_progress.0 {
+                        last_progress = (taken, Instant::now());
+                    } else if last_progress.1.elapsed() > stall {
+                        out.stalled = true;
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_micros(50));
+                    continue;
+                }
             }
-            std::thread::sleep(Duration::from_micros(50));
-            continue;
+            Pace::Replay => {
+                let now = start.elapsed();
+                let due = |k: u64| plan.packets[plan.datagram(k).2].at <= now;
+                if !due(done) {
+                    let next = plan.packets[plan.datagram(done).2].at;
+                    std::thread::sleep(next - now);
+                    continue;
+                }
+                n = (0..n as u64).take_while(|&j| due(done + j)).count();
+            }
         }
         let cpu_before = procfs::thread_cpu();
-        let n = (plan.total - done).min(BATCH as u64) as usize;
         for j in 0..n {
-            let (to, len) = plan.datagram(done + j as u64);
+            let (to, len, _) = plan.datagram(done + j as u64);
             iovs[j] = libc::iovec {
                 iov_base: bufs[j * MAX_DATAGRAM..].as_mut_ptr().cast(),
                 iov_len: len,
@@ -146,6 +170,9 @@ pub fn send(
         out.cpu += procfs::thread_cpu() - cpu_before;
     }
     out.elapsed = start.elapsed();
+    if pace == Pace::Replay {
+        out.cpu = procfs::thread_cpu() - thread_start;
+    }
     Ok(out)
 }
 
@@ -177,6 +204,18 @@ mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::Arc;
 
+    /// Packets of these sizes, `gap` apart.
+    fn packets(sizes: &[u16], gap: Duration) -> Vec<Arrival> {
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &size)| Arrival {
+                at: gap * i as u32,
+                size,
+            })
+            .collect()
+    }
+
     #[test]
     fn plan_sends_each_packet_to_every_destination_in_turn() {
         let plan = Plan {
@@ -184,21 +223,21 @@ mod tests {
                 "127.0.0.1:1".parse().unwrap(),
                 "127.0.0.1:2".parse().unwrap(),
             ],
-            sizes: vec![100, 200, 300],
+            packets: packets(&[100, 200, 300], Duration::ZERO),
             total: 8,
         };
-        let got: Vec<(usize, usize)> = (0..8).map(|k| plan.datagram(k)).collect();
+        let got: Vec<(usize, usize, usize)> = (0..8).map(|k| plan.datagram(k)).collect();
         assert_eq!(
             got,
             [
-                (0, 100),
-                (1, 100),
-                (0, 200),
-                (1, 200),
-                (0, 300),
-                (1, 300),
-                (0, 100),
-                (1, 100)
+                (0, 100, 0),
+                (1, 100, 0),
+                (0, 200, 1),
+                (1, 200, 1),
+                (0, 300, 2),
+                (1, 300, 2),
+                (0, 100, 0),
+                (1, 100, 0)
             ]
         );
     }
@@ -213,15 +252,15 @@ mod tests {
         let addrs: Vec<SocketAddr> = sinks.iter().map(|s| s.local_addr().unwrap()).collect();
         let plan = Plan {
             destinations: ipv4_only(&addrs),
-            sizes: vec![1440, 700, 64, 1200, 1440],
+            packets: packets(&[1440, 700, 64, 1200, 1440], Duration::ZERO),
             total: 1000,
         };
         let want: Vec<Vec<usize>> = (0..addrs.len())
             .map(|d| {
                 (0..plan.total)
                     .map(|k| plan.datagram(k))
-                    .filter(|&(to, _)| to == d)
-                    .map(|(_, len)| len)
+                    .filter(|&(to, _, _)| to == d)
+                    .map(|(_, len, _)| len)
                     .collect()
             })
             .collect();
@@ -248,7 +287,7 @@ mod tests {
         let taken = received.clone();
         let out = send(
             &plan,
-            128,
+            Pace::Flood { window: 128 },
             &move || taken.load(Ordering::Relaxed),
             Duration::from_secs(2),
         )
@@ -265,11 +304,37 @@ mod tests {
         let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
         let plan = Plan {
             destinations: ipv4_only(&[sink.local_addr().unwrap()]),
-            sizes: vec![100],
+            packets: packets(&[100], Duration::ZERO),
             total: 10_000,
         };
-        let out = send(&plan, 256, &|| 0, Duration::from_millis(100)).unwrap();
+        let flood = Pace::Flood { window: 256 };
+        let out = send(&plan, flood, &|| 0, Duration::from_millis(100)).unwrap();
         assert!(out.stalled);
         assert!(out.sent <= 256, "never more than the window ahead: {out:?}");
+    }
+
+    /// A replay sends each packet (to every destination) no earlier than its time.
+    #[test]
+    fn replay_keeps_the_recorded_times() {
+        let sinks: Vec<UdpSocket> = (0..2)
+            .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let addrs: Vec<SocketAddr> = sinks.iter().map(|s| s.local_addr().unwrap()).collect();
+        let plan = Plan {
+            destinations: ipv4_only(&addrs),
+            packets: packets(&[200, 300, 400, 500], Duration::from_millis(40)),
+            total: 8,
+        };
+        let out = send(&plan, Pace::Replay, &|| 0, Duration::from_secs(1)).unwrap();
+        assert_eq!((out.sent, out.refused), (8, 0));
+        assert!(out.elapsed >= Duration::from_millis(120), "{out:?}");
+        assert!(out.elapsed < Duration::from_millis(400), "{out:?}");
+        assert_eq!(out.calls, 4, "one sendmmsg per packet's burst: {out:?}");
+        let mut buf = [0u8; 2048];
+        for s in &sinks {
+            s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+            let sizes: Vec<usize> = (0..4).map(|_| s.recv(&mut buf).unwrap()).collect();
+            assert_eq!(sizes, [200, 300, 400, 500]);
+        }
     }
 }

@@ -72,8 +72,21 @@ pub struct Counters {
     /// RTP datagrams of all sinks together.
     pub rtp: AtomicU64,
     recording: AtomicBool,
-    /// Sizes of the RTP datagrams sink 0 received while recording, in order.
-    pattern: Mutex<Vec<u16>>,
+    /// The RTP datagrams sink 0 received while recording, in order.
+    pattern: Mutex<Recording>,
+}
+
+/// An RTP datagram sink 0 received: when, from the start of the recording, and its size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arrival {
+    pub at: Duration,
+    pub size: u16,
+}
+
+#[derive(Debug)]
+struct Recording {
+    since: Instant,
+    arrivals: Vec<Arrival>,
 }
 
 impl Counters {
@@ -83,21 +96,26 @@ impl Counters {
             sizes: (0..=MAX_SIZE).map(|_| AtomicU64::new(0)).collect(),
             rtp: AtomicU64::new(0),
             recording: AtomicBool::new(false),
-            pattern: Mutex::new(Vec::new()),
+            pattern: Mutex::new(Recording {
+                since: Instant::now(),
+                arrivals: Vec::new(),
+            }),
         }
     }
 
-    /// Starts (or stops) recording the sizes of what sink 0 receives.
+    /// Starts (or stops) recording what sink 0 receives.
     pub fn record_pattern(&self, on: bool) {
         if on {
-            self.pattern.lock().unwrap().clear();
+            let mut r = self.pattern.lock().unwrap();
+            r.arrivals.clear();
+            r.since = Instant::now();
         }
         self.recording.store(on, Ordering::Release);
     }
 
-    /// The sizes recorded, in order of arrival.
-    pub fn pattern(&self) -> Vec<u16> {
-        self.pattern.lock().unwrap().clone()
+    /// What sink 0 received while recording, in order of arrival.
+    pub fn pattern(&self) -> Vec<Arrival> {
+        self.pattern.lock().unwrap().arrivals.clone()
     }
 
     /// Snapshot of the size histogram.
@@ -120,7 +138,12 @@ impl Counters {
                 self.sizes[len.min(MAX_SIZE)].fetch_add(1, Ordering::Relaxed);
                 self.rtp.fetch_add(1, Ordering::Relaxed);
                 if sink == 0 && self.recording.load(Ordering::Relaxed) {
-                    self.pattern.lock().unwrap().push(len as u16);
+                    let mut r = self.pattern.lock().unwrap();
+                    let at = r.since.elapsed();
+                    r.arrivals.push(Arrival {
+                        at,
+                        size: len as u16,
+                    });
                 }
             }
             Kind::Other => {}
@@ -440,7 +463,9 @@ mod tests {
         c.count(1, Kind::Rtcp, 80);
         c.record_pattern(false);
         c.count(0, Kind::Rtp, 999);
-        assert_eq!(c.pattern(), vec![1440, 300], "sink 0 while recording only");
+        let sizes: Vec<u16> = c.pattern().iter().map(|a| a.size).collect();
+        assert_eq!(sizes, vec![1440, 300], "sink 0 while recording only");
+        assert!(c.pattern()[0].at <= c.pattern()[1].at);
         let h = c.size_histogram();
         assert_eq!((h[1440], h[1200], h[300], h[80]), (2, 1, 1, 0));
         assert_eq!(c.rtp.load(Ordering::Relaxed), 5);

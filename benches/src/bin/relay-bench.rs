@@ -10,9 +10,10 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use serde::Serialize;
 
-use relay_benches::baseline::{self, Plan};
+use relay_benches::baseline::{self, Outcome, Pace, Plan};
 use relay_benches::procfs;
 use relay_benches::relay_proc::RelayProcess;
+use relay_benches::sink::Counters;
 use relay_benches::sink::{Driver, Offering};
 
 /// Load tools for relay: each runs the relay binary on loopback and measures it.
@@ -40,10 +41,13 @@ enum Tool {
     /// Then the relay is stopped and the baseline runs: a bare sendmmsg loop (batches of
     /// 64) sends as many datagrams, of the sizes viewer 0 saw in the same order, each
     /// packet to every viewer in turn, while the sinks drain them; its thread CPU time
-    /// per datagram is the floor a relay on UDP sockets could reach. The ratio of the
-    /// relay's CPU per delivered packet to it is the figure of merit (target: 1.25 or
-    /// less at 100 viewers). The sink thread runs on the last core, the baseline
-    /// sender on core 0 where the relay pins its first worker.
+    /// per datagram (waits for the sinks excluded) is the floor a relay on UDP sockets
+    /// could reach. The ratio of the relay's CPU per delivered packet to it is the
+    /// figure of merit (target: 1.25 or less at 100 viewers). A second baseline replays
+    /// the same datagrams at the times viewer 0 got them from the relay, in bursts as
+    /// the relay sent them, and counts its thread's whole CPU time: it pays the same
+    /// wake-ups per burst as the relay ("ratio replay"). The sink thread runs on the
+    /// last core, the baseline sender on core 0 where the relay pins its first worker.
     ///
     /// Prints progress on stderr, a table and then one JSON line on stdout.
     Egress(EgressArgs),
@@ -129,6 +133,12 @@ struct Run {
     baseline_us_per_datagram: f64,
     /// relay_us_per_packet / baseline_us_per_datagram.
     ratio: f64,
+    /// The same datagrams replayed at the times viewer 0 received them from the relay.
+    replay_datagrams: u64,
+    replay_calls: u64,
+    replay_us_per_datagram: f64,
+    /// relay_us_per_packet / replay_us_per_datagram.
+    replay_ratio: f64,
     rss_idle_kib: u64,
     rss_kib: u64,
     /// (rss - rss_idle) / viewers.
@@ -273,38 +283,30 @@ fn run(args: &EgressArgs, n: usize, cores: usize) -> anyhow::Result<Run> {
 
     // Whatever the relay still had in flight lands before the baseline starts.
     std::thread::sleep(Duration::from_millis(200));
-    let plan = Plan {
-        destinations: baseline::ipv4_only(&addrs),
-        sizes: counters.pattern(),
-        total: delivered,
-    };
-    if plan.sizes.is_empty() {
+    let packets = counters.pattern();
+    if packets.is_empty() {
         bail!("viewer 0 received nothing in the window: no sizes to replay");
     }
-    progress(&format!("{n} viewers: baseline, {delivered} datagrams"));
-    let received_before = counters.rtp.load(Ordering::Relaxed);
-    let outcome = std::thread::scope(|s| {
-        s.spawn(|| {
-            if pin {
-                procfs::pin_thread(0);
-            }
-            let received = || counters.rtp.load(Ordering::Relaxed);
-            baseline::send(&plan, 1024, &received, Duration::from_secs(2))
-        })
-        .join()
-        .expect("baseline thread")
-    })?;
-    let deadline = Instant::now() + Duration::from_secs(1);
-    let received = || counters.rtp.load(Ordering::Relaxed) - received_before;
-    while received() < outcome.sent && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let baseline_received = received();
+    let flood = Plan {
+        destinations: baseline::ipv4_only(&addrs),
+        packets,
+        total: delivered,
+    };
+    progress(&format!(
+        "{n} viewers: baseline flood, {delivered} datagrams"
+    ));
+    let (flood_out, flood_received) =
+        send_baseline(&flood, Pace::Flood { window: 1024 }, counters, pin)?;
+    let replay = Plan {
+        total: (flood.packets.len() * n) as u64,
+        ..flood
+    };
+    progress(&format!(
+        "{n} viewers: baseline replay, {} datagrams at the relay's times",
+        replay.total
+    ));
+    let (replay_out, _) = send_baseline(&replay, Pace::Replay, counters, pin)?;
     driver.stop();
-    if outcome.stalled {
-        bail!("the sinks stopped draining the baseline: {outcome:?}");
-    }
-    let baseline_us = outcome.cpu.as_secs_f64() * 1e6 / outcome.sent.max(1) as f64;
 
     let calls = calls1 - calls0;
     let own_cpu = (after.own_cpu - before.own_cpu).as_secs_f64();
@@ -326,17 +328,52 @@ fn run(args: &EgressArgs, n: usize, cores: usize) -> anyhow::Result<Run> {
             0.0
         },
         relay_send_dropped: dropped1 - dropped0,
-        baseline_datagrams: outcome.sent,
-        baseline_received,
-        baseline_calls: outcome.calls,
-        baseline_cpu_s: outcome.cpu.as_secs_f64(),
-        baseline_us_per_datagram: baseline_us,
-        ratio: relay_us_per_packet / baseline_us,
+        baseline_datagrams: flood_out.sent,
+        baseline_received: flood_received,
+        baseline_calls: flood_out.calls,
+        baseline_cpu_s: flood_out.cpu.as_secs_f64(),
+        baseline_us_per_datagram: flood_out.us_per_datagram(),
+        ratio: relay_us_per_packet / flood_out.us_per_datagram(),
+        replay_datagrams: replay_out.sent,
+        replay_calls: replay_out.calls,
+        replay_us_per_datagram: replay_out.us_per_datagram(),
+        replay_ratio: relay_us_per_packet / replay_out.us_per_datagram(),
         rss_idle_kib,
         rss_kib,
         rss_per_viewer_kib: (rss_kib as f64 - rss_idle_kib as f64) / n as f64,
         tool_cpu_percent: own_cpu / window_s * 100.0,
     })
+}
+
+/// Sends a baseline from its own thread (pinned to core 0, where the relay's first
+/// worker runs); returns its outcome and how many datagrams the sinks got of it.
+fn send_baseline(
+    plan: &Plan,
+    pace: Pace,
+    counters: &Counters,
+    pin: bool,
+) -> anyhow::Result<(Outcome, u64)> {
+    let before = counters.rtp.load(Ordering::Relaxed);
+    let outcome = std::thread::scope(|s| {
+        s.spawn(|| {
+            if pin {
+                procfs::pin_thread(0);
+            }
+            let received = || counters.rtp.load(Ordering::Relaxed);
+            baseline::send(plan, pace, &received, Duration::from_secs(2))
+        })
+        .join()
+        .expect("baseline thread")
+    })?;
+    let received = || counters.rtp.load(Ordering::Relaxed) - before;
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while received() < outcome.sent && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if outcome.stalled {
+        bail!("the sinks stopped draining the baseline: {outcome:?}");
+    }
+    Ok((outcome, received()))
 }
 
 /// Waits (bounded) until every viewer is connected and has received media.
@@ -402,36 +439,42 @@ fn progress_done() {
 }
 
 fn print_table(runs: &[Run]) {
-    println!(
-        "{:>7} {:>8} {:>9} {:>10} {:>11} {:>6} {:>8} {:>10} {:>8} {:>8}",
-        "viewers",
-        "pkt/s",
-        "relay CPU",
-        "relay",
-        "sendmmsg",
-        "ratio",
-        "RSS",
-        "RSS/viewer",
-        "dgrams/",
-        "tool CPU"
-    );
-    println!(
-        "{:>7} {:>8} {:>9} {:>10} {:>11} {:>6} {:>8} {:>10} {:>8} {:>8}",
-        "", "", "", "us/pkt", "us/dgram", "", "MiB", "KiB", "call", ""
-    );
+    let header = [
+        ("viewers", ""),
+        ("pkt/s", ""),
+        ("relay", "CPU %"),
+        ("relay", "us/pkt"),
+        ("flood", "us/dgram"),
+        ("ratio", ""),
+        ("replay", "us/dgram"),
+        ("ratio", "replay"),
+        ("RSS", "MiB"),
+        ("RSS/view", "KiB"),
+        ("dgrams/", "call"),
+        ("tool", "CPU %"),
+    ];
+    for line in [0, 1] {
+        let cells: Vec<String> = header
+            .iter()
+            .map(|h| format!("{:>9}", if line == 0 { h.0 } else { h.1 }))
+            .collect();
+        println!("{}", cells.join(" "));
+    }
     for r in runs {
-        println!(
-            "{:>7} {:>8.0} {:>8.1}% {:>10.2} {:>11.2} {:>6.2} {:>8.1} {:>10.1} {:>8.1} {:>7.1}%",
-            r.viewers,
-            r.delivered_pps,
-            r.relay_cpu_percent,
-            r.relay_us_per_packet,
-            r.baseline_us_per_datagram,
-            r.ratio,
-            r.rss_kib as f64 / 1024.0,
-            r.rss_per_viewer_kib,
-            r.relay_datagrams_per_call,
-            r.tool_cpu_percent
-        );
+        let cells = [
+            format!("{:>9}", r.viewers),
+            format!("{:>9.0}", r.delivered_pps),
+            format!("{:>9.1}", r.relay_cpu_percent),
+            format!("{:>9.2}", r.relay_us_per_packet),
+            format!("{:>9.2}", r.baseline_us_per_datagram),
+            format!("{:>9.2}", r.ratio),
+            format!("{:>9.2}", r.replay_us_per_datagram),
+            format!("{:>9.2}", r.replay_ratio),
+            format!("{:>9.1}", r.rss_kib as f64 / 1024.0),
+            format!("{:>9.1}", r.rss_per_viewer_kib),
+            format!("{:>9.1}", r.relay_datagrams_per_call),
+            format!("{:>9.1}", r.tool_cpu_percent),
+        ];
+        println!("{}", cells.join(" "));
     }
 }
