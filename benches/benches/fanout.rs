@@ -150,7 +150,7 @@ fn benches(c: &mut Criterion) {
                 let tag = key
                     .seal_in_place_separate_tag(nonce, Aad::from(&header), &mut payload)
                     .unwrap();
-                black_box(tag);
+                let _ = black_box(tag);
             })
         });
     }

@@ -171,15 +171,34 @@ fn egress(args: &EgressArgs) -> anyhow::Result<()> {
     }
     progress_done();
     print_table(&runs);
+    let marginal = marginal_rss(&runs);
+    if let Some((from, to, kib)) = marginal {
+        println!("RSS per extra viewer from {from} to {to} viewers: {kib:.1} KiB");
+    }
     let json = serde_json::json!({
         "bench": "egress",
         "host": host,
         "relay": args.relay,
         "workers": args.workers,
         "runs": runs,
+        "rss_marginal_kib_per_viewer": marginal.map(|m| m.2),
     });
     println!("{json}");
     Ok(())
+}
+
+/// (fewest viewers, most viewers, RSS growth per viewer between those two runs).
+fn marginal_rss(runs: &[Run]) -> Option<(usize, usize, f64)> {
+    let low = runs.iter().min_by_key(|r| r.viewers)?;
+    let high = runs.iter().max_by_key(|r| r.viewers)?;
+    (high.viewers > low.viewers).then(|| {
+        let grown = high.rss_kib as f64 - low.rss_kib as f64;
+        (
+            low.viewers,
+            high.viewers,
+            grown / (high.viewers - low.viewers) as f64,
+        )
+    })
 }
 
 /// What the tool reads at the start and the end of the window.
