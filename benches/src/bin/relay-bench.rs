@@ -1,0 +1,499 @@
+//! relay-bench: load tools for relay. See `relay-bench egress --help`.
+
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+
+use relay_benches::baseline::{self, Outcome, Pace, Plan};
+use relay_benches::procfs;
+use relay_benches::relay_proc::RelayProcess;
+use relay_benches::sink::Counters;
+use relay_benches::sink::{Driver, Offering};
+
+/// Load tools for relay: each runs the relay binary on loopback and measures it.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Tool,
+}
+
+#[derive(Subcommand)]
+enum Tool {
+    /// Egress cost: the relay fanning its demo stream out to N WHEP viewers, against a
+    /// bare sendmmsg loop sending the same datagrams.
+    ///
+    /// For each viewer count, the relay binary is started with a config of its own
+    /// (loopback only, kernel-chosen ports, the built-in demo clip at `demo`: ~30 fps,
+    /// ~95 packets/s). N sink viewers connect over WHEP: str0m clients on loopback
+    /// sockets, all driven by one thread with mio; str0m does ICE and DTLS and keeps
+    /// answering consent, while media datagrams are counted by size and dropped
+    /// undecrypted. Once every viewer receives, after a warm-up, the tool measures over
+    /// the window: the relay's CPU (utime + stime from /proc/PID/stat), its RSS (VmRSS),
+    /// the RTP packets the viewers got, and the tool's own CPU.
+    ///
+    /// Then the relay is stopped and the baseline runs: a bare sendmmsg loop (batches of
+    /// 64) sends as many datagrams, of the sizes viewer 0 saw in the same order, each
+    /// packet to every viewer in turn, while the sinks drain them; its thread CPU time
+    /// per datagram (waits for the sinks excluded) is the floor a relay on UDP sockets
+    /// could reach. The ratio of the relay's CPU per delivered packet to it is the
+    /// figure of merit (target: 1.25 or less at 100 viewers). A second baseline replays
+    /// the same datagrams at the times viewer 0 got them from the relay, in bursts as
+    /// the relay sent them, and counts its thread's whole CPU time: it pays the same
+    /// wake-ups per burst as the relay ("ratio replay"). The sink thread runs on the
+    /// last core, the baseline sender on core 0 where the relay pins its first worker.
+    ///
+    /// Prints progress on stderr, a table and then one JSON line on stdout.
+    Egress(EgressArgs),
+}
+
+#[derive(clap::Args)]
+struct EgressArgs {
+    /// The relay binary (build it with `cargo build --release -p relay`).
+    #[arg(long, default_value = "target/release/relay")]
+    relay: PathBuf,
+    /// Viewer counts, one run each.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 10, 100])]
+    viewers: Vec<usize>,
+    /// Measurement window, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    window: f64,
+    /// Wait after every viewer receives and before measuring, in seconds.
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// The relay's data-plane workers (`workers` in its config).
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// Leave the sink thread and the baseline sender unpinned.
+    #[arg(long)]
+    no_pin: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Tool::Egress(args) => egress(&args),
+    }
+}
+
+/// The machine, as docs/benchmarks.md quotes it.
+#[derive(Debug, Serialize)]
+struct Host {
+    cores: usize,
+    kernel: String,
+    cpu: String,
+}
+
+fn host() -> Host {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")?
+                .split_once(':')
+                .map(|(_, v)| v.trim())
+        })
+        .unwrap_or("unknown")
+        .to_string();
+    Host {
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default(),
+        cpu,
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Run {
+    viewers: usize,
+    window_s: f64,
+    /// RTP datagrams the viewers received in the window, all together.
+    delivered: u64,
+    delivered_pps: f64,
+    /// Slowest and fastest viewer, packets per second.
+    viewer_pps_min: f64,
+    viewer_pps_max: f64,
+    rtcp_delivered: u64,
+    relay_cpu_s: f64,
+    relay_cpu_percent: f64,
+    relay_us_per_packet: f64,
+    /// Datagrams the relay sent per sendmmsg call (media, reports, STUN answers).
+    relay_datagrams_per_call: f64,
+    relay_send_dropped: f64,
+    baseline_datagrams: u64,
+    baseline_received: u64,
+    baseline_calls: u64,
+    baseline_cpu_s: f64,
+    baseline_us_per_datagram: f64,
+    /// relay_us_per_packet / baseline_us_per_datagram.
+    ratio: f64,
+    /// The same datagrams replayed at the times viewer 0 received them from the relay.
+    replay_datagrams: u64,
+    replay_calls: u64,
+    replay_us_per_datagram: f64,
+    /// relay_us_per_packet / replay_us_per_datagram.
+    replay_ratio: f64,
+    rss_idle_kib: u64,
+    rss_kib: u64,
+    /// (rss - rss_idle) / viewers.
+    rss_per_viewer_kib: f64,
+    tool_cpu_percent: f64,
+}
+
+fn egress(args: &EgressArgs) -> anyhow::Result<()> {
+    if !args.relay.exists() {
+        bail!(
+            "no relay binary at {} (build it with `cargo build --release -p relay`, or pass --relay)",
+            args.relay.display()
+        );
+    }
+    if args.viewers.contains(&0) || args.window <= 0.0 {
+        bail!("viewer counts and the window must be positive");
+    }
+    let host = host();
+    eprintln!(
+        "relay-bench egress: {} on {} cores ({}, kernel {}), window {} s",
+        args.relay.display(),
+        host.cores,
+        host.cpu,
+        host.kernel,
+        args.window
+    );
+    let mut runs = Vec::new();
+    for &n in &args.viewers {
+        runs.push(run(args, n, host.cores).with_context(|| format!("run with {n} viewers"))?);
+    }
+    progress_done();
+    print_table(&runs);
+    let marginal = marginal_rss(&runs);
+    if let Some((from, to, kib)) = marginal {
+        println!("RSS per extra viewer from {from} to {to} viewers: {kib:.1} KiB");
+    }
+    let json = serde_json::json!({
+        "bench": "egress",
+        "host": host,
+        "relay": args.relay,
+        "workers": args.workers,
+        "runs": runs,
+        "rss_marginal_kib_per_viewer": marginal.map(|m| m.2),
+    });
+    println!("{json}");
+    Ok(())
+}
+
+/// (fewest viewers, most viewers, RSS growth per viewer between those two runs).
+fn marginal_rss(runs: &[Run]) -> Option<(usize, usize, f64)> {
+    let low = runs.iter().min_by_key(|r| r.viewers)?;
+    let high = runs.iter().max_by_key(|r| r.viewers)?;
+    (high.viewers > low.viewers).then(|| {
+        let grown = high.rss_kib as f64 - low.rss_kib as f64;
+        (
+            low.viewers,
+            high.viewers,
+            grown / (high.viewers - low.viewers) as f64,
+        )
+    })
+}
+
+/// What the tool reads at the start and the end of the window.
+struct Reading {
+    at: Instant,
+    relay_cpu: Duration,
+    own_cpu: Duration,
+    per_viewer: Vec<u64>,
+    rtcp: u64,
+}
+
+fn read(relay: &RelayProcess, driver: &Driver, n: usize) -> anyhow::Result<Reading> {
+    let sinks = &driver.counters.sinks[..n];
+    Ok(Reading {
+        at: Instant::now(),
+        relay_cpu: procfs::process_cpu(relay.pid())?,
+        own_cpu: procfs::own_cpu(),
+        per_viewer: sinks
+            .iter()
+            .map(|s| s.rtp.load(Ordering::Relaxed))
+            .collect(),
+        rtcp: sinks.iter().map(|s| s.rtcp.load(Ordering::Relaxed)).sum(),
+    })
+}
+
+/// (media and report datagrams, send calls, send drops) from the relay's metrics.
+fn send_metrics(relay: &RelayProcess) -> anyhow::Result<(f64, f64, f64)> {
+    Ok((
+        relay.metric("relay_rtp_packets_sent_total")?
+            + relay.metric("relay_rtcp_packets_sent_total")?,
+        relay.metric("relay_send_calls_total")?,
+        relay.metric("relay_send_dropped_total")?,
+    ))
+}
+
+fn run(args: &EgressArgs, n: usize, cores: usize) -> anyhow::Result<Run> {
+    let pin = !args.no_pin && cores > 1;
+    let relay = RelayProcess::start(&args.relay, args.workers)?;
+    let pid = relay.pid();
+    // Let the relay settle (threads started, first packets of the clip in the ring).
+    std::thread::sleep(Duration::from_secs(1));
+    let rss_idle_kib = procfs::rss_kib(pid)?;
+
+    let driver = Driver::start(n, pin.then_some(cores - 1))?;
+    let mut addrs: Vec<SocketAddr> = Vec::with_capacity(n);
+    for i in 0..n {
+        progress(&format!("{n} viewers: offering {}/{n}", i + 1));
+        let offering = Offering::new()?;
+        let answer = relay
+            .whep(&offering.sdp)
+            .with_context(|| format!("viewer {i}; relay log:\n{}", relay.log_tail()))?;
+        let sink = offering.accept(&answer)?;
+        addrs.push(sink.local_addr());
+        driver.add(sink);
+    }
+    wait_until_receiving(&relay, &driver, n)?;
+    sleep_with_progress(args.warmup, |s| format!("{n} viewers: warming up {s:.0} s"));
+
+    let counters = &driver.counters;
+    let (sent0, calls0, dropped0) = send_metrics(&relay)?;
+    let before = read(&relay, &driver, n)?;
+    counters.record_pattern(true);
+    let mut last = (
+        before.at,
+        counters.rtp.load(Ordering::Relaxed),
+        before.relay_cpu,
+    );
+    sleep_with_progress(args.window, |elapsed| {
+        let now = Instant::now();
+        let rtp = counters.rtp.load(Ordering::Relaxed);
+        let cpu = procfs::process_cpu(pid).unwrap_or(last.2);
+        let dt = now.duration_since(last.0).as_secs_f64().max(1e-3);
+        let line = format!(
+            "{n} viewers: measuring {elapsed:.0}/{:.0} s, {:.0} pkt/s, relay CPU {:.1}%",
+            args.window,
+            (rtp - last.1) as f64 / dt,
+            (cpu.saturating_sub(last.2)).as_secs_f64() / dt * 100.0
+        );
+        last = (now, rtp, cpu);
+        line
+    });
+    let after = read(&relay, &driver, n)?;
+    counters.record_pattern(false);
+    let rss_kib = procfs::rss_kib(pid)?;
+    let (sent1, calls1, dropped1) = send_metrics(&relay)?;
+    relay.stop();
+
+    let window_s = after.at.duration_since(before.at).as_secs_f64();
+    let per_viewer: Vec<u64> = after
+        .per_viewer
+        .iter()
+        .zip(&before.per_viewer)
+        .map(|(a, b)| a - b)
+        .collect();
+    let delivered: u64 = per_viewer.iter().sum();
+    if delivered == 0 {
+        bail!("the viewers received nothing in the window");
+    }
+    let relay_cpu_s = (after.relay_cpu - before.relay_cpu).as_secs_f64();
+    let relay_us_per_packet = relay_cpu_s * 1e6 / delivered as f64;
+
+    // Whatever the relay still had in flight lands before the baseline starts.
+    std::thread::sleep(Duration::from_millis(200));
+    let packets = counters.pattern();
+    if packets.is_empty() {
+        bail!("viewer 0 received nothing in the window: no sizes to replay");
+    }
+    let flood = Plan {
+        destinations: baseline::ipv4_only(&addrs),
+        packets,
+        total: delivered,
+    };
+    progress(&format!(
+        "{n} viewers: baseline flood, {delivered} datagrams"
+    ));
+    let (flood_out, flood_received) =
+        send_baseline(&flood, Pace::Flood { window: 1024 }, counters, pin)?;
+    let replay = Plan {
+        total: (flood.packets.len() * n) as u64,
+        ..flood
+    };
+    progress(&format!(
+        "{n} viewers: baseline replay, {} datagrams at the relay's times",
+        replay.total
+    ));
+    let (replay_out, _) = send_baseline(&replay, Pace::Replay, counters, pin)?;
+    driver.stop();
+
+    let calls = calls1 - calls0;
+    let own_cpu = (after.own_cpu - before.own_cpu).as_secs_f64();
+    let pps = |count: u64| count as f64 / window_s;
+    Ok(Run {
+        viewers: n,
+        window_s,
+        delivered,
+        delivered_pps: pps(delivered),
+        viewer_pps_min: pps(per_viewer.iter().copied().min().unwrap_or(0)),
+        viewer_pps_max: pps(per_viewer.iter().copied().max().unwrap_or(0)),
+        rtcp_delivered: after.rtcp - before.rtcp,
+        relay_cpu_s,
+        relay_cpu_percent: relay_cpu_s / window_s * 100.0,
+        relay_us_per_packet,
+        relay_datagrams_per_call: if calls > 0.0 {
+            (sent1 - sent0) / calls
+        } else {
+            0.0
+        },
+        relay_send_dropped: dropped1 - dropped0,
+        baseline_datagrams: flood_out.sent,
+        baseline_received: flood_received,
+        baseline_calls: flood_out.calls,
+        baseline_cpu_s: flood_out.cpu.as_secs_f64(),
+        baseline_us_per_datagram: flood_out.us_per_datagram(),
+        ratio: relay_us_per_packet / flood_out.us_per_datagram(),
+        replay_datagrams: replay_out.sent,
+        replay_calls: replay_out.calls,
+        replay_us_per_datagram: replay_out.us_per_datagram(),
+        replay_ratio: relay_us_per_packet / replay_out.us_per_datagram(),
+        rss_idle_kib,
+        rss_kib,
+        rss_per_viewer_kib: (rss_kib as f64 - rss_idle_kib as f64) / n as f64,
+        tool_cpu_percent: own_cpu / window_s * 100.0,
+    })
+}
+
+/// Sends a baseline from its own thread (pinned to core 0, where the relay's first
+/// worker runs); returns its outcome and how many datagrams the sinks got of it.
+fn send_baseline(
+    plan: &Plan,
+    pace: Pace,
+    counters: &Counters,
+    pin: bool,
+) -> anyhow::Result<(Outcome, u64)> {
+    let before = counters.rtp.load(Ordering::Relaxed);
+    let outcome = std::thread::scope(|s| {
+        s.spawn(|| {
+            if pin {
+                procfs::pin_thread(0);
+            }
+            let received = || counters.rtp.load(Ordering::Relaxed);
+            baseline::send(plan, pace, &received, Duration::from_secs(2))
+        })
+        .join()
+        .expect("baseline thread")
+    })?;
+    let received = || counters.rtp.load(Ordering::Relaxed) - before;
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while received() < outcome.sent && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if outcome.stalled {
+        bail!("the sinks stopped draining the baseline: {outcome:?}");
+    }
+    Ok((outcome, received()))
+}
+
+/// Waits (bounded) until every viewer is connected and has received media.
+fn wait_until_receiving(relay: &RelayProcess, driver: &Driver, n: usize) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let sinks = &driver.counters.sinks[..n];
+    loop {
+        let connected = sinks
+            .iter()
+            .filter(|s| s.connected.load(Ordering::Relaxed))
+            .count();
+        let receiving = sinks
+            .iter()
+            .filter(|s| s.rtp.load(Ordering::Relaxed) > 0)
+            .count();
+        let failed = sinks
+            .iter()
+            .filter(|s| s.failed.load(Ordering::Relaxed))
+            .count();
+        if connected == n && receiving == n {
+            return Ok(());
+        }
+        if failed > 0 || Instant::now() > deadline {
+            bail!(
+                "of {n} viewers {connected} connected, {receiving} received media, \
+                 {failed} failed; relay log:\n{}",
+                relay.log_tail()
+            );
+        }
+        progress(&format!(
+            "{n} viewers: {connected} connected, {receiving} receiving"
+        ));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Sleeps `seconds`, showing `line(elapsed)` about once a second.
+fn sleep_with_progress(seconds: f64, mut line: impl FnMut(f64) -> String) {
+    let start = Instant::now();
+    let total = Duration::from_secs_f64(seconds);
+    while start.elapsed() < total {
+        let left = total - start.elapsed();
+        std::thread::sleep(left.min(Duration::from_secs(1)));
+        progress(&line(start.elapsed().as_secs_f64()));
+    }
+}
+
+/// One progress line on stderr, rewritten in place on a terminal.
+fn progress(line: &str) {
+    let mut err = std::io::stderr();
+    if err.is_terminal() {
+        let _ = write!(err, "\r\x1b[K{line}");
+        let _ = err.flush();
+    } else {
+        let _ = writeln!(err, "{line}");
+    }
+}
+
+fn progress_done() {
+    if std::io::stderr().is_terminal() {
+        eprintln!();
+    }
+}
+
+fn print_table(runs: &[Run]) {
+    let header = [
+        ("viewers", ""),
+        ("pkt/s", ""),
+        ("relay", "CPU %"),
+        ("relay", "us/pkt"),
+        ("flood", "us/dgram"),
+        ("ratio", ""),
+        ("replay", "us/dgram"),
+        ("ratio", "replay"),
+        ("RSS", "MiB"),
+        ("RSS/view", "KiB"),
+        ("dgrams/", "call"),
+        ("tool", "CPU %"),
+    ];
+    for line in [0, 1] {
+        let cells: Vec<String> = header
+            .iter()
+            .map(|h| format!("{:>9}", if line == 0 { h.0 } else { h.1 }))
+            .collect();
+        println!("{}", cells.join(" "));
+    }
+    for r in runs {
+        let cells = [
+            format!("{:>9}", r.viewers),
+            format!("{:>9.0}", r.delivered_pps),
+            format!("{:>9.1}", r.relay_cpu_percent),
+            format!("{:>9.2}", r.relay_us_per_packet),
+            format!("{:>9.2}", r.baseline_us_per_datagram),
+            format!("{:>9.2}", r.ratio),
+            format!("{:>9.2}", r.replay_us_per_datagram),
+            format!("{:>9.2}", r.replay_ratio),
+            format!("{:>9.1}", r.rss_kib as f64 / 1024.0),
+            format!("{:>9.1}", r.rss_per_viewer_kib),
+            format!("{:>9.1}", r.relay_datagrams_per_call),
+            format!("{:>9.1}", r.tool_cpu_percent),
+        ];
+        println!("{}", cells.join(" "));
+    }
+}

@@ -1,0 +1,133 @@
+//! What the load tool reads about processes and threads: CPU time and resident memory.
+
+use std::io;
+use std::time::Duration;
+
+/// CPU time (user + system) a process has used, from `/proc/PID/stat`, in clock ticks
+/// (10 ms on common kernels): the figure `top` and `ps` show.
+pub fn process_cpu(pid: u32) -> io::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    parse_stat_cpu(&stat, clock_ticks())
+        .ok_or_else(|| io::Error::other(format!("unexpected /proc/{pid}/stat: {stat}")))
+}
+
+/// utime + stime of a `/proc/PID/stat` line. The command name (field 2) is in
+/// parentheses and may itself hold spaces and parentheses, so fields are counted from
+/// the last ')': state is field 3, utime 14 and stime 15.
+pub fn parse_stat_cpu(stat: &str, ticks_per_second: u64) -> Option<Duration> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    let ticks = utime + stime;
+    Some(
+        Duration::from_secs(ticks / ticks_per_second)
+            + Duration::from_nanos((ticks % ticks_per_second) * 1_000_000_000 / ticks_per_second),
+    )
+}
+
+fn clock_ticks() -> u64 {
+    // SAFETY: sysconf only reads a constant.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as u64
+    } else {
+        100
+    }
+}
+
+/// Resident memory (VmRSS) of a process in KiB, from `/proc/PID/status`.
+pub fn rss_kib(pid: u32) -> io::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    parse_status_kib(&status, "VmRSS")
+        .ok_or_else(|| io::Error::other(format!("no VmRSS in /proc/{pid}/status")))
+}
+
+/// A `Key:   1234 kB` line of `/proc/PID/status`.
+pub fn parse_status_kib(status: &str, key: &str) -> Option<u64> {
+    status.lines().find_map(|l| {
+        let v = l.strip_prefix(key)?.strip_prefix(':')?;
+        v.trim().strip_suffix("kB")?.trim().parse().ok()
+    })
+}
+
+/// CPU time of this whole process (all threads), from getrusage(RUSAGE_SELF).
+pub fn own_cpu() -> Duration {
+    rusage(libc::RUSAGE_SELF)
+}
+
+/// CPU time of the calling thread, from clock_gettime(CLOCK_THREAD_CPUTIME_ID) (ns).
+pub fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+fn rusage(who: libc::c_int) -> Duration {
+    // SAFETY: getrusage fills the struct it is given; all-zero is a valid value of it.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(who, &mut ru);
+        ru
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Pins the calling thread to `core` (modulo the cores there are); false if refused.
+pub fn pin_thread(core: usize) -> bool {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; the call only reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(core % cores, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_count_from_the_last_parenthesis() {
+        // A command name with spaces and a ')' in it; utime 1234, stime 66.
+        let line = "4242 (we (ird) name) S 1 4242 4242 0 -1 4194560 1200 0 0 0 \
+                    1234 66 0 0 20 0 5 0 100 123456 789 18446744073709551615";
+        assert_eq!(
+            parse_stat_cpu(line, 100),
+            Some(Duration::from_millis(13_000))
+        );
+        assert_eq!(parse_stat_cpu("12 (x) S 1 2", 100), None);
+    }
+
+    #[test]
+    fn status_values_in_kib() {
+        let status = "Name:\trelay\nVmHWM:\t   20480 kB\nVmRSS:\t   10240 kB\n";
+        assert_eq!(parse_status_kib(status, "VmRSS"), Some(10240));
+        assert_eq!(parse_status_kib(status, "VmHWM"), Some(20480));
+        assert_eq!(parse_status_kib(status, "VmSwap"), None);
+    }
+
+    #[test]
+    fn own_process_readings_move() {
+        let pid = std::process::id();
+        let before = process_cpu(pid).unwrap();
+        let thread_before = thread_cpu();
+        let start = std::time::Instant::now();
+        let mut x = 0u64;
+        while start.elapsed() < Duration::from_millis(60) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        assert!(
+            process_cpu(pid).unwrap() > before,
+            "60 ms of spinning shows"
+        );
+        assert!(thread_cpu() >= thread_before + Duration::from_millis(40));
+        assert!(rss_kib(pid).unwrap() > 100);
+    }
+}

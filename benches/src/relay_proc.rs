@@ -1,0 +1,196 @@
+//! The relay under test: its binary in a child process with a config of its own
+//! (loopback only, ports the kernel picks), killed on drop.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+/// Lines of the relay's stderr kept to explain a failure.
+const LOG_TAIL: usize = 40;
+/// The path every viewer watches.
+pub const PATH: &str = "demo";
+
+pub struct RelayProcess {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub http: String,
+    dir: PathBuf,
+    log: Arc<Mutex<VecDeque<String>>>,
+}
+
+/// The relay's config for a benchmark: the demo clip at `demo`, everything on
+/// 127.0.0.1 with kernel-chosen ports, no interface addresses advertised.
+pub fn config(workers: usize) -> String {
+    format!(
+        "logLevel: warn\n\
+         webrtcAddress: 127.0.0.1:0\n\
+         webrtcLocalUDPAddress: 127.0.0.1:0\n\
+         webrtcIPsFromInterfaces: false\n\
+         workers: {workers}\n\
+         paths:\n  {PATH}:\n    source: demo\n"
+    )
+}
+
+impl RelayProcess {
+    /// Starts `binary serve` and waits (up to 20 s) for the URL it prints.
+    pub fn start(binary: &Path, workers: usize) -> anyhow::Result<RelayProcess> {
+        let dir = std::env::temp_dir().join(format!(
+            "relay-bench-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir_all(&dir)?;
+        let config_path = dir.join("relay.yml");
+        std::fs::write(&config_path, config(workers))?;
+        let mut child = Command::new(binary)
+            .args(["serve", "--config"])
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let log = Arc::new(Mutex::new(VecDeque::new()));
+        let stderr = BufReader::new(child.stderr.take().expect("piped"));
+        let tail = log.clone();
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                let mut tail = tail.lock().unwrap();
+                if tail.len() == LOG_TAIL {
+                    tail.pop_front();
+                }
+                tail.push_back(line);
+            }
+        });
+        let (tx, rx) = mpsc::channel();
+        let stdout = BufReader::new(child.stdout.take().expect("piped"));
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut relay = RelayProcess {
+            child,
+            http: String::new(),
+            dir,
+            log,
+        };
+        // "relay: watch 'demo' at http://127.0.0.1:PORT/demo/"
+        let line = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(line) => line,
+            Err(_) => bail!(
+                "{} printed no URL within 20 s; its log:\n{}",
+                binary.display(),
+                relay.log_tail()
+            ),
+        };
+        let url = line
+            .split(" at ")
+            .nth(1)
+            .with_context(|| format!("unexpected first line from the relay: {line}"))?;
+        let base = url.trim().trim_end_matches('/');
+        relay.http = base
+            .rsplit_once('/')
+            .map(|(origin, _)| origin.to_string())
+            .with_context(|| format!("unexpected URL {url}"))?;
+        Ok(relay)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The last lines the relay logged.
+    pub fn log_tail(&self) -> String {
+        let tail = self.log.lock().unwrap();
+        tail.iter().cloned().collect::<Vec<_>>().join("\n")
+    }
+
+    /// POSTs a WHEP offer for the demo path; returns the SDP answer.
+    pub fn whep(&self, offer: &str) -> anyhow::Result<String> {
+        let mut resp = ureq::post(&format!("{}/{PATH}/whep", self.http))
+            .header("Content-Type", "application/sdp")
+            .config()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .send(offer)?;
+        let status = resp.status().as_u16();
+        let body = resp.body_mut().read_to_string()?;
+        if status != 201 {
+            bail!("WHEP offer refused with HTTP {status}: {body}");
+        }
+        Ok(body)
+    }
+
+    /// Sum of a Prometheus metric's samples over all label sets, from /metrics.
+    pub fn metric(&self, name: &str) -> anyhow::Result<f64> {
+        let text = ureq::get(&format!("{}/metrics", self.http))
+            .call()?
+            .body_mut()
+            .read_to_string()?;
+        Ok(sum_metric(&text, name))
+    }
+
+    /// Kills the relay (SIGKILL to its PID) and waits for it.
+    pub fn stop(mut self) {
+        self.kill();
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Sum of the samples of metric `name` in Prometheus text format.
+pub fn sum_metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_samples_are_summed_by_exact_name() {
+        let text = "# HELP relay_send_calls Send syscalls.\n\
+                    relay_send_calls_total{worker=\"0\"} 10\n\
+                    relay_send_calls_total{worker=\"1\"} 5\n\
+                    relay_send_calls_total_other 99\n\
+                    relay_sessions 3\n";
+        assert_eq!(sum_metric(text, "relay_send_calls_total"), 15.0);
+        assert_eq!(sum_metric(text, "relay_sessions"), 3.0);
+        assert_eq!(sum_metric(text, "relay_missing"), 0.0);
+    }
+
+    /// The relay's own loader takes the config, and it binds nothing but loopback.
+    #[test]
+    fn config_is_loopback_only() {
+        let path = std::env::temp_dir().join(format!("relay-bench-config-{}", std::process::id()));
+        std::fs::write(&path, config(3)).unwrap();
+        let loaded = relay::config::Config::load(&path);
+        std::fs::remove_file(&path).unwrap();
+        let c = loaded.unwrap();
+        assert_eq!(c.webrtc_address, "127.0.0.1:0");
+        assert_eq!(c.webrtc_local_udp_address, "127.0.0.1:0");
+        assert!(!c.webrtc_ips_from_interfaces);
+        assert_eq!(c.workers, 3);
+        assert!(c.path(PATH).is_some(), "serves the demo path");
+    }
+}

@@ -1,0 +1,519 @@
+//! WHEP viewers that sink media cheaply, all driven from one thread with mio.
+//!
+//! Each sink is a str0m `Rtc` on its own loopback UDP socket: str0m offers, runs ICE
+//! (it is the controlling agent, the relay is ICE-lite) and DTLS, and keeps sending
+//! consent checks. Media never reaches str0m: RTP and RTCP datagrams (RFC 7983: first
+//! byte 128-191) are counted by size and dropped undecrypted, so that a hundred sinks
+//! cost the load tool little next to the relay they measure.
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::media::{Direction, MediaKind};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+
+/// Largest datagram counted by size; anything longer lands in the last bucket.
+pub const MAX_SIZE: usize = 2048;
+/// Socket receive buffer of every sink: a full batch of the baseline (see `baseline`)
+/// to one sink fits many times over.
+const RECV_BUFFER: usize = 4 << 20;
+/// Datagrams taken from one socket before the others get a turn.
+const DRAIN_LIMIT: usize = 256;
+/// Rounds of str0m output handled per visit (it yields a timeout well before).
+const PUMP_LIMIT: usize = 1024;
+/// Longest sleep of the driver: how quickly it notices `stop`.
+const IDLE: Duration = Duration::from_millis(50);
+const WAKER: Token = Token(usize::MAX);
+
+/// What a datagram reaching a sink is, by its first bytes (RFC 7983, RFC 5761).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Rtp,
+    Rtcp,
+    /// STUN, DTLS or anything else: str0m's.
+    Other,
+}
+
+pub fn classify(data: &[u8]) -> Kind {
+    match data {
+        [128..=191, 192..=223, ..] => Kind::Rtcp,
+        [128..=191, _, ..] => Kind::Rtp,
+        _ => Kind::Other,
+    }
+}
+
+/// Counters of one sink, written by the driver thread.
+#[derive(Debug, Default)]
+pub struct SinkCounters {
+    /// str0m reported ICE and DTLS complete.
+    pub connected: AtomicBool,
+    /// str0m failed, or ICE went disconnected.
+    pub failed: AtomicBool,
+    pub rtp: AtomicU64,
+    pub rtp_bytes: AtomicU64,
+    pub rtcp: AtomicU64,
+}
+
+/// Counters of all sinks of one run.
+#[derive(Debug)]
+pub struct Counters {
+    pub sinks: Box<[SinkCounters]>,
+    /// RTP datagrams of all sinks, by size (index: bytes).
+    pub sizes: Box<[AtomicU64]>,
+    /// RTP datagrams of all sinks together.
+    pub rtp: AtomicU64,
+    recording: AtomicBool,
+    /// The RTP datagrams sink 0 received while recording, in order.
+    pattern: Mutex<Recording>,
+}
+
+/// An RTP datagram sink 0 received: when, from the start of the recording, and its size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arrival {
+    pub at: Duration,
+    pub size: u16,
+}
+
+#[derive(Debug)]
+struct Recording {
+    since: Instant,
+    arrivals: Vec<Arrival>,
+}
+
+impl Counters {
+    fn new(capacity: usize) -> Counters {
+        Counters {
+            sinks: (0..capacity).map(|_| SinkCounters::default()).collect(),
+            sizes: (0..=MAX_SIZE).map(|_| AtomicU64::new(0)).collect(),
+            rtp: AtomicU64::new(0),
+            recording: AtomicBool::new(false),
+            pattern: Mutex::new(Recording {
+                since: Instant::now(),
+                arrivals: Vec::new(),
+            }),
+        }
+    }
+
+    /// Starts (or stops) recording what sink 0 receives.
+    pub fn record_pattern(&self, on: bool) {
+        if on {
+            let mut r = self.pattern.lock().unwrap();
+            r.arrivals.clear();
+            r.since = Instant::now();
+        }
+        self.recording.store(on, Ordering::Release);
+    }
+
+    /// What sink 0 received while recording, in order of arrival.
+    pub fn pattern(&self) -> Vec<Arrival> {
+        self.pattern.lock().unwrap().arrivals.clone()
+    }
+
+    /// Snapshot of the size histogram.
+    pub fn size_histogram(&self) -> Vec<u64> {
+        self.sizes
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    fn count(&self, sink: usize, kind: Kind, len: usize) {
+        let c = &self.sinks[sink];
+        match kind {
+            Kind::Rtcp => {
+                c.rtcp.fetch_add(1, Ordering::Relaxed);
+            }
+            Kind::Rtp => {
+                c.rtp.fetch_add(1, Ordering::Relaxed);
+                c.rtp_bytes.fetch_add(len as u64, Ordering::Relaxed);
+                self.sizes[len.min(MAX_SIZE)].fetch_add(1, Ordering::Relaxed);
+                self.rtp.fetch_add(1, Ordering::Relaxed);
+                if sink == 0 && self.recording.load(Ordering::Relaxed) {
+                    let mut r = self.pattern.lock().unwrap();
+                    let at = r.since.elapsed();
+                    r.arrivals.push(Arrival {
+                        at,
+                        size: len as u16,
+                    });
+                }
+            }
+            Kind::Other => {}
+        }
+    }
+}
+
+/// A viewer that has made its offer and waits for the answer.
+pub struct Offering {
+    rtc: Rtc,
+    socket: UdpSocket,
+    pending: SdpPendingOffer,
+    /// The SDP offer to POST.
+    pub sdp: String,
+}
+
+impl Offering {
+    /// A receive-only offer for video and audio, as a browser makes, from a new socket
+    /// on 127.0.0.1.
+    pub fn new() -> io::Result<Offering> {
+        let socket = UdpSocket::bind("127.0.0.1:0")?;
+        socket.set_nonblocking(true)?;
+        set_recv_buffer(&socket, RECV_BUFFER);
+        let local = socket.local_addr()?;
+        let mut rtc = Rtc::builder().set_rtp_mode(true).build(Instant::now());
+        let candidate = Candidate::host(local, "udp").map_err(io::Error::other)?;
+        rtc.add_local_candidate(candidate);
+        let mut change = rtc.sdp_api();
+        change.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+        change.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+        let (offer, pending) = change
+            .apply()
+            .ok_or_else(|| io::Error::other("str0m made no offer"))?;
+        Ok(Offering {
+            rtc,
+            socket,
+            pending,
+            sdp: offer.to_sdp_string(),
+        })
+    }
+
+    /// Takes the relay's SDP answer; the sink is ready for the driver.
+    pub fn accept(mut self, answer: &str) -> anyhow::Result<Sink> {
+        let answer = SdpAnswer::from_sdp_string(answer)?;
+        self.rtc.sdp_api().accept_answer(self.pending, answer)?;
+        let local = self.socket.local_addr()?;
+        Ok(Sink {
+            rtc: self.rtc,
+            socket: self.socket,
+            local,
+            next: Instant::now(),
+        })
+    }
+}
+
+/// A connected (or connecting) viewer, owned by the driver thread.
+pub struct Sink {
+    rtc: Rtc,
+    /// Non-blocking, registered with the driver's poll by its descriptor.
+    socket: UdpSocket,
+    local: SocketAddr,
+    /// When str0m wants `Input::Timeout` next.
+    next: Instant,
+}
+
+impl Sink {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Reads what waits on the socket (up to `DRAIN_LIMIT`); true if more may wait.
+    fn drain(&mut self, index: usize, counters: &Counters, buf: &mut [u8]) -> bool {
+        let mut handled = 0;
+        let more = loop {
+            if handled == DRAIN_LIMIT {
+                break true;
+            }
+            let (n, from) = match self.socket.recv_from(buf) {
+                Ok(got) => got,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
+                // An ICMP error surfaced on the socket: it is consumed, read on.
+                Err(_) => {
+                    handled += 1;
+                    continue;
+                }
+            };
+            handled += 1;
+            let data = &buf[..n];
+            match classify(data) {
+                Kind::Other => {
+                    let Ok(r) = Receive::new(Protocol::Udp, from, self.local, data) else {
+                        continue;
+                    };
+                    if self
+                        .rtc
+                        .handle_input(Input::Receive(Instant::now(), r))
+                        .is_err()
+                    {
+                        counters.sinks[index].failed.store(true, Ordering::Relaxed);
+                    }
+                }
+                kind => counters.count(index, kind, n),
+            }
+        };
+        self.pump(index, counters);
+        more
+    }
+
+    fn on_timeout(&mut self, index: usize, counters: &Counters, now: Instant) {
+        if self.rtc.handle_input(Input::Timeout(now)).is_err() {
+            counters.sinks[index].failed.store(true, Ordering::Relaxed);
+        }
+        self.pump(index, counters);
+    }
+
+    /// Sends what str0m has to send and notes its events and next timeout.
+    fn pump(&mut self, index: usize, counters: &Counters) {
+        let c = &counters.sinks[index];
+        for _ in 0..PUMP_LIMIT {
+            match self.rtc.poll_output() {
+                Ok(Output::Timeout(t)) => {
+                    self.next = t;
+                    return;
+                }
+                Ok(Output::Transmit(t)) => {
+                    // A full buffer or a dead relay: the consent check is retried anyway.
+                    let _ = self.socket.send_to(&t.contents, t.destination);
+                }
+                Ok(Output::Event(Event::Connected)) => c.connected.store(true, Ordering::Relaxed),
+                Ok(Output::Event(Event::IceConnectionStateChange(
+                    IceConnectionState::Disconnected,
+                ))) => c.failed.store(true, Ordering::Relaxed),
+                Ok(Output::Event(_)) => {}
+                Err(_) => {
+                    c.failed.store(true, Ordering::Relaxed);
+                    break;
+                }
+            }
+        }
+        // str0m failed (or never settled): look again in a while, not in a busy loop.
+        self.next = Instant::now() + IDLE;
+    }
+}
+
+/// The thread that drives every sink of a run.
+pub struct Driver {
+    pub counters: Arc<Counters>,
+    new_sinks: mpsc::Sender<Sink>,
+    waker: Arc<Waker>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Driver {
+    /// Starts the driver for up to `capacity` sinks, pinned to `core` if given.
+    pub fn start(capacity: usize, core: Option<usize>) -> io::Result<Driver> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let counters = Arc::new(Counters::new(capacity));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel();
+        let thread = {
+            let (counters, stop) = (counters.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("sinks".into())
+                .spawn(move || {
+                    if let Some(core) = core {
+                        crate::procfs::pin_thread(core);
+                    }
+                    drive(poll, rx, &counters, &stop);
+                })?
+        };
+        Ok(Driver {
+            counters,
+            new_sinks: tx,
+            waker,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Hands a sink to the driver thread: it is sink number (sinks added before it).
+    pub fn add(&self, sink: Sink) {
+        if self.new_sinks.send(sink).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+
+    /// Stops the thread; the sinks' sockets close.
+    pub fn stop(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        let _ = self.waker.wake();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+fn drive(mut poll: Poll, new_sinks: mpsc::Receiver<Sink>, counters: &Counters, stop: &AtomicBool) {
+    let mut sinks: Vec<Sink> = Vec::new();
+    let mut events = Events::with_capacity(256);
+    let mut buf = vec![0u8; MAX_SIZE + 1];
+    let mut ready: Vec<usize> = Vec::new();
+    let mut again: Vec<usize> = Vec::new();
+    while !stop.load(Ordering::Acquire) {
+        let now = Instant::now();
+        let timeout = if again.is_empty() {
+            sinks
+                .iter()
+                .map(|s| s.next.saturating_duration_since(now))
+                .min()
+                .unwrap_or(IDLE)
+                .min(IDLE)
+        } else {
+            Duration::ZERO
+        };
+        if let Err(e) = poll.poll(&mut events, Some(timeout)) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                eprintln!("sinks: poll failed: {e}");
+                return;
+            }
+        }
+        ready.append(&mut again);
+        for event in &events {
+            if event.token() == WAKER {
+                while let Ok(mut sink) = new_sinks.try_recv() {
+                    let index = sinks.len();
+                    if index >= counters.sinks.len() {
+                        continue; // more than the run asked for: dropped, socket closed
+                    }
+                    let fd = sink.socket.as_raw_fd();
+                    let registered = poll.registry().register(
+                        &mut SourceFd(&fd),
+                        Token(index),
+                        Interest::READABLE,
+                    );
+                    if registered.is_err() {
+                        counters.sinks[index].failed.store(true, Ordering::Relaxed);
+                    }
+                    sink.pump(index, counters);
+                    sinks.push(sink);
+                }
+            } else {
+                ready.push(event.token().0);
+            }
+        }
+        for &i in &ready {
+            if sinks[i].drain(i, counters, &mut buf) && !again.contains(&i) {
+                again.push(i);
+            }
+        }
+        ready.clear();
+        let now = Instant::now();
+        for (i, sink) in sinks.iter_mut().enumerate() {
+            if sink.next <= now {
+                sink.on_timeout(i, counters, now);
+            }
+        }
+    }
+}
+
+/// SO_RCVBUFFORCE (root) past net.core.rmem_max, else SO_RCVBUF up to it.
+fn set_recv_buffer(socket: &UdpSocket, bytes: usize) {
+    let fd = socket.as_raw_fd();
+    let v = bytes as libc::c_int;
+    for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+        // SAFETY: setsockopt reads an int from a pointer valid for the call.
+        let r = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                std::ptr::from_ref(&v).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r == 0 {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc7983_demultiplexing() {
+        assert_eq!(classify(&[0x80, 96, 0, 1]), Kind::Rtp);
+        assert_eq!(classify(&[0x80, 0x80 | 96]), Kind::Rtp, "marker bit set");
+        assert_eq!(classify(&[0x80, 200, 0, 6]), Kind::Rtcp, "sender report");
+        assert_eq!(classify(&[0x81, 205]), Kind::Rtcp, "NACK");
+        assert_eq!(classify(&[0x00, 0x01, 0, 0]), Kind::Other, "STUN request");
+        assert_eq!(classify(&[22, 0xfe, 0xfd]), Kind::Other, "DTLS handshake");
+        assert_eq!(classify(&[0x80]), Kind::Other, "too short to tell");
+        assert_eq!(classify(&[]), Kind::Other);
+    }
+
+    #[test]
+    fn counts_by_size_and_records_sink_zero() {
+        let c = Counters::new(2);
+        c.count(0, Kind::Rtp, 1200);
+        c.record_pattern(true);
+        c.count(0, Kind::Rtp, 1440);
+        c.count(1, Kind::Rtp, 1440);
+        c.count(0, Kind::Rtp, 300);
+        c.count(1, Kind::Rtcp, 80);
+        c.record_pattern(false);
+        c.count(0, Kind::Rtp, 999);
+        let sizes: Vec<u16> = c.pattern().iter().map(|a| a.size).collect();
+        assert_eq!(sizes, vec![1440, 300], "sink 0 while recording only");
+        assert!(c.pattern()[0].at <= c.pattern()[1].at);
+        let h = c.size_histogram();
+        assert_eq!((h[1440], h[1200], h[300], h[80]), (2, 1, 1, 0));
+        assert_eq!(c.rtp.load(Ordering::Relaxed), 5);
+        assert_eq!(c.sinks[1].rtcp.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            c.sinks[0].rtp_bytes.load(Ordering::Relaxed),
+            1200 + 1440 + 300 + 999
+        );
+    }
+
+    /// Media reaching a sink is counted without str0m, from any sender.
+    #[test]
+    fn driver_counts_datagrams_on_real_sockets() {
+        let driver = Driver::start(2, None).unwrap();
+        let offers = [Offering::new().unwrap(), Offering::new().unwrap()];
+        let addrs: Vec<SocketAddr> = offers
+            .iter()
+            .map(|o| o.socket.local_addr().unwrap())
+            .collect();
+        // No answer is needed to count: register the sinks as they are.
+        for o in offers {
+            driver.add(Sink {
+                rtc: o.rtc,
+                local: o.socket.local_addr().unwrap(),
+                socket: o.socket,
+                next: Instant::now(),
+            });
+        }
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut rtp = vec![0u8; 1000];
+        rtp[0] = 0x80;
+        for i in 0..300 {
+            sender.send_to(&rtp[..500 + i % 2], addrs[i % 2]).unwrap();
+        }
+        sender
+            .send_to(&[0x80, 200, 0, 1, 0, 0, 0, 0], addrs[1])
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let c = &driver.counters;
+        while c.rtp.load(Ordering::Relaxed) < 300 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(c.sinks[0].rtp.load(Ordering::Relaxed), 150);
+        assert_eq!(c.sinks[1].rtp.load(Ordering::Relaxed), 150);
+        assert_eq!(c.sinks[1].rtcp.load(Ordering::Relaxed), 1);
+        assert_eq!(c.size_histogram()[500], 150);
+        assert_eq!(c.size_histogram()[501], 150);
+        driver.stop();
+    }
+}
