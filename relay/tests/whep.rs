@@ -160,3 +160,20 @@ fn sessions_end_on_delete_and_when_a_viewer_vanishes() {
     );
     assert_eq!(relay.metric("relay_path_readers"), 0.0);
 }
+
+#[test]
+fn a_viewer_stays_past_the_consent_timeout() {
+    let relay = Relay::start("consent", DEMO);
+    let mut v = Viewer::connect(&relay.http, "demo");
+    // Longer than relay::session::consent::CONSENT_TIMEOUT: consent checks keep it alive
+    // after str0m is gone from the session.
+    v.run_for(Duration::from_secs(25));
+    let before = assert_demo_stream(&v);
+    v.run_for(Duration::from_secs(2));
+    let after = assert_demo_stream(&v);
+    assert!(
+        after > before + 100,
+        "media still flows after 25 s ({before} -> {after})"
+    );
+    assert_eq!(relay.metric("relay_sessions"), 1.0);
+}

@@ -6,9 +6,14 @@
 //! straight from the track's history ring. From then on the viewer's SRTCP is ours
 //! too (NACK, PLI, reports), and str0m's own RTCP output is dropped: it knows
 //! nothing of packets it did not send, so its sender reports would mislead the
-//! viewer. str0m keeps the session alive (consent checks) and tells us where the
-//! viewer's nominated address is. See docs/architecture.md for why.
+//! viewer. str0m tells us where the viewer's nominated address is.
+//!
+//! Once the viewer's first SRTCP opens with our keys (so its DTLS is surely done and
+//! str0m will never need to resend its last flight), str0m is dropped: the session
+//! then answers ICE consent checks itself ([`consent`]), and keeps a few kilobytes
+//! instead of str0m's ~70. See docs/architecture.md for why.
 
+pub mod consent;
 pub mod keys;
 pub mod rtcp;
 
@@ -26,6 +31,7 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig}
 
 use crate::srtp::{self, Inbound, Outbound, Profile};
 use crate::track::{h264, Codec, MediaKind, Track};
+use consent::Consent;
 use keys::KeySlot;
 use rtcp::Feedback;
 
@@ -76,6 +82,8 @@ pub enum SessionEvent {
 pub enum CloseReason {
     HandshakeTimeout,
     IceDisconnected,
+    /// The viewer sent a DTLS alert (close_notify when it closes the connection).
+    ViewerClosed,
     Refused(String),
     Failed(String),
 }
@@ -117,10 +125,19 @@ enum State {
     Closed,
 }
 
+/// Who answers the viewer's ICE and DTLS.
+enum Engine {
+    /// str0m: SDP, ICE-lite, DTLS, until the viewer proves it has the keys.
+    Str0m { rtc: Box<Rtc>, keys: Arc<KeySlot> },
+    /// Only consent checks are left.
+    Consent(Consent),
+}
+
 pub struct Session {
-    rtc: Rtc,
-    keys: Arc<KeySlot>,
+    engine: Engine,
     ufrag: String,
+    /// Our ICE password, kept to answer consent checks once str0m is gone.
+    password: String,
     pub media: Vec<Binding>,
     route: Option<Route>,
     srtcp: Option<Inbound>,
@@ -177,11 +194,14 @@ impl Session {
             .map_err(|e| OfferError::Negotiation(e.to_string()))?;
         let answer = answer.to_sdp_string();
         let media = bind_tracks(&mut rtc, &answer, tracks)?;
-        let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
+        let creds = rtc.direct_api().local_ice_credentials();
         let session = Session {
-            rtc,
-            keys,
-            ufrag,
+            engine: Engine::Str0m {
+                rtc: Box::new(rtc),
+                keys,
+            },
+            ufrag: creds.ufrag,
+            password: creds.pass,
             media,
             route: None,
             srtcp: None,
@@ -221,23 +241,49 @@ impl Session {
         }
         match (data.first(), data.get(1)) {
             // RFC 5761: RTCP packet types 192..=223 share the RTP version bits.
-            (Some(128..=191), Some(192..=223)) => self.handle_srtcp(data),
+            (Some(128..=191), Some(192..=223)) => self.handle_srtcp(now, data),
             (Some(128..=191), _) => self.stats.unexpected_media += 1,
-            _ => match Receive::new(Protocol::Udp, source, destination, data) {
-                // A datagram str0m refuses (a forged DTLS record, say) is dropped; only
-                // a session str0m itself gave up on is closed.
-                Ok(r) => {
-                    if let Err(e) = self.rtc.handle_input(Input::Receive(now, r)) {
-                        self.stats.malformed += 1;
-                        if !self.rtc.is_alive() {
-                            self.close(CloseReason::Failed(e.to_string()));
+            _ => match &mut self.engine {
+                Engine::Str0m { rtc, .. } => {
+                    match Receive::new(Protocol::Udp, source, destination, data) {
+                        // A datagram str0m refuses (a forged DTLS record, say) is dropped;
+                        // only a session str0m itself gave up on is closed.
+                        Ok(r) => {
+                            if let Err(e) = rtc.handle_input(Input::Receive(now, r)) {
+                                self.stats.malformed += 1;
+                                if !rtc.is_alive() {
+                                    self.close(CloseReason::Failed(e.to_string()));
+                                }
+                            }
                         }
+                        Err(_) => self.stats.malformed += 1,
                     }
+                    self.drain();
                 }
-                Err(_) => self.stats.malformed += 1,
+                Engine::Consent(consent) => match data[0] {
+                    0..=3 => match consent.check(now, source, data) {
+                        Some(reply) => {
+                            let route = Route {
+                                local: destination,
+                                remote: source,
+                            };
+                            self.next_timeout = consent.expires();
+                            self.pending.push_back(SessionOutput::Transmit {
+                                route,
+                                data: reply.data,
+                            });
+                            if reply.nominates {
+                                self.set_route(route);
+                            }
+                        }
+                        None => self.stats.malformed += 1,
+                    },
+                    // DTLS content type 21: an alert, close_notify when the viewer leaves.
+                    21 => self.close(CloseReason::ViewerClosed),
+                    _ => self.stats.malformed += 1,
+                },
             },
         }
-        self.drain();
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -248,10 +294,19 @@ impl Session {
             self.close(CloseReason::HandshakeTimeout);
             return;
         }
-        if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
-            self.close(CloseReason::Failed(e.to_string()));
+        match &mut self.engine {
+            Engine::Str0m { rtc, .. } => {
+                if let Err(e) = rtc.handle_input(Input::Timeout(now)) {
+                    self.close(CloseReason::Failed(e.to_string()));
+                }
+                self.drain();
+            }
+            Engine::Consent(consent) => {
+                if now >= consent.expires() {
+                    self.close(CloseReason::IceDisconnected);
+                }
+            }
         }
-        self.drain();
     }
 
     /// Counters since the last call (the worker adds them to its metrics).
@@ -263,7 +318,9 @@ impl Session {
     pub fn close(&mut self, reason: CloseReason) {
         if self.state != State::Closed {
             self.state = State::Closed;
-            self.rtc.disconnect();
+            if let Engine::Str0m { rtc, .. } = &mut self.engine {
+                rtc.disconnect();
+            }
             self.pending
                 .push_back(SessionOutput::Event(SessionEvent::Closed(reason)));
         }
@@ -279,7 +336,10 @@ impl Session {
     /// Takes everything str0m has to say into `pending`.
     fn drain(&mut self) {
         while self.state != State::Closed {
-            let out = match self.rtc.poll_output() {
+            let Engine::Str0m { rtc, .. } = &mut self.engine else {
+                return;
+            };
+            let out = match rtc.poll_output() {
                 Ok(out) => out,
                 Err(e) => {
                     self.close(CloseReason::Failed(e.to_string()));
@@ -334,7 +394,10 @@ impl Session {
     }
 
     fn go_live(&mut self) {
-        let keys = match self.keys.get() {
+        let Engine::Str0m { keys, .. } = &self.engine else {
+            return;
+        };
+        let keys = match keys.get() {
             Some(Ok(keys)) => keys,
             Some(Err(e)) => return self.close(CloseReason::Refused(e.clone())),
             None => return self.close(CloseReason::Failed("DTLS ended without SRTP keys".into())),
@@ -364,7 +427,7 @@ impl Session {
             }));
     }
 
-    fn handle_srtcp(&mut self, data: &[u8]) {
+    fn handle_srtcp(&mut self, now: Instant, data: &[u8]) {
         let Some(srtcp) = &mut self.srtcp else {
             self.stats.unexpected_media += 1;
             return;
@@ -382,6 +445,12 @@ impl Session {
                 return;
             }
         };
+        if let Engine::Str0m { .. } = self.engine {
+            // The viewer has our keys, so its DTLS is done: str0m's work is over.
+            let consent = Consent::new(self.ufrag.clone(), self.password.clone(), now);
+            self.next_timeout = consent.expires();
+            self.engine = Engine::Consent(consent);
+        }
         let pending = &mut self.pending;
         let parsed = rtcp::parse_compound(&buf[..len], &mut |f| {
             pending.push_back(SessionOutput::Event(SessionEvent::Feedback(f)))

@@ -240,3 +240,124 @@ fn media_we_seal_opens_in_str0m_and_its_feedback_opens_here() {
     assert!(reports > 0, "str0m's receiver reports opened here");
     assert_eq!(session.stats.srtcp_failed, 0);
 }
+
+/// Heap bytes allocated minus freed by this thread (the allocator below counts them).
+mod heap {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    thread_local! {
+        static LIVE: Cell<isize> = const { Cell::new(0) };
+    }
+
+    pub struct Counting;
+
+    fn note(delta: isize) {
+        let _ = LIVE.try_with(|l| l.set(l.get() + delta));
+    }
+
+    // SAFETY: forwards to the system allocator; only counts.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+            note(l.size() as isize);
+            unsafe { System.alloc(l) }
+        }
+        unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+            note(-(l.size() as isize));
+            unsafe { System.dealloc(p, l) }
+        }
+        unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+            note(n as isize - l.size() as isize);
+            unsafe { System.realloc(p, l, n) }
+        }
+    }
+
+    pub fn live() -> isize {
+        LIVE.with(|l| l.get())
+    }
+}
+
+#[global_allocator]
+static ALLOC: heap::Counting = heap::Counting;
+
+/// Seals packet `i` of `track` for the client and delivers it.
+fn send_to_client(
+    client: &mut Rtc,
+    srtp: &Outbound,
+    route: Route,
+    rewrite: &Rewrite,
+    track: &Track,
+    i: u64,
+    now: Instant,
+) {
+    let p = track.get(i).unwrap();
+    let mut buf = [0u8; 1500];
+    let seq = rewrite.write_header(&p, &mut buf);
+    let len = HEADER_LEN + p.payload.len();
+    buf[HEADER_LEN..len].copy_from_slice(&p.payload);
+    let n = srtp.protect_rtp(&mut buf, HEADER_LEN, len, (seq >> 16) as u32);
+    let recv = Receive::new(Protocol::Udp, route.local, route.remote, &buf[..n]).unwrap();
+    client.handle_input(Input::Receive(now, recv)).unwrap();
+}
+
+#[test]
+fn a_connected_viewer_costs_a_few_kilobytes() {
+    const N: usize = 20;
+    let (track, mut writer) = Track::new(
+        TrackInfo {
+            codec: Codec::H264,
+            fmtp: "packetization-mode=1;profile-level-id=42e01f".into(),
+        },
+        64,
+    );
+    let start = Instant::now();
+    writer.push(SourcePacket {
+        ssrc: 1,
+        seq: 1,
+        timestamp: 0,
+        marker: true,
+        payload: Bytes::from_static(b"\x65idr"),
+        arrival: start,
+    });
+    let before = heap::live();
+    let mut kept = Vec::new();
+    for _ in 0..N {
+        let (mut client, offer, pending) = client(true, false);
+        let (mut session, answer) =
+            Session::viewer(start, &offer, std::slice::from_ref(&track), &config()).unwrap();
+        client
+            .sdp_api()
+            .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
+            .unwrap();
+        let (srtp, route, mut now) = connect(&mut client, &mut session, start);
+        let b = &session.media[0];
+        let rewrite = Rewrite::starting_at(&track.get(0).unwrap(), b.ssrc, b.pt, 1, 0);
+        send_to_client(&mut client, &srtp, route, &rewrite, &track, 0, now);
+        // Until the client's first receiver report opens here: then str0m is dropped.
+        let mut reported = false;
+        for _ in 0..300 {
+            pump(
+                &mut client,
+                &mut session,
+                now,
+                &mut |e| {
+                    reported |= matches!(e, SessionEvent::Feedback(Feedback::Report(_)));
+                },
+                &mut |_| {},
+            );
+            if reported {
+                break;
+            }
+            now += Duration::from_millis(20);
+            client.handle_input(Input::Timeout(now)).unwrap();
+            session.handle_timeout(now);
+        }
+        assert!(reported, "the client's SRTCP reached the session");
+        drop(client);
+        kept.push((session, srtp));
+    }
+    let heap = (heap::live() - before) as usize / N;
+    let per_viewer = heap + std::mem::size_of::<Session>();
+    eprintln!("per connected viewer: {per_viewer} bytes (heap {heap}, SRTP context included)");
+    assert!(per_viewer < 8 * 1024, "{per_viewer} bytes per viewer");
+}
