@@ -35,6 +35,10 @@ use consent::Consent;
 use keys::KeySlot;
 use rtcp::Feedback;
 
+/// How long str0m stays after DTLS completes when the viewer sends no RTCP: long enough
+/// for the viewer to have retransmitted its last flight several times (1 s, 2 s, 4 s).
+const STR0M_GRACE: Duration = Duration::from_secs(10);
+
 /// What a session needs from the relay's configuration.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -142,6 +146,8 @@ pub struct Session {
     route: Option<Route>,
     srtcp: Option<Inbound>,
     state: State,
+    /// Handshake: when it times out. Live with str0m: when str0m is dropped even if the
+    /// viewer sends no RTCP (its DTLS has had every retransmission chance by then).
     deadline: Instant,
     allow_legacy_srtp: bool,
     next_timeout: Instant,
@@ -258,7 +264,7 @@ impl Session {
                         }
                         Err(_) => self.stats.malformed += 1,
                     }
-                    self.drain();
+                    self.drain(now);
                 }
                 Engine::Consent(consent) => match data[0] {
                     0..=3 => match consent.check(now, source, data) {
@@ -290,16 +296,19 @@ impl Session {
         if self.state == State::Closed {
             return;
         }
-        if self.state == State::Handshake && now >= self.deadline {
-            self.close(CloseReason::HandshakeTimeout);
-            return;
+        if now >= self.deadline {
+            match (self.state, &self.engine) {
+                (State::Handshake, _) => return self.close(CloseReason::HandshakeTimeout),
+                (State::Live, Engine::Str0m { .. }) => self.retire_str0m(now),
+                _ => {}
+            }
         }
         match &mut self.engine {
             Engine::Str0m { rtc, .. } => {
                 if let Err(e) = rtc.handle_input(Input::Timeout(now)) {
                     self.close(CloseReason::Failed(e.to_string()));
                 }
-                self.drain();
+                self.drain(now);
             }
             Engine::Consent(consent) => {
                 if now >= consent.expires() {
@@ -334,7 +343,7 @@ impl Session {
     }
 
     /// Takes everything str0m has to say into `pending`.
-    fn drain(&mut self) {
+    fn drain(&mut self, now: Instant) {
         while self.state != State::Closed {
             let Engine::Str0m { rtc, .. } = &mut self.engine else {
                 return;
@@ -348,11 +357,7 @@ impl Session {
             };
             match out {
                 Output::Timeout(t) => {
-                    self.next_timeout = if self.state == State::Handshake {
-                        t.min(self.deadline)
-                    } else {
-                        t
-                    };
+                    self.next_timeout = t.min(self.deadline);
                     return;
                 }
                 Output::Transmit(t) => {
@@ -373,7 +378,7 @@ impl Session {
                         });
                     }
                 }
-                Output::Event(Event::Connected) => self.go_live(),
+                Output::Event(Event::Connected) => self.go_live(now),
                 Output::Event(Event::IceConnectionStateChange(
                     IceConnectionState::Disconnected,
                 )) => self.close(CloseReason::IceDisconnected),
@@ -393,7 +398,7 @@ impl Session {
         }
     }
 
-    fn go_live(&mut self) {
+    fn go_live(&mut self, now: Instant) {
         let Engine::Str0m { keys, .. } = &self.engine else {
             return;
         };
@@ -420,11 +425,21 @@ impl Session {
         };
         self.srtcp = Some(Inbound::new(&remote));
         self.state = State::Live;
+        self.deadline = now + STR0M_GRACE;
         self.pending
             .push_back(SessionOutput::Event(SessionEvent::Live {
                 srtp: Box::new(Outbound::new(&local)),
                 route,
             }));
+    }
+
+    /// Hands ICE over to the consent responder and frees str0m.
+    fn retire_str0m(&mut self, now: Instant) {
+        if let Engine::Str0m { .. } = self.engine {
+            let consent = Consent::new(self.ufrag.clone(), self.password.clone(), now);
+            self.next_timeout = consent.expires();
+            self.engine = Engine::Consent(consent);
+        }
     }
 
     fn handle_srtcp(&mut self, now: Instant, data: &[u8]) {
@@ -445,12 +460,8 @@ impl Session {
                 return;
             }
         };
-        if let Engine::Str0m { .. } = self.engine {
-            // The viewer has our keys, so its DTLS is done: str0m's work is over.
-            let consent = Consent::new(self.ufrag.clone(), self.password.clone(), now);
-            self.next_timeout = consent.expires();
-            self.engine = Engine::Consent(consent);
-        }
+        // The viewer has our keys, so its DTLS is done: str0m's work is over.
+        self.retire_str0m(now);
         let pending = &mut self.pending;
         let parsed = rtcp::parse_compound(&buf[..len], &mut |f| {
             pending.push_back(SessionOutput::Event(SessionEvent::Feedback(f)))

@@ -284,7 +284,14 @@ impl Viewer {
         }
         let seq = u16::from_be_bytes([data[2], data[3]]);
         let ssrc = u32::from_be_bytes([data[8], data[9], data[10], data[11]]);
-        if seq.is_multiple_of(self.drop_every) && self.dropped.insert((ssrc, seq)) {
+        // Nothing before the stream is under way: a receiver cannot NACK what it never
+        // knew existed (the very first packet).
+        let under_way = self
+            .received
+            .streams
+            .get(&ssrc)
+            .is_some_and(|s| s.len() > 10);
+        if under_way && seq.is_multiple_of(self.drop_every) && self.dropped.insert((ssrc, seq)) {
             self.dropped_count += 1;
             return true;
         }
