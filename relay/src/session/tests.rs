@@ -53,6 +53,18 @@ fn config() -> SessionConfig {
     }
 }
 
+/// A video-only client and our session answering it, ICE and DTLS not yet run.
+fn answered(track: &Arc<Track>, start: Instant) -> (Rtc, Session) {
+    let (mut client, offer, pending) = client(true, false);
+    let (session, answer) =
+        Session::viewer(start, &offer, std::slice::from_ref(track), &config()).unwrap();
+    client
+        .sdp_api()
+        .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
+        .unwrap();
+    (client, session)
+}
+
 #[test]
 fn answers_an_offer_with_one_binding_per_track() {
     let (_, offer, _) = client(true, true);
@@ -148,21 +160,9 @@ fn pump(
 
 #[test]
 fn media_we_seal_opens_in_str0m_and_its_feedback_opens_here() {
-    let (mut client, offer, pending) = client(true, false);
-    let (track, mut writer) = Track::new(
-        TrackInfo {
-            codec: Codec::H264,
-            fmtp: "packetization-mode=1;profile-level-id=42e01f".into(),
-        },
-        64,
-    );
+    let (track, mut writer) = Track::new(h264_track().info.clone(), 64);
     let start = Instant::now();
-    let (mut session, answer) =
-        Session::viewer(start, &offer, std::slice::from_ref(&track), &config()).unwrap();
-    client
-        .sdp_api()
-        .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
-        .unwrap();
+    let (mut client, mut session) = answered(&track, start);
     let (srtp, route, mut now) = connect(&mut client, &mut session, start);
     let binding = session.media[0].clone();
 
@@ -184,14 +184,7 @@ fn media_we_seal_opens_in_str0m_and_its_feedback_opens_here() {
     let mut reports = 0;
     for round in 0..300 {
         if round < 10 && round != 4 {
-            let p = track.get(round).unwrap();
-            let mut buf = [0u8; 1500];
-            let seq = rewrite.write_header(&p, &mut buf);
-            let len = HEADER_LEN + p.payload.len();
-            buf[HEADER_LEN..len].copy_from_slice(&p.payload);
-            let n = srtp.protect_rtp(&mut buf, HEADER_LEN, len, (seq >> 16) as u32);
-            let recv = Receive::new(Protocol::Udp, route.local, route.remote, &buf[..n]).unwrap();
-            client.handle_input(Input::Receive(now, recv)).unwrap();
+            send_to_client(&mut client, &srtp, route, &rewrite, &track, round, now);
         }
         pump(
             &mut client,
@@ -303,13 +296,7 @@ fn send_to_client(
 #[test]
 fn a_connected_viewer_costs_a_few_kilobytes() {
     const N: usize = 20;
-    let (track, mut writer) = Track::new(
-        TrackInfo {
-            codec: Codec::H264,
-            fmtp: "packetization-mode=1;profile-level-id=42e01f".into(),
-        },
-        64,
-    );
+    let (track, mut writer) = Track::new(h264_track().info.clone(), 64);
     let start = Instant::now();
     writer.push(SourcePacket {
         ssrc: 1,
@@ -322,13 +309,7 @@ fn a_connected_viewer_costs_a_few_kilobytes() {
     let before = heap::live();
     let mut kept = Vec::new();
     for _ in 0..N {
-        let (mut client, offer, pending) = client(true, false);
-        let (mut session, answer) =
-            Session::viewer(start, &offer, std::slice::from_ref(&track), &config()).unwrap();
-        client
-            .sdp_api()
-            .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
-            .unwrap();
+        let (mut client, mut session) = answered(&track, start);
         let (srtp, route, mut now) = connect(&mut client, &mut session, start);
         let b = &session.media[0];
         let rewrite = Rewrite::starting_at(&track.get(0).unwrap(), b.ssrc, b.pt, 1, 0);
