@@ -53,12 +53,30 @@ pub struct Config {
     pub metrics_address: String,
 
     /// Data-plane workers, one per core; 0: as many as the machine has cores.
+    /// With `xdpInterface`, one worker per RX queue of the interface instead.
     pub workers: usize,
+
+    /// Steer the media port through XDP and AF_XDP on this interface (kernel bypass);
+    /// empty: portable mode, UDP sockets.
+    pub xdp_interface: String,
+    /// `native` (in the driver) or `generic` (after the kernel built its socket buffer:
+    /// works on any interface, saves little).
+    pub xdp_mode: XdpMode,
+    /// Spin on the AF_XDP rings instead of sleeping: lowest latency, a core per worker.
+    #[serde(deserialize_with = "yes_no")]
+    pub xdp_busy_poll: bool,
 
     /// Settings applied to every path unless the path sets them.
     pub path_defaults: PathConfig,
     #[serde(deserialize_with = "paths")]
     pub paths: BTreeMap<String, PathConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpMode {
+    Native,
+    Generic,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -100,6 +118,9 @@ impl Default for Config {
             metrics: true,
             metrics_address: String::new(),
             workers: 0,
+            xdp_interface: String::new(),
+            xdp_mode: XdpMode::Native,
+            xdp_busy_poll: false,
             // pathDefaults spells out every value; a path's own unset keys inherit them.
             path_defaults: PathConfig {
                 max_readers: Some(0),
@@ -512,7 +533,7 @@ mod tests {
             .collect();
         let config_fields = field_names::<Config>();
         let path_fields = field_names::<PathConfig>();
-        assert_eq!(config_fields.len(), 17);
+        assert_eq!(config_fields.len(), 20);
         assert_eq!(path_fields, ["source", "rtpSDP", "maxReaders"]);
         for key in config_fields {
             assert!(top.contains(key), "relay.yml does not document {key}");

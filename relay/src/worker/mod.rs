@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tracing::{debug, info};
 
 use crate::io::wake::Wakers;
-use crate::io::{Datagram, Receiver, Sender};
+use crate::io::{Admission, Datagram, Receiver, Sender};
 use crate::session::rtcp::{self, Feedback, SenderInfo};
 use crate::session::{CloseReason, Session, SessionEvent, SessionOutput};
 use crate::track::Packet;
@@ -78,6 +78,8 @@ struct Viewer {
     session: Box<Session>,
     egress: Option<Egress>,
     remotes: Vec<SocketAddr>,
+    /// Remotes the session answered (valid ICE checks), as told to `Core::admission`.
+    admitted: Vec<SocketAddr>,
     /// The earliest timer queued for this viewer (older heap entries are stale).
     scheduled: Option<Instant>,
     retransmit_budget: u32,
@@ -109,6 +111,7 @@ struct Core<S: Sender> {
     batch: Vec<Arc<Packet>>,
     commands: Vec<Command>,
     fanout: FanoutStats,
+    admission: Option<Arc<dyn Admission>>,
 }
 
 impl<R: Receiver, S: Sender> Worker<R, S> {
@@ -141,8 +144,15 @@ impl<R: Receiver, S: Sender> Worker<R, S> {
                 batch: Vec::new(),
                 commands: Vec::new(),
                 fanout: FanoutStats::default(),
+                admission: None,
             },
         }
+    }
+
+    /// Tells `admission` which remotes are viewers' (XDP lets only those through).
+    pub fn with_admission(mut self, admission: Arc<dyn Admission>) -> Self {
+        self.core.admission = Some(admission);
+        self
     }
 
     /// Runs until `stop` is set (checked at least every 100 ms).
@@ -250,6 +260,7 @@ impl<S: Sender> Core<S> {
             session: p.session,
             egress: None,
             remotes: Vec::new(),
+            admitted: Vec::new(),
             scheduled: None,
             retransmit_budget: RETRANSMIT_BUDGET,
         });
@@ -336,6 +347,14 @@ impl<S: Sender> Core<S> {
                     return;
                 }
                 SessionOutput::Transmit { route, data } => {
+                    // The session answers only checks that passed ICE integrity (and sends
+                    // DTLS only to the nominated pair): this remote is the viewer's.
+                    if let Some(admission) = &self.admission {
+                        if !v.admitted.contains(&route.remote) && v.admitted.len() < MAX_REMOTES {
+                            admission.admit(route.remote);
+                            v.admitted.push(route.remote);
+                        }
+                    }
                     let buf = self.tx.buffer();
                     if data.len() <= buf.len() {
                         buf[..data.len()].copy_from_slice(&data);
@@ -478,6 +497,11 @@ impl<S: Sender> Core<S> {
         info!(session = %v.id, path = %v.path.name, ?reason, "viewer closed");
         for remote in &v.remotes {
             self.by_remote.remove(remote);
+        }
+        if let Some(admission) = &self.admission {
+            for remote in &v.admitted {
+                admission.revoke(*remote);
+            }
         }
         self.by_ufrag.remove(v.session.ufrag());
         if let Some(egress) = &v.egress {
