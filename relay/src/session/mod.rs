@@ -226,14 +226,6 @@ impl Session {
         &self.ufrag
     }
 
-    pub fn route(&self) -> Option<Route> {
-        self.route
-    }
-
-    pub fn is_live(&self) -> bool {
-        self.state == State::Live
-    }
-
     /// A datagram from the viewer. Malformed input is counted and dropped.
     pub fn handle_datagram(
         &mut self,
