@@ -301,7 +301,10 @@ mod tests {
         assert_eq!(names.len(), Counter::ALL.len(), "names are distinct");
         // Metrics are named after these: renaming one breaks dashboards.
         assert_eq!(Counter::DroppedUnknownSource.index(), 3);
-        assert_eq!(Counter::DroppedUnknownSource.name(), "dropped_unknown_source");
+        assert_eq!(
+            Counter::DroppedUnknownSource.name(),
+            "dropped_unknown_source"
+        );
     }
 
     #[test]
@@ -316,9 +319,18 @@ mod tests {
 
     #[test]
     fn only_stun_dtls_and_rtp_are_redirected() {
-        assert_eq!(Counter::redirected(Class::Stun), Some(Counter::RedirectedStun));
-        assert_eq!(Counter::redirected(Class::Dtls), Some(Counter::RedirectedDtls));
-        assert_eq!(Counter::redirected(Class::Rtp), Some(Counter::RedirectedRtp));
+        assert_eq!(
+            Counter::redirected(Class::Stun),
+            Some(Counter::RedirectedStun)
+        );
+        assert_eq!(
+            Counter::redirected(Class::Dtls),
+            Some(Counter::RedirectedDtls)
+        );
+        assert_eq!(
+            Counter::redirected(Class::Rtp),
+            Some(Counter::RedirectedRtp)
+        );
         assert_eq!(Counter::redirected(Class::Other), None);
     }
 
@@ -335,7 +347,10 @@ mod tests {
     fn remote_keys_are_v4_mapped_with_the_port_on_the_wire() {
         let v4 = SocketAddr::from((Ipv4Addr::new(10, 77, 0, 2), 0x1234));
         let key = Remote::from(v4);
-        assert_eq!(key.ip, Ipv4Addr::new(10, 77, 0, 2).to_ipv6_mapped().octets());
+        assert_eq!(
+            key.ip,
+            Ipv4Addr::new(10, 77, 0, 2).to_ipv6_mapped().octets()
+        );
         assert_eq!(key.port, [0x12, 0x34]);
         // The same peer through a dual-stack socket.
         let mapped = SocketAddr::V6(SocketAddrV6::new(

@@ -45,8 +45,7 @@ static ADMITTED: HashMap<Remote, u8> = HashMap::with_max_entries(ADMITTED_LEN, 0
 
 /// STUN token bucket per unknown source address (`relay_common::STUN_BUCKETS_MAP`).
 #[map]
-static STUN_BUCKETS: LruHashMap<RemoteIp, u64> =
-    LruHashMap::with_max_entries(STUN_BUCKETS_LEN, 0);
+static STUN_BUCKETS: LruHashMap<RemoteIp, u64> = LruHashMap::with_max_entries(STUN_BUCKETS_LEN, 0);
 
 const ETH_HLEN: usize = 14;
 const VLAN_HLEN: usize = 4;
@@ -215,9 +214,7 @@ fn ipv6_udp(ctx: &XdpContext, l3: usize) -> Result<(RemoteIp, usize), Counter> {
         // Hop-by-hop, routing, fragment, ESP, AH, destination options, mobility, HIP,
         // shim6 (RFC 8200 and the IANA list): a UDP header may follow, at an offset
         // this program does not chase.
-        0 | 43 | 44 | 50 | 51 | 60 | 135 | 139 | 140 => {
-            return Err(Counter::PassedIpv6Extension)
-        }
+        0 | 43 | 44 | 50 | 51 | 60 | 135 | 139 | 140 => return Err(Counter::PassedIpv6Extension),
         _ => return Err(Counter::PassedNotOurs),
     }
     let mut source = [0; 16];

@@ -130,11 +130,17 @@ impl Frame {
     }
 
     fn v4(first_byte: u8) -> Frame {
-        Frame::udp(SocketAddr::from((CLIENT4, CLIENT_PORT)), &datagram(first_byte))
+        Frame::udp(
+            SocketAddr::from((CLIENT4, CLIENT_PORT)),
+            &datagram(first_byte),
+        )
     }
 
     fn v6(first_byte: u8) -> Frame {
-        Frame::udp(SocketAddr::from((CLIENT6, CLIENT_PORT)), &datagram(first_byte))
+        Frame::udp(
+            SocketAddr::from((CLIENT6, CLIENT_PORT)),
+            &datagram(first_byte),
+        )
     }
 
     fn tagged(mut self, tpid: u16) -> Frame {
@@ -142,7 +148,7 @@ impl Frame {
         self
     }
 
-    fn to_port(mut self, port: u16) -> Frame {
+    fn for_port(mut self, port: u16) -> Frame {
         self.destination_port = port;
         self
     }
@@ -220,7 +226,10 @@ fn truncated_headers_pass_and_are_counted() {
     assert_eq!(error.raw_os_error(), Some(libc::EINVAL), "{error}");
 
     let cut = [
-        ("VLAN tag", Frame::v4(RTP).tagged(0x8100).bytes()[..16].to_vec()),
+        (
+            "VLAN tag",
+            Frame::v4(RTP).tagged(0x8100).bytes()[..16].to_vec(),
+        ),
         ("IPv4 header", rtp[..14 + 19].to_vec()),
         ("IPv6 header", rtp6[..14 + 39].to_vec()),
         ("UDP header (IPv4)", rtp[..14 + 20 + 7].to_vec()),
@@ -264,19 +273,31 @@ fn traffic_that_is_not_ours_passes_untouched() {
         frame
     };
     let not_ours = [
-        ("UDP to another port", Frame::v4(RTP).to_port(5353).bytes()),
-        ("UDP6 to another port", Frame::v6(RTP).to_port(5353).bytes()),
-        ("tagged UDP to another port", Frame::v4(RTP).tagged(0x8100).to_port(53).bytes()),
+        ("UDP to another port", Frame::v4(RTP).for_port(5353).bytes()),
+        (
+            "UDP6 to another port",
+            Frame::v6(RTP).for_port(5353).bytes(),
+        ),
+        (
+            "tagged UDP to another port",
+            Frame::v4(RTP).tagged(0x8100).for_port(53).bytes(),
+        ),
         ("TCP to the media port", tcp),
         ("ARP", arp),
         ("IPv4 EtherType, version 6", not_v4),
         // One VLAN tag is followed, a second one is not: such frames stay the kernel's.
-        ("two VLAN tags", Frame::v4(RTP).tagged(0x88a8).tagged(0x8100).bytes()),
+        (
+            "two VLAN tags",
+            Frame::v4(RTP).tagged(0x88a8).tagged(0x8100).bytes(),
+        ),
     ];
     for (what, frame) in &not_ours {
         assert_eq!(verdict(&program, frame), XDP_PASS, "{what}");
     }
-    assert_eq!(moved(&program), [("passed_not_ours", not_ours.len() as u64)]);
+    assert_eq!(
+        moved(&program),
+        [("passed_not_ours", not_ours.len() as u64)]
+    );
 }
 
 #[test]
@@ -304,7 +325,11 @@ fn fragments_and_ipv6_extension_headers_pass() {
     // Hop-by-hop options (next header 0), then UDP: 8 bytes of header.
     let mut hop_by_hop = vec![17, 0, 1, 4, 0, 0, 0, 0];
     hop_by_hop.extend(&udp);
-    let hop_by_hop = frame.build(0x86dd, ipv6_header(CLIENT6, 0, hop_by_hop.len()), &hop_by_hop);
+    let hop_by_hop = frame.build(
+        0x86dd,
+        ipv6_header(CLIENT6, 0, hop_by_hop.len()),
+        &hop_by_hop,
+    );
     // A fragment header (44), first fragment, then UDP.
     let mut fragment = vec![17, 0, 0, 1, 0, 0, 0, 42];
     fragment.extend(&udp);
@@ -368,12 +393,24 @@ fn admitted_remotes_are_redirected_for_every_class_but_other() {
 
     // Admission is per address *and* port; revoking takes it back.
     let other_port = Frame::udp(SocketAddr::from((CLIENT4, CLIENT_PORT + 1)), &datagram(RTP));
-    assert_eq!(verdict(&program, &other_port.bytes()), XDP_DROP, "same address, other port");
+    assert_eq!(
+        verdict(&program, &other_port.bytes()),
+        XDP_DROP,
+        "same address, other port"
+    );
     admission.revoke(remote4).unwrap();
     admission.revoke(remote4).expect("revoking twice is fine");
     assert!(!admission.is_admitted(remote4).unwrap());
-    assert_eq!(verdict(&program, &Frame::v4(RTP).bytes()), XDP_DROP, "revoked");
-    assert_eq!(verdict(&program, &Frame::v6(RTP).bytes()), XDP_REDIRECT, "still admitted");
+    assert_eq!(
+        verdict(&program, &Frame::v4(RTP).bytes()),
+        XDP_DROP,
+        "revoked"
+    );
+    assert_eq!(
+        verdict(&program, &Frame::v6(RTP).bytes()),
+        XDP_REDIRECT,
+        "still admitted"
+    );
 }
 
 #[test]
@@ -382,9 +419,19 @@ fn unknown_sources_reach_userspace_only_with_stun_within_their_burst() {
     let _socket = with_socket(&mut program);
     let fd = program.fd().unwrap();
     for first in [DTLS, RTP, RTCP, OTHER] {
-        assert_eq!(verdict(&program, &Frame::v4(first).bytes()), XDP_DROP, "{first:#x}");
+        assert_eq!(
+            verdict(&program, &Frame::v4(first).bytes()),
+            XDP_DROP,
+            "{first:#x}"
+        );
     }
-    assert_eq!(verdict(&program, &Frame::udp(SocketAddr::from((CLIENT4, 1)), &[]).bytes()), XDP_DROP);
+    assert_eq!(
+        verdict(
+            &program,
+            &Frame::udp(SocketAddr::from((CLIENT4, 1)), &[]).bytes()
+        ),
+        XDP_DROP
+    );
 
     // 10 STUN datagrams from one address within microseconds: the burst of 3 gets
     // through, then the source is over its rate (1/s).
@@ -415,19 +462,34 @@ fn stun_buckets_refill_at_the_configured_rate() {
     let start = Instant::now();
     assert_eq!(verdict(&program, &stun), XDP_REDIRECT);
     assert_eq!(verdict(&program, &stun), XDP_DROP, "burst of 1 used up");
-    assert!(start.elapsed() < Duration::from_millis(250), "too slow to test a 4/s rate");
+    assert!(
+        start.elapsed() < Duration::from_millis(250),
+        "too slow to test a 4/s rate"
+    );
     thread::sleep(Duration::from_millis(300));
-    assert_eq!(verdict(&program, &stun), XDP_REDIRECT, "a token after 1/4 s");
+    assert_eq!(
+        verdict(&program, &stun),
+        XDP_REDIRECT,
+        "a token after 1/4 s"
+    );
     assert_eq!(verdict(&program, &stun), XDP_DROP, "only one");
 }
 
 #[test]
 fn without_a_socket_on_the_queue_redirects_fall_back_to_the_kernel() {
     let program = load(10, 5);
-    program.admission().unwrap().admit(SocketAddr::from((CLIENT4, CLIENT_PORT))).unwrap();
+    program
+        .admission()
+        .unwrap()
+        .admit(SocketAddr::from((CLIENT4, CLIENT_PORT)))
+        .unwrap();
     assert_eq!(verdict(&program, &Frame::v4(RTP).bytes()), XDP_PASS);
     assert_eq!(verdict(&program, &Frame::v6(STUN).bytes()), XDP_PASS);
-    assert_eq!(verdict(&program, &Frame::v6(RTP).bytes()), XDP_DROP, "unknown, not STUN");
+    assert_eq!(
+        verdict(&program, &Frame::v6(RTP).bytes()),
+        XDP_DROP,
+        "unknown, not STUN"
+    );
     assert_eq!(
         moved(&program),
         [("dropped_unknown_source", 1), ("passed_no_socket", 2)]
@@ -457,23 +519,38 @@ fn admission_handles_work_from_worker_threads() {
     assert_eq!(verdict(&program, &port(10_400)), XDP_DROP);
     // A handle outlives the thread that used it, and still reaches the same map.
     drop(handles);
-    assert!(program.admission().unwrap().is_admitted(SocketAddr::from((CLIENT4, 10_250))).unwrap());
+    assert!(program
+        .admission()
+        .unwrap()
+        .is_admitted(SocketAddr::from((CLIENT4, 10_250)))
+        .unwrap());
 }
 
 #[test]
 fn a_socket_for_a_queue_past_the_last_is_refused() {
-    let program = load(10, 5);
+    let mut program = load(10, 5);
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let mut program = program;
     let error = program.register_socket(2, socket.as_fd()).unwrap_err();
-    assert!(matches!(error, XdpError::NoSuchQueue { queue: 2, queues: 2 }), "{error}");
+    assert!(
+        matches!(
+            error,
+            XdpError::NoSuchQueue {
+                queue: 2,
+                queues: 2
+            }
+        ),
+        "{error}"
+    );
 }
 
 #[test]
 fn a_missing_interface_is_named_with_the_way_out() {
     require_root();
     let error = XdpProgram::attach("relay-none0", &options(XdpMode::Native, 10, 5)).unwrap_err();
-    assert!(matches!(error, XdpError::NoSuchInterface { .. }), "{error:?}");
+    assert!(
+        matches!(error, XdpError::NoSuchInterface { .. }),
+        "{error:?}"
+    );
     let message = error.to_string();
     assert!(message.contains("\"relay-none0\""), "{message}");
     assert!(message.contains("without --xdp"), "{message}");
@@ -507,7 +584,10 @@ fn embedded_program_has_the_maps_relay_common_names() {
         .collect();
     // The kernel keeps the first 15 bytes of a name; .rodata holds the patched config.
     for name in [ADMITTED_MAP, STUN_BUCKETS_MAP, COUNTERS_MAP, XSK_MAP] {
-        assert!(names.iter().any(|n| n == name), "no map {name} among {names:?}");
+        assert!(
+            names.iter().any(|n| n == name),
+            "no map {name} among {names:?}"
+        );
     }
 }
 
@@ -527,7 +607,10 @@ fn without_privileges_the_error_says_why_and_what_to_do() {
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .args(["--inh-caps=-all", "--bounding-set=-all"])
         .arg(std::env::current_exe().unwrap())
-        .args(["--exact", "without_privileges_the_error_says_why_and_what_to_do"])
+        .args([
+            "--exact",
+            "without_privileges_the_error_says_why_and_what_to_do",
+        ])
         .args(["--nocapture", "--test-threads=1"])
         .env(UNPRIVILEGED_CHILD, "1")
         .output()

@@ -12,8 +12,8 @@ pub const MEDIA_PORT: u16 = 8189;
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
+    assert!(
+        euid == 0,
         "the XDP tests need root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN for namespaces): \
          run them as root, e.g. `sudo -E cargo test -p relay --test xdp_program --test xdp_netns`"
     );

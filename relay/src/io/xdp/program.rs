@@ -76,19 +76,25 @@ pub enum XdpError {
          or {RUN_PORTABLE}",
         RUN_PORTABLE = RUN_PORTABLE
     )]
-    NoNativeXdp { interface: String, source: io::Error },
+    NoNativeXdp {
+        interface: String,
+        source: io::Error,
+    },
     #[error(
         "{interface} already has an XDP program (another relay? see `ip link show dev {interface}`; \
          `ip link set dev {interface} xdp off` removes one that is not held by a process): \
          {source}; {RUN_PORTABLE}",
         RUN_PORTABLE = RUN_PORTABLE
     )]
-    Busy { interface: String, source: io::Error },
+    Busy {
+        interface: String,
+        source: io::Error,
+    },
     #[error("this kernel ({release}) is too old: {what}; {RUN_PORTABLE}", RUN_PORTABLE = RUN_PORTABLE)]
     KernelTooOld { what: &'static str, release: String },
     #[error(
-        "the kernel's verifier refused the XDP program, a bug in this relay build: {source}; \
-         {RUN_PORTABLE}; verifier log:\n{log}",
+        "the kernel's verifier refused the XDP program (it needs Linux 5.9 or newer; on \
+         such a kernel this is a bug in the relay): {source}; {RUN_PORTABLE}; verifier log:\n{log}",
         RUN_PORTABLE = RUN_PORTABLE
     )]
     Rejected { source: io::Error, log: String },
@@ -118,7 +124,6 @@ pub struct XdpProgram {
     xsks: XskMap<MapData>,
     counters: PerCpuArray<MapData, u64>,
     admission: Admission,
-    queues: u32,
     ebpf: Ebpf,
 }
 
@@ -174,7 +179,6 @@ impl XdpProgram {
             xsks,
             counters,
             admission: Admission { map: admitted },
-            queues: options.queues.get(),
             ebpf,
         })
     }
@@ -213,11 +217,9 @@ impl XdpProgram {
     /// to that queue of the attached interface. The kernel forgets the socket when it
     /// closes; until a queue has one, its media packets go to the kernel.
     pub fn register_socket(&mut self, queue: u32, socket: BorrowedFd<'_>) -> Result<(), XdpError> {
-        if queue >= self.queues {
-            return Err(XdpError::NoSuchQueue {
-                queue,
-                queues: self.queues,
-            });
+        let queues = self.xsks.len();
+        if queue >= queues {
+            return Err(XdpError::NoSuchQueue { queue, queues });
         }
         self.xsks
             .set(queue, socket.as_raw_fd(), 0)
@@ -271,7 +273,7 @@ impl fmt::Debug for XdpProgram {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("XdpProgram")
             .field("attached", &self.link.is_some())
-            .field("queues", &self.queues)
+            .field("queues", &self.xsks.len())
             .finish_non_exhaustive()
     }
 }
