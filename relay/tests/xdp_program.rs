@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use std::{io, thread};
 
 use relay::io::xdp::{XdpError, XdpMode, XdpProgram};
-use relay_common::{ADMITTED_MAP, COUNTERS_MAP, STUN_BUCKETS_MAP, XSK_MAP};
+use relay_common::{ADMITTED_LEN, ADMITTED_MAP, COUNTERS_MAP, STUN_BUCKETS_MAP, XSK_MAP};
 use xdp_common::{moved, options, require_root, MEDIA_PORT};
 
 const XDP_DROP: u32 = 1;
@@ -524,6 +524,25 @@ fn admission_handles_work_from_worker_threads() {
         .unwrap()
         .is_admitted(SocketAddr::from((CLIENT4, 10_250)))
         .unwrap());
+}
+
+#[test]
+fn a_full_admission_table_says_so() {
+    let program = load(10, 5);
+    let mut admission = program.admission().unwrap();
+    let remote =
+        |i: u32| SocketAddr::from((Ipv6Addr::from(0xfd77_0000_u128 << 96 | u128::from(i)), 9));
+    let start = Instant::now();
+    for i in 0..ADMITTED_LEN {
+        admission.admit(remote(i)).unwrap();
+    }
+    let error = admission.admit(remote(ADMITTED_LEN)).unwrap_err();
+    assert!(matches!(error, XdpError::AdmissionFull), "{error:?}");
+    // Room again once a session is gone; re-admitting an admitted remote takes none.
+    admission.revoke(remote(0)).unwrap();
+    admission.admit(remote(ADMITTED_LEN)).unwrap();
+    admission.admit(remote(1)).unwrap();
+    println!("{ADMITTED_LEN} admissions in {:?}", start.elapsed());
 }
 
 #[test]
