@@ -1,6 +1,7 @@
 //! The relay's XDP program: steers UDP datagrams for the relay's media port into the
-//! AF_XDP socket of the RX queue they arrived on, and leaves everything else to the
-//! kernel (DESIGN.md, invariant 5).
+//! AF_XDP socket of the RX queue they arrived on, admits unknown sources only for
+//! rate-limited STUN, and leaves everything else to the kernel (DESIGN.md, invariants 5
+//! and 6). Every packet moves exactly one per-CPU counter (`relay_common::Counter`).
 //!
 //! Headers are parsed by hand at fixed offsets: this is the fast path, each field is
 //! one load after one bounds check the verifier can follow.
@@ -8,26 +9,43 @@
 #![no_main]
 
 use aya_ebpf::{
-    bindings::xdp_action::XDP_PASS,
+    bindings::xdp_action::{XDP_DROP, XDP_PASS, XDP_REDIRECT},
+    helpers::bpf_ktime_get_ns,
     macros::{map, xdp},
-    maps::{PerCpuArray, XskMap},
+    maps::{HashMap, LruHashMap, PerCpuArray, XskMap},
     programs::XdpContext,
 };
-use relay_common::{classify, Class, Config, COUNTERS_LEN};
+use relay_common::{
+    classify, gcra, Class, Config, Counter, Remote, RemoteIp, ADMITTED_LEN, COUNTERS_LEN,
+    STUN_BUCKETS_LEN,
+};
 
 /// Patched by the loader (`relay_common::CONFIG_GLOBAL`). Read with a volatile load so
 /// that the compiler cannot fold the unpatched value into the code.
 #[unsafe(no_mangle)]
-static RELAY_CONFIG: Config = Config { media_port: 0 };
+static RELAY_CONFIG: Config = Config {
+    stun_interval_ns: 0,
+    stun_tolerance_ns: 0,
+    media_port: 0,
+    reserved: [0; 6],
+};
 
 /// RX queue index -> AF_XDP socket bound on that queue (`relay_common::XSK_MAP`).
-/// The loader may resize it to the interface's queue count.
+/// The loader sizes it to the number of queues.
 #[map]
-static XSKS: XskMap = XskMap::with_max_entries(64, 0);
+static XSKS: XskMap = XskMap::with_max_entries(1, 0);
 
-/// Packets to the media port, per CPU, by `Class::counter()` (`relay_common::COUNTERS_MAP`).
+/// Packets by what was done with them, per CPU (`relay_common::COUNTERS_MAP`).
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTERS_LEN, 0);
+
+/// Remotes of accepted sessions, written by userspace (`relay_common::ADMITTED_MAP`).
+#[map]
+static ADMITTED: HashMap<Remote, u8> = HashMap::with_max_entries(ADMITTED_LEN, 0);
+
+/// STUN token bucket per unknown source address (`relay_common::STUN_BUCKETS_MAP`).
+#[map]
+static STUN_BUCKETS: LruHashMap<RemoteIp, u64> = LruHashMap::with_max_entries(STUN_BUCKETS_LEN, 0);
 
 const ETH_HLEN: usize = 14;
 const VLAN_HLEN: usize = 4;
@@ -42,97 +60,179 @@ const IPPROTO_UDP: u8 = 17;
 /// IPv4 "more fragments" flag and fragment offset: either set means a fragment.
 const IP_MF_AND_OFFSET: u16 = 0x3fff;
 
-#[xdp]
-pub fn relay(ctx: XdpContext) -> u32 {
-    let Some(class) = media_class(&ctx) else {
-        return XDP_PASS;
-    };
-    if let Some(counter) = COUNTERS.get_ptr_mut(class.counter()) {
-        // SAFETY: the map value is this CPU's own u64; nothing else writes it meanwhile.
-        unsafe { *counter += 1 };
-    }
-    if class == Class::Other {
-        return XDP_PASS;
-    }
-    // XDP_PASS in the flags: a queue with no socket bound gives the packet to the kernel.
-    XSKS.redirect(ctx.rx_queue_index(), XDP_PASS.into())
-        .unwrap_or(XDP_PASS)
+/// The program's decision for one packet and the counter it moves.
+enum Verdict {
+    Pass(Counter),
+    Drop(Counter),
+    /// Redirect to the RX queue's socket; counted only once the redirect took.
+    Redirect(Counter),
 }
 
-/// The class of a UDP datagram to the media port, or `None` for any other packet
-/// (including IP fragments, IPv6 extension headers and truncated headers).
+#[xdp]
+pub fn relay(ctx: XdpContext) -> u32 {
+    let (action, counter) = match steer(&ctx) {
+        Verdict::Pass(counter) => (XDP_PASS, counter),
+        Verdict::Drop(counter) => (XDP_DROP, counter),
+        // XDP_PASS in the flags: a queue with no socket gives the packet to the kernel.
+        Verdict::Redirect(counter) => match XSKS.redirect(ctx.rx_queue_index(), XDP_PASS.into()) {
+            Ok(_) => (XDP_REDIRECT, counter),
+            Err(_) => (XDP_PASS, Counter::PassedNoSocket),
+        },
+    };
+    if let Some(count) = COUNTERS.get_ptr_mut(counter.index()) {
+        // SAFETY: the map value is this CPU's own u64; nothing else writes it meanwhile.
+        unsafe { *count += 1 };
+    }
+    action
+}
+
 #[inline(always)]
-fn media_class(ctx: &XdpContext) -> Option<Class> {
+fn steer(ctx: &XdpContext) -> Verdict {
+    let datagram = match datagram(ctx) {
+        Ok(datagram) => datagram,
+        Err(why) => return Verdict::Pass(why),
+    };
+    if unsafe { ADMITTED.get(&datagram.remote) }.is_some() {
+        return match Counter::redirected(datagram.class) {
+            Some(counter) => Verdict::Redirect(counter),
+            None => Verdict::Pass(Counter::PassedOtherClass),
+        };
+    }
+    match datagram.class {
+        Class::Stun if stun_conforms(&datagram.remote.ip) => {
+            Verdict::Redirect(Counter::RedirectedStun)
+        }
+        Class::Stun => Verdict::Drop(Counter::DroppedStunRateLimit),
+        _ => Verdict::Drop(Counter::DroppedUnknownSource),
+    }
+}
+
+/// A UDP datagram to the media port.
+struct Datagram {
+    remote: Remote,
+    class: Class,
+}
+
+/// The datagram to the media port in this frame, or the pass counter saying why the
+/// frame is not one (`PassedNotOurs`, `PassedTruncated`, ...).
+#[inline(always)]
+fn datagram(ctx: &XdpContext) -> Result<Datagram, Counter> {
     let (ether_type, l3) = ether_type(ctx)?;
-    let l4 = match ether_type {
+    let (ip, l4) = match ether_type {
         ETH_P_IP => ipv4_udp(ctx, l3)?,
         ETH_P_IPV6 => ipv6_udp(ctx, l3)?,
-        _ => return None,
+        _ => return Err(Counter::PassedNotOurs),
     };
     let udp = bytes::<UDP_HLEN>(ctx, l4)?;
     // SAFETY: RELAY_CONFIG is a valid, never-written static; volatile only defeats folding.
-    let config = unsafe { core::ptr::read_volatile(&raw const RELAY_CONFIG) };
+    let media_port = unsafe { core::ptr::read_volatile(&raw const RELAY_CONFIG.media_port) };
     let port = u16::from_be_bytes([udp[2], udp[3]]);
-    if config.media_port == 0 || port != config.media_port {
-        return None;
+    if media_port == 0 || port != media_port {
+        return Err(Counter::PassedNotOurs);
     }
     // The UDP length, not the frame length: a short frame's Ethernet padding is not payload.
     let udp_len = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
-    if udp_len <= UDP_HLEN {
-        return Some(Class::Other);
-    }
-    let [first] = bytes::<1>(ctx, l4 + UDP_HLEN)?;
-    Some(classify(*first))
+    let class = if udp_len <= UDP_HLEN {
+        Class::Other
+    } else {
+        let [first] = bytes::<1>(ctx, l4 + UDP_HLEN)?;
+        classify(*first)
+    };
+    Ok(Datagram {
+        remote: Remote {
+            ip,
+            port: [udp[0], udp[1]],
+        },
+        class,
+    })
 }
 
-/// The EtherType after at most one VLAN tag, and the offset of the header it names.
+/// Whether STUN from the unknown source `ip` is within its token bucket (and takes a token).
 #[inline(always)]
-fn ether_type(ctx: &XdpContext) -> Option<(u16, usize)> {
+fn stun_conforms(ip: &RemoteIp) -> bool {
+    // SAFETY: as above; the two fields are read separately, no struct copy on the stack.
+    let (interval, tolerance) = unsafe {
+        (
+            core::ptr::read_volatile(&raw const RELAY_CONFIG.stun_interval_ns),
+            core::ptr::read_volatile(&raw const RELAY_CONFIG.stun_tolerance_ns),
+        )
+    };
+    // SAFETY: a plain helper call.
+    let now = unsafe { bpf_ktime_get_ns() };
+    // A bucket updated concurrently on another CPU may lose one token's worth: fine for a
+    // rate limit, and cheaper than a lock.
+    let tat = STUN_BUCKETS.get_ptr(ip).map_or(0, |tat| unsafe { *tat });
+    match gcra(tat, now, interval, tolerance) {
+        Some(next) => {
+            // A full map evicts its least recently used bucket; insert cannot fail for room.
+            let _ = STUN_BUCKETS.insert(ip, next, 0);
+            true
+        }
+        None => false,
+    }
+}
+
+/// The EtherType after at most one VLAN tag (802.1Q or 802.1ad), and the offset of the
+/// header it names.
+#[inline(always)]
+fn ether_type(ctx: &XdpContext) -> Result<(u16, usize), Counter> {
     let eth = bytes::<ETH_HLEN>(ctx, 0)?;
     let ether_type = u16::from_be_bytes([eth[12], eth[13]]);
     if ether_type != ETH_P_8021Q && ether_type != ETH_P_8021AD {
-        return Some((ether_type, ETH_HLEN));
+        return Ok((ether_type, ETH_HLEN));
     }
     let vlan = bytes::<VLAN_HLEN>(ctx, ETH_HLEN)?;
-    Some((u16::from_be_bytes([vlan[2], vlan[3]]), ETH_HLEN + VLAN_HLEN))
+    Ok((u16::from_be_bytes([vlan[2], vlan[3]]), ETH_HLEN + VLAN_HLEN))
 }
 
-/// Offset of the UDP header of an unfragmented IPv4 UDP packet.
+/// The source address (v4-mapped) and the offset of the UDP header of an unfragmented
+/// IPv4 UDP packet.
 #[inline(always)]
-fn ipv4_udp(ctx: &XdpContext, l3: usize) -> Option<usize> {
+fn ipv4_udp(ctx: &XdpContext, l3: usize) -> Result<(RemoteIp, usize), Counter> {
     let ip = bytes::<IPV4_MIN_HLEN>(ctx, l3)?;
     let header_len = usize::from(ip[0] & 0x0f) * 4;
-    let fragment = u16::from_be_bytes([ip[6], ip[7]]);
-    if ip[0] >> 4 != 4
-        || header_len < IPV4_MIN_HLEN
-        || ip[9] != IPPROTO_UDP
-        || fragment & IP_MF_AND_OFFSET != 0
-    {
-        return None;
+    if ip[0] >> 4 != 4 || header_len < IPV4_MIN_HLEN || ip[9] != IPPROTO_UDP {
+        return Err(Counter::PassedNotOurs);
     }
-    Some(l3 + header_len)
+    if u16::from_be_bytes([ip[6], ip[7]]) & IP_MF_AND_OFFSET != 0 {
+        return Err(Counter::PassedFragment);
+    }
+    let source = Remote::v4_mapped([ip[12], ip[13], ip[14], ip[15]]);
+    Ok((source, l3 + header_len))
 }
 
-/// Offset of the UDP header of an IPv6 packet whose first next-header is UDP.
+/// The source address and the offset of the UDP header of an IPv6 packet whose first
+/// next header is UDP.
 #[inline(always)]
-fn ipv6_udp(ctx: &XdpContext, l3: usize) -> Option<usize> {
+fn ipv6_udp(ctx: &XdpContext, l3: usize) -> Result<(RemoteIp, usize), Counter> {
     let ip = bytes::<IPV6_HLEN>(ctx, l3)?;
-    if ip[0] >> 4 != 6 || ip[6] != IPPROTO_UDP {
-        return None;
+    if ip[0] >> 4 != 6 {
+        return Err(Counter::PassedNotOurs);
     }
-    Some(l3 + IPV6_HLEN)
+    match ip[6] {
+        IPPROTO_UDP => {}
+        // Hop-by-hop, routing, fragment, ESP, AH, destination options, mobility, HIP,
+        // shim6 (RFC 8200 and the IANA list): a UDP header may follow, at an offset
+        // this program does not chase.
+        0 | 43 | 44 | 50 | 51 | 60 | 135 | 139 | 140 => return Err(Counter::PassedIpv6Extension),
+        _ => return Err(Counter::PassedNotOurs),
+    }
+    let mut source = [0; 16];
+    source.copy_from_slice(&ip[8..24]);
+    Ok((source, l3 + IPV6_HLEN))
 }
 
-/// The `N` packet bytes at `offset`, if the packet has them. The check is written as
-/// `start + offset + N > end`, the form the verifier follows for packet pointers.
+/// The `N` packet bytes at `offset`, or `PassedTruncated` if the packet ends first.
+/// The check is written as `start + offset + N > end`, the form the verifier follows
+/// for packet pointers.
 #[inline(always)]
-fn bytes<const N: usize>(ctx: &XdpContext, offset: usize) -> Option<&[u8; N]> {
+fn bytes<const N: usize>(ctx: &XdpContext, offset: usize) -> Result<&[u8; N], Counter> {
     let start = ctx.data();
     if start + offset + N > ctx.data_end() {
-        return None;
+        return Err(Counter::PassedTruncated);
     }
     // SAFETY: the N bytes lie inside the packet (checked above); [u8; N] has alignment 1.
-    Some(unsafe { &*((start + offset) as *const [u8; N]) })
+    Ok(unsafe { &*((start + offset) as *const [u8; N]) })
 }
 
 #[cfg(not(test))]

@@ -1,64 +1,651 @@
-//! The embedded XDP program is a BPF object that aya accepts, with the program, maps
-//! and config global named in relay_common. Creating its maps needs CAP_BPF (root
-//! here); the program itself is neither loaded into the kernel nor attached.
+//! The XDP program in the kernel, on synthetic frames: each test loads it (the verifier
+//! checks it), runs frames through `BPF_PROG_TEST_RUN`, and asserts the kernel's verdict
+//! and the counters that moved. Nothing is attached to an interface here (see
+//! xdp_netns.rs). Needs root.
 
-use aya::maps::{Map, PerCpuArray};
-use aya::programs::Program;
-use aya::EbpfLoader;
-use relay_common::{Class, Config, CONFIG_GLOBAL, COUNTERS_LEN, COUNTERS_MAP, PROGRAM, XSK_MAP};
+mod xdp_common;
 
-/// The object, or `None` (with the reason printed) when this build has none.
-fn program() -> Option<&'static [u8]> {
-    match relay::io::xdp::program() {
-        Ok(object) => Some(object),
-        Err(unavailable) => {
-            eprintln!("skipped: {unavailable}");
-            None
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use std::{io, thread};
+
+use relay::io::xdp::{XdpError, XdpMode, XdpProgram};
+use relay_common::{ADMITTED_LEN, ADMITTED_MAP, COUNTERS_MAP, STUN_BUCKETS_MAP, XSK_MAP};
+use xdp_common::{moved, options, require_root, MEDIA_PORT};
+
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+const XDP_REDIRECT: u32 = 4;
+
+const STUN: u8 = 0x00;
+const DTLS: u8 = 22;
+const RTP: u8 = 0x80;
+const RTCP: u8 = 0x81;
+/// TURN channel data: of no RFC 7983 class the relay serves.
+const OTHER: u8 = 0x40;
+
+const CLIENT4: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
+const CLIENT6: Ipv6Addr = Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 2);
+const CLIENT_PORT: u16 = 40_000;
+
+/// `BPF_PROG_TEST_RUN` over libc: aya 0.14 has no helper for it. The layout is the
+/// `test` member of `union bpf_attr` (linux/bpf.h). The kernel refuses (EINVAL) any
+/// nonzero byte past the last field, so the tail padding is a field, always zero.
+#[repr(C)]
+#[derive(Default)]
+struct TestRunAttr {
+    prog_fd: u32,
+    retval: u32,
+    data_size_in: u32,
+    data_size_out: u32,
+    data_in: u64,
+    data_out: u64,
+    repeat: u32,
+    duration: u32,
+    ctx_size_in: u32,
+    ctx_size_out: u32,
+    ctx_in: u64,
+    ctx_out: u64,
+    flags: u32,
+    cpu: u32,
+    batch_size: u32,
+    tail_padding: u32,
+}
+
+/// Runs `frame` through the program `repeat` times; the verdict of the last run and
+/// the frame as the program left it.
+fn test_run(program: BorrowedFd<'_>, frame: &[u8], repeat: u32) -> io::Result<(u32, Vec<u8>)> {
+    let mut out = vec![0u8; frame.len() + 256];
+    let mut attr = TestRunAttr {
+        prog_fd: program.as_raw_fd() as u32,
+        data_size_in: frame.len() as u32,
+        data_size_out: out.len() as u32,
+        data_in: frame.as_ptr() as u64,
+        data_out: out.as_mut_ptr() as u64,
+        repeat,
+        ..TestRunAttr::default()
+    };
+    // SAFETY: attr points at valid buffers of the sizes it states, for the call's duration.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            libc::c_long::from(10), // BPF_PROG_TEST_RUN
+            &mut attr as *mut TestRunAttr,
+            std::mem::size_of::<TestRunAttr>(),
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    out.truncate(attr.data_size_out as usize);
+    Ok((attr.retval, out))
+}
+
+/// The kernel's verdict on `frame`; asserts the program left the frame as it was.
+fn verdict(program: &XdpProgram, frame: &[u8]) -> u32 {
+    let (verdict, out) = test_run(program.fd().unwrap(), frame, 1)
+        .unwrap_or_else(|error| panic!("BPF_PROG_TEST_RUN of {frame:02x?}: {error}"));
+    assert_eq!(out, frame, "the program changed the frame");
+    verdict
+}
+
+fn load(stun_rate: u32, stun_burst: u32) -> XdpProgram {
+    require_root();
+    XdpProgram::load(&options(XdpMode::Native, stun_rate, stun_burst))
+        .unwrap_or_else(|error| panic!("{error}"))
+}
+
+/// An AF_XDP socket in the program's slot for RX queue 0 (the queue test runs use), so
+/// that a redirect takes (XDP_REDIRECT) instead of falling back to XDP_PASS.
+fn with_socket(program: &mut XdpProgram) -> OwnedFd {
+    // SAFETY: a plain socket call; the descriptor is owned below.
+    let fd = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    assert!(fd >= 0, "AF_XDP socket: {}", io::Error::last_os_error());
+    // SAFETY: fd is a fresh descriptor nobody else owns.
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    program
+        .register_socket(0, socket.as_fd())
+        .unwrap_or_else(|error| panic!("{error}"));
+    socket
+}
+
+/// Ethernet (with `tags`: VLAN TPIDs, outermost first) + IP + UDP frames.
+struct Frame {
+    tags: Vec<u16>,
+    source: SocketAddr,
+    destination_port: u16,
+    payload: Vec<u8>,
+}
+
+impl Frame {
+    fn udp(source: SocketAddr, payload: &[u8]) -> Frame {
+        Frame {
+            tags: Vec::new(),
+            source,
+            destination_port: MEDIA_PORT,
+            payload: payload.to_vec(),
+        }
+    }
+
+    fn v4(first_byte: u8) -> Frame {
+        Frame::udp(
+            SocketAddr::from((CLIENT4, CLIENT_PORT)),
+            &datagram(first_byte),
+        )
+    }
+
+    fn v6(first_byte: u8) -> Frame {
+        Frame::udp(
+            SocketAddr::from((CLIENT6, CLIENT_PORT)),
+            &datagram(first_byte),
+        )
+    }
+
+    fn tagged(mut self, tpid: u16) -> Frame {
+        self.tags.push(tpid);
+        self
+    }
+
+    fn for_port(mut self, port: u16) -> Frame {
+        self.destination_port = port;
+        self
+    }
+
+    fn udp_header(&self) -> Vec<u8> {
+        let mut udp = Vec::new();
+        udp.extend(self.source.port().to_be_bytes());
+        udp.extend(self.destination_port.to_be_bytes());
+        udp.extend((8 + self.payload.len() as u16).to_be_bytes());
+        udp.extend([0, 0]); // checksum: the program must not care
+        udp.extend(&self.payload);
+        udp
+    }
+
+    /// The frame, with `ip` as the IP header (it must carry the right EtherType).
+    fn build(&self, ether_type: u16, ip: Vec<u8>, l4: &[u8]) -> Vec<u8> {
+        let mut frame = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2];
+        for (i, tpid) in self.tags.iter().enumerate() {
+            frame.extend(tpid.to_be_bytes());
+            frame.extend((100 + i as u16).to_be_bytes()); // VLAN ID
+        }
+        frame.extend(ether_type.to_be_bytes());
+        frame.extend(ip);
+        frame.extend(l4);
+        frame
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        let udp = self.udp_header();
+        match self.source {
+            SocketAddr::V4(source) => {
+                self.build(0x0800, ipv4_header(*source.ip(), 17, 0, udp.len()), &udp)
+            }
+            SocketAddr::V6(source) => {
+                self.build(0x86dd, ipv6_header(*source.ip(), 17, udp.len()), &udp)
+            }
         }
     }
 }
 
-#[test]
-fn embedded_program_has_the_expected_program_maps_and_config() {
-    let Some(object) = program() else { return };
-    let config = Config { media_port: 8189 };
-    let ebpf = EbpfLoader::new()
-        .override_global(CONFIG_GLOBAL, &config, true)
-        .load(object)
-        .expect("aya parses the object, patches its config and creates its maps");
+/// A datagram of the class `first_byte` names, of a plausible size.
+fn datagram(first_byte: u8) -> Vec<u8> {
+    let mut datagram = vec![0u8; 20];
+    datagram[0] = first_byte;
+    datagram
+}
 
-    let programs: Vec<_> = ebpf.programs().map(|(name, _)| name).collect();
-    assert!(
-        matches!(ebpf.program(PROGRAM), Some(Program::Xdp(_))),
-        "no XDP program {PROGRAM:?} among {programs:?}"
+fn ipv4_header(source: Ipv4Addr, protocol: u8, fragment: u16, payload: usize) -> Vec<u8> {
+    let mut ip = vec![0x45, 0];
+    ip.extend((20 + payload as u16).to_be_bytes());
+    ip.extend([0x12, 0x34]); // identification
+    ip.extend(fragment.to_be_bytes());
+    ip.extend([64, protocol, 0, 0]); // TTL, protocol, checksum (not checked)
+    ip.extend(source.octets());
+    ip.extend([10, 77, 0, 1]);
+    ip
+}
+
+fn ipv6_header(source: Ipv6Addr, next_header: u8, payload: usize) -> Vec<u8> {
+    let mut ip = vec![0x60, 0, 0, 0];
+    ip.extend((payload as u16).to_be_bytes());
+    ip.extend([next_header, 64]);
+    ip.extend(source.octets());
+    ip.extend("fd77::1".parse::<Ipv6Addr>().unwrap().octets());
+    ip
+}
+
+#[test]
+fn truncated_headers_pass_and_are_counted() {
+    let program = load(10, 5);
+    let rtp = Frame::v4(RTP).bytes();
+    let rtp6 = Frame::v6(RTP).bytes();
+    // The kernel runs no frame shorter than an Ethernet header: nothing to classify.
+    let error = test_run(program.fd().unwrap(), &rtp[..13], 1).unwrap_err();
+    assert_eq!(error.raw_os_error(), Some(libc::EINVAL), "{error}");
+
+    let cut = [
+        (
+            "VLAN tag",
+            Frame::v4(RTP).tagged(0x8100).bytes()[..16].to_vec(),
+        ),
+        ("IPv4 header", rtp[..14 + 19].to_vec()),
+        ("IPv6 header", rtp6[..14 + 39].to_vec()),
+        ("UDP header (IPv4)", rtp[..14 + 20 + 7].to_vec()),
+        ("UDP header (IPv6)", rtp6[..14 + 40 + 7].to_vec()),
+        // The UDP length promises a payload the frame does not have.
+        ("first payload byte", rtp[..14 + 20 + 8].to_vec()),
+        // IPv4 options announced (IHL 15: 60 bytes), the frame ends before the UDP header.
+        ("IPv4 options", {
+            let mut frame = rtp.clone();
+            frame[14] = 0x4f;
+            frame.truncate(14 + 60);
+            frame
+        }),
+    ];
+    for (what, frame) in &cut {
+        assert_eq!(verdict(&program, frame), XDP_PASS, "cut in the {what}");
+    }
+    assert_eq!(
+        moved(&program),
+        [("passed_truncated", cut.len() as u64)],
+        "every cut frame counted as truncated, nothing else"
     );
-    let maps: Vec<_> = ebpf.maps().map(|(name, _)| name).collect();
-    assert!(
-        matches!(ebpf.map(XSK_MAP), Some(Map::XskMap(_))),
-        "no XSKMAP {XSK_MAP:?} among {maps:?}"
+}
+
+#[test]
+fn traffic_that_is_not_ours_passes_untouched() {
+    let program = load(10, 5);
+    let tcp = {
+        let frame = Frame::v4(RTP);
+        let udp = frame.udp_header();
+        frame.build(0x0800, ipv4_header(CLIENT4, 6, 0, udp.len()), &udp)
+    };
+    let arp = {
+        let mut frame = Frame::v4(RTP).bytes();
+        frame[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+        frame
+    };
+    let not_v4 = {
+        let mut frame = Frame::v4(RTP).bytes();
+        frame[14] = 0x65; // version 6 in an IPv4 EtherType
+        frame
+    };
+    let not_ours = [
+        ("UDP to another port", Frame::v4(RTP).for_port(5353).bytes()),
+        (
+            "UDP6 to another port",
+            Frame::v6(RTP).for_port(5353).bytes(),
+        ),
+        (
+            "tagged UDP to another port",
+            Frame::v4(RTP).tagged(0x8100).for_port(53).bytes(),
+        ),
+        ("TCP to the media port", tcp),
+        ("ARP", arp),
+        ("IPv4 EtherType, version 6", not_v4),
+        // One VLAN tag is followed, a second one is not: such frames stay the kernel's.
+        (
+            "two VLAN tags",
+            Frame::v4(RTP).tagged(0x88a8).tagged(0x8100).bytes(),
+        ),
+    ];
+    for (what, frame) in &not_ours {
+        assert_eq!(verdict(&program, frame), XDP_PASS, "{what}");
+    }
+    assert_eq!(
+        moved(&program),
+        [("passed_not_ours", not_ours.len() as u64)]
     );
-    let counters = ebpf
-        .map(COUNTERS_MAP)
-        .unwrap_or_else(|| panic!("no map {COUNTERS_MAP:?} among {maps:?}"));
-    let counters = PerCpuArray::<_, u64>::try_from(counters).expect("a per-CPU array of u64");
-    assert_eq!(counters.len(), COUNTERS_LEN);
-    for class in Class::ALL {
-        let per_cpu = counters.get(&class.counter(), 0).expect("read a counter");
-        assert!(per_cpu.iter().all(|&n| n == 0), "{class:?} starts at 0");
+}
+
+#[test]
+fn fragments_and_ipv6_extension_headers_pass() {
+    let mut program = load(10, 5);
+    let _socket = with_socket(&mut program);
+    // Admitted, so that any slip past the checks would be redirected.
+    let remote4 = SocketAddr::from((CLIENT4, CLIENT_PORT));
+    let remote6 = SocketAddr::from((CLIENT6, CLIENT_PORT));
+    let mut admission = program.admission().unwrap();
+    admission.admit(remote4).unwrap();
+    admission.admit(remote6).unwrap();
+
+    let frame = Frame::v4(RTP);
+    let udp = frame.udp_header();
+    let first = frame.build(0x0800, ipv4_header(CLIENT4, 17, 0x2000, udp.len()), &udp);
+    let later = frame.build(0x0800, ipv4_header(CLIENT4, 17, 185, 16), &udp[..16]);
+    let last = frame.build(0x0800, ipv4_header(CLIENT4, 17, 370, 16), &udp[..16]);
+    for (what, frame) in [("first", &first), ("later", &later), ("last", &last)] {
+        assert_eq!(verdict(&program, frame), XDP_PASS, "{what} IPv4 fragment");
+    }
+
+    let frame = Frame::v6(RTP);
+    let udp = frame.udp_header();
+    // Hop-by-hop options (next header 0), then UDP: 8 bytes of header.
+    let mut hop_by_hop = vec![17, 0, 1, 4, 0, 0, 0, 0];
+    hop_by_hop.extend(&udp);
+    let hop_by_hop = frame.build(
+        0x86dd,
+        ipv6_header(CLIENT6, 0, hop_by_hop.len()),
+        &hop_by_hop,
+    );
+    // A fragment header (44), first fragment, then UDP.
+    let mut fragment = vec![17, 0, 0, 1, 0, 0, 0, 42];
+    fragment.extend(&udp);
+    let fragment = frame.build(0x86dd, ipv6_header(CLIENT6, 44, fragment.len()), &fragment);
+    for (what, frame) in [("hop-by-hop", &hop_by_hop), ("fragment", &fragment)] {
+        assert_eq!(verdict(&program, frame), XDP_PASS, "IPv6 {what} header");
+    }
+    // The admitted remotes' plain datagrams are redirected: the headers above made the difference.
+    assert_eq!(verdict(&program, &Frame::v4(RTP).bytes()), XDP_REDIRECT);
+    assert_eq!(verdict(&program, &Frame::v6(RTP).bytes()), XDP_REDIRECT);
+    assert_eq!(
+        moved(&program),
+        [
+            ("redirected_rtp", 2),
+            ("passed_fragment", 3),
+            ("passed_ipv6_extension", 2)
+        ]
+    );
+}
+
+#[test]
+fn admitted_remotes_are_redirected_for_every_class_but_other() {
+    let mut program = load(10, 5);
+    let _socket = with_socket(&mut program);
+    let mut admission = program.admission().unwrap();
+    let remote4 = SocketAddr::from((CLIENT4, CLIENT_PORT));
+    let remote6 = SocketAddr::from((CLIENT6, CLIENT_PORT));
+    admission.admit(remote4).unwrap();
+    admission.admit(remote6).unwrap();
+    assert!(admission.is_admitted(remote4).unwrap());
+
+    for first in [STUN, DTLS, RTP, RTCP] {
+        for frame in [
+            Frame::v4(first),
+            Frame::v6(first),
+            Frame::v4(first).tagged(0x8100),
+            Frame::v6(first).tagged(0x88a8),
+        ] {
+            assert_eq!(
+                verdict(&program, &frame.bytes()),
+                XDP_REDIRECT,
+                "first byte {first:#x} from {} with tags {:x?}",
+                frame.source,
+                frame.tags
+            );
+        }
+    }
+    // Not of a class the relay serves: the kernel's (its socket for the port, or ICMP).
+    assert_eq!(verdict(&program, &Frame::v4(OTHER).bytes()), XDP_PASS);
+    let empty = Frame::udp(remote6, &[]).bytes();
+    assert_eq!(verdict(&program, &empty), XDP_PASS, "empty datagram");
+    assert_eq!(
+        moved(&program),
+        [
+            ("redirected_stun", 4),
+            ("redirected_dtls", 4),
+            ("redirected_rtp", 8),
+            ("passed_other_class", 2)
+        ]
+    );
+
+    // Admission is per address *and* port; revoking takes it back.
+    let other_port = Frame::udp(SocketAddr::from((CLIENT4, CLIENT_PORT + 1)), &datagram(RTP));
+    assert_eq!(
+        verdict(&program, &other_port.bytes()),
+        XDP_DROP,
+        "same address, other port"
+    );
+    admission.revoke(remote4).unwrap();
+    admission.revoke(remote4).expect("revoking twice is fine");
+    assert!(!admission.is_admitted(remote4).unwrap());
+    assert_eq!(
+        verdict(&program, &Frame::v4(RTP).bytes()),
+        XDP_DROP,
+        "revoked"
+    );
+    assert_eq!(
+        verdict(&program, &Frame::v6(RTP).bytes()),
+        XDP_REDIRECT,
+        "still admitted"
+    );
+}
+
+#[test]
+fn unknown_sources_reach_userspace_only_with_stun_within_their_burst() {
+    let mut program = load(1, 3);
+    let _socket = with_socket(&mut program);
+    let fd = program.fd().unwrap();
+    for first in [DTLS, RTP, RTCP, OTHER] {
+        assert_eq!(
+            verdict(&program, &Frame::v4(first).bytes()),
+            XDP_DROP,
+            "{first:#x}"
+        );
+    }
+    assert_eq!(
+        verdict(
+            &program,
+            &Frame::udp(SocketAddr::from((CLIENT4, 1)), &[]).bytes()
+        ),
+        XDP_DROP
+    );
+
+    // 10 STUN datagrams from one address within microseconds: the burst of 3 gets
+    // through, then the source is over its rate (1/s).
+    let (last, _) = test_run(fd, &Frame::v4(STUN).bytes(), 10).unwrap();
+    assert_eq!(last, XDP_DROP, "the 10th STUN datagram");
+    // The bucket is the address's, whatever the port.
+    let other_port = Frame::udp(SocketAddr::from((CLIENT4, 1)), &datagram(STUN)).bytes();
+    assert_eq!(verdict(&program, &other_port), XDP_DROP);
+    // Another address has its own bucket.
+    assert_eq!(verdict(&program, &Frame::v6(STUN).bytes()), XDP_REDIRECT);
+    let tagged = Frame::udp(SocketAddr::from(([10, 77, 0, 3], 9)), &datagram(STUN)).tagged(0x8100);
+    assert_eq!(verdict(&program, &tagged.bytes()), XDP_REDIRECT);
+    assert_eq!(
+        moved(&program),
+        [
+            ("redirected_stun", 3 + 2),
+            ("dropped_unknown_source", 5),
+            ("dropped_stun_rate_limit", 7 + 1)
+        ]
+    );
+}
+
+#[test]
+fn stun_buckets_refill_at_the_configured_rate() {
+    let mut program = load(4, 1);
+    let _socket = with_socket(&mut program);
+    let stun = Frame::v4(STUN).bytes();
+    let start = Instant::now();
+    assert_eq!(verdict(&program, &stun), XDP_REDIRECT);
+    assert_eq!(verdict(&program, &stun), XDP_DROP, "burst of 1 used up");
+    assert!(
+        start.elapsed() < Duration::from_millis(250),
+        "too slow to test a 4/s rate"
+    );
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        verdict(&program, &stun),
+        XDP_REDIRECT,
+        "a token after 1/4 s"
+    );
+    assert_eq!(verdict(&program, &stun), XDP_DROP, "only one");
+}
+
+#[test]
+fn without_a_socket_on_the_queue_redirects_fall_back_to_the_kernel() {
+    let program = load(10, 5);
+    program
+        .admission()
+        .unwrap()
+        .admit(SocketAddr::from((CLIENT4, CLIENT_PORT)))
+        .unwrap();
+    assert_eq!(verdict(&program, &Frame::v4(RTP).bytes()), XDP_PASS);
+    assert_eq!(verdict(&program, &Frame::v6(STUN).bytes()), XDP_PASS);
+    assert_eq!(
+        verdict(&program, &Frame::v6(RTP).bytes()),
+        XDP_DROP,
+        "unknown, not STUN"
+    );
+    assert_eq!(
+        moved(&program),
+        [("dropped_unknown_source", 1), ("passed_no_socket", 2)]
+    );
+}
+
+#[test]
+fn admission_handles_work_from_worker_threads() {
+    let mut program = load(10, 5);
+    let _socket = with_socket(&mut program);
+    let workers: Vec<_> = (0..4u16)
+        .map(|worker| {
+            let mut admission = program.admission().unwrap();
+            thread::spawn(move || {
+                for i in 0..100u16 {
+                    let port = 10_000 + worker * 100 + i;
+                    admission.admit(SocketAddr::from((CLIENT4, port))).unwrap();
+                }
+                admission
+            })
+        })
+        .collect();
+    let handles: Vec<_> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+    let port = |p| Frame::udp(SocketAddr::from((CLIENT4, p)), &datagram(RTP)).bytes();
+    assert_eq!(verdict(&program, &port(10_000)), XDP_REDIRECT);
+    assert_eq!(verdict(&program, &port(10_399)), XDP_REDIRECT);
+    assert_eq!(verdict(&program, &port(10_400)), XDP_DROP);
+    // A handle outlives the thread that used it, and still reaches the same map.
+    drop(handles);
+    assert!(program
+        .admission()
+        .unwrap()
+        .is_admitted(SocketAddr::from((CLIENT4, 10_250)))
+        .unwrap());
+}
+
+#[test]
+fn a_full_admission_table_says_so() {
+    let program = load(10, 5);
+    let mut admission = program.admission().unwrap();
+    let remote =
+        |i: u32| SocketAddr::from((Ipv6Addr::from(0xfd77_0000_u128 << 96 | u128::from(i)), 9));
+    let start = Instant::now();
+    for i in 0..ADMITTED_LEN {
+        admission.admit(remote(i)).unwrap();
+    }
+    let error = admission.admit(remote(ADMITTED_LEN)).unwrap_err();
+    assert!(matches!(error, XdpError::AdmissionFull), "{error:?}");
+    // Room again once a session is gone; re-admitting an admitted remote takes none.
+    admission.revoke(remote(0)).unwrap();
+    admission.admit(remote(ADMITTED_LEN)).unwrap();
+    admission.admit(remote(1)).unwrap();
+    println!("{ADMITTED_LEN} admissions in {:?}", start.elapsed());
+}
+
+#[test]
+fn a_socket_for_a_queue_past_the_last_is_refused() {
+    let mut program = load(10, 5);
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let error = program.register_socket(2, socket.as_fd()).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            XdpError::NoSuchQueue {
+                queue: 2,
+                queues: 2
+            }
+        ),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_missing_interface_is_named_with_the_way_out() {
+    require_root();
+    let error = XdpProgram::attach("relay-none0", &options(XdpMode::Native, 10, 5)).unwrap_err();
+    assert!(
+        matches!(error, XdpError::NoSuchInterface { .. }),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(message.contains("\"relay-none0\""), "{message}");
+    assert!(message.contains("without --xdp"), "{message}");
+}
+
+#[test]
+fn the_program_is_small_and_verified() {
+    let program = load(10, 5);
+    let info = program.info().unwrap();
+    let translated = info.size_translated().expect("xlated size") / 8;
+    let verified = info.verified_instruction_count().expect("verified count");
+    println!("XDP program: {translated} instructions, {verified} verified");
+    // Far from the verifier's limits (4096 instructions for unprivileged programs, 1M
+    // verified): every path is short, with no loop to unroll.
+    assert!(translated < 1_000, "{translated} instructions");
+    assert!(verified < 10_000, "{verified} instructions verified");
+}
+
+#[test]
+fn embedded_program_has_the_maps_relay_common_names() {
+    let program = load(10, 5);
+    let info = program.info().unwrap();
+    let maps = info.map_ids().unwrap().expect("map ids");
+    let names: Vec<String> = maps
+        .iter()
+        .map(|&id| {
+            let map = aya::maps::MapData::from_id(id).unwrap();
+            let info = map.info().unwrap();
+            info.name_as_str().unwrap().to_owned()
+        })
+        .collect();
+    // The kernel keeps the first 15 bytes of a name; .rodata holds the patched config.
+    for name in [ADMITTED_MAP, STUN_BUCKETS_MAP, COUNTERS_MAP, XSK_MAP] {
+        assert!(
+            names.iter().any(|n| n == name),
+            "no map {name} among {names:?}"
+        );
     }
 }
 
+/// As an unprivileged user the loader says which privileges it needs and how to run
+/// portable: checked in a child process of this test binary running as `nobody`.
 #[test]
-fn config_of_another_layout_is_refused() {
-    let Some(object) = program() else { return };
-    // The override above is checked against the global's size: a u32 is not a Config.
-    let error = EbpfLoader::new()
-        .override_global(CONFIG_GLOBAL, &8189u32, true)
-        .load(object)
-        .expect_err("a 4-byte override of a 2-byte global was accepted");
-    // aya does not re-export aya_obj's ParseError to match on.
+fn without_privileges_the_error_says_why_and_what_to_do() {
+    if std::env::var_os(UNPRIVILEGED_CHILD).is_some() {
+        match XdpProgram::load(&options(XdpMode::Native, 10, 5)) {
+            Ok(_) => println!("{UNPRIVILEGED_CHILD}: loaded"),
+            Err(error) => println!("{UNPRIVILEGED_CHILD}: {error:?}\n{error}"),
+        }
+        return;
+    }
+    require_root();
+    let output = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(["--inh-caps=-all", "--bounding-set=-all"])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "without_privileges_the_error_says_why_and_what_to_do",
+        ])
+        .args(["--nocapture", "--test-threads=1"])
+        .env(UNPRIVILEGED_CHILD, "1")
+        .output()
+        .expect("run setpriv (util-linux)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let report = stdout
+        .find(UNPRIVILEGED_CHILD)
+        .map_or("", |start| &stdout[start..]);
     assert!(
-        format!("{error:?}").contains("InvalidGlobalData"),
-        "{error:?}"
+        report.starts_with(&format!("{UNPRIVILEGED_CHILD}: NotPermitted")),
+        "as nobody: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
     );
+    for needed in ["needs root", "CAP_BPF and CAP_NET_ADMIN", "without --xdp"] {
+        assert!(report.contains(needed), "{needed:?} not in {report}");
+    }
 }
+
+const UNPRIVILEGED_CHILD: &str = "RELAY_XDP_UNPRIVILEGED_CHILD";

@@ -1,6 +1,11 @@
-//! The XDP fast path (issue 3). For now: the XDP program's object, built from
-//! `relay-ebpf` by relay's build script and embedded in the binary. Its names and
-//! the layout of its config are in `relay_common`.
+//! The XDP fast path (issue 3). The XDP program's object is built from `relay-ebpf`
+//! by relay's build script and embedded in the binary; `program` loads and attaches
+//! it. Its names and the layout of its config and maps are in `relay_common`.
+
+mod program;
+
+pub use program::{Admission, XdpError, XdpMode, XdpOptions, XdpProgram};
+pub use relay_common::Counter;
 
 /// The embedded XDP program (an eBPF ELF object), or why this binary has none.
 pub fn program() -> Result<&'static [u8], Unavailable> {

@@ -1,0 +1,450 @@
+//! Loads the embedded XDP program, attaches it to one interface and gives userspace its
+//! three levers: which AF_XDP socket serves each RX queue, which remotes are admitted
+//! (the rest reach userspace only as rate-limited STUN), and the program's counters.
+//!
+//! The attachment is a BPF link owned by this process: the kernel detaches the program
+//! when the last descriptor of the link closes, on drop and on any exit, `kill -9`
+//! included, so a restarted relay finds the interface free.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::num::{NonZeroU16, NonZeroU32};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+
+use aya::maps::{HashMap, IterableMap, Map, MapData, MapError, PerCpuArray, XskMap};
+use aya::programs::links::FdLink;
+use aya::programs::{ProgramError, ProgramInfo, Xdp, XdpMode as AyaXdpMode};
+use aya::{Ebpf, EbpfLoader};
+use relay_common::{
+    Config, Counter, Remote, ADMITTED_LEN, ADMITTED_MAP, ADMITTED_VALUE, CONFIG_GLOBAL,
+    COUNTERS_MAP, PROGRAM, XSK_MAP,
+};
+
+use super::{program, Unavailable};
+
+/// How to go on without XDP, appended to every error that stops the relay from using it.
+const RUN_PORTABLE: &str =
+    "to run without XDP, start the relay without --xdp (portable mode, ordinary UDP sockets)";
+
+/// Where the program runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XdpMode {
+    /// In the driver, before the kernel allocates anything for the packet.
+    Native,
+    /// In the kernel's network stack, after it has copied the packet into a socket
+    /// buffer: works on any interface but costs most of what XDP saves.
+    Generic,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct XdpOptions {
+    /// The relay's media UDP port: the only traffic the program takes from the kernel.
+    pub media_port: NonZeroU16,
+    pub mode: XdpMode,
+    /// STUN datagrams per second that one unknown source address may send.
+    pub stun_rate: NonZeroU32,
+    /// STUN datagrams an unknown source address may send at once.
+    pub stun_burst: NonZeroU32,
+    /// RX queues that may get an AF_XDP socket: queue indices `0..queues`.
+    pub queues: NonZeroU32,
+}
+
+/// Why the XDP program cannot be used, or a later operation on it failed. The messages
+/// of the first kind say how to run in portable mode instead.
+#[derive(Debug, thiserror::Error)]
+pub enum XdpError {
+    #[error("{0}; {RUN_PORTABLE}", RUN_PORTABLE = RUN_PORTABLE)]
+    Unavailable(#[from] Unavailable),
+    #[error(
+        "{step} needs root, or the capabilities CAP_BPF and CAP_NET_ADMIN \
+         (grant them with `setcap cap_bpf,cap_net_admin,cap_net_raw+ep` on the relay binary; \
+         kernels before 5.8 need CAP_SYS_ADMIN): {source}; {RUN_PORTABLE}",
+        RUN_PORTABLE = RUN_PORTABLE
+    )]
+    NotPermitted {
+        step: &'static str,
+        source: io::Error,
+    },
+    #[error("there is no network interface {interface:?} (see `ip link`); {RUN_PORTABLE}", RUN_PORTABLE = RUN_PORTABLE)]
+    NoSuchInterface { interface: String },
+    #[error(
+        "the driver of {interface} has no native XDP (`ethtool -i {interface}` names it): \
+         ask for generic XDP mode (it works on any interface, but the kernel copies every \
+         packet into a socket buffer first, which costs most of what XDP saves), \
+         or {RUN_PORTABLE}",
+        RUN_PORTABLE = RUN_PORTABLE
+    )]
+    NoNativeXdp {
+        interface: String,
+        source: io::Error,
+    },
+    #[error(
+        "{interface} already has an XDP program (another relay? see `ip link show dev {interface}`; \
+         `ip link set dev {interface} xdp off` removes one that is not held by a process): \
+         {source}; {RUN_PORTABLE}",
+        RUN_PORTABLE = RUN_PORTABLE
+    )]
+    Busy {
+        interface: String,
+        source: io::Error,
+    },
+    #[error("this kernel ({release}) is too old: {what}; {RUN_PORTABLE}", RUN_PORTABLE = RUN_PORTABLE)]
+    KernelTooOld { what: &'static str, release: String },
+    #[error(
+        "the kernel's verifier refused the XDP program (it needs Linux 5.9 or newer; on \
+         such a kernel this is a bug in the relay): {source}; {RUN_PORTABLE}; verifier log:\n{log}",
+        RUN_PORTABLE = RUN_PORTABLE
+    )]
+    Rejected { source: io::Error, log: String },
+    #[error("{step} failed: {source}; {RUN_PORTABLE}", RUN_PORTABLE = RUN_PORTABLE)]
+    Kernel {
+        step: &'static str,
+        source: Box<dyn StdError + Send + Sync>,
+    },
+    #[error("RX queue {queue} has no slot: the program was loaded for {queues} queues")]
+    NoSuchQueue { queue: u32, queues: u32 },
+    #[error("the XDP admission table is full ({ADMITTED_LEN} remotes)", ADMITTED_LEN = ADMITTED_LEN)]
+    AdmissionFull,
+    #[error("{op} in the XDP program's map {map}: {source}")]
+    Map {
+        op: &'static str,
+        map: &'static str,
+        source: MapError,
+    },
+}
+
+/// The loaded program, its maps and (once attached) its link. Dropping it detaches
+/// the program.
+pub struct XdpProgram {
+    // Fields drop in order: the link first, so the program leaves the interface before
+    // its maps go.
+    link: Option<FdLink>,
+    xsks: XskMap<MapData>,
+    counters: PerCpuArray<MapData, u64>,
+    admission: Admission,
+    ebpf: Ebpf,
+}
+
+impl XdpProgram {
+    /// Loads the program for `options` and attaches it to `interface` (resolved in the
+    /// calling thread's network namespace) in `options.mode`, through a BPF link.
+    pub fn attach(interface: &str, options: &XdpOptions) -> Result<XdpProgram, XdpError> {
+        let mut program = XdpProgram::load(options)?;
+        program.attach_link(interface, options.mode)?;
+        Ok(program)
+    }
+
+    /// Loads the program for `options` into the kernel (the verifier checks it) without
+    /// attaching it anywhere: for `BPF_PROG_TEST_RUN`, or to check that XDP can be used.
+    pub fn load(options: &XdpOptions) -> Result<XdpProgram, XdpError> {
+        let object = program()?;
+        raise_memlock_limit();
+        let config = Config::new(
+            options.media_port.get(),
+            options.stun_rate,
+            options.stun_burst,
+        );
+        let mut ebpf = EbpfLoader::new()
+            .override_global(CONFIG_GLOBAL, &config, true)
+            .map_max_entries(XSK_MAP, options.queues.get())
+            .load(object)
+            .map_err(|error| from_load_error("creating the XDP program's maps", error))?;
+        let xdp = xdp_program(&mut ebpf)?;
+        xdp.load().map_err(|error| match error {
+            ProgramError::LoadError {
+                io_error,
+                verifier_log,
+            } => match io_error.raw_os_error() {
+                Some(libc::EPERM) => XdpError::NotPermitted {
+                    step: "loading the XDP program",
+                    source: io_error,
+                },
+                _ => XdpError::Rejected {
+                    source: io_error,
+                    log: verifier_log.to_string(),
+                },
+            },
+            error => from_load_error("loading the XDP program", error),
+        })?;
+        let admitted = HashMap::try_from(take_map(&mut ebpf, ADMITTED_MAP)?)
+            .map_err(map_error("typing", ADMITTED_MAP))?;
+        let xsks = XskMap::try_from(take_map(&mut ebpf, XSK_MAP)?)
+            .map_err(map_error("typing", XSK_MAP))?;
+        let counters = PerCpuArray::try_from(take_map(&mut ebpf, COUNTERS_MAP)?)
+            .map_err(map_error("typing", COUNTERS_MAP))?;
+        Ok(XdpProgram {
+            link: None,
+            xsks,
+            counters,
+            admission: Admission { map: admitted },
+            ebpf,
+        })
+    }
+
+    fn attach_link(&mut self, interface: &str, mode: XdpMode) -> Result<(), XdpError> {
+        let aya_mode = match mode {
+            XdpMode::Native => AyaXdpMode::Driver,
+            XdpMode::Generic => {
+                tracing::warn!(
+                    interface,
+                    "XDP in generic mode: the kernel copies every packet into a socket buffer \
+                     before the program runs, which costs most of what XDP saves"
+                );
+                AyaXdpMode::Skb
+            }
+        };
+        let xdp = xdp_program(&mut self.ebpf)?;
+        let link_id = xdp
+            .attach(interface, aya_mode)
+            .map_err(|error| from_attach_error(interface, error))?;
+        let link = xdp
+            .take_link(link_id)
+            .map_err(|error| from_load_error("taking the XDP link", error))?;
+        // aya falls back to a netlink attachment (one that outlives the process) when the
+        // kernel refuses a link; dropping that one detaches it again.
+        let link = FdLink::try_from(link).map_err(|_| XdpError::KernelTooOld {
+            what: "it refused a link-based XDP attachment (Linux 5.9 or newer has it), and \
+                   without one a killed relay would leave its program on the interface",
+            release: kernel_release(),
+        })?;
+        self.link = Some(link);
+        Ok(())
+    }
+
+    /// Steers the media packets of RX queue `queue` to `socket`, an AF_XDP socket bound
+    /// to that queue of the attached interface. The kernel forgets the socket when it
+    /// closes; until a queue has one, its media packets go to the kernel.
+    pub fn register_socket(&mut self, queue: u32, socket: BorrowedFd<'_>) -> Result<(), XdpError> {
+        let queues = self.xsks.len();
+        if queue >= queues {
+            return Err(XdpError::NoSuchQueue { queue, queues });
+        }
+        self.xsks
+            .set(queue, socket.as_raw_fd(), 0)
+            .map_err(map_error("registering an AF_XDP socket", XSK_MAP))
+    }
+
+    /// A handle that admits and revokes remotes, for a worker thread to own.
+    pub fn admission(&self) -> Result<Admission, XdpError> {
+        self.admission.try_clone()
+    }
+
+    /// Every counter summed over all CPUs, in `Counter::ALL` order.
+    pub fn counters(&self) -> Result<Vec<(Counter, u64)>, XdpError> {
+        Counter::ALL
+            .iter()
+            .map(|&counter| {
+                let per_cpu = self
+                    .counters
+                    .get(&counter.index(), 0)
+                    .map_err(map_error("reading", COUNTERS_MAP))?;
+                Ok((counter, per_cpu.iter().sum()))
+            })
+            .collect()
+    }
+
+    /// The program's file descriptor (for `BPF_PROG_TEST_RUN`).
+    pub fn fd(&self) -> Result<BorrowedFd<'_>, XdpError> {
+        let fd = self
+            .xdp()?
+            .fd()
+            .map_err(|error| from_load_error("the program's descriptor", error))?;
+        Ok(fd.as_fd())
+    }
+
+    /// What the kernel knows of the loaded program: its id, size, verified instructions.
+    pub fn info(&self) -> Result<ProgramInfo, XdpError> {
+        self.xdp()?
+            .info()
+            .map_err(|error| from_load_error("the program's info", error))
+    }
+
+    fn xdp(&self) -> Result<&Xdp, XdpError> {
+        self.ebpf
+            .program(PROGRAM)
+            .and_then(|program| program.try_into().ok())
+            .ok_or_else(not_in_object(PROGRAM))
+    }
+}
+
+impl fmt::Debug for XdpProgram {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("XdpProgram")
+            .field("attached", &self.link.is_some())
+            .field("queues", &self.xsks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Admits and revokes remotes in the program's admission map. Each handle owns a
+/// descriptor of the map, so workers can hold one each and use it without locking.
+#[derive(Debug)]
+pub struct Admission {
+    map: HashMap<MapData, Remote, u8>,
+}
+
+impl Admission {
+    /// Lets every datagram from `remote` to the media port reach userspace.
+    pub fn admit(&mut self, remote: SocketAddr) -> Result<(), XdpError> {
+        self.map
+            .insert(Remote::from(remote), ADMITTED_VALUE, 0)
+            .map_err(|error| match error {
+                MapError::SyscallError(ref syscall)
+                    if syscall.io_error.raw_os_error() == Some(libc::E2BIG) =>
+                {
+                    XdpError::AdmissionFull
+                }
+                error => map_error("admitting a remote", ADMITTED_MAP)(error),
+            })
+    }
+
+    /// Back to STUN only, rate-limited, for `remote`. Revoking a remote that is not
+    /// admitted is not an error.
+    pub fn revoke(&mut self, remote: SocketAddr) -> Result<(), XdpError> {
+        match self.map.remove(&Remote::from(remote)) {
+            Err(MapError::SyscallError(syscall))
+                if syscall.io_error.raw_os_error() == Some(libc::ENOENT) =>
+            {
+                Ok(())
+            }
+            result => result.map_err(map_error("revoking a remote", ADMITTED_MAP)),
+        }
+    }
+
+    pub fn is_admitted(&self, remote: SocketAddr) -> Result<bool, XdpError> {
+        match self.map.get(&Remote::from(remote), 0) {
+            Ok(_) => Ok(true),
+            Err(MapError::KeyNotFound) => Ok(false),
+            Err(error) => Err(map_error("looking up a remote", ADMITTED_MAP)(error)),
+        }
+    }
+
+    /// Another handle on the same map (a duplicated descriptor).
+    pub fn try_clone(&self) -> Result<Admission, XdpError> {
+        let fd = self
+            .map
+            .map()
+            .fd()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|error| XdpError::Kernel {
+                step: "duplicating the admission map's descriptor",
+                source: error.into(),
+            })?;
+        let map = MapData::from_fd(fd)
+            .and_then(Map::from_map_data)
+            .and_then(HashMap::try_from)
+            .map_err(map_error("reopening", ADMITTED_MAP))?;
+        Ok(Admission { map })
+    }
+}
+
+fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp, XdpError> {
+    ebpf.program_mut(PROGRAM)
+        .and_then(|program| program.try_into().ok())
+        .ok_or_else(not_in_object(PROGRAM))
+}
+
+fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, XdpError> {
+    ebpf.take_map(name).ok_or_else(not_in_object(name))
+}
+
+/// The embedded object lacks something relay_common names: a build out of step.
+fn not_in_object(name: &'static str) -> impl FnOnce() -> XdpError {
+    move || XdpError::Kernel {
+        step: "finding the program's parts",
+        source: format!("the embedded object has no {name}: rebuild the relay").into(),
+    }
+}
+
+fn map_error(op: &'static str, map: &'static str) -> impl FnOnce(MapError) -> XdpError {
+    move |source| XdpError::Map { op, map, source }
+}
+
+/// Errors from loading: missing privileges and a missing bpf() are told apart from the rest.
+fn from_load_error(
+    step: &'static str,
+    error: impl Into<Box<dyn StdError + Send + Sync>>,
+) -> XdpError {
+    let error = error.into();
+    match os_error(&*error) {
+        Some(libc::EPERM) => XdpError::NotPermitted {
+            step,
+            source: io::Error::from_raw_os_error(libc::EPERM),
+        },
+        Some(libc::ENOSYS) => XdpError::KernelTooOld {
+            what: "it has no bpf() system call (CONFIG_BPF_SYSCALL)",
+            release: kernel_release(),
+        },
+        _ => XdpError::Kernel {
+            step,
+            source: error,
+        },
+    }
+}
+
+fn from_attach_error(interface: &str, error: ProgramError) -> XdpError {
+    let interface = interface.to_owned();
+    if let ProgramError::UnknownInterface { .. } = error {
+        return XdpError::NoSuchInterface { interface };
+    }
+    match os_error(&error) {
+        Some(libc::EOPNOTSUPP) => XdpError::NoNativeXdp {
+            interface,
+            source: io::Error::from_raw_os_error(libc::EOPNOTSUPP),
+        },
+        Some(code @ (libc::EBUSY | libc::EEXIST)) => XdpError::Busy {
+            interface,
+            source: io::Error::from_raw_os_error(code),
+        },
+        _ => from_load_error("attaching the XDP program", error),
+    }
+}
+
+/// The errno of the first `io::Error` in `error`'s chain of sources.
+fn os_error(error: &(dyn StdError + 'static)) -> Option<i32> {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(io) = error.downcast_ref::<io::Error>() {
+            return io.raw_os_error();
+        }
+        next = error.source();
+    }
+    None
+}
+
+/// Raises the soft RLIMIT_MEMLOCK to the hard limit. Kernels since 5.11 charge BPF maps
+/// to the cgroup instead, and an unprivileged process cannot raise the hard limit: so
+/// this is best effort, for older kernels.
+fn raise_memlock_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on a valid rlimit struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit) != 0 {
+                tracing::debug!(error = %io::Error::last_os_error(), "raising RLIMIT_MEMLOCK");
+            }
+        }
+    }
+}
+
+/// `uname -r`, for error messages.
+fn kernel_release() -> String {
+    // SAFETY: uname fills the zeroed struct; `release` is NUL-terminated.
+    unsafe {
+        let mut name: libc::utsname = std::mem::zeroed();
+        if libc::uname(&mut name) != 0 {
+            return "unknown release".to_owned();
+        }
+        std::ffi::CStr::from_ptr(name.release.as_ptr())
+            .to_string_lossy()
+            .into_owned()
+    }
+}

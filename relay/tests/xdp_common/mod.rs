@@ -1,0 +1,41 @@
+//! What the XDP tests share: the root check and the options they load the program with.
+#![allow(dead_code)]
+
+use std::num::{NonZeroU16, NonZeroU32};
+
+use relay::io::xdp::{Counter, XdpMode, XdpOptions, XdpProgram};
+
+pub const MEDIA_PORT: u16 = 8189;
+
+/// These tests load XDP programs and make network namespaces: without root they fail
+/// with this message instead of passing for nothing.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert!(
+        euid == 0,
+        "the XDP tests need root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN for namespaces): \
+         run them as root, e.g. `sudo -E cargo test -p relay --test xdp_program --test xdp_netns`"
+    );
+}
+
+pub fn options(mode: XdpMode, stun_rate: u32, stun_burst: u32) -> XdpOptions {
+    XdpOptions {
+        media_port: NonZeroU16::new(MEDIA_PORT).unwrap(),
+        mode,
+        stun_rate: NonZeroU32::new(stun_rate).unwrap(),
+        stun_burst: NonZeroU32::new(stun_burst).unwrap(),
+        queues: NonZeroU32::new(2).unwrap(),
+    }
+}
+
+/// The counters that moved, by name, for readable assertion failures.
+pub fn moved(program: &XdpProgram) -> Vec<(&'static str, u64)> {
+    program
+        .counters()
+        .expect("read the counters")
+        .into_iter()
+        .filter(|&(_, n)| n != 0)
+        .map(|(counter, n): (Counter, u64)| (counter.name(), n))
+        .collect()
+}
