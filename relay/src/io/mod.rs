@@ -53,16 +53,6 @@ pub trait Sender {
     fn stats(&self) -> SendStats;
 }
 
-/// Tells the kernel side of the data path which remote addresses belong to sessions.
-/// With XDP, only admitted remotes get past the program with anything but STUN; the
-/// portable backend has nothing to tell (the kernel's UDP stack takes every datagram).
-pub trait Admission: Send + Sync {
-    /// `remote` passed a session's ICE check: let all its traffic through.
-    fn admit(&self, remote: SocketAddr);
-    /// Its session ended.
-    fn revoke(&self, remote: SocketAddr);
-}
-
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct SendStats {
     pub sent: u64,

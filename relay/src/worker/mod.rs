@@ -17,10 +17,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::io::wake::Wakers;
-use crate::io::{Admission, Datagram, Receiver, Sender};
+use crate::io::xdp::Admission;
+use crate::io::{Datagram, Receiver, Sender};
 use crate::session::rtcp::{self, Feedback, SenderInfo};
 use crate::session::{CloseReason, Session, SessionEvent, SessionOutput};
 use crate::track::Packet;
@@ -111,7 +112,8 @@ struct Core<S: Sender> {
     batch: Vec<Arc<Packet>>,
     commands: Vec<Command>,
     fanout: FanoutStats,
-    admission: Option<Arc<dyn Admission>>,
+    /// With XDP: the program's table of remotes allowed past it with more than STUN.
+    admission: Option<Admission>,
 }
 
 impl<R: Receiver, S: Sender> Worker<R, S> {
@@ -150,7 +152,7 @@ impl<R: Receiver, S: Sender> Worker<R, S> {
     }
 
     /// Tells `admission` which remotes are viewers' (XDP lets only those through).
-    pub fn with_admission(mut self, admission: Arc<dyn Admission>) -> Self {
+    pub fn with_admission(mut self, admission: Admission) -> Self {
         self.core.admission = Some(admission);
         self
     }
@@ -349,10 +351,12 @@ impl<S: Sender> Core<S> {
                 SessionOutput::Transmit { route, data } => {
                     // The session answers only checks that passed ICE integrity (and sends
                     // DTLS only to the nominated pair): this remote is the viewer's.
-                    if let Some(admission) = &self.admission {
+                    if let Some(admission) = &mut self.admission {
                         if !v.admitted.contains(&route.remote) && v.admitted.len() < MAX_REMOTES {
-                            admission.admit(route.remote);
-                            v.admitted.push(route.remote);
+                            match admission.admit(route.remote) {
+                                Ok(()) => v.admitted.push(route.remote),
+                                Err(e) => warn!(remote = %route.remote, "XDP admission: {e}"),
+                            }
                         }
                     }
                     let buf = self.tx.buffer();
@@ -498,9 +502,11 @@ impl<S: Sender> Core<S> {
         for remote in &v.remotes {
             self.by_remote.remove(remote);
         }
-        if let Some(admission) = &self.admission {
+        if let Some(admission) = &mut self.admission {
             for remote in &v.admitted {
-                admission.revoke(*remote);
+                if let Err(e) = admission.revoke(*remote) {
+                    warn!(remote = %remote, "XDP admission: {e}");
+                }
             }
         }
         self.by_ufrag.remove(v.session.ufrag());
