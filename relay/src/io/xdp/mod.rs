@@ -1,6 +1,16 @@
-//! The XDP fast path (issue 3). For now: the XDP program's object, built from
-//! `relay-ebpf` by relay's build script and embedded in the binary. Its names and
-//! the layout of its config are in `relay_common`.
+//! The XDP fast path (issue 3): the XDP program's object, built from `relay-ebpf` by
+//! relay's build script and embedded in the binary (its names and the layout of its
+//! config are in `relay_common`), and the AF_XDP socket it redirects the relay's
+//! datagrams to, behind `io::Receiver` and `io::Sender` (`socket`, over `umem`'s rings
+//! and `frame`'s headers).
+
+mod frame;
+mod socket;
+mod umem;
+
+pub use socket::{
+    open, KernelStats, RecvStats, SendDrops, XskError, XskOptions, XskReceiver, XskSender,
+};
 
 /// The embedded XDP program (an eBPF ELF object), or why this binary has none.
 pub fn program() -> Result<&'static [u8], Unavailable> {
