@@ -96,16 +96,12 @@ pub fn parse(frame: &[u8]) -> Result<Parsed<'_>, Malformed> {
     }
     let (source, destination, l4, l4_len) = match ether_type {
         ETH_P_IP => {
-            let ip = frame
-                .get(l3..l3 + IPV4_HLEN)
-                .ok_or(Malformed::Truncated)?;
+            let ip = frame.get(l3..l3 + IPV4_HLEN).ok_or(Malformed::Truncated)?;
             let header_len = usize::from(ip[0] & 0x0f) * 4;
             if ip[0] >> 4 != 4 || header_len < IPV4_HLEN {
                 return Err(Malformed::BadIpv4Header);
             }
-            let header = frame
-                .get(l3..l3 + header_len)
-                .ok_or(Malformed::Truncated)?;
+            let header = frame.get(l3..l3 + header_len).ok_or(Malformed::Truncated)?;
             let total = usize::from(be16(ip, 2));
             if total < header_len || l3 + total > frame.len() {
                 return Err(Malformed::BadLength);
@@ -130,9 +126,7 @@ pub fn parse(frame: &[u8]) -> Result<Parsed<'_>, Malformed> {
             )
         }
         ETH_P_IPV6 => {
-            let ip = frame
-                .get(l3..l3 + IPV6_HLEN)
-                .ok_or(Malformed::Truncated)?;
+            let ip = frame.get(l3..l3 + IPV6_HLEN).ok_or(Malformed::Truncated)?;
             if ip[0] >> 4 != 6 {
                 return Err(Malformed::NotIp);
             }
@@ -346,7 +340,12 @@ mod tests {
     }
 
     /// Builds a frame the way the sender does; returns it trimmed to its start.
-    fn build(hop: &NextHop, source: SocketAddr, destination: SocketAddr, payload: &[u8]) -> Vec<u8> {
+    fn build(
+        hop: &NextHop,
+        source: SocketAddr,
+        destination: SocketAddr,
+        payload: &[u8],
+    ) -> Vec<u8> {
         let mut buf = vec![0xee; MAX_HEADERS + payload.len()];
         buf[MAX_HEADERS..].copy_from_slice(payload);
         let start = write_headers(
@@ -381,7 +380,10 @@ mod tests {
 
     #[test]
     fn written_ipv4_frame_parses_back_with_valid_checksums() {
-        let hop = NextHop { mac: PEER, vlan: None };
+        let hop = NextHop {
+            mac: PEER,
+            vlan: None,
+        };
         let (src, dst) = (addr("10.77.0.1:3478"), addr("10.77.0.2:40000"));
         for len in [0, 1, 2, 3, 101, 1472] {
             let payload: Vec<u8> = (0..len).map(|i| (i * 13) as u8).collect();
@@ -389,14 +391,24 @@ mod tests {
             assert_eq!(frame.len(), 14 + 20 + 8 + len);
             assert_eq!(&frame[..6], &PEER, "destination MAC is the next hop");
             assert_eq!(&frame[6..12], &OURS);
-            assert_eq!(reference_checksum(&frame[14..34]), 0, "IPv4 header checksum");
+            assert_eq!(
+                reference_checksum(&frame[14..34]),
+                0,
+                "IPv4 header checksum"
+            );
             assert!(verify_udp(&frame, 14), "UDP checksum, len {len}");
             assert_ne!(&frame[40..42], &[0, 0], "a checksum, not 'none'");
             let parsed = parse(&frame).unwrap();
             assert_eq!(parsed.source, src);
             assert_eq!(parsed.destination, dst);
             assert_eq!(parsed.payload, &payload[..]);
-            assert_eq!(parsed.hop, NextHop { mac: OURS, vlan: None });
+            assert_eq!(
+                parsed.hop,
+                NextHop {
+                    mac: OURS,
+                    vlan: None
+                }
+            );
         }
     }
 
@@ -426,7 +438,10 @@ mod tests {
 
     #[test]
     fn mixed_families_are_refused() {
-        let hop = NextHop { mac: PEER, vlan: None };
+        let hop = NextHop {
+            mac: PEER,
+            vlan: None,
+        };
         let mut buf = vec![0; MAX_HEADERS + 10];
         let r = write_headers(
             &mut buf,
@@ -442,7 +457,10 @@ mod tests {
 
     #[test]
     fn padding_after_the_datagram_is_not_payload() {
-        let hop = NextHop { mac: PEER, vlan: None };
+        let hop = NextHop {
+            mac: PEER,
+            vlan: None,
+        };
         let mut frame = build(&hop, addr("10.0.0.1:1"), addr("10.0.0.2:2"), b"hi");
         frame.resize(60, 0); // the Ethernet minimum
         assert_eq!(parse(&frame).unwrap().payload, b"hi");
@@ -450,7 +468,10 @@ mod tests {
 
     #[test]
     fn malformed_frames_are_named() {
-        let hop = NextHop { mac: PEER, vlan: None };
+        let hop = NextHop {
+            mac: PEER,
+            vlan: None,
+        };
         let good = build(&hop, addr("10.0.0.1:1"), addr("10.0.0.2:2"), b"payload");
         let good6 = build(&hop, addr("[::1]:1"), addr("[::2]:2"), b"payload");
         let edit = |base: &[u8], f: &dyn Fn(&mut Vec<u8>)| {

@@ -79,7 +79,10 @@ impl XskOptions {
     fn check(&self) -> Result<(), XskError> {
         let bad = |why: String| Err(XskError::Options(why));
         if !matches!(self.frame_size, 2048 | 4096) {
-            return bad(format!("frame_size {} is not 2048 or 4096", self.frame_size));
+            return bad(format!(
+                "frame_size {} is not 2048 or 4096",
+                self.frame_size
+            ));
         }
         let rings = [
             ("rx_ring", self.rx_ring),
@@ -167,8 +170,13 @@ pub fn open(
     let [rx_off, tx_off, fill_off, comp_off] =
         umem::ring_offsets(raw).map_err(step("reading the ring offsets"))?;
     let map = step("mapping the rings");
-    let mut fill = Producer::new(raw, libc::XDP_UMEM_PGOFF_FILL_RING, fill_off, opts.fill_ring)
-        .map_err(map)?;
+    let mut fill = Producer::new(
+        raw,
+        libc::XDP_UMEM_PGOFF_FILL_RING,
+        fill_off,
+        opts.fill_ring,
+    )
+    .map_err(map)?;
     let completions = Consumer::new(
         raw,
         libc::XDP_UMEM_PGOFF_COMPLETION_RING,
@@ -176,8 +184,10 @@ pub fn open(
         opts.comp_ring,
     )
     .map_err(map)?;
-    let rx = Consumer::new(raw, libc::XDP_PGOFF_RX_RING as u64, rx_off, opts.rx_ring).map_err(map)?;
-    let tx = Producer::new(raw, libc::XDP_PGOFF_TX_RING as u64, tx_off, opts.tx_ring).map_err(map)?;
+    let rx =
+        Consumer::new(raw, libc::XDP_PGOFF_RX_RING as u64, rx_off, opts.rx_ring).map_err(map)?;
+    let tx =
+        Producer::new(raw, libc::XDP_PGOFF_TX_RING as u64, tx_off, opts.tx_ring).map_err(map)?;
 
     // Copy mode transmits at most 32 frames per kick unless told more (Linux 6.17+);
     // older kernels refuse the option and just take more kicks.
@@ -225,9 +235,8 @@ pub fn open(
             source: io::Error::last_os_error(),
         });
     }
-    let zero_copy = xdp_options(raw).map_err(step("reading XDP_OPTIONS"))?
-        & libc::XDP_OPTIONS_ZEROCOPY
-        != 0;
+    let zero_copy =
+        xdp_options(raw).map_err(step("reading XDP_OPTIONS"))? & libc::XDP_OPTIONS_ZEROCOPY != 0;
 
     let xsk = Arc::new(Xsk {
         fd,
@@ -668,8 +677,10 @@ impl XskSender {
                 let _ = self.xsk.kick(true);
             }
         } else {
+            let mut stalled = 0;
             for _ in 0..MAX_KICKS {
-                if self.tx.outstanding() == 0 {
+                let waiting = self.tx.outstanding();
+                if waiting == 0 {
                     break;
                 }
                 self.stats.calls += 1;
@@ -682,6 +693,16 @@ impl XskSender {
                     Err(Some(libc::EBUSY)) => refused += 1,
                     // Down or unbound: the frames wait in the ring for the next flush.
                     Err(_) => break,
+                }
+                // Two kicks in a row that moved nothing (a queue with no TX queue behind
+                // it, a peer that does not drain): leave the rest for the next flush.
+                stalled = if self.tx.outstanding() == waiting {
+                    stalled + 1
+                } else {
+                    0
+                };
+                if stalled == 2 {
+                    break;
                 }
             }
         }
@@ -724,9 +745,15 @@ impl Sender for XskSender {
         }
         // SAFETY: as in `buffer`: the frame is the sender's own until queued below.
         let bytes = unsafe { self.xsk.umem.frame_mut(frame) };
-        let Some(start) =
-            frame::write_headers(bytes, PAYLOAD_AT, len, self.own_mac, &hop, source, destination)
-        else {
+        let Some(start) = frame::write_headers(
+            bytes,
+            PAYLOAD_AT,
+            len,
+            self.own_mac,
+            &hop,
+            source,
+            destination,
+        ) else {
             return self.drop_frame(frame, |d| &mut d.invalid);
         };
         let desc = libc::xdp_desc {

@@ -108,7 +108,9 @@ impl Umem {
             return None;
         }
         // SAFETY: in bounds (checked above); the caller guarantees nothing writes it.
-        Some(unsafe { slice::from_raw_parts(self.area.ptr.as_ptr().add(addr as usize), len as usize) })
+        Some(unsafe {
+            slice::from_raw_parts(self.area.ptr.as_ptr().add(addr as usize), len as usize)
+        })
     }
 
     /// The whole frame starting at `frame`, to write into.
@@ -156,7 +158,9 @@ pub fn ring_offsets(fd: RawFd) -> io::Result<[RingOffsets; 4]> {
         return Err(io::Error::last_os_error());
     }
     if len as usize != mem::size_of_val(&off) {
-        return Err(io::Error::other("kernel too old: no ring flags (need Linux 5.4+)"));
+        return Err(io::Error::other(
+            "kernel too old: no ring flags (need Linux 5.4+)",
+        ));
     }
     let o = |r: libc::xdp_ring_offset| RingOffsets {
         producer: r.producer,
