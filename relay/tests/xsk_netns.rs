@@ -334,9 +334,9 @@ fn peer_receive(socket: &UdpSocket, want: usize) -> Vec<(SocketAddr, Vec<u8>)> {
 
 /// Datagrams of many sizes (odd ones, the largest the MTU allows) to the socket,
 /// then an answer to each; `max` is the largest UDP payload of one frame.
-fn round_trip(net: &Net, relay_ip: &str, peer_ip: &str, max: usize) {
+fn round_trip(net: &Net, relay_ip: &str, peer_ip: &str, max: usize, opts: &XskOptions) {
     let local = sa(relay_ip, PORT);
-    let mut r = relay(net, local, &XskOptions::default());
+    let mut r = relay(net, local, opts);
     let peer = net.peer(peer_ip);
     let peer_addr = peer.local_addr().unwrap();
 
@@ -367,8 +367,10 @@ fn round_trip(net: &Net, relay_ip: &str, peer_ip: &str, max: usize) {
         assert_eq!(*destination, local);
         assert_eq!(data, p);
     }
-    assert_eq!(r.rx.stats().received, sent.len() as u64);
-    assert_eq!(r.rx.stats().malformed, 0);
+    let stats = r.rx.stats();
+    assert_eq!((stats.received, stats.malformed), (sent.len() as u64, 0));
+    // Syscalls on receive only to busy-poll: copy mode needs no fill-ring wakeups.
+    assert_eq!(stats.calls > 0, opts.busy_poll, "{stats:?}");
 
     // Answers of the same sizes, different bytes, from the address written to.
     let answers: Vec<Vec<u8>> = sizes
@@ -405,13 +407,23 @@ fn round_trip(net: &Net, relay_ip: &str, peer_ip: &str, max: usize) {
 #[test]
 fn ipv4_datagrams_both_ways() {
     let net = Net::new();
-    round_trip(&net, A4, B4, 1500 - 28);
+    round_trip(&net, A4, B4, 1500 - 28, &XskOptions::default());
 }
 
 #[test]
 fn ipv6_datagrams_both_ways() {
     let net = Net::new();
-    round_trip(&net, A6, B6, 1500 - 48);
+    round_trip(&net, A6, B6, 1500 - 48, &XskOptions::default());
+}
+
+#[test]
+fn busy_polling_socket_datagrams_both_ways() {
+    let net = Net::new();
+    let opts = XskOptions {
+        busy_poll: true,
+        ..XskOptions::default()
+    };
+    round_trip(&net, A4, B4, 1500 - 28, &opts);
 }
 
 #[test]

@@ -55,7 +55,7 @@ pub struct XskOptions {
     pub fill_ring: u32,
     pub comp_ring: u32,
     /// Busy-poll the driver from `recv` (SO_PREFER_BUSY_POLL) instead of waiting for
-    /// interrupts: lower latency, a core spent spinning.
+    /// interrupts: lower latency for more CPU.
     pub busy_poll: bool,
 }
 
