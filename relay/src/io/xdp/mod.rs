@@ -1,11 +1,19 @@
-//! The XDP fast path (issue 3). The XDP program's object is built from `relay-ebpf`
-//! by relay's build script and embedded in the binary; `program` loads and attaches
-//! it. Its names and the layout of its config and maps are in `relay_common`.
+//! The XDP fast path: the XDP program's object, built from `relay-ebpf` by relay's
+//! build script and embedded in the binary (its names and the layout of its config and
+//! maps are in `relay_common`); `program` loads and attaches it; the AF_XDP socket it
+//! redirects the relay's datagrams to sits behind `io::Receiver` and `io::Sender`
+//! (`socket`, over `umem`'s rings and `frame`'s headers).
 
+mod frame;
 mod program;
+mod socket;
+mod umem;
 
 pub use program::{Admission, XdpError, XdpMode, XdpOptions, XdpProgram};
 pub use relay_common::Counter;
+pub use socket::{
+    open, KernelStats, RecvStats, SendDrops, XskError, XskOptions, XskReceiver, XskSender,
+};
 
 /// The embedded XDP program (an eBPF ELF object), or why this binary has none.
 pub fn program() -> Result<&'static [u8], Unavailable> {
