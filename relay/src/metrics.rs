@@ -3,7 +3,7 @@
 
 use std::fmt::Error;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -13,6 +13,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use crate::ingest::{IngestCounters, PathStats};
+use crate::io::xdp::XdpProgram;
 use crate::worker::registry::Path;
 use crate::worker::WorkerStats;
 
@@ -21,6 +22,7 @@ pub struct Metrics {
     workers: Vec<Arc<WorkerStats>>,
     paths: Vec<Arc<Path>>,
     ingest: IngestCounters,
+    xdp: Option<Arc<Mutex<XdpProgram>>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -36,12 +38,14 @@ impl Metrics {
         workers: Vec<Arc<WorkerStats>>,
         mut paths: Vec<Arc<Path>>,
         ingest: IngestCounters,
+        xdp: Option<Arc<Mutex<XdpProgram>>>,
     ) -> Metrics {
         paths.sort_by(|a, b| a.name.cmp(&b.name));
         Metrics {
             workers,
             paths,
             ingest,
+            xdp,
         }
     }
 
@@ -246,6 +250,25 @@ impl Collector for Metrics {
             for p in &stats.paths {
                 let labels = [("path", p.path.clone())];
                 ConstCounter::new(field(p)).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        if let Some(xdp) = &self.xdp {
+            // A failed read leaves the XDP counters out of this scrape, nothing more.
+            let counters = xdp
+                .lock()
+                .map(|p| p.counters())
+                .unwrap_or_else(|e| e.into_inner().counters());
+            if let Ok(counters) = counters {
+                let mut family = encoder.encode_descriptor(
+                    "xdp_packets",
+                    "Packets the XDP program saw on the media port's interface, by what it did and why.",
+                    None,
+                    MetricType::Counter,
+                )?;
+                for (counter, n) in counters {
+                    let labels = [("action", counter.action()), ("reason", counter.reason())];
+                    ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
+                }
             }
         }
         Ok(())

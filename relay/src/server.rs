@@ -2,22 +2,31 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::num::{NonZeroU16, NonZeroU32};
+use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use tracing::{info, warn};
 
-use crate::config::{parse_listen, Config};
+use crate::config::{parse_listen, Config, XdpMode as ConfigXdpMode};
 use crate::http::{self, Created, Viewers, WhepError};
 use crate::ingest::{self, IngestOptions, Source};
 use crate::io::udp::{self, UdpOptions};
 use crate::io::wake::Wakers;
+use crate::io::xdp::{self, XdpMode, XdpOptions, XdpProgram, XskOptions};
+use crate::io::{Receiver, Sender};
 use crate::metrics::Metrics;
 use crate::session::{Session, SessionConfig};
 use crate::worker::registry::{Path, Pending, Registry};
 use crate::worker::{Worker, WorkerStats};
+
+/// STUN datagrams per second, and at once, that an address with no session may send
+/// through XDP: enough for a few browsers behind one NAT to run their ICE checks.
+const STUN_RATE: NonZeroU32 = NonZeroU32::new(50).unwrap();
+const STUN_BURST: NonZeroU32 = NonZeroU32::new(100).unwrap();
 
 /// The HTTP side's handle on the relay.
 struct Control {
@@ -72,9 +81,12 @@ impl Viewers for Control {
 
 /// Runs the relay until SIGINT or SIGTERM.
 pub fn serve(config: Config) -> anyhow::Result<()> {
-    let workers = match config.workers {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
+    let xdp = (!config.xdp_interface.is_empty()).then_some(config.xdp_interface.as_str());
+    let workers = match (xdp, config.workers) {
+        // One worker per RX queue: each owns that queue's AF_XDP socket.
+        (Some(iface), _) => rx_queues(iface)?,
+        (None, 0) => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        (None, n) => n,
     }
     .min(64);
     let media_addr =
@@ -85,17 +97,23 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         format!("cannot listen on {http_addr} (webrtcAddress): is another relay running?")
     })?;
     http_listener.set_nonblocking(true)?;
-    if media_addr.port() != 0 {
-        // SO_REUSEPORT would let a second relay share the port and split the traffic:
-        // a plain bind first proves nobody holds it.
-        std::net::UdpSocket::bind(media_addr).with_context(|| {
-            format!("cannot bind the media port {media_addr} (webrtcLocalUDPAddress): is another relay running?")
-        })?;
-    }
+    // SO_REUSEPORT would let a second relay share the port and split the traffic: a
+    // plain bind first proves nobody holds it. With XDP the kernel never sees the media
+    // (the program takes it), so the socket is kept to hold the port.
+    let _reserved_port = match media_addr.port() {
+        0 => None,
+        _ => {
+            let socket = std::net::UdpSocket::bind(media_addr).with_context(|| {
+                format!("cannot bind the media port {media_addr} (webrtcLocalUDPAddress): is another relay running?")
+            })?;
+            xdp.is_some().then_some(socket)
+        }
+    };
 
-    match crate::io::xdp::program() {
-        Ok(object) => info!(bytes = object.len(), "XDP program embedded; the AF_XDP data plane is not enabled in this version, running portable (UDP sockets)"),
-        Err(why) => info!("XDP unavailable ({why}); running portable (UDP sockets)"),
+    match (xdp, crate::io::xdp::program()) {
+        (Some(_), _) => {}
+        (None, Ok(_)) => info!("portable mode (UDP sockets); set xdpInterface for kernel bypass"),
+        (None, Err(why)) => info!("portable mode (UDP sockets); XDP unavailable: {why}"),
     }
 
     let wakers = Arc::new(Wakers::new(workers)?);
@@ -132,46 +150,32 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         })
         .collect();
 
-    // Every worker's socket on the same port (SO_REUSEPORT); port 0 picks one for all.
-    let opts = UdpOptions {
-        reuse_port: true,
-        recv_buffer: config.udp_read_buffer_size,
-        ..UdpOptions::default()
+    let registry = Arc::new(Registry::new(wakers.clone()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let plane = match xdp {
+        Some(iface) => xdp_plane(
+            &config, iface, media_addr, workers, &registry, &wakers, &stop,
+        )?,
+        None => portable_plane(&config, media_addr, workers, &registry, &wakers, &stop)?,
     };
-    let mut media_addr = media_addr;
-    let mut sockets = Vec::new();
-    for _ in 0..workers {
-        let (rx, tx) = udp::bind(media_addr, &opts).with_context(|| {
-            format!("cannot bind the media port {media_addr} (webrtcLocalUDPAddress)")
-        })?;
-        media_addr = rx.local_addr();
-        sockets.push((rx, tx));
-    }
-    let candidates = candidates(&config, media_addr)?;
+    let candidates = candidates(&config, plane.media_addr, xdp)?;
     if candidates.is_empty() {
         bail!("no address to advertise to viewers: set webrtcAdditionalHosts or enable webrtcIPsFromInterfaces");
     }
-    info!(media = %media_addr, workers, candidates = ?candidates, "media port ready");
-    let registry = Arc::new(Registry::new(wakers.clone()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut stats = Vec::new();
-    let mut threads = Vec::new();
-    for (id, (rx, tx)) in sockets.into_iter().enumerate() {
-        let worker_stats = Arc::new(WorkerStats::default());
-        stats.push(worker_stats.clone());
-        let worker = Worker::new(id, rx, tx, registry.clone(), wakers.clone(), worker_stats);
-        let stop = stop.clone();
-        threads.push(
-            std::thread::Builder::new()
-                .name(format!("worker-{id}"))
-                .spawn(move || {
-                    pin_to_core(id);
-                    worker.run(&stop)
-                })?,
-        );
-    }
+    info!(media = %plane.media_addr, workers, candidates = ?candidates, "media port ready");
+    let DataPlane {
+        stats,
+        threads,
+        xdp: xdp_program,
+        ..
+    } = plane;
 
-    let metrics = Metrics::new(stats, paths.values().cloned().collect(), ingest.counters());
+    let metrics = Metrics::new(
+        stats,
+        paths.values().cloned().collect(),
+        ingest.counters(),
+        xdp_program.clone(),
+    );
     let control = Arc::new(Control {
         paths: paths.clone(),
         registry: registry.clone(),
@@ -269,6 +273,153 @@ async fn shutdown_signal() {
     }
 }
 
+/// The workers and what they send and receive with.
+struct DataPlane {
+    /// The media address, with the port the kernel chose if it was 0.
+    media_addr: SocketAddr,
+    stats: Vec<Arc<WorkerStats>>,
+    threads: Vec<std::thread::JoinHandle<std::io::Result<()>>>,
+    /// Attached while this lives (the link detaches when it drops or the process dies).
+    xdp: Option<Arc<Mutex<XdpProgram>>>,
+}
+
+/// Portable mode: one UDP socket per worker on the same port (SO_REUSEPORT); the kernel
+/// spreads viewers over them by address. Port 0 picks one port for all.
+fn portable_plane(
+    config: &Config,
+    media_addr: SocketAddr,
+    workers: usize,
+    registry: &Arc<Registry>,
+    wakers: &Arc<Wakers>,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<DataPlane> {
+    let opts = UdpOptions {
+        reuse_port: true,
+        recv_buffer: config.udp_read_buffer_size,
+        ..UdpOptions::default()
+    };
+    let mut media_addr = media_addr;
+    let mut plane = DataPlane {
+        media_addr,
+        stats: Vec::new(),
+        threads: Vec::new(),
+        xdp: None,
+    };
+    for id in 0..workers {
+        let (rx, tx) = udp::bind(media_addr, &opts).with_context(|| {
+            format!("cannot bind the media port {media_addr} (webrtcLocalUDPAddress)")
+        })?;
+        media_addr = rx.local_addr();
+        let worker = Worker::new(id, rx, tx, registry.clone(), wakers.clone(), plane.stat());
+        plane.spawn(id, worker, stop)?;
+    }
+    plane.media_addr = media_addr;
+    Ok(plane)
+}
+
+/// XDP mode: the program on `iface` steers the media port into one AF_XDP socket per RX
+/// queue, each served by its own worker; the kernel keeps everything else.
+fn xdp_plane(
+    config: &Config,
+    iface: &str,
+    media_addr: SocketAddr,
+    queues: usize,
+    registry: &Arc<Registry>,
+    wakers: &Arc<Wakers>,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<DataPlane> {
+    let media_port = NonZeroU16::new(media_addr.port()).context(
+        "xdpInterface needs a fixed media port: set webrtcLocalUDPAddress to e.g. :8189",
+    )?;
+    let options = XdpOptions {
+        media_port,
+        mode: match config.xdp_mode {
+            ConfigXdpMode::Native => XdpMode::Native,
+            ConfigXdpMode::Generic => XdpMode::Generic,
+        },
+        stun_rate: STUN_RATE,
+        stun_burst: STUN_BURST,
+        queues: NonZeroU32::new(queues as u32).context("the interface has no RX queue")?,
+    };
+    let mut program = XdpProgram::attach(iface, &options)?;
+    let sockets = XskOptions {
+        busy_poll: config.xdp_busy_poll,
+        ..XskOptions::default()
+    };
+    let mut plane = DataPlane {
+        media_addr,
+        stats: Vec::new(),
+        threads: Vec::new(),
+        xdp: None,
+    };
+    for queue in 0..queues {
+        let (rx, tx) = xdp::open(iface, queue as u32, media_addr, &sockets)?;
+        // SAFETY: the descriptor stays open inside `rx`, which the worker keeps alive.
+        program.register_socket(queue as u32, unsafe { BorrowedFd::borrow_raw(rx.raw_fd()) })?;
+        let worker = Worker::new(
+            queue,
+            rx,
+            tx,
+            registry.clone(),
+            wakers.clone(),
+            plane.stat(),
+        )
+        .with_admission(program.admission()?)
+        .with_busy_poll(config.xdp_busy_poll);
+        plane.spawn(queue, worker, stop)?;
+    }
+    info!(
+        interface = iface,
+        queues,
+        mode = ?config.xdp_mode,
+        busy_poll = config.xdp_busy_poll,
+        "XDP attached: the media port's traffic goes to AF_XDP sockets"
+    );
+    plane.xdp = Some(Arc::new(Mutex::new(program)));
+    Ok(plane)
+}
+
+impl DataPlane {
+    fn stat(&mut self) -> Arc<WorkerStats> {
+        let stats = Arc::new(WorkerStats::default());
+        self.stats.push(stats.clone());
+        stats
+    }
+
+    fn spawn<R, S>(
+        &mut self,
+        id: usize,
+        worker: Worker<R, S>,
+        stop: &Arc<AtomicBool>,
+    ) -> anyhow::Result<()>
+    where
+        R: Receiver + Send + 'static,
+        S: Sender + Send + 'static,
+    {
+        let stop = stop.clone();
+        self.threads.push(
+            std::thread::Builder::new()
+                .name(format!("worker-{id}"))
+                .spawn(move || {
+                    pin_to_core(id);
+                    worker.run(&stop)
+                })?,
+        );
+        Ok(())
+    }
+}
+
+/// RX queues of a network interface, from sysfs (in this network namespace).
+fn rx_queues(iface: &str) -> anyhow::Result<usize> {
+    let dir = format!("/sys/class/net/{iface}/queues");
+    let queues = std::fs::read_dir(&dir)
+        .with_context(|| format!("xdpInterface: no interface {iface} here ({dir})"))?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+        .count();
+    Ok(queues.max(1))
+}
+
 /// Pins worker `id` to a core: its sessions' state then stays in that core's caches.
 fn pin_to_core(id: usize) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -282,13 +433,21 @@ fn pin_to_core(id: usize) {
 
 /// The host candidates viewers are told about: the media port on every interface
 /// address (or on the bound address), plus `webrtcAdditionalHosts`. Never mDNS.
-fn candidates(config: &Config, media: SocketAddr) -> anyhow::Result<Vec<SocketAddr>> {
+fn candidates(
+    config: &Config,
+    media: SocketAddr,
+    xdp: Option<&str>,
+) -> anyhow::Result<Vec<SocketAddr>> {
     let port = media.port();
     let mut ips: Vec<IpAddr> = Vec::new();
     if !media.ip().is_unspecified() {
         ips.push(media.ip());
     } else if config.webrtc_ips_from_interfaces {
-        let wanted = &config.webrtc_ips_from_interfaces_list;
+        // With XDP, media is only served on the XDP interface.
+        let wanted: Vec<String> = match xdp {
+            Some(iface) => vec![iface.to_string()],
+            None => config.webrtc_ips_from_interfaces_list.clone(),
+        };
         for iface in if_addrs::get_if_addrs().context("listing network interfaces")? {
             if !wanted.is_empty() && !wanted.contains(&iface.name) {
                 continue;

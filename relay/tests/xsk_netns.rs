@@ -13,19 +13,16 @@ use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::mem;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::num::{NonZeroU16, NonZeroU32};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use aya::maps::XskMap;
-use aya::programs::{Xdp, XdpMode};
-use aya::{Ebpf, EbpfLoader};
 use relay::io::udp::{self, UdpOptions};
-use relay::io::xdp::{self, XskOptions, XskReceiver, XskSender};
+use relay::io::xdp::{self, XdpMode, XdpOptions, XdpProgram, XskOptions, XskReceiver, XskSender};
 use relay::io::{Receiver, SendStats, Sender};
-use relay_common::{Config, CONFIG_GLOBAL, PROGRAM, XSK_MAP};
 
 const PORT: u16 = 5004;
 const A_MAC: [u8; 6] = [0x02, 0x77, 0, 0, 0, 0x0a];
@@ -244,31 +241,31 @@ impl Drop for Net {
 struct Relay {
     rx: XskReceiver,
     tx: XskSender,
-    _ebpf: Ebpf,
+    _program: XdpProgram,
 }
 
 fn relay(net: &Net, local: SocketAddr, opts: &XskOptions) -> Relay {
     net.in_a(|| {
-        let program = xdp::program().unwrap_or_else(|e| panic!("{e}"));
-        let config = Config {
-            media_port: local.port(),
+        // Peers here are unknown sources sending STUN-class payloads (see `payload`):
+        // a bucket this large lets all of them through to the socket under test.
+        let options = XdpOptions {
+            media_port: NonZeroU16::new(local.port()).unwrap(),
+            mode: XdpMode::Native,
+            stun_rate: NonZeroU32::new(10_000_000).unwrap(),
+            stun_burst: NonZeroU32::new(10_000_000).unwrap(),
+            queues: NonZeroU32::new(1).unwrap(),
         };
-        let mut ebpf = EbpfLoader::new()
-            .override_global(CONFIG_GLOBAL, &config, true)
-            .load(program)
-            .expect("loading the XDP object");
-        let prog: &mut Xdp = ebpf.program_mut(PROGRAM).unwrap().try_into().unwrap();
-        prog.load().expect("verifier");
-        prog.attach("va", XdpMode::Driver)
-            .expect("native XDP on veth");
+        let mut program = XdpProgram::attach("va", &options).unwrap_or_else(|e| panic!("{e}"));
         let (rx, tx) = xdp::open("va", 0, local, opts).expect("AF_XDP socket");
         assert!(!rx.zero_copy(), "veth has copy mode only");
-        let mut xsks: XskMap<_> = ebpf.map_mut(XSK_MAP).unwrap().try_into().unwrap();
-        xsks.set(0, rx.raw_fd(), 0).unwrap();
+        // SAFETY: rx keeps the descriptor open for as long as the program uses it.
+        program
+            .register_socket(0, unsafe { BorrowedFd::borrow_raw(rx.raw_fd()) })
+            .unwrap();
         Relay {
             rx,
             tx,
-            _ebpf: ebpf,
+            _program: program,
         }
     })
 }
@@ -277,13 +274,14 @@ fn sa(ip: &str, port: u16) -> SocketAddr {
     SocketAddr::new(ip.parse().unwrap(), port)
 }
 
-/// A payload the XDP program redirects: its first byte is in RFC 7983's RTP range.
+/// A payload the XDP program redirects from an unknown source: its first byte is in
+/// RFC 7983's STUN range (the socket itself does not care what the payload is).
 fn payload(tag: u32, len: usize) -> Vec<u8> {
     let mut p: Vec<u8> = (0..len)
         .map(|i| (tag as usize * 31 + i * 7) as u8)
         .collect();
     if let Some(first) = p.first_mut() {
-        *first = 0x80 | (tag as u8 & 0x3f);
+        *first = tag as u8 & 0x03;
     }
     p
 }

@@ -89,6 +89,7 @@ struct Viewer {
 pub struct Worker<R: Receiver, S: Sender> {
     rx: R,
     core: Core<S>,
+    busy_poll: bool,
 }
 
 struct Core<S: Sender> {
@@ -127,6 +128,7 @@ impl<R: Receiver, S: Sender> Worker<R, S> {
     ) -> Self {
         Worker {
             rx,
+            busy_poll: false,
             core: Core {
                 id,
                 tx,
@@ -151,6 +153,12 @@ impl<R: Receiver, S: Sender> Worker<R, S> {
         }
     }
 
+    /// Spins instead of sleeping in epoll: lowest latency, a core kept busy.
+    pub fn with_busy_poll(mut self, busy_poll: bool) -> Self {
+        self.busy_poll = busy_poll;
+        self
+    }
+
     /// Tells `admission` which remotes are viewers' (XDP lets only those through).
     pub fn with_admission(mut self, admission: Admission) -> Self {
         self.core.admission = Some(admission);
@@ -164,11 +172,14 @@ impl<R: Receiver, S: Sender> Worker<R, S> {
         epoll.add(socket)?;
         epoll.add(waker)?;
         while !stop.load(Ordering::Relaxed) {
-            let wait = self
-                .core
-                .next_deadline()
-                .saturating_duration_since(Instant::now())
-                .min(Duration::from_millis(100));
+            let wait = match self.busy_poll {
+                true => Duration::ZERO,
+                false => self
+                    .core
+                    .next_deadline()
+                    .saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(100)),
+            };
             let [socket_ready, woken] = epoll.wait(wait, [socket, waker])?;
             self.turn(Instant::now(), socket_ready, woken)?;
         }

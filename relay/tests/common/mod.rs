@@ -50,17 +50,30 @@ impl Relay {
     }
 
     pub fn start_with(tag: &str, paths_yaml: &str, extra: &str) -> Relay {
-        let dir = tempdir::TempDir::new(tag);
-        let config: PathBuf = dir.0.join("relay.yml");
-        std::fs::write(
-            &config,
-            format!(
+        Relay::launch(
+            tag,
+            &format!(
                 "webrtcAddress: 127.0.0.1:0\nwebrtcLocalUDPAddress: 127.0.0.1:0\n\
                  webrtcIPsFromInterfaces: false\nworkers: 2\n{extra}\npaths:\n{paths_yaml}"
             ),
+            None,
         )
-        .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_relay"))
+    }
+
+    /// Starts the relay with this whole config, inside network namespace `netns` if any.
+    pub fn launch(tag: &str, config_yaml: &str, netns: Option<&str>) -> Relay {
+        let dir = tempdir::TempDir::new(tag);
+        let config: PathBuf = dir.0.join("relay.yml");
+        std::fs::write(&config, config_yaml).unwrap();
+        let mut command = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_relay")]);
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_relay")),
+        };
+        let mut child = command
             .args(["serve", "--config"])
             .arg(&config)
             .env("RUST_LOG", "info")
@@ -102,12 +115,7 @@ impl Relay {
     }
 
     pub fn metrics(&self) -> String {
-        ureq::get(&format!("{}/metrics", self.http))
-            .call()
-            .unwrap()
-            .into_body()
-            .read_to_string()
-            .unwrap()
+        fetch_metrics(&self.http)
     }
 
     /// Sum of a metric's samples (all label sets); panics if the relay has no such metric.
@@ -121,6 +129,16 @@ impl Relay {
         assert!(!samples.is_empty(), "the relay exports no metric {name}");
         samples.iter().sum()
     }
+}
+
+/// The Prometheus text a relay at `http` serves.
+pub fn fetch_metrics(http: &str) -> String {
+    ureq::get(&format!("{http}/metrics"))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap()
 }
 
 impl Drop for Relay {
@@ -162,7 +180,12 @@ pub type Offering = (
 );
 
 pub fn whep_offer(video: bool, audio: bool) -> Offering {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    whep_offer_from("127.0.0.1".parse().unwrap(), video, audio)
+}
+
+/// An offer from a client on `ip` (its UDP socket is bound there).
+pub fn whep_offer_from(ip: std::net::IpAddr, video: bool, audio: bool) -> Offering {
+    let socket = UdpSocket::bind(SocketAddr::new(ip, 0)).unwrap();
     let mut rtc = Rtc::builder().set_rtp_mode(true).build(Instant::now());
     rtc.add_local_candidate(Candidate::host(socket.local_addr().unwrap(), "udp").unwrap());
     let mut change = rtc.sdp_api();
@@ -203,7 +226,12 @@ pub fn post_offer(http: &str, path: &str, sdp: &str) -> (u16, Option<String>, St
 
 impl Viewer {
     pub fn connect(http: &str, path: &str) -> Viewer {
-        let (mut rtc, socket, offer, pending, kinds_by_mid) = whep_offer(true, true);
+        Viewer::connect_from(http, path, "127.0.0.1".parse().unwrap())
+    }
+
+    /// A viewer whose media socket is bound to `ip`.
+    pub fn connect_from(http: &str, path: &str, ip: std::net::IpAddr) -> Viewer {
+        let (mut rtc, socket, offer, pending, kinds_by_mid) = whep_offer_from(ip, true, true);
         let (status, location, body) = post_offer(http, path, &offer.to_sdp_string());
         assert_eq!(status, 201, "WHEP answer: {body}");
         let relay_media = body
@@ -336,3 +364,4 @@ impl Viewer {
             .as_u16()
     }
 }
+pub mod netns;
