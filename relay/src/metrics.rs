@@ -56,6 +56,50 @@ impl Metrics {
     }
 }
 
+/// Totals for the periodic stats line in the log.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    pub sessions: u64,
+    pub datagrams_in: u64,
+    pub rtp_out: u64,
+    pub retransmitted: u64,
+    /// XDP program: redirected to AF_XDP, dropped, passed to the kernel.
+    pub xdp: Option<(u64, u64, u64)>,
+}
+
+impl Metrics {
+    pub fn totals(&self) -> Totals {
+        let sum = |f: fn(&WorkerStats) -> &AtomicU64| -> u64 {
+            self.workers
+                .iter()
+                .map(|w| f(w).load(Ordering::Relaxed))
+                .sum()
+        };
+        let xdp = self.xdp.as_ref().and_then(|p| {
+            let counters = p
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .counters()
+                .ok()?;
+            let by = |action: &str| -> u64 {
+                counters
+                    .iter()
+                    .filter(|(c, _)| c.action() == action)
+                    .map(|(_, n)| n)
+                    .sum()
+            };
+            Some((by("redirected"), by("dropped"), by("passed")))
+        });
+        Totals {
+            sessions: sum(|s| &s.sessions),
+            datagrams_in: sum(|s| &s.datagrams_in),
+            rtp_out: sum(|s| &s.rtp_out),
+            retransmitted: sum(|s| &s.retransmitted),
+            xdp,
+        }
+    }
+}
+
 type WorkerCounter = (&'static str, &'static str, fn(&WorkerStats) -> &AtomicU64);
 
 const WORKER_COUNTERS: &[WorkerCounter] = &[

@@ -18,7 +18,7 @@ use crate::io::udp::{self, UdpOptions};
 use crate::io::wake::Wakers;
 use crate::io::xdp::{self, XdpMode, XdpOptions, XdpProgram, XskOptions};
 use crate::io::{Receiver, Sender};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Totals};
 use crate::session::{Session, SessionConfig};
 use crate::worker::registry::{Path, Pending, Registry};
 use crate::worker::{Worker, WorkerStats};
@@ -230,11 +230,16 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         let housekeeping = {
             let registry = registry.clone();
             let timeout = config.webrtc_handshake_timeout;
+            let metrics = metrics.clone();
             tokio::spawn(async move {
+                let mut last = metrics.totals();
                 for tick in 1u64.. {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     registry.expire(Instant::now(), timeout);
                     if tick % 10 == 0 {
+                        let now = metrics.totals();
+                        log_stats(&last, &now, 10);
+                        last = now;
                         // A session sheds str0m (~70 KB) once live; a burst of joins leaves
                         // that much freed heap behind, which malloc keeps unless asked.
                         // SAFETY: plain glibc call, safe at any time from any thread.
@@ -262,6 +267,30 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
     }
     drop(ingest);
     result
+}
+
+/// The stats line an operator sees every few seconds: what flows, and what XDP does.
+fn log_stats(before: &Totals, now: &Totals, seconds: u64) {
+    if before == now && now.sessions == 0 {
+        return; // idle: nothing to say
+    }
+    let rate = |a: u64, b: u64| b.saturating_sub(a) / seconds;
+    let xdp = match (before.xdp, now.xdp) {
+        (Some(b), Some(n)) => format!(
+            ", xdp redirected {}/s dropped {}/s passed {}/s",
+            rate(b.0, n.0),
+            rate(b.1, n.1),
+            rate(b.2, n.2)
+        ),
+        _ => String::new(),
+    };
+    info!(
+        "stats: {} sessions, media out {} pkt/s ({} resent), in {} pkt/s{xdp}",
+        now.sessions,
+        rate(before.rtp_out, now.rtp_out),
+        rate(before.retransmitted, now.retransmitted),
+        rate(before.datagrams_in, now.datagrams_in),
+    );
 }
 
 async fn shutdown_signal() {
