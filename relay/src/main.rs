@@ -30,6 +30,11 @@ enum Command {
         /// Data-plane workers, overriding `workers` (0: one per core).
         #[arg(long)]
         workers: Option<usize>,
+        /// Kernel bypass on this interface, overriding `xdpInterface`: relay's XDP program
+        /// steers the media port into one AF_XDP socket and worker per RX queue. Needs root
+        /// (or CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW); refused with the reason if unusable.
+        #[arg(long, value_name = "INTERFACE")]
+        xdp: Option<String>,
     },
     /// Check a config file and print the settings relay would use, then exit.
     CheckConfig {
@@ -62,6 +67,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             log_level,
             workers,
+            xdp,
         } => {
             let mut config = load(config.as_deref())?;
             if let Some(level) = log_level {
@@ -74,6 +80,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             if let Some(n) = workers {
                 config.workers = n;
+            }
+            if let Some(iface) = xdp {
+                config.xdp_interface = iface;
             }
             init_logs(&config);
             relay::server::serve(config)
