@@ -3,180 +3,22 @@
 //! them). The program runs in native mode on the relay's end; the client's end sends
 //! ping, TCP, UDP to another port and datagrams to the media port. Needs root.
 
-mod xdp_common;
+mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::io::{BufRead, BufReader, Read};
+use std::net::UdpSocket;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::netns::{enter_netns, run, Net, CLIENT4, CLIENT6, RELAY4, RELAY6, RELAY_IF};
+use common::xdp::{options, MEDIA_PORT};
 use relay::io::xdp::{Counter, XdpError, XdpMode, XdpProgram};
-use xdp_common::{options, require_root, MEDIA_PORT};
 
-const RELAY_IF: &str = "xr0";
-const CLIENT_IF: &str = "xc0";
-const RELAY4: &str = "10.77.0.1";
-const CLIENT4: &str = "10.77.0.2";
-const RELAY6: &str = "fd77::1";
-const CLIENT6: &str = "fd77::2";
-
-/// A network namespace, deleted (with its interfaces) on drop.
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    fn new(role: &str) -> Netns {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "relay-xdp-{}-{}-{role}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        run("ip", &["netns", "add", &name]);
-        let netns = Netns { name };
-        netns.ip(&["link", "set", "lo", "up"]);
-        netns
-    }
-
-    /// `ip -n <this> args...`, which must succeed; its output.
-    fn ip(&self, args: &[&str]) -> String {
-        let mut all = vec!["-n", &self.name];
-        all.extend_from_slice(args);
-        run("ip", &all)
-    }
-
-    /// Runs `f` on a thread inside this namespace. Sockets made there stay in it.
-    fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    enter_netns(&self.name);
-                    f()
-                })
-                .join()
-                .expect("thread in the namespace")
-        })
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-/// Moves the calling thread into the named namespace.
-fn enter_netns(name: &str) {
-    let file = std::fs::File::open(format!("/run/netns/{name}")).expect("open the namespace");
-    // SAFETY: setns on a valid namespace descriptor; it changes only this thread.
-    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-}
-
-fn run(program: &str, args: &[&str]) -> String {
-    let output = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|error| panic!("{program}: {error}"));
-    assert!(
-        output.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// Two namespaces joined by a veth pair with two queues each way.
-struct Net {
-    relay: Netns,
-    client: Netns,
-}
-
-impl Net {
-    fn new() -> Net {
-        require_root();
-        let relay = Netns::new("r");
-        let client = Netns::new("c");
-        let (relay_mac, client_mac) = ("02:77:00:00:00:01", "02:77:00:00:00:02");
-        relay.ip(&[
-            "link",
-            "add",
-            RELAY_IF,
-            "numrxqueues",
-            "2",
-            "numtxqueues",
-            "2",
-            "address",
-            relay_mac,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            CLIENT_IF,
-            "netns",
-            &client.name,
-            "numrxqueues",
-            "2",
-            "numtxqueues",
-            "2",
-            "address",
-            client_mac,
-        ]);
-        for (netns, interface, v4, v6, peer4, peer6, peer_mac) in [
-            (
-                &relay, RELAY_IF, RELAY4, RELAY6, CLIENT4, CLIENT6, client_mac,
-            ),
-            (
-                &client, CLIENT_IF, CLIENT4, CLIENT6, RELAY4, RELAY6, relay_mac,
-            ),
-        ] {
-            netns.ip(&["addr", "add", &format!("{v4}/24"), "dev", interface]);
-            netns.ip(&[
-                "addr",
-                "add",
-                &format!("{v6}/64"),
-                "dev",
-                interface,
-                "nodad",
-            ]);
-            netns.ip(&["link", "set", interface, "up"]);
-            // Permanent neighbours: no ARP or neighbour discovery in the way.
-            for peer in [peer4, peer6] {
-                netns.ip(&[
-                    "neigh",
-                    "replace",
-                    peer,
-                    "lladdr",
-                    peer_mac,
-                    "dev",
-                    interface,
-                    "nud",
-                    "permanent",
-                ]);
-            }
-        }
-        Net { relay, client }
-    }
-
-    /// What `ip link` says of the relay's interface about XDP (`None`: no program).
-    fn xdp_on_relay_interface(&self) -> Option<String> {
-        let link = self.relay.ip(&["-d", "link", "show", "dev", RELAY_IF]);
-        link.split_whitespace()
-            .find(|word| word.starts_with("xdp") || word.starts_with("prog/xdp"))
-            .map(str::to_owned)
-    }
-
-    fn attach(&self, mode: XdpMode) -> Result<XdpProgram, XdpError> {
-        self.relay
-            .enter(|| XdpProgram::attach(RELAY_IF, &options(mode, 10, 5)))
-    }
+fn attach(net: &Net, mode: XdpMode) -> Result<XdpProgram, XdpError> {
+    net.relay
+        .enter(|| XdpProgram::attach(RELAY_IF, &options(mode, 10, 5)))
 }
 
 /// Receives one datagram within `timeout`, if one comes.
@@ -199,9 +41,7 @@ fn datagram(first_byte: u8, seq: u8) -> [u8; 20] {
 #[test]
 fn attached_program_leaves_other_traffic_alone_and_admits_only_sessions() {
     let net = Net::new();
-    let program = net
-        .attach(XdpMode::Native)
-        .unwrap_or_else(|error| panic!("{error}"));
+    let program = attach(&net, XdpMode::Native).unwrap_or_else(|error| panic!("{error}"));
     let xdp = net.xdp_on_relay_interface();
     assert!(
         xdp.as_deref()
@@ -209,70 +49,8 @@ fn attached_program_leaves_other_traffic_alone_and_admits_only_sessions() {
         "native XDP on {RELAY_IF}: {xdp:?}"
     );
 
-    // Ping (IPv4 and IPv6) through the interface.
-    for peer in [RELAY4, RELAY6] {
-        let output = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &net.client.name,
-                "ping",
-                "-c",
-                "3",
-                "-i",
-                "0.2",
-            ])
-            .args(["-W", "2", peer])
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "ping {peer} with XDP attached: {}",
-            String::from_utf8_lossy(&output.stdout)
-        );
-    }
-
-    // A TCP connection: request and response.
-    let listener = net
-        .relay
-        .enter(|| TcpListener::bind((RELAY4, 7000)).unwrap());
-    let server = thread::spawn(move || {
-        let (mut stream, _) = listener.accept().unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        let mut request = [0u8; 5];
-        stream.read_exact(&mut request).unwrap();
-        stream.write_all(b"pong:").unwrap();
-        stream.write_all(&request).unwrap();
-    });
-    let mut stream = net.client.enter(|| {
-        TcpStream::connect_timeout(
-            &format!("{RELAY4}:7000").parse().unwrap(),
-            Duration::from_secs(5),
-        )
-        .expect("TCP connect with XDP attached")
-    });
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    stream.write_all(b"hello").unwrap();
-    let mut response = [0u8; 10];
-    stream.read_exact(&mut response).expect("TCP response");
-    assert_eq!(&response, b"pong:hello");
-    server.join().unwrap();
-
-    // UDP to another port, both families.
-    for (relay, client) in [(RELAY4, CLIENT4), (RELAY6, CLIENT6)] {
-        let other = net.relay.enter(|| UdpSocket::bind((relay, 7001)).unwrap());
-        let sender = net.client.enter(|| UdpSocket::bind((client, 0)).unwrap());
-        sender.send_to(&datagram(0x80, 1), (relay, 7001)).unwrap();
-        assert_eq!(
-            recv(&other, Duration::from_secs(2)),
-            Some(datagram(0x80, 1).to_vec()),
-            "UDP to port 7001 on {relay}"
-        );
-    }
+    // Ping, TCP, UDP to another port, through the interface.
+    net.check_other_traffic(7000, 7001);
     let seen = counters(&program);
     let taken =
         |counter: Counter| counter.action() != "passed" || counter == Counter::PassedNoSocket;
@@ -398,7 +176,7 @@ fn kill_9_leaves_no_program_attached_and_the_next_attach_works() {
     run("bpftool", &["prog", "show", "id", &program_id]);
 
     // While it is held, another relay is told the interface is taken.
-    let error = net.attach(XdpMode::Native).unwrap_err();
+    let error = attach(&net, XdpMode::Native).unwrap_err();
     assert!(matches!(error, XdpError::Busy { .. }), "{error:?}");
     assert!(
         error.to_string().contains("already has an XDP program"),
@@ -427,9 +205,7 @@ fn kill_9_leaves_no_program_attached_and_the_next_attach_works() {
     };
     println!("detached and unloaded {gone:?} after the holder died");
 
-    let program = net
-        .attach(XdpMode::Native)
-        .unwrap_or_else(|error| panic!("{error}"));
+    let program = attach(&net, XdpMode::Native).unwrap_or_else(|error| panic!("{error}"));
     assert!(net.xdp_on_relay_interface().is_some(), "attached again");
     drop(program);
     assert_eq!(net.xdp_on_relay_interface(), None);

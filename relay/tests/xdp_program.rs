@@ -3,7 +3,7 @@
 //! and the counters that moved. Nothing is attached to an interface here (see
 //! xdp_netns.rs). Needs root.
 
-mod xdp_common;
+mod common;
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -11,9 +11,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use std::{io, thread};
 
+use common::netns::require_root;
+use common::xdp::{moved, options, MEDIA_PORT};
 use relay::io::xdp::{XdpError, XdpMode, XdpProgram};
 use relay_common::{ADMITTED_LEN, ADMITTED_MAP, COUNTERS_MAP, STUN_BUCKETS_MAP, XSK_MAP};
-use xdp_common::{moved, options, require_root, MEDIA_PORT};
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;

@@ -1,240 +1,68 @@
 //! The AF_XDP socket (`relay::io::xdp`) on a real kernel, no mocks: two network
-//! namespaces made by each test, joined by a veth pair with one queue each way. On the
-//! relay's side ("a") the embedded XDP program runs (attached here with aya, native
-//! mode: the real loader lives elsewhere) and redirects the media port to the socket
-//! under test; the peer ("b") uses plain kernel sockets, so the peer's kernel checks
-//! every frame the socket builds (MACs, addresses, lengths, checksums).
+//! namespaces made by each test (tests/common/netns.rs), joined by a veth pair with one
+//! queue each way. In the relay's namespace the embedded XDP program runs (attached
+//! here with aya, native mode: the real loader lives elsewhere) and redirects the media
+//! port to the socket under test; the peer in the client's namespace uses plain kernel
+//! sockets, so the peer's kernel checks every frame the socket builds (MACs, addresses,
+//! lengths, checksums).
 //!
 //! Needs root (namespaces, XDP, AF_XDP) and `ip`; run as another user, each test fails
 //! saying so. `echo_rate` measures and is ignored by default:
 //! `cargo test -p relay --release --test xsk_netns -- --ignored --nocapture echo_rate`.
 
-use std::fs::{self, File};
-use std::io::{Read, Write};
+mod common;
+
+use std::ffi::CString;
 use std::mem;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::num::{NonZeroU16, NonZeroU32};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::netns::{
+    Net, CLIENT4, CLIENT6, CLIENT_IF, CLIENT_MAC, RELAY4, RELAY6, RELAY_IF, RELAY_MAC,
+};
 use relay::io::udp::{self, UdpOptions};
 use relay::io::xdp::{self, XdpMode, XdpOptions, XdpProgram, XskOptions, XskReceiver, XskSender};
 use relay::io::{Receiver, SendStats, Sender};
 
 const PORT: u16 = 5004;
-const A_MAC: [u8; 6] = [0x02, 0x77, 0, 0, 0, 0x0a];
-const B_MAC: [u8; 6] = [0x02, 0x77, 0, 0, 0, 0x0b];
-const A4: &str = "10.77.0.1";
-const B4: &str = "10.77.0.2";
-const A6: &str = "fd77::1";
-const B6: &str = "fd77::2";
 
-static NEXT_NET: AtomicU32 = AtomicU32::new(0);
-
-fn require_root() {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "these tests need root (network namespaces, XDP and AF_XDP sockets): run them as root, \
-         e.g. `sudo -E cargo test -p relay --test xsk_netns`"
-    );
+/// The namespaces for one test: one queue each way, so all traffic meets the one socket
+/// and none slips to queue 1.
+fn one_queue_net() -> Net {
+    Net::with_queues(1)
 }
 
-fn mac_str(mac: [u8; 6]) -> String {
-    mac.map(|b| format!("{b:02x}")).join(":")
-}
-
-fn run(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Two namespaces, "a" (the relay's, with `va`) and "b" (the peer's, with `vb`),
-/// deleted on drop with everything in them.
-struct Net {
-    a: String,
-    b: String,
-}
-
-impl Net {
-    fn new() -> Net {
-        require_root();
-        let id = format!(
-            "relay-xsk-{}-{}",
-            std::process::id(),
-            NEXT_NET.fetch_add(1, Ordering::Relaxed)
-        );
-        // Made before the namespaces, so that a failure half-way deletes what exists.
-        let net = Net {
-            a: format!("{id}-a"),
-            b: format!("{id}-b"),
+/// A peer socket in the client's namespace with room for big batches.
+fn peer(net: &Net, ip: &str) -> UdpSocket {
+    let addr = SocketAddr::new(ip.parse().unwrap(), 0);
+    net.client.enter(|| {
+        let socket = UdpSocket::bind(addr).unwrap();
+        let size: libc::c_int = 16 << 20;
+        // SAFETY: passes a live int and its size (SO_RCVBUFFORCE: we are root).
+        let r = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                (&raw const size).cast(),
+                mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
         };
-        let (a, b) = (net.a.as_str(), net.b.as_str());
-        run(&["ip", "netns", "add", a]);
-        run(&["ip", "netns", "add", b]);
-        // One queue each way: all traffic meets the one socket, none slips to queue 1.
-        run(&[
-            "ip",
-            "-n",
-            a,
-            "link",
-            "add",
-            "va",
-            "numrxqueues",
-            "1",
-            "numtxqueues",
-            "1",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "vb",
-            "netns",
-            b,
-            "numrxqueues",
-            "1",
-            "numtxqueues",
-            "1",
-        ]);
-        for (ns, dev, mac, v4, v6, peer_v4, peer_v6, peer_mac) in [
-            (a, "va", A_MAC, A4, A6, B4, B6, B_MAC),
-            (b, "vb", B_MAC, B4, B6, A4, A6, A_MAC),
-        ] {
-            run(&["ip", "-n", ns, "link", "set", dev, "address", &mac_str(mac)]);
-            run(&[
-                "ip",
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("{v4}/24"),
-                "dev",
-                dev,
-            ]);
-            run(&[
-                "ip",
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("{v6}/64"),
-                "dev",
-                dev,
-                "nodad",
-            ]);
-            run(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-            run(&["ip", "-n", ns, "link", "set", dev, "up"]);
-            // Permanent neighbours: no ARP or neighbour discovery to wait for.
-            for ip in [peer_v4, peer_v6] {
-                let lladdr = mac_str(peer_mac);
-                run(&[
-                    "ip",
-                    "-n",
-                    ns,
-                    "neigh",
-                    "add",
-                    ip,
-                    "lladdr",
-                    &lladdr,
-                    "dev",
-                    dev,
-                    "nud",
-                    "permanent",
-                ]);
-            }
-        }
-        net
-    }
-
-    /// Runs `f` on a thread inside namespace `ns`. Sockets made there stay in it, so
-    /// they can be returned and used from any thread.
-    fn within<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-        thread::scope(|s| {
-            s.spawn(|| {
-                let path = format!("/run/netns/{ns}");
-                let file = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-                // SAFETY: setns of the network namespace affects only this thread.
-                let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(r, 0, "setns {ns}: {}", std::io::Error::last_os_error());
-                f()
-            })
-            .join()
-            .unwrap()
-        })
-    }
-
-    fn in_a<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        Net::within(&self.a, f)
-    }
-
-    fn in_b<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        Net::within(&self.b, f)
-    }
-
-    /// A peer socket in namespace b with room for big batches.
-    fn peer(&self, ip: &str) -> UdpSocket {
-        let addr = SocketAddr::new(ip.parse().unwrap(), 0);
-        self.in_b(|| {
-            let socket = UdpSocket::bind(addr).unwrap();
-            let size: libc::c_int = 16 << 20;
-            // SAFETY: passes a live int and its size (SO_RCVBUFFORCE: we are root).
-            let r = unsafe {
-                libc::setsockopt(
-                    socket.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    libc::SO_RCVBUFFORCE,
-                    (&raw const size).cast(),
-                    mem::size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            };
-            assert_eq!(r, 0);
-            socket
-                .set_read_timeout(Some(Duration::from_secs(1)))
-                .unwrap();
-            socket
-        })
-    }
-
-    /// The peer kernel's UDP receive errors (bad checksums among them), IPv4 and IPv6.
-    fn peer_udp_errors(&self) -> (u64, u64) {
-        self.in_b(|| {
-            let snmp = fs::read_to_string("/proc/thread-self/net/snmp").unwrap();
-            let mut udp = snmp.lines().filter(|l| l.starts_with("Udp: "));
-            let (names, values) = (udp.next().unwrap(), udp.next().unwrap());
-            let v4 = names
-                .split_whitespace()
-                .zip(values.split_whitespace())
-                .find(|(n, _)| *n == "InErrors")
-                .map(|(_, v)| v.parse().unwrap())
-                .unwrap();
-            let snmp6 = fs::read_to_string("/proc/thread-self/net/snmp6").unwrap();
-            let v6 = snmp6
-                .lines()
-                .find_map(|l| l.strip_prefix("Udp6InErrors"))
-                .map(|v| v.trim().parse().unwrap())
-                .unwrap();
-            (v4, v6)
-        })
-    }
+        assert_eq!(r, 0);
+        socket
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+        socket
+    })
 }
 
-impl Drop for Net {
-    fn drop(&mut self) {
-        for ns in [&self.a, &self.b] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
+/// The peer kernel's UDP receive errors (bad checksums among them), IPv4 and IPv6.
+fn peer_udp_errors(net: &Net) -> (u64, u64) {
+    net.client.udp_counter("InErrors")
 }
 
 /// The socket under test, with the XDP program feeding it (detached on drop).
@@ -245,7 +73,7 @@ struct Relay {
 }
 
 fn relay(net: &Net, local: SocketAddr, opts: &XskOptions) -> Relay {
-    net.in_a(|| {
+    net.relay.enter(|| {
         // Peers here are unknown sources sending STUN-class payloads (see `payload`):
         // a bucket this large lets all of them through to the socket under test.
         let options = XdpOptions {
@@ -255,8 +83,8 @@ fn relay(net: &Net, local: SocketAddr, opts: &XskOptions) -> Relay {
             stun_burst: NonZeroU32::new(10_000_000).unwrap(),
             queues: NonZeroU32::new(1).unwrap(),
         };
-        let mut program = XdpProgram::attach("va", &options).unwrap_or_else(|e| panic!("{e}"));
-        let (rx, tx) = xdp::open("va", 0, local, opts).expect("AF_XDP socket");
+        let mut program = XdpProgram::attach(RELAY_IF, &options).unwrap_or_else(|e| panic!("{e}"));
+        let (rx, tx) = xdp::open(RELAY_IF, 0, local, opts).expect("AF_XDP socket");
         assert!(!rx.zero_copy(), "veth has copy mode only");
         // SAFETY: rx keeps the descriptor open for as long as the program uses it.
         program
@@ -335,7 +163,7 @@ fn peer_receive(socket: &UdpSocket, want: usize) -> Vec<(SocketAddr, Vec<u8>)> {
 fn round_trip(net: &Net, relay_ip: &str, peer_ip: &str, max: usize, opts: &XskOptions) {
     let local = sa(relay_ip, PORT);
     let mut r = relay(net, local, opts);
-    let peer = net.peer(peer_ip);
+    let peer = peer(net, peer_ip);
     let peer_addr = peer.local_addr().unwrap();
 
     // Nothing heard from the peer yet: no MAC to send to, so dropped and counted.
@@ -389,7 +217,7 @@ fn round_trip(net: &Net, relay_ip: &str, peer_ip: &str, max: usize, opts: &XskOp
         }
     );
     let back = peer_receive(&peer, answers.len());
-    let errors = net.peer_udp_errors();
+    let errors = peer_udp_errors(net);
     assert_eq!(
         errors,
         (0, 0),
@@ -404,32 +232,32 @@ fn round_trip(net: &Net, relay_ip: &str, peer_ip: &str, max: usize, opts: &XskOp
 
 #[test]
 fn ipv4_datagrams_both_ways() {
-    let net = Net::new();
-    round_trip(&net, A4, B4, 1500 - 28, &XskOptions::default());
+    let net = one_queue_net();
+    round_trip(&net, RELAY4, CLIENT4, 1500 - 28, &XskOptions::default());
 }
 
 #[test]
 fn ipv6_datagrams_both_ways() {
-    let net = Net::new();
-    round_trip(&net, A6, B6, 1500 - 48, &XskOptions::default());
+    let net = one_queue_net();
+    round_trip(&net, RELAY6, CLIENT6, 1500 - 48, &XskOptions::default());
 }
 
 #[test]
 fn busy_polling_socket_datagrams_both_ways() {
-    let net = Net::new();
+    let net = one_queue_net();
     let opts = XskOptions {
         busy_poll: true,
         ..XskOptions::default()
     };
-    round_trip(&net, A4, B4, 1500 - 28, &opts);
+    round_trip(&net, RELAY4, CLIENT4, 1500 - 28, &opts);
 }
 
 #[test]
 fn a_batch_of_many_datagrams_leaves_in_one_kick() {
-    let net = Net::new();
-    let local = sa(A4, PORT);
+    let net = one_queue_net();
+    let local = sa(RELAY4, PORT);
     let mut r = relay(&net, local, &XskOptions::default());
-    let peer = net.peer(B4);
+    let peer = peer(&net, CLIENT4);
     peer.send_to(&payload(1, 20), local).unwrap();
     let got = receive(&mut r.rx, 1);
     let (source, destination) = (got[0].0, got[0].1);
@@ -460,7 +288,19 @@ fn a_batch_of_many_datagrams_leaves_in_one_kick() {
         assert_eq!(*from, local);
         assert_eq!(*data, payload(i as u32, 200 + i % 50), "datagram {i}");
     }
-    assert_eq!(net.peer_udp_errors(), (0, 0));
+    assert_eq!(peer_udp_errors(&net), (0, 0));
+}
+
+/// 64 UMEM frames, 32 of them receiving; rings of 32, but `tx_ring` for TX.
+fn small_umem(tx_ring: u32) -> XskOptions {
+    XskOptions {
+        frames: 64,
+        fill_ring: 32,
+        rx_ring: 32,
+        tx_ring,
+        comp_ring: 32,
+        ..XskOptions::default()
+    }
 }
 
 /// 64 frames in all: every datagram below needs a frame recycled through the fill ring
@@ -468,18 +308,10 @@ fn a_batch_of_many_datagrams_leaves_in_one_kick() {
 /// flushed by `buffer()` as it fills.
 #[test]
 fn a_small_umem_recycles_its_frames() {
-    let net = Net::new();
-    let local = sa(A4, PORT);
-    let opts = XskOptions {
-        frames: 64,
-        fill_ring: 32,
-        rx_ring: 32,
-        tx_ring: 16,
-        comp_ring: 32,
-        ..XskOptions::default()
-    };
-    let mut r = relay(&net, local, &opts);
-    let peer = net.peer(B4);
+    let net = one_queue_net();
+    let local = sa(RELAY4, PORT);
+    let mut r = relay(&net, local, &small_umem(16));
+    let peer = peer(&net, CLIENT4);
     let mut tag = 0;
     for round in 0..10 {
         let sent: Vec<Vec<u8>> = (0..25)
@@ -526,13 +358,13 @@ fn a_small_umem_recycles_its_frames() {
 /// `break_checksum`, and `udp_len` in the UDP header (normally 8 + payload).
 fn raw_udp_frame(dst: &str, udp_len: u16, data: &[u8], break_checksum: bool) -> Vec<u8> {
     let mut f = Vec::new();
-    f.extend_from_slice(&A_MAC);
-    f.extend_from_slice(&B_MAC);
+    f.extend_from_slice(&RELAY_MAC);
+    f.extend_from_slice(&CLIENT_MAC);
     f.extend_from_slice(&[0x08, 0x00]);
     let total = (20 + 8 + data.len()) as u16;
     let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0];
     ip[2..4].copy_from_slice(&total.to_be_bytes());
-    ip.extend_from_slice(&B4.parse::<Ipv4Addr>().unwrap().octets());
+    ip.extend_from_slice(&CLIENT4.parse::<Ipv4Addr>().unwrap().octets());
     ip.extend_from_slice(&dst.parse::<Ipv4Addr>().unwrap().octets());
     let mut sum: u32 = ip
         .chunks(2)
@@ -552,22 +384,28 @@ fn raw_udp_frame(dst: &str, udp_len: u16, data: &[u8], break_checksum: bool) -> 
     f
 }
 
-/// Sends raw Ethernet frames out of `vb` (from inside namespace b).
+/// The index of the client's end of the veth pair (called inside its namespace).
+fn client_if_index() -> u32 {
+    let name = CString::new(CLIENT_IF).unwrap();
+    // SAFETY: a NUL-terminated name.
+    unsafe { libc::if_nametoindex(name.as_ptr()) }
+}
+
+/// Sends raw Ethernet frames out of the client's end (from inside its namespace).
 fn send_raw(frames: &[Vec<u8>]) {
     // SAFETY: socket(2) with constant arguments; protocol 0: send only.
     let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
     assert!(fd >= 0, "{}", std::io::Error::last_os_error());
     // SAFETY: a fresh descriptor nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: a NUL-terminated name.
-    let index = unsafe { libc::if_nametoindex(c"vb".as_ptr()) };
+    let index = client_if_index();
     assert_ne!(index, 0);
     // SAFETY: all-zero is a valid sockaddr_ll.
     let mut to: libc::sockaddr_ll = unsafe { mem::zeroed() };
     to.sll_family = libc::AF_PACKET as u16;
     to.sll_ifindex = index as i32;
     to.sll_halen = 6;
-    to.sll_addr[..6].copy_from_slice(&A_MAC);
+    to.sll_addr[..6].copy_from_slice(&RELAY_MAC);
     for f in frames {
         // SAFETY: sends a live buffer to a live sockaddr_ll of the size given.
         let n = unsafe {
@@ -586,35 +424,27 @@ fn send_raw(frames: &[Vec<u8>]) {
 
 #[test]
 fn malformed_and_foreign_frames_are_counted_and_recycled() {
-    let net = Net::new();
-    let local = sa(A4, PORT);
-    let opts = XskOptions {
-        frames: 64,
-        fill_ring: 32,
-        rx_ring: 32,
-        tx_ring: 32,
-        comp_ring: 32,
-        ..XskOptions::default()
-    };
-    let mut r = relay(&net, local, &opts);
+    let net = one_queue_net();
+    let local = sa(RELAY4, PORT);
+    let mut r = relay(&net, local, &small_umem(32));
     let data = payload(7, 50);
-    let good = raw_udp_frame(A4, 58, &data, false);
+    let good = raw_udp_frame(RELAY4, 58, &data, false);
     // 40 rounds of three bad frames and a good one: more than the 32 receive frames.
     let mut frames = Vec::new();
     for _ in 0..40 {
-        frames.push(raw_udp_frame(A4, 200, &data, false)); // UDP longer than IP
-        frames.push(raw_udp_frame(A4, 58, &data, true)); // bad header checksum
+        frames.push(raw_udp_frame(RELAY4, 200, &data, false)); // UDP longer than IP
+        frames.push(raw_udp_frame(RELAY4, 58, &data, true)); // bad header checksum
         frames.push(raw_udp_frame("10.77.0.99", 58, &data, false)); // not our IP
         frames.push(good.clone());
     }
     let mut got = Vec::new();
     for chunk in frames.chunks(16) {
-        net.in_b(|| send_raw(chunk));
+        net.client.enter(|| send_raw(chunk));
         got.extend(receive(&mut r.rx, chunk.len() / 4));
     }
     assert_eq!(got.len(), 40);
     for (source, destination, bytes) in &got {
-        assert_eq!(*source, sa(B4, 40000));
+        assert_eq!(*source, sa(CLIENT4, 40000));
         assert_eq!(*destination, local);
         assert_eq!(*bytes, data);
     }
@@ -627,34 +457,17 @@ fn malformed_and_foreign_frames_are_counted_and_recycled() {
 
 #[test]
 fn other_traffic_reaches_the_kernel() {
-    let net = Net::new();
-    let mut r = relay(&net, sa(A4, PORT), &XskOptions::default());
-    for ip in [A4, A6] {
-        run(&[
-            "ip", "netns", "exec", &net.b, "ping", "-c", "2", "-i", "0.2", "-W", "1", ip,
-        ]);
-    }
-    // UDP to another port and TCP reach the kernel's sockets, not the AF_XDP socket.
-    let (udp, tcp) = net.in_a(|| {
-        let udp = UdpSocket::bind(sa(A4, PORT + 1)).unwrap();
-        udp.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
-        (udp, TcpListener::bind(sa(A4, PORT)).unwrap())
-    });
-    let peer = net.peer(B4);
-    peer.send_to(&payload(1, 30), sa(A4, PORT + 1)).unwrap();
-    let mut buf = [0; 64];
-    assert_eq!(udp.recv_from(&mut buf).unwrap().0, 30);
-    let mut stream = net.in_b(|| TcpStream::connect(sa(A4, PORT)).unwrap());
-    let (mut accepted, _) = tcp.accept().unwrap();
-    stream.write_all(b"over tcp").unwrap();
-    let mut got = [0; 8];
-    accepted.read_exact(&mut got).unwrap();
-    assert_eq!(&got, b"over tcp");
+    let net = one_queue_net();
+    let mut r = relay(&net, sa(RELAY4, PORT), &XskOptions::default());
+    // Ping, TCP to the media port and UDP to another one reach the kernel's sockets,
+    // not the AF_XDP socket.
+    net.check_other_traffic(PORT, PORT + 1);
     assert_eq!(r.rx.recv(&mut |d| panic!("got {d:?}")).unwrap(), 0);
     assert_eq!(r.rx.stats(), Default::default());
 }
 
-/// Frames as `vb` receives them, with their VLAN tag (a packet socket in namespace b).
+/// Frames as the client's end receives them, with their VLAN tag (a packet socket in
+/// the client's namespace).
 struct Capture(OwnedFd);
 
 // linux/if_packet.h, not in the libc crate.
@@ -673,8 +486,7 @@ impl Capture {
         let mut at: libc::sockaddr_ll = unsafe { mem::zeroed() };
         at.sll_family = libc::AF_PACKET as u16;
         at.sll_protocol = all;
-        // SAFETY: a NUL-terminated name.
-        at.sll_ifindex = unsafe { libc::if_nametoindex(c"vb".as_ptr()) } as i32;
+        at.sll_ifindex = client_if_index() as i32;
         let one: libc::c_int = 1;
         let timeout = libc::timeval {
             tv_sec: 1,
@@ -696,7 +508,7 @@ impl Capture {
         Capture(fd)
     }
 
-    /// The next UDP frame to port `port` received (not sent) on `vb`, without its VLAN
+    /// The next UDP frame to port `port` received (not sent) on the client's end, without its VLAN
     /// tag, and the tag's TCI if it had one; `None` after a second of nothing.
     fn next_udp_to(&self, port: u16) -> Option<(Vec<u8>, Option<u16>)> {
         for _ in 0..100 {
@@ -768,32 +580,32 @@ unsafe fn ptr_read<T: Copy>(data: *const u8, at: usize) -> T {
 /// peer's kernel has no 8021q support here, so packet sockets send and capture.
 #[test]
 fn vlan_tagged_frames_are_answered_on_their_vlan() {
-    let net = Net::new();
-    let local = sa(A4, PORT);
+    let net = one_queue_net();
+    let local = sa(RELAY4, PORT);
     let mut r = relay(&net, local, &XskOptions::default());
-    let capture = net.in_b(Capture::open);
+    let capture = net.client.enter(Capture::open);
     let data = payload(3, 60);
     for tci in [Some(0xa064u16), None, Some(0x0065)] {
-        let mut frame = raw_udp_frame(A4, 68, &data, false);
+        let mut frame = raw_udp_frame(RELAY4, 68, &data, false);
         if let Some(tci) = tci {
             let [hi, lo] = tci.to_be_bytes();
             frame.splice(12..12, [0x81, 0x00, hi, lo]);
         }
-        net.in_b(|| send_raw(&[frame]));
+        net.client.enter(|| send_raw(&[frame]));
         let got = receive(&mut r.rx, 1);
         assert_eq!(
             got,
-            vec![(sa(B4, 40000), local, data.clone())],
+            vec![(sa(CLIENT4, 40000), local, data.clone())],
             "tag {tci:?}"
         );
         let mut answer = data.clone();
         answer.reverse();
-        queue(&mut r.tx, &answer, local, sa(B4, 40000));
+        queue(&mut r.tx, &answer, local, sa(CLIENT4, 40000));
         r.tx.flush();
         let (frame, tag) = capture.next_udp_to(40000).expect("the answer on the wire");
         assert_eq!(tag, tci);
-        assert_eq!(&frame[..6], &B_MAC);
-        assert_eq!(&frame[6..12], &A_MAC);
+        assert_eq!(&frame[..6], &CLIENT_MAC);
+        assert_eq!(&frame[6..12], &RELAY_MAC);
         assert_eq!(&frame[42..], &answer[..]);
     }
     assert_eq!(r.tx.stats().sent, 3);
@@ -908,12 +720,12 @@ fn process_cpu() -> Duration {
 #[test]
 #[ignore = "a measurement: run with --release -- --ignored --nocapture"]
 fn echo_rate() {
-    let net = Net::new();
+    let net = one_queue_net();
     let run_for = Duration::from_secs(3);
     for size in [100, 1200] {
         for mode in ["xdp", "udp", "udp-no-gso"] {
-            let local = sa(A4, if mode == "xdp" { PORT } else { PORT + 1 });
-            let peer = net.peer(B4);
+            let local = sa(RELAY4, if mode == "xdp" { PORT } else { PORT + 1 });
+            let peer = peer(&net, CLIENT4);
             let stop = &AtomicBool::new(false);
             let (started, cpu_before) = (Instant::now(), process_cpu());
             let ((echoed, cpu), (sent, received)) = thread::scope(|s| {
@@ -931,14 +743,14 @@ fn echo_rate() {
                         gso: mode == "udp",
                         ..UdpOptions::default()
                     };
-                    let (mut rx, mut tx) = net.in_a(|| udp::bind(local, &opts).unwrap());
+                    let (mut rx, mut tx) = net.relay.enter(|| udp::bind(local, &opts).unwrap());
                     s.spawn(move || {
                         let out = echo(&mut rx, &mut tx, stop);
                         eprintln!("  {:?}", tx.stats());
                         out
                     })
                 };
-                let load = net.in_b(|| load(&peer, local, size, run_for));
+                let load = net.client.enter(|| load(&peer, local, size, run_for));
                 stop.store(true, Ordering::Relaxed);
                 (echoer.join().unwrap(), load)
             });

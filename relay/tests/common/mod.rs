@@ -19,6 +19,8 @@ pub struct Relay {
     child: Child,
     pub http: String,
     pub stderr: mpsc::Receiver<String>,
+    /// The network namespace it runs in, if not this process's.
+    netns: Option<String>,
     _dir: tempdir::TempDir,
 }
 
@@ -63,20 +65,7 @@ impl Relay {
     /// Starts the relay with this whole config, inside network namespace `netns` if any.
     pub fn launch(tag: &str, config_yaml: &str, netns: Option<&str>) -> Relay {
         let dir = tempdir::TempDir::new(tag);
-        let config: PathBuf = dir.0.join("relay.yml");
-        std::fs::write(&config, config_yaml).unwrap();
-        let mut command = match netns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_relay")]);
-                c
-            }
-            None => Command::new(env!("CARGO_BIN_EXE_relay")),
-        };
-        let mut child = command
-            .args(["serve", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "info")
+        let mut child = serve_command(&dir, config_yaml, netns)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -110,25 +99,108 @@ impl Relay {
             child,
             http,
             stderr: erx,
+            netns: netns.map(str::to_owned),
             _dir: dir,
         }
     }
 
-    pub fn metrics(&self) -> String {
-        fetch_metrics(&self.http)
+    /// Runs the relay with this config (inside `netns` if any) expecting it to refuse
+    /// to start: its exit code and what it wrote to stderr. Panics if it is still
+    /// running after 10 s.
+    pub fn refuse(config_yaml: &str, netns: Option<&str>) -> (Option<i32>, String) {
+        let dir = tempdir::TempDir::new("refused");
+        let mut child = serve_command(&dir, config_yaml, netns)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start relay");
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if started.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the relay still runs 10 s after starting with:\n{config_yaml}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        (status.code(), stderr)
     }
 
-    /// Sum of a metric's samples (all label sets); panics if the relay has no such metric.
-    pub fn metric(&self, name: &str) -> f64 {
-        let samples: Vec<f64> = self
-            .metrics()
-            .lines()
-            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .collect();
-        assert!(!samples.is_empty(), "the relay exports no metric {name}");
-        samples.iter().sum()
+    /// The relay's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
+
+    /// Kills the relay with SIGKILL (no destructor, no signal handler runs) and reaps it.
+    pub fn kill(&mut self) -> std::process::ExitStatus {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap()
+    }
+
+    /// The Prometheus text, fetched from inside the relay's namespace.
+    pub fn metrics(&self) -> String {
+        match &self.netns {
+            Some(netns) => {
+                let (netns, http) = (netns.clone(), self.http.clone());
+                std::thread::spawn(move || {
+                    netns::enter_netns(&netns);
+                    fetch_metrics(&http)
+                })
+                .join()
+                .unwrap()
+            }
+            None => fetch_metrics(&self.http),
+        }
+    }
+
+    /// Sum of a metric's samples; panics if the relay has no such metric. `selector` is
+    /// a name (all label sets count) or a name with its first labels, in the order the
+    /// relay writes them: `relay_xdp_packets_total{action="dropped",reason="stun"}`.
+    pub fn metric(&self, selector: &str) -> f64 {
+        metric(&self.metrics(), selector)
+    }
+}
+
+/// Sum of the samples `selector` (see [`Relay::metric`]) picks in Prometheus text.
+pub fn metric(text: &str, selector: &str) -> f64 {
+    let (prefix, next): (&str, &[char]) = match selector.strip_suffix('}') {
+        Some(labels) => (labels, &[',', '}']),
+        None => (selector, &['{', ' ']),
+    };
+    let samples: Vec<f64> = text
+        .lines()
+        .filter(|l| l.starts_with(prefix) && l[prefix.len()..].starts_with(next))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .collect();
+    assert!(
+        !samples.is_empty(),
+        "the relay exports no metric {selector}:\n{text}"
+    );
+    samples.iter().sum()
+}
+
+/// `relay serve` with `config_yaml` written into `dir`, inside `netns` if any.
+fn serve_command(dir: &tempdir::TempDir, config_yaml: &str, netns: Option<&str>) -> Command {
+    let config: PathBuf = dir.0.join("relay.yml");
+    std::fs::write(&config, config_yaml).unwrap();
+    let mut command = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_relay")]);
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_relay")),
+    };
+    command
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info");
+    command
 }
 
 /// The Prometheus text a relay at `http` serves.
@@ -364,4 +436,68 @@ impl Viewer {
             .as_u16()
     }
 }
+/// Checks what `v` received: one video stream, its sequence numbers contiguous, its
+/// payloads the demo clip's packets in order (looping), starting on a keyframe. Returns
+/// how many packets were checked.
+pub fn assert_demo_stream(v: &Viewer) -> usize {
+    let clip = relay::ingest::demo::Clip::demo(1452).unwrap();
+    let expected = clip.packets();
+    assert_eq!(v.received.streams.len(), 1, "one video stream");
+    let (_, stream) = v.received.streams.iter().next().unwrap();
+    let seqs: Vec<u64> = stream.keys().copied().collect();
+    let (first, last) = (seqs[0], *seqs.last().unwrap());
+    assert_eq!(
+        last - first + 1,
+        seqs.len() as u64,
+        "sequence numbers {first}..={last} have gaps"
+    );
+    let payloads: Vec<&[u8]> = seqs.iter().map(|s| &stream[s][..]).collect();
+    let nal = payloads[0][0] & 0x1f;
+    assert!(
+        nal == 7 || nal == 5,
+        "viewer starts on a keyframe (SPS or IDR), got NAL {nal}"
+    );
+    // Keyframes share their SPS: anchor on the first few packets together.
+    let probe = payloads.len().min(8);
+    let start = (0..expected.len())
+        .find(|&s| (0..probe).all(|i| expected[(s + i) % expected.len()][..] == *payloads[i]))
+        .expect("the first packets are a run of the clip's packets");
+    for (i, got) in payloads.iter().enumerate() {
+        let want = &expected[(start + i) % expected.len()];
+        assert!(
+            want[..] == **got,
+            "payload of packet {i} (seq {}) differs from the clip",
+            seqs[i]
+        );
+    }
+    seqs.len()
+}
+
+/// Drives several viewers at once, each in its own thread, for `d`.
+pub fn run_all(viewers: Vec<Viewer>, d: Duration) -> Vec<Viewer> {
+    let handles: Vec<_> = viewers
+        .into_iter()
+        .map(|mut v| {
+            std::thread::spawn(move || {
+                v.run_for(d);
+                v
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+/// Polls `cond` every 100 ms for up to `limit`.
+pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    cond()
+}
+
 pub mod netns;
+pub mod xdp;

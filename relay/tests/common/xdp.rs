@@ -1,4 +1,5 @@
-//! What the XDP tests share: the root check and the options they load the program with.
+//! What the XDP program tests share: the options they load the program with, and a
+//! readable view of its counters.
 #![allow(dead_code)]
 
 use std::num::{NonZeroU16, NonZeroU32};
@@ -6,18 +7,6 @@ use std::num::{NonZeroU16, NonZeroU32};
 use relay::io::xdp::{Counter, XdpMode, XdpOptions, XdpProgram};
 
 pub const MEDIA_PORT: u16 = 8189;
-
-/// These tests load XDP programs and make network namespaces: without root they fail
-/// with this message instead of passing for nothing.
-pub fn require_root() {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    assert!(
-        euid == 0,
-        "the XDP tests need root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN for namespaces): \
-         run them as root, e.g. `sudo -E cargo test -p relay --test xdp_program --test xdp_netns`"
-    );
-}
 
 pub fn options(mode: XdpMode, stun_rate: u32, stun_burst: u32) -> XdpOptions {
     XdpOptions {
