@@ -16,7 +16,7 @@ use crate::http::{self, Created, Viewers, WhepError};
 use crate::ingest::{self, IngestOptions, Source};
 use crate::io::udp::{self, UdpOptions};
 use crate::io::wake::Wakers;
-use crate::io::xdp::{self, XdpMode, XdpOptions, XdpProgram, XskOptions};
+use crate::io::xdp::{self, XdpError, XdpMode, XdpOptions, XdpProgram, XskOptions};
 use crate::io::{Receiver, Sender};
 use crate::metrics::{Metrics, Totals};
 use crate::session::{Session, SessionConfig};
@@ -441,8 +441,16 @@ impl DataPlane {
 /// RX queues of a network interface, from sysfs (in this network namespace).
 fn rx_queues(iface: &str) -> anyhow::Result<usize> {
     let dir = format!("/sys/class/net/{iface}/queues");
-    let queues = std::fs::read_dir(&dir)
-        .with_context(|| format!("xdpInterface: no interface {iface} here ({dir})"))?
+    let entries = match std::fs::read_dir(&dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(XdpError::NoSuchInterface {
+                interface: iface.to_owned(),
+            }
+            .into())
+        }
+        entries => entries.with_context(|| format!("xdpInterface {iface}: reading {dir}"))?,
+    };
+    let queues = entries
         .filter_map(Result::ok)
         .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
         .count();

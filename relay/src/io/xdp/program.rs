@@ -26,7 +26,8 @@ use super::{program, Unavailable};
 
 /// How to go on without XDP, appended to every error that stops the relay from using it.
 const RUN_PORTABLE: &str =
-    "to run without XDP, start the relay without --xdp (portable mode, ordinary UDP sockets)";
+    "to run without XDP, start the relay without --xdp and with xdpInterface empty (portable \
+     mode, ordinary UDP sockets)";
 
 /// Where the program runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,9 +72,9 @@ pub enum XdpError {
     NoSuchInterface { interface: String },
     #[error(
         "the driver of {interface} has no native XDP (`ethtool -i {interface}` names it): \
-         ask for generic XDP mode (it works on any interface, but the kernel copies every \
-         packet into a socket buffer first, which costs most of what XDP saves), \
-         or {RUN_PORTABLE}",
+         ask for generic XDP mode (`xdpMode: generic`: it works on any interface, but the \
+         kernel copies every packet into a socket buffer first, which costs most of what XDP \
+         saves), or {RUN_PORTABLE}",
         RUN_PORTABLE = RUN_PORTABLE
     )]
     NoNativeXdp {
