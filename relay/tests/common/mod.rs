@@ -65,7 +65,7 @@ impl Relay {
     /// Starts the relay with this whole config, inside network namespace `netns` if any.
     pub fn launch(tag: &str, config_yaml: &str, netns: Option<&str>) -> Relay {
         let dir = tempdir::TempDir::new(tag);
-        let mut child = serve_command(&dir, config_yaml, netns)
+        let mut child = serve_command(&dir, config_yaml, netns, &[])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -104,12 +104,16 @@ impl Relay {
         }
     }
 
-    /// Runs the relay with this config (inside `netns` if any) expecting it to refuse
-    /// to start: its exit code and what it wrote to stderr. Panics if it is still
-    /// running after 10 s.
-    pub fn refuse(config_yaml: &str, netns: Option<&str>) -> (Option<i32>, String) {
+    /// Runs the relay with this config (inside `netns` if any, through `wrapper`, see
+    /// `serve_command`) expecting it to refuse to start: its exit code and what it wrote
+    /// to stderr. Panics if it is still running after 10 s.
+    pub fn refuse(
+        config_yaml: &str,
+        netns: Option<&str>,
+        wrapper: &[&str],
+    ) -> (Option<i32>, String) {
         let dir = tempdir::TempDir::new("refused");
-        let mut child = serve_command(&dir, config_yaml, netns)
+        let mut child = serve_command(&dir, config_yaml, netns, wrapper)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -184,19 +188,25 @@ pub fn metric(text: &str, selector: &str) -> f64 {
     samples.iter().sum()
 }
 
-/// `relay serve` with `config_yaml` written into `dir`, inside `netns` if any.
-fn serve_command(dir: &tempdir::TempDir, config_yaml: &str, netns: Option<&str>) -> Command {
+/// `relay serve` with `config_yaml` written into `dir`, inside `netns` if any, through
+/// `wrapper` (a command that runs the rest of the line, e.g. `setpriv ...`) if any.
+fn serve_command(
+    dir: &tempdir::TempDir,
+    config_yaml: &str,
+    netns: Option<&str>,
+    wrapper: &[&str],
+) -> Command {
     let config: PathBuf = dir.0.join("relay.yml");
     std::fs::write(&config, config_yaml).unwrap();
-    let mut command = match netns {
-        Some(ns) => {
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_relay")]);
-            c
-        }
-        None => Command::new(env!("CARGO_BIN_EXE_relay")),
+    let mut line: Vec<&str> = match netns {
+        Some(ns) => vec!["ip", "netns", "exec", ns],
+        None => Vec::new(),
     };
+    line.extend_from_slice(wrapper);
+    line.push(env!("CARGO_BIN_EXE_relay"));
+    let mut command = Command::new(line[0]);
     command
+        .args(&line[1..])
         .args(["serve", "--config"])
         .arg(&config)
         .env("RUST_LOG", "info");
