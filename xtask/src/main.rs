@@ -1,10 +1,11 @@
-//! `cargo xtask`: the two commands a newcomer needs (`run`, `test`), and the steps they
-//! take (`setup`, `build`). Every command sets the machine up first, so a fresh
+//! `cargo xtask`: the two commands a newcomer needs (`run`, `test`), the steps they
+//! take (`setup`, `build`), and `xdp-demo`. Every command sets the machine up first, so a fresh
 //! Debian 12 with stable Rust needs nothing else.
 
 #[path = "../../relay/build/ebpf_toolchain.rs"]
 mod ebpf_toolchain;
 mod setup;
+mod xdp_demo;
 
 use std::env;
 use std::ffi::OsString;
@@ -25,6 +26,14 @@ enum Task {
     Build,
     /// Build, then run `relay serve` with the arguments that follow.
     Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// Build, then run the relay with XDP in a network namespace of its own, joined to
+    /// this one by a veth pair (10.78.0.0/30), and print the URL to watch it from here.
+    /// Needs root. Ctrl-C stops it and removes the namespace and the pair. Arguments
+    /// that follow go to `relay serve`.
+    XdpDemo {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
@@ -53,6 +62,12 @@ fn main() -> anyhow::Result<ExitCode> {
             // exec: the relay gets the terminal and its signals, and its exit code is ours.
             let error = Command::new(&relay).arg("serve").args(args).exec();
             bail!("cannot run {}: {error}", relay.display());
+        }
+        Task::XdpDemo { args } => {
+            xdp_demo::check_root()?;
+            setup::run()?;
+            build(root)?;
+            return xdp_demo::run(&target_dir(root).join("release/relay"), &args);
         }
         Task::Test { args } => {
             setup::run()?;
