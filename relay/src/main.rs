@@ -32,7 +32,8 @@ enum Command {
         workers: Option<usize>,
         /// Kernel bypass on this interface, overriding `xdpInterface`: relay's XDP program
         /// steers the media port into one AF_XDP socket and worker per RX queue. Needs root
-        /// (or CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW); refused with the reason if unusable.
+        /// (or CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, CAP_NET_RAW, CAP_IPC_LOCK); refused with
+        /// the reason if unusable.
         #[arg(long, value_name = "INTERFACE")]
         xdp: Option<String>,
     },

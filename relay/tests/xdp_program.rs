@@ -644,7 +644,7 @@ fn without_privileges_the_error_says_why_and_what_to_do() {
         "as nobody: {stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    for needed in ["needs root", "CAP_BPF and CAP_NET_ADMIN", "without --xdp"] {
+    for needed in ["needs root", "CAP_BPF, CAP_PERFMON", "without --xdp"] {
         assert!(report.contains(needed), "{needed:?} not in {report}");
     }
 }

@@ -25,7 +25,7 @@ use relay_common::{
 use super::{program, Unavailable};
 
 /// How to go on without XDP, appended to every error that stops the relay from using it.
-const RUN_PORTABLE: &str =
+pub(super) const RUN_PORTABLE: &str =
     "to run without XDP, start the relay without --xdp and with xdpInterface empty (portable \
      mode, ordinary UDP sockets)";
 
@@ -59,9 +59,11 @@ pub enum XdpError {
     #[error("{0}; {RUN_PORTABLE}", RUN_PORTABLE = RUN_PORTABLE)]
     Unavailable(#[from] Unavailable),
     #[error(
-        "{step} needs root, or the capabilities CAP_BPF and CAP_NET_ADMIN \
-         (grant them with `setcap cap_bpf,cap_net_admin,cap_net_raw+ep` on the relay binary; \
-         kernels before 5.8 need CAP_SYS_ADMIN): {source}; {RUN_PORTABLE}",
+        "{step} needs root, or the capabilities CAP_BPF, CAP_PERFMON (without it the verifier \
+         refuses the program's packet pointer arithmetic), CAP_NET_ADMIN, CAP_NET_RAW and \
+         CAP_IPC_LOCK (for the AF_XDP sockets' memory): grant them with \
+         `setcap cap_bpf,cap_perfmon,cap_net_admin,cap_net_raw,cap_ipc_lock+ep` on the relay \
+         binary (kernels before 5.8 need CAP_SYS_ADMIN): {source}; {RUN_PORTABLE}",
         RUN_PORTABLE = RUN_PORTABLE
     )]
     NotPermitted {
@@ -162,6 +164,13 @@ impl XdpProgram {
                     step: "loading the XDP program",
                     source: io_error,
                 },
+                // What the verifier allows only with CAP_PERFMON ("... prohibited for !root").
+                Some(libc::EACCES) if verifier_log.to_string().contains("!root") => {
+                    XdpError::NotPermitted {
+                        step: "verifying the XDP program",
+                        source: io_error,
+                    }
+                }
                 _ => XdpError::Rejected {
                     source: io_error,
                     log: verifier_log.to_string(),

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::frame::{self, Mac, NextHop, MAX_HEADERS};
+use super::program::RUN_PORTABLE;
 use super::umem::{self, Consumer, Producer, Umem};
 use crate::io::{Datagram, Receiver, SendStats, Sender, MAX_DATAGRAM};
 
@@ -119,6 +120,12 @@ pub enum XskError {
         queue: u32,
         source: io::Error,
     },
+    #[error(
+        "the AF_XDP socket's {mib} MiB of UMEM are over the locked-memory limit \
+         (RLIMIT_MEMLOCK): run as root or with CAP_IPC_LOCK, or raise the limit (`ulimit -l`, \
+         systemd's LimitMEMLOCK=); {RUN_PORTABLE}"
+    )]
+    MemlockLimit { mib: u64 },
     #[error("setting up an AF_XDP socket, {step}: {source}")]
     Setup {
         step: &'static str,
@@ -156,7 +163,17 @@ pub fn open(
     let step = |step| move |source| XskError::Setup { step, source };
 
     let umem = Umem::new(opts.frames, opts.frame_size).map_err(step("mapping the UMEM"))?;
-    umem.register(raw).map_err(step("registering the UMEM"))?;
+    umem.register(raw)
+        .map_err(|source| match source.raw_os_error() {
+            // The kernel charges the UMEM to RLIMIT_MEMLOCK unless we have CAP_IPC_LOCK.
+            Some(libc::ENOBUFS) => XskError::MemlockLimit {
+                mib: (u64::from(opts.frames) * u64::from(opts.frame_size)) >> 20,
+            },
+            _ => XskError::Setup {
+                step: "registering the UMEM",
+                source,
+            },
+        })?;
     let sizes = [
         (libc::XDP_UMEM_FILL_RING, opts.fill_ring),
         (libc::XDP_UMEM_COMPLETION_RING, opts.comp_ring),
