@@ -485,12 +485,53 @@ fn bad_xdp_configs_fail_fast_saying_why_and_how_to_run_without_xdp() {
         &["xdpMode", "native", "generic"],
     );
     // Not privileged: the same config as root works (every other test here).
-    let nobody = [
+    let nobody = as_nobody_with(&[]);
+    let nobody: Vec<&str> = nobody.iter().map(String::as_str).collect();
+    assert_refused(&net, &config(""), &nobody, &["CAP_BPF", portable]);
+    assert_eq!(net.xdp_on_relay_interface(), None);
+}
+
+/// The capabilities relay's errors and docs name for XDP without root.
+const XDP_CAPABILITIES: [&str; 5] = ["bpf", "perfmon", "net_admin", "net_raw", "ipc_lock"];
+
+/// A `setpriv` line that runs the rest as user nobody with only `capabilities`.
+fn as_nobody_with(capabilities: &[&str]) -> Vec<String> {
+    let mut line: Vec<String> = [
         "setpriv",
         "--reuid=65534",
         "--regid=65534",
         "--clear-groups",
-    ];
-    assert_refused(&net, &config(""), &nobody, &["CAP_BPF", portable]);
-    assert_eq!(net.xdp_on_relay_interface(), None);
+    ]
+    .map(String::from)
+    .into();
+    if !capabilities.is_empty() {
+        let caps: Vec<String> = capabilities.iter().map(|c| format!("+{c}")).collect();
+        line.push(format!("--inh-caps={}", caps.join(",")));
+        line.push(format!("--ambient-caps={}", caps.join(",")));
+    }
+    line
+}
+
+#[test]
+fn the_capabilities_the_errors_name_are_enough_without_root() {
+    let net = Net::new();
+    let config = config("");
+    // Each one left out is named by the error.
+    for (missing, says) in [("perfmon", "CAP_PERFMON"), ("ipc_lock", "CAP_IPC_LOCK")] {
+        let caps: Vec<&str> = XDP_CAPABILITIES
+            .into_iter()
+            .filter(|c| *c != missing)
+            .collect();
+        let line = as_nobody_with(&caps);
+        let line: Vec<&str> = line.iter().map(String::as_str).collect();
+        let stderr = assert_refused(&net, &config, &line, &[says, "without --xdp"]);
+        assert!(!stderr.contains("bug in the relay"), "{stderr}");
+    }
+    let line = as_nobody_with(&XDP_CAPABILITIES);
+    let line: Vec<&str> = line.iter().map(String::as_str).collect();
+    let relay = Relay::launch_through("xdp-caps", &config, Some(&net.relay.name), &line);
+    let mut v = viewer(&net, &relay, client4());
+    v.run_for(Duration::from_secs(2));
+    assert!(v.connected && assert_demo_stream(&v) > 30);
+    assert!(relay.metric(REDIRECTED) > 0.0);
 }

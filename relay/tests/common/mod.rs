@@ -64,8 +64,18 @@ impl Relay {
 
     /// Starts the relay with this whole config, inside network namespace `netns` if any.
     pub fn launch(tag: &str, config_yaml: &str, netns: Option<&str>) -> Relay {
+        Relay::launch_through(tag, config_yaml, netns, &[])
+    }
+
+    /// `launch` through `wrapper` (see `serve_command`).
+    pub fn launch_through(
+        tag: &str,
+        config_yaml: &str,
+        netns: Option<&str>,
+        wrapper: &[&str],
+    ) -> Relay {
         let dir = tempdir::TempDir::new(tag);
-        let mut child = serve_command(&dir, config_yaml, netns, &[])
+        let mut child = serve_command(&dir, config_yaml, netns, wrapper)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
