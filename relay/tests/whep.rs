@@ -5,7 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{assert_demo_stream, eventually, run_all, Relay, Viewer};
+use common::{
+    assert_demo_stream, check_late_joiner, check_nack_recovery, eventually, Relay, Viewer,
+};
 
 const DEMO: &str = "  demo:\n    source: demo\n";
 
@@ -23,45 +25,15 @@ fn demo_viewer_receives_every_packet_in_order() {
 #[test]
 fn late_viewer_starts_on_a_keyframe_and_the_first_loses_nothing() {
     let relay = Relay::start("late", DEMO);
-    let mut first = Viewer::connect(&relay.http, "demo");
-    first.run_for(Duration::from_millis(1500));
-    let second = Viewer::connect(&relay.http, "demo");
-    let viewers = run_all(vec![first, second], Duration::from_secs(3));
-    let (a, b) = (
-        assert_demo_stream(&viewers[0]),
-        assert_demo_stream(&viewers[1]),
-    );
-    assert!(
-        a > b,
-        "the first viewer got more ({a}) than the late one ({b})"
-    );
-    assert!(b > 60, "the late viewer got {b} packets");
-    // Different SSRCs and numbering per viewer (RFC 3550 5.1).
-    let ssrc = |v: &Viewer| *v.received.streams.keys().next().unwrap();
-    assert_ne!(ssrc(&viewers[0]), ssrc(&viewers[1]));
+    let first = Viewer::connect(&relay.http, "demo");
+    check_late_joiner(first, || Viewer::connect(&relay.http, "demo"));
 }
 
 #[test]
 fn lost_packets_are_recovered_by_nack_from_the_shared_ring() {
     let relay = Relay::start("nack", DEMO);
-    let mut v = Viewer::connect(&relay.http, "demo");
-    v.drop_every = 9;
-    v.run_for(Duration::from_secs(4));
-    // Let the last NACKs be answered without dropping anything more.
-    v.drop_every = 0;
-    v.run_for(Duration::from_millis(500));
-    let n = assert_demo_stream(&v);
-    assert!(
-        v.dropped_count * 12 > n,
-        "dropped {} of {n}",
-        v.dropped_count
-    );
-    let resent = relay.metric("relay_retransmitted_packets_total");
-    assert!(
-        resent >= v.dropped_count as f64,
-        "relay resent {resent} packets for {} dropped",
-        v.dropped_count
-    );
+    let v = Viewer::connect(&relay.http, "demo");
+    check_nack_recovery(&relay, v, Duration::from_secs(4));
 }
 
 #[test]

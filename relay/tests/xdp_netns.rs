@@ -185,24 +185,7 @@ fn kill_9_leaves_no_program_attached_and_the_next_attach_works() {
 
     holder.kill().unwrap(); // SIGKILL: no destructor runs
     holder.wait().unwrap();
-    let killed = Instant::now();
-    let gone = loop {
-        let attached = net.xdp_on_relay_interface();
-        let loaded = Command::new("bpftool")
-            .args(["prog", "show", "id", &program_id])
-            .output()
-            .unwrap()
-            .status
-            .success();
-        if attached.is_none() && !loaded {
-            break killed.elapsed();
-        }
-        assert!(
-            killed.elapsed() < Duration::from_secs(5),
-            "5 s after kill -9: attached {attached:?}, program {program_id} loaded: {loaded}"
-        );
-        thread::sleep(Duration::from_millis(10));
-    };
+    let gone = net.wait_until_detached(&program_id, Instant::now());
     println!("detached and unloaded {gone:?} after the holder died");
 
     let program = attach(&net, XdpMode::Native).unwrap_or_else(|error| panic!("{error}"));

@@ -13,7 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::netns::{Net, Netns, ATTACKER4, CLIENT4, CLIENT6, RELAY4, RELAY_IF};
-use common::{assert_demo_stream, run_all, Relay, Viewer};
+use common::{assert_demo_stream, check_late_joiner, check_nack_recovery, Relay, Viewer};
 
 const MEDIA_PORT: u16 = 8189;
 /// What server.rs lets an unknown address send as STUN through XDP (STUN_RATE, STUN_BURST).
@@ -132,45 +132,16 @@ fn an_ipv6_viewer_gets_the_demo_through_af_xdp() {
 fn a_late_viewer_starts_on_a_keyframe_and_the_first_loses_nothing() {
     let net = Net::new();
     let relay = launch(&net, "xdp-late", "");
-    let mut first = viewer(&net, &relay, client4());
-    first.run_for(Duration::from_millis(1500));
-    let second = viewer(&net, &relay, client4());
-    let viewers = run_all(vec![first, second], Duration::from_secs(3));
-    let (a, b) = (
-        assert_demo_stream(&viewers[0]),
-        assert_demo_stream(&viewers[1]),
-    );
-    assert!(
-        a > b,
-        "the first viewer got more ({a}) than the late one ({b})"
-    );
-    assert!(b > 60, "the late viewer got {b} packets");
-    let ssrc = |v: &Viewer| *v.received.streams.keys().next().unwrap();
-    assert_ne!(ssrc(&viewers[0]), ssrc(&viewers[1]));
+    let first = viewer(&net, &relay, client4());
+    check_late_joiner(first, || viewer(&net, &relay, client4()));
 }
 
 #[test]
 fn lost_packets_are_recovered_by_nack_through_af_xdp() {
     let net = Net::new();
     let relay = launch(&net, "xdp-nack", "");
-    let mut v = viewer(&net, &relay, client4());
-    v.drop_every = 9;
-    v.run_for(Duration::from_secs(3));
-    // Let the last NACKs be answered without dropping anything more.
-    v.drop_every = 0;
-    v.run_for(Duration::from_millis(500));
-    let n = assert_demo_stream(&v);
-    assert!(
-        v.dropped_count * 15 > n,
-        "dropped {} of {n}",
-        v.dropped_count
-    );
-    let resent = relay.metric("relay_retransmitted_packets_total");
-    assert!(
-        resent >= v.dropped_count as f64,
-        "relay resent {resent} packets for {} dropped",
-        v.dropped_count
-    );
+    let v = viewer(&net, &relay, client4());
+    check_nack_recovery(&relay, v, Duration::from_secs(3));
 }
 
 #[test]
@@ -387,25 +358,8 @@ fn kill_9_leaves_no_program_attached_and_a_restarted_relay_serves() {
         std::os::unix::process::ExitStatusExt::signal(&status),
         Some(libc::SIGKILL)
     );
-    let killed = Instant::now();
-    loop {
-        let attached = net.xdp_on_relay_interface();
-        let loaded = std::process::Command::new("bpftool")
-            .args(["prog", "show", "id", &id])
-            .output()
-            .unwrap()
-            .status
-            .success();
-        if attached.is_none() && !loaded {
-            break;
-        }
-        assert!(
-            killed.elapsed() < Duration::from_secs(5),
-            "5 s after kill -9: XDP {attached:?}, program {id} loaded: {loaded}"
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
-    eprintln!("detached and unloaded {:?} after kill -9", killed.elapsed());
+    let gone = net.wait_until_detached(&id, Instant::now());
+    eprintln!("detached and unloaded {gone:?} after kill -9");
 
     let relay = launch(&net, "xdp-restart", "");
     assert!(net.xdp_on_relay_interface().is_some());

@@ -493,6 +493,50 @@ pub fn assert_demo_stream(v: &Viewer) -> usize {
     seqs.len()
 }
 
+/// The late-joiner check of both modes: `first` plays for 1.5 s, then a second viewer
+/// (made by `connect`) joins and both play for 3 s. Each gets the demo from a keyframe,
+/// contiguous, under its own SSRC; the first got more.
+pub fn check_late_joiner(mut first: Viewer, connect: impl FnOnce() -> Viewer) {
+    first.run_for(Duration::from_millis(1500));
+    let second = connect();
+    let viewers = run_all(vec![first, second], Duration::from_secs(3));
+    let (a, b) = (
+        assert_demo_stream(&viewers[0]),
+        assert_demo_stream(&viewers[1]),
+    );
+    assert!(
+        a > b,
+        "the first viewer got more ({a}) than the late one ({b})"
+    );
+    assert!(b > 60, "the late viewer got {b} packets");
+    // Different SSRCs and numbering per viewer (RFC 3550 5.1).
+    let ssrc = |v: &Viewer| *v.received.streams.keys().next().unwrap();
+    assert_ne!(ssrc(&viewers[0]), ssrc(&viewers[1]));
+}
+
+/// The loss-recovery check of both modes: `v` drops the first arrival of every 9th
+/// packet for `d`, then plays 0.5 s more without dropping. What it got is the demo,
+/// contiguous, and `relay` resent at least as many packets as were dropped.
+pub fn check_nack_recovery(relay: &Relay, mut v: Viewer, d: Duration) {
+    v.drop_every = 9;
+    v.run_for(d);
+    // Let the last NACKs be answered without dropping anything more.
+    v.drop_every = 0;
+    v.run_for(Duration::from_millis(500));
+    let n = assert_demo_stream(&v);
+    assert!(
+        v.dropped_count * 15 > n,
+        "dropped {} of {n}",
+        v.dropped_count
+    );
+    let resent = relay.metric("relay_retransmitted_packets_total");
+    assert!(
+        resent >= v.dropped_count as f64,
+        "relay resent {resent} packets for {} dropped",
+        v.dropped_count
+    );
+}
+
 /// Drives several viewers at once, each in its own thread, for `d`.
 pub fn run_all(viewers: Vec<Viewer>, d: Duration) -> Vec<Viewer> {
     let handles: Vec<_> = viewers

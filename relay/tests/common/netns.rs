@@ -9,7 +9,7 @@ use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub const RELAY_IF: &str = "xr0";
 pub const CLIENT_IF: &str = "xc0";
@@ -247,6 +247,28 @@ impl Net {
         link.split_whitespace()
             .find(|word| word.starts_with("xdp") || word.starts_with("prog/xdp"))
             .map(str::to_owned)
+    }
+
+    /// Waits until the relay's interface has no XDP program and the program `id` is
+    /// unloaded, failing 5 s after `since`; how long after `since` that was.
+    pub fn wait_until_detached(&self, id: &str, since: Instant) -> Duration {
+        loop {
+            let attached = self.xdp_on_relay_interface();
+            let loaded = Command::new("bpftool")
+                .args(["prog", "show", "id", id])
+                .output()
+                .unwrap()
+                .status
+                .success();
+            if attached.is_none() && !loaded {
+                return since.elapsed();
+            }
+            assert!(
+                since.elapsed() < Duration::from_secs(5),
+                "after 5 s: XDP on {RELAY_IF}: {attached:?}, program {id} loaded: {loaded}"
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Checks that the kernel still carries everything else over the veth pair, as
