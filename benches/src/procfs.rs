@@ -51,6 +51,25 @@ pub fn parse_status_kib(status: &str, key: &str) -> Option<u64> {
     })
 }
 
+/// The kernel's UDP datagram counters (InDatagrams, OutDatagrams) of the network
+/// namespace process `pid` is in, from `/proc/PID/net/snmp`.
+pub fn udp_datagrams(pid: u32) -> io::Result<(u64, u64)> {
+    let snmp = std::fs::read_to_string(format!("/proc/{pid}/net/snmp"))?;
+    parse_snmp_udp(&snmp)
+        .ok_or_else(|| io::Error::other(format!("no Udp counters in /proc/{pid}/net/snmp")))
+}
+
+/// (InDatagrams, OutDatagrams) of the two `Udp:` lines (names, then values) of snmp.
+pub fn parse_snmp_udp(snmp: &str) -> Option<(u64, u64)> {
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (names, values) = (udp.next()?, udp.next()?);
+    let field = |name: &str| -> Option<u64> {
+        let i = names.split_whitespace().position(|n| n == name)?;
+        values.split_whitespace().nth(i)?.parse().ok()
+    };
+    Some((field("InDatagrams")?, field("OutDatagrams")?))
+}
+
 /// CPU time of this whole process (all threads), from getrusage(RUSAGE_SELF).
 pub fn own_cpu() -> Duration {
     rusage(libc::RUSAGE_SELF)
@@ -111,6 +130,19 @@ mod tests {
         assert_eq!(parse_status_kib(status, "VmRSS"), Some(10240));
         assert_eq!(parse_status_kib(status, "VmHWM"), Some(20480));
         assert_eq!(parse_status_kib(status, "VmSwap"), None);
+    }
+
+    #[test]
+    fn udp_counters_by_name() {
+        let snmp = "Ip: Forwarding DefaultTTL\nIp: 1 64\n\
+                    Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors\n\
+                    Udp: 120 3 0 4500 0\n\
+                    UdpLite: InDatagrams NoPorts InErrors OutDatagrams\n\
+                    UdpLite: 9 9 9 9\n";
+        assert_eq!(parse_snmp_udp(snmp), Some((120, 4500)));
+        assert_eq!(parse_snmp_udp("Ip: a\nIp: 1\n"), None);
+        // This process's namespace has the counters too: the real file parses.
+        udp_datagrams(std::process::id()).unwrap();
     }
 
     #[test]
