@@ -282,11 +282,11 @@ fn parse_mac(s: &str) -> [u8; 6] {
     mac
 }
 
-/// CPU time of the kernel threads whose name starts with `prefix` (threaded NAPI
-/// pollers are `napi/<interface>-<id>`), from /proc.
-pub fn kernel_threads_cpu(prefix: &str) -> Duration {
+/// The kernel threads whose name starts with `prefix` (threaded NAPI pollers are
+/// `napi/<interface>-<id>`), from /proc.
+pub fn kernel_threads(prefix: &str) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Duration::ZERO;
+        return Vec::new();
     };
     dir.filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
@@ -294,6 +294,13 @@ pub fn kernel_threads_cpu(prefix: &str) -> Duration {
             std::fs::read_to_string(format!("/proc/{pid}/comm"))
                 .is_ok_and(|comm| comm.starts_with(prefix))
         })
+        .collect()
+}
+
+/// CPU time of the kernel threads whose name starts with `prefix`.
+pub fn kernel_threads_cpu(prefix: &str) -> Duration {
+    kernel_threads(prefix)
+        .into_iter()
         .filter_map(|pid| crate::procfs::process_cpu(pid).ok())
         .sum()
 }

@@ -11,19 +11,32 @@ pub fn process_cpu(pid: u32) -> io::Result<Duration> {
         .ok_or_else(|| io::Error::other(format!("unexpected /proc/{pid}/stat: {stat}")))
 }
 
+/// CPU time a process has used in user space and in the kernel (utime, stime), from
+/// `/proc/PID/stat`: the ticks the kernel charged to each, a sample of where the time went.
+pub fn process_cpu_split(pid: u32) -> io::Result<(Duration, Duration)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    parse_stat_split(&stat, clock_ticks())
+        .ok_or_else(|| io::Error::other(format!("unexpected /proc/{pid}/stat: {stat}")))
+}
+
 /// utime + stime of a `/proc/PID/stat` line. The command name (field 2) is in
 /// parentheses and may itself hold spaces and parentheses, so fields are counted from
 /// the last ')': state is field 3, utime 14 and stime 15.
 pub fn parse_stat_cpu(stat: &str, ticks_per_second: u64) -> Option<Duration> {
+    parse_stat_split(stat, ticks_per_second).map(|(user, system)| user + system)
+}
+
+/// (utime, stime) of a `/proc/PID/stat` line.
+pub fn parse_stat_split(stat: &str, ticks_per_second: u64) -> Option<(Duration, Duration)> {
     let rest = &stat[stat.rfind(')')? + 1..];
     let mut fields = rest.split_ascii_whitespace().skip(11);
     let utime: u64 = fields.next()?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
-    let ticks = utime + stime;
-    Some(
+    let time = |ticks: u64| {
         Duration::from_secs(ticks / ticks_per_second)
-            + Duration::from_nanos((ticks % ticks_per_second) * 1_000_000_000 / ticks_per_second),
-    )
+            + Duration::from_nanos((ticks % ticks_per_second) * 1_000_000_000 / ticks_per_second)
+    };
+    Some((time(utime), time(stime)))
 }
 
 fn clock_ticks() -> u64 {
@@ -99,12 +112,22 @@ fn rusage(who: libc::c_int) -> Duration {
 
 /// Pins the calling thread to `core` (modulo the cores there are); false if refused.
 pub fn pin_thread(core: usize) -> bool {
+    pin_task(0, core)
+}
+
+/// Pins task `tid` (a thread, or a kernel thread) to `core` (modulo the cores there
+/// are); false if refused.
+pub fn pin_task(tid: u32, core: usize) -> bool {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     // SAFETY: a zeroed cpu_set_t is a valid empty set; the call only reads it.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(core % cores, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+        libc::sched_setaffinity(
+            tid as libc::pid_t,
+            std::mem::size_of::<libc::cpu_set_t>(),
+            &set,
+        ) == 0
     }
 }
 
@@ -122,6 +145,10 @@ mod tests {
             Some(Duration::from_millis(13_000))
         );
         assert_eq!(parse_stat_cpu("12 (x) S 1 2", 100), None);
+        assert_eq!(
+            parse_stat_split(line, 100),
+            Some((Duration::from_millis(12_340), Duration::from_millis(660)))
+        );
     }
 
     #[test]

@@ -19,9 +19,11 @@ use anyhow::{bail, Context};
 use relay_sink_ebpf::SinkCount;
 use serde::Serialize;
 
-use crate::netns::{kernel_threads_cpu, require_root, Pair, RELAY_IF, VIEWERS_IF, VIEWERS_IP};
+use crate::netns::{
+    kernel_threads, kernel_threads_cpu, require_root, Pair, RELAY_IF, VIEWERS_IF, VIEWERS_IP,
+};
 use crate::procfs;
-use crate::relay_proc::{netns_config, RelayProcess};
+use crate::relay_proc::{netns_config, sum_metric, RelayProcess};
 use crate::report::{host, progress, progress_done, sleep_with_progress};
 use crate::sink::{Driver, Offering};
 use crate::xdp_sink::XdpSink;
@@ -39,6 +41,10 @@ const MAX_SINKS: usize = 12_000;
 const SINKS_PER_IP: usize = 25;
 /// Threaded NAPI pollers of the viewers' veth end are named `napi/rb-view-<id>`.
 const VIEWERS_NAPI: &str = "napi/rb-view-";
+/// How long packets the relay counted as sent may take to reach the viewers' counters.
+const SETTLE: Duration = Duration::from_millis(10);
+/// Attempts at reading the relay and the viewers between two bursts.
+const SNAPSHOT_TRIES: u32 = 50;
 /// A run whose loss is above this did not keep up.
 const KEEPS_UP_LOSS: f64 = 0.01;
 
@@ -80,8 +86,8 @@ pub struct Args {
     /// relay's CPU also pays for the viewers' side of the veth.
     #[arg(long)]
     pub inline_napi: bool,
-    /// Leave the driver thread unpinned (else on the last core; the relay pins its
-    /// worker 0 to core 0).
+    /// Leave the driver thread and the viewers' NAPI thread unpinned (else on the last
+    /// core; the relay pins its worker 0 to core 0).
     #[arg(long)]
     pub no_pin: bool,
 }
@@ -113,6 +119,11 @@ pub struct Run {
     pub relay_cpu_s: f64,
     pub relay_cpu_percent: f64,
     pub relay_us_per_packet: f64,
+    /// The part of it the kernel charged to user space (the relay's own code: fan-out,
+    /// AES-GCM, headers and checksums in XDP mode) ...
+    pub relay_user_us_per_packet: f64,
+    /// ... and to the kernel (the UDP/IP stack, or AF_XDP's copy-mode transmit).
+    pub relay_sys_us_per_packet: f64,
     pub relay_send_dropped: f64,
     /// Datagrams per send call (sendmmsg, or AF_XDP TX kick).
     pub relay_datagrams_per_call: f64,
@@ -145,6 +156,10 @@ pub struct Ratio {
     pub xdp_us_per_packet: f64,
     pub portable_us_per_packet: f64,
     pub xdp_over_portable: f64,
+    /// XDP's user-space part alone over portable's whole cost: where the ratio heads
+    /// when the kernel's copy-mode transmit goes away (zero-copy NIC). An estimate, not
+    /// a measurement: a zero-copy driver's own work is not in it.
+    pub xdp_user_over_portable: f64,
 }
 
 pub fn main(args: &Args) -> anyhow::Result<()> {
@@ -191,6 +206,13 @@ pub fn main(args: &Args) -> anyhow::Result<()> {
         .enter(|| XdpSink::attach(VIEWERS_IF, SINK_FIRST_PORT, most_sinks.max(1) as u16))??;
     if !args.inline_napi {
         pair.viewers.write_sys(VIEWERS_IF, "threaded", "1")?;
+        // Off the relay's core (its worker 0 is on core 0): there the poller would
+        // preempt the relay at every burst, a cost a NIC does not put on the sender.
+        if !args.no_pin && host.cores > 1 {
+            for tid in kernel_threads(VIEWERS_NAPI) {
+                procfs::pin_task(tid, host.cores - 1);
+            }
+        }
     }
     // A veth pair has no qdisc: when the viewers' ring (256 frames) is full, a frame the
     // kernel's UDP path sends is dropped. With a qdisc, veth stops the queue instead and
@@ -236,7 +258,8 @@ pub fn main(args: &Args) -> anyhow::Result<()> {
 /// What the tool reads at the start and the end of the window.
 struct Reading {
     at: Instant,
-    relay_cpu: Duration,
+    /// (user, system)
+    relay_cpu: (Duration, Duration),
     own_cpu: Duration,
     napi_cpu: Duration,
     /// RTP packets per viewer, full clients first (as the driver numbers them).
@@ -272,14 +295,28 @@ impl Viewers<'_> {
         Ok((per_viewer, counts.iter().map(|c| c.rtcp).sum()))
     }
 
+    /// The relay's counters and the viewers' at one moment: between two of the relay's
+    /// bursts, so that both count the same packets (else a burst in flight shows as
+    /// loss at one edge of the window and as a gain at the other).
     fn read(&self, relay: &RelayProcess) -> anyhow::Result<Reading> {
-        let (per_viewer, sink_rtcp) = self.per_viewer()?;
-        let metrics = relay.metrics()?;
-        let metric = |name| crate::relay_proc::sum_metric(&metrics, name);
+        const RTP_SENT: &str = "relay_rtp_packets_sent_total";
+        let mut tries = 0;
+        let (per_viewer, sink_rtcp, metrics) = loop {
+            tries += 1;
+            let sent = sum_metric(&relay.metrics()?, RTP_SENT);
+            // What the relay counted as sent lands at the viewers meanwhile.
+            std::thread::sleep(SETTLE);
+            let (per_viewer, sink_rtcp) = self.per_viewer()?;
+            let metrics = relay.metrics()?;
+            if sum_metric(&metrics, RTP_SENT) == sent || tries == SNAPSHOT_TRIES {
+                break (per_viewer, sink_rtcp, metrics);
+            }
+        };
+        let metric = |name| sum_metric(&metrics, name);
         let full = &self.driver.counters.sinks[..self.full];
         Ok(Reading {
             at: Instant::now(),
-            relay_cpu: procfs::process_cpu(relay.pid())?,
+            relay_cpu: procfs::process_cpu_split(relay.pid())?,
             own_cpu: procfs::own_cpu(),
             napi_cpu: kernel_threads_cpu(VIEWERS_NAPI),
             per_viewer,
@@ -288,10 +325,9 @@ impl Viewers<'_> {
                 .iter()
                 .map(|c| c.decrypted.load(Ordering::Relaxed))
                 .sum(),
-            relay_rtp_sent: metric("relay_rtp_packets_sent_total"),
+            relay_rtp_sent: metric(RTP_SENT),
             relay_send_dropped: metric("relay_send_dropped_total"),
-            relay_datagrams_sent: metric("relay_rtp_packets_sent_total")
-                + metric("relay_rtcp_packets_sent_total"),
+            relay_datagrams_sent: metric(RTP_SENT) + metric("relay_rtcp_packets_sent_total"),
             relay_send_calls: metric("relay_send_calls_total"),
             kernel_udp_out: procfs::udp_datagrams(relay.pid())?.1,
             path_dropped: self.pair.relay.link_drops(RELAY_IF)?.1
@@ -398,7 +434,7 @@ fn measure(
     let mut last = (
         before.at,
         before.per_viewer.iter().sum::<u64>(),
-        before.relay_cpu,
+        before.relay_cpu.0 + before.relay_cpu.1,
     );
     sleep_with_progress(args.window, |elapsed| {
         let now = Instant::now();
@@ -431,7 +467,6 @@ fn measure(
         .iter()
         .filter(|c| c.failed.load(Ordering::Relaxed))
         .count();
-    drop(viewers);
     driver.stop();
     if failed > 0 {
         bail!("{failed} viewers failed (str0m error or ICE disconnected) during the run");
@@ -466,7 +501,16 @@ fn summarize(
     let delivered: u64 = per_viewer.iter().sum();
     let expected = (after.relay_rtp_sent - before.relay_rtp_sent).max(0.0) as u64;
     let lost = expected as i64 - delivered as i64;
-    let relay_cpu_s = (after.relay_cpu - before.relay_cpu).as_secs_f64();
+    let user_s = (after.relay_cpu.0 - before.relay_cpu.0).as_secs_f64();
+    let sys_s = (after.relay_cpu.1 - before.relay_cpu.1).as_secs_f64();
+    let relay_cpu_s = user_s + sys_s;
+    let per_packet = |seconds: f64| {
+        if delivered > 0 {
+            seconds * 1e6 / delivered as f64
+        } else {
+            f64::NAN
+        }
+    };
     let per_s = |count: f64| count / window_s;
     let calls = after.relay_send_calls - before.relay_send_calls;
     Run {
@@ -489,11 +533,9 @@ fn summarize(
         sink_rtcp: after.sink_rtcp - before.sink_rtcp,
         relay_cpu_s,
         relay_cpu_percent: per_s(relay_cpu_s) * 100.0,
-        relay_us_per_packet: if delivered > 0 {
-            relay_cpu_s * 1e6 / delivered as f64
-        } else {
-            f64::NAN
-        },
+        relay_us_per_packet: per_packet(relay_cpu_s),
+        relay_user_us_per_packet: per_packet(user_s),
+        relay_sys_us_per_packet: per_packet(sys_s),
         relay_send_dropped: after.relay_send_dropped - before.relay_send_dropped,
         path_dropped: after.path_dropped - before.path_dropped,
         relay_datagrams_per_call: if calls > 0.0 {
@@ -564,6 +606,7 @@ fn ratios(runs: &[Run]) -> Vec<Ratio> {
                 xdp_us_per_packet: xdp.relay_us_per_packet,
                 portable_us_per_packet: portable.relay_us_per_packet,
                 xdp_over_portable: xdp.relay_us_per_packet / portable.relay_us_per_packet,
+                xdp_user_over_portable: xdp.relay_user_us_per_packet / portable.relay_us_per_packet,
             })
         })
         .collect()
@@ -577,6 +620,8 @@ fn print_table(runs: &[Run], ratios: &[Ratio]) {
         ("loss", "%"),
         ("relay", "CPU %"),
         ("relay", "us/pkt"),
+        ("user", "us/pkt"),
+        ("sys", "us/pkt"),
         ("xdp/", "portable"),
         ("RSS", "MiB"),
         ("dgrams/", "call"),
@@ -604,6 +649,8 @@ fn print_table(runs: &[Run], ratios: &[Ratio]) {
             format!("{:>9.3}", r.loss_percent),
             format!("{:>9.1}", r.relay_cpu_percent),
             format!("{:>9.2}", r.relay_us_per_packet),
+            format!("{:>9.2}", r.relay_user_us_per_packet),
+            format!("{:>9.2}", r.relay_sys_us_per_packet),
             format!("{ratio:>9}"),
             format!("{:>9.1}", r.rss_kib as f64 / 1024.0),
             format!("{:>9.1}", r.relay_datagrams_per_call),
