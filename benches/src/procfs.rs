@@ -83,6 +83,30 @@ pub fn parse_snmp_udp(snmp: &str) -> Option<(u64, u64)> {
     Some((field("InDatagrams")?, field("OutDatagrams")?))
 }
 
+/// CPU time all cores spent busy (not idle, not waiting for I/O) since boot, from the
+/// `cpu` line of /proc/stat.
+pub fn machine_busy() -> io::Result<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    parse_machine_busy(&stat, clock_ticks())
+        .ok_or_else(|| io::Error::other("no cpu line in /proc/stat"))
+}
+
+/// user + nice + system + irq + softirq + steal of the `cpu` line of /proc/stat.
+pub fn parse_machine_busy(stat: &str, ticks_per_second: u64) -> Option<Duration> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal ...
+    let busy: u64 = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .map(|&i| fields.get(i).copied().unwrap_or(0))
+        .sum();
+    Some(Duration::from_millis(busy * 1000 / ticks_per_second))
+}
+
 /// CPU time of this whole process (all threads), from getrusage(RUSAGE_SELF).
 pub fn own_cpu() -> Duration {
     rusage(libc::RUSAGE_SELF)
@@ -157,6 +181,17 @@ mod tests {
         assert_eq!(parse_status_kib(status, "VmRSS"), Some(10240));
         assert_eq!(parse_status_kib(status, "VmHWM"), Some(20480));
         assert_eq!(parse_status_kib(status, "VmSwap"), None);
+    }
+
+    #[test]
+    fn machine_busy_leaves_out_idle_and_iowait() {
+        let stat = "cpu  100 2 30 5000 40 5 6 7 0 0\ncpu0 50 1 15 2500 20 2 3 3 0 0\n";
+        assert_eq!(
+            parse_machine_busy(stat, 100),
+            Some(Duration::from_millis((100 + 2 + 30 + 5 + 6 + 7) * 10))
+        );
+        assert_eq!(parse_machine_busy("intr 1 2\n", 100), None);
+        assert!(machine_busy().unwrap() > Duration::ZERO);
     }
 
     #[test]

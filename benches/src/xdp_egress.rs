@@ -141,6 +141,9 @@ pub struct Run {
     /// The viewers' veth NAPI thread (the sink program runs there), % of one core; 0
     /// with `--inline-napi`.
     pub viewers_napi_cpu_percent: f64,
+    /// Everything else the machine did meanwhile (other jobs; the kernel's own work
+    /// outside these processes), % of one core: how quiet the machine was.
+    pub other_cpu_percent: f64,
     /// Full clients: RTP packets str0m decrypted in the window.
     pub full_decrypted: u64,
     /// Full clients: sequence numbers missing since they connected (all SSRCs).
@@ -215,9 +218,10 @@ pub fn main(args: &Args) -> anyhow::Result<()> {
         }
     }
     // A veth pair has no qdisc: when the viewers' ring (256 frames) is full, a frame the
-    // kernel's UDP path sends is dropped. With a qdisc, veth stops the queue instead and
-    // the qdisc holds the burst (Linux 6.16+), as a NIC's qdisc does. AF_XDP bypasses
-    // qdiscs: a full ring makes its TX kick return EAGAIN and the relay kicks again.
+    // kernel's UDP path sends is dropped (10% of them at 100 viewers here). With a
+    // qdisc, veth (Linux 6.18 here) stops the queue instead and the qdisc holds the
+    // burst, as a NIC's qdisc does. AF_XDP bypasses qdiscs: a full ring makes its TX
+    // kick return EAGAIN and the relay kicks again.
     pair.relay.exec(
         "tc",
         &[
@@ -248,6 +252,7 @@ pub fn main(args: &Args) -> anyhow::Result<()> {
         "relay": args.relay,
         "queues": args.queues,
         "viewers_napi": if args.inline_napi { "inline" } else { "threaded" },
+        "pinned": !args.no_pin,
         "runs": runs,
         "ratios": ratios,
     });
@@ -262,6 +267,7 @@ struct Reading {
     relay_cpu: (Duration, Duration),
     own_cpu: Duration,
     napi_cpu: Duration,
+    machine_busy: Duration,
     /// RTP packets per viewer, full clients first (as the driver numbers them).
     per_viewer: Vec<u64>,
     sink_rtcp: u64,
@@ -319,6 +325,7 @@ impl Viewers<'_> {
             relay_cpu: procfs::process_cpu_split(relay.pid())?,
             own_cpu: procfs::own_cpu(),
             napi_cpu: kernel_threads_cpu(VIEWERS_NAPI),
+            machine_busy: procfs::machine_busy()?,
             per_viewer,
             sink_rtcp,
             full_decrypted: full
@@ -513,6 +520,9 @@ fn summarize(
     };
     let per_s = |count: f64| count / window_s;
     let calls = after.relay_send_calls - before.relay_send_calls;
+    let own_s = (after.own_cpu - before.own_cpu).as_secs_f64();
+    let napi_s = (after.napi_cpu - before.napi_cpu).as_secs_f64();
+    let busy_s = (after.machine_busy - before.machine_busy).as_secs_f64();
     Run {
         viewers: n,
         mode,
@@ -546,8 +556,9 @@ fn summarize(
         kernel_udp_out_pps: per_s((after.kernel_udp_out - before.kernel_udp_out) as f64),
         rss_idle_kib,
         rss_kib,
-        tool_cpu_percent: per_s((after.own_cpu - before.own_cpu).as_secs_f64()) * 100.0,
-        viewers_napi_cpu_percent: per_s((after.napi_cpu - before.napi_cpu).as_secs_f64()) * 100.0,
+        tool_cpu_percent: per_s(own_s) * 100.0,
+        viewers_napi_cpu_percent: per_s(napi_s) * 100.0,
+        other_cpu_percent: per_s((busy_s - relay_cpu_s - own_s - napi_s).max(0.0)) * 100.0,
         full_decrypted: after.full_decrypted - before.full_decrypted,
         full_gaps,
         full_disorder,
@@ -628,6 +639,7 @@ fn print_table(runs: &[Run], ratios: &[Ratio]) {
         ("kernel", "UDP out/s"),
         ("tool", "CPU %"),
         ("sink", "NAPI %"),
+        ("other", "CPU %"),
         ("full", "gaps"),
     ];
     for line in [0, 1] {
@@ -657,6 +669,7 @@ fn print_table(runs: &[Run], ratios: &[Ratio]) {
             format!("{:>9.0}", r.kernel_udp_out_pps),
             format!("{:>9.1}", r.tool_cpu_percent),
             format!("{:>9.1}", r.viewers_napi_cpu_percent),
+            format!("{:>9.1}", r.other_cpu_percent),
             format!("{:>9}", r.full_gaps),
         ];
         println!("{}", cells.join(" "));
