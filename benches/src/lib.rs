@@ -2,9 +2,20 @@
 //!
 //! - `benches/fanout.rs` (criterion): the per-packet egress cost against the AES-GCM seal.
 //! - `relay-bench egress`: the relay process under N WHEP viewers against a bare
-//!   `sendmmsg` loop sending the same datagrams. docs/benchmarks.md has the numbers.
+//!   `sendmmsg` loop sending the same datagrams.
+//! - `relay-bench xdp-egress`: the relay in XDP mode against portable mode on one veth
+//!   pair, viewers counted by a sink XDP program (`xdp_sink`, `sink-ebpf/`).
+//! - `relay-bench xdp-flood`: the relay's XDP program under a flood from unknown sources.
+//!
+//! docs/benchmarks.md has the numbers.
 
 pub mod baseline;
+pub mod flood;
+pub mod netns;
 pub mod procfs;
 pub mod relay_proc;
+pub mod report;
 pub mod sink;
+pub mod xdp_egress;
+pub mod xdp_flood;
+pub mod xdp_sink;

@@ -11,19 +11,32 @@ pub fn process_cpu(pid: u32) -> io::Result<Duration> {
         .ok_or_else(|| io::Error::other(format!("unexpected /proc/{pid}/stat: {stat}")))
 }
 
+/// CPU time a process has used in user space and in the kernel (utime, stime), from
+/// `/proc/PID/stat`: the ticks the kernel charged to each, a sample of where the time went.
+pub fn process_cpu_split(pid: u32) -> io::Result<(Duration, Duration)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    parse_stat_split(&stat, clock_ticks())
+        .ok_or_else(|| io::Error::other(format!("unexpected /proc/{pid}/stat: {stat}")))
+}
+
 /// utime + stime of a `/proc/PID/stat` line. The command name (field 2) is in
 /// parentheses and may itself hold spaces and parentheses, so fields are counted from
 /// the last ')': state is field 3, utime 14 and stime 15.
 pub fn parse_stat_cpu(stat: &str, ticks_per_second: u64) -> Option<Duration> {
+    parse_stat_split(stat, ticks_per_second).map(|(user, system)| user + system)
+}
+
+/// (utime, stime) of a `/proc/PID/stat` line.
+pub fn parse_stat_split(stat: &str, ticks_per_second: u64) -> Option<(Duration, Duration)> {
     let rest = &stat[stat.rfind(')')? + 1..];
     let mut fields = rest.split_ascii_whitespace().skip(11);
     let utime: u64 = fields.next()?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
-    let ticks = utime + stime;
-    Some(
+    let time = |ticks: u64| {
         Duration::from_secs(ticks / ticks_per_second)
-            + Duration::from_nanos((ticks % ticks_per_second) * 1_000_000_000 / ticks_per_second),
-    )
+            + Duration::from_nanos((ticks % ticks_per_second) * 1_000_000_000 / ticks_per_second)
+    };
+    Some((time(utime), time(stime)))
 }
 
 fn clock_ticks() -> u64 {
@@ -49,6 +62,49 @@ pub fn parse_status_kib(status: &str, key: &str) -> Option<u64> {
         let v = l.strip_prefix(key)?.strip_prefix(':')?;
         v.trim().strip_suffix("kB")?.trim().parse().ok()
     })
+}
+
+/// The kernel's UDP datagram counters (InDatagrams, OutDatagrams) of the network
+/// namespace process `pid` is in, from `/proc/PID/net/snmp`.
+pub fn udp_datagrams(pid: u32) -> io::Result<(u64, u64)> {
+    let snmp = std::fs::read_to_string(format!("/proc/{pid}/net/snmp"))?;
+    parse_snmp_udp(&snmp)
+        .ok_or_else(|| io::Error::other(format!("no Udp counters in /proc/{pid}/net/snmp")))
+}
+
+/// (InDatagrams, OutDatagrams) of the two `Udp:` lines (names, then values) of snmp.
+pub fn parse_snmp_udp(snmp: &str) -> Option<(u64, u64)> {
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (names, values) = (udp.next()?, udp.next()?);
+    let field = |name: &str| -> Option<u64> {
+        let i = names.split_whitespace().position(|n| n == name)?;
+        values.split_whitespace().nth(i)?.parse().ok()
+    };
+    Some((field("InDatagrams")?, field("OutDatagrams")?))
+}
+
+/// CPU time all cores spent busy (not idle, not waiting for I/O) since boot, from the
+/// `cpu` line of /proc/stat.
+pub fn machine_busy() -> io::Result<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    parse_machine_busy(&stat, clock_ticks())
+        .ok_or_else(|| io::Error::other("no cpu line in /proc/stat"))
+}
+
+/// user + nice + system + irq + softirq + steal of the `cpu` line of /proc/stat.
+pub fn parse_machine_busy(stat: &str, ticks_per_second: u64) -> Option<Duration> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal ...
+    let busy: u64 = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .map(|&i| fields.get(i).copied().unwrap_or(0))
+        .sum();
+    Some(Duration::from_millis(busy * 1000 / ticks_per_second))
 }
 
 /// CPU time of this whole process (all threads), from getrusage(RUSAGE_SELF).
@@ -80,12 +136,22 @@ fn rusage(who: libc::c_int) -> Duration {
 
 /// Pins the calling thread to `core` (modulo the cores there are); false if refused.
 pub fn pin_thread(core: usize) -> bool {
+    pin_task(0, core)
+}
+
+/// Pins task `tid` (a thread, or a kernel thread) to `core` (modulo the cores there
+/// are); false if refused.
+pub fn pin_task(tid: u32, core: usize) -> bool {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     // SAFETY: a zeroed cpu_set_t is a valid empty set; the call only reads it.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(core % cores, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+        libc::sched_setaffinity(
+            tid as libc::pid_t,
+            std::mem::size_of::<libc::cpu_set_t>(),
+            &set,
+        ) == 0
     }
 }
 
@@ -103,6 +169,10 @@ mod tests {
             Some(Duration::from_millis(13_000))
         );
         assert_eq!(parse_stat_cpu("12 (x) S 1 2", 100), None);
+        assert_eq!(
+            parse_stat_split(line, 100),
+            Some((Duration::from_millis(12_340), Duration::from_millis(660)))
+        );
     }
 
     #[test]
@@ -111,6 +181,30 @@ mod tests {
         assert_eq!(parse_status_kib(status, "VmRSS"), Some(10240));
         assert_eq!(parse_status_kib(status, "VmHWM"), Some(20480));
         assert_eq!(parse_status_kib(status, "VmSwap"), None);
+    }
+
+    #[test]
+    fn machine_busy_leaves_out_idle_and_iowait() {
+        let stat = "cpu  100 2 30 5000 40 5 6 7 0 0\ncpu0 50 1 15 2500 20 2 3 3 0 0\n";
+        assert_eq!(
+            parse_machine_busy(stat, 100),
+            Some(Duration::from_millis((100 + 2 + 30 + 5 + 6 + 7) * 10))
+        );
+        assert_eq!(parse_machine_busy("intr 1 2\n", 100), None);
+        assert!(machine_busy().unwrap() > Duration::ZERO);
+    }
+
+    #[test]
+    fn udp_counters_by_name() {
+        let snmp = "Ip: Forwarding DefaultTTL\nIp: 1 64\n\
+                    Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors\n\
+                    Udp: 120 3 0 4500 0\n\
+                    UdpLite: InDatagrams NoPorts InErrors OutDatagrams\n\
+                    UdpLite: 9 9 9 9\n";
+        assert_eq!(parse_snmp_udp(snmp), Some((120, 4500)));
+        assert_eq!(parse_snmp_udp("Ip: a\nIp: 1\n"), None);
+        // This process's namespace has the counters too: the real file parses.
+        udp_datagrams(std::process::id()).unwrap();
     }
 
     #[test]

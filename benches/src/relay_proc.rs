@@ -1,14 +1,18 @@
 //! The relay under test: its binary in a child process with a config of its own
-//! (loopback only, ports the kernel picks), killed on drop.
+//! (loopback only, ports the kernel picks; or inside a network namespace of the tool's),
+//! killed on drop.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+
+use crate::netns::Netns;
 
 /// Lines of the relay's stderr kept to explain a failure.
 const LOG_TAIL: usize = 40;
@@ -36,9 +40,42 @@ pub fn config(workers: usize) -> String {
     )
 }
 
+/// The relay's config for an XDP benchmark in a network namespace: the demo clip at
+/// `demo`, HTTP on `ip` with a kernel-chosen port, media on `ip:media_port`; with
+/// `xdp_interface`, XDP mode on it (one worker per RX queue), else portable mode with
+/// `workers` UDP sockets.
+pub fn netns_config(
+    ip: IpAddr,
+    media_port: u16,
+    workers: usize,
+    xdp_interface: Option<&str>,
+) -> String {
+    let xdp = xdp_interface.map_or(String::new(), |i| format!("xdpInterface: {i}\n"));
+    format!(
+        "logLevel: warn\n\
+         webrtcAddress: {ip}:0\n\
+         webrtcLocalUDPAddress: {ip}:{media_port}\n\
+         webrtcIPsFromInterfaces: false\n\
+         workers: {workers}\n\
+         {xdp}\
+         paths:\n  {PATH}:\n    source: demo\n"
+    )
+}
+
 impl RelayProcess {
-    /// Starts `binary serve` and waits (up to 20 s) for the URL it prints.
+    /// Starts `binary serve` with the loopback config for `workers`, and waits (up to
+    /// 20 s) for the URL it prints.
     pub fn start(binary: &Path, workers: usize) -> anyhow::Result<RelayProcess> {
+        RelayProcess::launch(binary, &config(workers), None)
+    }
+
+    /// Starts `binary serve` with `config`, inside network namespace `netns` if given
+    /// (through `ip netns exec`, which execs the relay: the child's PID is the relay's).
+    pub fn launch(
+        binary: &Path,
+        config: &str,
+        netns: Option<&Netns>,
+    ) -> anyhow::Result<RelayProcess> {
         let dir = std::env::temp_dir().join(format!(
             "relay-bench-{}-{}",
             std::process::id(),
@@ -46,8 +83,12 @@ impl RelayProcess {
         ));
         std::fs::create_dir_all(&dir)?;
         let config_path = dir.join("relay.yml");
-        std::fs::write(&config_path, config(workers))?;
-        let mut child = Command::new(binary)
+        std::fs::write(&config_path, config)?;
+        let mut command = match netns {
+            Some(netns) => netns.command(binary),
+            None => Command::new(binary),
+        };
+        let mut child = command
             .args(["serve", "--config"])
             .arg(&config_path)
             .stdin(Stdio::null())
@@ -130,11 +171,15 @@ impl RelayProcess {
 
     /// Sum of a Prometheus metric's samples over all label sets, from /metrics.
     pub fn metric(&self, name: &str) -> anyhow::Result<f64> {
-        let text = ureq::get(&format!("{}/metrics", self.http))
+        Ok(sum_metric(&self.metrics()?, name))
+    }
+
+    /// The relay's /metrics page (Prometheus text format).
+    pub fn metrics(&self) -> anyhow::Result<String> {
+        Ok(ureq::get(&format!("{}/metrics", self.http))
             .call()?
             .body_mut()
-            .read_to_string()?;
-        Ok(sum_metric(&text, name))
+            .read_to_string()?)
     }
 
     /// Kills the relay (SIGKILL to its PID) and waits for it.
@@ -163,6 +208,20 @@ pub fn sum_metric(text: &str, name: &str) -> f64 {
         .sum()
 }
 
+/// The samples of metric `name`: (the label set as written between the braces, value).
+pub fn metric_samples(text: &str, name: &str) -> Vec<(String, f64)> {
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let (labels, value) = match rest.strip_prefix('{') {
+                Some(labelled) => labelled.split_once("} ")?,
+                None => ("", rest.strip_prefix(' ')?),
+            };
+            Some((labels.to_string(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,6 +236,52 @@ mod tests {
         assert_eq!(sum_metric(text, "relay_send_calls_total"), 15.0);
         assert_eq!(sum_metric(text, "relay_sessions"), 3.0);
         assert_eq!(sum_metric(text, "relay_missing"), 0.0);
+    }
+
+    #[test]
+    fn metric_samples_keep_their_labels() {
+        let text = "# TYPE relay_xdp_packets counter\n\
+                    relay_xdp_packets_total{action=\"dropped\",reason=\"unknown_source\"} 42\n\
+                    relay_xdp_packets_total{action=\"passed\",reason=\"not_ours\"} 7\n\
+                    relay_xdp_packets_total_other 1\n\
+                    relay_sessions 3\n";
+        assert_eq!(
+            metric_samples(text, "relay_xdp_packets_total"),
+            vec![
+                (
+                    "action=\"dropped\",reason=\"unknown_source\"".to_string(),
+                    42.0
+                ),
+                ("action=\"passed\",reason=\"not_ours\"".to_string(), 7.0),
+            ]
+        );
+        assert_eq!(
+            metric_samples(text, "relay_sessions"),
+            vec![(String::new(), 3.0)]
+        );
+    }
+
+    /// The netns config loads, puts HTTP and media on the given address, and asks for
+    /// XDP only when given an interface.
+    #[test]
+    fn netns_config_loads_in_both_modes() {
+        let ip: IpAddr = "10.79.0.1".parse().unwrap();
+        for xdp in [None, Some("rb-relay")] {
+            let path = std::env::temp_dir().join(format!(
+                "relay-bench-netns-config-{}-{}",
+                std::process::id(),
+                xdp.is_some()
+            ));
+            std::fs::write(&path, netns_config(ip, 8189, 2, xdp)).unwrap();
+            let loaded = relay::config::Config::load(&path);
+            std::fs::remove_file(&path).unwrap();
+            let c = loaded.unwrap();
+            assert_eq!(c.webrtc_address, "10.79.0.1:0");
+            assert_eq!(c.webrtc_local_udp_address, "10.79.0.1:8189");
+            assert_eq!(c.xdp_interface, xdp.unwrap_or(""));
+            assert_eq!(c.workers, 2);
+            assert!(c.path(PATH).is_some(), "serves the demo path");
+        }
     }
 
     /// The relay's own loader takes the config, and it binds nothing but loopback.

@@ -1,10 +1,13 @@
 //! WHEP viewers that sink media cheaply, all driven from one thread with mio.
 //!
-//! Each sink is a str0m `Rtc` on its own loopback UDP socket: str0m offers, runs ICE
-//! (it is the controlling agent, the relay is ICE-lite) and DTLS, and keeps sending
-//! consent checks. Media never reaches str0m: RTP and RTCP datagrams (RFC 7983: first
-//! byte 128-191) are counted by size and dropped undecrypted, so that a hundred sinks
-//! cost the load tool little next to the relay they measure.
+//! Each sink is a str0m `Rtc` on its own UDP socket: str0m offers, runs ICE (it is the
+//! controlling agent, the relay is ICE-lite) and DTLS, and keeps sending consent
+//! checks. Media never reaches str0m: RTP and RTCP datagrams (RFC 7983: first byte
+//! 128-191) are counted by size and dropped undecrypted, so that a hundred sinks cost
+//! the load tool little next to the relay they measure. (With the sink XDP program in
+//! front, `xdp_sink`, media does not even reach the socket.) A verifying sink hands
+//! media to str0m as well, which decrypts it: it counts the RTP packets it decrypted
+//! and the sequence numbers missing between them.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -61,6 +64,12 @@ pub struct SinkCounters {
     pub rtp: AtomicU64,
     pub rtp_bytes: AtomicU64,
     pub rtcp: AtomicU64,
+    /// Verifying sinks: RTP packets str0m decrypted.
+    pub decrypted: AtomicU64,
+    /// Verifying sinks: sequence numbers skipped between decrypted packets (per SSRC).
+    pub gaps: AtomicU64,
+    /// Verifying sinks: decrypted packets at or behind the highest sequence number seen.
+    pub disorder: AtomicU64,
 }
 
 /// Counters of all sinks of one run.
@@ -156,6 +165,7 @@ pub struct Offering {
     rtc: Rtc,
     socket: UdpSocket,
     pending: SdpPendingOffer,
+    verify: bool,
     /// The SDP offer to POST.
     pub sdp: String,
 }
@@ -164,7 +174,13 @@ impl Offering {
     /// A receive-only offer for video and audio, as a browser makes, from a new socket
     /// on 127.0.0.1.
     pub fn new() -> io::Result<Offering> {
-        let socket = UdpSocket::bind("127.0.0.1:0")?;
+        Offering::bind(SocketAddr::from(([127, 0, 0, 1], 0)), false)
+    }
+
+    /// The same offer from a socket bound to `local`; a `verify`ing sink decrypts its
+    /// media and checks its continuity.
+    pub fn bind(local: SocketAddr, verify: bool) -> io::Result<Offering> {
+        let socket = UdpSocket::bind(local)?;
         socket.set_nonblocking(true)?;
         set_recv_buffer(&socket, RECV_BUFFER);
         let local = socket.local_addr()?;
@@ -181,6 +197,7 @@ impl Offering {
             rtc,
             socket,
             pending,
+            verify,
             sdp: offer.to_sdp_string(),
         })
     }
@@ -195,6 +212,7 @@ impl Offering {
             socket: self.socket,
             local,
             next: Instant::now(),
+            continuity: self.verify.then(Continuity::default),
         })
     }
 }
@@ -207,6 +225,33 @@ pub struct Sink {
     local: SocketAddr,
     /// When str0m wants `Input::Timeout` next.
     next: Instant,
+    /// Verifying sinks only: the highest sequence number decrypted, per SSRC.
+    continuity: Option<Continuity>,
+}
+
+/// The highest extended sequence number decrypted on each SSRC (a viewer gets two).
+#[derive(Debug, Default)]
+struct Continuity {
+    highest: Vec<(u32, u64)>,
+}
+
+impl Continuity {
+    /// Notes packet `seq` of `ssrc`: (sequence numbers skipped before it, whether it
+    /// came at or behind the highest one seen).
+    fn note(&mut self, ssrc: u32, seq: u64) -> (u64, bool) {
+        match self.highest.iter_mut().find(|(s, _)| *s == ssrc) {
+            None => {
+                self.highest.push((ssrc, seq));
+                (0, false)
+            }
+            Some((_, highest)) if seq > *highest => {
+                let skipped = seq - *highest - 1;
+                *highest = seq;
+                (skipped, false)
+            }
+            Some(_) => (0, true),
+        }
+    }
 }
 
 impl Sink {
@@ -232,20 +277,26 @@ impl Sink {
             };
             handled += 1;
             let data = &buf[..n];
-            match classify(data) {
-                Kind::Other => {
-                    let Ok(r) = Receive::new(Protocol::Udp, from, self.local, data) else {
-                        continue;
-                    };
-                    if self
-                        .rtc
-                        .handle_input(Input::Receive(Instant::now(), r))
-                        .is_err()
-                    {
-                        counters.sinks[index].failed.store(true, Ordering::Relaxed);
-                    }
+            let kind = classify(data);
+            if kind != Kind::Other {
+                counters.count(index, kind, n);
+                if self.continuity.is_none() {
+                    continue;
                 }
-                kind => counters.count(index, kind, n),
+            }
+            let Ok(r) = Receive::new(Protocol::Udp, from, self.local, data) else {
+                continue;
+            };
+            if self
+                .rtc
+                .handle_input(Input::Receive(Instant::now(), r))
+                .is_err()
+            {
+                counters.sinks[index].failed.store(true, Ordering::Relaxed);
+            }
+            // A verifying sink's str0m has decrypted media to hand over.
+            if self.continuity.is_some() {
+                self.pump(index, counters);
             }
         };
         self.pump(index, counters);
@@ -273,6 +324,14 @@ impl Sink {
                     let _ = self.socket.send_to(&t.contents, t.destination);
                 }
                 Ok(Output::Event(Event::Connected)) => c.connected.store(true, Ordering::Relaxed),
+                Ok(Output::Event(Event::RtpPacket(p))) => {
+                    if let Some(continuity) = &mut self.continuity {
+                        let (skipped, behind) = continuity.note(*p.header.ssrc, *p.seq_no);
+                        c.decrypted.fetch_add(1, Ordering::Relaxed);
+                        c.gaps.fetch_add(skipped, Ordering::Relaxed);
+                        c.disorder.fetch_add(u64::from(behind), Ordering::Relaxed);
+                    }
+                }
                 Ok(Output::Event(Event::IceConnectionStateChange(
                     IceConnectionState::Disconnected,
                 ))) => c.failed.store(true, Ordering::Relaxed),
@@ -476,6 +535,19 @@ mod tests {
         );
     }
 
+    #[test]
+    fn continuity_counts_skipped_and_late_packets_per_ssrc() {
+        let mut c = Continuity::default();
+        assert_eq!(c.note(7, 100), (0, false), "first packet of a stream");
+        assert_eq!(c.note(7, 101), (0, false));
+        assert_eq!(c.note(9, 5), (0, false), "another SSRC has its own count");
+        assert_eq!(c.note(7, 104), (2, false), "102 and 103 missing");
+        assert_eq!(c.note(7, 103), (0, true), "late");
+        assert_eq!(c.note(7, 104), (0, true), "duplicate");
+        assert_eq!(c.note(9, 6), (0, false));
+        assert_eq!(c.note(7, 105), (0, false));
+    }
+
     /// Media reaching a sink is counted without str0m, from any sender.
     #[test]
     fn driver_counts_datagrams_on_real_sockets() {
@@ -492,6 +564,7 @@ mod tests {
                 local: o.socket.local_addr().unwrap(),
                 socket: o.socket,
                 next: Instant::now(),
+                continuity: None,
             });
         }
         let sender = UdpSocket::bind("127.0.0.1:0").unwrap();

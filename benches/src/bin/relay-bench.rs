@@ -1,6 +1,5 @@
 //! relay-bench: load tools for relay. See `relay-bench egress --help`.
 
-use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -13,10 +12,12 @@ use serde::Serialize;
 use relay_benches::baseline::{self, Outcome, Pace, Plan};
 use relay_benches::procfs;
 use relay_benches::relay_proc::RelayProcess;
+use relay_benches::report::{host, progress, progress_done, sleep_with_progress};
 use relay_benches::sink::Counters;
 use relay_benches::sink::{Driver, Offering};
 
-/// Load tools for relay: each runs the relay binary on loopback and measures it.
+/// Load tools for relay: each runs the relay binary (on loopback, or in network
+/// namespaces of its own for the XDP tools) and measures it.
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
@@ -51,6 +52,39 @@ enum Tool {
     ///
     /// Prints progress on stderr, a table and then one JSON line on stdout.
     Egress(EgressArgs),
+    /// XDP against portable mode: the relay's CPU per delivered packet with its media
+    /// sent through AF_XDP, and through UDP sockets, on the same veth pair, in one run.
+    ///
+    /// Needs root. The tool makes two network namespaces joined by a veth pair
+    /// (10.79.0.1 and 10.79.0.2, deleted at the end) and starts the relay in the first
+    /// one, once per mode and viewer count: with `xdpInterface` on its veth end (one
+    /// AF_XDP socket and worker per RX queue), or portable with its UDP sockets bound to
+    /// the same address. The viewers are str0m clients in the second namespace, all on
+    /// one thread, that complete ICE and DTLS; a sink XDP program on their veth end
+    /// counts and drops their media (per port, per CPU), so the viewers cost almost
+    /// nothing, and passes their STUN and DTLS to the kernel. A few full clients (ports
+    /// outside the sink's range) decrypt every packet and check continuity.
+    ///
+    /// For each run: relay CPU (utime + stime from /proc) per delivered packet,
+    /// delivered packets/s, loss (the relay's count of RTP sent against the packets that
+    /// arrived), relay RSS, the tool's CPU and the CPU of the viewers' veth NAPI thread.
+    /// The figure of merit is XDP's CPU per packet over portable's (target: < 0.5).
+    ///
+    /// Prints progress on stderr, a table and then one JSON line on stdout.
+    XdpEgress(relay_benches::xdp_egress::Args),
+    /// The relay's XDP program under a flood: RTP-class and STUN-class datagrams from
+    /// unknown (spoofed) sources to the media port, for a bounded time.
+    ///
+    /// Needs root. Same namespaces as xdp-egress; the relay runs in XDP mode, one full
+    /// client watches the demo. The generator writes prebuilt frames to the viewers'
+    /// veth end through an AF_PACKET socket with sendmmsg (this kernel has no pktgen).
+    /// Reports, per pattern: the generator's rate and CPU, what the program did
+    /// (`relay_xdp_packets_total` from the relay's /metrics, per second by action and
+    /// reason), what reached the relay's workers, the relay's CPU, the CPU of the
+    /// relay's veth NAPI thread where the program runs, and the watching client's gaps.
+    ///
+    /// Prints progress on stderr, a table and then one JSON line on stdout.
+    XdpFlood(relay_benches::xdp_flood::Args),
 }
 
 #[derive(clap::Args)]
@@ -78,34 +112,8 @@ struct EgressArgs {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Tool::Egress(args) => egress(&args),
-    }
-}
-
-/// The machine, as docs/benchmarks.md quotes it.
-#[derive(Debug, Serialize)]
-struct Host {
-    cores: usize,
-    kernel: String,
-    cpu: String,
-}
-
-fn host() -> Host {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let cpu = cpuinfo
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name")?
-                .split_once(':')
-                .map(|(_, v)| v.trim())
-        })
-        .unwrap_or("unknown")
-        .to_string();
-    Host {
-        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .map(|s| s.trim().to_string())
-            .unwrap_or_default(),
-        cpu,
+        Tool::XdpEgress(args) => relay_benches::xdp_egress::main(&args),
+        Tool::XdpFlood(args) => relay_benches::xdp_flood::main(&args),
     }
 }
 
@@ -426,34 +434,6 @@ fn wait_until_receiving(relay: &RelayProcess, driver: &Driver, n: usize) -> anyh
             "{n} viewers: {connected} connected, {receiving} receiving"
         ));
         std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Sleeps `seconds`, showing `line(elapsed)` about once a second.
-fn sleep_with_progress(seconds: f64, mut line: impl FnMut(f64) -> String) {
-    let start = Instant::now();
-    let total = Duration::from_secs_f64(seconds);
-    while start.elapsed() < total {
-        let left = total - start.elapsed();
-        std::thread::sleep(left.min(Duration::from_secs(1)));
-        progress(&line(start.elapsed().as_secs_f64()));
-    }
-}
-
-/// One progress line on stderr, rewritten in place on a terminal.
-fn progress(line: &str) {
-    let mut err = std::io::stderr();
-    if err.is_terminal() {
-        let _ = write!(err, "\r\x1b[K{line}");
-        let _ = err.flush();
-    } else {
-        let _ = writeln!(err, "{line}");
-    }
-}
-
-fn progress_done() {
-    if std::io::stderr().is_terminal() {
-        eprintln!();
     }
 }
 

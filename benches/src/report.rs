@@ -1,0 +1,63 @@
+//! What every load tool prints: the machine, progress lines on stderr.
+
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+/// The machine, as docs/benchmarks.md quotes it.
+#[derive(Debug, Serialize)]
+pub struct Host {
+    pub cores: usize,
+    pub kernel: String,
+    pub cpu: String,
+}
+
+pub fn host() -> Host {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")?
+                .split_once(':')
+                .map(|(_, v)| v.trim())
+        })
+        .unwrap_or("unknown")
+        .to_string();
+    Host {
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default(),
+        cpu,
+    }
+}
+
+/// Sleeps `seconds`, showing `line(elapsed)` about once a second.
+pub fn sleep_with_progress(seconds: f64, mut line: impl FnMut(f64) -> String) {
+    let start = Instant::now();
+    let total = Duration::from_secs_f64(seconds);
+    while start.elapsed() < total {
+        let left = total - start.elapsed();
+        std::thread::sleep(left.min(Duration::from_secs(1)));
+        progress(&line(start.elapsed().as_secs_f64()));
+    }
+}
+
+/// One progress line on stderr, rewritten in place on a terminal.
+pub fn progress(line: &str) {
+    let mut err = std::io::stderr();
+    if err.is_terminal() {
+        let _ = write!(err, "\r\x1b[K{line}");
+        let _ = err.flush();
+    } else {
+        let _ = writeln!(err, "{line}");
+    }
+}
+
+/// Ends the line `progress` rewrites, before the results.
+pub fn progress_done() {
+    if std::io::stderr().is_terminal() {
+        eprintln!();
+    }
+}

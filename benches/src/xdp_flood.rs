@@ -1,0 +1,349 @@
+//! `relay-bench xdp-flood`: floods the relay's media port with RTP-class and STUN-class
+//! datagrams from unknown sources and reports what its XDP program did with them.
+//!
+//! The relay runs in XDP mode in its own namespace, as for `xdp-egress`; one full
+//! client watches the demo from the viewers' namespace and checks that it loses
+//! nothing meanwhile. The generator (`flood`) writes spoofed frames to the viewers'
+//! veth end with an AF_PACKET socket. The program's counters come from the relay's
+//! /metrics (`relay_xdp_packets_total`), read before and after each pattern.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde::Serialize;
+
+use crate::flood::{Bounds, Generated, PacketSocket, Pattern, Target};
+use crate::netns::{
+    kernel_threads_cpu, require_root, Pair, RELAY_IF, RELAY_IP, VIEWERS_IF, VIEWERS_IP,
+};
+use crate::procfs;
+use crate::relay_proc::{metric_samples, netns_config, sum_metric, RelayProcess};
+use crate::report::{host, progress, progress_done};
+use crate::sink::{Driver, Offering};
+use crate::xdp_egress::MEDIA_PORT;
+
+/// Threaded NAPI pollers of the relay's veth end, where its XDP program runs.
+const RELAY_NAPI: &str = "napi/rb-relay-";
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The relay binary (build it with `cargo build --release -p relay`).
+    #[arg(long, default_value = "target/release/relay")]
+    pub relay: PathBuf,
+    /// Patterns, one flood each, in this order.
+    #[arg(long, value_delimiter = ',', default_values = ["rtp", "stun", "stun-spread"])]
+    pub patterns: Vec<Pattern>,
+    /// Length of each flood, in seconds.
+    #[arg(long, default_value_t = 5.0)]
+    pub seconds: f64,
+    /// Most frames per flood.
+    #[arg(long, default_value_t = 20_000_000)]
+    pub max_packets: u64,
+    /// Frames per second; 0: as fast as the socket takes them.
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// UDP payload bytes of the RTP pattern.
+    #[arg(long, default_value_t = 100)]
+    pub size: usize,
+    /// RX and TX queues of each veth end (one relay worker per queue).
+    #[arg(long, default_value_t = 1)]
+    pub queues: usize,
+    /// Run the relay's veth end (and its XDP program) inline, in the generator's
+    /// softirq, instead of in its own kernel thread (threaded NAPI).
+    #[arg(long)]
+    pub inline_napi: bool,
+}
+
+/// One pattern's flood.
+#[derive(Debug, Serialize)]
+pub struct FloodRun {
+    pub pattern: Pattern,
+    pub sources: usize,
+    pub generated: Generated,
+    pub generator_pps: f64,
+    pub generator_cpu_percent: f64,
+    /// Packets per second the XDP program saw, by its counter (`action_reason`).
+    pub xdp_pps: BTreeMap<String, f64>,
+    pub xdp_seen_pps: f64,
+    pub dropped_pps: f64,
+    pub redirected_pps: f64,
+    pub passed_pps: f64,
+    /// Datagrams per second the relay's workers took from their AF_XDP sockets.
+    pub userspace_pps: f64,
+    pub relay_cpu_percent: f64,
+    /// The relay's veth NAPI thread (the XDP program runs there), % of one core; 0 with
+    /// `--inline-napi`.
+    pub relay_napi_cpu_percent: f64,
+    /// That thread's CPU per packet the program saw.
+    pub napi_ns_per_packet: f64,
+    /// The full client's RTP packets decrypted during the flood, and the sequence
+    /// numbers it missed.
+    pub viewer_decrypted: u64,
+    pub viewer_gaps: u64,
+}
+
+pub fn main(args: &Args) -> anyhow::Result<()> {
+    require_root("relay-bench xdp-flood")?;
+    if !args.relay.exists() {
+        bail!(
+            "no relay binary at {} (build it with `cargo build --release -p relay`, or pass --relay)",
+            args.relay.display()
+        );
+    }
+    if args.seconds <= 0.0 || args.queues == 0 {
+        bail!("the flood's length and the queues must be positive");
+    }
+    let host = host();
+    eprintln!(
+        "relay-bench xdp-flood: {} on {} cores ({}, kernel {}), {} s per pattern, relay's NAPI {}",
+        args.relay.display(),
+        host.cores,
+        host.cpu,
+        host.kernel,
+        args.seconds,
+        if args.inline_napi {
+            "inline"
+        } else {
+            "threaded"
+        },
+    );
+    let pair = Pair::new(args.queues)?;
+    let config = netns_config(
+        IpAddr::V4(RELAY_IP),
+        MEDIA_PORT,
+        args.queues,
+        Some(RELAY_IF),
+    );
+    let relay = RelayProcess::launch(&args.relay, &config, Some(&pair.relay))?;
+    if !args.inline_napi {
+        // The relay attached its program, so the veth end has NAPI instances now.
+        pair.relay.write_sys(RELAY_IF, "threaded", "1")?;
+    }
+    let runs = pair.viewers.enter(|| floods(args, &relay))??;
+    relay.stop();
+    drop(pair);
+    progress_done();
+    print_table(&runs);
+    let json = serde_json::json!({
+        "bench": "xdp-flood",
+        "host": host,
+        "relay": args.relay,
+        "queues": args.queues,
+        "relay_napi": if args.inline_napi { "inline" } else { "threaded" },
+        "runs": runs,
+    });
+    println!("{json}");
+    Ok(())
+}
+
+/// In the viewers' namespace: one watching client, then each pattern's flood.
+fn floods(args: &Args, relay: &RelayProcess) -> anyhow::Result<Vec<FloodRun>> {
+    let driver = Driver::start(1, None)?;
+    let offering = Offering::bind(SocketAddr::new(VIEWERS_IP.into(), 0), true)?;
+    let answer = relay
+        .whep(&offering.sdp)
+        .with_context(|| format!("the watching viewer; relay log:\n{}", relay.log_tail()))?;
+    driver.add(offering.accept(&answer)?);
+    let viewer = &driver.counters.sinks[0];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while viewer.decrypted.load(Ordering::Relaxed) == 0 {
+        if Instant::now() > deadline || viewer.failed.load(Ordering::Relaxed) {
+            bail!(
+                "the watching viewer got no media; relay log:\n{}",
+                relay.log_tail()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (relay_mac, viewers_mac) = Pair::macs();
+    let target = Target {
+        src_mac: viewers_mac,
+        dst_mac: relay_mac,
+        dst_ip: RELAY_IP,
+        dst_port: MEDIA_PORT,
+    };
+    let socket = PacketSocket::open(VIEWERS_IF, relay_mac).context("AF_PACKET socket")?;
+    let bounds = Bounds {
+        duration: Duration::from_secs_f64(args.seconds),
+        max_packets: args.max_packets,
+        rate: args.rate,
+    };
+    let mut runs = Vec::new();
+    for &pattern in &args.patterns {
+        let frames = pattern.frames(&target, args.size);
+        // A pause first: the viewer's stream and the relay settle from the last flood.
+        std::thread::sleep(Duration::from_secs(1));
+        let before = Reading::take(relay, &driver)?;
+        progress(&format!(
+            "flooding {pattern:?}: {} sources, {} s",
+            pattern.sources(),
+            args.seconds
+        ));
+        let generated = socket.flood(&frames, bounds)?;
+        // What is in flight lands in the counters before they are read.
+        std::thread::sleep(Duration::from_millis(200));
+        let after = Reading::take(relay, &driver)?;
+        let run = summarize(pattern, generated, &before, &after);
+        progress(&format!(
+            "{pattern:?}: sent {:.0} pkt/s, XDP dropped {:.0}/s, redirected {:.0}/s, passed {:.0}/s",
+            run.generator_pps, run.dropped_pps, run.redirected_pps, run.passed_pps
+        ));
+        runs.push(run);
+    }
+    let failed = viewer.failed.load(Ordering::Relaxed);
+    driver.stop();
+    if failed {
+        bail!("the watching viewer failed (str0m error or ICE disconnected) during the floods");
+    }
+    Ok(runs)
+}
+
+struct Reading {
+    at: Instant,
+    metrics: String,
+    relay_cpu: Duration,
+    napi_cpu: Duration,
+    decrypted: u64,
+    gaps: u64,
+}
+
+impl Reading {
+    fn take(relay: &RelayProcess, driver: &Driver) -> anyhow::Result<Reading> {
+        let viewer = &driver.counters.sinks[0];
+        Ok(Reading {
+            at: Instant::now(),
+            metrics: relay.metrics()?,
+            relay_cpu: procfs::process_cpu(relay.pid())?,
+            napi_cpu: kernel_threads_cpu(RELAY_NAPI),
+            decrypted: viewer.decrypted.load(Ordering::Relaxed),
+            gaps: viewer.gaps.load(Ordering::Relaxed),
+        })
+    }
+}
+
+/// `relay_xdp_packets_total` by `action_reason`.
+fn xdp_counters(metrics: &str) -> BTreeMap<String, f64> {
+    metric_samples(metrics, "relay_xdp_packets_total")
+        .into_iter()
+        .map(|(labels, value)| {
+            let label = |key: &str| {
+                labels
+                    .split(',')
+                    .find_map(|kv| kv.strip_prefix(key)?.strip_prefix("=\""))
+                    .map(|v| v.trim_end_matches('"').to_string())
+                    .unwrap_or_default()
+            };
+            (format!("{}_{}", label("action"), label("reason")), value)
+        })
+        .collect()
+}
+
+fn summarize(
+    pattern: Pattern,
+    generated: Generated,
+    before: &Reading,
+    after: &Reading,
+) -> FloodRun {
+    // The flood's own time: the readings around it add the settling pause.
+    let elapsed = generated.elapsed_s.max(1e-3);
+    let (c0, c1) = (xdp_counters(&before.metrics), xdp_counters(&after.metrics));
+    let xdp_pps: BTreeMap<String, f64> = c1
+        .iter()
+        .map(|(k, v)| (k.clone(), (v - c0.get(k).copied().unwrap_or(0.0)) / elapsed))
+        .filter(|(_, pps)| *pps > 0.0)
+        .collect();
+    let by_action = |action: &str| -> f64 {
+        xdp_pps
+            .iter()
+            .filter(|(k, _)| k.starts_with(action))
+            .map(|(_, v)| v)
+            .fold(0.0, |sum, v| sum + v)
+    };
+    let seen = by_action("");
+    let received = |m: &str| sum_metric(m, "relay_datagrams_received_total");
+    let window = after.at.duration_since(before.at).as_secs_f64();
+    let napi_s = (after.napi_cpu - before.napi_cpu).as_secs_f64();
+    FloodRun {
+        pattern,
+        sources: pattern.sources(),
+        generated,
+        generator_pps: generated.sent as f64 / elapsed,
+        generator_cpu_percent: generated.cpu_s / elapsed * 100.0,
+        xdp_seen_pps: seen,
+        dropped_pps: by_action("dropped"),
+        redirected_pps: by_action("redirected"),
+        passed_pps: by_action("passed"),
+        xdp_pps,
+        userspace_pps: (received(&after.metrics) - received(&before.metrics)) / elapsed,
+        relay_cpu_percent: (after.relay_cpu - before.relay_cpu).as_secs_f64() / window * 100.0,
+        relay_napi_cpu_percent: napi_s / window * 100.0,
+        napi_ns_per_packet: if seen > 0.0 {
+            napi_s * 1e9 / (seen * elapsed)
+        } else {
+            0.0
+        },
+        viewer_decrypted: after.decrypted - before.decrypted,
+        viewer_gaps: after.gaps - before.gaps,
+    }
+}
+
+fn print_table(runs: &[FloodRun]) {
+    let header = [
+        ("pattern", ""),
+        ("sources", ""),
+        ("sent", "pkt/s"),
+        ("gen", "CPU %"),
+        ("refused", ""),
+        ("XDP saw", "pkt/s"),
+        ("dropped", "pkt/s"),
+        ("redirect", "pkt/s"),
+        ("passed", "pkt/s"),
+        ("to user", "pkt/s"),
+        ("relay", "CPU %"),
+        ("XDP NAPI", "CPU %"),
+        ("NAPI", "ns/pkt"),
+        ("viewer", "gaps"),
+    ];
+    for line in [0, 1] {
+        let cells: Vec<String> = header
+            .iter()
+            .map(|h| format!("{:>11}", if line == 0 { h.0 } else { h.1 }))
+            .collect();
+        println!("{}", cells.join(" "));
+    }
+    for r in runs {
+        let pattern = serde_json::to_value(r.pattern)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let cells = [
+            format!("{pattern:>11}"),
+            format!("{:>11}", r.sources),
+            format!("{:>11.0}", r.generator_pps),
+            format!("{:>11.1}", r.generator_cpu_percent),
+            format!("{:>11}", r.generated.refused),
+            format!("{:>11.0}", r.xdp_seen_pps),
+            format!("{:>11.0}", r.dropped_pps),
+            format!("{:>11.0}", r.redirected_pps),
+            format!("{:>11.0}", r.passed_pps),
+            format!("{:>11.0}", r.userspace_pps),
+            format!("{:>11.1}", r.relay_cpu_percent),
+            format!("{:>11.1}", r.relay_napi_cpu_percent),
+            format!("{:>11.0}", r.napi_ns_per_packet),
+            format!("{:>11}", r.viewer_gaps),
+        ];
+        println!("{}", cells.join(" "));
+    }
+    for r in runs {
+        let reasons: Vec<String> = r
+            .xdp_pps
+            .iter()
+            .map(|(k, v)| format!("{k} {v:.0}/s"))
+            .collect();
+        println!("{:?}: {}", r.pattern, reasons.join(", "));
+    }
+}

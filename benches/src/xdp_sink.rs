@@ -1,0 +1,104 @@
+//! The sink XDP program (`sink-ebpf/`) on the viewers' veth end: loads it for a range
+//! of sink ports, attaches it, and reads what it counted per port.
+
+use aya::maps::{MapData, PerCpuArray};
+use aya::programs::{Xdp, XdpMode};
+use aya::{Ebpf, EbpfLoader};
+use relay_sink_ebpf::{SinkConfig, SinkCount, CONFIG_GLOBAL, COUNTS_MAP, PROGRAM};
+
+use anyhow::{bail, Context};
+
+/// The embedded sink program (an eBPF ELF object), or why this binary has none.
+pub fn program() -> anyhow::Result<&'static [u8]> {
+    #[cfg(sink_ebpf)]
+    let program: anyhow::Result<&'static [u8]> = Ok(aya::include_bytes_aligned!(concat!(
+        env!("OUT_DIR"),
+        "/sink"
+    )));
+    #[cfg(not(sink_ebpf))]
+    let program = Err(anyhow::anyhow!(
+        "relay-bench was built without its sink XDP program: {}",
+        env!("SINK_EBPF_UNAVAILABLE")
+    ));
+    program
+}
+
+/// The attached sink. Dropping it detaches the program (a BPF link).
+pub struct XdpSink {
+    counts: PerCpuArray<MapData, SinkCount>,
+    config: SinkConfig,
+    // Holds the program and its link; dropped last.
+    _ebpf: Ebpf,
+}
+
+impl XdpSink {
+    /// Loads the sink for UDP ports `first_port..first_port + ports` and attaches it in
+    /// native mode to `interface` (of the calling thread's network namespace).
+    pub fn attach(interface: &str, first_port: u16, ports: u16) -> anyhow::Result<XdpSink> {
+        if ports == 0 || first_port.checked_add(ports - 1).is_none() {
+            bail!("sink ports {first_port}+{ports}: an empty range or past 65535");
+        }
+        raise_memlock_limit();
+        let config = SinkConfig {
+            first_port,
+            ports,
+            reserved: [0; 4],
+        };
+        let mut ebpf = EbpfLoader::new()
+            .override_global(CONFIG_GLOBAL, &config, true)
+            .map_max_entries(COUNTS_MAP, u32::from(ports))
+            .load(program()?)
+            .context("loading the sink XDP object")?;
+        let xdp: &mut Xdp = ebpf
+            .program_mut(PROGRAM)
+            .context("no sink program in the object")?
+            .try_into()?;
+        xdp.load()
+            .context("the verifier refused the sink program")?;
+        xdp.attach(interface, XdpMode::Driver)
+            .with_context(|| format!("attaching the sink to {interface}"))?;
+        let counts = PerCpuArray::try_from(
+            ebpf.take_map(COUNTS_MAP)
+                .context("no counts map in the object")?,
+        )?;
+        Ok(XdpSink {
+            counts,
+            config,
+            _ebpf: ebpf,
+        })
+    }
+
+    pub fn first_port(&self) -> u16 {
+        self.config.first_port
+    }
+
+    /// What each port of the range got so far, summed over the CPUs; index i is port
+    /// `first_port + i`.
+    pub fn counts(&self, ports: usize) -> anyhow::Result<Vec<SinkCount>> {
+        (0..ports.min(usize::from(self.config.ports)) as u32)
+            .map(|slot| {
+                let per_cpu = self.counts.get(&slot, 0)?;
+                Ok(per_cpu
+                    .iter()
+                    .fold(SinkCount::default(), |sum, c| SinkCount {
+                        rtp: sum.rtp + c.rtp,
+                        rtp_bytes: sum.rtp_bytes + c.rtp_bytes,
+                        rtcp: sum.rtcp + c.rtcp,
+                    }))
+            })
+            .collect()
+    }
+}
+
+/// Soft memlock limit up to the hard one: kernels that still charge BPF maps to it
+/// need the room; newer ones charge the cgroup and ignore it.
+fn raise_memlock_limit() {
+    // SAFETY: getrlimit/setrlimit read and write the struct they are given.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit);
+        }
+    }
+}
