@@ -65,6 +65,13 @@ pub struct Config {
     /// Spin on the AF_XDP rings instead of sleeping: lowest latency, a core per worker.
     #[serde(deserialize_with = "yes_no")]
     pub xdp_busy_poll: bool,
+    /// STUN datagrams per second the XDP program lets through from one address that has
+    /// no session yet (every viewer's first checks); more are dropped in the driver.
+    #[serde(rename = "xdpSTUNRate")]
+    pub xdp_stun_rate: u32,
+    /// How many of those one address may send at once.
+    #[serde(rename = "xdpSTUNBurst")]
+    pub xdp_stun_burst: u32,
 
     /// Settings applied to every path unless the path sets them.
     pub path_defaults: PathConfig,
@@ -121,6 +128,8 @@ impl Default for Config {
             xdp_interface: String::new(),
             xdp_mode: XdpMode::Native,
             xdp_busy_poll: false,
+            xdp_stun_rate: 50,
+            xdp_stun_burst: 100,
             // pathDefaults spells out every value; a path's own unset keys inherit them.
             path_defaults: PathConfig {
                 max_readers: Some(0),
@@ -281,6 +290,12 @@ impl Config {
             if let Err(e) = check_origin(origin) {
                 problems.push(format!("webrtcAllowOrigins: {e}"));
             }
+        }
+        if self.xdp_stun_rate == 0 || self.xdp_stun_burst == 0 {
+            problems.push(
+                "xdpSTUNRate, xdpSTUNBurst: must be at least 1 (0 would refuse every new viewer)"
+                    .into(),
+            );
         }
         if self.webrtc_handshake_timeout.is_zero() {
             problems.push("webrtcHandshakeTimeout: must be more than 0s, e.g. 10s".into());
@@ -533,7 +548,7 @@ mod tests {
             .collect();
         let config_fields = field_names::<Config>();
         let path_fields = field_names::<PathConfig>();
-        assert_eq!(config_fields.len(), 20);
+        assert_eq!(config_fields.len(), 22);
         assert_eq!(path_fields, ["source", "rtpSDP", "maxReaders"]);
         for key in config_fields {
             assert!(top.contains(key), "relay.yml does not document {key}");

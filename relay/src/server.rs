@@ -23,11 +23,6 @@ use crate::session::{Session, SessionConfig};
 use crate::worker::registry::{Path, Pending, Registry};
 use crate::worker::{Worker, WorkerStats};
 
-/// STUN datagrams per second, and at once, that an address with no session may send
-/// through XDP: enough for a few browsers behind one NAT to run their ICE checks.
-const STUN_RATE: NonZeroU32 = NonZeroU32::new(50).unwrap();
-const STUN_BURST: NonZeroU32 = NonZeroU32::new(100).unwrap();
-
 /// The HTTP side's handle on the relay.
 struct Control {
     paths: HashMap<String, Arc<Path>>,
@@ -366,8 +361,10 @@ fn xdp_plane(
             ConfigXdpMode::Native => XdpMode::Native,
             ConfigXdpMode::Generic => XdpMode::Generic,
         },
-        stun_rate: STUN_RATE,
-        stun_burst: STUN_BURST,
+        stun_rate: NonZeroU32::new(config.xdp_stun_rate)
+            .context("xdpSTUNRate must be at least 1")?,
+        stun_burst: NonZeroU32::new(config.xdp_stun_burst)
+            .context("xdpSTUNBurst must be at least 1")?,
         queues: NonZeroU32::new(queues as u32).context("the interface has no RX queue")?,
     };
     let mut program = XdpProgram::attach(iface, &options)?;

@@ -19,6 +19,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use super::frame::{self, Mac, NextHop, MAX_HEADERS};
 use super::program::RUN_PORTABLE;
@@ -36,6 +37,10 @@ const RX_BATCH: u32 = 64;
 /// Kicks per flush at most: copy mode sends only inside them, and says EAGAIN while
 /// its per-call budget runs out or the driver's queue is busy.
 const MAX_KICKS: u32 = 64;
+/// How long a send may wait for the device when every frame or ring slot is in flight,
+/// in steps of TX_WAIT_STEP.
+const TX_WAIT: Duration = Duration::from_millis(2);
+const TX_WAIT_STEP: Duration = Duration::from_micros(250);
 /// Remote IPs whose next hop is remembered; datagrams from further ones are delivered
 /// but cannot be answered (the kernel-side admission keeps unknown sources few).
 const MAX_REMOTES: usize = 1 << 16;
@@ -302,6 +307,22 @@ struct Xsk {
 }
 
 impl Xsk {
+    /// Sleeps until the socket can take more to send, or `timeout`. In copy mode the
+    /// poll itself transmits what the TX ring holds.
+    fn wait_writable(&self, timeout: Duration) {
+        let mut fd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        let ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: timeout.as_nanos() as libc::c_long,
+        };
+        // SAFETY: one valid pollfd and a timespec that outlive the call; no signal mask.
+        unsafe { libc::ppoll(&mut fd, 1, &ts, ptr::null()) };
+    }
+
     /// recvfrom/sendto with no data: the "kick" that wakes the driver (zero-copy),
     /// busy-polls it, or (copy mode, sendto) transmits the TX ring.
     fn kick(&self, send: bool) -> io::Result<()> {
@@ -661,9 +682,19 @@ impl XskSender {
         let room = |s: &mut Self| s.tx.free(s.queued + 1) > s.queued && !s.free.is_empty();
         if !room(self) {
             self.reclaim();
-            if !room(self) {
-                self.flush();
-            }
+        }
+        if !room(self) {
+            self.flush();
+        }
+        // The device is behind (copy mode: the kernel's transmit path; a NIC: its queue).
+        // Wait for it a little, as a qdisc would queue, rather than drop at once; bounded
+        // so that a stuck device costs the worker at most TX_WAIT per batch.
+        let mut waited = Duration::ZERO;
+        while !room(self) && waited < TX_WAIT {
+            self.xsk.wait_writable(TX_WAIT_STEP);
+            waited += TX_WAIT_STEP;
+            self.kick();
+            self.reclaim();
         }
         if room(self) {
             self.free.pop()
