@@ -16,6 +16,7 @@ pub mod procfs;
 pub mod relay_proc;
 pub mod report;
 pub mod sink;
+pub mod stamp;
 pub mod xdp_egress;
 pub mod xdp_flood;
 pub mod xdp_sink;
