@@ -6,8 +6,9 @@
 //! 128-191) are counted by size and dropped undecrypted, so that a hundred sinks cost
 //! the load tool little next to the relay they measure. (With the sink XDP program in
 //! front, `xdp_sink`, media does not even reach the socket.) A verifying sink hands
-//! media to str0m as well, which decrypts it: it counts the RTP packets it decrypted
-//! and the sequence numbers missing between them.
+//! media to str0m as well, which decrypts it, and checks every packet (`verify`):
+//! continuity, H264 packetization, latency from the publisher's stamps, time to the
+//! first whole keyframe.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -20,9 +21,13 @@ use std::time::{Duration, Instant};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+
+use crate::stamp::unix_ns;
+use crate::verify::Verifier;
 
 /// Largest datagram counted by size; anything longer lands in the last bucket.
 pub const MAX_SIZE: usize = 2048;
@@ -33,6 +38,10 @@ const RECV_BUFFER: usize = 4 << 20;
 const DRAIN_LIMIT: usize = 256;
 /// Rounds of str0m output handled per visit (it yields a timeout well before).
 const PUMP_LIMIT: usize = 1024;
+/// Latencies are counted in buckets of this many microseconds...
+pub const LATENCY_BUCKET_US: u64 = 100;
+/// ...up to this many buckets (2 s); longer ones land in the last.
+const LATENCY_BUCKETS: usize = 20_000;
 /// Longest sleep of the driver: how quickly it notices `stop`.
 const IDLE: Duration = Duration::from_millis(50);
 const WAKER: Token = Token(usize::MAX);
@@ -70,6 +79,14 @@ pub struct SinkCounters {
     pub gaps: AtomicU64,
     /// Verifying sinks: decrypted packets at or behind the highest sequence number seen.
     pub disorder: AtomicU64,
+    /// Verifying sinks: packets that are not valid H264 RTP.
+    pub malformed: AtomicU64,
+    /// Verifying sinks: published frames whose stamps never came.
+    pub frames_missing: AtomicU64,
+    /// Microseconds from the offer to ICE and DTLS complete; 0 until then.
+    pub connected_us: AtomicU64,
+    /// Verifying sinks: microseconds from the offer to the first whole keyframe; 0 until then.
+    pub first_keyframe_us: AtomicU64,
 }
 
 /// Counters of all sinks of one run.
@@ -80,6 +97,9 @@ pub struct Counters {
     pub sizes: Box<[AtomicU64]>,
     /// RTP datagrams of all sinks together.
     pub rtp: AtomicU64,
+    /// Verifying sinks: end-to-end latencies of the publisher's stamps, by
+    /// `LATENCY_BUCKET_US` buckets.
+    pub latency: Box<[AtomicU64]>,
     recording: AtomicBool,
     /// The RTP datagrams sink 0 received while recording, in order.
     pattern: Mutex<Recording>,
@@ -104,6 +124,7 @@ impl Counters {
             sinks: (0..capacity).map(|_| SinkCounters::default()).collect(),
             sizes: (0..=MAX_SIZE).map(|_| AtomicU64::new(0)).collect(),
             rtp: AtomicU64::new(0),
+            latency: (0..LATENCY_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
             recording: AtomicBool::new(false),
             pattern: Mutex::new(Recording {
                 since: Instant::now(),
@@ -125,6 +146,14 @@ impl Counters {
     /// What sink 0 received while recording, in order of arrival.
     pub fn pattern(&self) -> Vec<Arrival> {
         self.pattern.lock().unwrap().arrivals.clone()
+    }
+
+    /// Snapshot of the latency histogram.
+    pub fn latency_histogram(&self) -> Vec<u64> {
+        self.latency
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect()
     }
 
     /// Snapshot of the size histogram.
@@ -166,6 +195,7 @@ pub struct Offering {
     socket: UdpSocket,
     pending: SdpPendingOffer,
     verify: bool,
+    started: Instant,
     /// The SDP offer to POST.
     pub sdp: String,
 }
@@ -180,6 +210,7 @@ impl Offering {
     /// The same offer from a socket bound to `local`; a `verify`ing sink decrypts its
     /// media and checks its continuity.
     pub fn bind(local: SocketAddr, verify: bool) -> io::Result<Offering> {
+        let started = Instant::now();
         let socket = UdpSocket::bind(local)?;
         socket.set_nonblocking(true)?;
         set_recv_buffer(&socket, RECV_BUFFER);
@@ -198,6 +229,7 @@ impl Offering {
             socket,
             pending,
             verify,
+            started,
             sdp: offer.to_sdp_string(),
         })
     }
@@ -206,14 +238,7 @@ impl Offering {
     pub fn accept(mut self, answer: &str) -> anyhow::Result<Sink> {
         let answer = SdpAnswer::from_sdp_string(answer)?;
         self.rtc.sdp_api().accept_answer(self.pending, answer)?;
-        let local = self.socket.local_addr()?;
-        Ok(Sink {
-            rtc: self.rtc,
-            socket: self.socket,
-            local,
-            next: Instant::now(),
-            continuity: self.verify.then(Continuity::default),
-        })
+        Sink::new(self.rtc, self.socket, self.verify, self.started)
     }
 }
 
@@ -225,36 +250,32 @@ pub struct Sink {
     local: SocketAddr,
     /// When str0m wants `Input::Timeout` next.
     next: Instant,
-    /// Verifying sinks only: the highest sequence number decrypted, per SSRC.
-    continuity: Option<Continuity>,
-}
-
-/// The highest extended sequence number decrypted on each SSRC (a viewer gets two).
-#[derive(Debug, Default)]
-struct Continuity {
-    highest: Vec<(u32, u64)>,
-}
-
-impl Continuity {
-    /// Notes packet `seq` of `ssrc`: (sequence numbers skipped before it, whether it
-    /// came at or behind the highest one seen).
-    fn note(&mut self, ssrc: u32, seq: u64) -> (u64, bool) {
-        match self.highest.iter_mut().find(|(s, _)| *s == ssrc) {
-            None => {
-                self.highest.push((ssrc, seq));
-                (0, false)
-            }
-            Some((_, highest)) if seq > *highest => {
-                let skipped = seq - *highest - 1;
-                *highest = seq;
-                (skipped, false)
-            }
-            Some(_) => (0, true),
-        }
-    }
+    /// When the viewer made its offer (or got one): setup times count from here.
+    started: Instant,
+    /// Verifying sinks only: their checks, and the payload types that are H264.
+    verifier: Option<(Verifier, Vec<u8>)>,
 }
 
 impl Sink {
+    /// A negotiated viewer on its socket, ready for the driver.
+    fn new(rtc: Rtc, socket: UdpSocket, verify: bool, started: Instant) -> anyhow::Result<Sink> {
+        let h264 = rtc
+            .codec_config()
+            .params()
+            .iter()
+            .filter(|p| p.spec().codec == Codec::H264)
+            .map(|p| *p.pt())
+            .collect();
+        Ok(Sink {
+            local: socket.local_addr()?,
+            rtc,
+            socket,
+            next: Instant::now(),
+            started,
+            verifier: verify.then(|| (Verifier::default(), h264)),
+        })
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.local
     }
@@ -280,7 +301,7 @@ impl Sink {
             let kind = classify(data);
             if kind != Kind::Other {
                 counters.count(index, kind, n);
-                if self.continuity.is_none() {
+                if self.verifier.is_none() {
                     continue;
                 }
             }
@@ -295,7 +316,7 @@ impl Sink {
                 counters.sinks[index].failed.store(true, Ordering::Relaxed);
             }
             // A verifying sink's str0m has decrypted media to hand over.
-            if self.continuity.is_some() {
+            if self.verifier.is_some() {
                 self.pump(index, counters);
             }
         };
@@ -323,13 +344,36 @@ impl Sink {
                     // A full buffer or a dead relay: the consent check is retried anyway.
                     let _ = self.socket.send_to(&t.contents, t.destination);
                 }
-                Ok(Output::Event(Event::Connected)) => c.connected.store(true, Ordering::Relaxed),
+                Ok(Output::Event(Event::Connected)) => {
+                    c.connected_us
+                        .store(micros_since(self.started), Ordering::Relaxed);
+                    c.connected.store(true, Ordering::Relaxed);
+                }
                 Ok(Output::Event(Event::RtpPacket(p))) => {
-                    if let Some(continuity) = &mut self.continuity {
-                        let (skipped, behind) = continuity.note(*p.header.ssrc, *p.seq_no);
+                    if let Some((verifier, h264)) = &mut self.verifier {
+                        let seen = verifier.on_rtp(
+                            *p.header.ssrc,
+                            *p.seq_no,
+                            p.header.marker,
+                            &p.payload,
+                            h264.contains(&*p.header.payload_type),
+                            unix_ns(),
+                        );
                         c.decrypted.fetch_add(1, Ordering::Relaxed);
-                        c.gaps.fetch_add(skipped, Ordering::Relaxed);
-                        c.disorder.fetch_add(u64::from(behind), Ordering::Relaxed);
+                        c.gaps.fetch_add(seen.skipped, Ordering::Relaxed);
+                        c.disorder.fetch_add(u64::from(seen.behind), Ordering::Relaxed);
+                        c.malformed.fetch_add(u64::from(seen.malformed), Ordering::Relaxed);
+                        c.frames_missing
+                            .fetch_add(seen.frames_missing, Ordering::Relaxed);
+                        if seen.first_keyframe {
+                            c.first_keyframe_us
+                                .store(micros_since(self.started), Ordering::Relaxed);
+                        }
+                        if let Some(us) = seen.latency_us {
+                            let bucket = (us / LATENCY_BUCKET_US) as usize;
+                            counters.latency[bucket.min(LATENCY_BUCKETS - 1)]
+                                .fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                 }
                 Ok(Output::Event(Event::IceConnectionStateChange(
@@ -474,6 +518,27 @@ fn drive(mut poll: Poll, new_sinks: mpsc::Receiver<Sink>, counters: &Counters, s
     }
 }
 
+/// At least 1: 0 means "not yet" in the counters.
+fn micros_since(start: Instant) -> u64 {
+    (start.elapsed().as_micros() as u64).max(1)
+}
+
+/// The value at quantile `q` (0..=1) of a histogram of `bucket`-wide buckets: the upper
+/// edge of the bucket it falls in; None if the histogram is empty.
+pub fn quantile(histogram: &[u64], bucket: u64, q: f64) -> Option<u64> {
+    let total: u64 = histogram.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = ((total as f64 * q).ceil() as u64).clamp(1, total);
+    let mut seen = 0;
+    histogram.iter().position(|&n| {
+        seen += n;
+        seen >= rank
+    })
+    .map(|i| (i as u64 + 1) * bucket)
+}
+
 /// SO_RCVBUFFORCE (root) past net.core.rmem_max, else SO_RCVBUF up to it.
 fn set_recv_buffer(socket: &UdpSocket, bytes: usize) {
     let fd = socket.as_raw_fd();
@@ -536,16 +601,14 @@ mod tests {
     }
 
     #[test]
-    fn continuity_counts_skipped_and_late_packets_per_ssrc() {
-        let mut c = Continuity::default();
-        assert_eq!(c.note(7, 100), (0, false), "first packet of a stream");
-        assert_eq!(c.note(7, 101), (0, false));
-        assert_eq!(c.note(9, 5), (0, false), "another SSRC has its own count");
-        assert_eq!(c.note(7, 104), (2, false), "102 and 103 missing");
-        assert_eq!(c.note(7, 103), (0, true), "late");
-        assert_eq!(c.note(7, 104), (0, true), "duplicate");
-        assert_eq!(c.note(9, 6), (0, false));
-        assert_eq!(c.note(7, 105), (0, false));
+    fn quantiles_of_a_histogram() {
+        assert_eq!(quantile(&[0, 0], 100, 0.5), None);
+        let h = [0, 90, 9, 0, 1]; // 100 values
+        assert_eq!(quantile(&h, 100, 0.5), Some(200));
+        assert_eq!(quantile(&h, 100, 0.9), Some(200));
+        assert_eq!(quantile(&h, 100, 0.99), Some(300));
+        assert_eq!(quantile(&h, 100, 1.0), Some(500));
+        assert_eq!(quantile(&h, 100, 0.0), Some(200), "the smallest value");
     }
 
     /// Media reaching a sink is counted without str0m, from any sender.
@@ -559,13 +622,7 @@ mod tests {
             .collect();
         // No answer is needed to count: register the sinks as they are.
         for o in offers {
-            driver.add(Sink {
-                rtc: o.rtc,
-                local: o.socket.local_addr().unwrap(),
-                socket: o.socket,
-                next: Instant::now(),
-                continuity: None,
-            });
+            driver.add(Sink::new(o.rtc, o.socket, false, o.started).unwrap());
         }
         let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
         let mut rtp = vec![0u8; 1000];
