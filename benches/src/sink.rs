@@ -391,10 +391,18 @@ impl Sink {
     }
 }
 
+/// What the driver thread is told.
+enum Command {
+    /// A new sink: it becomes sink number (sinks added before it).
+    Add(Sink),
+    /// Sink number: its socket closes, its counters stay.
+    Remove(usize),
+}
+
 /// The thread that drives every sink of a run.
 pub struct Driver {
     pub counters: Arc<Counters>,
-    new_sinks: mpsc::Sender<Sink>,
+    commands: mpsc::Sender<Command>,
     waker: Arc<Waker>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -421,7 +429,7 @@ impl Driver {
         };
         Ok(Driver {
             counters,
-            new_sinks: tx,
+            commands: tx,
             waker,
             stop,
             thread: Some(thread),
@@ -430,7 +438,16 @@ impl Driver {
 
     /// Hands a sink to the driver thread: it is sink number (sinks added before it).
     pub fn add(&self, sink: Sink) {
-        if self.new_sinks.send(sink).is_ok() {
+        self.command(Command::Add(sink));
+    }
+
+    /// Closes sink number `index` (a viewer leaving); its counters keep their values.
+    pub fn remove(&self, index: usize) {
+        self.command(Command::Remove(index));
+    }
+
+    fn command(&self, command: Command) {
+        if self.commands.send(command).is_ok() {
             let _ = self.waker.wake();
         }
     }
@@ -455,8 +472,9 @@ impl Drop for Driver {
     }
 }
 
-fn drive(mut poll: Poll, new_sinks: mpsc::Receiver<Sink>, counters: &Counters, stop: &AtomicBool) {
-    let mut sinks: Vec<Sink> = Vec::new();
+fn drive(mut poll: Poll, commands: mpsc::Receiver<Command>, counters: &Counters, stop: &AtomicBool) {
+    // Removed sinks leave a hole: tokens and counters are sink numbers.
+    let mut sinks: Vec<Option<Sink>> = Vec::new();
     let mut events = Events::with_capacity(256);
     let mut buf = vec![0u8; MAX_SIZE + 1];
     let mut ready: Vec<usize> = Vec::new();
@@ -466,6 +484,7 @@ fn drive(mut poll: Poll, new_sinks: mpsc::Receiver<Sink>, counters: &Counters, s
         let timeout = if again.is_empty() {
             sinks
                 .iter()
+                .flatten()
                 .map(|s| s.next.saturating_duration_since(now))
                 .min()
                 .unwrap_or(IDLE)
@@ -482,40 +501,51 @@ fn drive(mut poll: Poll, new_sinks: mpsc::Receiver<Sink>, counters: &Counters, s
         ready.append(&mut again);
         for event in &events {
             if event.token() == WAKER {
-                while let Ok(mut sink) = new_sinks.try_recv() {
-                    let index = sinks.len();
-                    if index >= counters.sinks.len() {
-                        continue; // more than the run asked for: dropped, socket closed
+                while let Ok(command) = commands.try_recv() {
+                    match command {
+                        Command::Add(sink) => add(&poll, &mut sinks, sink, counters),
+                        Command::Remove(index) => {
+                            if let Some(sink) = sinks.get_mut(index).and_then(Option::take) {
+                                let fd = sink.socket.as_raw_fd();
+                                let _ = poll.registry().deregister(&mut SourceFd(&fd));
+                            }
+                        }
                     }
-                    let fd = sink.socket.as_raw_fd();
-                    let registered = poll.registry().register(
-                        &mut SourceFd(&fd),
-                        Token(index),
-                        Interest::READABLE,
-                    );
-                    if registered.is_err() {
-                        counters.sinks[index].failed.store(true, Ordering::Relaxed);
-                    }
-                    sink.pump(index, counters);
-                    sinks.push(sink);
                 }
             } else {
                 ready.push(event.token().0);
             }
         }
         for &i in &ready {
-            if sinks[i].drain(i, counters, &mut buf) && !again.contains(&i) {
+            let Some(sink) = &mut sinks[i] else { continue };
+            if sink.drain(i, counters, &mut buf) && !again.contains(&i) {
                 again.push(i);
             }
         }
         ready.clear();
         let now = Instant::now();
         for (i, sink) in sinks.iter_mut().enumerate() {
-            if sink.next <= now {
+            if let Some(sink) = sink.as_mut().filter(|s| s.next <= now) {
                 sink.on_timeout(i, counters, now);
             }
         }
     }
+}
+
+fn add(poll: &Poll, sinks: &mut Vec<Option<Sink>>, mut sink: Sink, counters: &Counters) {
+    let index = sinks.len();
+    if index >= counters.sinks.len() {
+        return; // more than the run asked for: dropped, socket closed
+    }
+    let fd = sink.socket.as_raw_fd();
+    let registered = poll
+        .registry()
+        .register(&mut SourceFd(&fd), Token(index), Interest::READABLE);
+    if registered.is_err() {
+        counters.sinks[index].failed.store(true, Ordering::Relaxed);
+    }
+    sink.pump(index, counters);
+    sinks.push(Some(sink));
 }
 
 /// At least 1: 0 means "not yet" in the counters.
@@ -644,6 +674,17 @@ mod tests {
         assert_eq!(c.sinks[1].rtcp.load(Ordering::Relaxed), 1);
         assert_eq!(c.size_histogram()[500], 150);
         assert_eq!(c.size_histogram()[501], 150);
+        // A viewer leaves: its socket closes, the other one still counts.
+        driver.remove(1);
+        std::thread::sleep(Duration::from_millis(50));
+        for i in 0..20 {
+            let _ = sender.send_to(&rtp[..500], addrs[i % 2]);
+        }
+        while c.sinks[0].rtp.load(Ordering::Relaxed) < 160 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(c.sinks[0].rtp.load(Ordering::Relaxed), 160);
+        assert_eq!(c.sinks[1].rtp.load(Ordering::Relaxed), 150, "removed");
         driver.stop();
     }
 }
