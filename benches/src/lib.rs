@@ -17,6 +17,7 @@ pub mod relay_proc;
 pub mod report;
 pub mod sink;
 pub mod stamp;
+pub mod swarm;
 pub mod verify;
 pub mod xdp_egress;
 pub mod xdp_flood;

@@ -361,8 +361,10 @@ impl Sink {
                         );
                         c.decrypted.fetch_add(1, Ordering::Relaxed);
                         c.gaps.fetch_add(seen.skipped, Ordering::Relaxed);
-                        c.disorder.fetch_add(u64::from(seen.behind), Ordering::Relaxed);
-                        c.malformed.fetch_add(u64::from(seen.malformed), Ordering::Relaxed);
+                        c.disorder
+                            .fetch_add(u64::from(seen.behind), Ordering::Relaxed);
+                        c.malformed
+                            .fetch_add(u64::from(seen.malformed), Ordering::Relaxed);
                         c.frames_missing
                             .fetch_add(seen.frames_missing, Ordering::Relaxed);
                         if seen.first_keyframe {
@@ -472,7 +474,12 @@ impl Drop for Driver {
     }
 }
 
-fn drive(mut poll: Poll, commands: mpsc::Receiver<Command>, counters: &Counters, stop: &AtomicBool) {
+fn drive(
+    mut poll: Poll,
+    commands: mpsc::Receiver<Command>,
+    counters: &Counters,
+    stop: &AtomicBool,
+) {
     // Removed sinks leave a hole: tokens and counters are sink numbers.
     let mut sinks: Vec<Option<Sink>> = Vec::new();
     let mut events = Events::with_capacity(256);
@@ -562,11 +569,13 @@ pub fn quantile(histogram: &[u64], bucket: u64, q: f64) -> Option<u64> {
     }
     let rank = ((total as f64 * q).ceil() as u64).clamp(1, total);
     let mut seen = 0;
-    histogram.iter().position(|&n| {
-        seen += n;
-        seen >= rank
-    })
-    .map(|i| (i as u64 + 1) * bucket)
+    histogram
+        .iter()
+        .position(|&n| {
+            seen += n;
+            seen >= rank
+        })
+        .map(|i| (i as u64 + 1) * bucket)
 }
 
 /// SO_RCVBUFFORCE (root) past net.core.rmem_max, else SO_RCVBUF up to it.

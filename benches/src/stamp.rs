@@ -133,7 +133,11 @@ mod tests {
         }
         .to_nal();
         assert_eq!(Stamp::from_nal(&[0x65, 0x88, 0x84]), None, "IDR slice");
-        assert_eq!(Stamp::from_nal(&[0x06, 5, 4, 1, 2, 3, 4, 0x80]), None, "short SEI");
+        assert_eq!(
+            Stamp::from_nal(&[0x06, 5, 4, 1, 2, 3, 4, 0x80]),
+            None,
+            "short SEI"
+        );
         assert_eq!(Stamp::from_nal(&[]), None);
         nal[5] ^= 1; // the UUID
         assert_eq!(Stamp::from_nal(&nal), None, "someone else's user data");

@@ -116,7 +116,11 @@ impl Verifier {
 
 /// Parses one H264 RTP payload into the stream's state; a stamp gives (latency in
 /// microseconds, frames missing before it).
-fn check_h264(stream: &mut Stream, payload: &[u8], now_unix_ns: u64) -> Result<Option<(u64, u64)>, ()> {
+fn check_h264(
+    stream: &mut Stream,
+    payload: &[u8],
+    now_unix_ns: u64,
+) -> Result<Option<(u64, u64)>, ()> {
     let (&indicator, rest) = payload.split_first().ok_or(())?;
     if indicator & 0x80 != 0 {
         return Err(()); // forbidden_zero_bit
@@ -227,7 +231,11 @@ mod tests {
         let mut v = Verifier::default();
         // Joined mid-frame: the end of a P frame, then a whole keyframe.
         let tail = v.on_rtp(SSRC, 10, true, &fu(false, true, 1), true, 0);
-        assert_eq!(tail, Observation::default(), "a lost start is not malformed");
+        assert_eq!(
+            tail,
+            Observation::default(),
+            "a lost start is not malformed"
+        );
         let seen = keyframe(&mut v, 11, 40);
         assert_eq!(seen[0].latency_us, Some(2500), "3.5 ms - 1 ms");
         assert!(seen.iter().all(|o| !o.malformed && o.skipped == 0));
@@ -248,7 +256,10 @@ mod tests {
             v.on_rtp(SSRC, 5, true, &fu(false, true, NAL_IDR), true, 0),
         ];
         assert_eq!(seen[2].skipped, 1);
-        assert!(!seen[2].malformed && !seen[2].first_keyframe, "damaged keyframe");
+        assert!(
+            !seen[2].malformed && !seen[2].first_keyframe,
+            "damaged keyframe"
+        );
         let next = keyframe(&mut v, 6, 9);
         assert_eq!(next[0].frames_missing, 3, "frames 6, 7, 8");
         assert!(next[3].first_keyframe);
@@ -258,15 +269,25 @@ mod tests {
     fn broken_packetization_is_malformed() {
         let mut v = Verifier::default();
         v.on_rtp(SSRC, 1, true, &[0x61, 0], true, 0);
-        let bad = |v: &mut Verifier, seq, payload: &[u8]| v.on_rtp(SSRC, seq, false, payload, true, 0);
+        let bad =
+            |v: &mut Verifier, seq, payload: &[u8]| v.on_rtp(SSRC, seq, false, payload, true, 0);
         assert!(bad(&mut v, 2, &[]).malformed, "empty");
         assert!(bad(&mut v, 3, &[0x80 | 1, 0]).malformed, "forbidden bit");
         assert!(bad(&mut v, 4, &[0x60 | 30, 0]).malformed, "reserved type");
-        assert!(bad(&mut v, 5, &[0x78, 0, 9, 0x65]).malformed, "STAP-A overrun");
+        assert!(
+            bad(&mut v, 5, &[0x78, 0, 9, 0x65]).malformed,
+            "STAP-A overrun"
+        );
         v.on_rtp(SSRC, 6, true, &[0x61, 0], true, 0);
-        assert!(bad(&mut v, 7, &fu(false, true, 1)).malformed, "an end with no start");
+        assert!(
+            bad(&mut v, 7, &fu(false, true, 1)).malformed,
+            "an end with no start"
+        );
         assert!(!bad(&mut v, 8, &fu(true, false, 1)).malformed);
-        assert!(bad(&mut v, 9, &[0x61, 0]).malformed, "a NAL unit inside a FU-A");
+        assert!(
+            bad(&mut v, 9, &[0x61, 0]).malformed,
+            "a NAL unit inside a FU-A"
+        );
         let opus = v.on_rtp(9, 1, false, &[0xff], false, 0);
         assert!(!opus.malformed, "not H264: not parsed");
     }

@@ -35,6 +35,17 @@ impl XdpSink {
     /// Loads the sink for UDP ports `first_port..first_port + ports` and attaches it in
     /// native mode to `interface` (of the calling thread's network namespace).
     pub fn attach(interface: &str, first_port: u16, ports: u16) -> anyhow::Result<XdpSink> {
+        XdpSink::attach_in(interface, first_port, ports, XdpMode::Driver)
+    }
+
+    /// The same in `mode`: generic (`XdpMode::Skb`) for devices with no native XDP, such
+    /// as `lo`, where a swarm on loopback is counted without its sockets.
+    pub fn attach_in(
+        interface: &str,
+        first_port: u16,
+        ports: u16,
+        mode: XdpMode,
+    ) -> anyhow::Result<XdpSink> {
         if ports == 0 || first_port.checked_add(ports - 1).is_none() {
             bail!("sink ports {first_port}+{ports}: an empty range or past 65535");
         }
@@ -55,7 +66,7 @@ impl XdpSink {
             .try_into()?;
         xdp.load()
             .context("the verifier refused the sink program")?;
-        xdp.attach(interface, XdpMode::Driver)
+        xdp.attach(interface, mode)
             .with_context(|| format!("attaching the sink to {interface}"))?;
         let counts = PerCpuArray::try_from(
             ebpf.take_map(COUNTS_MAP)

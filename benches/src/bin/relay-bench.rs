@@ -72,6 +72,14 @@ enum Tool {
     ///
     /// Prints progress on stderr, a table and then one JSON line on stdout.
     XdpEgress(relay_benches::xdp_egress::Args),
+    /// Viewers against any WHEP server: joined at a pace, verifying (decrypt and check
+    /// every packet: loss, H264 packetization, end-to-end latency from the stamps
+    /// `relay-bench publish` puts in its streams, time to the first whole keyframe,
+    /// setup time) or sinks (count only; with `--sink-interface`, the sink XDP program
+    /// counts and drops their media before their sockets).
+    ///
+    /// Prints progress on stderr, a table and then one JSON line on stdout.
+    Swarm(relay_benches::swarm::Args),
     /// The relay's XDP program under a flood: RTP-class and STUN-class datagrams from
     /// unknown (spoofed) sources to the media port, for a bounded time.
     ///
@@ -113,6 +121,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Tool::Egress(args) => egress(&args),
         Tool::XdpEgress(args) => relay_benches::xdp_egress::main(&args),
+        Tool::Swarm(args) => relay_benches::swarm::main(&args),
         Tool::XdpFlood(args) => relay_benches::xdp_flood::main(&args),
     }
 }
