@@ -12,6 +12,7 @@
 pub mod baseline;
 pub mod flood;
 pub mod netns;
+pub mod plot;
 pub mod procfs;
 pub mod relay_proc;
 pub mod report;
