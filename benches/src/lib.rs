@@ -11,6 +11,7 @@
 
 pub mod baseline;
 pub mod flood;
+pub mod janus;
 pub mod netns;
 pub mod plot;
 pub mod procfs;

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
-use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind};
 use str0m::net::{Protocol, Receive};
@@ -211,13 +211,7 @@ impl Offering {
     /// media and checks its continuity.
     pub fn bind(local: SocketAddr, verify: bool) -> io::Result<Offering> {
         let started = Instant::now();
-        let socket = UdpSocket::bind(local)?;
-        socket.set_nonblocking(true)?;
-        set_recv_buffer(&socket, RECV_BUFFER);
-        let local = socket.local_addr()?;
-        let mut rtc = Rtc::builder().set_rtp_mode(true).build(Instant::now());
-        let candidate = Candidate::host(local, "udp").map_err(io::Error::other)?;
-        rtc.add_local_candidate(candidate);
+        let (socket, mut rtc) = open(local)?;
         let mut change = rtc.sdp_api();
         change.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
         change.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
@@ -240,6 +234,17 @@ impl Offering {
         self.rtc.sdp_api().accept_answer(self.pending, answer)?;
         Sink::new(self.rtc, self.socket, self.verify, self.started)
     }
+}
+
+/// A sink's socket, bound to `local`, and its str0m with a host candidate on it.
+fn open(local: SocketAddr) -> io::Result<(UdpSocket, Rtc)> {
+    let socket = UdpSocket::bind(local)?;
+    socket.set_nonblocking(true)?;
+    set_recv_buffer(&socket, RECV_BUFFER);
+    let mut rtc = Rtc::builder().set_rtp_mode(true).build(Instant::now());
+    let candidate = Candidate::host(socket.local_addr()?, "udp").map_err(io::Error::other)?;
+    rtc.add_local_candidate(candidate);
+    Ok((socket, rtc))
 }
 
 /// A connected (or connecting) viewer, owned by the driver thread.
@@ -274,6 +279,19 @@ impl Sink {
             started,
             verifier: verify.then(|| (Verifier::default(), h264)),
         })
+    }
+
+    /// A viewer of a server that offers (Janus): answers `offer` from a socket bound to
+    /// `local`; returns the sink and its SDP answer. str0m is a full ICE agent here, the
+    /// controlled one, with the host candidate in its answer.
+    pub fn answer(offer: &str, local: SocketAddr, verify: bool) -> anyhow::Result<(Sink, String)> {
+        let started = Instant::now();
+        let (socket, mut rtc) = open(local)?;
+        let answer = rtc
+            .sdp_api()
+            .accept_offer(SdpOffer::from_sdp_string(offer)?)?;
+        let sink = Sink::new(rtc, socket, verify, started)?;
+        Ok((sink, answer.to_sdp_string()))
     }
 
     pub fn local_addr(&self) -> SocketAddr {

@@ -27,6 +27,8 @@ const PACKAGES: &[&str] = &[
     "chromium",
     "chromium-driver",
     "ffmpeg",
+    // The peer of the side-by-side benchmarks: Janus Gateway's streaming plugin.
+    "janus",
 ];
 
 pub fn run() -> anyhow::Result<()> {
