@@ -71,7 +71,11 @@ fn janus_relays_rtp_to_two_viewers() {
     assert_eq!(checked.decrypted.load(Ordering::Relaxed), rtp(checked));
     assert_eq!(checked.gaps.load(Ordering::Relaxed), 0, "sequence gaps");
     assert_eq!(checked.malformed.load(Ordering::Relaxed), 0, "bad H264");
-    assert_eq!(sinks[0].decrypted.load(Ordering::Relaxed), 0, "a counting sink");
+    assert_eq!(
+        sinks[0].decrypted.load(Ordering::Relaxed),
+        0,
+        "a counting sink"
+    );
     driver.stop();
 
     janus.stop();
