@@ -103,6 +103,15 @@ pub enum ClipSource {
     File(PathBuf),
 }
 
+impl std::fmt::Display for ClipSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            ClipSource::Demo => f.write_str("demo"),
+            ClipSource::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
 impl FromStr for ClipSource {
     type Err = std::convert::Infallible;
 
@@ -297,11 +306,13 @@ impl PublishReport {
     }
 }
 
-/// The publishing thread: started with `start`, it ends by itself after the duration.
+/// The publishing thread: started with `start`, it ends by itself after the duration,
+/// or when stopped or dropped.
 pub struct Publisher {
     progress: Arc<Progress>,
     stop: Arc<AtomicBool>,
-    thread: JoinHandle<anyhow::Result<PublishReport>>,
+    /// Taken by `stop`.
+    thread: Option<JoinHandle<anyhow::Result<PublishReport>>>,
 }
 
 impl Publisher {
@@ -310,6 +321,15 @@ impl Publisher {
     pub fn start(args: &PublishArgs) -> anyhow::Result<Publisher> {
         if args.streams == 0 {
             bail!("no streams to publish");
+        }
+        if args.payload_type > 127 {
+            bail!("payload type {} is not from 0 to 127", args.payload_type);
+        }
+        if !(3..=65_000).contains(&args.max_payload) {
+            bail!(
+                "a payload of at most {} bytes: not from 3 to 65000",
+                args.max_payload
+            );
         }
         let destinations = destinations(args.target, args.streams, args.port_step)?;
         let recording = Recording::load(args.clip.as_ref(), args.max_payload)?;
@@ -334,7 +354,7 @@ impl Publisher {
         Ok(Publisher {
             progress,
             stop,
-            thread,
+            thread: Some(thread),
         })
     }
 
@@ -344,15 +364,22 @@ impl Publisher {
 
     /// The duration has passed (or sending failed).
     pub fn is_finished(&self) -> bool {
-        self.thread.is_finished()
+        self.thread.as_ref().is_none_or(JoinHandle::is_finished)
     }
 
     /// Stops publishing if it still runs; what was sent.
-    pub fn stop(self) -> anyhow::Result<PublishReport> {
+    pub fn stop(mut self) -> anyhow::Result<PublishReport> {
         self.stop.store(true, Ordering::Relaxed);
-        self.thread
+        let thread = self.thread.take().expect("stop runs once");
+        thread
             .join()
             .map_err(|_| anyhow::anyhow!("the publishing thread panicked"))?
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 

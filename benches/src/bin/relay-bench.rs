@@ -142,7 +142,7 @@ fn publish(args: &PublishArgs) -> anyhow::Result<()> {
         args.duration.as_secs_f64(),
         args.clip
             .as_ref()
-            .map_or("default".into(), |c| format!("{c:?}")),
+            .map_or("default".into(), ToString::to_string),
     );
     let publisher = Publisher::start(args)?;
     let progress = publisher.progress();
@@ -191,7 +191,7 @@ fn publish(args: &PublishArgs) -> anyhow::Result<()> {
         "host": host,
         "target": args.target,
         "port_step": args.port_step,
-        "clip": args.clip.as_ref().map(|c| format!("{c:?}")),
+        "clip": args.clip.as_ref().map(ToString::to_string),
         "payload_type": args.payload_type,
         "max_payload": args.max_payload,
         "report": report,
