@@ -6,6 +6,7 @@
 //! - `relay-bench xdp-egress`: the relay in XDP mode against portable mode on one veth
 //!   pair, viewers counted by a sink XDP program (`xdp_sink`, `sink-ebpf/`).
 //! - `relay-bench xdp-flood`: the relay's XDP program under a flood from unknown sources.
+//! - `relay-bench publish`: N looped H264 streams pushed over RTP to any RTP-ingesting server.
 //!
 //! docs/benchmarks.md has the numbers.
 
@@ -15,6 +16,7 @@ pub mod janus;
 pub mod netns;
 pub mod plot;
 pub mod procfs;
+pub mod publish;
 pub mod relay_proc;
 pub mod report;
 pub mod sink;

@@ -30,13 +30,32 @@ pub struct RelayProcess {
 /// The relay's config for a benchmark: the demo clip at `demo`, everything on
 /// 127.0.0.1 with kernel-chosen ports, no interface addresses advertised.
 pub fn config(workers: usize) -> String {
+    format!("{}  {PATH}:\n    source: demo\n", loopback(workers))
+}
+
+/// The loopback config with one path per `(name, port, rtpSDP)`, fed by RTP pushed to
+/// `udp+rtp://127.0.0.1:port` (what `relay-bench publish` sends).
+pub fn rtp_push_config(workers: usize, paths: &[(&str, u16, String)]) -> String {
+    let mut config = loopback(workers);
+    for (name, port, sdp) in paths {
+        // A JSON string is a YAML double-quoted scalar: the SDP's CR LF survive.
+        let sdp = serde_json::to_string(sdp).expect("a string serializes");
+        config.push_str(&format!(
+            "  {name}:\n    source: udp+rtp://127.0.0.1:{port}\n    rtpSDP: {sdp}\n"
+        ));
+    }
+    config
+}
+
+/// Everything on 127.0.0.1 with kernel-chosen ports, up to the paths' entries.
+fn loopback(workers: usize) -> String {
     format!(
         "logLevel: warn\n\
          webrtcAddress: 127.0.0.1:0\n\
          webrtcLocalUDPAddress: 127.0.0.1:0\n\
          webrtcIPsFromInterfaces: false\n\
          workers: {workers}\n\
-         paths:\n  {PATH}:\n    source: demo\n"
+         paths:\n"
     )
 }
 
@@ -281,6 +300,30 @@ mod tests {
             assert_eq!(c.xdp_interface, xdp.unwrap_or(""));
             assert_eq!(c.workers, 2);
             assert!(c.path(PATH).is_some(), "serves the demo path");
+        }
+    }
+
+    /// The relay's own loader takes the RTP push config: one path per port, its SDP intact.
+    #[test]
+    fn rtp_push_config_loads() {
+        let sdp = crate::publish::sdp(96, 5004);
+        let path = std::env::temp_dir().join(format!("relay-bench-push-{}", std::process::id()));
+        std::fs::write(
+            &path,
+            rtp_push_config(
+                1,
+                &[("cam0", 5004, sdp.clone()), ("cam1", 5006, sdp.clone())],
+            ),
+        )
+        .unwrap();
+        let loaded = relay::config::Config::load(&path);
+        std::fs::remove_file(&path).unwrap();
+        let c = loaded.unwrap();
+        assert_eq!(c.webrtc_address, "127.0.0.1:0");
+        for (name, port) in [("cam0", 5004), ("cam1", 5006)] {
+            let p = c.path(name).unwrap();
+            assert_eq!(p.source, Some(format!("udp+rtp://127.0.0.1:{port}")));
+            assert_eq!(p.rtp_sdp.as_deref(), Some(sdp.as_str()));
         }
     }
 

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use relay_benches::baseline::{self, Outcome, Pace, Plan};
 use relay_benches::procfs;
+use relay_benches::publish::{PublishArgs, Publisher};
 use relay_benches::relay_proc::RelayProcess;
 use relay_benches::report::{host, progress, progress_done, sleep_with_progress};
 use relay_benches::sink::Counters;
@@ -93,6 +94,19 @@ enum Tool {
     ///
     /// Prints progress on stderr, a table and then one JSON line on stdout.
     XdpFlood(relay_benches::xdp_flood::Args),
+    /// RTP publisher: N H264 streams pushed over UDP in real time, for any server that
+    /// ingests RTP (relay's `udp+rtp://` paths, Janus streaming mountpoints, MediaMTX).
+    ///
+    /// Each stream loops a recorded clip (parsed and packetized once: no encoding at run
+    /// time) with continuous sequence numbers and timestamps and an SSRC of its own, to
+    /// PORT + i * port-step; the relay path for one stream needs `rtpSDP` with
+    /// H264/90000 and packetization-mode=1 on its payload type. Before every access unit
+    /// goes a stamp: an SEI NAL unit with the stream, the frame number and the send time,
+    /// for viewers to measure latency. One thread sends all streams, staggered over the
+    /// frame interval, with one sendmmsg per wake-up.
+    ///
+    /// Prints progress on stderr, a table and then one JSON line on stdout.
+    Publish(PublishArgs),
 }
 
 #[derive(clap::Args)]
@@ -123,7 +137,78 @@ fn main() -> anyhow::Result<()> {
         Tool::XdpEgress(args) => relay_benches::xdp_egress::main(&args),
         Tool::Swarm(args) => relay_benches::swarm::main(&args),
         Tool::XdpFlood(args) => relay_benches::xdp_flood::main(&args),
+        Tool::Publish(args) => publish(&args),
     }
+}
+
+fn publish(args: &PublishArgs) -> anyhow::Result<()> {
+    let host = host();
+    eprintln!(
+        "relay-bench publish: {} streams to {} (port step {}), {} s, clip {}",
+        args.streams,
+        args.target,
+        args.port_step,
+        args.duration.as_secs_f64(),
+        args.clip
+            .as_ref()
+            .map_or("default".into(), ToString::to_string),
+    );
+    let publisher = Publisher::start(args)?;
+    let progress = publisher.progress();
+    let start = Instant::now();
+    let mut last = (start, 0, procfs::own_cpu());
+    // Bounded by the duration; the publisher ends by itself then, or earlier on an error.
+    while start.elapsed() < args.duration && !publisher.is_finished() {
+        let left = args.duration.saturating_sub(start.elapsed());
+        std::thread::sleep(left.min(Duration::from_secs(1)));
+        let (now, bytes, cpu) = (
+            Instant::now(),
+            progress.bytes.load(Ordering::Relaxed),
+            procfs::own_cpu(),
+        );
+        let dt = now.duration_since(last.0).as_secs_f64().max(1e-3);
+        relay_benches::report::progress(&format!(
+            "{} streams: {} packets, {:.1} Mbit/s, {} late ticks, CPU {:.1}%",
+            args.streams,
+            progress.packets.load(Ordering::Relaxed),
+            (bytes - last.1) as f64 * 8.0 / dt / 1e6,
+            progress.late_ticks.load(Ordering::Relaxed),
+            (cpu - last.2).as_secs_f64() / dt * 100.0
+        ));
+        last = (now, bytes, cpu);
+    }
+    let report = publisher.stop()?;
+    progress_done();
+    println!(
+        "{:>8} {:>10} {:>9} {:>8} {:>8} {:>6} {:>8} {:>7} {:>7}",
+        "streams", "packets", "pkt/s", "Mbit/s", "frames", "late", "refused", "CPU %", "us/pkt"
+    );
+    println!(
+        "{:>8} {:>10} {:>9.0} {:>8.1} {:>8} {:>6} {:>8} {:>7.1} {:>7.2}",
+        report.streams,
+        report.packets,
+        report.packets_per_s(),
+        report.mbit_per_s(),
+        report.frames,
+        report.late_ticks,
+        report.refused,
+        report.cpu_percent(),
+        report.thread_cpu_s * 1e6 / report.packets.max(1) as f64
+    );
+    let json = serde_json::json!({
+        "bench": "publish",
+        "host": host,
+        "target": args.target,
+        "port_step": args.port_step,
+        "clip": args.clip.as_ref().map(ToString::to_string),
+        "payload_type": args.payload_type,
+        "max_payload": args.max_payload,
+        "report": report,
+        "mbit_per_s": report.mbit_per_s(),
+        "cpu_percent": report.cpu_percent(),
+    });
+    println!("{json}");
+    Ok(())
 }
 
 #[derive(Debug, Serialize)]
