@@ -364,6 +364,8 @@ pub fn janus_viewer(
     local: SocketAddr,
     verify: bool,
 ) -> anyhow::Result<(Sink, String)> {
+    // Setup time counts from the first request, as a user waits from there.
+    let started = Instant::now();
     let session = format!(
         "{http}/{}",
         id_of(&request(agent, http, json!({"janus": "create"}))?)?
@@ -387,7 +389,7 @@ pub fn janus_viewer(
             "Janus offered no candidate on 127.0.0.1 (is the loopback shim preloaded?):\n{offer}"
         );
     }
-    let (sink, answer) = Sink::answer(&offer, local, verify)?;
+    let (sink, answer) = Sink::answer(&offer, local, verify, started)?;
     request(
         agent,
         &handle,

@@ -21,6 +21,8 @@ pub mod relay_proc;
 pub mod report;
 pub mod sink;
 pub mod stamp;
+pub mod suite;
+pub mod suite_docs;
 pub mod swarm;
 pub mod verify;
 pub mod xdp_egress;

@@ -284,8 +284,12 @@ impl Sink {
     /// A viewer of a server that offers (Janus): answers `offer` from a socket bound to
     /// `local`; returns the sink and its SDP answer. str0m is a full ICE agent here, the
     /// controlled one, with the host candidate in its answer.
-    pub fn answer(offer: &str, local: SocketAddr, verify: bool) -> anyhow::Result<(Sink, String)> {
-        let started = Instant::now();
+    pub fn answer(
+        offer: &str,
+        local: SocketAddr,
+        verify: bool,
+        started: Instant,
+    ) -> anyhow::Result<(Sink, String)> {
         let (socket, mut rtc) = open(local)?;
         let answer = rtc
             .sdp_api()

@@ -23,6 +23,9 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum Signaling {
     /// WHEP: the viewer offers. `{stream}` in the URL becomes the stream's number.
     Whep(String),
+    /// Janus's streaming plugin over its HTTP API (`http://HOST:PORT/janus`): Janus
+    /// offers; stream i is mountpoint i + 1.
+    Janus(String),
 }
 
 /// Where sink viewers bind, so that the sink XDP program counts their media.
@@ -41,7 +44,7 @@ pub struct Swarm {
 }
 
 struct Viewer {
-    /// The session's resource (WHEP `Location`), for leaving.
+    /// The session's resource (WHEP `Location`, Janus session URL), for leaving.
     resource: Option<String>,
     /// Sink viewers: the port of the sink XDP program's range it is bound to.
     sink_slot: Option<u16>,
@@ -58,11 +61,7 @@ impl Swarm {
         sink_ports: Option<SinkPorts>,
         core: Option<usize>,
     ) -> anyhow::Result<Swarm> {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(HTTP_TIMEOUT))
-            .build()
-            .new_agent();
+        let agent = crate::janus::agent(HTTP_TIMEOUT);
         Ok(Swarm {
             driver: Driver::start(capacity, core)?,
             signaling,
@@ -122,6 +121,13 @@ impl Swarm {
                     .with_context(|| format!("viewer {index}: WHEP offer to {url}"))?;
                 (offering.accept(&answer)?, resource)
             }
+            Signaling::Janus(http) => {
+                let mountpoint = stream as u64 + 1;
+                let (sink, session) =
+                    crate::janus::janus_viewer(&self.agent, http, mountpoint, local, verify)
+                        .with_context(|| format!("viewer {index}: Janus mountpoint {mountpoint}"))?;
+                (sink, Some(session))
+            }
         };
         self.add(sink, resource, sink_slot);
         Ok(index)
@@ -136,20 +142,27 @@ impl Swarm {
         });
     }
 
-    /// Viewer `index` leaves: the server is told (WHEP `DELETE`), its socket closes.
+    /// Viewer `index` leaves: the server is told (WHEP `DELETE`, Janus `destroy`), its
+    /// socket closes.
     pub fn leave(&mut self, index: usize) -> anyhow::Result<()> {
         let viewer = &mut self.viewers[index];
         if std::mem::replace(&mut viewer.left, true) {
             return Ok(());
         }
         self.driver.remove(index);
-        if let Some(resource) = viewer.resource.take() {
-            let status = self.agent.delete(&resource).call()?.status().as_u16();
-            if !(200..300).contains(&status) {
-                bail!("DELETE {resource}: HTTP {status}");
+        let Some(resource) = viewer.resource.take() else {
+            return Ok(());
+        };
+        match self.signaling {
+            Signaling::Whep(_) => {
+                let status = self.agent.delete(&resource).call()?.status().as_u16();
+                if !(200..300).contains(&status) {
+                    bail!("DELETE {resource}: HTTP {status}");
+                }
+                Ok(())
             }
+            Signaling::Janus(_) => crate::janus::leave(&self.agent, &resource),
         }
-        Ok(())
     }
 
     /// Everything the viewers got so far.

@@ -68,8 +68,8 @@ impl Verifier {
                     highest: seq,
                     fragment: None,
                     keyframe: false,
-                    // A viewer may join mid-frame: its first frame counts as damaged.
-                    damaged: true,
+                    // A viewer may join mid-frame: then its first frame is damaged.
+                    damaged: !h264 || !begins_access_unit(payload),
                     stamps: Vec::new(),
                 });
                 self.streams.last_mut().unwrap()
@@ -183,6 +183,20 @@ fn check_h264(
     }
 }
 
+/// Whether a payload can be the first of an access unit: a stamp, parameter sets, an
+/// aggregate, or the first fragment of an IDR slice (what a relay starting a viewer at a
+/// keyframe sends first).
+fn begins_access_unit(payload: &[u8]) -> bool {
+    match payload {
+        [indicator, rest @ ..] => match indicator & 0x1f {
+            6..=9 | STAP_A | NAL_IDR => true,
+            FU_A => rest.first().is_some_and(|h| h & 0x80 != 0 && h & 0x1f == NAL_IDR),
+            _ => false,
+        },
+        [] => false,
+    }
+}
+
 fn note_nal_type(stream: &mut Stream, kind: u8) {
     if kind == NAL_IDR || kind == NAL_SPS {
         stream.keyframe = true;
@@ -243,6 +257,17 @@ mod tests {
         let again = keyframe(&mut v, 15, 41);
         assert!(!again[3].first_keyframe, "only the first");
         assert_eq!(again[0].frames_missing, 0);
+    }
+
+    #[test]
+    fn a_viewer_started_on_a_keyframe_counts_it() {
+        let mut v = Verifier::default();
+        let seen = keyframe(&mut v, 100, 7);
+        assert!(seen[3].first_keyframe, "the stamp begins the access unit");
+        let mut v = Verifier::default();
+        let mid = v.on_rtp(SSRC, 5, false, &fu(false, false, NAL_IDR), true, 0);
+        let end = v.on_rtp(SSRC, 6, true, &fu(false, true, NAL_IDR), true, 0);
+        assert!(!mid.malformed && !end.first_keyframe, "joined inside the keyframe");
     }
 
     #[test]

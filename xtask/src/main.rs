@@ -1,5 +1,5 @@
 //! `cargo xtask`: the two commands a newcomer needs (`run`, `test`), the steps they
-//! take (`setup`, `build`), and `xdp-demo`. Every command sets the machine up first, so a fresh
+//! take (`setup`, `build`), `xdp-demo` and `bench`. Every command sets the machine up first, so a fresh
 //! Debian 12 with stable Rust needs nothing else.
 
 #[path = "../../relay/build/ebpf_toolchain.rs"]
@@ -37,6 +37,14 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
+    /// Set up, build the relay and the load tools, then run the standard workloads
+    /// (W1-W4) against the relay and Janus side by side (`relay-bench suite`); writes
+    /// docs/benchmarks.md's generated section and docs/plots/. Needs root; takes about
+    /// twenty minutes. Arguments that follow go to `relay-bench suite` (see its --help).
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
     /// Set up, then run every test of the workspace in release mode; arguments that
     /// follow go to `cargo test` (a test name filter, `-- --nocapture`).
     Test {
@@ -68,6 +76,27 @@ fn main() -> anyhow::Result<ExitCode> {
             setup::run()?;
             build(root)?;
             return xdp_demo::run(&target_dir(root).join("release/relay"), &args);
+        }
+        Task::Bench { args } => {
+            setup::run()?;
+            build(root)?;
+            let status = cargo(root)
+                .args(["build", "--release", "--package", "relay-benches"])
+                .status()
+                .context("cannot run cargo")?;
+            if !status.success() {
+                bail!("cargo build failed ({status})");
+            }
+            let tool = target_dir(root).join("release/relay-bench");
+            let relay = target_dir(root).join("release/relay");
+            let status = Command::new(&tool)
+                .current_dir(root)
+                .args(["suite", "--docs", "docs/benchmarks.md", "--relay"])
+                .arg(&relay)
+                .args(args)
+                .status()
+                .with_context(|| format!("cannot run {}", tool.display()))?;
+            return Ok(exit_code(status.code()));
         }
         Task::Test { args } => {
             setup::run()?;

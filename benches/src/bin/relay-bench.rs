@@ -81,6 +81,12 @@ enum Tool {
     ///
     /// Prints progress on stderr, a table and then one JSON line on stdout.
     Swarm(relay_benches::swarm::Args),
+    /// The standard workloads (W1-W4) against the relay and Janus side by side, in a
+    /// network namespace of the run's own; `--docs docs/benchmarks.md` writes the
+    /// results and plots there. Needs root. `cargo xtask bench` builds and runs it.
+    ///
+    /// Prints progress on stderr, a table and then one JSON line on stdout.
+    Suite(relay_benches::suite::Args),
     /// The relay's XDP program under a flood: RTP-class and STUN-class datagrams from
     /// unknown (spoofed) sources to the media port, for a bounded time.
     ///
@@ -136,6 +142,7 @@ fn main() -> anyhow::Result<()> {
         Tool::Egress(args) => egress(&args),
         Tool::XdpEgress(args) => relay_benches::xdp_egress::main(&args),
         Tool::Swarm(args) => relay_benches::swarm::main(&args),
+        Tool::Suite(args) => relay_benches::suite::main(&args),
         Tool::XdpFlood(args) => relay_benches::xdp_flood::main(&args),
         Tool::Publish(args) => publish(&args),
     }

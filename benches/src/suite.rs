@@ -1,0 +1,615 @@
+//! `relay-bench suite`: the standard workloads (W1-W4) against the relay and against
+//! Janus in one run, in a network namespace of the run's own, with the results written
+//! into docs/benchmarks.md and plotted.
+//!
+//! Everything runs on the namespace's loopback: the publisher (`publish`), the server,
+//! and the viewers (`swarm`). Sink viewers are counted by the sink XDP program attached
+//! in generic mode to that `lo`, so thousands of them cost the tool little; two
+//! verifying viewers per run decrypt and check every packet.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde::Serialize;
+
+use crate::janus::{JanusOptions, JanusProcess};
+use crate::procfs;
+use crate::publish::{ClipSource, PublishArgs, Publisher};
+use crate::relay_proc::RelayProcess;
+use crate::report::{progress, progress_done, sleep_with_progress};
+use crate::swarm::{Signaling, SinkPorts, Swarm, Totals, Window};
+use crate::xdp_sink::XdpSink;
+
+/// The publisher's first port; stream i goes to FIRST_RTP_PORT + 2 i.
+const FIRST_RTP_PORT: u16 = 30_000;
+/// Sink viewers bind ports from here up.
+const FIRST_SINK_PORT: u16 = 20_000;
+const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+/// A run whose viewers lose more than this did not keep up (W2's criterion).
+pub const KEEPS_UP_LOSS: f64 = 0.001;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The relay binary (built by `cargo build --release -p relay`).
+    #[arg(long, default_value = "target/release/relay")]
+    pub relay: PathBuf,
+    /// Workloads to run, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "w1,w2,w3,w4")]
+    pub workloads: Vec<Workload>,
+    /// Servers to run them against, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "relay,janus")]
+    pub servers: Vec<ServerKind>,
+    /// W1: streams, and viewers of each.
+    #[arg(long, default_value_t = 64)]
+    pub w1_streams: usize,
+    #[arg(long, default_value_t = 2)]
+    pub w1_viewers: usize,
+    /// W2: viewer counts of the one stream; a server stops at the first count it does
+    /// not keep up with.
+    #[arg(long, value_delimiter = ',', default_value = "10,100,1000,5000")]
+    pub w2_viewers: Vec<usize>,
+    /// W3: viewers present at once, and seconds of churn.
+    #[arg(long, default_value_t = 100)]
+    pub w3_viewers: usize,
+    #[arg(long, default_value_t = 120.0)]
+    pub w3_seconds: f64,
+    /// W4: setup rates tried (sessions/s), each for `w4_step` seconds, until the p99
+    /// setup time passes 100 ms.
+    #[arg(long, value_delimiter = ',', default_value = "10,20,50,100,200")]
+    pub w4_rates: Vec<f64>,
+    #[arg(long, default_value_t = 5.0)]
+    pub w4_step: f64,
+    /// Seconds measured per run (after a warm-up of 2 s).
+    #[arg(long, default_value_t = 15.0)]
+    pub window: f64,
+    /// The recorded H264 stream every publisher loops (default: the ~2 Mbit/s 720p
+    /// clip `relay-bench publish` makes with ffmpeg).
+    #[arg(long)]
+    pub clip: Option<PathBuf>,
+    /// Where the JSON of the whole run goes.
+    #[arg(long, default_value = "target/bench/suite.json")]
+    pub json: PathBuf,
+    /// Markdown file whose generated section (between the `suite:begin` and
+    /// `suite:end` markers) is rewritten with the results; plots go next to it in
+    /// `plots/`. Nothing is written without it.
+    #[arg(long)]
+    pub docs: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Workload {
+    W1,
+    W2,
+    W3,
+    W4,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerKind {
+    Relay,
+    Janus,
+}
+
+/// A server under test, serving `streams` RTP streams from the publisher's ports.
+enum Server {
+    Relay(RelayProcess),
+    Janus(JanusProcess),
+}
+
+impl Server {
+    fn start(kind: ServerKind, args: &Args, streams: usize) -> anyhow::Result<Server> {
+        match kind {
+            ServerKind::Relay => {
+                let config = relay_config(streams);
+                Ok(Server::Relay(RelayProcess::launch(&args.relay, &config, None)?))
+            }
+            ServerKind::Janus => Ok(Server::Janus(JanusProcess::start(&JanusOptions {
+                mountpoints: streams,
+                base_port: FIRST_RTP_PORT,
+                port_step: 2,
+                ..JanusOptions::default()
+            })?)),
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        match self {
+            Server::Relay(r) => r.pid(),
+            Server::Janus(j) => j.pid(),
+        }
+    }
+
+    fn signaling(&self) -> Signaling {
+        match self {
+            Server::Relay(r) => Signaling::Whep(format!("{}/cam{{stream}}/whep", r.http)),
+            Server::Janus(j) => Signaling::Janus(j.http.clone()),
+        }
+    }
+
+    fn stop(self) {
+        match self {
+            Server::Relay(r) => r.stop(),
+            Server::Janus(j) => j.stop(),
+        }
+    }
+}
+
+/// The relay's config for `streams` RTP paths cam0.. on the publisher's ports, one
+/// worker (the workloads measure what one core does).
+fn relay_config(streams: usize) -> String {
+    let paths: Vec<(String, u16)> = (0..streams)
+        .map(|i| (format!("cam{i}"), FIRST_RTP_PORT + 2 * i as u16))
+        .collect();
+    let paths: Vec<(&str, u16, String)> = paths
+        .iter()
+        .map(|(name, port)| (name.as_str(), *port, crate::publish::sdp(96, *port)))
+        .collect();
+    crate::relay_proc::rtp_push_config(1, &paths)
+}
+
+/// What the server process used between two moments.
+#[derive(Debug, Clone, Copy)]
+struct Usage {
+    at: Instant,
+    cpu: Duration,
+    rss_kib: u64,
+    fds: usize,
+    tool_cpu: Duration,
+}
+
+impl Usage {
+    fn read(pid: u32) -> anyhow::Result<Usage> {
+        Ok(Usage {
+            at: Instant::now(),
+            cpu: procfs::process_cpu(pid)?,
+            rss_kib: procfs::rss_kib(pid)?,
+            fds: std::fs::read_dir(format!("/proc/{pid}/fd"))?.count(),
+            tool_cpu: procfs::own_cpu(),
+        })
+    }
+}
+
+/// One measured run: a server, a workload, a load.
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    pub workload: Workload,
+    pub server: ServerKind,
+    pub streams: usize,
+    pub viewers: usize,
+    pub seconds: f64,
+    /// Server CPU (utime + stime), % of one core.
+    pub cpu_percent: f64,
+    /// Server CPU per packet delivered to a viewer, microseconds.
+    pub us_per_packet: f64,
+    pub delivered_pps: f64,
+    /// Packets the publisher sent to the server per second (all streams).
+    pub published_pps: f64,
+    /// Delivered against published times viewers per stream, as a fraction lost.
+    pub loss: f64,
+    pub rss_kib: u64,
+    /// RSS over the server's RSS with no viewers, per viewer.
+    pub rss_per_viewer_kib: f64,
+    pub fds: usize,
+    pub viewers_window: Window,
+    /// The tool (publisher, viewers, readings), % of one core.
+    pub tool_cpu_percent: f64,
+    pub publisher_cpu_percent: f64,
+}
+
+impl Run {
+    fn kept_up(&self) -> bool {
+        self.loss <= KEEPS_UP_LOSS && self.viewers_window.failed == 0
+    }
+}
+
+/// W3: the server's RSS and open descriptors over a churn run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Churn {
+    pub server: ServerKind,
+    pub viewers: usize,
+    pub joins: usize,
+    pub failed: usize,
+    /// (seconds, RSS KiB, open fds)
+    pub samples: Vec<(f64, u64, usize)>,
+    pub cpu_percent: f64,
+    pub loss: f64,
+}
+
+/// W4: setup times at one join rate.
+#[derive(Debug, Clone, Serialize)]
+pub struct SetupStep {
+    pub server: ServerKind,
+    pub rate: f64,
+    pub sessions: usize,
+    pub failed: usize,
+    pub setup_p50_ms: Option<f64>,
+    pub setup_p99_ms: Option<f64>,
+    pub cpu_percent: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Results {
+    pub host: crate::report::Host,
+    pub started_unix: u64,
+    pub runs: Vec<Run>,
+    pub churn: Vec<Churn>,
+    pub setup: Vec<SetupStep>,
+}
+
+pub fn main(args: &Args) -> anyhow::Result<()> {
+    crate::netns::require_root("relay-bench suite")?;
+    if !args.relay.exists() {
+        bail!(
+            "no relay binary at {}: run `cargo build --release -p relay` (or `cargo xtask bench`)",
+            args.relay.display()
+        );
+    }
+    enter_private_network()?;
+    let mut results = Results {
+        host: crate::report::host(),
+        started_unix: crate::stamp::unix_ns() / 1_000_000_000,
+        runs: Vec::new(),
+        churn: Vec::new(),
+        setup: Vec::new(),
+    };
+    for &workload in &args.workloads {
+        for &server in &args.servers {
+            match workload {
+                Workload::W1 => {
+                    let run = steady(
+                        args,
+                        server,
+                        workload,
+                        args.w1_streams,
+                        args.w1_viewers,
+                        args.w1_viewers,
+                    )?;
+                    results.runs.push(run);
+                }
+                Workload::W2 => {
+                    for &n in &args.w2_viewers {
+                        let run = steady(args, server, workload, 1, n, 2)?;
+                        let kept_up = run.kept_up();
+                        results.runs.push(run);
+                        if !kept_up {
+                            break;
+                        }
+                    }
+                }
+                Workload::W3 => results.churn.push(churn(args, server)?),
+                Workload::W4 => results.setup.extend(setup_rate(args, server)?),
+            }
+        }
+    }
+    progress_done();
+    if let Some(dir) = args.json.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.json, serde_json::to_string_pretty(&results)?)?;
+    print_summary(&results);
+    if let Some(docs) = &args.docs {
+        crate::suite_docs::write(docs, &results, &command_line())?;
+        println!("wrote {} and its plots", docs.display());
+    }
+    println!("{}", serde_json::to_string(&results)?);
+    Ok(())
+}
+
+fn command_line() -> String {
+    std::env::args().collect::<Vec<_>>().join(" ")
+}
+
+/// Moves this process (before it starts any thread) into a network namespace of its
+/// own with only `lo` up: the servers and viewers it starts inherit it, the sink
+/// program on its `lo` sees nothing else, and it vanishes when the run ends.
+///
+/// Its `lo` segments UDP GSO batches before the device, as a NIC without UDP
+/// segmentation offload would: the sink program then sees (and counts) every datagram,
+/// where it would see one frame per batch.
+fn enter_private_network() -> anyhow::Result<()> {
+    // SAFETY: unshare changes only the calling thread's namespaces; no other thread
+    // runs yet.
+    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+        bail!("unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
+    }
+    for (tool, args) in [
+        ("ip", &["link", "set", "lo", "up"][..]),
+        ("ethtool", &["-K", "lo", "tx-udp-segmentation", "off"][..]),
+    ] {
+        let status = std::process::Command::new(tool)
+            .args(args)
+            .status()
+            .with_context(|| format!("running {tool} (`cargo xtask setup` installs it)"))?;
+        if !status.success() {
+            bail!("{tool} {}: {status}", args.join(" "));
+        }
+    }
+    Ok(())
+}
+
+/// Viewers that stay: `streams` published, `viewers` per stream, `verifying` of them
+/// (per run, not per stream) decrypting and checking; measured over the window.
+fn steady(
+    args: &Args,
+    kind: ServerKind,
+    workload: Workload,
+    streams: usize,
+    viewers_per_stream: usize,
+    verifying: usize,
+) -> anyhow::Result<Run> {
+    let viewers = streams * viewers_per_stream;
+    let tag = format!("{workload:?} {kind:?}: {streams} streams x {viewers_per_stream} viewers");
+    let server = Server::start(kind, args, streams)?;
+    let publisher = Publisher::start(&publish_args(args, streams))?;
+    // The server has its streams, and their history filled, before the first viewer.
+    std::thread::sleep(Duration::from_secs(3));
+    let idle_rss = procfs::rss_kib(server.pid())?;
+    let sink = sink_ports(viewers)?;
+    let mut swarm = Swarm::new(server.signaling(), viewers, LOOPBACK, Some(sink), None)?;
+    join(&mut swarm, &tag, viewers, streams, verifying, 100.0)?;
+    wait_connected(&swarm, &tag, viewers)?;
+    sleep_with_progress(2.0, |s| format!("{tag}: warming up {s:.0} s"));
+    let present: Vec<usize> = swarm.present().collect();
+    let packets = || publisher.progress().packets.load(Ordering::Relaxed);
+    let (u0, t0, p0) = (Usage::read(server.pid())?, swarm.totals()?, packets());
+    sleep_with_progress(args.window, |s| format!("{tag}: measuring {s:.0}/{:.0} s", args.window));
+    let (u1, t1, p1) = (Usage::read(server.pid())?, swarm.totals()?, packets());
+    let window = t1.since(&t0, &present);
+    swarm.stop();
+    let published_report = publisher.stop()?;
+    server.stop();
+    let seconds = u1.at.duration_since(u0.at).as_secs_f64();
+    let cpu = (u1.cpu - u0.cpu).as_secs_f64();
+    let delivered = delivered(&t0, &t1);
+    let published = (p1 - p0) as f64;
+    // Every viewer of a stream should get every packet of it.
+    let expected = published * viewers_per_stream as f64;
+    Ok(Run {
+        workload,
+        server: kind,
+        streams,
+        viewers,
+        seconds,
+        cpu_percent: cpu / seconds * 100.0,
+        us_per_packet: cpu * 1e6 / (delivered as f64).max(1.0),
+        delivered_pps: delivered as f64 / seconds,
+        published_pps: published / seconds,
+        loss: (1.0 - delivered as f64 / expected.max(1.0)).max(window.loss),
+        rss_kib: u1.rss_kib,
+        rss_per_viewer_kib: u1.rss_kib.saturating_sub(idle_rss) as f64 / viewers as f64,
+        fds: u1.fds,
+        viewers_window: window,
+        tool_cpu_percent: (u1.tool_cpu - u0.tool_cpu).as_secs_f64() / seconds * 100.0,
+        publisher_cpu_percent: published_report.cpu_percent(),
+    })
+}
+
+/// `streams` of the suite's clip to the servers' ports, until stopped.
+fn publish_args(args: &Args, streams: usize) -> PublishArgs {
+    PublishArgs {
+        target: (LOOPBACK, FIRST_RTP_PORT).into(),
+        port_step: 2,
+        streams,
+        duration: Duration::from_secs(24 * 3600),
+        clip: args.clip.clone().map(ClipSource::File),
+        payload_type: 96,
+        max_payload: 1200,
+    }
+}
+
+fn sink_ports(viewers: usize) -> anyhow::Result<SinkPorts> {
+    let ports = u16::try_from(viewers.max(1)).context("too many viewers for one sink")?;
+    let xdp = XdpSink::attach_in("lo", FIRST_SINK_PORT, ports, aya::programs::XdpMode::Skb)?;
+    Ok(SinkPorts { xdp, ports })
+}
+
+/// RTP packets all viewers got between two readings.
+fn delivered(before: &Totals, after: &Totals) -> u64 {
+    after
+        .per_viewer_rtp
+        .iter()
+        .enumerate()
+        .map(|(i, n)| n - before.per_viewer_rtp.get(i).copied().unwrap_or(0))
+        .sum()
+}
+
+/// Joins `viewers` at `rate` per second, spread over `streams`.
+fn join(
+    swarm: &mut Swarm,
+    tag: &str,
+    viewers: usize,
+    streams: usize,
+    verifying: usize,
+    rate: f64,
+) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let period = Duration::from_secs_f64(1.0 / rate);
+    for i in 0..viewers {
+        std::thread::sleep((start + period * i as u32).saturating_duration_since(Instant::now()));
+        swarm.join(i % streams, i < verifying)?;
+        if i % 100 == 0 || i + 1 == viewers {
+            progress(&format!("{tag}: joining {}/{viewers}", i + 1));
+        }
+    }
+    Ok(())
+}
+
+fn wait_connected(swarm: &Swarm, tag: &str, viewers: usize) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let t = swarm.totals()?;
+        if t.connected >= viewers {
+            return Ok(());
+        }
+        if t.failed > 0 || Instant::now() > deadline {
+            bail!("{tag}: {} of {viewers} connected, {} failed", t.connected, t.failed);
+        }
+        progress(&format!("{tag}: {}/{viewers} connected", t.connected));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// W3: `w3_viewers` present at once, each staying 5-15 s and replaced when it leaves,
+/// for `w3_seconds`; the server's RSS and descriptors sampled every 5 s.
+fn churn(args: &Args, kind: ServerKind) -> anyhow::Result<Churn> {
+    let tag = format!("W3 {kind:?}: churn of {} viewers", args.w3_viewers);
+    let server = Server::start(kind, args, 1)?;
+    let publisher = Publisher::start(&publish_args(args, 1))?;
+    std::thread::sleep(Duration::from_secs(1));
+    // Viewers count datagrams on their sockets here: sink ports would run out.
+    let capacity = args.w3_viewers + (args.w3_seconds * args.w3_viewers as f64 / 5.0) as usize + 16;
+    let mut swarm = Swarm::new(server.signaling(), capacity, LOOPBACK, None, None)?;
+    let start = Instant::now();
+    let mut leaves: Vec<(Instant, usize)> = Vec::new();
+    let mut samples = Vec::new();
+    let mut next_sample = start;
+    let u0 = Usage::read(server.pid())?;
+    let t0 = swarm.totals()?;
+    let mut failed_joins = 0;
+    while start.elapsed().as_secs_f64() < args.w3_seconds {
+        let now = Instant::now();
+        while leaves.len() < args.w3_viewers {
+            if swarm.len() >= capacity {
+                break;
+            }
+            match swarm.join(0, swarm.len() % 50 == 0) {
+                Ok(i) => leaves.push((now + Duration::from_millis(fastrand::u64(5000..15000)), i)),
+                Err(_) => failed_joins += 1,
+            }
+        }
+        let (gone, stay): (Vec<_>, Vec<_>) = leaves.into_iter().partition(|(at, _)| *at <= now);
+        leaves = stay;
+        for (_, i) in gone {
+            swarm.leave(i)?;
+        }
+        if now >= next_sample {
+            let u = Usage::read(server.pid())?;
+            samples.push((start.elapsed().as_secs_f64(), u.rss_kib, u.fds));
+            next_sample += Duration::from_secs(5);
+            progress(&format!(
+                "{tag}: {:.0}/{:.0} s, {} joined, RSS {} KiB, {} fds",
+                start.elapsed().as_secs_f64(),
+                args.w3_seconds,
+                swarm.len(),
+                u.rss_kib,
+                u.fds
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let u1 = Usage::read(server.pid())?;
+    let t1 = swarm.totals()?;
+    let joins = swarm.len();
+    let window = t1.since(&t0, &[]);
+    swarm.stop();
+    publisher.stop()?;
+    server.stop();
+    Ok(Churn {
+        server: kind,
+        viewers: args.w3_viewers,
+        joins,
+        failed: t1.failed + failed_joins,
+        samples,
+        cpu_percent: (u1.cpu - u0.cpu).as_secs_f64() / u1.at.duration_since(u0.at).as_secs_f64() * 100.0,
+        loss: window.loss,
+    })
+}
+
+/// W4: sessions set up at each rate in turn (each leaves 2 s after it joined), until
+/// the p99 of offer-to-connected passes 100 ms.
+fn setup_rate(args: &Args, kind: ServerKind) -> anyhow::Result<Vec<SetupStep>> {
+    let server = Server::start(kind, args, 1)?;
+    let publisher = Publisher::start(&publish_args(args, 1))?;
+    std::thread::sleep(Duration::from_secs(1));
+    let mut steps = Vec::new();
+    for &rate in &args.w4_rates {
+        let tag = format!("W4 {kind:?}: {rate} sessions/s");
+        let sessions = (rate * args.w4_step).ceil() as usize;
+        let mut swarm = Swarm::new(server.signaling(), sessions, LOOPBACK, None, None)?;
+        let u0 = Usage::read(server.pid())?;
+        let start = Instant::now();
+        let period = Duration::from_secs_f64(1.0 / rate);
+        let mut failed = 0;
+        let mut joined: Vec<(Instant, usize)> = Vec::new();
+        for i in 0..sessions {
+            let due = start + period * i as u32;
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            match swarm.join(0, false) {
+                Ok(v) => joined.push((Instant::now(), v)),
+                Err(_) => failed += 1,
+            }
+            while let Some(&(at, v)) = joined.first() {
+                if at.elapsed() < Duration::from_secs(2) {
+                    break;
+                }
+                swarm.leave(v)?;
+                joined.remove(0);
+            }
+            if i % 20 == 0 {
+                progress(&format!("{tag}: {}/{sessions}", i + 1));
+            }
+        }
+        std::thread::sleep(Duration::from_secs(2));
+        let u1 = Usage::read(server.pid())?;
+        let t = swarm.totals()?;
+        for (_, v) in joined {
+            swarm.leave(v)?;
+        }
+        swarm.stop();
+        let seconds = u1.at.duration_since(u0.at).as_secs_f64();
+        let ms = |q| crate::swarm::percentile(&t.setup_us, q).map(|us| us as f64 / 1000.0);
+        let step = SetupStep {
+            server: kind,
+            rate,
+            sessions,
+            failed: failed + t.failed + (sessions - failed - t.connected.min(sessions - failed)),
+            setup_p50_ms: ms(0.5),
+            setup_p99_ms: ms(0.99),
+            cpu_percent: (u1.cpu - u0.cpu).as_secs_f64() / seconds * 100.0,
+        };
+        let over = step.setup_p99_ms.is_none_or(|p99| p99 > 100.0) || step.failed > 0;
+        steps.push(step);
+        if over {
+            break;
+        }
+    }
+    publisher.stop()?;
+    server.stop();
+    Ok(steps)
+}
+
+fn print_summary(r: &Results) {
+    let rows: Vec<Vec<String>> = r
+        .runs
+        .iter()
+        .map(|run| {
+            vec![
+                format!("{:?}", run.workload),
+                format!("{:?}", run.server),
+                run.streams.to_string(),
+                run.viewers.to_string(),
+                format!("{:.1}", run.cpu_percent),
+                format!("{:.2}", run.us_per_packet),
+                format!("{:.3}", run.loss * 100.0),
+                format!("{:.1}", run.rss_kib as f64 / 1024.0),
+                format!("{:.1}", run.rss_per_viewer_kib),
+                run.viewers_window
+                    .latency_p99_ms
+                    .map_or("-".into(), |ms| format!("{ms:.1}")),
+                format!("{:.1}", run.tool_cpu_percent),
+            ]
+        })
+        .collect();
+    crate::report::print_table(
+        &[
+            "workload", "server", "streams", "viewers", "CPU %", "us/pkt", "loss %", "RSS MiB",
+            "KiB/viewer", "latency p99 ms", "tool CPU %",
+        ],
+        &rows,
+    );
+}

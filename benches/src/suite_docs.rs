@@ -1,0 +1,303 @@
+//! Writes a suite run into docs/benchmarks.md (between its `suite:begin` and
+//! `suite:end` markers) and its plots into `plots/` next to it.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{bail, Context};
+
+use crate::plot::{Chart, Series};
+use crate::suite::{Results, Run, ServerKind, Workload, KEEPS_UP_LOSS};
+
+const BEGIN: &str = "<!-- suite:begin (written by `relay-bench suite --docs`; edits here are lost) -->";
+const END: &str = "<!-- suite:end -->";
+
+pub fn write(docs: &Path, results: &Results, command: &str) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(docs).with_context(|| format!("reading {}", docs.display()))?;
+    let (Some(b), Some(e)) = (text.find(BEGIN), text.find(END)) else {
+        bail!("{} has no `{BEGIN}` ... `{END}` markers", docs.display());
+    };
+    let plots = docs.parent().unwrap_or(Path::new(".")).join("plots");
+    std::fs::create_dir_all(&plots)?;
+    for (name, chart) in charts(results) {
+        std::fs::write(plots.join(name), chart.to_svg())?;
+    }
+    let section = section(results, command);
+    let out = format!("{}{BEGIN}\n{section}{}", &text[..b], &text[e..]);
+    std::fs::write(docs, out)?;
+    Ok(())
+}
+
+fn name(s: ServerKind) -> &'static str {
+    match s {
+        ServerKind::Relay => "relay",
+        ServerKind::Janus => "Janus",
+    }
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.1}"))
+}
+
+fn runs(results: &Results, w: Workload) -> impl Iterator<Item = &Run> {
+    results.runs.iter().filter(move |r| r.workload == w)
+}
+
+fn section(r: &Results, command: &str) -> String {
+    let mut s = String::new();
+    let h = &r.host;
+    let _ = writeln!(
+        s,
+        "\nOne run of `{command}` on {} cores ({}), kernel {}. Server CPU is utime + stime \
+         of its process from `/proc`, memory its RSS; \"tool\" is the whole load tool \
+         (publisher, viewers, readings) in % of one core. Loss: packets delivered against \
+         the packets published times the viewers of each stream (and sequence gaps at the \
+         verifying viewers, whichever is worse).\n",
+        h.cores, h.cpu, h.kernel
+    );
+    steady_table(&mut s, r, Workload::W1, "### W1: 64 streams of ~2 Mbit/s H264, 2 viewers each");
+    ratio_lines(&mut s, r, Workload::W1);
+    steady_table(&mut s, r, Workload::W2, "### W2: one stream fanned out");
+    ratio_lines(&mut s, r, Workload::W2);
+    for server in [ServerKind::Relay, ServerKind::Janus] {
+        let best = runs(r, Workload::W2)
+            .filter(|run| run.server == server && run.loss <= KEEPS_UP_LOSS)
+            .map(|run| run.viewers)
+            .max();
+        if runs(r, Workload::W2).any(|run| run.server == server) {
+            let _ = writeln!(
+                s,
+                "- {}: the largest count served with less than {}% loss: {}",
+                name(server),
+                KEEPS_UP_LOSS * 100.0,
+                best.map_or("none".into(), |n| n.to_string())
+            );
+        }
+    }
+    if runs(r, Workload::W2).next().is_some() {
+        s.push_str(
+            "\n![CPU against viewers](plots/w2-cpu.svg)\n![RSS against viewers](plots/w2-rss.svg)\n",
+        );
+    }
+    if !r.churn.is_empty() {
+        s.push_str("\n### W3: churn\n\n| server | viewers at once | sessions | failed | CPU % | RSS first / last KiB | fds first / last | loss % (verifying) |\n|---|---|---|---|---|---|---|---|\n");
+        for c in &r.churn {
+            let (first, last) = (c.samples.first(), c.samples.last());
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {:.1} | {} / {} | {} / {} | {:.3} |",
+                name(c.server),
+                c.viewers,
+                c.joins,
+                c.failed,
+                c.cpu_percent,
+                first.map_or(0, |f| f.1),
+                last.map_or(0, |l| l.1),
+                first.map_or(0, |f| f.2),
+                last.map_or(0, |l| l.2),
+                c.loss * 100.0
+            );
+        }
+        s.push_str("\n![RSS during churn](plots/w3-rss.svg)\n![Open descriptors during churn](plots/w3-fds.svg)\n");
+    }
+    if !r.setup.is_empty() {
+        s.push_str("\n### W4: setup rate\n\nSetup time: from the viewer's offer (WHEP) or first request (Janus) to ICE and DTLS complete at the viewer.\n\n| server | sessions/s | sessions | failed | setup p50 ms | setup p99 ms | server CPU % |\n|---|---|---|---|---|---|---|\n");
+        for st in &r.setup {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {:.1} |",
+                name(st.server),
+                st.rate,
+                st.sessions,
+                st.failed,
+                ms(st.setup_p50_ms),
+                ms(st.setup_p99_ms),
+                st.cpu_percent
+            );
+        }
+        for server in [ServerKind::Relay, ServerKind::Janus] {
+            let best = r
+                .setup
+                .iter()
+                .filter(|st| st.server == server && st.failed == 0)
+                .filter(|st| st.setup_p99_ms.is_some_and(|p| p <= 100.0))
+                .map(|st| st.rate)
+                .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+            if r.setup.iter().any(|st| st.server == server) {
+                let _ = writeln!(
+                    s,
+                    "- {}: highest rate tried with setup p99 at or under 100 ms: {}",
+                    name(server),
+                    best.map_or("none".into(), |b| format!("{b}/s"))
+                );
+            }
+        }
+    }
+    s.push_str("\n### Where the relay is not ahead in this run\n\n");
+    let behind = not_ahead(r);
+    if behind.is_empty() {
+        s.push_str("Nowhere among the measured figures.\n");
+    }
+    for line in behind {
+        let _ = writeln!(s, "- {line}");
+    }
+    s.push('\n');
+    s
+}
+
+fn steady_table(s: &mut String, r: &Results, w: Workload, title: &str) {
+    if runs(r, w).next().is_none() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "\n{title}\n\n| server | viewers | CPU % | us/pkt | delivered pkt/s | loss % | latency p50 / p99 ms | first keyframe p50 ms | RSS MiB | RSS/viewer KiB | tool CPU % | publisher CPU % |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for run in runs(r, w) {
+        let v = &run.viewers_window;
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.1} | {:.2} | {:.0} | {:.3} | {} / {} | {} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            name(run.server),
+            run.viewers,
+            run.cpu_percent,
+            run.us_per_packet,
+            run.delivered_pps,
+            run.loss * 100.0,
+            ms(v.latency_p50_ms),
+            ms(v.latency_p99_ms),
+            ms(v.first_keyframe_p50_ms),
+            run.rss_kib as f64 / 1024.0,
+            run.rss_per_viewer_kib,
+            run.tool_cpu_percent,
+            run.publisher_cpu_percent
+        );
+    }
+}
+
+/// Janus over relay, CPU per delivered packet, where both ran the same load.
+fn ratio_lines(s: &mut String, r: &Results, w: Workload) {
+    s.push('\n');
+    for relay in runs(r, w).filter(|run| run.server == ServerKind::Relay) {
+        if let Some(janus) = runs(r, w)
+            .find(|run| run.server == ServerKind::Janus && run.viewers == relay.viewers)
+        {
+            let _ = writeln!(
+                s,
+                "- {} viewers: Janus spends **{:.1}x** the relay's CPU per delivered packet \
+                 ({:.2} vs {:.2} us) and {:.1}x its RSS per viewer",
+                relay.viewers,
+                janus.us_per_packet / relay.us_per_packet,
+                janus.us_per_packet,
+                relay.us_per_packet,
+                janus.rss_per_viewer_kib / relay.rss_per_viewer_kib.max(0.1),
+            );
+        }
+    }
+}
+
+/// Every figure where Janus did better than the relay under the same load.
+fn not_ahead(r: &Results) -> Vec<String> {
+    let mut lines = Vec::new();
+    for relay in r.runs.iter().filter(|run| run.server == ServerKind::Relay) {
+        let Some(janus) = r.runs.iter().find(|j| {
+            j.server == ServerKind::Janus && j.workload == relay.workload && j.viewers == relay.viewers
+        }) else {
+            continue;
+        };
+        let tag = format!("{:?} at {} viewers", relay.workload, relay.viewers);
+        let mut worse = |what: &str, relay: f64, janus: f64| {
+            if relay > janus * 1.05 {
+                lines.push(format!("{tag}: {what}: relay {relay:.2}, Janus {janus:.2}"));
+            }
+        };
+        worse("CPU per packet (us)", relay.us_per_packet, janus.us_per_packet);
+        worse("RSS per viewer (KiB)", relay.rss_per_viewer_kib, janus.rss_per_viewer_kib);
+        worse("loss (%)", relay.loss * 100.0, janus.loss * 100.0 + 0.01);
+        if let (Some(a), Some(b)) = (relay.viewers_window.latency_p99_ms, janus.viewers_window.latency_p99_ms) {
+            worse("latency p99 (ms)", a, b + 0.5);
+        }
+        if let (Some(a), Some(b)) = (
+            relay.viewers_window.first_keyframe_p50_ms,
+            janus.viewers_window.first_keyframe_p50_ms,
+        ) {
+            worse("time to first keyframe p50 (ms)", a, b);
+        }
+    }
+    for relay in r.setup.iter().filter(|s| s.server == ServerKind::Relay) {
+        if let Some(janus) = r.setup.iter().find(|j| j.server == ServerKind::Janus && j.rate == relay.rate) {
+            if let (Some(a), Some(b)) = (relay.setup_p99_ms, janus.setup_p99_ms) {
+                if a > b * 1.05 {
+                    lines.push(format!("W4 at {}/s: setup p99 relay {a:.1} ms, Janus {b:.1} ms", relay.rate));
+                }
+            }
+        }
+    }
+    lines
+}
+
+fn charts(r: &Results) -> Vec<(&'static str, Chart)> {
+    let w2 = |f: fn(&Run) -> f64| -> Vec<Series> {
+        [ServerKind::Relay, ServerKind::Janus]
+            .into_iter()
+            .map(|server| Series {
+                name: name(server).into(),
+                points: runs(r, Workload::W2)
+                    .filter(|run| run.server == server)
+                    .map(|run| (run.viewers as f64, f(run)))
+                    .collect(),
+            })
+            .collect()
+    };
+    let w3 = |f: fn(&(f64, u64, usize)) -> f64| -> Vec<Series> {
+        r.churn
+            .iter()
+            .map(|c| Series {
+                name: name(c.server).into(),
+                points: c.samples.iter().map(|sample| (sample.0, f(sample))).collect(),
+            })
+            .collect()
+    };
+    vec![
+        (
+            "w2-cpu.svg",
+            Chart {
+                title: "W2: server CPU, one ~2 Mbit/s stream".into(),
+                x_label: "viewers".into(),
+                y_label: "% of one core".into(),
+                log_x: true,
+                series: w2(|run| run.cpu_percent),
+            },
+        ),
+        (
+            "w2-rss.svg",
+            Chart {
+                title: "W2: server RSS".into(),
+                x_label: "viewers".into(),
+                y_label: "MiB".into(),
+                log_x: true,
+                series: w2(|run| run.rss_kib as f64 / 1024.0),
+            },
+        ),
+        (
+            "w3-rss.svg",
+            Chart {
+                title: "W3: server RSS during churn".into(),
+                x_label: "seconds".into(),
+                y_label: "MiB".into(),
+                log_x: false,
+                series: w3(|sample| sample.1 as f64 / 1024.0),
+            },
+        ),
+        (
+            "w3-fds.svg",
+            Chart {
+                title: "W3: open file descriptors during churn".into(),
+                x_label: "seconds".into(),
+                y_label: "descriptors".into(),
+                log_x: false,
+                series: w3(|sample| sample.2 as f64),
+            },
+        ),
+    ]
+}
