@@ -250,6 +250,7 @@ pub fn main(args: &Args) -> anyhow::Result<()> {
         );
     }
     enter_private_network()?;
+    raise_open_files_limit();
     let mut results = Results {
         host: crate::report::host(),
         started_unix: crate::stamp::unix_ns() / 1_000_000_000,
@@ -330,6 +331,19 @@ fn enter_private_network() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Soft limit of open files up to the hard one: every viewer has a socket, and so
+/// has each of Janus's sessions (the servers inherit the limit).
+fn raise_open_files_limit() {
+    // SAFETY: getrlimit/setrlimit read and write the struct they are given.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
 }
 
 /// Viewers that stay: `streams` published, `viewers` per stream, `verifying` of them

@@ -74,6 +74,24 @@ fn section(r: &Results, command: &str) -> String {
             );
         }
     }
+    for server in [ServerKind::Relay, ServerKind::Janus] {
+        let kept: Vec<&Run> = runs(r, Workload::W2)
+            .filter(|run| run.server == server && run.loss <= KEEPS_UP_LOSS)
+            .collect();
+        if let (Some(small), Some(large)) = (kept.first(), kept.last()) {
+            if large.viewers > small.viewers {
+                let slope = large.rss_kib.saturating_sub(small.rss_kib) as f64
+                    / (large.viewers - small.viewers) as f64;
+                let _ = writeln!(
+                    s,
+                    "- {}: RSS per extra viewer (from {} to {} viewers): {slope:.1} KiB",
+                    name(server),
+                    small.viewers,
+                    large.viewers
+                );
+            }
+        }
+    }
     if runs(r, Workload::W2).next().is_some() {
         s.push_str(
             "\n![CPU against viewers](plots/w2-cpu.svg)\n![RSS against viewers](plots/w2-rss.svg)\n",
