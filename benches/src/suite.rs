@@ -106,7 +106,11 @@ impl Server {
         match kind {
             ServerKind::Relay => {
                 let config = relay_config(streams);
-                Ok(Server::Relay(RelayProcess::launch(&args.relay, &config, None)?))
+                Ok(Server::Relay(RelayProcess::launch(
+                    &args.relay,
+                    &config,
+                    None,
+                )?))
             }
             ServerKind::Janus => Ok(Server::Janus(JanusProcess::start(&JanusOptions {
                 mountpoints: streams,
@@ -371,7 +375,9 @@ fn steady(
     let present: Vec<usize> = swarm.present().collect();
     let packets = || publisher.progress().packets.load(Ordering::Relaxed);
     let (u0, t0, p0) = (Usage::read(server.pid())?, swarm.totals()?, packets());
-    sleep_with_progress(args.window, |s| format!("{tag}: measuring {s:.0}/{:.0} s", args.window));
+    sleep_with_progress(args.window, |s| {
+        format!("{tag}: measuring {s:.0}/{:.0} s", args.window)
+    });
     let (u1, t1, p1) = (Usage::read(server.pid())?, swarm.totals()?, packets());
     let window = t1.since(&t0, &present);
     swarm.stop();
@@ -461,7 +467,11 @@ fn wait_connected(swarm: &Swarm, tag: &str, viewers: usize) -> anyhow::Result<()
             return Ok(());
         }
         if t.failed > 0 || Instant::now() > deadline {
-            bail!("{tag}: {} of {viewers} connected, {} failed", t.connected, t.failed);
+            bail!(
+                "{tag}: {} of {viewers} connected, {} failed",
+                t.connected,
+                t.failed
+            );
         }
         progress(&format!("{tag}: {}/{viewers} connected", t.connected));
         std::thread::sleep(Duration::from_millis(250));
@@ -529,7 +539,8 @@ fn churn(args: &Args, kind: ServerKind) -> anyhow::Result<Churn> {
         joins,
         failed: t1.failed + failed_joins,
         samples,
-        cpu_percent: (u1.cpu - u0.cpu).as_secs_f64() / u1.at.duration_since(u0.at).as_secs_f64() * 100.0,
+        cpu_percent: (u1.cpu - u0.cpu).as_secs_f64() / u1.at.duration_since(u0.at).as_secs_f64()
+            * 100.0,
         loss: window.loss,
     })
 }
@@ -621,8 +632,17 @@ fn print_summary(r: &Results) {
         .collect();
     crate::report::print_table(
         &[
-            "workload", "server", "streams", "viewers", "CPU %", "us/pkt", "loss %", "RSS MiB",
-            "KiB/viewer", "latency p99 ms", "tool CPU %",
+            "workload",
+            "server",
+            "streams",
+            "viewers",
+            "CPU %",
+            "us/pkt",
+            "loss %",
+            "RSS MiB",
+            "KiB/viewer",
+            "latency p99 ms",
+            "tool CPU %",
         ],
         &rows,
     );

@@ -9,11 +9,13 @@ use anyhow::{bail, Context};
 use crate::plot::{Chart, Series};
 use crate::suite::{Results, Run, ServerKind, Workload, KEEPS_UP_LOSS};
 
-const BEGIN: &str = "<!-- suite:begin (written by `relay-bench suite --docs`; edits here are lost) -->";
+const BEGIN: &str =
+    "<!-- suite:begin (written by `relay-bench suite --docs`; edits here are lost) -->";
 const END: &str = "<!-- suite:end -->";
 
 pub fn write(docs: &Path, results: &Results, command: &str) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(docs).with_context(|| format!("reading {}", docs.display()))?;
+    let text =
+        std::fs::read_to_string(docs).with_context(|| format!("reading {}", docs.display()))?;
     let (Some(b), Some(e)) = (text.find(BEGIN), text.find(END)) else {
         bail!("{} has no `{BEGIN}` ... `{END}` markers", docs.display());
     };
@@ -55,7 +57,12 @@ fn section(r: &Results, command: &str) -> String {
          verifying viewers, whichever is worse).\n",
         h.cores, h.cpu, h.kernel
     );
-    steady_table(&mut s, r, Workload::W1, "### W1: 64 streams of ~2 Mbit/s H264, 2 viewers each");
+    steady_table(
+        &mut s,
+        r,
+        Workload::W1,
+        "### W1: 64 streams of ~2 Mbit/s H264, 2 viewers each",
+    );
     ratio_lines(&mut s, r, Workload::W1);
     steady_table(&mut s, r, Workload::W2, "### W2: one stream fanned out");
     ratio_lines(&mut s, r, Workload::W2);
@@ -197,8 +204,8 @@ fn steady_table(s: &mut String, r: &Results, w: Workload, title: &str) {
 fn ratio_lines(s: &mut String, r: &Results, w: Workload) {
     s.push('\n');
     for relay in runs(r, w).filter(|run| run.server == ServerKind::Relay) {
-        if let Some(janus) = runs(r, w)
-            .find(|run| run.server == ServerKind::Janus && run.viewers == relay.viewers)
+        if let Some(janus) =
+            runs(r, w).find(|run| run.server == ServerKind::Janus && run.viewers == relay.viewers)
         {
             let _ = writeln!(
                 s,
@@ -219,7 +226,9 @@ fn not_ahead(r: &Results) -> Vec<String> {
     let mut lines = Vec::new();
     for relay in r.runs.iter().filter(|run| run.server == ServerKind::Relay) {
         let Some(janus) = r.runs.iter().find(|j| {
-            j.server == ServerKind::Janus && j.workload == relay.workload && j.viewers == relay.viewers
+            j.server == ServerKind::Janus
+                && j.workload == relay.workload
+                && j.viewers == relay.viewers
         }) else {
             continue;
         };
@@ -229,10 +238,21 @@ fn not_ahead(r: &Results) -> Vec<String> {
                 lines.push(format!("{tag}: {what}: relay {relay:.2}, Janus {janus:.2}"));
             }
         };
-        worse("CPU per packet (us)", relay.us_per_packet, janus.us_per_packet);
-        worse("RSS per viewer (KiB)", relay.rss_per_viewer_kib, janus.rss_per_viewer_kib);
+        worse(
+            "CPU per packet (us)",
+            relay.us_per_packet,
+            janus.us_per_packet,
+        );
+        worse(
+            "RSS per viewer (KiB)",
+            relay.rss_per_viewer_kib,
+            janus.rss_per_viewer_kib,
+        );
         worse("loss (%)", relay.loss * 100.0, janus.loss * 100.0 + 0.01);
-        if let (Some(a), Some(b)) = (relay.viewers_window.latency_p99_ms, janus.viewers_window.latency_p99_ms) {
+        if let (Some(a), Some(b)) = (
+            relay.viewers_window.latency_p99_ms,
+            janus.viewers_window.latency_p99_ms,
+        ) {
             worse("latency p99 (ms)", a, b + 0.5);
         }
         if let (Some(a), Some(b)) = (
@@ -243,10 +263,17 @@ fn not_ahead(r: &Results) -> Vec<String> {
         }
     }
     for relay in r.setup.iter().filter(|s| s.server == ServerKind::Relay) {
-        if let Some(janus) = r.setup.iter().find(|j| j.server == ServerKind::Janus && j.rate == relay.rate) {
+        if let Some(janus) = r
+            .setup
+            .iter()
+            .find(|j| j.server == ServerKind::Janus && j.rate == relay.rate)
+        {
             if let (Some(a), Some(b)) = (relay.setup_p99_ms, janus.setup_p99_ms) {
                 if a > b * 1.05 {
-                    lines.push(format!("W4 at {}/s: setup p99 relay {a:.1} ms, Janus {b:.1} ms", relay.rate));
+                    lines.push(format!(
+                        "W4 at {}/s: setup p99 relay {a:.1} ms, Janus {b:.1} ms",
+                        relay.rate
+                    ));
                 }
             }
         }
@@ -272,7 +299,11 @@ fn charts(r: &Results) -> Vec<(&'static str, Chart)> {
             .iter()
             .map(|c| Series {
                 name: name(c.server).into(),
-                points: c.samples.iter().map(|sample| (sample.0, f(sample))).collect(),
+                points: c
+                    .samples
+                    .iter()
+                    .map(|sample| (sample.0, f(sample)))
+                    .collect(),
             })
             .collect()
     };

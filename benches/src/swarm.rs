@@ -125,7 +125,9 @@ impl Swarm {
                 let mountpoint = stream as u64 + 1;
                 let (sink, session) =
                     crate::janus::janus_viewer(&self.agent, http, mountpoint, local, verify)
-                        .with_context(|| format!("viewer {index}: Janus mountpoint {mountpoint}"))?;
+                        .with_context(|| {
+                            format!("viewer {index}: Janus mountpoint {mountpoint}")
+                        })?;
                 (sink, Some(session))
             }
         };

@@ -190,7 +190,9 @@ fn begins_access_unit(payload: &[u8]) -> bool {
     match payload {
         [indicator, rest @ ..] => match indicator & 0x1f {
             6..=9 | STAP_A | NAL_IDR => true,
-            FU_A => rest.first().is_some_and(|h| h & 0x80 != 0 && h & 0x1f == NAL_IDR),
+            FU_A => rest
+                .first()
+                .is_some_and(|h| h & 0x80 != 0 && h & 0x1f == NAL_IDR),
             _ => false,
         },
         [] => false,
@@ -267,7 +269,10 @@ mod tests {
         let mut v = Verifier::default();
         let mid = v.on_rtp(SSRC, 5, false, &fu(false, false, NAL_IDR), true, 0);
         let end = v.on_rtp(SSRC, 6, true, &fu(false, true, NAL_IDR), true, 0);
-        assert!(!mid.malformed && !end.first_keyframe, "joined inside the keyframe");
+        assert!(
+            !mid.malformed && !end.first_keyframe,
+            "joined inside the keyframe"
+        );
     }
 
     #[test]
