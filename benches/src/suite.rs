@@ -243,6 +243,8 @@ pub struct Results {
     pub runs: Vec<Run>,
     pub churn: Vec<Churn>,
     pub setup: Vec<SetupStep>,
+    /// Runs that could not be measured (viewers that never connected), and why.
+    pub unmeasured: Vec<String>,
 }
 
 pub fn main(args: &Args) -> anyhow::Result<()> {
@@ -261,24 +263,28 @@ pub fn main(args: &Args) -> anyhow::Result<()> {
         runs: Vec::new(),
         churn: Vec::new(),
         setup: Vec::new(),
+        unmeasured: Vec::new(),
     };
     for &workload in &args.workloads {
         for &server in &args.servers {
             match workload {
                 Workload::W1 => {
-                    let run = steady(
-                        args,
-                        server,
-                        workload,
-                        args.w1_streams,
-                        args.w1_viewers,
-                        args.w1_viewers,
-                    )?;
-                    results.runs.push(run);
+                    let (streams, each) = (args.w1_streams, args.w1_viewers);
+                    match steady(args, server, workload, streams, each, each) {
+                        Ok(run) => results.runs.push(run),
+                        Err(e) => results.unmeasured.push(format!("{e:#}")),
+                    }
                 }
                 Workload::W2 => {
                     for &n in &args.w2_viewers {
-                        let run = steady(args, server, workload, 1, n, 2)?;
+                        // A server too busy to connect every viewer did not keep up either.
+                        let run = match steady(args, server, workload, 1, n, 2) {
+                            Ok(run) => run,
+                            Err(e) => {
+                                results.unmeasured.push(format!("{e:#}"));
+                                break;
+                            }
+                        };
                         let kept_up = run.kept_up();
                         results.runs.push(run);
                         if !kept_up {

@@ -158,6 +158,12 @@ fn section(r: &Results, command: &str) -> String {
             }
         }
     }
+    if !r.unmeasured.is_empty() {
+        s.push_str("\n### Runs that could not be measured\n\n");
+        for why in &r.unmeasured {
+            let _ = writeln!(s, "- {why}");
+        }
+    }
     s.push_str("\n### Where the relay is not ahead in this run\n\n");
     let behind = not_ahead(r);
     if behind.is_empty() {
