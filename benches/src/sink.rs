@@ -418,7 +418,7 @@ impl Sink {
 /// What the driver thread is told.
 enum Command {
     /// A new sink: it becomes sink number (sinks added before it).
-    Add(Sink),
+    Add(Box<Sink>),
     /// Sink number: its socket closes, its counters stay.
     Remove(usize),
 }
@@ -462,7 +462,7 @@ impl Driver {
 
     /// Hands a sink to the driver thread: it is sink number (sinks added before it).
     pub fn add(&self, sink: Sink) {
-        self.command(Command::Add(sink));
+        self.command(Command::Add(Box::new(sink)));
     }
 
     /// Closes sink number `index` (a viewer leaving); its counters keep their values.
@@ -532,7 +532,7 @@ fn drive(
             if event.token() == WAKER {
                 while let Ok(command) = commands.try_recv() {
                     match command {
-                        Command::Add(sink) => add(&poll, &mut sinks, sink, counters),
+                        Command::Add(sink) => add(&poll, &mut sinks, *sink, counters),
                         Command::Remove(index) => {
                             if let Some(sink) = sinks.get_mut(index).and_then(Option::take) {
                                 let fd = sink.socket.as_raw_fd();
