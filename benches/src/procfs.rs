@@ -134,6 +134,19 @@ fn rusage(who: libc::c_int) -> Duration {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
+/// Raises this process's soft limit of `resource` (`libc::RLIMIT_*`) to its hard
+/// limit; children started later inherit it.
+pub fn raise_soft_limit(resource: libc::__rlimit_resource_t) {
+    // SAFETY: getrlimit/setrlimit read and write the struct they are given.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(resource, &mut limit) == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(resource, &limit);
+        }
+    }
+}
+
 /// Pins the calling thread to `core` (modulo the cores there are); false if refused.
 pub fn pin_thread(core: usize) -> bool {
     pin_task(0, core)

@@ -687,40 +687,11 @@ impl Sender {
     }
 }
 
+/// `addr` as sendmmsg takes it, in its own family (the socket is bound to match).
 fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: all-zero is a valid sockaddr_storage, which is large and aligned enough for
-    // either address family written into it.
-    unsafe {
-        let mut storage: libc::sockaddr_storage = mem::zeroed();
-        let len = match addr {
-            SocketAddr::V4(a) => {
-                let sin = libc::sockaddr_in {
-                    sin_family: libc::AF_INET as libc::sa_family_t,
-                    sin_port: a.port().to_be(),
-                    sin_addr: libc::in_addr {
-                        s_addr: u32::from(*a.ip()).to_be(),
-                    },
-                    sin_zero: [0; 8],
-                };
-                ptr::write(ptr::from_mut(&mut storage).cast(), sin);
-                mem::size_of::<libc::sockaddr_in>()
-            }
-            SocketAddr::V6(a) => {
-                let sin6 = libc::sockaddr_in6 {
-                    sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                    sin6_port: a.port().to_be(),
-                    sin6_flowinfo: a.flowinfo(),
-                    sin6_addr: libc::in6_addr {
-                        s6_addr: a.ip().octets(),
-                    },
-                    sin6_scope_id: a.scope_id(),
-                };
-                ptr::write(ptr::from_mut(&mut storage).cast(), sin6);
-                mem::size_of::<libc::sockaddr_in6>()
-            }
-        };
-        (storage, len as libc::socklen_t)
-    }
+    let mut storage = relay::io::udp::zeroed_storage();
+    let len = relay::io::udp::to_storage(addr, false, &mut storage);
+    (storage, len)
 }
 
 #[cfg(test)]

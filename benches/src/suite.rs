@@ -49,7 +49,11 @@ pub struct Args {
     pub w1_viewers: usize,
     /// W2: viewer counts of the one stream; a server stops at the first count it does
     /// not keep up with.
-    #[arg(long, value_delimiter = ',', default_value = "10,100,1000,5000")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "10,100,1000,2000,3000,5000"
+    )]
     pub w2_viewers: Vec<usize>,
     /// W3: viewers present at once, and seconds of churn.
     #[arg(long, default_value_t = 100)]
@@ -256,7 +260,8 @@ pub fn main(args: &Args) -> anyhow::Result<()> {
         );
     }
     enter_private_network()?;
-    raise_open_files_limit();
+    // Every viewer has a socket, and so has each of Janus's sessions.
+    procfs::raise_soft_limit(libc::RLIMIT_NOFILE);
     let mut results = Results {
         host: crate::report::host(),
         started_unix: crate::stamp::unix_ns() / 1_000_000_000,
@@ -343,19 +348,6 @@ fn enter_private_network() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Soft limit of open files up to the hard one: every viewer has a socket, and so
-/// has each of Janus's sessions (the servers inherit the limit).
-fn raise_open_files_limit() {
-    // SAFETY: getrlimit/setrlimit read and write the struct they are given.
-    unsafe {
-        let mut limit: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
-}
-
 /// Viewers that stay: `streams` published, `viewers` per stream, `verifying` of them
 /// (per run, not per stream) decrypting and checking; measured over the window.
 fn steady(
@@ -370,8 +362,10 @@ fn steady(
     let tag = format!("{workload:?} {kind:?}: {streams} streams x {viewers_per_stream} viewers");
     let server = Server::start(kind, args, streams)?;
     let publisher = Publisher::start(&publish_args(args, streams))?;
-    // The server has its streams, and their history filled, before the first viewer.
-    std::thread::sleep(Duration::from_secs(3));
+    // The server has its streams, and their history filled (the relay's ring of 1024
+    // packets holds 3.8 s of a 2 Mbit/s stream), before the first viewer: what RSS
+    // grows by after this is the viewers'.
+    std::thread::sleep(Duration::from_secs(5));
     let idle_rss = procfs::rss_kib(server.pid())?;
     let sink = sink_ports(viewers)?;
     let mut swarm = Swarm::new(server.signaling(), viewers, LOOPBACK, Some(sink), None)?;

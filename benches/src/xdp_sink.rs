@@ -49,7 +49,9 @@ impl XdpSink {
         if ports == 0 || first_port.checked_add(ports - 1).is_none() {
             bail!("sink ports {first_port}+{ports}: an empty range or past 65535");
         }
-        raise_memlock_limit();
+        // Kernels that still charge BPF maps to RLIMIT_MEMLOCK need the room; newer ones
+        // charge the cgroup and ignore it.
+        crate::procfs::raise_soft_limit(libc::RLIMIT_MEMLOCK);
         let config = SinkConfig {
             first_port,
             ports,
@@ -98,18 +100,5 @@ impl XdpSink {
                     }))
             })
             .collect()
-    }
-}
-
-/// Soft memlock limit up to the hard one: kernels that still charge BPF maps to it
-/// need the room; newer ones charge the cgroup and ignore it.
-fn raise_memlock_limit() {
-    // SAFETY: getrlimit/setrlimit read and write the struct they are given.
-    unsafe {
-        let mut limit: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) == 0 {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit);
-        }
     }
 }

@@ -428,7 +428,7 @@ impl Headers {
 #[repr(C, align(8))]
 struct Cmsgs([u8; CMSG_ROOM]);
 
-fn zeroed_storage() -> libc::sockaddr_storage {
+pub fn zeroed_storage() -> libc::sockaddr_storage {
     // SAFETY: sockaddr_storage is a plain C struct; all-zero is a valid (AF_UNSPEC) value.
     unsafe { MaybeUninit::zeroed().assume_init() }
 }
@@ -498,7 +498,7 @@ fn from_storage(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
 }
 
 /// Writes `addr` in the socket's family (IPv4 as mapped on an IPv6 socket).
-fn to_storage(addr: SocketAddr, v6: bool, out: &mut libc::sockaddr_storage) -> libc::socklen_t {
+pub fn to_storage(addr: SocketAddr, v6: bool, out: &mut libc::sockaddr_storage) -> libc::socklen_t {
     let addr = match addr {
         SocketAddr::V4(a) if v6 => {
             SocketAddr::V6(SocketAddrV6::new(a.ip().to_ipv6_mapped(), a.port(), 0, 0))
