@@ -6,7 +6,13 @@
 //! - `relay-bench xdp-egress`: the relay in XDP mode against portable mode on one veth
 //!   pair, viewers counted by a sink XDP program (`xdp_sink`, `sink-ebpf/`).
 //! - `relay-bench xdp-flood`: the relay's XDP program under a flood from unknown sources.
-//! - `relay-bench publish`: N looped H264 streams pushed over RTP to any RTP-ingesting server.
+//! - `relay-bench publish`: N RTP streams of a recorded H264 clip at real-time pace, with
+//!   a send-time stamp (`stamp`) before every frame, to any RTP-ingesting server.
+//! - `relay-bench swarm`: WHEP viewers against any server (`swarm`, `sink`), verifying
+//!   every packet (`verify`) or counting it cheaply (`xdp_sink`).
+//! - `relay-bench suite` (`cargo xtask bench`): the standard workloads W1-W4 against the
+//!   relay and Janus (`janus`) side by side; writes docs/benchmarks.md (`suite_docs`,
+//!   `plot`).
 //!
 //! docs/benchmarks.md has the numbers.
 

@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::janus::{JanusOptions, JanusProcess};
 use crate::procfs;
@@ -76,6 +76,9 @@ pub struct Args {
     /// Where the JSON of the whole run goes.
     #[arg(long, default_value = "target/bench/suite.json")]
     pub json: PathBuf,
+    /// Measure nothing: write `--docs` from the results of an earlier run (its `--json`).
+    #[arg(long, requires = "docs")]
+    pub from_json: Option<PathBuf>,
     /// Markdown file whose generated section (between the `suite:begin` and
     /// `suite:end` markers) is rewritten with the results; plots go next to it in
     /// `plots/`. Nothing is written without it.
@@ -83,7 +86,7 @@ pub struct Args {
     pub docs: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Workload {
     W1,
@@ -92,7 +95,7 @@ pub enum Workload {
     W4,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum ServerKind {
     Relay,
@@ -183,7 +186,7 @@ impl Usage {
 }
 
 /// One measured run: a server, a workload, a load.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Run {
     pub workload: Workload,
     pub server: ServerKind,
@@ -216,7 +219,7 @@ impl Run {
 }
 
 /// W3: the server's RSS and open descriptors over a churn run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Churn {
     pub server: ServerKind,
     pub viewers: usize,
@@ -229,7 +232,7 @@ pub struct Churn {
 }
 
 /// W4: setup times at one join rate.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SetupStep {
     pub server: ServerKind,
     pub rate: f64,
@@ -240,8 +243,10 @@ pub struct SetupStep {
     pub cpu_percent: f64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Results {
+    /// The command line of the run.
+    pub command: String,
     pub host: crate::report::Host,
     pub started_unix: u64,
     pub runs: Vec<Run>,
@@ -252,6 +257,18 @@ pub struct Results {
 }
 
 pub fn main(args: &Args) -> anyhow::Result<()> {
+    if let (Some(json), Some(docs)) = (&args.from_json, &args.docs) {
+        let text =
+            std::fs::read_to_string(json).with_context(|| format!("reading {}", json.display()))?;
+        let results: Results = serde_json::from_str(&text)?;
+        crate::suite_docs::write(docs, &results, &results.command)?;
+        println!(
+            "wrote {} and its plots from {}",
+            docs.display(),
+            json.display()
+        );
+        return Ok(());
+    }
     crate::netns::require_root("relay-bench suite")?;
     if !args.relay.exists() {
         bail!(
@@ -263,6 +280,7 @@ pub fn main(args: &Args) -> anyhow::Result<()> {
     // Every viewer has a socket, and so has each of Janus's sessions.
     procfs::raise_soft_limit(libc::RLIMIT_NOFILE);
     let mut results = Results {
+        command: command_line(),
         host: crate::report::host(),
         started_unix: crate::stamp::unix_ns() / 1_000_000_000,
         runs: Vec::new(),
@@ -309,7 +327,7 @@ pub fn main(args: &Args) -> anyhow::Result<()> {
     std::fs::write(&args.json, serde_json::to_string_pretty(&results)?)?;
     print_summary(&results);
     if let Some(docs) = &args.docs {
-        crate::suite_docs::write(docs, &results, &command_line())?;
+        crate::suite_docs::write(docs, &results, &results.command)?;
         println!("wrote {} and its plots", docs.display());
     }
     println!("{}", serde_json::to_string(&results)?);

@@ -254,6 +254,11 @@ fn not_ahead(r: &Results) -> Vec<String> {
             relay.rss_per_viewer_kib,
             janus.rss_per_viewer_kib,
         );
+        worse(
+            "RSS (MiB)",
+            relay.rss_kib as f64 / 1024.0,
+            janus.rss_kib as f64 / 1024.0,
+        );
         worse("loss (%)", relay.loss * 100.0, janus.loss * 100.0 + 0.01);
         if let (Some(a), Some(b)) = (
             relay.viewers_window.latency_p99_ms,

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::sink::{quantile, Counters, Driver, Offering, Sink, LATENCY_BUCKET_US};
 use crate::xdp_sink::XdpSink;
@@ -278,7 +278,7 @@ pub struct Totals {
 }
 
 /// A window between two `Totals`, as the tools print it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Window {
     pub seconds: f64,
     pub viewers: usize,
