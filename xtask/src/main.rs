@@ -39,7 +39,7 @@ enum Task {
     },
     /// Set up, build the relay and the load tools, then run the standard workloads
     /// (W1-W4) against the relay and Janus side by side (`relay-bench suite`); writes
-    /// docs/benchmarks.md's generated section and docs/plots/. Needs root; takes about
+    /// docs/benchmarks.md's generated section, docs/plots/ and docs/suite.json. Needs root; takes about
     /// twenty minutes. Arguments that follow go to `relay-bench suite` (see its --help).
     Bench {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -91,7 +91,8 @@ fn main() -> anyhow::Result<ExitCode> {
             let relay = target_dir(root).join("release/relay");
             let status = Command::new(&tool)
                 .current_dir(root)
-                .args(["suite", "--docs", "docs/benchmarks.md", "--relay"])
+                .args(["suite", "--docs", "docs/benchmarks.md", "--json", "docs/suite.json"])
+                .arg("--relay")
                 .arg(&relay)
                 .args(args)
                 .status()
