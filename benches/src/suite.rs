@@ -66,6 +66,13 @@ pub struct Args {
     pub w4_rates: Vec<f64>,
     #[arg(long, default_value_t = 5.0)]
     pub w4_step: f64,
+    /// The relay in XDP mode against portable mode (`relay-bench xdp-egress`: a veth
+    /// pair, the demo stream, the same viewers), after the workloads: viewer counts.
+    #[arg(long, value_delimiter = ',', default_value = "100,1000,3000")]
+    pub xdp_viewers: Vec<usize>,
+    /// Leave the XDP comparison out.
+    #[arg(long)]
+    pub no_xdp: bool,
     /// Seconds measured per run (after a warm-up of 2 s).
     #[arg(long, default_value_t = 15.0)]
     pub window: f64,
@@ -254,6 +261,11 @@ pub struct Results {
     pub setup: Vec<SetupStep>,
     /// Runs that could not be measured (viewers that never connected), and why.
     pub unmeasured: Vec<String>,
+    /// The relay in XDP mode and in portable mode on a veth pair (`xdp_egress`).
+    #[serde(default)]
+    pub xdp: Vec<crate::xdp_egress::Run>,
+    #[serde(default)]
+    pub xdp_ratios: Vec<crate::xdp_egress::Ratio>,
 }
 
 pub fn main(args: &Args) -> anyhow::Result<()> {
@@ -287,6 +299,8 @@ pub fn main(args: &Args) -> anyhow::Result<()> {
         churn: Vec::new(),
         setup: Vec::new(),
         unmeasured: Vec::new(),
+        xdp: Vec::new(),
+        xdp_ratios: Vec::new(),
     };
     for &workload in &args.workloads {
         for &server in &args.servers {
@@ -319,6 +333,22 @@ pub fn main(args: &Args) -> anyhow::Result<()> {
                 Workload::W4 => results.setup.extend(setup_rate(args, server)?),
             }
         }
+    }
+    if !args.no_xdp && !args.xdp_viewers.is_empty() {
+        use crate::xdp_egress::{measure_all, Args as XdpArgs, Mode};
+        let (runs, ratios) = measure_all(&XdpArgs {
+            relay: args.relay.clone(),
+            viewers: args.xdp_viewers.clone(),
+            full_clients: 2,
+            modes: vec![Mode::Xdp, Mode::Portable],
+            window: args.window,
+            warmup: 3.0,
+            queues: 1,
+            inline_napi: false,
+            no_pin: false,
+        })?;
+        results.xdp = runs;
+        results.xdp_ratios = ratios;
     }
     progress_done();
     if let Some(dir) = args.json.parent() {

@@ -158,6 +158,49 @@ fn section(r: &Results, command: &str) -> String {
             }
         }
     }
+    if !r.xdp.is_empty() {
+        s.push_str(
+            "\n### XDP mode against portable mode\n\nThe relay alone, on a veth pair with \
+             the viewers in a second namespace (`relay-bench xdp-egress`, section 3): its \
+             built-in demo stream (~68 packets/s), one worker, sink viewers counted by the \
+             sink XDP program, two full clients.\n\n| viewers | mode | relay CPU % | us/pkt | \
+             XDP / portable | delivered pkt/s | loss % | RSS MiB |\n|---|---|---|---|---|---|---|---|\n",
+        );
+        for run in &r.xdp {
+            let ratio = r
+                .xdp_ratios
+                .iter()
+                .find(|q| q.viewers == run.viewers && run.mode == crate::xdp_egress::Mode::Xdp)
+                .map_or(String::new(), |q| format!("**{:.2}**", q.xdp_over_portable));
+            let _ = writeln!(
+                s,
+                "| {} | {:?} | {:.1} | {:.2} | {ratio} | {:.0} | {:.3} | {:.1} |",
+                run.viewers,
+                run.mode,
+                run.relay_cpu_percent,
+                run.relay_us_per_packet,
+                run.delivered_pps,
+                run.loss_percent,
+                run.rss_kib as f64 / 1024.0
+            );
+        }
+        if let Some(q) = r.xdp_ratios.iter().max_by_key(|q| q.viewers) {
+            let _ = writeln!(
+                s,
+                "\n- At {} viewers XDP mode spends {:.2} of portable mode's CPU per packet: \
+                 the target of under 0.5 is {}met on veth, whose AF_XDP is copy mode only \
+                 (XDP's user-space share alone: {:.2}).",
+                q.viewers,
+                q.xdp_over_portable,
+                if q.xdp_over_portable < 0.5 {
+                    ""
+                } else {
+                    "not "
+                },
+                q.xdp_user_over_portable
+            );
+        }
+    }
     if !r.unmeasured.is_empty() {
         s.push_str("\n### Runs that could not be measured\n\n");
         for why in &r.unmeasured {

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use relay_sink_ebpf::SinkCount;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::netns::{
     kernel_threads, kernel_threads_cpu, require_root, Pair, RELAY_IF, VIEWERS_IF, VIEWERS_IP,
@@ -48,7 +48,7 @@ const SNAPSHOT_TRIES: u32 = 50;
 /// A run whose loss is above this did not keep up.
 const KEEPS_UP_LOSS: f64 = 0.01;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// `xdpInterface` on the relay's veth end: AF_XDP sockets, one worker per RX queue.
@@ -93,7 +93,7 @@ pub struct Args {
 }
 
 /// One relay mode with one viewer count.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Run {
     pub viewers: usize,
     pub mode: Mode,
@@ -153,7 +153,7 @@ pub struct Run {
 }
 
 /// XDP's relay CPU per packet over portable's, for one viewer count.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Ratio {
     pub viewers: usize,
     pub xdp_us_per_packet: f64,
@@ -166,6 +166,25 @@ pub struct Ratio {
 }
 
 pub fn main(args: &Args) -> anyhow::Result<()> {
+    let (runs, ratios) = measure_all(args)?;
+    print_table(&runs, &ratios);
+    print_verdicts(&runs);
+    let json = serde_json::json!({
+        "bench": "xdp-egress",
+        "host": host(),
+        "relay": args.relay,
+        "queues": args.queues,
+        "viewers_napi": if args.inline_napi { "inline" } else { "threaded" },
+        "pinned": !args.no_pin,
+        "runs": runs,
+        "ratios": ratios,
+    });
+    println!("{json}");
+    Ok(())
+}
+
+/// Every run `args` asks for (for each viewer count, each mode), and XDP over portable.
+pub fn measure_all(args: &Args) -> anyhow::Result<(Vec<Run>, Vec<Ratio>)> {
     require_root("relay-bench xdp-egress")?;
     if !args.relay.exists() {
         bail!(
@@ -244,20 +263,7 @@ pub fn main(args: &Args) -> anyhow::Result<()> {
     drop(pair);
     progress_done();
     let ratios = ratios(&runs);
-    print_table(&runs, &ratios);
-    print_verdicts(&runs);
-    let json = serde_json::json!({
-        "bench": "xdp-egress",
-        "host": host,
-        "relay": args.relay,
-        "queues": args.queues,
-        "viewers_napi": if args.inline_napi { "inline" } else { "threaded" },
-        "pinned": !args.no_pin,
-        "runs": runs,
-        "ratios": ratios,
-    });
-    println!("{json}");
-    Ok(())
+    Ok((runs, ratios))
 }
 
 /// What the tool reads at the start and the end of the window.

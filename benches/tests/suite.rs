@@ -33,7 +33,7 @@ fn every_workload_runs_against_both_servers_and_lands_in_the_docs() {
             "10",
         ])
         .args(["--window", "3", "--w3-viewers", "4", "--w3-seconds", "16"])
-        .args(["--w4-rates", "10", "--w4-step", "2"])
+        .args(["--w4-rates", "10", "--w4-step", "2", "--no-xdp"])
         .arg("--relay")
         .arg(&relay)
         .arg("--json")

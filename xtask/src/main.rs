@@ -91,7 +91,13 @@ fn main() -> anyhow::Result<ExitCode> {
             let relay = target_dir(root).join("release/relay");
             let status = Command::new(&tool)
                 .current_dir(root)
-                .args(["suite", "--docs", "docs/benchmarks.md", "--json", "docs/suite.json"])
+                .args([
+                    "suite",
+                    "--docs",
+                    "docs/benchmarks.md",
+                    "--json",
+                    "docs/suite.json",
+                ])
                 .arg("--relay")
                 .arg(&relay)
                 .args(args)
