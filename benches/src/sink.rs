@@ -577,6 +577,62 @@ fn add(poll: &Poll, sinks: &mut Vec<Option<Sink>>, mut sink: Sink, counters: &Co
     sinks.push(Some(sink));
 }
 
+/// Where the viewers of a run stand while they join.
+#[derive(Debug, Clone, Copy)]
+pub struct Readiness {
+    pub connected: usize,
+    pub receiving: usize,
+    pub failed: usize,
+}
+
+impl Counters {
+    /// Sinks `..n` connected and failed; `receiving` is left to the caller, who knows
+    /// where media is counted (sockets, the sink program).
+    pub fn readiness(&self, n: usize) -> Readiness {
+        let sinks = &self.sinks[..n];
+        let count = |f: fn(&SinkCounters) -> bool| sinks.iter().filter(|s| f(s)).count();
+        Readiness {
+            connected: count(|s| s.connected.load(Ordering::Relaxed)),
+            receiving: 0,
+            failed: count(|s| s.failed.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+/// Waits until `n` viewers are connected and receiving media, as `read` tells, showing
+/// progress under `tag`; fails at the first failed viewer or after `limit`, with
+/// `server_log()` in the error.
+pub fn wait_until_receiving(
+    tag: &str,
+    n: usize,
+    limit: Duration,
+    mut read: impl FnMut() -> anyhow::Result<Readiness>,
+    server_log: impl Fn() -> String,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let Readiness {
+            connected,
+            receiving,
+            failed,
+        } = read()?;
+        if connected >= n && receiving >= n {
+            return Ok(());
+        }
+        if failed > 0 || Instant::now() > deadline {
+            anyhow::bail!(
+                "{tag}: of {n} viewers {connected} connected, {receiving} received media, \
+                 {failed} failed; server log:\n{}",
+                server_log()
+            );
+        }
+        crate::report::progress(&format!(
+            "{tag}: {connected}/{n} connected, {receiving} receiving"
+        ));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 /// At least 1: 0 means "not yet" in the counters.
 fn micros_since(start: Instant) -> u64 {
     (start.elapsed().as_micros() as u64).max(1)

@@ -20,6 +20,7 @@ use crate::procfs;
 use crate::publish::{ClipSource, PublishArgs, Publisher};
 use crate::relay_proc::RelayProcess;
 use crate::report::{progress, progress_done, sleep_with_progress};
+use crate::sink::{wait_until_receiving, Readiness};
 use crate::swarm::{Signaling, SinkPorts, Swarm, Totals, Window};
 use crate::xdp_sink::XdpSink;
 
@@ -139,6 +140,13 @@ impl Server {
         match self {
             Server::Relay(r) => r.pid(),
             Server::Janus(j) => j.pid(),
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        match self {
+            Server::Relay(r) => r.log_tail(),
+            Server::Janus(j) => j.log_tail(),
         }
     }
 
@@ -418,7 +426,20 @@ fn steady(
     let sink = sink_ports(viewers)?;
     let mut swarm = Swarm::new(server.signaling(), viewers, LOOPBACK, Some(sink), None)?;
     join(&mut swarm, &tag, viewers, streams, verifying, 100.0)?;
-    wait_connected(&swarm, &tag, viewers)?;
+    wait_until_receiving(
+        &tag,
+        viewers,
+        Duration::from_secs(60),
+        || {
+            let t = swarm.totals()?;
+            Ok(Readiness {
+                connected: t.connected,
+                receiving: t.per_viewer_rtp.iter().filter(|&&n| n > 0).count(),
+                failed: t.failed,
+            })
+        },
+        || server.log_tail(),
+    )?;
     sleep_with_progress(2.0, |s| format!("{tag}: warming up {s:.0} s"));
     let present: Vec<usize> = swarm.present().collect();
     let packets = || publisher.progress().packets.load(Ordering::Relaxed);
@@ -505,25 +526,6 @@ fn join(
         }
     }
     Ok(())
-}
-
-fn wait_connected(swarm: &Swarm, tag: &str, viewers: usize) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let t = swarm.totals()?;
-        if t.connected >= viewers {
-            return Ok(());
-        }
-        if t.failed > 0 || Instant::now() > deadline {
-            bail!(
-                "{tag}: {} of {viewers} connected, {} failed",
-                t.connected,
-                t.failed
-            );
-        }
-        progress(&format!("{tag}: {}/{viewers} connected", t.connected));
-        std::thread::sleep(Duration::from_millis(250));
-    }
 }
 
 /// W3: `w3_viewers` present at once, each staying 5-15 s and replaced when it leaves,

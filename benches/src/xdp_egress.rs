@@ -25,7 +25,7 @@ use crate::netns::{
 use crate::procfs;
 use crate::relay_proc::{netns_config, sum_metric, RelayProcess};
 use crate::report::{host, progress, progress_done, sleep_with_progress};
-use crate::sink::{Driver, Offering};
+use crate::sink::{wait_until_receiving, Driver, Offering, Readiness};
 use crate::xdp_sink::XdpSink;
 
 /// The relay's media port (XDP mode needs a fixed one).
@@ -439,7 +439,19 @@ fn measure(
     // The sink's counts are cumulative over the runs: a viewer receives once its own
     // count moves past where it stood before this run.
     let (start, _) = viewers.per_viewer()?;
-    wait_until_receiving(relay, &viewers, &start, &tag)?;
+    wait_until_receiving(
+        &tag,
+        n,
+        Duration::from_secs(30 + n as u64 / 20),
+        || {
+            let (now, _) = viewers.per_viewer()?;
+            Ok(Readiness {
+                receiving: now.iter().zip(&start).filter(|(a, b)| a > b).count(),
+                ..driver.counters.readiness(n)
+            })
+        },
+        || relay.log_tail(),
+    )?;
     sleep_with_progress(args.warmup, |s| format!("{tag}: warming up {s:.0} s"));
 
     let before = viewers.read(relay)?;
@@ -568,44 +580,6 @@ fn summarize(
         full_decrypted: after.full_decrypted - before.full_decrypted,
         full_gaps,
         full_disorder,
-    }
-}
-
-/// Waits (bounded) until every viewer is connected and has received media since `start`.
-fn wait_until_receiving(
-    relay: &RelayProcess,
-    viewers: &Viewers,
-    start: &[u64],
-    tag: &str,
-) -> anyhow::Result<()> {
-    let n = start.len();
-    let deadline = Instant::now() + Duration::from_secs(30 + n as u64 / 20);
-    let counters = &viewers.driver.counters.sinks[..n];
-    loop {
-        let connected = counters
-            .iter()
-            .filter(|c| c.connected.load(Ordering::Relaxed))
-            .count();
-        let failed = counters
-            .iter()
-            .filter(|c| c.failed.load(Ordering::Relaxed))
-            .count();
-        let (now, _) = viewers.per_viewer()?;
-        let receiving = now.iter().zip(start).filter(|(a, b)| a > b).count();
-        if connected == n && receiving == n {
-            return Ok(());
-        }
-        if failed > 0 || Instant::now() > deadline {
-            bail!(
-                "of {n} viewers {connected} connected, {receiving} received media, \
-                 {failed} failed; relay log:\n{}",
-                relay.log_tail()
-            );
-        }
-        progress(&format!(
-            "{tag}: {connected} connected, {receiving} receiving"
-        ));
-        std::thread::sleep(Duration::from_millis(250));
     }
 }
 

@@ -15,7 +15,7 @@ use relay_benches::publish::{PublishArgs, Publisher};
 use relay_benches::relay_proc::RelayProcess;
 use relay_benches::report::{host, progress, progress_done, sleep_with_progress};
 use relay_benches::sink::Counters;
-use relay_benches::sink::{Driver, Offering};
+use relay_benches::sink::{wait_until_receiving, Driver, Offering, Readiness};
 
 /// Load tools for relay: each runs the relay binary (on loopback, or in network
 /// namespaces of its own for the XDP tools) and measures it.
@@ -363,7 +363,22 @@ fn run(args: &EgressArgs, n: usize, cores: usize) -> anyhow::Result<Run> {
         addrs.push(sink.local_addr());
         driver.add(sink);
     }
-    wait_until_receiving(&relay, &driver, n)?;
+    wait_until_receiving(
+        &format!("{n} viewers"),
+        n,
+        Duration::from_secs(30),
+        || {
+            let c = &driver.counters;
+            Ok(Readiness {
+                receiving: c.sinks[..n]
+                    .iter()
+                    .filter(|s| s.rtp.load(Ordering::Relaxed) > 0)
+                    .count(),
+                ..c.readiness(n)
+            })
+        },
+        || relay.log_tail(),
+    )?;
     sleep_with_progress(args.warmup, |s| format!("{n} viewers: warming up {s:.0} s"));
 
     let counters = &driver.counters;
@@ -502,40 +517,6 @@ fn send_baseline(
         bail!("the sinks stopped draining the baseline: {outcome:?}");
     }
     Ok((outcome, received()))
-}
-
-/// Waits (bounded) until every viewer is connected and has received media.
-fn wait_until_receiving(relay: &RelayProcess, driver: &Driver, n: usize) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let sinks = &driver.counters.sinks[..n];
-    loop {
-        let connected = sinks
-            .iter()
-            .filter(|s| s.connected.load(Ordering::Relaxed))
-            .count();
-        let receiving = sinks
-            .iter()
-            .filter(|s| s.rtp.load(Ordering::Relaxed) > 0)
-            .count();
-        let failed = sinks
-            .iter()
-            .filter(|s| s.failed.load(Ordering::Relaxed))
-            .count();
-        if connected == n && receiving == n {
-            return Ok(());
-        }
-        if failed > 0 || Instant::now() > deadline {
-            bail!(
-                "of {n} viewers {connected} connected, {receiving} received media, \
-                 {failed} failed; relay log:\n{}",
-                relay.log_tail()
-            );
-        }
-        progress(&format!(
-            "{n} viewers: {connected} connected, {receiving} receiving"
-        ));
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn print_table(runs: &[Run]) {
