@@ -30,14 +30,13 @@ use relay::ingest::demo::{Clip, DemoPlayer, FPS, PACKET_OVERHEAD};
 use serde::Serialize;
 
 use crate::procfs;
-use crate::stamp::{self, Stamp};
+use crate::stamp::{self, Stamp, MAX_NAL_LEN};
 
 const TICKS_PER_FRAME: u32 = 90_000 / FPS;
 const FRAME_NS: u64 = 1_000_000_000 / FPS as u64;
 const RTP_HEADER: usize = 12;
-/// Room after the RTP header for a stamp: its 39 bytes of RBSP grow by at most half
-/// with emulation prevention, plus the NAL header.
-const STAMP_ROOM: usize = 64;
+/// Room after the RTP header for a stamp's NAL unit.
+const STAMP_ROOM: usize = MAX_NAL_LEN;
 /// A wake-up this long after the tick it was for counts as late.
 const LATE: Duration = Duration::from_millis(2);
 /// Frame intervals a stalled thread catches up at once; later than that, whole intervals
@@ -554,15 +553,16 @@ impl Stream {
         let timestamp = self
             .first_timestamp
             .wrapping_add((self.frames_sent as u32).wrapping_mul(TICKS_PER_FRAME));
-        let nal = Stamp {
+        let mut nal = [0; MAX_NAL_LEN];
+        let len = Stamp {
             stream: self.index,
             frame: self.frames_sent,
             sent_unix_ns,
         }
-        .to_nal();
+        .write_nal(&mut nal);
         let mut stamp = self.datagram(timestamp, false, &[]);
-        stamp.head[RTP_HEADER..][..nal.len()].copy_from_slice(&nal);
-        stamp.head_len += nal.len();
+        stamp.head[RTP_HEADER..][..len].copy_from_slice(&nal[..len]);
+        stamp.head_len += len;
         batch.push(stamp);
         let packets = recording.clip.packets();
         let last = frame.end - 1;

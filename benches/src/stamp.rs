@@ -16,6 +16,11 @@ const NAL_HEADER: u8 = 0x06;
 const USER_DATA_UNREGISTERED: u8 = 5;
 /// UUID, stream, frame, time.
 const PAYLOAD_LEN: usize = 16 + 4 + 8 + 8;
+/// payloadType, payloadSize, the payload, rbsp_trailing_bits.
+const RBSP_LEN: usize = 2 + PAYLOAD_LEN + 1;
+/// The NAL header and the RBSP with an emulation-prevention byte for every two of its
+/// bytes at worst.
+pub const MAX_NAL_LEN: usize = 1 + RBSP_LEN + RBSP_LEN / 2;
 
 /// Which frame of which published stream, sent when.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,17 +43,24 @@ pub fn unix_ns() -> u64 {
 impl Stamp {
     /// The SEI NAL unit carrying this stamp, emulation-prevented, without start code.
     pub fn to_nal(self) -> Vec<u8> {
-        let mut rbsp = Vec::with_capacity(3 + PAYLOAD_LEN + 1);
-        rbsp.push(USER_DATA_UNREGISTERED);
-        rbsp.push(PAYLOAD_LEN as u8);
-        rbsp.extend_from_slice(&UUID);
-        rbsp.extend_from_slice(&self.stream.to_be_bytes());
-        rbsp.extend_from_slice(&self.frame.to_be_bytes());
-        rbsp.extend_from_slice(&self.sent_unix_ns.to_be_bytes());
-        rbsp.push(0x80); // rbsp_trailing_bits
-        let mut nal = vec![NAL_HEADER];
-        escape(&rbsp, &mut nal);
-        nal
+        let mut nal = [0; MAX_NAL_LEN];
+        let len = self.write_nal(&mut nal);
+        nal[..len].to_vec()
+    }
+
+    /// Writes `to_nal()` into `out` without allocating (the publisher's send path);
+    /// returns its length.
+    pub fn write_nal(self, out: &mut [u8; MAX_NAL_LEN]) -> usize {
+        let mut rbsp = [0; RBSP_LEN];
+        rbsp[0] = USER_DATA_UNREGISTERED;
+        rbsp[1] = PAYLOAD_LEN as u8;
+        rbsp[2..18].copy_from_slice(&UUID);
+        rbsp[18..22].copy_from_slice(&self.stream.to_be_bytes());
+        rbsp[22..30].copy_from_slice(&self.frame.to_be_bytes());
+        rbsp[30..38].copy_from_slice(&self.sent_unix_ns.to_be_bytes());
+        rbsp[38] = 0x80; // rbsp_trailing_bits
+        out[0] = NAL_HEADER;
+        1 + escape(&rbsp, &mut out[1..])
     }
 
     /// The stamp in a NAL unit, if it is one of ours.
@@ -69,16 +81,21 @@ impl Stamp {
 }
 
 /// H.264 7.4.1: no 00 00 0x (x <= 3) may appear inside a NAL unit; 03 is inserted.
-fn escape(rbsp: &[u8], out: &mut Vec<u8>) {
+/// Returns the bytes written to `out`, which has room for the worst case.
+fn escape(rbsp: &[u8], out: &mut [u8]) -> usize {
+    let mut written = 0;
     let mut zeros = 0;
     for &b in rbsp {
         if zeros >= 2 && b <= 3 {
-            out.push(3);
+            out[written] = 3;
+            written += 1;
             zeros = 0;
         }
-        out.push(b);
+        out[written] = b;
+        written += 1;
         zeros = if b == 0 { zeros + 1 } else { 0 };
     }
+    written
 }
 
 fn unescape(nal: &[u8]) -> Vec<u8> {
