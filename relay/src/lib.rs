@@ -6,6 +6,7 @@ pub mod config;
 pub mod http;
 pub mod ingest;
 pub mod io;
+pub mod lifeline;
 pub mod metrics;
 pub mod server;
 pub mod session;

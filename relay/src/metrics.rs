@@ -119,6 +119,11 @@ const WORKER_COUNTERS: &[WorkerCounter] = &[
         |s| &s.unknown_ufrag,
     ),
     (
+        "dropped_unauthenticated",
+        "STUN checks not signed with the session's ICE password, and anything else from an address that never sent a valid one: dropped.",
+        |s| &s.unauthenticated,
+    ),
+    (
         "dropped_malformed",
         "Datagrams of known sessions that did not parse: dropped.",
         |s| &s.malformed,

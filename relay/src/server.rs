@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::config::{parse_listen, Config, XdpMode as ConfigXdpMode};
 use crate::http::{self, Created, Viewers, WhepError};
@@ -18,6 +18,7 @@ use crate::io::udp::{self, UdpOptions};
 use crate::io::wake::Wakers;
 use crate::io::xdp::{self, XdpError, XdpMode, XdpOptions, XdpProgram, XskOptions};
 use crate::io::{Receiver, Sender};
+use crate::lifeline::Lifeline;
 use crate::metrics::{Metrics, Totals};
 use crate::session::{Session, SessionConfig};
 use crate::worker::registry::{Path, Pending, Registry};
@@ -112,6 +113,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
     }
 
     let wakers = Arc::new(Wakers::new(workers)?);
+    let lifeline = Arc::new(Lifeline::default());
     let mut sources = Vec::new();
     for name in config.paths.keys() {
         let pc = config.path(name).expect("configured path");
@@ -127,6 +129,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
             max_payload: config.udp_max_payload_size,
             recv_buffer: config.udp_read_buffer_size,
         },
+        lifeline.clone(),
     )?;
     let paths: HashMap<String, Arc<Path>> = published
         .into_iter()
@@ -147,11 +150,15 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
 
     let registry = Arc::new(Registry::new(wakers.clone()));
     let stop = Arc::new(AtomicBool::new(false));
+    let threads = Threads {
+        stop: stop.clone(),
+        lifeline: lifeline.clone(),
+    };
     let plane = match xdp {
         Some(iface) => xdp_plane(
-            &config, iface, media_addr, workers, &registry, &wakers, &stop,
+            &config, iface, media_addr, workers, &registry, &wakers, &threads,
         )?,
-        None => portable_plane(&config, media_addr, workers, &registry, &wakers, &stop)?,
+        None => portable_plane(&config, media_addr, workers, &registry, &wakers, &threads)?,
     };
     let candidates = candidates(&config, plane.media_addr, xdp)?;
     if candidates.is_empty() {
@@ -246,6 +253,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         let served = tokio::select! {
             r = http::serve(listener, control, http_opts) => r,
             _ = shutdown_signal() => Ok(()),
+            why = lifeline.ended() => Err(anyhow::anyhow!("{why}")),
         };
         housekeeping.abort();
         served
@@ -254,11 +262,8 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
     stop.store(true, Ordering::Relaxed);
     wakers.wake(u64::MAX);
     for t in threads {
-        match t.join() {
-            Ok(Err(e)) => warn!("worker ended with an error: {e}"),
-            Err(_) => warn!("worker panicked"),
-            Ok(Ok(())) => {}
-        }
+        // The lifeline has reported any end but the one asked for.
+        let _ = t.join();
     }
     drop(ingest);
     result
@@ -302,7 +307,7 @@ struct DataPlane {
     /// The media address, with the port the kernel chose if it was 0.
     media_addr: SocketAddr,
     stats: Vec<Arc<WorkerStats>>,
-    threads: Vec<std::thread::JoinHandle<std::io::Result<()>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
     /// Attached while this lives (the link detaches when it drops or the process dies).
     xdp: Option<Arc<Mutex<XdpProgram>>>,
 }
@@ -315,7 +320,7 @@ fn portable_plane(
     workers: usize,
     registry: &Arc<Registry>,
     wakers: &Arc<Wakers>,
-    stop: &Arc<AtomicBool>,
+    threads: &Threads,
 ) -> anyhow::Result<DataPlane> {
     let opts = UdpOptions {
         reuse_port: true,
@@ -335,7 +340,7 @@ fn portable_plane(
         })?;
         media_addr = rx.local_addr();
         let worker = Worker::new(id, rx, tx, registry.clone(), wakers.clone(), plane.stat());
-        plane.spawn(id, worker, stop)?;
+        plane.spawn(id, worker, threads)?;
     }
     plane.media_addr = media_addr;
     Ok(plane)
@@ -350,7 +355,7 @@ fn xdp_plane(
     queues: usize,
     registry: &Arc<Registry>,
     wakers: &Arc<Wakers>,
-    stop: &Arc<AtomicBool>,
+    threads: &Threads,
 ) -> anyhow::Result<DataPlane> {
     let media_port = NonZeroU16::new(media_addr.port()).context(
         "xdpInterface needs a fixed media port: set webrtcLocalUDPAddress to e.g. :8189",
@@ -392,7 +397,7 @@ fn xdp_plane(
         )
         .with_admission(program.admission()?)
         .with_busy_poll(config.xdp_busy_poll);
-        plane.spawn(queue, worker, stop)?;
+        plane.spawn(queue, worker, threads)?;
     }
     info!(
         interface = iface,
@@ -416,23 +421,32 @@ impl DataPlane {
         &mut self,
         id: usize,
         worker: Worker<R, S>,
-        stop: &Arc<AtomicBool>,
+        threads: &Threads,
     ) -> anyhow::Result<()>
     where
         R: Receiver + Send + 'static,
         S: Sender + Send + 'static,
     {
-        let stop = stop.clone();
+        let Threads { stop, lifeline } = threads.clone();
+        let name = format!("worker-{id}");
         self.threads.push(
             std::thread::Builder::new()
-                .name(format!("worker-{id}"))
+                .name(name.clone())
                 .spawn(move || {
                     pin_to_core(id);
-                    worker.run(&stop)
+                    lifeline.guard(&name, &stop, || worker.run(&stop));
                 })?,
         );
         Ok(())
     }
+}
+
+/// What every data-plane thread is given: the flag that asks it to stop, and the
+/// lifeline it reports an unasked end on.
+#[derive(Clone)]
+struct Threads {
+    stop: Arc<AtomicBool>,
+    lifeline: Arc<Lifeline>,
 }
 
 /// RX queues of a network interface, from sysfs (in this network namespace).

@@ -22,6 +22,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use crate::io::udp::{self, UdpOptions, UdpReceiver};
 use crate::io::wake::Wakers;
 use crate::io::Receiver;
+use crate::lifeline::Lifeline;
 use crate::track::{Track, TrackWriter};
 use demo::{Clip, DemoPlayer};
 use rtp::{Counters, RtpDemux};
@@ -201,6 +202,7 @@ pub fn start(
     sources: Vec<(String, Source)>,
     wakers: Arc<Wakers>,
     opts: IngestOptions,
+    lifeline: Arc<Lifeline>,
 ) -> anyhow::Result<(Ingest, Vec<Published>)> {
     let poll = Poll::new().context("ingest: creating epoll")?;
     let waker = Arc::new(Waker::new(poll.registry(), STOP).context("ingest: creating waker")?);
@@ -281,7 +283,12 @@ pub fn start(
         let (stop, counters) = (stop.clone(), counters.clone());
         std::thread::Builder::new()
             .name("ingest".into())
-            .spawn(move || run(poll, rtp_inputs, demos, &wakers, &counters, &stop))
+            .spawn(move || {
+                lifeline.guard("ingest", &stop, || {
+                    run(poll, rtp_inputs, demos, &wakers, &counters, &stop);
+                    Ok::<(), std::convert::Infallible>(())
+                })
+            })
             .context("ingest: spawning thread")?
     };
     let ingest = Ingest {

@@ -216,6 +216,9 @@ mod tests {
 
     #[test]
     fn rejects_malformed_headers() {
+        assert_eq!(parse(&[]), Err(RtpError::TooShort));
+        assert_eq!(parse(&[0x80]), Err(RtpError::TooShort));
+        assert!(!is_rtcp(&[]) && !is_rtcp(&[0x80]) && !is_rtcp(&[0x80, 200]));
         assert_eq!(parse(&[0x80; 11]), Err(RtpError::TooShort));
         assert_eq!(parse(&packet(0x40, 96, b"x")), Err(RtpError::Version(1)));
         assert_eq!(parse(&packet(0x80 | 3, 96, &[0; 8])), Err(RtpError::Csrc));

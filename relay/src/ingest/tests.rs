@@ -56,6 +56,7 @@ fn start_names_the_path_in_its_errors() {
         vec![("cam7".into(), source)],
         wakers.clone(),
         IngestOptions::default(),
+        Arc::default(),
     )
     .err()
     .unwrap();
@@ -72,6 +73,7 @@ fn start_names_the_path_in_its_errors() {
         vec![("cam8".into(), source)],
         wakers,
         IngestOptions::default(),
+        Arc::default(),
     )
     .err()
     .unwrap();
@@ -99,6 +101,7 @@ fn demo_plays_in_real_time_and_wakes_readers() {
         vec![("demo".into(), Source::Demo)],
         wakers.clone(),
         IngestOptions::default(),
+        Arc::default(),
     )
     .unwrap();
     let track = published[0].tracks[0].clone();
@@ -193,6 +196,7 @@ fn ffmpeg_h264_over_rtp() {
         vec![("cam".into(), source)],
         wakers,
         IngestOptions::default(),
+        Arc::default(),
     )
     .unwrap();
     let track = published[0].tracks[0].clone();
@@ -261,6 +265,7 @@ fn ffmpeg_opus_and_pcmu_on_one_port() {
         vec![("mic".into(), source)],
         wakers,
         IngestOptions::default(),
+        Arc::default(),
     )
     .unwrap();
     let (opus, pcmu) = (

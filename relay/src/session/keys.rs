@@ -26,11 +26,29 @@ use crate::srtp::Profile;
 
 /// Keys negotiated by a session's DTLS handshake, once it completes.
 #[derive(Debug, Default)]
-pub struct KeySlot(OnceLock<Result<(Profile, Vec<u8>), String>>);
+pub struct KeySlot(OnceLock<Result<Keys, String>>);
+
+/// What the fast path needs of a finished handshake.
+#[derive(Debug)]
+pub struct Keys {
+    pub profile: Profile,
+    /// RFC 5764 4.2 layout: the client's key first.
+    pub material: Vec<u8>,
+    /// Which side of that layout is ours.
+    pub role: DtlsRole,
+}
+
+/// Our side of the DTLS handshake: the server when the offer says `actpass` or
+/// `active` (what browsers send), the client when it says `passive`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DtlsRole {
+    Client,
+    Server,
+}
 
 impl KeySlot {
-    /// The SRTP profile and keying material (RFC 5764 4.2 layout), or why they are unusable.
-    pub fn get(&self) -> Option<&Result<(Profile, Vec<u8>), String>> {
+    /// The keys, or why they are unusable; None until the handshake ends.
+    pub fn get(&self) -> Option<&Result<Keys, String>> {
         self.0.get()
     }
 }
@@ -124,7 +142,14 @@ impl DtlsInstance for CapturingDtls {
                 SrtpProfile::AES128_CM_SHA1_80 => Ok(Profile::Aes128CmHmacSha1_80),
                 other => Err(format!("unsupported SRTP profile {other:?}")),
             }
-            .map(|p| (p, material.to_vec()));
+            .map(|profile| Keys {
+                profile,
+                material: material.to_vec(),
+                role: match self.inner.is_active() {
+                    true => DtlsRole::Client,
+                    false => DtlsRole::Server,
+                },
+            });
             let _ = self.slot.0.set(keys);
         }
         out

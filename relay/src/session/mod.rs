@@ -12,8 +12,14 @@
 //! str0m will never need to resend its last flight), str0m is dropped: the session
 //! then answers ICE consent checks itself ([`consent`]), and keeps a few kilobytes
 //! instead of str0m's ~70. See docs/architecture.md for why.
+//!
+//! Whatever the engine, an address is the viewer's only once it has sent a check
+//! signed with our ICE password ([`ice`]); until then the session takes nothing else
+//! from it. Every datagram's length is checked before a byte of it is read.
 
 pub mod consent;
+mod dtls;
+pub mod ice;
 pub mod keys;
 pub mod rtcp;
 
@@ -32,12 +38,16 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig}
 use crate::srtp::{self, Inbound, Outbound, Profile};
 use crate::track::{h264, Codec, MediaKind, Track};
 use consent::Consent;
-use keys::KeySlot;
+use ice::IceCredentials;
+use keys::{DtlsRole, KeySlot};
 use rtcp::Feedback;
 
 /// How long str0m stays after DTLS completes when the viewer sends no RTCP: long enough
 /// for the viewer to have retransmitted its last flight several times (1 s, 2 s, 4 s).
 const STR0M_GRACE: Duration = Duration::from_secs(10);
+/// Addresses one session may be reached from (one per candidate pair the viewer tried):
+/// the oldest is forgotten past this.
+pub const MAX_REMOTES: usize = 8;
 
 /// What a session needs from the relay's configuration.
 #[derive(Debug, Clone)]
@@ -78,6 +88,11 @@ pub enum SessionEvent {
     },
     /// The viewer's nominated address changed.
     Moved(Route),
+    /// This address sent a check signed with our password: its datagrams are the
+    /// viewer's. Said at every such check (the worker's routing follows the latest).
+    Authenticated(SocketAddr),
+    /// This address is no longer the viewer's (pushed out by newer ones).
+    Forgotten(SocketAddr),
     Feedback(Feedback),
     Closed(CloseReason),
 }
@@ -118,6 +133,8 @@ pub enum OfferError {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SessionStats {
     pub malformed: u64,
+    /// Checks without our password, and anything else from an address that never sent one.
+    pub unauthenticated: u64,
     pub srtcp_failed: u64,
     pub unexpected_media: u64,
 }
@@ -139,9 +156,10 @@ enum Engine {
 
 pub struct Session {
     engine: Engine,
-    ufrag: String,
-    /// Our ICE password, kept to answer consent checks once str0m is gone.
-    password: String,
+    /// Ours, kept to check every address and to answer consent checks once str0m is gone.
+    ice: IceCredentials,
+    /// Addresses that proved they hold our ICE password, oldest first.
+    authenticated: Vec<SocketAddr>,
     pub media: Vec<Binding>,
     route: Option<Route>,
     srtcp: Option<Inbound>,
@@ -158,7 +176,7 @@ pub struct Session {
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
-            .field("ufrag", &self.ufrag)
+            .field("ufrag", &self.ice.ufrag)
             .field("state", &self.state)
             .field("route", &self.route)
             .finish()
@@ -206,8 +224,11 @@ impl Session {
                 rtc: Box::new(rtc),
                 keys,
             },
-            ufrag: creds.ufrag,
-            password: creds.pass,
+            ice: IceCredentials {
+                ufrag: creds.ufrag,
+                password: creds.pass,
+            },
+            authenticated: Vec::new(),
             media,
             route: None,
             srtcp: None,
@@ -223,10 +244,17 @@ impl Session {
 
     /// Our ICE username fragment: the viewer's STUN checks carry it (`ours:theirs`).
     pub fn ufrag(&self) -> &str {
-        &self.ufrag
+        &self.ice.ufrag
     }
 
-    /// A datagram from the viewer. Malformed input is counted and dropped.
+    /// Our ICE credentials: what an address must prove it knows to become the viewer's.
+    pub fn credentials(&self) -> &IceCredentials {
+        &self.ice
+    }
+
+    /// A datagram from the viewer's side. Checks without our password, anything else
+    /// from an address that has not sent a valid check, and malformed input are counted
+    /// and dropped.
     pub fn handle_datagram(
         &mut self,
         now: Instant,
@@ -237,51 +265,125 @@ impl Session {
         if self.state == State::Closed {
             return;
         }
-        match (data.first(), data.get(1)) {
+        // RFC 7983: the first byte tells STUN, DTLS and RTP/RTCP apart.
+        let Some(&first) = data.first() else {
+            self.stats.malformed += 1;
+            return;
+        };
+        if first <= 3 {
+            return self.handle_check(now, source, destination, data);
+        }
+        if !self.authenticated.contains(&source) {
+            self.stats.unauthenticated += 1;
+            return;
+        }
+        match (first, data.get(1)) {
+            (20..=63, _) => self.handle_dtls(now, source, destination, data),
             // RFC 5761: RTCP packet types 192..=223 share the RTP version bits.
-            (Some(128..=191), Some(192..=223)) => self.handle_srtcp(now, data),
-            (Some(128..=191), _) => self.stats.unexpected_media += 1,
-            _ => match &mut self.engine {
-                Engine::Str0m { rtc, .. } => {
-                    match Receive::new(Protocol::Udp, source, destination, data) {
-                        // A datagram str0m refuses (a forged DTLS record, say) is dropped;
-                        // only a session str0m itself gave up on is closed.
-                        Ok(r) => {
-                            if let Err(e) = rtc.handle_input(Input::Receive(now, r)) {
-                                self.stats.malformed += 1;
-                                if !rtc.is_alive() {
-                                    self.close(CloseReason::Failed(e.to_string()));
-                                }
-                            }
-                        }
-                        Err(_) => self.stats.malformed += 1,
-                    }
-                    self.drain(now);
+            (128..=191, Some(192..=223)) => self.handle_srtcp(now, data),
+            (128..=191, Some(_)) => self.stats.unexpected_media += 1,
+            _ => self.stats.malformed += 1,
+        }
+    }
+
+    /// A STUN message: only a binding request signed with our password gets anywhere.
+    fn handle_check(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+    ) {
+        let Some(check) = self.ice.verify(data) else {
+            self.stats.unauthenticated += 1;
+            return;
+        };
+        self.authenticate(source);
+        match &mut self.engine {
+            Engine::Str0m { .. } => self.feed_str0m(now, source, destination, data),
+            Engine::Consent(consent) => {
+                let reply = consent.answer(now, &self.ice, source, &check);
+                let route = Route {
+                    local: destination,
+                    remote: source,
+                };
+                self.next_timeout = consent.expires();
+                self.pending.push_back(SessionOutput::Transmit {
+                    route,
+                    data: reply.data,
+                });
+                if reply.nominates {
+                    self.set_route(route);
                 }
-                Engine::Consent(consent) => match data[0] {
-                    0..=3 => match consent.check(now, source, data) {
-                        Some(reply) => {
-                            let route = Route {
-                                local: destination,
-                                remote: source,
-                            };
-                            self.next_timeout = consent.expires();
-                            self.pending.push_back(SessionOutput::Transmit {
-                                route,
-                                data: reply.data,
-                            });
-                            if reply.nominates {
-                                self.set_route(route);
-                            }
-                        }
-                        None => self.stats.malformed += 1,
-                    },
-                    // DTLS content type 21: an alert, close_notify when the viewer leaves.
-                    21 => self.close(CloseReason::ViewerClosed),
-                    _ => self.stats.malformed += 1,
-                },
+            }
+        }
+    }
+
+    /// DTLS from the viewer's address: str0m's while it runs; then only an alert
+    /// (the viewer closing) means anything.
+    fn handle_dtls(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+    ) {
+        match &self.engine {
+            Engine::Str0m { .. } => self.feed_str0m(now, source, destination, data),
+            Engine::Consent(_) => match dtls::carries_alert(data) {
+                Some(true) => self.close(CloseReason::ViewerClosed),
+                // A late retransmission of the viewer's last flight: nothing to do.
+                Some(false) => {}
+                None => self.stats.malformed += 1,
             },
         }
+    }
+
+    fn feed_str0m(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+    ) {
+        let Engine::Str0m { rtc, .. } = &mut self.engine else {
+            return;
+        };
+        match Receive::new(Protocol::Udp, source, destination, data) {
+            // A datagram str0m refuses (a forged DTLS record, say) is dropped; only a
+            // session str0m itself gave up on is closed.
+            Ok(r) => {
+                if let Err(e) = rtc.handle_input(Input::Receive(now, r)) {
+                    self.stats.malformed += 1;
+                    if !rtc.is_alive() {
+                        self.close(CloseReason::Failed(e.to_string()));
+                    }
+                }
+            }
+            Err(_) => self.stats.malformed += 1,
+        }
+        self.drain(now);
+    }
+
+    /// `source` holds our password: it becomes (or stays) the viewer's newest address.
+    fn authenticate(&mut self, source: SocketAddr) {
+        if let Some(i) = self.authenticated.iter().position(|a| *a == source) {
+            self.authenticated.remove(i);
+        } else if self.authenticated.len() == MAX_REMOTES {
+            // The oldest address that media does not go to.
+            let route = self.route.map(|r| r.remote);
+            let i = self
+                .authenticated
+                .iter()
+                .position(|a| Some(*a) != route)
+                .expect("more than one address");
+            let gone = self.authenticated.remove(i);
+            self.pending
+                .push_back(SessionOutput::Event(SessionEvent::Forgotten(gone)));
+        }
+        self.authenticated.push(source);
+        self.pending
+            .push_back(SessionOutput::Event(SessionEvent::Authenticated(source)));
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -399,14 +501,16 @@ impl Session {
             Some(Err(e)) => return self.close(CloseReason::Refused(e.clone())),
             None => return self.close(CloseReason::Failed("DTLS ended without SRTP keys".into())),
         };
-        let (profile, material) = (keys.0, &keys.1);
+        let (profile, material) = (keys.profile, &keys.material);
         if profile == Profile::Aes128CmHmacSha1_80 && !self.allow_legacy_srtp {
             return self.close(CloseReason::Refused(
                 "the viewer offered only AES_CM_128_HMAC_SHA1_80, which webrtcAllowLegacySrtp: no forbids".into(),
             ));
         }
-        // We answer offers, so our DTLS is passive: the server side of RFC 5764's layout.
-        let (local, remote) = match srtp::split_keying_material(profile, material, false) {
+        // RFC 5764 4.2: the client's keys come first. We are the DTLS server unless the
+        // offer said `a=setup:passive`.
+        let client = keys.role == DtlsRole::Client;
+        let (local, remote) = match srtp::split_keying_material(profile, material, client) {
             Ok(k) => k,
             Err(e) => return self.close(CloseReason::Failed(e.to_string())),
         };
@@ -425,10 +529,16 @@ impl Session {
             }));
     }
 
+    /// Whether str0m is gone and only consent checks are answered.
+    #[cfg(test)]
+    pub(crate) fn is_consent_only(&self) -> bool {
+        matches!(self.engine, Engine::Consent(_))
+    }
+
     /// Hands ICE over to the consent responder and frees str0m.
     fn retire_str0m(&mut self, now: Instant) {
         if let Engine::Str0m { .. } = self.engine {
-            let consent = Consent::new(self.ufrag.clone(), self.password.clone(), now);
+            let consent = Consent::new(now);
             self.next_timeout = consent.expires();
             self.engine = Engine::Consent(consent);
         }

@@ -334,6 +334,7 @@ fn a_connected_viewer_costs_a_few_kilobytes() {
             session.handle_timeout(now);
         }
         assert!(reported, "the client's SRTCP reached the session");
+        assert!(session.is_consent_only());
         drop(client);
         kept.push((session, srtp));
     }
@@ -341,4 +342,278 @@ fn a_connected_viewer_costs_a_few_kilobytes() {
     let per_viewer = heap + std::mem::size_of::<Session>();
     eprintln!("per connected viewer: {per_viewer} bytes (heap {heap}, SRTP context included)");
     assert!(per_viewer < 8 * 1024, "{per_viewer} bytes per viewer");
+}
+
+/// A session past its handshake with str0m gone: the client received packet 0 of
+/// `track` and its first receiver report opened here.
+fn consent_only(track: &Arc<Track>, start: Instant) -> (Rtc, Session, Instant) {
+    let (mut client, mut session) = answered(track, start);
+    let (srtp, route, mut now) = connect(&mut client, &mut session, start);
+    let b = &session.media[0];
+    let rewrite = Rewrite::starting_at(&track.get(0).unwrap(), b.ssrc, b.pt, 1, 0);
+    send_to_client(&mut client, &srtp, route, &rewrite, track, 0, now);
+    for _ in 0..300 {
+        pump(&mut client, &mut session, now, &mut |_| {}, &mut |_| {});
+        if session.is_consent_only() {
+            return (client, session, now);
+        }
+        now += Duration::from_millis(20);
+        client.handle_input(Input::Timeout(now)).unwrap();
+        session.handle_timeout(now);
+    }
+    panic!("the client's SRTCP never reached the session");
+}
+
+fn keyframe_track(start: Instant) -> Arc<Track> {
+    let (track, mut writer) = Track::new(h264_track().info.clone(), 64);
+    writer.push(SourcePacket {
+        ssrc: 1,
+        seq: 1,
+        timestamp: 0,
+        marker: true,
+        payload: Bytes::from_static(b"\x65idr"),
+        arrival: start,
+    });
+    track
+}
+
+/// Every output of the session until it is quiet.
+fn outputs(session: &mut Session) -> Vec<SessionOutput> {
+    let mut out = Vec::new();
+    loop {
+        match session.poll_output() {
+            SessionOutput::Timeout(_) => return out,
+            o => out.push(o),
+        }
+    }
+}
+
+/// Empty and 1-3 byte datagrams of each RFC 7983 class and around them, a lone DTLS
+/// alert byte first: what once panicked or closed a live session.
+fn runts() -> Vec<Vec<u8>> {
+    let mut runts = vec![vec![], vec![0x15]];
+    for first in [
+        0u8, 1, 3, 4, 19, 20, 21, 22, 23, 63, 64, 127, 128, 129, 191, 192, 255,
+    ] {
+        for len in 1..=3 {
+            let mut d = vec![first];
+            d.extend(std::iter::repeat_n(0xc8, len - 1)); // 200: an RTCP type
+            runts.push(d);
+        }
+    }
+    runts
+}
+
+const STRANGER: &str = "10.9.0.66:4444";
+
+#[test]
+fn runts_and_forged_datagrams_cannot_harm_a_live_viewer() {
+    let start = Instant::now();
+    let track = keyframe_track(start);
+    let (mut client, mut session, mut now) = consent_only(&track, start);
+    let relay: SocketAddr = RELAY.parse().unwrap();
+    let viewer: SocketAddr = CLIENT.parse().unwrap();
+    let stranger: SocketAddr = STRANGER.parse().unwrap();
+    let ufrag = session.ufrag().to_string();
+    // The stranger knows the ufrag (it crosses the wire), not the password.
+    let forged =
+        crate::session::ice::tests::check(&format!("{ufrag}:x"), "not-the-password-of-22c", true);
+    session.handle_datagram(now, stranger, relay, &forged);
+    assert!(
+        outputs(&mut session).is_empty(),
+        "a forged check is not answered"
+    );
+    assert_eq!(session.take_stats().unauthenticated, 1);
+
+    let runts = runts();
+    for from in [stranger, viewer] {
+        for runt in &runts {
+            session.handle_datagram(now, from, relay, runt);
+            assert!(outputs(&mut session).is_empty(), "{runt:x?} from {from}");
+        }
+    }
+    // A well-formed sealed alert, from the stranger: not the viewer's to send.
+    let mut alert = vec![21, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 9, 0, 26];
+    alert.extend([0xab; 26]);
+    session.handle_datagram(now, stranger, relay, &alert);
+    assert!(
+        outputs(&mut session).is_empty(),
+        "a stranger's alert closes nothing"
+    );
+    let stats = session.take_stats();
+    let stun = runts
+        .iter()
+        .filter(|r| r.first().is_some_and(|b| *b <= 3))
+        .count();
+    assert_eq!(
+        stats.unauthenticated,
+        // All the stranger's but the empty one, the viewer's unsigned STUN, the alert.
+        (runts.len() - 1 + stun + 1) as u64,
+        "{stats:?}"
+    );
+    assert_eq!(
+        stats.unauthenticated + stats.malformed + stats.srtcp_failed + stats.unexpected_media,
+        (2 * runts.len() + 1) as u64,
+        "every datagram is counted once: {stats:?}"
+    );
+
+    // The viewer goes on: its consent checks are answered, and a minute later (checks
+    // every few seconds) it is still live.
+    let mut answered = 0;
+    for _ in 0..3000 {
+        now += Duration::from_millis(20);
+        client.handle_input(Input::Timeout(now)).unwrap();
+        session.handle_timeout(now);
+        pump(
+            &mut client,
+            &mut session,
+            now,
+            &mut |e| match e {
+                SessionEvent::Closed(reason) => panic!("closed: {reason:?}"),
+                SessionEvent::Authenticated(a) => {
+                    assert_eq!(a, viewer, "only the viewer authenticates");
+                    answered += 1;
+                }
+                _ => {}
+            },
+            &mut |_| {},
+        );
+    }
+    assert!(
+        answered >= 5,
+        "the viewer's consent checks were answered ({answered})"
+    );
+}
+
+#[test]
+fn an_alert_ends_the_session_only_from_the_viewer_and_well_formed() {
+    let start = Instant::now();
+    let track = keyframe_track(start);
+    let (_client, mut session, now) = consent_only(&track, start);
+    let relay: SocketAddr = RELAY.parse().unwrap();
+    let viewer: SocketAddr = CLIENT.parse().unwrap();
+    let mut alert = vec![21, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 9, 0, 26];
+    alert.extend([0xab; 26]);
+    // Plaintext (epoch 0) and cut alerts are not what a live viewer sends.
+    let mut plaintext = alert.clone();
+    plaintext[4] = 0;
+    for bad in [&plaintext[..], &alert[..20], &alert[..1]] {
+        session.handle_datagram(now, viewer, relay, bad);
+        assert!(outputs(&mut session).is_empty(), "{bad:x?}");
+    }
+    session.handle_datagram(now, viewer, relay, &alert);
+    assert!(matches!(
+        outputs(&mut session)[..],
+        [SessionOutput::Event(SessionEvent::Closed(
+            CloseReason::ViewerClosed
+        ))]
+    ));
+}
+
+#[test]
+fn the_viewers_close_notify_ends_the_session() {
+    let start = Instant::now();
+    let track = keyframe_track(start);
+    let (mut client, mut session, now) = consent_only(&track, start);
+    client.close().unwrap();
+    let mut closed = None;
+    pump(
+        &mut client,
+        &mut session,
+        now,
+        &mut |e| {
+            if let SessionEvent::Closed(reason) = e {
+                closed = Some(reason);
+            }
+        },
+        &mut |_| {},
+    );
+    assert_eq!(closed, Some(CloseReason::ViewerClosed));
+}
+
+#[test]
+fn addresses_are_bounded_and_the_routes_is_kept() {
+    let start = Instant::now();
+    let track = keyframe_track(start);
+    let (_client, mut session, now) = consent_only(&track, start);
+    let relay: SocketAddr = RELAY.parse().unwrap();
+    let viewer: SocketAddr = CLIENT.parse().unwrap();
+    let check = crate::session::ice::tests::check(
+        &format!("{}:x", session.ufrag()),
+        &session.credentials().password.clone(),
+        false,
+    );
+    let mut forgotten = Vec::new();
+    for port in 1..=MAX_REMOTES as u16 + 2 {
+        let from = SocketAddr::new(viewer.ip(), 6000 + port);
+        session.handle_datagram(now, from, relay, &check);
+        for o in outputs(&mut session) {
+            if let SessionOutput::Event(SessionEvent::Forgotten(a)) = o {
+                forgotten.push(a);
+            }
+        }
+    }
+    // The viewer's own address (the route) stayed; the oldest others went.
+    assert_eq!(
+        forgotten,
+        vec![
+            SocketAddr::new(viewer.ip(), 6001),
+            SocketAddr::new(viewer.ip(), 6002),
+            SocketAddr::new(viewer.ip(), 6003)
+        ]
+    );
+    assert!(!forgotten.contains(&viewer));
+}
+
+#[test]
+fn an_offer_that_makes_us_the_dtls_client_works() {
+    let (track, mut writer) = Track::new(h264_track().info.clone(), 64);
+    let start = Instant::now();
+    let (mut client, offer, pending) = client(true, false);
+    // The client offered actpass; told it said passive, we take the client role, and
+    // the client follows our answer's `active` (RFC 5763 5).
+    assert!(offer.contains("a=setup:actpass"), "{offer}");
+    let offer = offer.replace("a=setup:actpass", "a=setup:passive");
+    let (mut session, answer) =
+        Session::viewer(start, &offer, std::slice::from_ref(&track), &config()).unwrap();
+    assert!(answer.contains("a=setup:active"), "{answer}");
+    client
+        .sdp_api()
+        .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
+        .unwrap();
+    let (srtp, route, now) = connect(&mut client, &mut session, start);
+    writer.push(SourcePacket {
+        ssrc: 1,
+        seq: 1,
+        timestamp: 0,
+        marker: true,
+        payload: Bytes::from_static(b"\x65idr"),
+        arrival: now,
+    });
+    let b = &session.media[0];
+    let rewrite = Rewrite::starting_at(&track.get(0).unwrap(), b.ssrc, b.pt, 1, 0);
+    send_to_client(&mut client, &srtp, route, &rewrite, &track, 0, now);
+    let mut got = 0;
+    pump(&mut client, &mut session, now, &mut |_| {}, &mut |e| {
+        got += matches!(e, Event::RtpPacket(_)) as usize;
+    });
+    assert_eq!(
+        got, 1,
+        "the media we sealed as DTLS client opened in the client"
+    );
+}
+
+#[test]
+fn runts_during_the_handshake_neither_panic_nor_stop_it() {
+    let start = Instant::now();
+    let track = keyframe_track(start);
+    let (mut client, mut session) = answered(&track, start);
+    let relay: SocketAddr = RELAY.parse().unwrap();
+    for from in [STRANGER.parse().unwrap(), CLIENT.parse().unwrap()] {
+        for runt in runts() {
+            session.handle_datagram(start, from, relay, &runt);
+            assert!(outputs(&mut session).is_empty(), "{runt:x?} from {from}");
+        }
+    }
+    connect(&mut client, &mut session, start);
 }

@@ -36,8 +36,6 @@ const TIMER_GRID: Duration = Duration::from_millis(100);
 /// Retransmissions one viewer may ask for per report interval: enough for 20% loss of a
 /// 5 Mbit/s stream, and a cap on what a lying viewer can make the relay send.
 const RETRANSMIT_BUDGET: u32 = 100;
-/// Addresses one session may be reached from (one per candidate pair it tried).
-const MAX_REMOTES: usize = 8;
 /// Remembered addresses of other workers' sessions; forgotten wholesale past this.
 const MAX_FOREIGN: usize = 4096;
 
@@ -47,6 +45,9 @@ pub struct WorkerStats {
     pub datagrams_in: AtomicU64,
     pub unknown_source: AtomicU64,
     pub unknown_ufrag: AtomicU64,
+    /// Checks not signed with the session's ICE password, and datagrams from an
+    /// address of a session that never sent one.
+    pub unauthenticated: AtomicU64,
     pub malformed: AtomicU64,
     pub forwarded: AtomicU64,
     pub srtcp_failed: AtomicU64,
@@ -78,9 +79,9 @@ struct Viewer {
     path: Arc<Path>,
     session: Box<Session>,
     egress: Option<Egress>,
+    /// The addresses the session authenticated (at most `session::MAX_REMOTES`): mapped
+    /// in `by_remote`, and told to `admission`.
     remotes: Vec<SocketAddr>,
-    /// Remotes the session answered (valid ICE checks), as told to `Core::admission`.
-    admitted: Vec<SocketAddr>,
     /// The earliest timer queued for this viewer (older heap entries are stale).
     scheduled: Option<Instant>,
     retransmit_budget: u32,
@@ -216,24 +217,30 @@ impl<R: Receiver, S: Sender> Worker<R, S> {
 
 impl<S: Sender> Core<S> {
     fn on_datagram(&mut self, now: Instant, d: Datagram<'_>) {
+        // Checks go by the ufrag they name, whoever sends them: an address follows its
+        // newest valid check, even to another session or worker.
+        if let Some(ufrag) = stun::local_ufrag(d.data) {
+            return self.on_check(ufrag, now, d);
+        }
         if let Some(&slot) = self.by_remote.get(&d.source) {
             return self.deliver(slot, now, d);
         }
         if let Some(&owner) = self.foreign.get(&d.source) {
             return self.forward(owner, now, d);
         }
-        let Some(ufrag) = stun::local_ufrag(d.data) else {
-            add(&self.stats.unknown_source, 1);
-            return;
-        };
+        add(&self.stats.unknown_source, 1);
+    }
+
+    /// A binding request naming our `ufrag`. Addresses are mapped only once a check is
+    /// found signed with the session's password: by the session if it is ours, by the
+    /// registry otherwise.
+    fn on_check(&mut self, ufrag: &str, now: Instant, d: Datagram<'_>) {
         if let Some(&slot) = self.by_ufrag.get(ufrag) {
-            self.add_remote(slot, d.source);
             return self.deliver(slot, now, d);
         }
-        match self.registry.claim(ufrag, self.id) {
+        match self.registry.claim(ufrag, d.data, self.id) {
             Claim::Mine(pending) => {
                 let slot = self.adopt(pending);
-                self.add_remote(slot, d.source);
                 self.deliver(slot, now, d);
             }
             Claim::Owner(owner) => {
@@ -244,6 +251,7 @@ impl<S: Sender> Core<S> {
                 self.forward(owner, now, d);
             }
             Claim::Unknown => add(&self.stats.unknown_ufrag, 1),
+            Claim::Forged => add(&self.stats.unauthenticated, 1),
         }
     }
 
@@ -273,7 +281,6 @@ impl<S: Sender> Core<S> {
             session: p.session,
             egress: None,
             remotes: Vec::new(),
-            admitted: Vec::new(),
             scheduled: None,
             retransmit_budget: RETRANSMIT_BUDGET,
         });
@@ -281,13 +288,32 @@ impl<S: Sender> Core<S> {
         slot
     }
 
-    fn add_remote(&mut self, slot: usize, remote: SocketAddr) {
+    /// The session authenticated `remote`: its datagrams go to `slot` from now on (and
+    /// with XDP, past the program).
+    fn bind_remote(&mut self, slot: usize, remote: SocketAddr) {
         let Some(v) = self.viewers[slot].as_mut() else {
             return;
         };
-        if v.remotes.len() < MAX_REMOTES && !v.remotes.contains(&remote) {
+        self.by_remote.insert(remote, slot);
+        if !v.remotes.contains(&remote) {
             v.remotes.push(remote);
-            self.by_remote.insert(remote, slot);
+            if let Some(admission) = &mut self.admission {
+                if let Err(e) = admission.admit(remote) {
+                    warn!(remote = %remote, "XDP admission: {e}");
+                }
+            }
+        }
+    }
+
+    /// `remote` is no longer `slot`'s, unless another session has taken it since.
+    fn unbind_remote(&mut self, slot: usize, remote: SocketAddr) {
+        if self.by_remote.get(&remote) == Some(&slot) {
+            self.by_remote.remove(&remote);
+        }
+        if let Some(admission) = &mut self.admission {
+            if let Err(e) = admission.revoke(remote) {
+                warn!(remote = %remote, "XDP admission: {e}");
+            }
         }
     }
 
@@ -297,6 +323,7 @@ impl<S: Sender> Core<S> {
                 .handle_datagram(now, d.source, d.destination, d.data);
             let s = v.session.take_stats();
             add(&self.stats.malformed, s.malformed);
+            add(&self.stats.unauthenticated, s.unauthenticated);
             add(&self.stats.srtcp_failed, s.srtcp_failed);
             add(&self.stats.unexpected_media, s.unexpected_media);
             self.drain_session(slot);
@@ -318,13 +345,14 @@ impl<S: Sender> Core<S> {
                         destination,
                         data: &data,
                     };
-                    if let Some(&slot) = self.by_remote.get(&source) {
-                        self.deliver(slot, at, d);
-                    } else if let Some(&slot) =
-                        stun::local_ufrag(&data).and_then(|u| self.by_ufrag.get(u))
-                    {
-                        self.add_remote(slot, source);
-                        self.deliver(slot, at, d);
+                    let slot = match stun::local_ufrag(&data) {
+                        Some(ufrag) => self.by_ufrag.get(ufrag),
+                        None => self.by_remote.get(&source),
+                    };
+                    match slot {
+                        Some(&slot) => self.deliver(slot, at, d),
+                        // The session ended since the other worker sent it.
+                        None => add(&self.stats.unknown_source, 1),
                     }
                 }
                 Command::Close(id) => {
@@ -360,16 +388,6 @@ impl<S: Sender> Core<S> {
                     return;
                 }
                 SessionOutput::Transmit { route, data } => {
-                    // The session answers only checks that passed ICE integrity (and sends
-                    // DTLS only to the nominated pair): this remote is the viewer's.
-                    if let Some(admission) = &mut self.admission {
-                        if !v.admitted.contains(&route.remote) && v.admitted.len() < MAX_REMOTES {
-                            match admission.admit(route.remote) {
-                                Ok(()) => v.admitted.push(route.remote),
-                                Err(e) => warn!(remote = %route.remote, "XDP admission: {e}"),
-                            }
-                        }
-                    }
                     let buf = self.tx.buffer();
                     if data.len() <= buf.len() {
                         buf[..data.len()].copy_from_slice(&data);
@@ -388,6 +406,13 @@ impl<S: Sender> Core<S> {
                 if let Some(e) = self.viewers[slot].as_mut().and_then(|v| v.egress.as_mut()) {
                     e.route = route;
                 }
+            }
+            SessionEvent::Authenticated(remote) => self.bind_remote(slot, remote),
+            SessionEvent::Forgotten(remote) => {
+                if let Some(v) = self.viewers[slot].as_mut() {
+                    v.remotes.retain(|r| *r != remote);
+                }
+                self.unbind_remote(slot, remote);
             }
             SessionEvent::Feedback(f) => self.on_feedback(slot, f),
             SessionEvent::Closed(reason) => self.remove(slot, reason),
@@ -511,14 +536,7 @@ impl<S: Sender> Core<S> {
         };
         info!(session = %v.id, path = %v.path.name, ?reason, "viewer closed");
         for remote in &v.remotes {
-            self.by_remote.remove(remote);
-        }
-        if let Some(admission) = &mut self.admission {
-            for remote in &v.admitted {
-                if let Err(e) = admission.revoke(*remote) {
-                    warn!(remote = %remote, "XDP admission: {e}");
-                }
-            }
+            self.unbind_remote(slot, *remote);
         }
         self.by_ufrag.remove(v.session.ufrag());
         if let Some(egress) = &v.egress {

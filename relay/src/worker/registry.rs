@@ -7,6 +7,10 @@
 //! when its offer is answered: it waits here, keyed by its ICE ufrag, until a worker
 //! receives a connectivity check naming that ufrag and claims it. Datagrams that later
 //! reach another worker (a second candidate pair) are forwarded to the owner.
+//!
+//! A ufrag is no secret (it crosses the wire in every check), so a claim needs a check
+//! signed with the session's ICE password: a forged one can neither place a session
+//! on the forger's worker nor teach a worker where an address's traffic belongs.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -15,6 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::io::wake::Wakers;
+use crate::session::ice::IceCredentials;
 use crate::session::Session;
 use crate::track::Track;
 
@@ -50,16 +55,21 @@ pub enum Command {
 }
 
 pub enum Claim {
+    /// The session was waiting: it is now the claiming worker's.
     Mine(Pending),
+    /// Another worker owns it: forward the sender's datagrams there.
     Owner(usize),
+    /// No session has this ufrag.
     Unknown,
+    /// The check is not signed with the session's password.
+    Forged,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     pending: HashMap<String, Pending>,
-    /// ufrag -> owning worker, for claimed sessions.
-    owners: HashMap<String, usize>,
+    /// ufrag -> owning worker and the session's credentials, for claimed sessions.
+    owners: HashMap<String, (usize, Arc<IceCredentials>)>,
     /// session id -> (path name, ufrag).
     ids: HashMap<String, (String, String)>,
 }
@@ -95,19 +105,25 @@ impl Registry {
         inner.pending.insert(ufrag, pending);
     }
 
-    /// Worker `worker` received a check for `ufrag`.
-    pub fn claim(&self, ufrag: &str, worker: usize) -> Claim {
+    /// Worker `worker` received `check`, a binding request naming `ufrag`.
+    pub fn claim(&self, ufrag: &str, check: &[u8], worker: usize) -> Claim {
         let mut inner = self.lock();
-        if let Some(&owner) = inner.owners.get(ufrag) {
-            return Claim::Owner(owner);
+        if let Some((owner, ice)) = inner.owners.get(ufrag) {
+            return match ice.verify(check) {
+                Some(_) => Claim::Owner(*owner),
+                None => Claim::Forged,
+            };
         }
-        match inner.pending.remove(ufrag) {
-            Some(p) => {
-                inner.owners.insert(ufrag.to_string(), worker);
-                Claim::Mine(p)
-            }
-            None => Claim::Unknown,
+        let Some(p) = inner.pending.get(ufrag) else {
+            return Claim::Unknown;
+        };
+        if p.session.credentials().verify(check).is_none() {
+            return Claim::Forged;
         }
+        let ice = Arc::new(p.session.credentials().clone());
+        let p = inner.pending.remove(ufrag).expect("just found");
+        inner.owners.insert(ufrag.to_string(), (worker, ice));
+        Claim::Mine(p)
     }
 
     /// Ends session `id` of `path`: drops it if pending, asks its worker otherwise.
@@ -125,7 +141,7 @@ impl Registry {
             pending.path.readers.fetch_sub(1, Ordering::Relaxed);
             return true;
         }
-        let owner = inner.owners.get(&ufrag).copied();
+        let owner = inner.owners.get(&ufrag).map(|(worker, _)| *worker);
         drop(inner);
         if let Some(worker) = owner {
             self.send(worker, Command::Close(id.to_string()));
@@ -174,5 +190,84 @@ impl Registry {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         into.append(&mut inbox);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::ice::tests::check;
+    use crate::session::SessionConfig;
+    use crate::track::{Codec, TrackInfo};
+    use str0m::media::{Direction, MediaKind};
+
+    fn pending(now: Instant) -> (Pending, Arc<Path>) {
+        let track = Track::new(
+            TrackInfo {
+                codec: Codec::H264,
+                fmtp: "packetization-mode=1".into(),
+            },
+            16,
+        )
+        .0;
+        let path = Arc::new(Path {
+            name: "cam".into(),
+            tracks: vec![track],
+            max_readers: 0,
+            readers: AtomicUsize::new(1),
+        });
+        let mut client = str0m::Rtc::builder().build(now);
+        let mut change = client.sdp_api();
+        change.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+        let (offer, _) = change.apply().unwrap();
+        let config = SessionConfig {
+            candidates: vec!["127.0.0.1:8189".parse().unwrap()],
+            mtu: 1200,
+            handshake_timeout: Duration::from_secs(10),
+            allow_legacy_srtp: false,
+        };
+        let (session, _) =
+            Session::viewer(now, &offer.to_sdp_string(), &path.tracks, &config).unwrap();
+        let p = Pending {
+            id: "s1".into(),
+            path: path.clone(),
+            session: Box::new(session),
+            created: now,
+        };
+        (p, path)
+    }
+
+    #[test]
+    fn only_a_check_signed_with_the_password_claims_or_routes() {
+        let registry = Registry::new(Arc::new(Wakers::new(2).unwrap()));
+        let (p, _path) = pending(Instant::now());
+        let ice = p.session.credentials().clone();
+        registry.add(p);
+        let username = format!("{}:theirs", ice.ufrag);
+        let forged = check(&username, "a-password-of-22-chars", false);
+        let signed = check(&username, &ice.password, false);
+
+        assert!(matches!(
+            registry.claim(&ice.ufrag, &forged, 1),
+            Claim::Forged
+        ));
+        assert!(
+            matches!(registry.claim("nosuchufrag", &signed, 1), Claim::Unknown),
+            "another ufrag"
+        );
+        // The forged check placed nothing: the signed one still claims.
+        assert!(matches!(
+            registry.claim(&ice.ufrag, &signed, 1),
+            Claim::Mine(_)
+        ));
+        assert!(matches!(
+            registry.claim(&ice.ufrag, &signed, 0),
+            Claim::Owner(1)
+        ));
+        assert!(matches!(
+            registry.claim(&ice.ufrag, &forged, 0),
+            Claim::Forged
+        ));
+        assert!(matches!(registry.claim(&ice.ufrag, &[], 0), Claim::Forged));
     }
 }
