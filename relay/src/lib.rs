@@ -3,6 +3,8 @@
 //! each; docs/architecture.md walks through it.
 
 pub mod config;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod http;
 pub mod ingest;
 pub mod io;

@@ -242,6 +242,44 @@ impl Session {
         Ok((session, answer))
     }
 
+    /// A session as it stands once live with str0m gone, built from its parts, its
+    /// first outputs the `Authenticated` and `Live` events the handshake would have
+    /// left: for tests and fuzz targets that need many such sessions and cannot afford
+    /// a DTLS handshake for each.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub fn live_without_str0m(
+        now: Instant,
+        ice: IceCredentials,
+        route: Route,
+        keys: (&srtp::MasterKey, &srtp::MasterKey),
+        media: Vec<Binding>,
+    ) -> Session {
+        let (local, remote) = keys;
+        let consent = Consent::new(now);
+        let mut session = Session {
+            next_timeout: consent.expires(),
+            engine: Engine::Consent(consent),
+            ice,
+            authenticated: Vec::new(),
+            media,
+            route: Some(route),
+            srtcp: Some(Inbound::new(remote)),
+            state: State::Live,
+            deadline: now,
+            allow_legacy_srtp: false,
+            pending: VecDeque::new(),
+            stats: SessionStats::default(),
+        };
+        session.authenticate(route.remote);
+        session
+            .pending
+            .push_back(SessionOutput::Event(SessionEvent::Live {
+                srtp: Box::new(Outbound::new(local)),
+                route,
+            }));
+        session
+    }
+
     /// Our ICE username fragment: the viewer's STUN checks carry it (`ours:theirs`).
     pub fn ufrag(&self) -> &str {
         &self.ice.ufrag

@@ -93,7 +93,9 @@ pub struct Worker<R: Receiver, S: Sender> {
     busy_poll: bool,
 }
 
-struct Core<S: Sender> {
+/// Everything of a worker but its socket and its sleep: driven by datagrams, commands
+/// and time, so that it also runs in memory (tests, fuzz targets).
+pub(crate) struct Core<S: Sender> {
     id: usize,
     tx: S,
     registry: Arc<Registry>,
@@ -130,27 +132,7 @@ impl<R: Receiver, S: Sender> Worker<R, S> {
         Worker {
             rx,
             busy_poll: false,
-            core: Core {
-                id,
-                tx,
-                registry,
-                wakers,
-                stats,
-                viewers: Vec::new(),
-                free: Vec::new(),
-                by_remote: HashMap::new(),
-                by_ufrag: HashMap::new(),
-                foreign: HashMap::new(),
-                feeds: Vec::new(),
-                feed_of_track: HashMap::new(),
-                timers: BinaryHeap::new(),
-                epoch: Instant::now(),
-                next_reports: Instant::now() + REPORT_INTERVAL,
-                batch: Vec::new(),
-                commands: Vec::new(),
-                fanout: FanoutStats::default(),
-                admission: None,
-            },
+            core: Core::new(id, tx, registry, wakers, stats, Instant::now()),
         }
     }
 
@@ -207,16 +189,58 @@ impl<R: Receiver, S: Sender> Worker<R, S> {
                 break;
             }
         }
-        core.fan_out();
-        core.on_timers(now);
-        core.tx.flush();
-        core.publish_stats();
+        core.finish_turn(now);
         Ok(())
     }
 }
 
 impl<S: Sender> Core<S> {
-    fn on_datagram(&mut self, now: Instant, d: Datagram<'_>) {
+    pub(crate) fn new(
+        id: usize,
+        tx: S,
+        registry: Arc<Registry>,
+        wakers: Arc<Wakers>,
+        stats: Arc<WorkerStats>,
+        now: Instant,
+    ) -> Self {
+        Core {
+            id,
+            tx,
+            registry,
+            wakers,
+            stats,
+            viewers: Vec::new(),
+            free: Vec::new(),
+            by_remote: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            foreign: HashMap::new(),
+            feeds: Vec::new(),
+            feed_of_track: HashMap::new(),
+            timers: BinaryHeap::new(),
+            epoch: now,
+            next_reports: now + REPORT_INTERVAL,
+            batch: Vec::new(),
+            commands: Vec::new(),
+            fanout: FanoutStats::default(),
+            admission: None,
+        }
+    }
+
+    /// The end of every turn: new packets out, due timers, one flush.
+    pub(crate) fn finish_turn(&mut self, now: Instant) {
+        self.fan_out();
+        self.on_timers(now);
+        self.tx.flush();
+        self.publish_stats();
+    }
+
+    /// The sender, to read what an in-memory one holds.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn sender(&mut self) -> &mut S {
+        &mut self.tx
+    }
+
+    pub(crate) fn on_datagram(&mut self, now: Instant, d: Datagram<'_>) {
         // Checks go by the ufrag they name, whoever sends them: an address follows its
         // newest valid check, even to another session or worker.
         if let Some(ufrag) = stun::local_ufrag(d.data) {
@@ -330,7 +354,7 @@ impl<S: Sender> Core<S> {
         }
     }
 
-    fn on_commands(&mut self) {
+    pub(crate) fn on_commands(&mut self) {
         self.registry.take_commands(self.id, &mut self.commands);
         for command in std::mem::take(&mut self.commands) {
             match command {
