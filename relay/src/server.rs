@@ -206,6 +206,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         let mut http_opts = http::HttpOptions {
             allow_origins: config.webrtc_allow_origins.clone(),
             metrics: None,
+            read_timeout: config.read_timeout,
         };
         if !config.metrics_address.is_empty() {
             if let Some(reg) = registry_metrics.clone() {
@@ -213,7 +214,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
                 let l = tokio::net::TcpListener::bind(addr)
                     .await
                     .with_context(|| format!("cannot listen on {addr} (metricsAddress)"))?;
-                tokio::spawn(http::serve_metrics(l, reg));
+                tokio::spawn(http::serve_metrics(l, reg, config.read_timeout));
             }
         } else {
             http_opts.metrics = registry_metrics;
@@ -257,12 +258,12 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
                 }
             })
         };
-        let served = tokio::select! {
-            r = http::serve(listener, control, http_opts) => r,
-            _ = shutdown_signal() => Ok(()),
-        };
+        tokio::select! {
+            () = http::serve(listener, control, http_opts) => {}
+            () = shutdown_signal() => {}
+        }
         housekeeping.abort();
-        served
+        Ok(())
     });
     info!("shutting down");
     stop.store(true, Ordering::Relaxed);
