@@ -650,7 +650,7 @@ fn idle_connections_are_closed_after_read_timeout() {
     let (_, after) = read_until_closed(&mut kept, asked);
     assert!(after >= SHORT, "closed after {after:?}, before readTimeout");
 
-    // A client that asks in time is served as ever, several requests on one connection.
+    // A client that asks in time is served as ever.
     let created = server.post_offer("/cam/whep", OFFER);
     assert_eq!(created.status, 201, "{created:?}");
     let deleted: Reply = server
