@@ -73,6 +73,12 @@ pub struct Config {
     #[serde(rename = "xdpSTUNBurst")]
     pub xdp_stun_burst: u32,
 
+    /// How long an HTTP client has to send a request's header (from when it connects,
+    /// or from its previous response on a kept-alive connection), and then an offer's
+    /// body; the connection is closed past it. MediaMTX's key, for all its HTTP servers.
+    #[serde(with = "humantime_serde")]
+    pub read_timeout: Duration,
+
     /// Settings applied to every path unless the path sets them.
     pub path_defaults: PathConfig,
     #[serde(deserialize_with = "paths")]
@@ -130,6 +136,7 @@ impl Default for Config {
             xdp_busy_poll: false,
             xdp_stun_rate: 50,
             xdp_stun_burst: 100,
+            read_timeout: Duration::from_secs(10),
             // pathDefaults spells out every value; a path's own unset keys inherit them.
             path_defaults: PathConfig {
                 max_readers: Some(0),
@@ -153,7 +160,6 @@ const MEDIAMTX_KEYS: &[&str] = &[
     // Top level.
     "logDestinations",
     "logFile",
-    "readTimeout",
     "writeTimeout",
     "writeQueueSize",
     "udpWriteBufferSize",
@@ -299,6 +305,9 @@ impl Config {
         }
         if self.webrtc_handshake_timeout.is_zero() {
             problems.push("webrtcHandshakeTimeout: must be more than 0s, e.g. 10s".into());
+        }
+        if self.read_timeout.is_zero() {
+            problems.push("readTimeout: must be more than 0s, e.g. 10s".into());
         }
         if !(UDP_PAYLOAD_MIN..=UDP_PAYLOAD_MAX).contains(&self.udp_max_payload_size) {
             problems.push(format!(
@@ -548,7 +557,7 @@ mod tests {
             .collect();
         let config_fields = field_names::<Config>();
         let path_fields = field_names::<PathConfig>();
-        assert_eq!(config_fields.len(), 22);
+        assert_eq!(config_fields.len(), 23);
         assert_eq!(path_fields, ["source", "rtpSDP", "maxReaders"]);
         for key in config_fields {
             assert!(top.contains(key), "relay.yml does not document {key}");
@@ -570,6 +579,7 @@ mod tests {
              metrics: yes\n\
              logStructured: true\n\
              webrtcHandshakeTimeout: 1m30s\n\
+             readTimeout: 2s\n\
              pathDefaults:\n  maxReaders: 5\n\
              paths:\n\
              \x20 cams/front:\n    source: udp+rtp://238.0.0.1:5004\n    rtpSDP: v=0\n\
@@ -582,6 +592,7 @@ mod tests {
         assert_eq!(config.webrtc_ips_from_interfaces_list, ["eth0"]);
         assert!(config.metrics && config.log_structured);
         assert_eq!(config.webrtc_handshake_timeout, Duration::from_secs(90));
+        assert_eq!(config.read_timeout, Duration::from_secs(2));
         let front = config.path("cams/front").unwrap();
         assert_eq!(front.source.as_deref(), Some("udp+rtp://238.0.0.1:5004"));
         assert_eq!(front.rtp_sdp.as_deref(), Some("v=0"));
@@ -765,6 +776,8 @@ mod tests {
             e.contains("webrtcHandshakeTimeout: must be more than 0s"),
             "{e}"
         );
+        let e = refused("readTimeout: 0s");
+        assert!(e.contains("readTimeout: must be more than 0s"), "{e}");
 
         let e = refused("paths:\n  cam:\n    source: rtsp://cam.local/stream\n");
         assert!(

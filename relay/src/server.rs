@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use ring::rand::{SecureRandom, SystemRandom};
 use tracing::info;
 
 use crate::config::{parse_listen, Config, XdpMode as ConfigXdpMode};
@@ -29,10 +30,14 @@ struct Control {
     paths: HashMap<String, Arc<Path>>,
     registry: Arc<Registry>,
     session: SessionConfig,
+    rng: SystemRandom,
 }
 
 impl Viewers for Control {
     fn create(&self, path: &str, offer: &str) -> Result<Created, WhepError> {
+        // getrandom(2) does not fail once the kernel's pool is seeded; if it did, the panic
+        // is the request's 500, before any reader is counted.
+        let id = session_id(&self.rng).expect("the OS random number generator failed");
         let p = self
             .paths
             .get(path)
@@ -48,7 +53,6 @@ impl Viewers for Control {
                 p.readers.fetch_sub(1, Ordering::Relaxed);
                 WhepError::BadOffer(e.to_string())
             })?;
-        let id = format!("{:032x}", fastrand::u128(..));
         info!(session = %id, path, "viewer answered");
         self.registry.add(Pending {
             id: id.clone(),
@@ -73,6 +77,15 @@ impl Viewers for Control {
     fn has_path(&self, path: &str) -> bool {
         self.paths.contains_key(path)
     }
+}
+
+/// A new session id: 128 bits from `rng`, in hex. The id is the only capability for a
+/// session's WHEP DELETE and PATCH, so it must not be guessable: the relay passes ring's
+/// `SystemRandom` (the kernel's CSPRNG, getrandom(2)).
+fn session_id(rng: &dyn SecureRandom) -> Result<String, ring::error::Unspecified> {
+    let mut bytes = [0u8; 16];
+    rng.fill(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Runs the relay until SIGINT or SIGTERM.
@@ -187,6 +200,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
             handshake_timeout: config.webrtc_handshake_timeout,
             allow_legacy_srtp: config.webrtc_allow_legacy_srtp,
         },
+        rng: SystemRandom::new(),
     });
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -199,6 +213,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         let mut http_opts = http::HttpOptions {
             allow_origins: config.webrtc_allow_origins.clone(),
             metrics: None,
+            read_timeout: config.read_timeout,
         };
         if !config.metrics_address.is_empty() {
             if let Some(reg) = registry_metrics.clone() {
@@ -206,7 +221,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
                 let l = tokio::net::TcpListener::bind(addr)
                     .await
                     .with_context(|| format!("cannot listen on {addr} (metricsAddress)"))?;
-                tokio::spawn(http::serve_metrics(l, reg));
+                tokio::spawn(http::serve_metrics(l, reg, config.read_timeout));
             }
         } else {
             http_opts.metrics = registry_metrics;
@@ -251,8 +266,8 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
             })
         };
         let served = tokio::select! {
-            r = http::serve(listener, control, http_opts) => r,
-            _ = shutdown_signal() => Ok(()),
+            () = http::serve(listener, control, http_opts) => Ok(()),
+            () = shutdown_signal() => Ok(()),
             why = lifeline.ended() => Err(anyhow::anyhow!("{why}")),
         };
         housekeeping.abort();
@@ -525,4 +540,36 @@ fn candidates(
         }
     }
     Ok(seen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[allow(deprecated)] // ring's fixed-output SecureRandom: its trait is sealed.
+    fn session_ids_are_the_generators_bytes_in_hex() {
+        let bytes: Vec<u8> = (0xf0..=0xff).collect();
+        let fixed = ring::test::rand::FixedSliceRandom { bytes: &bytes };
+        assert_eq!(
+            session_id(&fixed).unwrap(),
+            "f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff"
+        );
+    }
+
+    #[test]
+    fn session_ids_from_the_system_generator_are_128_distinct_bits() {
+        let rng = SystemRandom::new();
+        let ids: std::collections::HashSet<String> =
+            (0..10_000).map(|_| session_id(&rng).unwrap()).collect();
+        assert_eq!(ids.len(), 10_000);
+        for id in &ids {
+            assert_eq!(id.len(), 32, "{id}");
+            assert!(
+                id.bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+                "{id}"
+            );
+        }
+    }
 }

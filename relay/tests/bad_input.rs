@@ -3,7 +3,8 @@
 
 mod common;
 
-use std::net::UdpSocket;
+use std::io::{Read, Write};
+use std::net::{TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use common::{post_offer, whep_offer, Relay, Viewer};
@@ -38,10 +39,33 @@ fn malformed_requests_get_a_clear_4xx() {
         b"v=0\r\nthis is not sdp",
     );
     assert_eq!(status, 400, "{body}");
-    assert!(body.contains("SDP"), "400 says why: {body}");
+    assert!(
+        body.contains("not valid SDP: line 2 ('this is not sdp')"),
+        "400 says where: {body}"
+    );
 
     let (_, _, offer, _, _) = whep_offer(true, false);
     let offer = offer.to_sdp_string();
+    // Past relay's own check, str0m's parser refuses it: its error tells the position
+    // as a heap address, which must not reach the client.
+    let (status, _, body) = post_offer(&relay.http, "demo", &offer.replacen("t=0 0", "t=1 2", 1));
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("not valid SDP") && body.contains("('t=1 2')"),
+        "{body}"
+    );
+    for internal in ["0x", "PointerOffset"] {
+        assert!(!body.contains(internal), "{body}");
+    }
+    // Below the RFCs' minimums: a ':' in the ICE ufrag, a SHA-1 fingerprint.
+    let ufrag = offer.replacen("a=ice-ufrag:", "a=ice-ufrag:x:", 1);
+    let (status, _, body) = post_offer(&relay.http, "demo", &ufrag);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("a=ice-ufrag has ':'"), "{body}");
+    let sha1 = offer.replacen("a=fingerprint:sha-256", "a=fingerprint:sha-1", 1);
+    let (status, _, body) = post_offer(&relay.http, "demo", &sha1);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("a=fingerprint uses sha-1"), "{body}");
     let (status, _, body) = post_offer(&relay.http, "nosuchpath", &offer);
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("nosuchpath"), "404 names the path: {body}");
@@ -146,4 +170,63 @@ fn garbage_datagrams_are_counted_and_dropped_without_disturbing_a_viewer() {
         .values()
         .next()
         .is_some_and(|s| s.len() > 50));
+}
+
+/// Reads from `stream` until the relay closes it; how long that took after `since`.
+/// Panics if it is still open after 10 s.
+fn closed_by_relay(stream: &mut TcpStream, since: Instant) -> Duration {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return since.elapsed(),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return since.elapsed(),
+            Err(e) => panic!("the relay kept the connection open: {e}"),
+        }
+    }
+}
+
+#[test]
+fn idle_and_slow_http_clients_are_cut_off_at_read_timeout() {
+    let read_timeout = Duration::from_millis(500);
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let relay = Relay::start_with(
+        "timeouts",
+        DEMO,
+        &format!("readTimeout: 500ms\nmetricsAddress: {metrics}\n"),
+    );
+    let http = relay.http.strip_prefix("http://").unwrap();
+
+    for address in [http.to_owned(), metrics.to_string()] {
+        let start = Instant::now();
+        let mut idle = TcpStream::connect(&address).unwrap();
+        let after = closed_by_relay(&mut idle, start);
+        assert!(after >= read_timeout, "{address}: closed after {after:?}");
+
+        let start = Instant::now();
+        let mut partial = TcpStream::connect(&address).unwrap();
+        partial
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: rel")
+            .unwrap();
+        let after = closed_by_relay(&mut partial, start);
+        assert!(after >= read_timeout, "{address}: closed after {after:?}");
+    }
+
+    // A WHEP viewer, which asks in time, is served as ever.
+    let mut viewer = Viewer::connect(&relay.http, "demo");
+    viewer.run_for(Duration::from_millis(1500));
+    assert!(viewer.connected);
+    assert!(viewer
+        .received
+        .streams
+        .values()
+        .next()
+        .is_some_and(|s| s.len() > 20));
+    assert_eq!(viewer.delete(&relay.http), 200);
 }

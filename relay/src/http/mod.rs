@@ -16,20 +16,27 @@
 //! Path names may contain slashes (`cams/front`), so the routes are parsed from the
 //! end of the URL rather than matched by a router pattern. Errors are `text/plain`
 //! with a reason a person can act on.
+//!
+//! Connections are HTTP/1.1, served by hyper directly (axum::serve has no timeouts): a
+//! client must send each request's header within `readTimeout` of connecting or of its
+//! previous response, and the body of an offer within `readTimeout` more, or it is cut
+//! off. So idle and slow clients cannot hold connections, and their buffers, open.
 
 mod cors;
 #[cfg(test)]
 mod tests;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::Context as _;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, FailedToBufferBody};
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use prometheus_client::registry::Registry;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
@@ -71,44 +78,98 @@ pub struct HttpOptions {
     pub allow_origins: Vec<String>,
     /// Serve this registry at `/metrics` on the same listener.
     pub metrics: Option<Arc<Registry>>,
+    /// `readTimeout`: how long a client has to send a request's header, from when it
+    /// connects or had its previous response, and then an offer's body.
+    pub read_timeout: Duration,
 }
 
-/// Serves WHEP, the player pages and (if `opts.metrics`) `/metrics` until the
-/// listener fails; drop the future to stop.
+/// Serves WHEP, the player pages and (if `opts.metrics`) `/metrics`; drop the future
+/// to stop.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     viewers: Arc<dyn Viewers>,
     opts: HttpOptions,
-) -> anyhow::Result<()> {
+) {
     let app = App {
         viewers: Some(viewers),
         metrics: opts.metrics,
+        read_timeout: opts.read_timeout,
     };
     let router = router(app).layer(axum::middleware::from_fn_with_state(
         Arc::new(cors::Cors::new(opts.allow_origins)),
         cors::cors,
     ));
-    axum::serve(listener, with_logging(router))
-        .await
-        .context("the HTTP server stopped")
+    serve_connections(listener, with_logging(router), opts.read_timeout).await
 }
 
-/// Serves only `/metrics` (for `metricsAddress`).
+/// Serves only `/metrics` (for `metricsAddress`), with the same `readTimeout`.
 pub async fn serve_metrics(
     listener: tokio::net::TcpListener,
     registry: Arc<Registry>,
-) -> anyhow::Result<()> {
+    read_timeout: Duration,
+) {
     let app = App {
         viewers: None,
         metrics: Some(registry),
+        read_timeout,
     };
-    axum::serve(listener, with_logging(router(app)))
-        .await
-        .context("the metrics server stopped")
+    serve_connections(listener, with_logging(router(app)), read_timeout).await
 }
 
 /// Largest SDP offer accepted (browsers send 3-10 KiB).
 const MAX_OFFER: usize = 64 * 1024;
+
+/// Largest request line and headers accepted, a 431 beyond: browsers send a few hundred
+/// bytes to the relay; nginx's default allows 4 x 8 KiB. (Without it, the limit would be
+/// hyper's read buffer, ~400 KiB per connection.)
+const MAX_HEADER: usize = 32 * 1024;
+
+/// Serves HTTP/1.1 on every connection `listener` accepts, each in its own task.
+async fn serve_connections(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    read_timeout: Duration,
+) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    // hyper runs the header read timeout whenever it waits for a request: on a new
+    // connection and on a kept-alive one after each response. So it is the idle timeout.
+    http.timer(TokioTimer::new())
+        .header_read_timeout(read_timeout)
+        .max_header_size(MAX_HEADER);
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                accept_failed(e).await;
+                continue;
+            }
+        };
+        let connection = http.serve_connection(
+            TokioIo::new(stream),
+            TowerToHyperService::new(router.clone()),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("HTTP connection ended: {e}");
+            }
+        });
+    }
+}
+
+/// A connection that failed before it was accepted concerns only its client. Anything
+/// else (out of file descriptors, most likely) is the relay's: it waits a second for
+/// connections to close rather than spin.
+async fn accept_failed(e: std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!("cannot accept HTTP connections: {e}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
 
 const SDP: &str = "application/sdp";
 const TRICKLE_ICE: &str = "application/trickle-ice-sdpfrag";
@@ -120,6 +181,7 @@ struct App {
     /// None on the metrics-only listener.
     viewers: Option<Arc<dyn Viewers>>,
     metrics: Option<Arc<Registry>>,
+    read_timeout: Duration,
 }
 
 fn router(app: App) -> Router {
@@ -211,7 +273,9 @@ async fn dispatch(State(app): State<Arc<App>>, request: Request) -> Response {
         };
     }
     match (route, method) {
-        (Route::Endpoint(_), Method::POST) => create(viewers.clone(), path, request).await,
+        (Route::Endpoint(_), Method::POST) => {
+            create(viewers.clone(), path, request, app.read_timeout).await
+        }
         (Route::Endpoint(_), Method::OPTIONS) => options(ACCEPT_POST, SDP),
         (Route::Endpoint(_), method) => method_not_allowed(&method, "POST, OPTIONS"),
         (Route::Session(_, id), Method::DELETE) => {
@@ -247,23 +311,35 @@ async fn dispatch(State(app): State<Arc<App>>, request: Request) -> Response {
     }
 }
 
-async fn create(viewers: Arc<dyn Viewers>, path: String, request: Request) -> Response {
+async fn create(
+    viewers: Arc<dyn Viewers>,
+    path: String,
+    request: Request,
+    read_timeout: Duration,
+) -> Response {
     match content_type(request.headers()) {
         Some(t) if t.eq_ignore_ascii_case(SDP) => {}
         other => return unsupported_type(SDP, other),
     }
-    let offer = match Bytes::from_request(request, &()).await {
-        Ok(body) => body,
-        Err(BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_))) => {
+    let offer = match tokio::time::timeout(read_timeout, Bytes::from_request(request, &())).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)))) => {
             return text(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("the SDP offer is larger than {} KiB", MAX_OFFER / 1024),
             );
         }
-        Err(e) => {
+        // The rest is the connection failing under the body (hyper's message says how).
+        Ok(Err(e)) => {
             return text(
                 StatusCode::BAD_REQUEST,
                 format!("cannot read the request body: {e}"),
+            )
+        }
+        Err(_) => {
+            return text(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("the SDP offer did not arrive within {read_timeout:?} (readTimeout)"),
             )
         }
     };

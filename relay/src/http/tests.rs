@@ -2,8 +2,11 @@
 //! `TestViewers` is a small in-memory implementation of the seam, not of the relay.
 
 use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
+use std::time::Instant;
 
 use prometheus_client::metrics::counter::Counter;
 
@@ -106,7 +109,7 @@ impl Server {
 fn spawn<F, Fut>(serve: F) -> String
 where
     F: FnOnce(tokio::net::TcpListener) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = anyhow::Result<()>>,
+    Fut: std::future::Future<Output = ()>,
 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -118,7 +121,7 @@ where
             .unwrap();
         runtime.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            serve(listener).await.unwrap();
+            serve(listener).await;
         });
     });
     base
@@ -175,6 +178,7 @@ fn options() -> HttpOptions {
     HttpOptions {
         allow_origins: vec!["*".into()],
         metrics: None,
+        read_timeout: Duration::from_secs(10),
     }
 }
 
@@ -447,7 +451,7 @@ fn options_advertise_what_to_send_and_allow_any_origin() {
 fn cors_allows_only_the_listed_origins() {
     let opts = HttpOptions {
         allow_origins: vec!["https://a.example".into(), "http://b.example:8080".into()],
-        metrics: None,
+        ..options()
     };
     let server = Server::start(TestViewers::new(&["cam"]), opts);
     let post_from = |origin: &str| -> Reply {
@@ -552,8 +556,8 @@ fn registry() -> Arc<Registry> {
 #[test]
 fn metrics_on_the_main_listener() {
     let opts = HttpOptions {
-        allow_origins: vec!["*".into()],
         metrics: Some(registry()),
+        ..options()
     };
     let server = Server::start(TestViewers::new(&["cam"]), opts);
     let metrics: Reply = server.agent.get(server.url("/metrics")).call().into();
@@ -574,7 +578,7 @@ fn metrics_on_the_main_listener() {
 
 #[test]
 fn metrics_on_their_own_listener() {
-    let base = spawn(|listener| serve_metrics(listener, registry()));
+    let base = spawn(|listener| serve_metrics(listener, registry(), Duration::from_secs(10)));
     let agent = agent();
     let metrics: Reply = agent.get(format!("{base}/metrics")).call().into();
     assert_eq!(metrics.status, 200, "{metrics:?}");
@@ -583,4 +587,156 @@ fn metrics_on_their_own_listener() {
     page.assert_error(404, "metrics are at /metrics");
     let post: Reply = agent.post(format!("{base}/metrics")).send("").into();
     post.assert_error(405, "use GET, HEAD");
+}
+
+/// `readTimeout` in the tests of it: short, so that they run fast. What must happen
+/// within it is waited for up to `PATIENCE`, so a loaded machine cannot fail them.
+const SHORT: Duration = Duration::from_millis(300);
+const PATIENCE: Duration = Duration::from_secs(10);
+
+fn short_timeout() -> HttpOptions {
+    HttpOptions {
+        read_timeout: SHORT,
+        ..options()
+    }
+}
+
+/// A plain TCP connection to the server at `base` (`http://host:port`).
+fn connect(base: &str) -> TcpStream {
+    let stream = TcpStream::connect(base.strip_prefix("http://").unwrap()).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream
+}
+
+/// Reads until the server closes `stream`: what it sent, and how long after `since`.
+/// Panics if the connection is still open after `PATIENCE`.
+#[track_caller]
+fn read_until_closed(stream: &mut TcpStream, since: Instant) -> (String, Duration) {
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => received.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("the server kept the connection open ({e}); it sent {received:?}"),
+        }
+    }
+    (
+        String::from_utf8_lossy(&received).into_owned(),
+        since.elapsed(),
+    )
+}
+
+#[test]
+fn idle_connections_are_closed_after_read_timeout() {
+    let server = Server::start(TestViewers::new(&["cam"]), short_timeout());
+
+    // Connected, and nothing sent.
+    let start = Instant::now();
+    let mut idle = connect(&server.base);
+    let (sent, after) = read_until_closed(&mut idle, start);
+    assert!(after >= SHORT, "closed after {after:?}, before readTimeout");
+    assert!(!sent.contains("200"), "{sent}");
+
+    // Kept alive after a full exchange: the wait for the next request is timed too.
+    let mut kept = connect(&server.base);
+    let asked = Instant::now();
+    kept.write_all(b"GET /cam/ HTTP/1.1\r\nHost: relay\r\n\r\n")
+        .unwrap();
+    let mut head = [0u8; 12];
+    kept.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    let (_, after) = read_until_closed(&mut kept, asked);
+    assert!(after >= SHORT, "closed after {after:?}, before readTimeout");
+
+    // A client that asks in time is served as ever.
+    let created = server.post_offer("/cam/whep", OFFER);
+    assert_eq!(created.status, 201, "{created:?}");
+    let deleted: Reply = server
+        .agent
+        .delete(server.url(created.header("location")))
+        .call()
+        .into();
+    assert_eq!(deleted.status, 200, "{deleted:?}");
+}
+
+#[test]
+fn a_header_sent_slowly_is_cut_off_at_read_timeout() {
+    let server = Server::start(TestViewers::new(&["cam"]), short_timeout());
+    let start = Instant::now();
+    let mut slow = connect(&server.base);
+    slow.write_all(b"POST /cam/whep HTTP/1.1\r\nHost: relay\r\n")
+        .unwrap();
+    // One byte of a header every tenth of the timeout: the connection is never idle
+    // for long, but its header is never done either.
+    let mut writer = slow.try_clone().unwrap();
+    let dripping = std::thread::spawn(move || {
+        while start.elapsed() < PATIENCE && writer.write_all(b"x").is_ok() {
+            std::thread::sleep(SHORT / 10);
+        }
+    });
+    let (sent, after) = read_until_closed(&mut slow, start);
+    assert!(after >= SHORT, "closed after {after:?}, before readTimeout");
+    assert!(!sent.contains("201"), "{sent}");
+    dripping.join().unwrap();
+    assert!(server.viewers.offers.lock().unwrap().is_empty());
+}
+
+#[test]
+fn an_offer_body_sent_slowly_is_a_408() {
+    let server = Server::start(TestViewers::new(&["cam"]), short_timeout());
+    let mut slow = connect(&server.base);
+    let start = Instant::now();
+    slow.write_all(
+        b"POST /cam/whep HTTP/1.1\r\nHost: relay\r\nContent-Type: application/sdp\r\n\
+          Content-Length: 1000\r\n\r\nv=0\r\n",
+    )
+    .unwrap();
+    let (sent, after) = read_until_closed(&mut slow, start);
+    assert!(sent.starts_with("HTTP/1.1 408"), "{sent}");
+    assert!(
+        sent.contains("the SDP offer did not arrive within 300ms (readTimeout)"),
+        "{sent}"
+    );
+    assert!(
+        after >= SHORT,
+        "answered after {after:?}, before readTimeout"
+    );
+    assert!(server.viewers.offers.lock().unwrap().is_empty());
+}
+
+#[test]
+fn headers_over_32_kib_are_a_431() {
+    let server = Server::start(TestViewers::new(&["cam"]), options());
+    let mut big = connect(&server.base);
+    let padding = "x".repeat(33 * 1024);
+    write!(
+        big,
+        "GET /cam/ HTTP/1.1\r\nHost: relay\r\nX-Padding: {padding}\r\n\r\n"
+    )
+    .unwrap();
+    let (sent, _) = read_until_closed(&mut big, Instant::now());
+    assert!(sent.starts_with("HTTP/1.1 431"), "{sent}");
+
+    // Just under the limit is served.
+    let padding = "x".repeat(31 * 1024);
+    let page: Reply = server
+        .agent
+        .get(server.url("/cam/"))
+        .header("X-Padding", &padding)
+        .call()
+        .into();
+    assert_eq!(page.status, 200);
+}
+
+#[test]
+fn the_metrics_listener_closes_idle_connections_too() {
+    let base = spawn(|listener| serve_metrics(listener, registry(), SHORT));
+    let start = Instant::now();
+    let mut idle = connect(&base);
+    let (_, after) = read_until_closed(&mut idle, start);
+    assert!(after >= SHORT, "closed after {after:?}, before readTimeout");
+    let metrics: Reply = agent().get(format!("{base}/metrics")).call().into();
+    assert_eq!(metrics.status, 200, "{metrics:?}");
 }

@@ -21,6 +21,7 @@ pub mod consent;
 mod dtls;
 pub mod ice;
 pub mod keys;
+pub mod offer;
 pub mod rtcp;
 
 use std::collections::VecDeque;
@@ -121,8 +122,9 @@ pub enum SessionOutput {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OfferError {
-    #[error("the offer is not valid SDP: {0}")]
-    Sdp(String),
+    /// Not SDP, below the RFCs' minimums, or unreadable to str0m: see [`offer`].
+    #[error(transparent)]
+    Invalid(#[from] offer::OfferFault),
     #[error("{0}")]
     Negotiation(String),
     #[error("the offer has no media section the path's tracks can be sent on ({0})")]
@@ -192,7 +194,8 @@ impl Session {
         tracks: &[Arc<Track>],
         config: &SessionConfig,
     ) -> Result<(Session, String), OfferError> {
-        let offer = SdpOffer::from_sdp_string(offer).map_err(|e| OfferError::Sdp(e.to_string()))?;
+        offer::check(offer)?;
+        let offer = SdpOffer::from_sdp_string(offer).map_err(|e| offer::unreadable(offer, &e))?;
         let mut rtc_config = RtcConfig::new()
             .set_ice_lite(true)
             .set_dtls_cert(keys::certificate().clone())
