@@ -6,7 +6,9 @@ use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer};
@@ -19,6 +21,8 @@ pub struct Relay {
     child: Child,
     pub http: String,
     pub stderr: mpsc::Receiver<String>,
+    /// Every line the relay wrote to stderr so far, without terminal colours.
+    log: Arc<Mutex<Vec<String>>>,
     /// The network namespace it runs in, if not this process's.
     netns: Option<String>,
     _dir: tempdir::TempDir,
@@ -88,10 +92,13 @@ impl Relay {
             }
         });
         let (etx, erx) = mpsc::channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
         let stderr = BufReader::new(child.stderr.take().unwrap());
+        let kept = log.clone();
         std::thread::spawn(move || {
             for line in stderr.lines().map_while(Result::ok) {
                 eprintln!("[relay] {line}");
+                kept.lock().unwrap().push(strip_ansi(&line));
                 let _ = etx.send(line);
             }
         });
@@ -109,6 +116,7 @@ impl Relay {
             child,
             http,
             stderr: erx,
+            log,
             netns: netns.map(str::to_owned),
             _dir: dir,
         }
@@ -178,6 +186,45 @@ impl Relay {
     pub fn metric(&self, selector: &str) -> f64 {
         metric(&self.metrics(), selector)
     }
+
+    /// The lines the relay has written to stderr so far, without terminal colours.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// The worker that took session `id` live, from its `viewer live` log line.
+    pub fn worker_of(&self, id: &str) -> Option<usize> {
+        let session = format!("session={id} ");
+        self.log()
+            .iter()
+            .filter(|l| l.contains("viewer live") && l.contains(&session))
+            .find_map(|l| log_field(l, "worker")?.parse().ok())
+    }
+}
+
+/// The value of `name=value` in a tracing log line.
+fn log_field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let at = line.find(&format!(" {name}="))? + name.len() + 2;
+    line[at..].split_whitespace().next()
+}
+
+/// `line` without ANSI escape sequences (tracing colours its output even into a pipe).
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            // CSI: ESC [ parameters, ended by a letter.
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Sum of the samples `selector` (see [`Relay::metric`]) picks in Prometheus text.
@@ -196,6 +243,16 @@ pub fn metric(text: &str, selector: &str) -> f64 {
         "the relay exports no metric {selector}:\n{text}"
     );
     samples.iter().sum()
+}
+
+/// Sum of every sample whose metric name starts with `prefix` and whose labels include
+/// `label` (`worker="0"`, say; "" for all), 0 if there is none: for a family of counters
+/// that may grow new members, like `relay_dropped_`.
+pub fn metric_prefix_sum(text: &str, prefix: &str, label: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// `relay serve` with `config_yaml` written into `dir`, inside `netns` if any, through
@@ -253,7 +310,11 @@ pub struct Viewer {
     pub location: String,
     /// The relay's media address, from the answer's candidate.
     pub relay_media: SocketAddr,
+    /// The relay's ICE ufrag for this session, from the answer.
+    pub relay_ufrag: String,
     pub connected: bool,
+    /// STUN binding success responses received: the relay answered our ICE checks.
+    pub stun_answers: usize,
     pub received: Received,
     /// Drop the first arrival of every `n`th RTP sequence number (0: none), to make NACKs.
     pub drop_every: u16,
@@ -333,6 +394,12 @@ impl Viewer {
                 format!("{}:{}", f.get(4)?, f.get(5)?).parse().ok()
             })
             .expect("a host candidate in the answer");
+        let relay_ufrag = body
+            .lines()
+            .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
+            .expect("a=ice-ufrag in the answer")
+            .trim()
+            .to_string();
         let answer = SdpAnswer::from_sdp_string(&body).expect("answer parses");
         rtc.sdp_api()
             .accept_answer(pending, answer)
@@ -345,7 +412,9 @@ impl Viewer {
             socket,
             location: location.expect("Location header"),
             relay_media,
+            relay_ufrag,
             connected: false,
+            stun_answers: 0,
             received: Received::default(),
             drop_every: 0,
             dropped: HashSet::new(),
@@ -377,6 +446,9 @@ impl Viewer {
                     let data = &buf[..n];
                     if self.should_drop(data) {
                         continue;
+                    }
+                    if data.len() >= 20 && data[..2] == [0x01, 0x01] {
+                        self.stun_answers += 1;
                     }
                     let to: SocketAddr = self.socket.local_addr().unwrap();
                     if let Ok(r) = Receive::new(Protocol::Udp, from, to, data) {
@@ -436,6 +508,31 @@ impl Viewer {
             .direct_api()
             .stream_rx_by_mid(mid, None)
             .map(|s| *s.ssrc())
+    }
+
+    /// The session's id, as the relay's log names it (the end of the WHEP Location).
+    pub fn session_id(&self) -> &str {
+        self.location.rsplit('/').next().unwrap()
+    }
+
+    /// Media packets received so far, every stream together.
+    pub fn packets(&self) -> usize {
+        self.received.streams.values().map(|s| s.len()).sum()
+    }
+
+    /// Asks the relay for a keyframe (RTCP PLI) on the video stream, at the next drive.
+    pub fn request_keyframe(&mut self) {
+        let mid = *self
+            .kinds_by_mid
+            .iter()
+            .find(|(_, k)| **k == MediaKind::Video)
+            .expect("a video m-line")
+            .0;
+        self.rtc
+            .direct_api()
+            .stream_rx_by_mid(mid, None)
+            .expect("the video stream is known")
+            .request_keyframe(str0m::media::KeyframeRequestKind::Pli);
     }
 
     /// Sends raw bytes to the relay's media port from this viewer's own address.
@@ -516,8 +613,8 @@ pub fn check_late_joiner(mut first: Viewer, connect: impl FnOnce() -> Viewer) {
 
 /// The loss-recovery check of both modes: `v` drops the first arrival of every 9th
 /// packet for `d`, then plays 0.5 s more without dropping. What it got is the demo,
-/// contiguous, and `relay` resent at least as many packets as were dropped.
-pub fn check_nack_recovery(relay: &Relay, mut v: Viewer, d: Duration) {
+/// contiguous, and `relay` resent at least as many packets as were dropped. Returns `v`.
+pub fn check_nack_recovery(relay: &Relay, mut v: Viewer, d: Duration) -> Viewer {
     v.drop_every = 9;
     v.run_for(d);
     // Let the last NACKs be answered without dropping anything more.
@@ -535,6 +632,7 @@ pub fn check_nack_recovery(relay: &Relay, mut v: Viewer, d: Duration) {
         "relay resent {resent} packets for {} dropped",
         v.dropped_count
     );
+    v
 }
 
 /// Drives several viewers at once, each in its own thread, for `d`.
@@ -549,6 +647,67 @@ pub fn run_all(viewers: Vec<Viewer>, d: Duration) -> Vec<Viewer> {
         })
         .collect();
     handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+/// A viewer driven in a thread of its own until stopped (or dropped), so that it keeps
+/// draining its socket and answering the relay while the test does something else.
+pub struct Driven {
+    viewer: Arc<Mutex<Viewer>>,
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl Driven {
+    pub fn start(viewer: Viewer) -> Driven {
+        let viewer = Arc::new(Mutex::new(viewer));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (v, s) = (viewer.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            // Alone with the viewer: the test dropped its `Driven`.
+            while !s.load(Ordering::Relaxed) && Arc::strong_count(&v) > 1 {
+                v.lock().unwrap().run_for(Duration::from_millis(20));
+                // Unlocked for a moment: the test thread gets its turn at the viewer.
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        Driven {
+            viewer,
+            stop,
+            thread,
+        }
+    }
+
+    /// Runs `f` on the viewer between two slices of driving.
+    pub fn with<T>(&self, f: impl FnOnce(&mut Viewer) -> T) -> T {
+        f(&mut self.viewer.lock().unwrap())
+    }
+
+    /// Stops driving and hands the viewer back.
+    pub fn stop(self) -> Viewer {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("the viewer's driving thread");
+        let viewer = Arc::into_inner(self.viewer).expect("the thread let go of the viewer");
+        viewer.into_inner().unwrap()
+    }
+}
+
+/// A STUN Binding Request as a controlling ICE agent sends it, `username` in USERNAME,
+/// its MESSAGE-INTEGRITY keyed with `password`, and a FINGERPRINT.
+pub fn binding_request(username: &str, password: &str) -> Vec<u8> {
+    use hmac::Mac;
+    use is::stun::{StunMessage, TransId};
+    fn hmac_sha1(key: &[u8], parts: &[&[u8]]) -> [u8; 20] {
+        let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(key).unwrap();
+        for part in parts {
+            mac.update(part);
+        }
+        mac.finalize().into_bytes().into()
+    }
+    let mut buf = [0u8; 256];
+    let n = StunMessage::binding_request(username, TransId::new(), true, 7, 100, false)
+        .to_bytes(Some(password.as_bytes()), &mut buf, hmac_sha1)
+        .unwrap();
+    buf[..n].to_vec()
 }
 
 /// Polls `cond` every 100 ms for up to `limit`.
