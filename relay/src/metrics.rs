@@ -135,7 +135,7 @@ const WORKER_COUNTERS: &[WorkerCounter] = &[
     ),
     (
         "dropped_unexpected_media",
-        "SRTP media from viewers (they only receive): dropped.",
+        "Datagrams a viewer has no reason to send: SRTP media (viewers only receive), DTLS other than an alert after the handshake: dropped.",
         |s| &s.unexpected_media,
     ),
     (

@@ -19,9 +19,9 @@ const DEMO: &str = "  demo:\n    source: demo\n";
 /// The harness starts the relay with this many workers.
 const WORKERS: usize = 2;
 /// Every counter of dropped datagrams starts so: malformed, unknown source or ufrag,
-/// SRTCP authentication, unexpected media, and whatever the fix adds (unauthenticated,
-/// say). The attacks assert on the sum, so a drop may move between them; change this
-/// if drops are ever counted under another name.
+/// unauthenticated, SRTCP authentication, unexpected media. The attacks assert on the
+/// sum, so a drop may move between them; change this if drops are ever counted under
+/// another name.
 const DROP_COUNTERS: &str = "relay_dropped_";
 /// Media packets every viewer must receive after an attack to show it is still served
 /// (a tenth of a second of the demo).
@@ -390,7 +390,7 @@ fn survive(tag: &str, attacks: &[Attack], send: impl Fn(&Stage, &[u8]) -> usize)
 }
 
 /// The session's ufrag in USERNAME, integrity from a password that is not the session's:
-/// what lets a stranger's port reach a session today (it is added before any check).
+/// what once bound a stranger's port to a session (it was added before any check).
 fn wrong_password_check(v: &Driven) -> Vec<u8> {
     v.with(|v| binding_request(&format!("{}:x", v.relay_ufrag), WRONG_PASSWORD))
 }
@@ -442,7 +442,7 @@ fn strangers_claim_slots(relay: &Relay, (ufrag, media): (String, SocketAddr), n:
 
 #[test]
 fn wrong_password_checks_from_many_ports_take_none_of_the_viewers_address_slots() {
-    // More ports than a session has address slots (worker::MAX_REMOTES is 8).
+    // More ports than a session has address slots (session::MAX_REMOTES is 8).
     const STRANGERS: usize = 9;
     let relay = Relay::start("slots", DEMO);
     let v = Viewer::connect(&relay.http, "demo");

@@ -138,7 +138,9 @@ pub struct SessionStats {
     /// Checks without our password, and anything else from an address that never sent one.
     pub unauthenticated: u64,
     pub srtcp_failed: u64,
-    pub unexpected_media: u64,
+    /// Well-formed but with nothing to do: SRTP media (viewers only receive), DTLS other
+    /// than an alert once str0m is gone.
+    pub unexpected: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -322,7 +324,7 @@ impl Session {
             (20..=63, _) => self.handle_dtls(now, source, destination, data),
             // RFC 5761: RTCP packet types 192..=223 share the RTP version bits.
             (128..=191, Some(192..=223)) => self.handle_srtcp(now, data),
-            (128..=191, Some(_)) => self.stats.unexpected_media += 1,
+            (128..=191, Some(_)) => self.stats.unexpected += 1,
             _ => self.stats.malformed += 1,
         }
     }
@@ -373,8 +375,8 @@ impl Session {
             Engine::Str0m { .. } => self.feed_str0m(now, source, destination, data),
             Engine::Consent(_) => match dtls::carries_alert(data) {
                 Some(true) => self.close(CloseReason::ViewerClosed),
-                // A late retransmission of the viewer's last flight: nothing to do.
-                Some(false) => {}
+                // A late retransmission of the viewer's last flight, say: nothing to do.
+                Some(false) => self.stats.unexpected += 1,
                 None => self.stats.malformed += 1,
             },
         }
@@ -587,7 +589,7 @@ impl Session {
 
     fn handle_srtcp(&mut self, now: Instant, data: &[u8]) {
         let Some(srtcp) = &mut self.srtcp else {
-            self.stats.unexpected_media += 1;
+            self.stats.unexpected += 1;
             return;
         };
         let mut buf = [0u8; crate::io::MAX_DATAGRAM];

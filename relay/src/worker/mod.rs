@@ -349,7 +349,7 @@ impl<S: Sender> Core<S> {
             add(&self.stats.malformed, s.malformed);
             add(&self.stats.unauthenticated, s.unauthenticated);
             add(&self.stats.srtcp_failed, s.srtcp_failed);
-            add(&self.stats.unexpected_media, s.unexpected_media);
+            add(&self.stats.unexpected_media, s.unexpected);
             self.drain_session(slot);
         }
     }
