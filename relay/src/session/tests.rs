@@ -296,45 +296,12 @@ fn send_to_client(
 #[test]
 fn a_connected_viewer_costs_a_few_kilobytes() {
     const N: usize = 20;
-    let (track, mut writer) = Track::new(h264_track().info.clone(), 64);
     let start = Instant::now();
-    writer.push(SourcePacket {
-        ssrc: 1,
-        seq: 1,
-        timestamp: 0,
-        marker: true,
-        payload: Bytes::from_static(b"\x65idr"),
-        arrival: start,
-    });
+    let track = keyframe_track(start);
     let before = heap::live();
     let mut kept = Vec::new();
     for _ in 0..N {
-        let (mut client, mut session) = answered(&track, start);
-        let (srtp, route, mut now) = connect(&mut client, &mut session, start);
-        let b = &session.media[0];
-        let rewrite = Rewrite::starting_at(&track.get(0).unwrap(), b.ssrc, b.pt, 1, 0);
-        send_to_client(&mut client, &srtp, route, &rewrite, &track, 0, now);
-        // Until the client's first receiver report opens here: then str0m is dropped.
-        let mut reported = false;
-        for _ in 0..300 {
-            pump(
-                &mut client,
-                &mut session,
-                now,
-                &mut |e| {
-                    reported |= matches!(e, SessionEvent::Feedback(Feedback::Report(_)));
-                },
-                &mut |_| {},
-            );
-            if reported {
-                break;
-            }
-            now += Duration::from_millis(20);
-            client.handle_input(Input::Timeout(now)).unwrap();
-            session.handle_timeout(now);
-        }
-        assert!(reported, "the client's SRTCP reached the session");
-        assert!(session.is_consent_only());
+        let (client, session, srtp, _) = consent_only(&track, start);
         drop(client);
         kept.push((session, srtp));
     }
@@ -344,9 +311,10 @@ fn a_connected_viewer_costs_a_few_kilobytes() {
     assert!(per_viewer < 8 * 1024, "{per_viewer} bytes per viewer");
 }
 
-/// A session past its handshake with str0m gone: the client received packet 0 of
-/// `track` and its first receiver report opened here.
-fn consent_only(track: &Arc<Track>, start: Instant) -> (Rtc, Session, Instant) {
+/// A session past its handshake with str0m gone (so it holds a few kilobytes): the
+/// client received packet 0 of `track` and its first receiver report opened here.
+/// Returns the SRTP context a worker would seal the viewer's media with.
+fn consent_only(track: &Arc<Track>, start: Instant) -> (Rtc, Session, Outbound, Instant) {
     let (mut client, mut session) = answered(track, start);
     let (srtp, route, mut now) = connect(&mut client, &mut session, start);
     let b = &session.media[0];
@@ -355,7 +323,7 @@ fn consent_only(track: &Arc<Track>, start: Instant) -> (Rtc, Session, Instant) {
     for _ in 0..300 {
         pump(&mut client, &mut session, now, &mut |_| {}, &mut |_| {});
         if session.is_consent_only() {
-            return (client, session, now);
+            return (client, session, srtp, now);
         }
         now += Duration::from_millis(20);
         client.handle_input(Input::Timeout(now)).unwrap();
@@ -406,11 +374,18 @@ fn runts() -> Vec<Vec<u8>> {
 
 const STRANGER: &str = "10.9.0.66:4444";
 
+/// A DTLS 1.2 alert record as a live viewer sends it: epoch 1, sealed (AES-GCM's 26 bytes).
+fn sealed_alert() -> Vec<u8> {
+    let mut alert = vec![21, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 9, 0, 26];
+    alert.extend([0xab; 26]);
+    alert
+}
+
 #[test]
 fn runts_and_forged_datagrams_cannot_harm_a_live_viewer() {
     let start = Instant::now();
     let track = keyframe_track(start);
-    let (mut client, mut session, mut now) = consent_only(&track, start);
+    let (mut client, mut session, _, mut now) = consent_only(&track, start);
     let relay: SocketAddr = RELAY.parse().unwrap();
     let viewer: SocketAddr = CLIENT.parse().unwrap();
     let stranger: SocketAddr = STRANGER.parse().unwrap();
@@ -433,9 +408,7 @@ fn runts_and_forged_datagrams_cannot_harm_a_live_viewer() {
         }
     }
     // A well-formed sealed alert, from the stranger: not the viewer's to send.
-    let mut alert = vec![21, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 9, 0, 26];
-    alert.extend([0xab; 26]);
-    session.handle_datagram(now, stranger, relay, &alert);
+    session.handle_datagram(now, stranger, relay, &sealed_alert());
     assert!(
         outputs(&mut session).is_empty(),
         "a stranger's alert closes nothing"
@@ -489,11 +462,10 @@ fn runts_and_forged_datagrams_cannot_harm_a_live_viewer() {
 fn an_alert_ends_the_session_only_from_the_viewer_and_well_formed() {
     let start = Instant::now();
     let track = keyframe_track(start);
-    let (_client, mut session, now) = consent_only(&track, start);
+    let (_client, mut session, _, now) = consent_only(&track, start);
     let relay: SocketAddr = RELAY.parse().unwrap();
     let viewer: SocketAddr = CLIENT.parse().unwrap();
-    let mut alert = vec![21, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 9, 0, 26];
-    alert.extend([0xab; 26]);
+    let alert = sealed_alert();
     // Plaintext (epoch 0) and cut alerts are not what a live viewer sends.
     let mut plaintext = alert.clone();
     plaintext[4] = 0;
@@ -514,7 +486,7 @@ fn an_alert_ends_the_session_only_from_the_viewer_and_well_formed() {
 fn the_viewers_close_notify_ends_the_session() {
     let start = Instant::now();
     let track = keyframe_track(start);
-    let (mut client, mut session, now) = consent_only(&track, start);
+    let (mut client, mut session, _, now) = consent_only(&track, start);
     client.close().unwrap();
     let mut closed = None;
     pump(
@@ -532,10 +504,10 @@ fn the_viewers_close_notify_ends_the_session() {
 }
 
 #[test]
-fn addresses_are_bounded_and_the_routes_is_kept() {
+fn addresses_are_bounded_and_the_route_is_kept() {
     let start = Instant::now();
     let track = keyframe_track(start);
-    let (_client, mut session, now) = consent_only(&track, start);
+    let (_client, mut session, _, now) = consent_only(&track, start);
     let relay: SocketAddr = RELAY.parse().unwrap();
     let viewer: SocketAddr = CLIENT.parse().unwrap();
     let check = crate::session::ice::tests::check(
