@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use is::stun::{StunMessage, TransId};
@@ -15,12 +15,13 @@ use str0m::media::Mid;
 use crate::io::memory::MemorySender;
 use crate::io::wake::Wakers;
 use crate::io::{Datagram, MAX_DATAGRAM};
+use crate::paths::ServedPath;
 use crate::session::ice::{hmac_sha1, IceCredentials};
 use crate::session::{Binding, Route, Session};
 use crate::srtp::{MasterKey, Outbound, Profile};
 use crate::track::{Codec, SourcePacket, Track, TrackInfo, TrackWriter};
-use crate::worker::registry::{Path, Pending, Registry};
-use crate::worker::{Core, WorkerStats};
+use crate::worker::registry::{Pending, Registry};
+use crate::worker::{Core, Start, WorkerStats};
 
 const RELAY: &str = "10.9.0.2:8189";
 /// The viewer, from two addresses (it holds the ICE password), and two strangers (they
@@ -103,7 +104,7 @@ impl ConsentRun {
             Session::live_without_str0m(now, ice, route, (&relay_key, &viewer_key), vec![binding]);
         let wakers = wakers();
         let registry = Arc::new(Registry::new(wakers.clone()));
-        let path = Arc::new(Path {
+        let path = Arc::new(ServedPath {
             name: "fuzz".into(),
             tracks: vec![track],
             max_readers: 0,
@@ -117,13 +118,17 @@ impl ConsentRun {
         });
         let stats = [0, 1].map(|_| Arc::new(WorkerStats::default()));
         let cores = [0, 1].map(|id| {
+            let start = Start {
+                now,
+                wall: SystemTime::UNIX_EPOCH,
+                seed: id as u64,
+            };
             Core::new(
                 id,
                 MemorySender::default(),
                 registry.clone(),
-                wakers.clone(),
                 stats[id].clone(),
-                now,
+                start,
             )
         });
         let mut run = ConsentRun {

@@ -10,6 +10,7 @@ pub mod ingest;
 pub mod io;
 pub mod lifeline;
 pub mod metrics;
+pub mod paths;
 pub mod server;
 pub mod session;
 pub mod srtp;

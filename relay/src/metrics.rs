@@ -14,13 +14,13 @@ use prometheus_client::registry::Registry;
 
 use crate::ingest::{IngestCounters, PathStats};
 use crate::io::xdp::XdpProgram;
-use crate::worker::registry::Path;
+use crate::paths::ServedPath;
 use crate::worker::WorkerStats;
 
 #[derive(Clone)]
 pub struct Metrics {
     workers: Vec<Arc<WorkerStats>>,
-    paths: Vec<Arc<Path>>,
+    paths: Vec<Arc<ServedPath>>,
     ingest: IngestCounters,
     xdp: Option<Arc<Mutex<XdpProgram>>>,
 }
@@ -36,7 +36,7 @@ impl std::fmt::Debug for Metrics {
 impl Metrics {
     pub fn new(
         workers: Vec<Arc<WorkerStats>>,
-        mut paths: Vec<Arc<Path>>,
+        mut paths: Vec<Arc<ServedPath>>,
         ingest: IngestCounters,
         xdp: Option<Arc<Mutex<XdpProgram>>>,
     ) -> Metrics {

@@ -21,13 +21,14 @@ use crate::io::xdp::{self, XdpError, XdpMode, XdpOptions, XdpProgram, XskOptions
 use crate::io::{Receiver, Sender};
 use crate::lifeline::Lifeline;
 use crate::metrics::{Metrics, Totals};
+use crate::paths::ServedPath;
 use crate::session::{Session, SessionConfig};
-use crate::worker::registry::{Path, Pending, Registry};
+use crate::worker::registry::{Pending, Registry};
 use crate::worker::{Worker, WorkerStats};
 
 /// The HTTP side's handle on the relay.
 struct Control {
-    paths: HashMap<String, Arc<Path>>,
+    paths: HashMap<String, Arc<ServedPath>>,
     registry: Arc<Registry>,
     session: SessionConfig,
     rng: SystemRandom,
@@ -144,14 +145,14 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         },
         lifeline.clone(),
     )?;
-    let paths: HashMap<String, Arc<Path>> = published
+    let paths: HashMap<String, Arc<ServedPath>> = published
         .into_iter()
         .map(|p| {
             let max_readers = config
                 .path(&p.path)
                 .and_then(|c| c.max_readers)
                 .unwrap_or(0);
-            let path = Arc::new(Path {
+            let path = Arc::new(ServedPath {
                 name: p.path.clone(),
                 tracks: p.tracks,
                 max_readers,
@@ -402,6 +403,7 @@ fn xdp_plane(
         let (rx, tx) = xdp::open(iface, queue as u32, media_addr, &sockets)?;
         // SAFETY: the descriptor stays open inside `rx`, which the worker keeps alive.
         program.register_socket(queue as u32, unsafe { BorrowedFd::borrow_raw(rx.raw_fd()) })?;
+        let tx = tx.with_admission(program.admission()?);
         let worker = Worker::new(
             queue,
             rx,
@@ -410,7 +412,6 @@ fn xdp_plane(
             wakers.clone(),
             plane.stat(),
         )
-        .with_admission(program.admission()?)
         .with_busy_poll(config.xdp_busy_poll);
         plane.spawn(queue, worker, threads)?;
     }

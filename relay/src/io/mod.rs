@@ -53,6 +53,14 @@ pub trait Sender {
 
     /// Datagrams sent and dropped so far.
     fn stats(&self) -> SendStats;
+
+    /// `remote` proved it is a session's (a check signed with its ICE password): a
+    /// backend that filters sources before they reach userspace (XDP) lets all of its
+    /// datagrams through from now on. Nothing to do for sockets.
+    fn admit(&mut self, _remote: SocketAddr) {}
+
+    /// `remote` is no longer any session's: back to what unknown sources may send.
+    fn revoke(&mut self, _remote: SocketAddr) {}
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

@@ -14,30 +14,20 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::io::wake::Wakers;
+use crate::paths::ServedPath;
 use crate::session::ice::IceCredentials;
 use crate::session::Session;
-use crate::track::Track;
-
-/// A configured path and what is published on it.
-#[derive(Debug)]
-pub struct Path {
-    pub name: String,
-    pub tracks: Vec<Arc<Track>>,
-    /// 0: no limit.
-    pub max_readers: usize,
-    pub readers: AtomicUsize,
-}
 
 /// A session answered over HTTP, not yet claimed by a worker.
 #[derive(Debug)]
 pub struct Pending {
     pub id: String,
-    pub path: Arc<Path>,
+    pub path: Arc<ServedPath>,
     pub session: Box<Session>,
     pub created: Instant,
 }
@@ -150,7 +140,7 @@ impl Registry {
     }
 
     /// A worker's session ended: forget it and free its reader place.
-    pub fn closed(&self, id: &str, path: &Path) {
+    pub fn closed(&self, id: &str, path: &ServedPath) {
         let mut inner = self.lock();
         if let Some((_, ufrag)) = inner.ids.remove(id) {
             inner.owners.remove(&ufrag);
@@ -198,10 +188,11 @@ mod tests {
     use super::*;
     use crate::session::ice::tests::check;
     use crate::session::SessionConfig;
-    use crate::track::{Codec, TrackInfo};
+    use crate::track::{Codec, Track, TrackInfo};
+    use std::sync::atomic::AtomicUsize;
     use str0m::media::{Direction, MediaKind};
 
-    fn pending(now: Instant) -> (Pending, Arc<Path>) {
+    fn pending(now: Instant) -> (Pending, Arc<ServedPath>) {
         let track = Track::new(
             TrackInfo {
                 codec: Codec::H264,
@@ -210,7 +201,7 @@ mod tests {
             16,
         )
         .0;
-        let path = Arc::new(Path {
+        let path = Arc::new(ServedPath {
             name: "cam".into(),
             tracks: vec![track],
             max_readers: 0,

@@ -21,8 +21,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use tracing::warn;
+
 use super::frame::{self, Mac, NextHop, MAX_HEADERS};
-use super::program::RUN_PORTABLE;
+use super::program::{Admission, RUN_PORTABLE};
 use super::umem::{self, Consumer, Producer, Umem};
 use crate::io::{Datagram, Receiver, SendStats, Sender, MAX_DATAGRAM};
 
@@ -294,6 +296,7 @@ pub fn open(
         counted: 0,
         stats: SendStats::default(),
         drops: SendDrops::default(),
+        admission: None,
     };
     Ok((receiver, sender))
 }
@@ -659,9 +662,18 @@ pub struct XskSender {
     counted: u32,
     stats: SendStats,
     drops: SendDrops,
+    /// The program's table of remotes let past it with more than STUN.
+    admission: Option<Admission>,
 }
 
 impl XskSender {
+    /// Keeps `admission` (the program's table of viewers' addresses) up to date with
+    /// the sessions of this sender's worker.
+    pub fn with_admission(mut self, admission: Admission) -> Self {
+        self.admission = Some(admission);
+        self
+    }
+
     pub fn drops(&self) -> SendDrops {
         self.drops
     }
@@ -825,5 +837,17 @@ impl Sender for XskSender {
 
     fn stats(&self) -> SendStats {
         self.stats
+    }
+
+    fn admit(&mut self, remote: SocketAddr) {
+        if let Some(Err(e)) = self.admission.as_mut().map(|a| a.admit(remote)) {
+            warn!(remote = %remote, "XDP admission: {e}");
+        }
+    }
+
+    fn revoke(&mut self, remote: SocketAddr) {
+        if let Some(Err(e)) = self.admission.as_mut().map(|a| a.revoke(remote)) {
+            warn!(remote = %remote, "XDP admission: {e}");
+        }
     }
 }

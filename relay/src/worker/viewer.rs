@@ -1,27 +1,30 @@
-//! The hot path: every new packet of a track, to every viewer of it on this worker.
+//! One viewer as the egress sees it, and the hot path: a packet sealed for it.
 //!
 //! A viewer's frame is built in place in the send batch: RTP header rewritten for the
-//! viewer, payload copied from the shared ring, AES-GCM sealed where it lies. Packets
-//! are taken from the ring once per worker and batch, then sent viewer by viewer, so a
-//! burst to one viewer sits together in the batch (the UDP backend sends it with GSO).
+//! viewer, payload copied from the shared ring, AES-GCM sealed where it lies. Sender
+//! reports are built and sealed the same way.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
+use super::stats::EgressStats;
 use crate::io::Sender;
+use crate::session::rtcp::{self, SenderInfo};
 use crate::session::Route;
 use crate::srtp::Outbound;
 use crate::track::rewrite::{Rewrite, HEADER_LEN};
 use crate::track::{MediaKind, Packet, Track};
 
 /// What the fan-out needs of one viewer: kept apart from the session's cold state.
-pub struct Egress {
+pub struct ViewerEgress {
     pub srtp: Outbound,
     pub route: Route,
     pub overhead: usize,
     pub media: Vec<MediaOut>,
+    /// Retransmissions left until the next report tick.
+    pub retransmit_budget: u32,
 }
 
 /// One track as this viewer receives it.
@@ -48,27 +51,9 @@ pub enum MediaState {
     Sending(Rewrite),
 }
 
-/// A track read by this worker, and who reads it here.
-pub struct Feed {
-    pub track: Arc<Track>,
-    /// Next ring index this worker has not yet fanned out.
-    pub cursor: u64,
-    /// (viewer slot, index into its `Egress::media`).
-    pub subscribers: Vec<(usize, usize)>,
-}
-
-#[derive(Debug, Default, Clone, Copy)]
-pub struct FanoutStats {
-    pub packets: u64,
-    pub bytes: u64,
-    /// Packets a slow worker lost to the ring overwriting them.
-    pub lagged: u64,
-    pub oversized: u64,
-}
-
-impl Egress {
+impl ViewerEgress {
     /// Seals packet `p` of track `media` for this viewer into the send batch.
-    pub fn send(&mut self, media: usize, p: &Packet, tx: &mut dyn Sender, stats: &mut FanoutStats) {
+    pub fn send(&mut self, media: usize, p: &Packet, tx: &mut dyn Sender, stats: &mut EgressStats) {
         let out = &mut self.media[media];
         let MediaState::Sending(rewrite) = &out.state else {
             return;
@@ -103,7 +88,8 @@ impl Egress {
         track: &Track,
         batch: &[Arc<Packet>],
         tx: &mut dyn Sender,
-        stats: &mut FanoutStats,
+        stats: &mut EgressStats,
+        rng: &mut fastrand::Rng,
     ) {
         let out = &mut self.media[media];
         if let MediaState::Waiting { since } = out.state {
@@ -111,9 +97,8 @@ impl Egress {
                 return;
             };
             // A random start (RFC 3550 5.1), below 2^15 with room for the injected packets.
-            let seq = fastrand::u16(..0x7000) + start.injected;
-            let rewrite =
-                Rewrite::starting_at(&start.anchor, out.ssrc, out.pt, seq, fastrand::u32(..));
+            let seq = rng.u16(..0x7000) + start.injected;
+            let rewrite = Rewrite::starting_at(&start.anchor, out.ssrc, out.pt, seq, rng.u32(..));
             out.state = MediaState::Sending(rewrite);
             for p in &start.packets {
                 self.send(media, p, tx, stats);
@@ -122,6 +107,38 @@ impl Egress {
         }
         for p in batch {
             self.send(media, p, tx, stats);
+        }
+    }
+
+    /// One SR + SDES compound per stream the viewer receives, `wall` being `now` on
+    /// the wall clock (the NTP side of the SR's mapping).
+    pub fn report(
+        &mut self,
+        now: Instant,
+        wall: SystemTime,
+        tx: &mut dyn Sender,
+        stats: &mut EgressStats,
+    ) {
+        let ntp = rtcp::ntp_time(wall.duration_since(UNIX_EPOCH).unwrap_or_default());
+        for m in &self.media {
+            let Some((at, ts)) = m.newest_at else {
+                continue;
+            };
+            let elapsed = now.saturating_duration_since(at).as_secs_f64();
+            let info = SenderInfo {
+                ssrc: m.ssrc,
+                ntp,
+                rtp_time: ts.wrapping_add((elapsed * m.clock_rate as f64) as u32),
+                packets: m.packets,
+                octets: m.octets,
+            };
+            let buf = tx.buffer();
+            let len = rtcp::write_sender_report(buf, &info, &m.cname);
+            // Fails only past 2^31 reports (the index would repeat a nonce): stop reporting.
+            if let Ok(sealed) = self.srtp.protect_rtcp(buf, len) {
+                tx.commit(sealed, self.route.local, self.route.remote);
+                stats.reports += 1;
+            }
         }
     }
 }

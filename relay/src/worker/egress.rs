@@ -1,0 +1,246 @@
+//! Everything a worker sends to its viewers: which tracks it reads for them
+//! (subscriptions), each new packet to each subscriber (fan-out), lost packets again
+//! (retransmission on NACK, within a budget) and sender reports.
+//!
+//! Packets are taken from a track's ring once per worker and turn, then sent viewer by
+//! viewer, so a burst to one viewer sits together in the batch (the UDP backend sends
+//! it with GSO). A viewer's egress lives in the slot of its session.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::stats::EgressStats;
+use super::viewer::{MediaOut, MediaState, ViewerEgress};
+use crate::io::Sender;
+use crate::session::{Binding, Route};
+use crate::srtp::Outbound;
+use crate::track::{Packet, Track};
+
+/// How often every viewer gets sender reports (video and audio alike), all in one turn.
+pub const REPORT_INTERVAL: Duration = Duration::from_secs(1);
+/// Retransmissions one viewer may ask for per report interval: enough for 20% loss of a
+/// 5 Mbit/s stream, and a cap on what a lying viewer can make the relay send.
+pub const RETRANSMIT_BUDGET: u32 = 100;
+
+/// A track read by this worker, and who reads it here.
+struct Feed {
+    track: Arc<Track>,
+    /// Next ring index this worker has not yet fanned out.
+    cursor: u64,
+    /// (viewer slot, index into its `ViewerEgress::media`).
+    subscribers: Vec<(usize, usize)>,
+}
+
+pub(crate) struct Egress {
+    /// The worker this is: tracks wake the workers that read them.
+    worker: usize,
+    feeds: Vec<Option<Feed>>,
+    /// Feed index by track (its address).
+    feed_of_track: HashMap<usize, usize>,
+    viewers: Vec<Option<ViewerEgress>>,
+    /// The packets of one feed's turn, reused.
+    batch: Vec<Arc<Packet>>,
+    next_reports: Instant,
+    stats: EgressStats,
+    rng: fastrand::Rng,
+}
+
+impl Egress {
+    pub fn new(worker: usize, now: Instant, rng: fastrand::Rng) -> Egress {
+        Egress {
+            worker,
+            feeds: Vec::new(),
+            feed_of_track: HashMap::new(),
+            viewers: Vec::new(),
+            batch: Vec::new(),
+            next_reports: now + REPORT_INTERVAL,
+            stats: EgressStats::default(),
+            rng,
+        }
+    }
+
+    /// The viewer in `slot` is live: subscribes it to the tracks of its `bindings`.
+    /// Video starts at the next keyframe of each.
+    pub fn start(&mut self, slot: usize, bindings: &[Binding], srtp: Outbound, route: Route) {
+        let mut media = Vec::with_capacity(bindings.len());
+        for (i, b) in bindings.iter().enumerate() {
+            let feed = self.feed(&b.track);
+            let f = self.feeds[feed].as_mut().expect("feed just found");
+            f.subscribers.push((slot, i));
+            media.push(MediaOut {
+                feed,
+                ssrc: b.ssrc,
+                pt: b.pt,
+                clock_rate: b.track.info.codec.clock_rate(),
+                cname: b.cname.clone(),
+                state: MediaState::Waiting { since: f.cursor },
+                packets: 0,
+                octets: 0,
+                newest_seq: 0,
+                newest_at: None,
+            });
+        }
+        if self.viewers.len() <= slot {
+            self.viewers.resize_with(slot + 1, || None);
+        }
+        self.viewers[slot] = Some(ViewerEgress {
+            overhead: srtp.profile().rtp_overhead(),
+            srtp,
+            route,
+            media,
+            retransmit_budget: RETRANSMIT_BUDGET,
+        });
+    }
+
+    /// The feed of `track`, made (and the track told this worker reads it) if new.
+    fn feed(&mut self, track: &Arc<Track>) -> usize {
+        let key = Arc::as_ptr(track) as usize;
+        if let Some(&f) = self.feed_of_track.get(&key) {
+            return f;
+        }
+        let f = self
+            .feeds
+            .iter()
+            .position(Option::is_none)
+            .unwrap_or_else(|| {
+                self.feeds.push(None);
+                self.feeds.len() - 1
+            });
+        self.feeds[f] = Some(Feed {
+            track: track.clone(),
+            cursor: track.head(),
+            subscribers: Vec::new(),
+        });
+        track.add_reader(self.worker);
+        self.feed_of_track.insert(key, f);
+        f
+    }
+
+    /// The viewer's nominated address changed.
+    pub fn moved(&mut self, slot: usize, route: Route) {
+        if let Some(Some(v)) = self.viewers.get_mut(slot) {
+            v.route = route;
+        }
+    }
+
+    /// The viewer in `slot` is gone: unsubscribes it, and drops feeds nobody reads.
+    pub fn stop(&mut self, slot: usize) {
+        let Some(v) = self.viewers.get_mut(slot).and_then(Option::take) else {
+            return;
+        };
+        for m in &v.media {
+            let Some(f) = self.feeds[m.feed].as_mut() else {
+                continue;
+            };
+            f.subscribers.retain(|&(s, _)| s != slot);
+            if f.subscribers.is_empty() {
+                f.track.remove_reader(self.worker);
+                self.feed_of_track.remove(&(Arc::as_ptr(&f.track) as usize));
+                self.feeds[m.feed] = None;
+            }
+        }
+    }
+
+    /// New packets of every followed track, to every viewer of it here.
+    pub fn fan_out(&mut self, tx: &mut dyn Sender) {
+        for feed in self.feeds.iter_mut().flatten() {
+            let head = feed.track.head();
+            if head == feed.cursor {
+                continue;
+            }
+            let oldest = head.saturating_sub(feed.track.capacity());
+            if feed.cursor < oldest {
+                self.stats.lagged += oldest - feed.cursor;
+                feed.cursor = oldest;
+            }
+            self.batch.clear();
+            self.batch
+                .extend((feed.cursor..head).filter_map(|i| feed.track.get(i)));
+            feed.cursor = head;
+            for &(slot, m) in &feed.subscribers {
+                if let Some(Some(v)) = self.viewers.get_mut(slot) {
+                    v.fan_out(
+                        m,
+                        &feed.track,
+                        &self.batch,
+                        tx,
+                        &mut self.stats,
+                        &mut self.rng,
+                    );
+                }
+            }
+        }
+        self.batch.clear();
+    }
+
+    /// A generic NACK (RFC 4585 6.2.1) from the viewer in `slot`: `pid`, and `pid + i + 1`
+    /// for each bit i of `blp`, resent from the ring while the viewer's budget lasts.
+    pub fn retransmit(
+        &mut self,
+        slot: usize,
+        media_ssrc: u32,
+        pid: u16,
+        blp: u16,
+        tx: &mut dyn Sender,
+    ) {
+        let Some(Some(v)) = self.viewers.get_mut(slot) else {
+            return;
+        };
+        let Some(m) = v.media.iter().position(|m| m.ssrc == media_ssrc) else {
+            return;
+        };
+        let MediaState::Sending(rewrite) = v.media[m].state else {
+            return;
+        };
+        let Some(track) = self.feeds[v.media[m].feed]
+            .as_ref()
+            .map(|f| f.track.clone())
+        else {
+            return;
+        };
+        let lost = std::iter::once(pid).chain(
+            (0..16)
+                .filter(|b| blp & (1 << b) != 0)
+                .map(|b| pid.wrapping_add(b + 1)),
+        );
+        for seq in lost {
+            if v.retransmit_budget == 0 {
+                self.stats.retransmit_limited += 1;
+                continue;
+            }
+            let newest = v.media[m].newest_seq;
+            match rewrite.track_seq(seq, newest).and_then(|s| track.by_seq(s)) {
+                Some(p) => {
+                    v.retransmit_budget -= 1;
+                    self.stats.retransmitted += 1;
+                    v.send(m, &p, tx, &mut self.stats);
+                }
+                None => self.stats.retransmit_missing += 1,
+            }
+        }
+    }
+
+    /// When the next reports are due.
+    pub fn next_reports(&self) -> Instant {
+        self.next_reports
+    }
+
+    /// Every viewer's sender reports, and a fresh retransmission budget, if due.
+    /// `wall` is `now` on the wall clock.
+    pub fn on_timers(&mut self, now: Instant, wall: SystemTime, tx: &mut dyn Sender) {
+        if now < self.next_reports {
+            return;
+        }
+        self.next_reports = now + REPORT_INTERVAL;
+        for v in self.viewers.iter_mut().flatten() {
+            v.retransmit_budget = RETRANSMIT_BUDGET;
+            v.report(now, wall, tx, &mut self.stats);
+        }
+    }
+
+    /// What was counted since the last call.
+    pub fn take_stats(&mut self) -> EgressStats {
+        std::mem::take(&mut self.stats)
+    }
+}

@@ -1,0 +1,528 @@
+//! The worker core in virtual time, as str0m's tests drive two peers: real str0m
+//! viewers (ICE, DTLS, SRTP, RTCP) trade datagrams in memory with two cores, a source
+//! writes a track, and the clock is whatever the test says. Minutes pass in
+//! milliseconds, the same way every run.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use str0m::change::SdpAnswer;
+use str0m::media::{Direction, MediaKind};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::rtcp::SenderInfo;
+use str0m::{Candidate, Event, Input, Output, Rtc};
+
+use super::egress::{REPORT_INTERVAL, RETRANSMIT_BUDGET};
+use super::registry::{Pending, Registry};
+use super::{Core, Start, WorkerStats};
+use crate::io::memory::MemorySender;
+use crate::io::wake::Wakers;
+use crate::io::Datagram;
+use crate::paths::ServedPath;
+use crate::session::consent::CONSENT_TIMEOUT;
+use crate::session::{Session, SessionConfig};
+use crate::track::{Codec, SourcePacket, Track, TrackInfo, TrackWriter};
+
+const RELAY: &str = "10.1.0.1:8189";
+const FRAME: Duration = Duration::from_micros(33_333);
+const WALL_START: Duration = Duration::from_secs(1_800_000_000);
+
+/// A 30 fps H264 source: every `gop` frames a keyframe (SPS, PPS, IDR), the rest
+/// delta frames, `packets` packets each.
+struct Source {
+    writer: TrackWriter,
+    frame: u64,
+    seq: u16,
+    next: Instant,
+    gop: u64,
+    packets: usize,
+}
+
+impl Source {
+    fn due(&mut self, now: Instant) {
+        while self.next <= now {
+            let keyframe = self.frame.is_multiple_of(self.gop);
+            let mut nals: Vec<Vec<u8>> = Vec::new();
+            if keyframe {
+                nals.push(vec![0x67, 0x42, 0xe0, 0x1f]);
+                nals.push(vec![0x68, 0xce, 0x3c, 0x80]);
+            }
+            let kind = if keyframe { 0x65 } else { 0x41 };
+            for i in 0..self.packets {
+                nals.push(vec![
+                    kind,
+                    i as u8,
+                    (self.frame >> 8) as u8,
+                    self.frame as u8,
+                ]);
+            }
+            let last = nals.len() - 1;
+            for (i, nal) in nals.into_iter().enumerate() {
+                self.writer.push(SourcePacket {
+                    ssrc: 42,
+                    seq: self.seq,
+                    timestamp: (self.frame * 3000) as u32,
+                    marker: i == last,
+                    payload: Bytes::from(nal),
+                    arrival: self.next,
+                });
+                self.seq = self.seq.wrapping_add(1);
+            }
+            self.frame += 1;
+            self.next += FRAME;
+        }
+    }
+}
+
+/// A str0m viewer on its own address.
+struct Viewer {
+    rtc: Rtc,
+    addr: SocketAddr,
+    /// The worker the kernel hands this viewer's datagrams to (SO_REUSEPORT picks by
+    /// address; a test may move it, as a second candidate pair would).
+    worker: usize,
+    /// The relay's ICE ufrag for this viewer's session.
+    relay_ufrag: String,
+    connected: bool,
+    /// Media received, in order: (extended sequence number, RTP timestamp, payload).
+    got: Vec<(u64, u32, Vec<u8>)>,
+    /// When each of its sender reports arrived; the newest one str0m has read, and
+    /// when it arrived.
+    reports: Vec<Instant>,
+    last_report: Option<(SenderInfo, Instant)>,
+    /// When it last sent a connectivity check.
+    last_check: Instant,
+    /// Decides, by RTP sequence number, which media datagrams are lost on the way.
+    lose: Box<dyn FnMut(u16) -> bool>,
+    /// Sends nothing any more (gone without a word).
+    silent: bool,
+    /// When its str0m wants the time again.
+    timeout: Instant,
+    /// Datagrams it sent while receiving, for the relay.
+    pending: Vec<Vec<u8>>,
+    /// Datagrams that reached it.
+    received: usize,
+}
+
+impl Viewer {
+    /// A datagram from the relay, unless it is media the network loses.
+    fn receive(&mut self, now: Instant, data: &[u8]) {
+        let relay: SocketAddr = RELAY.parse().unwrap();
+        self.received += 1;
+        let media = (128..=191).contains(&data[0]) && data.len() > 12;
+        if media && data[1] == 200 {
+            self.reports.push(now);
+        } else if media && (self.lose)(u16::from_be_bytes([data[2], data[3]])) {
+            return;
+        }
+        let r = Receive::new(Protocol::Udp, relay, self.addr, data).unwrap();
+        self.rtc.handle_input(Input::Receive(now, r)).unwrap();
+        // str0m wants its output taken after every input.
+        let sent = self.drain();
+        self.pending = sent;
+    }
+
+    /// Everything str0m has to say; returns the datagrams it sends (none if silent).
+    fn drain(&mut self) -> Vec<Vec<u8>> {
+        let mut out = std::mem::take(&mut self.pending);
+        loop {
+            match self.rtc.poll_output().unwrap() {
+                Output::Transmit(t) => {
+                    if !self.silent {
+                        out.push(t.contents.to_vec());
+                    }
+                }
+                Output::Event(Event::Connected) => self.connected = true,
+                Output::Event(Event::RtpPacket(p)) => {
+                    if let Some(info) = p.last_sender_info {
+                        if self.last_report.is_none_or(|(last, _)| last != info) {
+                            let at = *self.reports.last().expect("a report arrived");
+                            self.last_report = Some((info, at));
+                        }
+                    }
+                    self.got
+                        .push((*p.seq_no, p.header.timestamp, p.payload.to_vec()));
+                }
+                Output::Event(_) => {}
+                Output::Timeout(t) => {
+                    self.timeout = t;
+                    return out;
+                }
+            }
+        }
+    }
+}
+
+struct Net {
+    now: Instant,
+    start: Instant,
+    cores: Vec<Core<MemorySender>>,
+    stats: Vec<Arc<WorkerStats>>,
+    registry: Arc<Registry>,
+    path: Arc<ServedPath>,
+    source: Source,
+    viewers: Vec<Viewer>,
+}
+
+impl Net {
+    /// Two workers, a path with one H264 track fed by a source `packets` per frame.
+    fn new(gop: u64, packets: usize) -> Net {
+        let start = Instant::now();
+        let (track, writer) = Track::new(
+            TrackInfo {
+                codec: Codec::H264,
+                fmtp: "packetization-mode=1;profile-level-id=42e01f".into(),
+            },
+            1024,
+        );
+        let registry = Arc::new(Registry::new(Arc::new(Wakers::new(2).unwrap())));
+        let stats: Vec<_> = (0..2).map(|_| Arc::new(WorkerStats::default())).collect();
+        let cores = (0..2)
+            .map(|id| {
+                let clock = Start {
+                    now: start,
+                    wall: SystemTime::UNIX_EPOCH + WALL_START,
+                    seed: id as u64,
+                };
+                Core::new(
+                    id,
+                    MemorySender::default(),
+                    registry.clone(),
+                    stats[id].clone(),
+                    clock,
+                )
+            })
+            .collect();
+        Net {
+            now: start,
+            start,
+            cores,
+            stats,
+            registry,
+            path: Arc::new(ServedPath {
+                name: "cam".into(),
+                tracks: vec![track],
+                max_readers: 0,
+                readers: AtomicUsize::new(0),
+            }),
+            source: Source {
+                writer,
+                frame: 0,
+                seq: 1000,
+                next: start,
+                gop,
+                packets,
+            },
+            viewers: Vec::new(),
+        }
+    }
+
+    /// A viewer on its own address answered over WHEP (as `server::Control` does),
+    /// its datagrams going to `worker`. Returns its index.
+    fn join(&mut self, worker: usize) -> usize {
+        let n = self.viewers.len();
+        let addr: SocketAddr = format!("10.2.0.{}:{}", n + 1, 5000 + n).parse().unwrap();
+        let mut rtc = Rtc::builder().set_rtp_mode(true).build(self.now);
+        rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
+        let mut change = rtc.sdp_api();
+        change.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+        let (offer, pending) = change.apply().unwrap();
+        let config = SessionConfig {
+            candidates: vec![RELAY.parse().unwrap()],
+            mtu: 1200,
+            handshake_timeout: Duration::from_secs(10),
+            allow_legacy_srtp: false,
+        };
+        let (session, answer) =
+            Session::viewer(self.now, &offer.to_sdp_string(), &self.path.tracks, &config).unwrap();
+        let relay_ufrag = session.ufrag().to_string();
+        rtc.sdp_api()
+            .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
+            .unwrap();
+        self.path.readers.fetch_add(1, Ordering::Relaxed);
+        self.registry.add(Pending {
+            id: format!("viewer-{n}"),
+            path: self.path.clone(),
+            session: Box::new(session),
+            created: self.now,
+        });
+        self.viewers.push(Viewer {
+            rtc,
+            addr,
+            worker,
+            relay_ufrag,
+            connected: false,
+            got: Vec::new(),
+            reports: Vec::new(),
+            last_report: None,
+            last_check: self.now,
+            lose: Box::new(|_| false),
+            silent: false,
+            timeout: self.now,
+            pending: Vec::new(),
+            received: 0,
+        });
+        n
+    }
+
+    /// Runs everything until `d` from now, event by event: the source's frames, the
+    /// viewers' and the cores' timers, and every datagram in between.
+    fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        loop {
+            self.source.due(self.now);
+            self.exchange();
+            let next = self
+                .viewers
+                .iter()
+                .map(|v| v.timeout)
+                .chain(self.cores.iter().map(|c| c.next_deadline()))
+                .chain([self.source.next, end])
+                .min()
+                .unwrap()
+                .max(self.now);
+            if self.now >= end {
+                return;
+            }
+            // A timer already due (str0m asks for "now") still moves time on a little.
+            self.now = if next == self.now {
+                self.now + Duration::from_millis(1)
+            } else {
+                next
+            }
+            .min(end);
+            for v in &mut self.viewers {
+                v.rtc.handle_input(Input::Timeout(self.now)).unwrap();
+            }
+        }
+    }
+
+    /// Datagrams back and forth until nobody has anything more to send.
+    fn exchange(&mut self) {
+        let relay: SocketAddr = RELAY.parse().unwrap();
+        let mut moved = true;
+        while moved {
+            moved = false;
+            for i in 0..self.viewers.len() {
+                let (worker, source) = (self.viewers[i].worker, self.viewers[i].addr);
+                for data in self.viewers[i].drain() {
+                    moved = true;
+                    if data[0] <= 3 {
+                        self.viewers[i].last_check = self.now;
+                    }
+                    let d = Datagram {
+                        source,
+                        destination: relay,
+                        data: &data,
+                    };
+                    self.cores[worker].on_datagram(self.now, d);
+                }
+            }
+            for core in &mut self.cores {
+                core.on_commands();
+                core.finish_turn(self.now);
+                for sent in core.sender().sent.drain(..) {
+                    moved = true;
+                    assert_eq!(sent.source, relay, "the relay answers from its address");
+                    let Some(v) = self.viewers.iter_mut().find(|v| v.addr == sent.destination)
+                    else {
+                        panic!("sent to {}, no viewer's address", sent.destination);
+                    };
+                    v.receive(self.now, &sent.data);
+                }
+            }
+        }
+    }
+
+    fn sessions(&self, worker: usize) -> u64 {
+        self.stats[worker].sessions.load(Ordering::Relaxed)
+    }
+
+    fn count(&self, counter: fn(&WorkerStats) -> &AtomicU64) -> u64 {
+        self.stats
+            .iter()
+            .map(|s| counter(s).load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+/// The viewer got every media packet from its first on, once each, in order.
+fn assert_continuous(v: &Viewer) {
+    assert!(!v.got.is_empty(), "the viewer got no media");
+    let seqs: BTreeSet<u64> = v.got.iter().map(|(s, ..)| *s).collect();
+    let (first, last) = (*seqs.first().unwrap(), *seqs.last().unwrap());
+    assert_eq!(seqs.len() as u64, last - first + 1, "a gap in the media");
+}
+
+#[test]
+fn a_session_is_claimed_by_the_worker_of_its_first_valid_check() {
+    let mut net = Net::new(30, 2);
+    let v = net.join(1);
+    // A stranger's check naming the session's ufrag, signed without its password,
+    // reaches worker 0 first: it claims nothing.
+    let username = format!("{}:x", net.viewers[v].relay_ufrag);
+    let forged = crate::session::ice::tests::check(&username, "not-the-password-of-22c", true);
+    let stranger = Datagram {
+        source: "10.9.9.9:9".parse().unwrap(),
+        destination: RELAY.parse().unwrap(),
+        data: &forged,
+    };
+    net.cores[0].on_datagram(net.now, stranger);
+    assert_eq!(net.stats[0].unauthenticated.load(Ordering::Relaxed), 1);
+    net.run_for(Duration::from_secs(3));
+    assert!(net.viewers[v].connected);
+    assert_eq!((net.sessions(0), net.sessions(1)), (0, 1));
+    assert!(
+        net.viewers[v].got.len() > 100,
+        "{} packets",
+        net.viewers[v].got.len()
+    );
+    assert_continuous(&net.viewers[v]);
+    assert_eq!(net.count(|s| &s.forwarded), 0);
+}
+
+#[test]
+fn an_address_that_moves_to_the_other_worker_is_forwarded_to_the_owner() {
+    let mut net = Net::new(30, 2);
+    let v = net.join(0);
+    net.run_for(Duration::from_secs(2));
+    assert_eq!(net.sessions(0), 1);
+    // From now on the kernel hands this viewer's datagrams to worker 1.
+    net.viewers[v].worker = 1;
+    let before = net.viewers[v].got.len();
+    // Minutes: consent checks and receiver reports go through worker 1 to worker 0.
+    net.run_for(Duration::from_secs(120));
+    assert_eq!((net.sessions(0), net.sessions(1)), (1, 0));
+    assert!(net.stats[1].forwarded.load(Ordering::Relaxed) > 20);
+    assert!(net.viewers[v].got.len() > before + 120 * 50);
+    assert_continuous(&net.viewers[v]);
+}
+
+#[test]
+fn lost_packets_are_resent_within_the_budget_and_counted_past_it() {
+    // 10 packets a frame: 300 a second.
+    let mut net = Net::new(30, 10);
+    let light = net.join(0);
+    let heavy = net.join(0);
+    // Light: one packet in 20 lost once. Heavy: every other one, well over the budget.
+    let mut lost = BTreeSet::new();
+    net.viewers[light].lose = Box::new(move |seq| seq % 20 == 7 && lost.insert(seq));
+    let mut lost = BTreeSet::new();
+    net.viewers[heavy].lose = Box::new(move |seq| seq % 2 == 0 && lost.insert(seq));
+    net.run_for(Duration::from_secs(10));
+    assert!(net.count(|s| &s.nacks) > 0);
+    // The light one lost nothing to the heavy one's abuse: every loss recovered.
+    assert_continuous(&net.viewers[light]);
+    assert!(net.viewers[light].got.len() > 2000);
+    let (retransmitted, limited) = (
+        net.count(|s| &s.retransmitted),
+        net.count(|s| &s.retransmit_limited),
+    );
+    assert!(limited > 0, "the heavy viewer's NACKs went past its budget");
+    // Each viewer is held to its budget per report interval.
+    let intervals = 10 * Duration::from_secs(1).as_millis() / REPORT_INTERVAL.as_millis() + 1;
+    assert!(
+        retransmitted <= 2 * RETRANSMIT_BUDGET as u64 * intervals as u64,
+        "{retransmitted} resent in {intervals} intervals"
+    );
+}
+
+#[test]
+fn a_viewer_that_goes_silent_is_dropped_once_consent_lapses() {
+    let mut net = Net::new(30, 2);
+    let quiet = net.join(0);
+    let other = net.join(0);
+    // Long enough for the sessions to drop str0m and answer consent themselves.
+    net.run_for(Duration::from_secs(15));
+    assert_eq!(net.sessions(0), 2);
+    net.viewers[quiet].silent = true;
+    // Consent lapses 20 s after its last check (the session's timers are on a 100 ms
+    // grid): not a moment before.
+    let lapse = net.viewers[quiet].last_check + CONSENT_TIMEOUT;
+    net.run_for(lapse - net.now - Duration::from_millis(1));
+    assert_eq!(net.sessions(0), 2, "consent has not lapsed yet");
+    net.run_for(Duration::from_millis(101));
+    assert_eq!(net.sessions(0), 1, "the silent viewer's consent lapsed");
+    assert_eq!(
+        net.path.readers.load(Ordering::Relaxed),
+        1,
+        "its place is free"
+    );
+    // Nothing more is sent to it; the other goes on for a quarter of an hour.
+    let received = net.viewers[quiet].received;
+    net.run_for(Duration::from_secs(900));
+    assert_eq!(net.viewers[quiet].received, received);
+    assert_eq!(net.sessions(0), 1);
+    assert!(net.viewers[other].got.len() > 900 * 60);
+    assert_continuous(&net.viewers[other]);
+}
+
+#[test]
+fn sender_reports_come_every_interval_with_a_true_clock_mapping() {
+    let mut net = Net::new(30, 2);
+    let v = net.join(1);
+    net.run_for(Duration::from_secs(20));
+    let viewer = &net.viewers[v];
+    assert!(
+        viewer.reports.len() >= 15,
+        "{} reports",
+        viewer.reports.len()
+    );
+    for pair in viewer.reports.windows(2) {
+        assert_eq!(pair[1] - pair[0], REPORT_INTERVAL);
+    }
+    // The report's NTP time is its send time on the wall clock; its RTP time is the
+    // media time then: a frame every 3000 ticks of 90 kHz, the newest packet's own.
+    let (report, at) = viewer
+        .last_report
+        .expect("a packet after a report carries it");
+    let wall = SystemTime::UNIX_EPOCH + WALL_START + (at - net.start);
+    let ntp_error = report
+        .ntp_time
+        .duration_since(wall)
+        .unwrap_or_else(|e| e.duration());
+    assert!(ntp_error < Duration::from_micros(1), "{ntp_error:?}");
+    let sent = net.count(|s| &s.rtcp_out);
+    assert_eq!(
+        sent,
+        viewer.reports.len() as u64,
+        "every report sent arrived"
+    );
+    // The newest frame sent by then is frame k, at start + k frames with RTP time
+    // 3000 k (plus the viewer's random offset, which any packet shows); the report
+    // adds the time since, at 90 kHz.
+    let (_, ts, payload) = viewer.got.last().unwrap();
+    let frame = u32::from(u16::from_be_bytes([payload[2], payload[3]]));
+    let offset = ts.wrapping_sub(3000 * frame);
+    let k = ((at - net.start).as_nanos() / FRAME.as_nanos()) as u32;
+    let since = (at - net.start) - FRAME * k;
+    let expected = offset
+        .wrapping_add(3000 * k)
+        .wrapping_add((since.as_secs_f64() * 90_000.0) as u32);
+    let rtp = report.rtp_time.numer() as u32;
+    assert!(
+        rtp.wrapping_sub(expected).min(expected.wrapping_sub(rtp)) <= 1,
+        "the report says RTP time {rtp}, the media clock {expected}"
+    );
+}
+
+#[test]
+fn a_late_viewer_starts_on_the_next_keyframe() {
+    // A keyframe every 2 s; the viewer joins 0.5 s into a GOP.
+    let mut net = Net::new(60, 3);
+    let early = net.join(0);
+    net.run_for(Duration::from_millis(2500));
+    let late = net.join(1);
+    net.run_for(Duration::from_secs(4));
+    let got = &net.viewers[late].got;
+    // Parameter sets, then the IDR: nothing of the GOP it joined in.
+    let kinds: Vec<u8> = got.iter().take(5).map(|(.., p)| p[0] & 0x1f).collect();
+    assert_eq!(kinds, [7, 8, 5, 5, 5], "{kinds:?}");
+    assert_continuous(&net.viewers[late]);
+    assert_continuous(&net.viewers[early]);
+    assert_eq!((net.sessions(0), net.sessions(1)), (1, 1));
+}
