@@ -1,98 +1,113 @@
 //! The config file: YAML with MediaMTX's key names where the meaning is the same,
 //! so that a `mediamtx.yml` user recognises it. Every key has a default; `relay.yml`
 //! at the repository root documents them all.
+//!
+//! A file is read once, into [`Config`]: addresses are socket addresses, optional
+//! things are `Option`s, each path's `source` (with its `rtpSDP`, and what it inherits
+//! from `pathDefaults`) is the ingest's [`Source`]. The file's own shape, strings as
+//! written, stays private to this module (`RawConfig`); `RawConfig::check` is the one
+//! place a value is judged, so `relay check-config` and `relay serve` accept the same
+//! files. A [`Config`] serializes back to a file that loads to an equal one.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::num::NonZeroU32;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
+use crate::ingest::{Source, SourceError};
+
+/// The relay's settings, checked: every value here is one `relay serve` can run with.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    /// error, warn, info or debug.
+    /// `logLevel`.
     pub log_level: LogLevel,
-    /// One JSON object per log line instead of text.
-    #[serde(deserialize_with = "yes_no")]
+    /// `logStructured`: one JSON object per log line instead of text.
     pub log_structured: bool,
 
-    /// HTTP listener: WHEP endpoints, player pages and (unless `metricsAddress` is set) metrics.
-    pub webrtc_address: String,
-    /// The one UDP port every WebRTC session uses (ICE-lite, DTLS, SRTP).
-    #[serde(rename = "webrtcLocalUDPAddress")]
-    pub webrtc_local_udp_address: String,
-    /// Advertise the addresses of the host's interfaces as ICE candidates.
-    #[serde(rename = "webrtcIPsFromInterfaces", deserialize_with = "yes_no")]
+    /// `webrtcAddress`: the HTTP listener (WHEP endpoints, player pages and, unless
+    /// `metrics_address` is set, metrics).
+    pub webrtc_address: SocketAddr,
+    /// `webrtcLocalUDPAddress`: the one UDP port every WebRTC session uses (ICE-lite,
+    /// DTLS, SRTP); port 0: the kernel picks one.
+    pub webrtc_local_udp_address: SocketAddr,
+    /// `webrtcIPsFromInterfaces`: advertise the host's interface addresses as candidates.
     pub webrtc_ips_from_interfaces: bool,
-    /// Only these interfaces (empty: all).
-    #[serde(rename = "webrtcIPsFromInterfacesList")]
+    /// `webrtcIPsFromInterfacesList`: only these interfaces (empty: all).
     pub webrtc_ips_from_interfaces_list: Vec<String>,
-    /// More IPs or host names to advertise (NAT, containers).
+    /// `webrtcAdditionalHosts`: more IPs or host names to advertise (NAT, containers).
     pub webrtc_additional_hosts: Vec<String>,
-    /// CORS origins allowed to call the WHEP endpoints.
+    /// `webrtcAllowOrigins`: CORS origins allowed to call the WHEP endpoints.
     pub webrtc_allow_origins: Vec<String>,
-    /// A session whose ICE and DTLS have not completed by then is dropped.
-    #[serde(with = "humantime_serde")]
+    /// `webrtcHandshakeTimeout` (more than 0): a session whose ICE and DTLS have not
+    /// completed by then is dropped.
     pub webrtc_handshake_timeout: Duration,
-    /// Accept the legacy SRTP profile AES_CM_128_HMAC_SHA1_80 (AES-GCM is always preferred).
-    #[serde(deserialize_with = "yes_no")]
+    /// `webrtcAllowLegacySrtp`: accept AES_CM_128_HMAC_SHA1_80 (AES-GCM is preferred).
     pub webrtc_allow_legacy_srtp: bool,
 
-    /// Largest UDP payload sent; RTP from the built-in demo is packetized to fit it.
+    /// `udpMaxPayloadSize`, from [`UDP_PAYLOAD_MIN`] to [`UDP_PAYLOAD_MAX`]: the largest
+    /// UDP payload sent; the demo's RTP is packetized to fit it.
     pub udp_max_payload_size: usize,
-    /// SO_RCVBUF of the UDP sockets, 0: the system default.
+    /// `udpReadBufferSize`: SO_RCVBUF of the UDP sockets, 0: the system default.
     pub udp_read_buffer_size: usize,
 
-    /// Serve Prometheus metrics at /metrics.
-    #[serde(deserialize_with = "yes_no")]
+    /// `metrics`: serve Prometheus metrics at /metrics.
     pub metrics: bool,
-    /// Separate listener for metrics; empty: served on `webrtcAddress`.
-    pub metrics_address: String,
+    /// `metricsAddress`: a listener of their own for the metrics; `None`: served on
+    /// `webrtc_address`.
+    pub metrics_address: Option<SocketAddr>,
 
-    /// Data-plane workers, one per core; 0: as many as the machine has cores.
-    /// With `xdpInterface`, one worker per RX queue of the interface instead.
+    /// `workers`: data-plane workers, one per core; 0: as many as the machine has cores.
+    /// With `xdp_interface`, one worker per RX queue of the interface instead.
     pub workers: usize,
 
-    /// Steer the media port through XDP and AF_XDP on this interface (kernel bypass);
-    /// empty: portable mode, UDP sockets.
-    pub xdp_interface: String,
-    /// `native` (in the driver) or `generic` (after the kernel built its socket buffer:
-    /// works on any interface, saves little).
+    /// `xdpInterface`: steer the media port through XDP and AF_XDP on this interface
+    /// (kernel bypass); `None`: portable mode, UDP sockets. `webrtc_local_udp_address`
+    /// then has a fixed port.
+    pub xdp_interface: Option<String>,
+    /// `xdpMode`.
     pub xdp_mode: XdpMode,
-    /// Spin on the AF_XDP rings instead of sleeping: lowest latency, a core per worker.
-    #[serde(deserialize_with = "yes_no")]
+    /// `xdpBusyPoll`: spin on the AF_XDP rings instead of sleeping.
     pub xdp_busy_poll: bool,
-    /// STUN datagrams per second the XDP program lets through from one address that has
-    /// no session yet (every viewer's first checks); more are dropped in the driver.
-    #[serde(rename = "xdpSTUNRate")]
-    pub xdp_stun_rate: u32,
-    /// How many of those one address may send at once.
-    #[serde(rename = "xdpSTUNBurst")]
-    pub xdp_stun_burst: u32,
+    /// `xdpSTUNRate`: STUN datagrams per second the XDP program lets through from one
+    /// address that has no session yet; more are dropped in the driver.
+    pub xdp_stun_rate: NonZeroU32,
+    /// `xdpSTUNBurst`: how many of those one address may send at once.
+    pub xdp_stun_burst: NonZeroU32,
 
-    /// How long an HTTP client has to send a request's header (from when it connects,
-    /// or from its previous response on a kept-alive connection), and then an offer's
-    /// body; the connection is closed past it. MediaMTX's key, for all its HTTP servers.
-    #[serde(with = "humantime_serde")]
+    /// `readTimeout` (more than 0): how long an HTTP client has to send a request's
+    /// header (from when it connects, or from its previous response on a kept-alive
+    /// connection), and then an offer's body.
     pub read_timeout: Duration,
 
-    /// Settings applied to every path unless the path sets them.
-    pub path_defaults: PathConfig,
-    #[serde(deserialize_with = "paths")]
+    /// `paths`, by name, with what each inherits from `pathDefaults` filled in.
     pub paths: BTreeMap<String, PathConfig>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// One entry of `paths`, complete: `pathDefaults` is already applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PathConfig {
+    /// `source`, with its `rtpSDP`.
+    pub source: Source,
+    /// `maxReaders`: most viewers at once; 0: no limit.
+    pub max_readers: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum XdpMode {
+    /// The program runs in the driver.
     Native,
+    /// The program runs after the kernel built its socket buffer: works on any
+    /// interface, saves little.
     Generic,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
     Error,
@@ -101,50 +116,48 @@ pub enum LogLevel {
     Debug,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct PathConfig {
-    /// `demo` (the built-in clip) or `udp+rtp://ip:port` (RTP pushed to that address).
-    pub source: Option<String>,
-    /// For `udp+rtp` sources: the SDP describing the payload formats sent.
-    #[serde(rename = "rtpSDP")]
-    pub rtp_sdp: Option<String>,
-    /// Most viewers at once; 0: no limit.
-    pub max_readers: Option<usize>,
+/// Keys that `relay serve`'s flags set in place of the file's. They are applied before
+/// the file is checked, so a flag is held to the same rules as its key.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub log_level: Option<LogLevel>,
+    pub workers: Option<usize>,
+    pub xdp_interface: Option<String>,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            log_level: LogLevel::Info,
-            log_structured: false,
-            webrtc_address: ":8889".into(),
-            webrtc_local_udp_address: ":8189".into(),
-            webrtc_ips_from_interfaces: true,
-            webrtc_ips_from_interfaces_list: Vec::new(),
-            webrtc_additional_hosts: Vec::new(),
-            webrtc_allow_origins: vec!["*".into()],
-            webrtc_handshake_timeout: Duration::from_secs(10),
-            webrtc_allow_legacy_srtp: true,
-            udp_max_payload_size: 1452,
-            udp_read_buffer_size: 0,
-            metrics: true,
-            metrics_address: String::new(),
-            workers: 0,
-            xdp_interface: String::new(),
-            xdp_mode: XdpMode::Native,
-            xdp_busy_poll: false,
-            xdp_stun_rate: 50,
-            xdp_stun_burst: 100,
-            read_timeout: Duration::from_secs(10),
-            // pathDefaults spells out every value; a path's own unset keys inherit them.
-            path_defaults: PathConfig {
-                max_readers: Some(0),
-                ..PathConfig::default()
-            },
-            paths: BTreeMap::new(),
-        }
+/// Why a config was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Not YAML, or a value of the wrong type: the parser stops at the first, and its
+    /// message names the key and the line.
+    #[error(transparent)]
+    Yaml(#[from] serde_yaml_ng::Error),
+    /// Every other problem, all at once.
+    #[error("{}", list(.0))]
+    Invalid(Vec<Problem>),
+}
+
+/// One thing wrong with a config: the YAML path of the key at fault, and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
     }
+}
+
+fn list(problems: &[Problem]) -> String {
+    let lines: Vec<String> = problems.iter().map(Problem::to_string).collect();
+    let n = lines.len();
+    format!(
+        "{n} problem{}:\n  {}",
+        if n == 1 { "" } else { "s" },
+        lines.join("\n  ")
+    )
 }
 
 /// Smallest `udpMaxPayloadSize`: the 576-byte datagram every IPv4 host must accept,
@@ -229,114 +242,480 @@ impl Config {
     /// Reads and checks a config file. Every problem (unknown keys, bad values) is
     /// reported at once, each with its YAML path and what to write instead.
     pub fn load(path: &Path) -> anyhow::Result<Config> {
+        Config::load_with(Some(path), &Overrides::default())
+    }
+
+    /// [`Config::load`] with `overrides` in place of the file's keys; without a file,
+    /// the defaults and one path, `demo`, playing the built-in clip.
+    pub fn load_with(path: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Config> {
+        let Some(path) = path else {
+            return Ok(Config::read(None, overrides)?);
+        };
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the config file {}", path.display()))?;
-        Config::from_yaml(&text).with_context(|| format!("config file {}", path.display()))
+        Config::read(Some(&text), overrides)
+            .with_context(|| format!("config file {}", path.display()))
     }
 
-    /// The configuration used when no file is given: the defaults and one path,
-    /// `demo`, playing the built-in clip.
-    pub fn demo() -> Config {
-        let mut config = Config::default();
-        let demo = PathConfig {
-            source: Some("demo".into()),
-            ..PathConfig::default()
+    /// Reads and checks a config file's text.
+    pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
+        Config::read(Some(text), &Overrides::default())
+    }
+
+    /// The config as a file: MediaMTX's keys, every one written out.
+    pub fn to_yaml(&self) -> String {
+        serde_yaml_ng::to_string(self).expect("a config is plain YAML")
+    }
+
+    fn read(text: Option<&str>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let mut problems = Problems::default();
+        let mut raw = match text {
+            Some(text) => RawConfig::parse(text, &mut problems)?,
+            None => RawConfig::demo(),
         };
-        config.paths.insert("demo".into(), demo);
-        config
+        overrides.apply(&mut raw);
+        raw.check(problems)
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        RawConfig::default()
+            .check(Problems::default())
+            .expect("the defaults are a valid config")
+    }
+}
+
+impl Serialize for Config {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        RawConfig::from(self).serialize(serializer)
+    }
+}
+
+impl Overrides {
+    fn apply(&self, raw: &mut RawConfig) {
+        if let Some(level) = self.log_level {
+            raw.log_level = level;
+        }
+        if let Some(workers) = self.workers {
+            raw.workers = workers;
+        }
+        if let Some(interface) = &self.xdp_interface {
+            raw.xdp_interface.clone_from(interface);
+        }
+    }
+}
+
+/// The file as written: what serde reads and writes. [`RawConfig::check`] makes it a
+/// [`Config`]; `From<&Config>` writes one back.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+struct RawConfig {
+    log_level: LogLevel,
+    #[serde(deserialize_with = "yes_no")]
+    log_structured: bool,
+
+    /// Listen addresses are strings so that MediaMTX's `:8889` reads.
+    webrtc_address: String,
+    #[serde(rename = "webrtcLocalUDPAddress")]
+    webrtc_local_udp_address: String,
+    #[serde(rename = "webrtcIPsFromInterfaces", deserialize_with = "yes_no")]
+    webrtc_ips_from_interfaces: bool,
+    #[serde(rename = "webrtcIPsFromInterfacesList")]
+    webrtc_ips_from_interfaces_list: Vec<String>,
+    webrtc_additional_hosts: Vec<String>,
+    webrtc_allow_origins: Vec<String>,
+    #[serde(with = "humantime_serde")]
+    webrtc_handshake_timeout: Duration,
+    #[serde(deserialize_with = "yes_no")]
+    webrtc_allow_legacy_srtp: bool,
+
+    udp_max_payload_size: usize,
+    udp_read_buffer_size: usize,
+
+    #[serde(deserialize_with = "yes_no")]
+    metrics: bool,
+    /// Empty: none.
+    metrics_address: String,
+
+    workers: usize,
+
+    /// Empty: none.
+    xdp_interface: String,
+    xdp_mode: XdpMode,
+    #[serde(deserialize_with = "yes_no")]
+    xdp_busy_poll: bool,
+    #[serde(rename = "xdpSTUNRate")]
+    xdp_stun_rate: u32,
+    #[serde(rename = "xdpSTUNBurst")]
+    xdp_stun_burst: u32,
+
+    #[serde(with = "humantime_serde")]
+    read_timeout: Duration,
+
+    path_defaults: RawPath,
+    #[serde(deserialize_with = "paths")]
+    paths: BTreeMap<String, RawPath>,
+}
+
+/// A `paths` entry or `pathDefaults` as written; unset keys of a path are pathDefaults'.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+struct RawPath {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<String>,
+    #[serde(rename = "rtpSDP", skip_serializing_if = "Option::is_none")]
+    rtp_sdp: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_readers: Option<usize>,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        RawConfig {
+            log_level: LogLevel::Info,
+            log_structured: false,
+            webrtc_address: ":8889".into(),
+            webrtc_local_udp_address: ":8189".into(),
+            webrtc_ips_from_interfaces: true,
+            webrtc_ips_from_interfaces_list: Vec::new(),
+            webrtc_additional_hosts: Vec::new(),
+            webrtc_allow_origins: vec!["*".into()],
+            webrtc_handshake_timeout: Duration::from_secs(10),
+            webrtc_allow_legacy_srtp: true,
+            udp_max_payload_size: 1452,
+            udp_read_buffer_size: 0,
+            metrics: true,
+            metrics_address: String::new(),
+            workers: 0,
+            xdp_interface: String::new(),
+            xdp_mode: XdpMode::Native,
+            xdp_busy_poll: false,
+            xdp_stun_rate: 50,
+            xdp_stun_burst: 100,
+            read_timeout: Duration::from_secs(10),
+            path_defaults: RawPath::default(),
+            paths: BTreeMap::new(),
+        }
+    }
+}
+
+/// What a path needs when neither it nor pathDefaults names a source. MediaMTX's
+/// default, `publisher`, waits for a publisher: relay cannot take one yet.
+const NO_SOURCE: &str = "no source, here or in pathDefaults: MediaMTX's default \
+    (publisher) waits for a publisher, which relay cannot take yet: write 'demo' or \
+    'udp+rtp://IP:PORT' (with its rtpSDP)";
+
+impl RawConfig {
+    /// The config without a file: the defaults and one path, `demo`.
+    fn demo() -> RawConfig {
+        let demo = RawPath {
+            source: Some("demo".into()),
+            ..RawPath::default()
+        };
+        RawConfig {
+            paths: BTreeMap::from([("demo".into(), demo)]),
+            ..RawConfig::default()
+        }
     }
 
-    /// Path `name`'s settings with the unset ones taken from `pathDefaults`.
-    pub fn path(&self, name: &str) -> Option<PathConfig> {
-        let path = self.paths.get(name)?;
-        let defaults = &self.path_defaults;
-        Some(PathConfig {
-            source: path.source.clone().or_else(|| defaults.source.clone()),
-            rtp_sdp: path.rtp_sdp.clone().or_else(|| defaults.rtp_sdp.clone()),
-            max_readers: path.max_readers.or(defaults.max_readers),
-        })
-    }
-
-    fn from_yaml(text: &str) -> anyhow::Result<Config> {
-        let mut problems = Vec::new();
+    /// The file's text as written; keys no field takes go to `problems`.
+    fn parse(text: &str, problems: &mut Problems) -> Result<RawConfig, ConfigError> {
         // An empty file (or one with only comments) is the defaults.
-        let config = if text
+        if text
             .lines()
             .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
         {
-            Config::default()
-        } else {
-            let de = serde_yaml_ng::Deserializer::from_str(text);
-            serde_ignored::deserialize(de, |path| problems.push(unknown_key(&path)))?
-        };
-        config.check(&mut problems);
-        match problems.len() {
-            0 => Ok(config),
-            n => anyhow::bail!(
-                "{n} problem{}:\n  {}",
-                if n == 1 { "" } else { "s" },
-                problems.join("\n  ")
-            ),
+            return Ok(RawConfig::default());
+        }
+        let de = serde_yaml_ng::Deserializer::from_str(text);
+        Ok(serde_ignored::deserialize(de, |path| {
+            problems.push(unknown_key(path))
+        })?)
+    }
+
+    /// The one judge of a config's values: each problem goes to `problems` under the
+    /// YAML path of its key, and the config comes out only if there is none.
+    fn check(self, mut problems: Problems) -> Result<Config, ConfigError> {
+        let webrtc_address = problems.take("webrtcAddress", parse_listen(&self.webrtc_address));
+        let webrtc_local_udp_address = problems.take(
+            "webrtcLocalUDPAddress",
+            parse_listen(&self.webrtc_local_udp_address),
+        );
+        let metrics_address = problems.take(
+            "metricsAddress",
+            set(&self.metrics_address).map(parse_listen).transpose(),
+        );
+        for origin in &self.webrtc_allow_origins {
+            if let Err(e) = check_origin(origin) {
+                problems.add("webrtcAllowOrigins", e);
+            }
+        }
+        let at_least_one =
+            |n| NonZeroU32::new(n).ok_or("must be at least 1 (0 would refuse every new viewer)");
+        let xdp_stun_rate = problems.take("xdpSTUNRate", at_least_one(self.xdp_stun_rate));
+        let xdp_stun_burst = problems.take("xdpSTUNBurst", at_least_one(self.xdp_stun_burst));
+        if self.webrtc_handshake_timeout.is_zero() {
+            problems.add("webrtcHandshakeTimeout", "must be more than 0s, e.g. 10s");
+        }
+        if self.read_timeout.is_zero() {
+            problems.add("readTimeout", "must be more than 0s, e.g. 10s");
+        }
+        if !(UDP_PAYLOAD_MIN..=UDP_PAYLOAD_MAX).contains(&self.udp_max_payload_size) {
+            problems.add(
+                "udpMaxPayloadSize",
+                format!(
+                    "{} is out of range: write {UDP_PAYLOAD_MIN} to {UDP_PAYLOAD_MAX} \
+                     (a 576..1500-byte IP packet less the IPv4 or IPv6 and UDP headers)",
+                    self.udp_max_payload_size
+                ),
+            );
+        }
+        let paths = self.check_paths(&mut problems);
+        if self.metrics
+            && set(&self.metrics_address).is_none()
+            && self.paths.contains_key("metrics")
+        {
+            problems.add(
+                "paths.metrics",
+                "/metrics serves the metrics on webrtcAddress: rename the path or set \
+                 metricsAddress",
+            );
+        }
+        let xdp_interface = set(&self.xdp_interface).map(str::to_owned);
+        if let Some(media) = webrtc_local_udp_address {
+            if xdp_interface.is_some() && media.port() == 0 {
+                problems.add(
+                    "webrtcLocalUDPAddress",
+                    "xdpInterface needs a fixed media port (the XDP program is told it \
+                     when it loads): write one, e.g. ':8189'",
+                );
+            }
+            if media.ip().is_unspecified()
+                && !self.webrtc_ips_from_interfaces
+                && self.webrtc_additional_hosts.is_empty()
+            {
+                problems.add(
+                    "webrtcAdditionalHosts",
+                    "viewers would be told no address to send media to: with \
+                     webrtcIPsFromInterfaces off and webrtcLocalUDPAddress on every \
+                     interface, list this host's addresses or names here, or set \
+                     webrtcIPsFromInterfaces: yes",
+                );
+            }
+        }
+        // Listeners that would take one another's port: the second bind would fail.
+        let metrics_listener = metrics_address.flatten().filter(|_| self.metrics);
+        let tcp = [
+            ("webrtcAddress", webrtc_address),
+            ("metricsAddress", metrics_listener),
+        ];
+        check_overlaps(&mut problems, tcp.iter().map(|(k, a)| (k.to_string(), *a)));
+        let sources = paths.iter().filter_map(|(name, path)| match &path.source {
+            Source::Rtp { listen, .. } => Some((format!("paths.{name}.source"), Some(*listen))),
+            Source::Demo => None,
+        });
+        let udp = std::iter::once(("webrtcLocalUDPAddress".into(), webrtc_local_udp_address));
+        check_overlaps(&mut problems, udp.chain(sources));
+
+        let config = (|| {
+            Some(Config {
+                log_level: self.log_level,
+                log_structured: self.log_structured,
+                webrtc_address: webrtc_address?,
+                webrtc_local_udp_address: webrtc_local_udp_address?,
+                webrtc_ips_from_interfaces: self.webrtc_ips_from_interfaces,
+                webrtc_ips_from_interfaces_list: self.webrtc_ips_from_interfaces_list,
+                webrtc_additional_hosts: self.webrtc_additional_hosts,
+                webrtc_allow_origins: self.webrtc_allow_origins,
+                webrtc_handshake_timeout: self.webrtc_handshake_timeout,
+                webrtc_allow_legacy_srtp: self.webrtc_allow_legacy_srtp,
+                udp_max_payload_size: self.udp_max_payload_size,
+                udp_read_buffer_size: self.udp_read_buffer_size,
+                metrics: self.metrics,
+                metrics_address: metrics_address?,
+                workers: self.workers,
+                xdp_interface,
+                xdp_mode: self.xdp_mode,
+                xdp_busy_poll: self.xdp_busy_poll,
+                xdp_stun_rate: xdp_stun_rate?,
+                xdp_stun_burst: xdp_stun_burst?,
+                read_timeout: self.read_timeout,
+                paths,
+            })
+        })();
+        match config {
+            Some(config) if problems.0.is_empty() => Ok(config),
+            _ => Err(ConfigError::Invalid(problems.0)),
         }
     }
 
-    /// Checks the values that their types do not; each problem is "key: what to do".
-    fn check(&self, problems: &mut Vec<String>) {
-        let mut listen = |key: &str, value: &str| {
-            if let Err(e) = parse_listen(value) {
-                problems.push(format!("{key}: {e:#}"));
-            }
-        };
-        listen("webrtcAddress", &self.webrtc_address);
-        listen("webrtcLocalUDPAddress", &self.webrtc_local_udp_address);
-        if !self.metrics_address.is_empty() {
-            listen("metricsAddress", &self.metrics_address);
-        }
-        for origin in &self.webrtc_allow_origins {
-            if let Err(e) = check_origin(origin) {
-                problems.push(format!("webrtcAllowOrigins: {e}"));
+    /// Each path with what it inherits from pathDefaults; the paths in error are left
+    /// out (their problems are noted).
+    fn check_paths(&self, problems: &mut Problems) -> BTreeMap<String, PathConfig> {
+        let defaults = &self.path_defaults;
+        // pathDefaults' source is checked even if no path inherits it. Its rtpSDP may be
+        // in each path.
+        if let Some(source) = defaults.source.as_deref().and_then(set) {
+            if let Err(e) = Source::parse(source, defaults.rtp_sdp.as_deref().and_then(set)) {
+                if !matches!(e, SourceError::MissingSdp(_)) {
+                    let key = at_fault(&e, "pathDefaults.source", "pathDefaults.rtpSDP");
+                    problems.add(key, e);
+                }
             }
         }
-        if self.xdp_stun_rate == 0 || self.xdp_stun_burst == 0 {
-            problems.push(
-                "xdpSTUNRate, xdpSTUNBurst: must be at least 1 (0 would refuse every new viewer)"
-                    .into(),
-            );
-        }
-        if self.webrtc_handshake_timeout.is_zero() {
-            problems.push("webrtcHandshakeTimeout: must be more than 0s, e.g. 10s".into());
-        }
-        if self.read_timeout.is_zero() {
-            problems.push("readTimeout: must be more than 0s, e.g. 10s".into());
-        }
-        if !(UDP_PAYLOAD_MIN..=UDP_PAYLOAD_MAX).contains(&self.udp_max_payload_size) {
-            problems.push(format!(
-                "udpMaxPayloadSize: {} is out of range: write {UDP_PAYLOAD_MIN} to {UDP_PAYLOAD_MAX} \
-                 (a 576..1500-byte IP packet less the IPv4 or IPv6 and UDP headers)",
-                self.udp_max_payload_size
-            ));
-        }
-        check_path_config("pathDefaults", &self.path_defaults, problems);
+        let mut paths = BTreeMap::new();
         for (name, path) in &self.paths {
             if let Err(e) = check_path_name(name) {
-                problems.push(format!("paths.{name}: {e}"));
+                problems.add(format!("paths.{name}"), e);
             }
-            check_path_config(&format!("paths.{name}"), path, problems);
+            // The value of `key` for this path, and the YAML path it was written at.
+            let inherited = |key: &str, own: &Option<String>, default: &Option<String>| match (
+                own.as_deref().and_then(set),
+                default.as_deref().and_then(set),
+            ) {
+                (Some(value), _) => Some((format!("paths.{name}.{key}"), value.to_owned())),
+                (None, Some(value)) => Some((format!("pathDefaults.{key}"), value.to_owned())),
+                (None, None) => None,
+            };
+            let Some((source_key, source)) = inherited("source", &path.source, &defaults.source)
+            else {
+                problems.add(format!("paths.{name}.source"), NO_SOURCE);
+                continue;
+            };
+            let sdp = inherited("rtpSDP", &path.rtp_sdp, &defaults.rtp_sdp);
+            match Source::parse(&source, sdp.as_ref().map(|(_, text)| text.as_str())) {
+                Ok(source) => {
+                    let max_readers = path.max_readers.or(defaults.max_readers).unwrap_or(0);
+                    paths.insert(
+                        name.clone(),
+                        PathConfig {
+                            source,
+                            max_readers,
+                        },
+                    );
+                }
+                Err(e) => {
+                    let sdp_key = sdp.map_or_else(|| format!("paths.{name}.rtpSDP"), |(k, _)| k);
+                    problems.add(at_fault(&e, &source_key, &sdp_key), e);
+                }
+            }
         }
-        if self.metrics && self.metrics_address.is_empty() && self.paths.contains_key("metrics") {
-            problems.push(
-                "paths.metrics: /metrics serves the metrics on webrtcAddress: \
-                 rename the path or set metricsAddress"
-                    .into(),
-            );
+        paths
+    }
+}
+
+/// Which of a source's two keys `error` is about.
+fn at_fault<'a>(error: &SourceError, source_key: &'a str, sdp_key: &'a str) -> &'a str {
+    match error {
+        SourceError::MissingSdp(_) | SourceError::Sdp(_) => sdp_key,
+        SourceError::Unsupported(_) | SourceError::BadAddress { .. } => source_key,
+    }
+}
+
+impl From<&Config> for RawConfig {
+    fn from(config: &Config) -> RawConfig {
+        let paths = config.paths.iter().map(|(name, path)| {
+            let raw = RawPath {
+                source: Some(path.source.to_string()),
+                rtp_sdp: path.source.rtp_sdp().map(str::to_owned),
+                max_readers: Some(path.max_readers),
+            };
+            (name.clone(), raw)
+        });
+        RawConfig {
+            log_level: config.log_level,
+            log_structured: config.log_structured,
+            webrtc_address: write_listen(config.webrtc_address),
+            webrtc_local_udp_address: write_listen(config.webrtc_local_udp_address),
+            webrtc_ips_from_interfaces: config.webrtc_ips_from_interfaces,
+            webrtc_ips_from_interfaces_list: config.webrtc_ips_from_interfaces_list.clone(),
+            webrtc_additional_hosts: config.webrtc_additional_hosts.clone(),
+            webrtc_allow_origins: config.webrtc_allow_origins.clone(),
+            webrtc_handshake_timeout: config.webrtc_handshake_timeout,
+            webrtc_allow_legacy_srtp: config.webrtc_allow_legacy_srtp,
+            udp_max_payload_size: config.udp_max_payload_size,
+            udp_read_buffer_size: config.udp_read_buffer_size,
+            metrics: config.metrics,
+            metrics_address: config.metrics_address.map(write_listen).unwrap_or_default(),
+            workers: config.workers,
+            xdp_interface: config.xdp_interface.clone().unwrap_or_default(),
+            xdp_mode: config.xdp_mode,
+            xdp_busy_poll: config.xdp_busy_poll,
+            xdp_stun_rate: config.xdp_stun_rate.get(),
+            xdp_stun_burst: config.xdp_stun_burst.get(),
+            read_timeout: config.read_timeout,
+            // Every path is written whole: nothing is left to inherit.
+            path_defaults: RawPath::default(),
+            paths: paths.collect(),
         }
     }
+}
+
+/// Problems found so far; one found twice (a bad pathDefaults value inherited by
+/// several paths) is kept once.
+#[derive(Debug, Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn push(&mut self, problem: Problem) {
+        if !self.0.contains(&problem) {
+            self.0.push(problem);
+        }
+    }
+
+    fn add(&mut self, key: impl Into<String>, message: impl fmt::Display) {
+        self.push(Problem {
+            key: key.into(),
+            message: message.to_string(),
+        });
+    }
+
+    /// The value, or `None` with its problem noted under `key`.
+    fn take<T, E: fmt::Display>(&mut self, key: &str, value: Result<T, E>) -> Option<T> {
+        value.map_err(|e| self.add(key, e)).ok()
+    }
+}
+
+/// A string key's value, `None` when it is empty (MediaMTX's "not set").
+fn set(value: &str) -> Option<&str> {
+    Some(value).filter(|v| !v.trim().is_empty())
+}
+
+/// Notes each listener whose address takes the port of one before it: the kernel would
+/// refuse the second bind. Port 0 (the kernel picks one) takes no one's.
+fn check_overlaps(
+    problems: &mut Problems,
+    listeners: impl IntoIterator<Item = (String, Option<SocketAddr>)>,
+) {
+    let mut taken: Vec<(String, SocketAddr)> = Vec::new();
+    for (key, address) in listeners {
+        let Some(address) = address.filter(|a| a.port() != 0) else {
+            continue;
+        };
+        if let Some((other, at)) = taken.iter().find(|(_, at)| overlap(*at, address)) {
+            let message = format!(
+                "{address} takes the port {other} already listens on ({at}): give each a \
+                 port of its own"
+            );
+            problems.add(&key, message);
+        }
+        taken.push((key, address));
+    }
+}
+
+fn overlap(a: SocketAddr, b: SocketAddr) -> bool {
+    // A wildcard address takes its port on every address of its family, and IPv6's on
+    // IPv4's too (unless the host sets bindv6only).
+    let covers =
+        |w: SocketAddr, x: SocketAddr| w.ip().is_unspecified() && (w.is_ipv6() || x.is_ipv4());
+    a.port() == b.port() && (a.ip() == b.ip() || covers(a, b) || covers(b, a))
 }
 
 /// Parses a listen address as MediaMTX writes them: `:8889` (every IPv4 interface),
 /// `0.0.0.0:8889`, `127.0.0.1:8889` or `[::]:8889` (IPv6, and IPv4 unless the host
 /// sets `bindv6only`).
-pub fn parse_listen(address: &str) -> anyhow::Result<SocketAddr> {
+fn parse_listen(address: &str) -> Result<SocketAddr, String> {
     let parsed = match address.strip_prefix(':') {
         Some(port) => port
             .parse::<u16>()
@@ -344,12 +723,20 @@ pub fn parse_listen(address: &str) -> anyhow::Result<SocketAddr> {
             .map(|port| SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))),
         None => address.parse().ok(),
     };
-    parsed.with_context(|| {
+    parsed.ok_or_else(|| {
         format!(
             "'{address}' is not a listen address: write ':PORT' (every interface), \
              'IP:PORT' or '[IPv6]:PORT', e.g. ':8889' or '127.0.0.1:8889'"
         )
     })
+}
+
+/// A listen address as MediaMTX writes it: `:PORT` for every IPv4 interface.
+fn write_listen(address: SocketAddr) -> String {
+    match address {
+        SocketAddr::V4(v4) if v4.ip().is_unspecified() => format!(":{}", v4.port()),
+        _ => address.to_string(),
+    }
 }
 
 /// Path names become URLs (`/<name>/`, `/<name>/whep`), so they keep to MediaMTX's
@@ -399,20 +786,6 @@ fn check_path_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn check_path_config(key: &str, path: &PathConfig, problems: &mut Vec<String>) {
-    let Some(source) = &path.source else { return };
-    let valid = match source.strip_prefix("udp+rtp://") {
-        Some(address) => parse_listen(address).is_ok(),
-        None => source == "demo",
-    };
-    if !valid {
-        problems.push(format!(
-            "{key}.source: relay cannot read '{source}': write 'demo' or 'udp+rtp://IP:PORT' \
-             (MediaMTX's other sources, such as publisher or rtsp://, are not supported)"
-        ));
-    }
-}
-
 /// An origin as browsers send it: `*`, or scheme://host[:port] with no path.
 fn check_origin(origin: &str) -> Result<(), String> {
     if origin == "*" {
@@ -431,7 +804,7 @@ fn check_origin(origin: &str) -> Result<(), String> {
 }
 
 /// Describes a key that no field took (serde_ignored reports it by its path).
-fn unknown_key(path: &serde_ignored::Path) -> String {
+fn unknown_key(path: serde_ignored::Path) -> Problem {
     fn keys(path: &serde_ignored::Path, out: &mut Vec<String>) {
         use serde_ignored::Path as P;
         match path {
@@ -450,14 +823,17 @@ fn unknown_key(path: &serde_ignored::Path) -> String {
         }
     }
     let mut path_keys = Vec::new();
-    keys(path, &mut path_keys);
+    keys(&path, &mut path_keys);
     let last = path_keys.last().map(String::as_str).unwrap_or_default();
     let why = if MEDIAMTX_KEYS.contains(&last) {
         "a MediaMTX key relay does not support"
     } else {
         "not a relay key: check its spelling and level against relay.yml"
     };
-    format!("{}: unknown key ({why}); remove it", path_keys.join("."))
+    Problem {
+        key: path_keys.join("."),
+        message: format!("unknown key ({why}); remove it"),
+    }
 }
 
 /// Booleans as YAML 1.2 (`true`/`false`) and as MediaMTX writes them (`yes`/`no`).
@@ -483,8 +859,8 @@ fn yes_no<'de, D: Deserializer<'de>>(de: D) -> Result<bool, D::Error> {
 }
 
 /// `paths:` entries may be empty (`cam1:` with nothing under it): all defaults.
-fn paths<'de, D: Deserializer<'de>>(de: D) -> Result<BTreeMap<String, PathConfig>, D::Error> {
-    let paths = BTreeMap::<String, Option<PathConfig>>::deserialize(de)?;
+fn paths<'de, D: Deserializer<'de>>(de: D) -> Result<BTreeMap<String, RawPath>, D::Error> {
+    let paths = BTreeMap::<String, Option<RawPath>>::deserialize(de)?;
     Ok(paths
         .into_iter()
         .map(|(name, path)| (name, path.unwrap_or_default()))
@@ -555,8 +931,8 @@ mod tests {
             .filter(|l| l.starts_with("  ") && !l.trim_start().starts_with('#'))
             .filter_map(|l| Some(l.split_once(':')?.0.trim()))
             .collect();
-        let config_fields = field_names::<Config>();
-        let path_fields = field_names::<PathConfig>();
+        let config_fields = field_names::<RawConfig>();
+        let path_fields = field_names::<RawPath>();
         assert_eq!(config_fields.len(), 23);
         assert_eq!(path_fields, ["source", "rtpSDP", "maxReaders"]);
         for key in config_fields {
@@ -570,36 +946,53 @@ mod tests {
         }
     }
 
+    /// An rtpSDP relay reads: one H264 track.
+    const SDP: &str = "v=0\no=- 0 0 IN IP4 127.0.0.1\ns=-\nt=0 0\n\
+                       m=video 5004 RTP/AVP 96\na=rtpmap:96 H264/90000\n";
+
+    /// `SDP` as the value of an `rtpSDP` key indented by `indent` spaces.
+    fn sdp_block(indent: usize) -> String {
+        let pad = " ".repeat(indent + 2);
+        let lines: Vec<String> = SDP.lines().map(|l| format!("{pad}{l}\n")).collect();
+        format!("|\n{}", lines.concat())
+    }
+
     #[test]
     fn reads_mediamtx_key_names_and_yes_no() {
-        let config = Config::from_yaml(
+        let config = Config::from_yaml(&format!(
             "webrtcLocalUDPAddress: '[::]:8189'\n\
              webrtcIPsFromInterfaces: no\n\
              webrtcIPsFromInterfacesList: [eth0]\n\
+             webrtcAdditionalHosts: [relay.example]\n\
              metrics: yes\n\
              logStructured: true\n\
              webrtcHandshakeTimeout: 1m30s\n\
              readTimeout: 2s\n\
-             pathDefaults:\n  maxReaders: 5\n\
+             pathDefaults:\n  source: demo\n  maxReaders: 5\n\
              paths:\n\
-             \x20 cams/front:\n    source: udp+rtp://238.0.0.1:5004\n    rtpSDP: v=0\n\
+             \x20 cams/front:\n    source: udp+rtp://127.0.0.1:5004\n    rtpSDP: {}\
              \x20 demo:\n    source: demo\n    maxReaders: 1\n\
              \x20 empty:\n",
-        )
+            sdp_block(4)
+        ))
         .unwrap();
-        assert_eq!(config.webrtc_local_udp_address, "[::]:8189");
+        assert_eq!(
+            config.webrtc_local_udp_address,
+            "[::]:8189".parse().unwrap()
+        );
         assert!(!config.webrtc_ips_from_interfaces);
         assert_eq!(config.webrtc_ips_from_interfaces_list, ["eth0"]);
         assert!(config.metrics && config.log_structured);
         assert_eq!(config.webrtc_handshake_timeout, Duration::from_secs(90));
         assert_eq!(config.read_timeout, Duration::from_secs(2));
-        let front = config.path("cams/front").unwrap();
-        assert_eq!(front.source.as_deref(), Some("udp+rtp://238.0.0.1:5004"));
-        assert_eq!(front.rtp_sdp.as_deref(), Some("v=0"));
-        assert_eq!(front.max_readers, Some(5), "inherited from pathDefaults");
-        assert_eq!(config.path("demo").unwrap().max_readers, Some(1));
-        assert_eq!(config.path("empty").unwrap().max_readers, Some(5));
-        assert_eq!(config.path("nope"), None);
+        let front = &config.paths["cams/front"];
+        assert_eq!(front.source.to_string(), "udp+rtp://127.0.0.1:5004");
+        assert_eq!(front.source.rtp_sdp(), Some(SDP));
+        assert_eq!(front.max_readers, 5, "inherited from pathDefaults");
+        assert_eq!(config.paths["demo"].max_readers, 1);
+        assert_eq!(config.paths["empty"].max_readers, 5);
+        assert_eq!(config.paths["empty"].source, Source::Demo);
+        assert_eq!(config.paths.get("nope"), None);
     }
 
     #[test]
@@ -613,12 +1006,16 @@ mod tests {
 
     #[test]
     fn demo_has_one_demo_path() {
-        let demo = Config::demo();
+        let demo = Config::load_with(None, &Overrides::default()).unwrap();
         assert_eq!(demo.paths.len(), 1);
-        assert_eq!(demo.path("demo").unwrap().source.as_deref(), Some("demo"));
-        let mut problems = Vec::new();
-        demo.check(&mut problems);
-        assert_eq!(problems, Vec::<String>::new());
+        assert_eq!(demo.paths["demo"].source, Source::Demo);
+        assert_eq!(
+            Config {
+                paths: BTreeMap::new(),
+                ..demo
+            },
+            Config::default()
+        );
     }
 
     #[test]
@@ -738,8 +1135,9 @@ mod tests {
             e.contains("paths.metrics: /metrics serves the metrics"),
             "{e}"
         );
-        Config::from_yaml("metricsAddress: ':9998'\npaths:\n  metrics:\n").unwrap();
-        Config::from_yaml("metrics: no\npaths:\n  metrics:\n").unwrap();
+        let metrics = "paths:\n  metrics:\n    source: demo\n";
+        Config::from_yaml(&format!("metricsAddress: ':9998'\n{metrics}")).unwrap();
+        Config::from_yaml(&format!("metrics: no\n{metrics}")).unwrap();
     }
 
     #[test]
@@ -817,5 +1215,264 @@ mod tests {
             "{e}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_path_without_source_is_refused_saying_what_to_write() {
+        let e = refused("paths:\n  cam1:\n    maxReaders: 3\n");
+        assert!(e.contains("1 problem:"), "{e}");
+        assert!(
+            e.contains("paths.cam1.source: no source, here or in pathDefaults")
+                && e.contains("publisher")
+                && e.contains("write 'demo' or 'udp+rtp://IP:PORT'"),
+            "{e}"
+        );
+        // An empty value is MediaMTX's "not set" too.
+        let e = refused("pathDefaults:\n  source: ''\npaths:\n  cam1:\n    source:\n");
+        assert!(e.contains("paths.cam1.source: no source"), "{e}");
+        let config = Config::from_yaml("pathDefaults:\n  source: demo\npaths:\n  cam1:\n").unwrap();
+        assert_eq!(config.paths["cam1"].source, Source::Demo);
+    }
+
+    #[test]
+    fn sources_are_read_at_load_and_their_problems_name_their_key() {
+        let path = |source: &str| {
+            format!(
+                "paths:\n  cam1:\n    source: {source}\n    rtpSDP: {}",
+                sdp_block(4)
+            )
+        };
+        let e = refused(&path("udp+rtp://0.0.0.0:0"));
+        assert!(
+            e.contains("paths.cam1.source: relay cannot read 'udp+rtp://0.0.0.0:0': port 0 is not an address to receive on"),
+            "{e}"
+        );
+        let e = refused(&path("udp+rtp://238.0.0.1:5004"));
+        assert!(
+            e.contains(
+                "paths.cam1.source: relay cannot read 'udp+rtp://238.0.0.1:5004': multicast"
+            ),
+            "{e}"
+        );
+        // A trailing '/' is a URL's empty path: the same address.
+        let config = Config::from_yaml(&path("udp+rtp://127.0.0.1:5004/")).unwrap();
+        match &config.paths["cam1"].source {
+            Source::Rtp { listen, sdp } => {
+                assert_eq!(*listen, "127.0.0.1:5004".parse().unwrap());
+                assert_eq!(sdp.tracks().len(), 1);
+            }
+            other => panic!("{other:?}"),
+        }
+
+        let e = refused("paths:\n  cam1:\n    source: udp+rtp://127.0.0.1:5004\n");
+        assert!(
+            e.contains("paths.cam1.rtpSDP: 'udp+rtp://127.0.0.1:5004' needs rtpSDP"),
+            "{e}"
+        );
+        let h265 = SDP.replace("H264", "H265");
+        let e = refused(&format!(
+            "paths:\n  cam7:\n    source: udp+rtp://127.0.0.1:5004\n    rtpSDP: {h265:?}\n"
+        ));
+        assert!(
+            e.contains("paths.cam7.rtpSDP: unsupported codec H265/90000"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn inherited_values_are_blamed_where_they_are_written_once() {
+        let e = refused(&format!(
+            "pathDefaults:\n  source: udp+rtp://127.0.0.1:5004/x\n  rtpSDP: 'v=0'\n\
+             paths:\n  a:\n  b:\n  c:\n    source: udp+rtp://127.0.0.1:5006\n  \
+             d:\n    source: udp+rtp://127.0.0.1:5008\n    rtpSDP: {}",
+            sdp_block(4)
+        ));
+        assert!(e.contains("2 problems"), "{e}");
+        assert!(
+            e.contains("pathDefaults.source: relay cannot read 'udp+rtp://127.0.0.1:5004/x'"),
+            "{e}"
+        );
+        assert!(e.contains("pathDefaults.rtpSDP: not valid SDP"), "{e}");
+        // pathDefaults' source needs no rtpSDP of its own: each path may bring one.
+        Config::from_yaml(&format!(
+            "pathDefaults:\n  source: udp+rtp://127.0.0.1:5004\n\
+             paths:\n  a:\n    rtpSDP: {}",
+            sdp_block(4)
+        ))
+        .unwrap();
+    }
+
+    #[test]
+    fn listeners_that_take_one_anothers_port_are_refused() {
+        let rtp = |name: &str, address: &str| {
+            format!(
+                "  {name}:\n    source: udp+rtp://{address}\n    rtpSDP: {}",
+                sdp_block(4)
+            )
+        };
+        let e = refused(&format!(
+            "webrtcLocalUDPAddress: 127.0.0.1:8189\npaths:\n{}{}{}",
+            rtp("a", ":5004"),
+            rtp("b", "127.0.0.1:5004"),
+            rtp("c", "[::]:8189"),
+        ));
+        assert!(e.contains("2 problems"), "{e}");
+        assert!(
+            e.contains(
+                "paths.b.source: 127.0.0.1:5004 takes the port paths.a.source already \
+                 listens on (0.0.0.0:5004)"
+            ),
+            "{e}"
+        );
+        assert!(
+            e.contains("paths.c.source: [::]:8189 takes the port webrtcLocalUDPAddress"),
+            "{e}"
+        );
+        let e = refused("webrtcAddress: 127.0.0.1:9000\nmetricsAddress: ':9000'\n");
+        assert!(
+            e.contains("metricsAddress: 0.0.0.0:9000 takes the port webrtcAddress"),
+            "{e}"
+        );
+        // Different addresses, port 0 (the kernel picks), metrics off: no overlap.
+        Config::from_yaml(&format!(
+            "webrtcLocalUDPAddress: 127.0.0.1:0\npaths:\n{}{}",
+            rtp("a", "127.0.0.1:5004"),
+            rtp("b", "127.0.0.2:5004")
+        ))
+        .unwrap();
+        Config::from_yaml("webrtcAddress: 127.0.0.1:0\nmetricsAddress: 127.0.0.1:0\n").unwrap();
+        Config::from_yaml("metrics: no\nwebrtcAddress: :9000\nmetricsAddress: :9000\n").unwrap();
+    }
+
+    #[test]
+    fn xdp_needs_a_fixed_media_port_from_the_file_or_the_flag() {
+        let e = refused("xdpInterface: eth0\nwebrtcLocalUDPAddress: ':0'\n");
+        assert!(
+            e.contains("webrtcLocalUDPAddress: xdpInterface needs a fixed media port"),
+            "{e}"
+        );
+        let config = Config::from_yaml("xdpInterface: eth0\n").unwrap();
+        assert_eq!(config.xdp_interface.as_deref(), Some("eth0"));
+        assert_eq!(Config::default().xdp_interface, None);
+
+        let dir = std::env::temp_dir().join(format!("relay-config-xdp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("relay.yml");
+        std::fs::write(&file, "webrtcLocalUDPAddress: 127.0.0.1:0\n").unwrap();
+        let flags = Overrides {
+            xdp_interface: Some("eth0".into()),
+            workers: Some(3),
+            log_level: Some(LogLevel::Debug),
+        };
+        let e = format!("{:#}", Config::load_with(Some(&file), &flags).unwrap_err());
+        assert!(e.contains("xdpInterface needs a fixed media port"), "{e}");
+        std::fs::write(&file, "webrtcLocalUDPAddress: 127.0.0.1:8189\n").unwrap();
+        let config = Config::load_with(Some(&file), &flags).unwrap();
+        assert_eq!(config.xdp_interface.as_deref(), Some("eth0"));
+        assert_eq!((config.workers, config.log_level), (3, LogLevel::Debug));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn viewers_must_be_told_an_address() {
+        let e = refused("webrtcIPsFromInterfaces: no\n");
+        assert!(
+            e.contains("webrtcAdditionalHosts: viewers would be told no address"),
+            "{e}"
+        );
+        Config::from_yaml("webrtcIPsFromInterfaces: no\nwebrtcAdditionalHosts: [relay]\n").unwrap();
+        Config::from_yaml("webrtcIPsFromInterfaces: no\nwebrtcLocalUDPAddress: 10.0.0.1:8189\n")
+            .unwrap();
+    }
+
+    #[test]
+    fn typed_values() {
+        let config = Config::default();
+        assert_eq!(config.webrtc_address, "0.0.0.0:8889".parse().unwrap());
+        assert_eq!(config.metrics_address, None);
+        assert_eq!(config.xdp_stun_rate.get(), 50);
+        let config = Config::from_yaml("metricsAddress: 127.0.0.1:9998\n").unwrap();
+        assert_eq!(
+            config.metrics_address,
+            Some("127.0.0.1:9998".parse().unwrap())
+        );
+        let e = refused("xdpSTUNRate: 0\nxdpSTUNBurst: 0\n");
+        assert!(
+            e.contains("xdpSTUNRate: must be at least 1")
+                && e.contains("xdpSTUNBurst: must be at least 1"),
+            "{e}"
+        );
+    }
+
+    /// Writes `config` and reads it back: the same config, and MediaMTX's spellings.
+    fn round_trip(config: &Config) -> String {
+        let yaml = config.to_yaml();
+        let back = Config::from_yaml(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+        assert_eq!(&back, config, "{yaml}");
+        yaml
+    }
+
+    #[test]
+    fn a_config_writes_back_to_a_file_that_loads_to_it() {
+        let yaml = round_trip(&Config::default());
+        for line in [
+            "webrtcAddress: :8889",
+            "webrtcLocalUDPAddress: :8189",
+            "xdpSTUNRate: 50",
+        ] {
+            assert!(yaml.contains(line), "{line} not in:\n{yaml}");
+        }
+        let text = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../relay.yml"));
+        round_trip(&Config::from_yaml(text).unwrap());
+
+        // Every key set, none to its default; paths inherit from pathDefaults.
+        let every_key = format!(
+            "logLevel: debug\n\
+             logStructured: yes\n\
+             readTimeout: 1m2s\n\
+             webrtcAddress: 127.0.0.1:9889\n\
+             webrtcLocalUDPAddress: '[::1]:9189'\n\
+             webrtcIPsFromInterfaces: no\n\
+             webrtcIPsFromInterfacesList: [eth0, eth1]\n\
+             webrtcAdditionalHosts: [relay.example, 192.0.2.7]\n\
+             webrtcAllowOrigins: ['https://a.example', 'http://b.example:8080']\n\
+             webrtcHandshakeTimeout: 1500ms\n\
+             webrtcAllowLegacySrtp: no\n\
+             udpMaxPayloadSize: 1200\n\
+             udpReadBufferSize: 8388608\n\
+             metrics: yes\n\
+             metricsAddress: 127.0.0.1:9998\n\
+             workers: 3\n\
+             xdpInterface: eth0\n\
+             xdpMode: generic\n\
+             xdpBusyPoll: yes\n\
+             xdpSTUNRate: 7\n\
+             xdpSTUNBurst: 9\n\
+             pathDefaults:\n  source: demo\n  rtpSDP: {}  maxReaders: 4\n\
+             paths:\n\
+             \x20 demo:\n\
+             \x20 cams/front:\n    source: udp+rtp://:5004/\n    maxReaders: 0\n\
+             \x20 cams/back:\n    source: udp+rtp://[::1]:5006\n    rtpSDP: \"{}\"\n",
+            sdp_block(2),
+            SDP.replace('\n', "\\r\\n"),
+        );
+        let config = Config::from_yaml(&every_key).unwrap();
+        let defaults = Config::default();
+        assert_ne!(config.log_level, defaults.log_level);
+        assert_ne!(config.xdp_mode, defaults.xdp_mode);
+        assert_eq!(config.paths["demo"].max_readers, 4);
+        assert_eq!(config.paths["cams/front"].source.rtp_sdp(), Some(SDP));
+        assert_eq!(
+            config.paths["cams/back"].source.rtp_sdp(),
+            Some(SDP.replace('\n', "\r\n").as_str())
+        );
+        let yaml = round_trip(&config);
+        for line in [
+            "webrtcLocalUDPAddress: '[::1]:9189'",
+            "xdpSTUNBurst: 9",
+            "webrtcHandshakeTimeout: 1s 500ms",
+        ] {
+            assert!(yaml.contains(line), "{line} not in:\n{yaml}");
+        }
     }
 }

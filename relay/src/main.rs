@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use relay::config::{Config, LogLevel};
+use relay::config::{Config, LogLevel, Overrides};
 
 /// relay: a WebRTC media relay. Streams come in (RTP over UDP, a built-in demo clip)
 /// and fan out to browsers and other WHEP clients, with NACK loss recovery always on.
@@ -70,26 +70,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             workers,
             xdp,
         } => {
-            let mut config = load(config.as_deref())?;
-            if let Some(level) = log_level {
-                config.log_level = match level {
+            let flags = Overrides {
+                log_level: log_level.map(|level| match level {
                     Level::Error => LogLevel::Error,
                     Level::Warn => LogLevel::Warn,
                     Level::Info => LogLevel::Info,
                     Level::Debug => LogLevel::Debug,
-                };
-            }
-            if let Some(n) = workers {
-                config.workers = n;
-            }
-            if let Some(iface) = xdp {
-                config.xdp_interface = iface;
-            }
+                }),
+                workers,
+                xdp_interface: xdp,
+            };
+            // The same loading as check-config's, with the flags in place of their keys.
+            let config = Config::load_with(config.as_deref(), &flags)?;
             init_logs(&config);
             relay::server::serve(config)
         }
         Command::CheckConfig { config: file } => {
-            let config = load(Some(&file))?;
+            let config = Config::load(&file)?;
             println!("{} is valid", file.display());
             println!(
                 "  webrtcAddress {}, webrtcLocalUDPAddress {}, metrics {}",
@@ -97,20 +94,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 config.webrtc_local_udp_address,
                 if config.metrics { "on" } else { "off" }
             );
-            for name in config.paths.keys() {
-                let path = config.path(name).expect("configured path");
-                let source = path.source.as_deref().unwrap_or("(none)");
-                println!("  path '{name}': source {source}");
+            for (name, path) in &config.paths {
+                println!("  path '{name}': source {}", path.source);
             }
             Ok(())
         }
-    }
-}
-
-fn load(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
-    match path {
-        Some(p) => Config::load(p),
-        None => Ok(Config::demo()),
     }
 }
 

@@ -12,9 +12,9 @@ use anyhow::{bail, Context};
 use ring::rand::{SecureRandom, SystemRandom};
 use tracing::info;
 
-use crate::config::{parse_listen, Config, XdpMode as ConfigXdpMode};
+use crate::config::{Config, XdpMode as ConfigXdpMode};
 use crate::http::{self, Created, Viewers, WhepError};
-use crate::ingest::{self, IngestOptions, Source};
+use crate::ingest::{self, IngestOptions};
 use crate::io::udp::{self, UdpOptions};
 use crate::io::wake::Wakers;
 use crate::io::xdp::{self, XdpError, XdpMode, XdpOptions, XdpProgram, XskOptions};
@@ -91,7 +91,7 @@ fn session_id(rng: &dyn SecureRandom) -> Result<String, ring::error::Unspecified
 
 /// Runs the relay until SIGINT or SIGTERM.
 pub fn serve(config: Config) -> anyhow::Result<()> {
-    let xdp = (!config.xdp_interface.is_empty()).then_some(config.xdp_interface.as_str());
+    let xdp = config.xdp_interface.as_deref();
     let workers = match (xdp, config.workers) {
         // One worker per RX queue: each owns that queue's AF_XDP socket.
         (Some(iface), _) => rx_queues(iface)?,
@@ -99,9 +99,8 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         (None, n) => n,
     }
     .min(64);
-    let media_addr =
-        parse_listen(&config.webrtc_local_udp_address).context("webrtcLocalUDPAddress")?;
-    let http_addr = parse_listen(&config.webrtc_address).context("webrtcAddress")?;
+    let media_addr = config.webrtc_local_udp_address;
+    let http_addr = config.webrtc_address;
     // Take the listeners before starting anything, so a busy port fails fast.
     let http_listener = std::net::TcpListener::bind(http_addr).with_context(|| {
         format!("cannot listen on {http_addr} (webrtcAddress): is another relay running?")
@@ -128,14 +127,11 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
 
     let wakers = Arc::new(Wakers::new(workers)?);
     let lifeline = Arc::new(Lifeline::default());
-    let mut sources = Vec::new();
-    for name in config.paths.keys() {
-        let pc = config.path(name).expect("configured path");
-        let source = pc.source.as_deref().unwrap_or("publisher");
-        let source = Source::parse(source, pc.rtp_sdp.as_deref())
-            .with_context(|| format!("paths.{name}.source"))?;
-        sources.push((name.clone(), source));
-    }
+    let sources = config
+        .paths
+        .iter()
+        .map(|(name, path)| (name.clone(), path.source.clone()))
+        .collect();
     let (ingest, published) = ingest::start(
         sources,
         wakers.clone(),
@@ -148,10 +144,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
     let paths: HashMap<String, Arc<ServedPath>> = published
         .into_iter()
         .map(|p| {
-            let max_readers = config
-                .path(&p.path)
-                .and_then(|c| c.max_readers)
-                .unwrap_or(0);
+            let max_readers = config.paths[&p.path].max_readers;
             let path = Arc::new(ServedPath {
                 name: p.path.clone(),
                 tracks: p.tracks,
@@ -216,9 +209,8 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
             metrics: None,
             read_timeout: config.read_timeout,
         };
-        if !config.metrics_address.is_empty() {
+        if let Some(addr) = config.metrics_address {
             if let Some(reg) = registry_metrics.clone() {
-                let addr = parse_listen(&config.metrics_address).context("metricsAddress")?;
                 let l = tokio::net::TcpListener::bind(addr)
                     .await
                     .with_context(|| format!("cannot listen on {addr} (metricsAddress)"))?;
@@ -382,10 +374,8 @@ fn xdp_plane(
             ConfigXdpMode::Native => XdpMode::Native,
             ConfigXdpMode::Generic => XdpMode::Generic,
         },
-        stun_rate: NonZeroU32::new(config.xdp_stun_rate)
-            .context("xdpSTUNRate must be at least 1")?,
-        stun_burst: NonZeroU32::new(config.xdp_stun_burst)
-            .context("xdpSTUNBurst must be at least 1")?,
+        stun_rate: config.xdp_stun_rate,
+        stun_burst: config.xdp_stun_burst,
         queues: NonZeroU32::new(queues as u32).context("the interface has no RX queue")?,
     };
     let mut program = XdpProgram::attach(iface, &options)?;

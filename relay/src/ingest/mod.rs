@@ -26,28 +26,38 @@ use crate::lifeline::Lifeline;
 use crate::track::{Track, TrackWriter};
 use demo::{Clip, DemoPlayer};
 use rtp::{Counters, RtpDemux};
+use sdp::{RtpSdp, SdpError};
 
-/// Where a path's tracks come from (`source` in the config).
+/// Where a path's tracks come from (`source` in the config, with `rtpSDP`), read once
+/// when the config is loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     /// The built-in H264 clip, looped.
     Demo,
     /// RTP pushed to `listen`, payload formats described by `sdp` (`rtpSDP`).
-    Rtp { listen: SocketAddr, sdp: String },
+    Rtp { listen: SocketAddr, sdp: RtpSdp },
 }
 
+/// Why a `source` (or the `rtpSDP` it needs) cannot be read. `MissingSdp` and `Sdp` are
+/// about the `rtpSDP`, the others about the `source`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SourceError {
-    #[error("unsupported source '{0}': expected 'demo' or 'udp+rtp://ip:port'")]
+    #[error(
+        "relay cannot read '{0}': write 'demo' or 'udp+rtp://IP:PORT' (MediaMTX's other \
+         sources, such as publisher or rtsp://, are not supported)"
+    )]
     Unsupported(String),
-    #[error("source '{given}': {reason}")]
+    #[error("relay cannot read '{given}': {reason}")]
     BadAddress { given: String, reason: String },
-    #[error("source '{0}' needs rtpSDP, the SDP describing what is sent to it")]
+    #[error("'{0}' needs rtpSDP, the SDP describing what is sent to it")]
     MissingSdp(String),
+    #[error(transparent)]
+    Sdp(#[from] SdpError),
 }
 
 impl Source {
-    /// Parses `demo` or `udp+rtp://ip:port` (`:port` listens on every IPv4 address).
+    /// Parses `demo` or `udp+rtp://ip:port` (`:port` listens on every IPv4 address; one
+    /// trailing `/`, a URL's empty path, is allowed), and for the latter its `rtp_sdp`.
     pub fn parse(source: &str, rtp_sdp: Option<&str>) -> Result<Source, SourceError> {
         let source = source.trim();
         if source == "demo" {
@@ -71,18 +81,42 @@ impl Source {
                 .map_err(|_| bad("expected an IP address and a port, e.g. 0.0.0.0:5004"))?,
         };
         if listen.port() == 0 {
-            return Err(bad("the port must not be 0"));
+            return Err(bad(
+                "port 0 is not an address to receive on (the kernel would pick a port no \
+                 sender knows): write the port the RTP is sent to, e.g. udp+rtp://0.0.0.0:5004",
+            ));
         }
         if listen.ip().is_multicast() {
-            return Err(bad("multicast groups are not supported yet"));
+            return Err(bad(
+                "multicast groups are not supported yet: write an address of this host, \
+                 e.g. udp+rtp://0.0.0.0:5004",
+            ));
         }
         let sdp = rtp_sdp
             .filter(|s| !s.trim().is_empty())
             .ok_or_else(|| SourceError::MissingSdp(source.into()))?;
         Ok(Source::Rtp {
             listen,
-            sdp: sdp.to_string(),
+            sdp: RtpSdp::parse(sdp)?,
         })
+    }
+
+    /// The `rtpSDP` that goes with the source, if it needs one.
+    pub fn rtp_sdp(&self) -> Option<&str> {
+        match self {
+            Source::Demo => None,
+            Source::Rtp { sdp, .. } => Some(sdp.text()),
+        }
+    }
+}
+
+/// The source as a config writes it (what [`Source::parse`] reads back).
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Demo => f.write_str("demo"),
+            Source::Rtp { listen, .. } => write!(f, "udp+rtp://{listen}"),
+        }
     }
 }
 
@@ -242,8 +276,6 @@ pub fn start(
                 });
             }
             Source::Rtp { listen, sdp } => {
-                let described =
-                    sdp::parse(&sdp).with_context(|| format!("path '{path}': rtpSDP"))?;
                 let (receiver, _) = udp::bind(listen, &udp_opts)
                     .with_context(|| format!("path '{path}': listening on udp {listen}"))?;
                 poll.registry()
@@ -255,9 +287,9 @@ pub fn start(
                     .context("ingest: epoll_ctl")?;
                 let mut tracks = Vec::new();
                 let mut writers = Vec::new();
-                for t in described {
+                for t in sdp.tracks() {
                     let (track, writer) = Track::new(t.info.clone(), t.info.default_history());
-                    if let Some(sets) = t.parameter_sets {
+                    if let Some(sets) = t.parameter_sets.clone() {
                         writer.set_parameter_sets(sets);
                     }
                     tracks.push(track);

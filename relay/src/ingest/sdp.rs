@@ -40,8 +40,33 @@ pub enum SdpError {
     BadParameterSets(u8),
 }
 
+/// An `rtpSDP`, read once: the text as written (what a config writes back) and the
+/// tracks it describes (what the ingest builds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RtpSdp {
+    text: String,
+    tracks: Vec<SdpTrack>,
+}
+
+impl RtpSdp {
+    pub fn parse(text: &str) -> Result<RtpSdp, SdpError> {
+        Ok(RtpSdp {
+            text: text.to_owned(),
+            tracks: parse(text)?,
+        })
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    pub fn tracks(&self) -> &[SdpTrack] {
+        &self.tracks
+    }
+}
+
 /// Reads the tracks of an SDP. Lines may be indented or end in LF (YAML block scalars).
-pub fn parse(text: &str) -> Result<Vec<SdpTrack>, SdpError> {
+fn parse(text: &str) -> Result<Vec<SdpTrack>, SdpError> {
     let mut normalized = String::with_capacity(text.len() + 64);
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
         normalized.push_str(line);

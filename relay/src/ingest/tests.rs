@@ -45,27 +45,30 @@ fn parses_sources() {
         Source::parse("udp+rtp://:5004", Some("  \n")),
         Err(SourceError::MissingSdp("udp+rtp://:5004".into()))
     );
+    // The SDP is read with the source, once: what the ingest builds from.
+    let h265 = "v=0\no=- 0 0 IN IP4 127.0.0.1\ns=-\nt=0 0\nm=video 5004 RTP/AVP 96\na=rtpmap:96 H265/90000\n";
+    let e = Source::parse("udp+rtp://127.0.0.1:5004", Some(h265)).unwrap_err();
+    assert!(matches!(e, SourceError::Sdp(_)), "{e}");
+    assert!(e.to_string().contains("H265/90000"), "{e}");
+}
+
+#[test]
+fn a_source_writes_back_as_it_reads() {
+    for (written, read) in [
+        ("demo", "demo"),
+        ("udp+rtp://:5004", "udp+rtp://0.0.0.0:5004"),
+        ("udp+rtp://127.0.0.1:6000/", "udp+rtp://127.0.0.1:6000"),
+        ("udp+rtp://[::1]:5004", "udp+rtp://[::1]:5004"),
+    ] {
+        let source = Source::parse(written, sdp_text()).unwrap();
+        assert_eq!(source.to_string(), read);
+        assert_eq!(Source::parse(read, source.rtp_sdp()).unwrap(), source);
+    }
 }
 
 #[test]
 fn start_names_the_path_in_its_errors() {
     let wakers = Arc::new(Wakers::new(1).unwrap());
-    let h265 = "v=0\no=- 0 0 IN IP4 127.0.0.1\ns=-\nt=0 0\nm=video 5004 RTP/AVP 96\na=rtpmap:96 H265/90000\n";
-    let source = Source::parse("udp+rtp://127.0.0.1:5004", Some(h265)).unwrap();
-    let err = start(
-        vec![("cam7".into(), source)],
-        wakers.clone(),
-        IngestOptions::default(),
-        Arc::default(),
-    )
-    .err()
-    .unwrap();
-    let text = format!("{err:#}");
-    assert!(
-        text.contains("cam7") && text.contains("H265/90000"),
-        "{text}"
-    );
-
     let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
     let source = Source::parse(&format!("udp+rtp://{addr}"), sdp_text()).unwrap();
