@@ -1,7 +1,7 @@
 //! The relay's per-packet egress cost against the cost of the AES-GCM seal alone.
 //!
 //! One run measures (a) ring's AES-GCM `seal_in_place_separate_tag` of a 1200-byte
-//! payload, (b) `Egress::fan_out` of one 1200-byte packet to 100 viewers (header rewrite,
+//! payload, (b) `ViewerEgress::fan_out` of one 1200-byte packet to 100 viewers (header rewrite,
 //! payload copy, seal, commit) into a sender that recycles one buffer and sends nothing,
 //! for AES-128-GCM and AES-256-GCM, and (c) the same with the legacy AES-CM/HMAC-SHA1
 //! profile. It then prints (b) per viewer over (a): what the relay spends around the
@@ -23,7 +23,8 @@ use relay::session::Route;
 use relay::srtp::{MasterKey, Outbound, Profile};
 use relay::track::rewrite::{Rewrite, HEADER_LEN};
 use relay::track::{Codec, Packet, SourcePacket, Track, TrackInfo};
-use relay::worker::fanout::{Egress, FanoutStats, MediaOut, MediaState};
+use relay::worker::stats::EgressStats;
+use relay::worker::viewer::{MediaOut, MediaState, ViewerEgress};
 
 const PAYLOAD: usize = 1200;
 const VIEWERS: usize = 100;
@@ -80,7 +81,7 @@ fn ring_packet() -> (std::sync::Arc<Track>, std::sync::Arc<Packet>) {
 }
 
 /// `n` live viewers of one video track, each with its own keys and numbering.
-fn viewers(profile: Profile, n: usize, first: &Packet) -> Vec<Egress> {
+fn viewers(profile: Profile, n: usize, first: &Packet) -> Vec<ViewerEgress> {
     (0..n)
         .map(|i| {
             let key = random_bytes(profile.key_len());
@@ -88,7 +89,7 @@ fn viewers(profile: Profile, n: usize, first: &Packet) -> Vec<Egress> {
             let master = MasterKey::new(profile, &key, &salt).expect("profile's lengths");
             let ssrc = fastrand::u32(..);
             let rewrite = Rewrite::starting_at(first, ssrc, 96, fastrand::u16(..), 0);
-            Egress {
+            ViewerEgress {
                 srtp: Outbound::new(&master),
                 route: Route {
                     local: "127.0.0.1:8189".parse().unwrap(),
@@ -107,6 +108,7 @@ fn viewers(profile: Profile, n: usize, first: &Packet) -> Vec<Egress> {
                     newest_seq: 0,
                     newest_at: None,
                 }],
+                retransmit_budget: 0,
             }
         })
         .collect()
@@ -164,12 +166,13 @@ fn benches(c: &mut Criterion) {
             buf: vec![0; MAX_DATAGRAM].into_boxed_slice(),
             stats: SendStats::default(),
         };
-        let mut stats = FanoutStats::default();
+        let mut stats = EgressStats::default();
+        let mut rng = fastrand::Rng::with_seed(1);
         group.throughput(Throughput::Elements(VIEWERS as u64));
         group.bench_function(name, |b| {
             b.iter(|| {
                 for viewer in &mut egress {
-                    viewer.fan_out(0, &track, &batch, &mut tx, &mut stats);
+                    viewer.fan_out(0, &track, &batch, &mut tx, &mut stats, &mut rng);
                 }
             })
         });

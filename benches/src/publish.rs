@@ -835,7 +835,8 @@ mod tests {
 
     #[test]
     fn sdp_is_what_relay_reads_from_rtp_sdp() {
-        let tracks = relay::ingest::sdp::parse(&sdp(97, 5004)).unwrap();
+        let sdp = relay::ingest::sdp::RtpSdp::parse(&sdp(97, 5004)).unwrap();
+        let tracks = sdp.tracks();
         assert_eq!(tracks.len(), 1);
         assert_eq!(tracks[0].payload_type, 97);
         assert_eq!(tracks[0].info.codec, relay::track::Codec::H264);

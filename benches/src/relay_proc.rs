@@ -295,11 +295,11 @@ mod tests {
             let loaded = relay::config::Config::load(&path);
             std::fs::remove_file(&path).unwrap();
             let c = loaded.unwrap();
-            assert_eq!(c.webrtc_address, "10.79.0.1:0");
-            assert_eq!(c.webrtc_local_udp_address, "10.79.0.1:8189");
-            assert_eq!(c.xdp_interface, xdp.unwrap_or(""));
+            assert_eq!(c.webrtc_address, "10.79.0.1:0".parse().unwrap());
+            assert_eq!(c.webrtc_local_udp_address, "10.79.0.1:8189".parse().unwrap());
+            assert_eq!(c.xdp_interface.as_deref(), xdp);
             assert_eq!(c.workers, 2);
-            assert!(c.path(PATH).is_some(), "serves the demo path");
+            assert!(c.paths.contains_key(PATH), "serves the demo path");
         }
     }
 
@@ -319,11 +319,11 @@ mod tests {
         let loaded = relay::config::Config::load(&path);
         std::fs::remove_file(&path).unwrap();
         let c = loaded.unwrap();
-        assert_eq!(c.webrtc_address, "127.0.0.1:0");
+        assert_eq!(c.webrtc_address, "127.0.0.1:0".parse().unwrap());
         for (name, port) in [("cam0", 5004), ("cam1", 5006)] {
-            let p = c.path(name).unwrap();
-            assert_eq!(p.source, Some(format!("udp+rtp://127.0.0.1:{port}")));
-            assert_eq!(p.rtp_sdp.as_deref(), Some(sdp.as_str()));
+            let source = &c.paths[name].source;
+            assert_eq!(source.to_string(), format!("udp+rtp://127.0.0.1:{port}"));
+            assert_eq!(source.rtp_sdp(), Some(sdp.as_str()));
         }
     }
 
@@ -335,10 +335,10 @@ mod tests {
         let loaded = relay::config::Config::load(&path);
         std::fs::remove_file(&path).unwrap();
         let c = loaded.unwrap();
-        assert_eq!(c.webrtc_address, "127.0.0.1:0");
-        assert_eq!(c.webrtc_local_udp_address, "127.0.0.1:0");
+        assert_eq!(c.webrtc_address, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(c.webrtc_local_udp_address, "127.0.0.1:0".parse().unwrap());
         assert!(!c.webrtc_ips_from_interfaces);
         assert_eq!(c.workers, 3);
-        assert!(c.path(PATH).is_some(), "serves the demo path");
+        assert!(c.paths.contains_key(PATH), "serves the demo path");
     }
 }

@@ -10,11 +10,11 @@ mod core;
 mod demux;
 mod egress;
 pub mod registry;
-mod stats;
+pub mod stats;
 mod stun;
 #[cfg(test)]
 mod tests;
-mod viewer;
+pub mod viewer;
 
 use std::io;
 use std::os::fd::RawFd;
