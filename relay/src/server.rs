@@ -14,7 +14,7 @@ use tracing::info;
 
 use crate::config::{Config, XdpMode as ConfigXdpMode};
 use crate::http::{self, Created, Viewers, WhepError};
-use crate::ingest::{self, IngestOptions};
+use crate::ingest::{self, Ingest, IngestOptions};
 use crate::io::udp::{self, UdpOptions};
 use crate::io::wake::Wakers;
 use crate::io::xdp::{self, XdpError, XdpMode, XdpOptions, XdpProgram, XskOptions};
@@ -89,36 +89,11 @@ fn session_id(rng: &dyn SecureRandom) -> Result<String, ring::error::Unspecified
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Runs the relay until SIGINT or SIGTERM.
+/// Runs the relay until SIGINT or SIGTERM (or a data-plane thread dies: an error).
 pub fn serve(config: Config) -> anyhow::Result<()> {
     let xdp = config.xdp_interface.as_deref();
-    let workers = match (xdp, config.workers) {
-        // One worker per RX queue: each owns that queue's AF_XDP socket.
-        (Some(iface), _) => rx_queues(iface)?,
-        (None, 0) => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        (None, n) => n,
-    }
-    .min(64);
-    let media_addr = config.webrtc_local_udp_address;
-    let http_addr = config.webrtc_address;
-    // Take the listeners before starting anything, so a busy port fails fast.
-    let http_listener = std::net::TcpListener::bind(http_addr).with_context(|| {
-        format!("cannot listen on {http_addr} (webrtcAddress): is another relay running?")
-    })?;
-    http_listener.set_nonblocking(true)?;
-    // SO_REUSEPORT would let a second relay share the port and split the traffic: a
-    // plain bind first proves nobody holds it. With XDP the kernel never sees the media
-    // (the program takes it), so the socket is kept to hold the port.
-    let _reserved_port = match media_addr.port() {
-        0 => None,
-        _ => {
-            let socket = std::net::UdpSocket::bind(media_addr).with_context(|| {
-                format!("cannot bind the media port {media_addr} (webrtcLocalUDPAddress): is another relay running?")
-            })?;
-            xdp.is_some().then_some(socket)
-        }
-    };
-
+    let workers = worker_count(&config)?;
+    let ports = Ports::take(&config)?;
     match (xdp, crate::io::xdp::program()) {
         (Some(_), _) => {}
         (None, Ok(_)) => info!("portable mode (UDP sockets); set xdpInterface for kernel bypass"),
@@ -127,40 +102,14 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
 
     let wakers = Arc::new(Wakers::new(workers)?);
     let lifeline = Arc::new(Lifeline::default());
-    let sources = config
-        .paths
-        .iter()
-        .map(|(name, path)| (name.clone(), path.source.clone()))
-        .collect();
-    let (ingest, published) = ingest::start(
-        sources,
-        wakers.clone(),
-        IngestOptions {
-            max_payload: config.udp_max_payload_size,
-            recv_buffer: config.udp_read_buffer_size,
-        },
-        lifeline.clone(),
-    )?;
-    let paths: HashMap<String, Arc<ServedPath>> = published
-        .into_iter()
-        .map(|p| {
-            let max_readers = config.paths[&p.path].max_readers;
-            let path = Arc::new(ServedPath {
-                name: p.path.clone(),
-                tracks: p.tracks,
-                max_readers,
-                readers: AtomicUsize::new(0),
-            });
-            (p.path, path)
-        })
-        .collect();
-
+    let (ingest, paths) = start_sources(&config, &wakers, &lifeline)?;
     let registry = Arc::new(Registry::new(wakers.clone()));
     let stop = Arc::new(AtomicBool::new(false));
     let threads = Threads {
         stop: stop.clone(),
         lifeline: lifeline.clone(),
     };
+    let media_addr = config.webrtc_local_udp_address;
     let plane = match xdp {
         Some(iface) => xdp_plane(
             &config, iface, media_addr, workers, &registry, &wakers, &threads,
@@ -178,16 +127,15 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         xdp: xdp_program,
         ..
     } = plane;
-
     let metrics = Metrics::new(
         stats,
         paths.values().cloned().collect(),
         ingest.counters(),
-        xdp_program.clone(),
+        xdp_program,
     );
     let control = Arc::new(Control {
-        paths: paths.clone(),
-        registry: registry.clone(),
+        paths,
+        registry,
         session: SessionConfig {
             candidates,
             mtu: config.udp_max_payload_size,
@@ -201,71 +149,9 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         .worker_threads(1)
         .enable_all()
         .build()?;
-    let result = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::from_std(http_listener)?;
-        let registry_metrics = config.metrics.then(|| Arc::new(metrics.registry()));
-        let mut http_opts = http::HttpOptions {
-            allow_origins: config.webrtc_allow_origins.clone(),
-            metrics: None,
-            read_timeout: config.read_timeout,
-        };
-        if let Some(addr) = config.metrics_address {
-            if let Some(reg) = registry_metrics.clone() {
-                let l = tokio::net::TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("cannot listen on {addr} (metricsAddress)"))?;
-                tokio::spawn(http::serve_metrics(l, reg, config.read_timeout));
-            }
-        } else {
-            http_opts.metrics = registry_metrics;
-        }
-        let local = listener.local_addr()?;
-        let mut names: Vec<&String> = paths.keys().collect();
-        names.sort();
-        for name in names {
-            let host = if local.ip().is_unspecified() {
-                "localhost".to_string()
-            } else {
-                local.ip().to_string()
-            };
-            info!(
-                "path '{name}': watch at http://{host}:{}/{name}/",
-                local.port()
-            );
-            println!(
-                "relay: watch '{name}' at http://{host}:{}/{name}/",
-                local.port()
-            );
-        }
-        let housekeeping = {
-            let registry = registry.clone();
-            let timeout = config.webrtc_handshake_timeout;
-            let metrics = metrics.clone();
-            tokio::spawn(async move {
-                let mut last = metrics.totals();
-                for tick in 1u64.. {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    registry.expire(Instant::now(), timeout);
-                    if tick % 10 == 0 {
-                        let now = metrics.totals();
-                        log_stats(&last, &now, 10);
-                        last = now;
-                        // A session sheds str0m (~70 KB) once live; a burst of joins leaves
-                        // that much freed heap behind, which malloc keeps unless asked.
-                        // SAFETY: plain glibc call, safe at any time from any thread.
-                        unsafe { libc::malloc_trim(0) };
-                    }
-                }
-            })
-        };
-        let served = tokio::select! {
-            () = http::serve(listener, control, http_opts) => Ok(()),
-            () = shutdown_signal() => Ok(()),
-            why = lifeline.ended() => Err(anyhow::anyhow!("{why}")),
-        };
-        housekeeping.abort();
-        served
-    });
+    let result = runtime.block_on(control_plane(
+        &config, ports.http, control, metrics, &lifeline,
+    ));
     info!("shutting down");
     stop.store(true, Ordering::Relaxed);
     wakers.wake(u64::MAX);
@@ -275,6 +161,163 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
     }
     drop(ingest);
     result
+}
+
+/// Workers to run: one per RX queue with XDP (each owns that queue's AF_XDP socket),
+/// else `workers`, 0 meaning one per core.
+fn worker_count(config: &Config) -> anyhow::Result<usize> {
+    let workers = match (config.xdp_interface.as_deref(), config.workers) {
+        (Some(iface), _) => rx_queues(iface)?,
+        (None, 0) => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        (None, n) => n,
+    };
+    Ok(workers.min(64))
+}
+
+/// The ports taken before anything starts, so that a busy one fails fast.
+struct Ports {
+    http: std::net::TcpListener,
+    /// With XDP, the media port held in the kernel (never read): the program takes the
+    /// media, and no other process may bind the port meanwhile.
+    _media: Option<std::net::UdpSocket>,
+}
+
+impl Ports {
+    fn take(config: &Config) -> anyhow::Result<Ports> {
+        let http_addr = config.webrtc_address;
+        let http = std::net::TcpListener::bind(http_addr).with_context(|| {
+            format!("cannot listen on {http_addr} (webrtcAddress): is another relay running?")
+        })?;
+        http.set_nonblocking(true)?;
+        // SO_REUSEPORT would let a second relay share the port and split the traffic: a
+        // plain bind first proves nobody holds it.
+        let media_addr = config.webrtc_local_udp_address;
+        let media = match media_addr.port() {
+            0 => None,
+            _ => {
+                let socket = std::net::UdpSocket::bind(media_addr).with_context(|| {
+                    format!("cannot bind the media port {media_addr} (webrtcLocalUDPAddress): is another relay running?")
+                })?;
+                config.xdp_interface.is_some().then_some(socket)
+            }
+        };
+        Ok(Ports {
+            http,
+            _media: media,
+        })
+    }
+}
+
+/// The ingest for every configured path, and the paths as the rest of the relay shares
+/// them.
+fn start_sources(
+    config: &Config,
+    wakers: &Arc<Wakers>,
+    lifeline: &Arc<Lifeline>,
+) -> anyhow::Result<(Ingest, HashMap<String, Arc<ServedPath>>)> {
+    let sources = config
+        .paths
+        .iter()
+        .map(|(name, path)| (name.clone(), path.source.clone()))
+        .collect();
+    let (ingest, published) = ingest::start(
+        sources,
+        wakers.clone(),
+        IngestOptions {
+            max_payload: config.udp_max_payload_size,
+            recv_buffer: config.udp_read_buffer_size,
+        },
+        lifeline.clone(),
+    )?;
+    let paths = published
+        .into_iter()
+        .map(|p| {
+            let path = Arc::new(ServedPath {
+                name: p.path.clone(),
+                tracks: p.tracks,
+                max_readers: config.paths[&p.path].max_readers,
+                readers: AtomicUsize::new(0),
+            });
+            (p.path, path)
+        })
+        .collect();
+    Ok((ingest, paths))
+}
+
+/// HTTP (WHEP, pages, metrics) and housekeeping, until a signal or a dead data-plane
+/// thread.
+async fn control_plane(
+    config: &Config,
+    listener: std::net::TcpListener,
+    control: Arc<Control>,
+    metrics: Metrics,
+    lifeline: &Lifeline,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let registry_metrics = config.metrics.then(|| Arc::new(metrics.registry()));
+    let mut http_opts = http::HttpOptions {
+        allow_origins: config.webrtc_allow_origins.clone(),
+        metrics: None,
+        read_timeout: config.read_timeout,
+    };
+    match (config.metrics_address, registry_metrics) {
+        (Some(addr), Some(registry)) => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (metricsAddress)"))?;
+            tokio::spawn(http::serve_metrics(l, registry, config.read_timeout));
+        }
+        (None, registry) => http_opts.metrics = registry,
+        (Some(_), None) => {}
+    }
+    announce(&control.paths, listener.local_addr()?);
+    let housekeeping = tokio::spawn(housekeeping(
+        control.registry.clone(),
+        config.webrtc_handshake_timeout,
+        metrics,
+    ));
+    let served = tokio::select! {
+        () = http::serve(listener, control, http_opts) => Ok(()),
+        () = shutdown_signal() => Ok(()),
+        why = lifeline.ended() => Err(anyhow::anyhow!("{why}")),
+    };
+    housekeeping.abort();
+    served
+}
+
+/// Says where each path can be watched, in the log and on stdout (tests and scripts
+/// read the URL there).
+fn announce(paths: &HashMap<String, Arc<ServedPath>>, local: SocketAddr) {
+    let host = match local.ip().is_unspecified() {
+        true => "localhost".to_string(),
+        false => local.ip().to_string(),
+    };
+    let mut names: Vec<&String> = paths.keys().collect();
+    names.sort();
+    for name in names {
+        let url = format!("http://{host}:{}/{name}/", local.port());
+        info!("path '{name}': watch at {url}");
+        println!("relay: watch '{name}' at {url}");
+    }
+}
+
+/// Once a second: drop sessions no viewer reached in time; every ten, the stats line
+/// and heap trimming.
+async fn housekeeping(registry: Arc<Registry>, handshake_timeout: Duration, metrics: Metrics) {
+    let mut last = metrics.totals();
+    for tick in 1u64.. {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        registry.expire(Instant::now(), handshake_timeout);
+        if tick % 10 == 0 {
+            let now = metrics.totals();
+            log_stats(&last, &now, 10);
+            last = now;
+            // A session sheds str0m (~70 KB) once live; a burst of joins leaves that much
+            // freed heap behind, which malloc keeps unless asked.
+            // SAFETY: plain glibc call, safe at any time from any thread.
+            unsafe { libc::malloc_trim(0) };
+        }
+    }
 }
 
 /// The stats line an operator sees every few seconds: what flows, and what XDP does.
