@@ -21,7 +21,7 @@ use crate::session::{Binding, Route, Session};
 use crate::srtp::{MasterKey, Outbound, Profile};
 use crate::track::{Codec, SourcePacket, Track, TrackInfo, TrackWriter};
 use crate::worker::registry::{Pending, Registry};
-use crate::worker::{Core, Start, WorkerStats};
+use crate::worker::{Core, WorkerStats};
 
 const RELAY: &str = "10.9.0.2:8189";
 /// The viewer, from two addresses (it holds the ICE password), and two strangers (they
@@ -62,8 +62,8 @@ pub fn consent_datagrams(data: &[u8]) {
 
 struct ConsentRun {
     now: Instant,
-    cores: [Core<MemorySender>; 2],
-    stats: [Arc<WorkerStats>; 2],
+    cores: Vec<Core<MemorySender>>,
+    stats: Vec<Arc<WorkerStats>>,
     writer: TrackWriter,
     next_seq: u16,
     /// Seals the viewer's SRTCP, as the viewer would.
@@ -116,21 +116,7 @@ impl ConsentRun {
             session: Box::new(session),
             created: now,
         });
-        let stats = [0, 1].map(|_| Arc::new(WorkerStats::default()));
-        let cores = [0, 1].map(|id| {
-            let start = Start {
-                now,
-                wall: SystemTime::UNIX_EPOCH,
-                seed: id as u64,
-            };
-            Core::new(
-                id,
-                MemorySender::default(),
-                registry.clone(),
-                stats[id].clone(),
-                start,
-            )
-        });
+        let (cores, stats) = Core::in_memory(2, &registry, now, SystemTime::UNIX_EPOCH);
         let mut run = ConsentRun {
             now,
             cores,

@@ -349,6 +349,32 @@ impl<S: Sender> Core<S> {
     }
 }
 
+#[cfg(any(test, feature = "fuzzing"))]
+impl Core<crate::io::memory::MemorySender> {
+    /// `n` cores over one registry, sending into memory, each with its counters: core
+    /// `i` is seeded with `i`, all start at `now`, which is `wall` on the wall clock.
+    pub fn in_memory(
+        n: usize,
+        registry: &Arc<Registry>,
+        now: Instant,
+        wall: SystemTime,
+    ) -> (Vec<Self>, Vec<Arc<WorkerStats>>) {
+        let stats: Vec<_> = (0..n).map(|_| Arc::new(WorkerStats::default())).collect();
+        let cores = (0..n)
+            .map(|id| {
+                let start = Start {
+                    now,
+                    wall,
+                    seed: id as u64,
+                };
+                let tx = crate::io::memory::MemorySender::default();
+                Core::new(id, tx, registry.clone(), stats[id].clone(), start)
+            })
+            .collect();
+        (cores, stats)
+    }
+}
+
 /// `t` rounded up to the next point of the timer grid that starts at `origin`.
 fn on_grid(origin: Instant, t: Instant) -> Instant {
     let grid = TIMER_GRID.as_nanos();

@@ -18,7 +18,7 @@ use str0m::{Candidate, Event, Input, Output, Rtc};
 
 use super::egress::{REPORT_INTERVAL, RETRANSMIT_BUDGET};
 use super::registry::{Pending, Registry};
-use super::{Core, Start, WorkerStats};
+use super::{Core, WorkerStats};
 use crate::io::memory::MemorySender;
 use crate::io::wake::Wakers;
 use crate::io::Datagram;
@@ -180,23 +180,8 @@ impl Net {
             1024,
         );
         let registry = Arc::new(Registry::new(Arc::new(Wakers::new(2).unwrap())));
-        let stats: Vec<_> = (0..2).map(|_| Arc::new(WorkerStats::default())).collect();
-        let cores = (0..2)
-            .map(|id| {
-                let clock = Start {
-                    now: start,
-                    wall: SystemTime::UNIX_EPOCH + WALL_START,
-                    seed: id as u64,
-                };
-                Core::new(
-                    id,
-                    MemorySender::default(),
-                    registry.clone(),
-                    stats[id].clone(),
-                    clock,
-                )
-            })
-            .collect();
+        let wall = SystemTime::UNIX_EPOCH + WALL_START;
+        let (cores, stats) = Core::in_memory(2, &registry, start, wall);
         Net {
             now: start,
             start,
