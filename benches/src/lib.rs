@@ -11,8 +11,8 @@
 //! - `relay-bench swarm`: WHEP viewers against any server (`swarm`, `sink`), verifying
 //!   every packet (`verify`) or counting it cheaply (`xdp_sink`).
 //! - `relay-bench suite` (`cargo xtask bench`): the standard workloads W1-W4 against the
-//!   relay and Janus (`janus`) side by side; writes docs/benchmarks.md (`suite_docs`,
-//!   `plot`).
+//!   relay and Janus (`janus`) side by side; its results (`suite_results`) go into
+//!   docs/benchmarks.md (`suite_docs`, `plot`).
 //!
 //! docs/benchmarks.md has the numbers.
 
@@ -29,6 +29,7 @@ pub mod sink;
 pub mod stamp;
 pub mod suite;
 pub mod suite_docs;
+pub mod suite_results;
 pub mod swarm;
 pub mod verify;
 pub mod xdp_egress;
