@@ -622,13 +622,7 @@ fn print_table(runs: &[Run], ratios: &[Ratio]) {
         ("other", "CPU %"),
         ("full", "gaps"),
     ];
-    for line in [0, 1] {
-        let cells: Vec<String> = header
-            .iter()
-            .map(|h| format!("{:>9}", if line == 0 { h.0 } else { h.1 }))
-            .collect();
-        println!("{}", cells.join(" "));
-    }
+    crate::report::print_header(&header, 9);
     for r in runs {
         let ratio = ratios
             .iter()

@@ -308,13 +308,7 @@ fn print_table(runs: &[FloodRun]) {
         ("NAPI", "ns/pkt"),
         ("viewer", "gaps"),
     ];
-    for line in [0, 1] {
-        let cells: Vec<String> = header
-            .iter()
-            .map(|h| format!("{:>11}", if line == 0 { h.0 } else { h.1 }))
-            .collect();
-        println!("{}", cells.join(" "));
-    }
+    crate::report::print_header(&header, 11);
     for r in runs {
         let pattern = serde_json::to_value(r.pattern)
             .ok()

@@ -534,13 +534,7 @@ fn print_table(runs: &[Run]) {
         ("dgrams/", "call"),
         ("tool", "CPU %"),
     ];
-    for line in [0, 1] {
-        let cells: Vec<String> = header
-            .iter()
-            .map(|h| format!("{:>9}", if line == 0 { h.0 } else { h.1 }))
-            .collect();
-        println!("{}", cells.join(" "));
-    }
+    relay_benches::report::print_header(&header, 9);
     for r in runs {
         let cells = [
             format!("{:>9}", r.viewers),
