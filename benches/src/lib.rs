@@ -1,4 +1,6 @@
-//! Load tools and micro benchmarks for relay.
+//! Load tools and micro benchmarks for relay. The load tools run the relay binary with
+//! the test kit (`relay-testkit`: the relay process, its config, WHEP clients, network
+//! namespaces, metrics) and measure it.
 //!
 //! - `benches/fanout.rs` (criterion): the per-packet egress cost against the AES-GCM seal.
 //! - `relay-bench egress`: the relay process under N WHEP viewers against a bare
@@ -23,7 +25,7 @@ pub mod netns;
 pub mod plot;
 pub mod procfs;
 pub mod publish;
-pub mod relay_proc;
+pub mod relay_config;
 pub mod report;
 pub mod sink;
 pub mod stamp;

@@ -13,11 +13,12 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use relay_testkit::netns::require_root;
+use relay_testkit::process::{Launch, RelayProcess};
 
 use crate::janus::{JanusOptions, JanusProcess};
 use crate::procfs;
 use crate::publish::{ClipSource, PublishArgs, Publisher};
-use crate::relay_proc::RelayProcess;
 use crate::report::{progress, progress_done, sleep_with_progress};
 use crate::sink::{wait_until_receiving, Readiness};
 use crate::suite_results::{Churn, Results, Run, ServerKind, SetupStep, Workload};
@@ -102,12 +103,8 @@ impl Server {
     fn start(kind: ServerKind, args: &Args, streams: usize) -> anyhow::Result<Server> {
         match kind {
             ServerKind::Relay => {
-                let config = relay_config(streams);
-                Ok(Server::Relay(RelayProcess::launch(
-                    &args.relay,
-                    &config,
-                    None,
-                )?))
+                let launch = Launch::new(&args.relay, &relay_config(streams));
+                Ok(Server::Relay(launch.start()?))
             }
             ServerKind::Janus => Ok(Server::Janus(JanusProcess::start(&JanusOptions {
                 mountpoints: streams,
@@ -141,7 +138,7 @@ impl Server {
 
     fn stop(self) {
         match self {
-            Server::Relay(r) => r.stop(),
+            Server::Relay(r) => drop(r),
             Server::Janus(j) => j.stop(),
         }
     }
@@ -149,7 +146,7 @@ impl Server {
 
 /// The relay's config for `streams` RTP paths cam0.. on the publisher's ports, one
 /// worker (the workloads measure what one core does).
-fn relay_config(streams: usize) -> String {
+fn relay_config(streams: usize) -> relay::config::Config {
     let paths: Vec<(String, u16)> = (0..streams)
         .map(|i| (format!("cam{i}"), FIRST_RTP_PORT + 2 * i as u16))
         .collect();
@@ -157,7 +154,7 @@ fn relay_config(streams: usize) -> String {
         .iter()
         .map(|(name, port)| (name.as_str(), *port, crate::publish::sdp(96, *port)))
         .collect();
-    crate::relay_proc::rtp_push_config(1, &paths)
+    crate::relay_config::rtp_push_on_loopback(1, &paths)
 }
 
 /// What the server process used between two moments.
@@ -195,7 +192,7 @@ pub fn main(args: &Args) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    crate::netns::require_root("relay-bench suite")?;
+    require_root("relay-bench suite")?;
     if !args.relay.exists() {
         bail!(
             "no relay binary at {}: run `cargo build --release -p relay` (or `cargo xtask bench`)",
