@@ -1,8 +1,7 @@
-//! Load tools and micro benchmarks for relay. The load tools run the relay binary with
-//! the test kit (`relay-testkit`: the relay process, its config, WHEP clients, network
-//! namespaces, metrics) and measure it.
+//! Load tools for relay. They run the relay binary with the test kit
+//! (`relay-testkit`: the relay process, its config, WHEP clients, network namespaces,
+//! metrics) and measure it.
 //!
-//! - `benches/fanout.rs` (criterion): the per-packet egress cost against the AES-GCM seal.
 //! - `relay-bench egress`: the relay process under N WHEP viewers against a bare
 //!   `sendmmsg` loop sending the same datagrams.
 //! - `relay-bench xdp-egress`: the relay in XDP mode against portable mode on one veth
@@ -16,7 +15,8 @@
 //!   relay and Janus (`janus`) side by side; its results (`suite_results`) go into
 //!   docs/benchmarks.md (`suite_docs`, `plot`).
 //!
-//! docs/benchmarks.md has the numbers.
+//! The micro benchmark of the fan-out sits beside what it measures:
+//! `relay/benches/fanout.rs`. docs/benchmarks.md has the numbers.
 
 pub mod baseline;
 pub mod flood;
