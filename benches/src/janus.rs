@@ -8,20 +8,21 @@
 //! "127.0.0.1"`, gives it a host candidate on 127.0.0.1. (An address on a veth does not
 //! help: its ICE library pins sockets to the interface it gathered on.)
 //!
-//! Janus offers and the viewer answers: `Sink::answer`. Janus is the full ICE agent
-//! that controls; the viewer's str0m is full ICE too, controlled.
+//! Janus offers and the viewer answers (`relay_testkit::client::Client::answer`). Janus
+//! is the full ICE agent that controls; the viewer's str0m is full ICE too, controlled.
 
-use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use relay_testkit::client::Client;
+use relay_testkit::http::agent;
+use relay_testkit::log::Log;
+use relay_testkit::tempdir::TempDir;
 use serde_json::{json, Value};
 
 use crate::sink::Sink;
@@ -85,8 +86,9 @@ pub struct JanusProcess {
     child: Child,
     /// Its JSON API: `http://127.0.0.1:PORT/janus`.
     pub http: String,
-    dir: PathBuf,
-    log: Arc<Mutex<VecDeque<String>>>,
+    /// Its config folder.
+    _dir: TempDir,
+    log: Log,
 }
 
 impl JanusProcess {
@@ -97,17 +99,12 @@ impl JanusProcess {
             bail!("{JANUS} not found: install Debian's janus package (cargo xtask setup)");
         }
         let shim = loopback_shim()?;
-        let dir = std::env::temp_dir().join(format!(
-            "relay-bench-janus-{}-{}",
-            std::process::id(),
-            fastrand::u64(..)
-        ));
-        std::fs::create_dir_all(&dir)?;
+        let dir = TempDir::new("janus");
         let port = free_tcp_port()?;
-        write_config(&dir, opts, port)?;
+        write_config(dir.path(), opts, port)?;
         let mut child = Command::new(JANUS)
             .arg("--configs-folder")
-            .arg(&dir)
+            .arg(dir.path())
             .arg("--disable-colors")
             .env("LD_PRELOAD", &shim)
             .stdin(Stdio::null())
@@ -115,26 +112,13 @@ impl JanusProcess {
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("cannot start {JANUS}"))?;
-        let log = Arc::new(Mutex::new(VecDeque::new()));
-        for output in [
-            Box::new(child.stdout.take().expect("piped")) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().expect("piped")),
-        ] {
-            let tail = log.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(output).lines().map_while(Result::ok) {
-                    let mut tail = tail.lock().unwrap();
-                    if tail.len() == LOG_TAIL {
-                        tail.pop_front();
-                    }
-                    tail.push_back(line);
-                }
-            });
-        }
+        let log = Log::default();
+        log.follow(child.stdout.take().expect("piped"), None);
+        log.follow(child.stderr.take().expect("piped"), None);
         let mut janus = JanusProcess {
             child,
             http: format!("http://127.0.0.1:{port}/janus"),
-            dir,
+            _dir: dir,
             log,
         };
         janus.wait_ready()?;
@@ -177,8 +161,7 @@ impl JanusProcess {
 
     /// The last lines Janus logged.
     pub fn log_tail(&self) -> String {
-        let tail = self.log.lock().unwrap();
-        tail.iter().cloned().collect::<Vec<_>>().join("\n")
+        self.log.tail(LOG_TAIL)
     }
 
     /// SIGTERM, then SIGKILL if Janus is still there after 5 s; waits for it.
@@ -207,7 +190,6 @@ impl JanusProcess {
 impl Drop for JanusProcess {
     fn drop(&mut self) {
         self.terminate();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -344,15 +326,6 @@ fn loopback_shim() -> anyhow::Result<PathBuf> {
     Ok(library)
 }
 
-/// An HTTP agent for Janus's API; `timeout` bounds every request.
-pub fn agent(timeout: Duration) -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(timeout))
-        .build()
-        .new_agent()
-}
-
 /// A viewer of mountpoint `mountpoint` of the Janus at `http` (`JanusProcess::http`),
 /// on a socket bound to `local`: a session of its own, `watch`, the offer answered by
 /// str0m, `start`. Returns the sink for `Driver::add` and the session's URL (for
@@ -389,7 +362,8 @@ pub fn janus_viewer(
             "Janus offered no candidate on 127.0.0.1 (is the loopback shim preloaded?):\n{offer}"
         );
     }
-    let (sink, answer) = Sink::answer(&offer, local, verify, started)?;
+    let (client, answer) = Client::answer(&offer, local)?;
+    let sink = Sink::new(client, verify, started)?;
     request(
         agent,
         &handle,

@@ -1,6 +1,7 @@
-//! Load tools and micro benchmarks for relay.
+//! Load tools for relay. They run the relay binary with the test kit
+//! (`relay-testkit`: the relay process, its config, WHEP clients, network namespaces,
+//! metrics) and measure it.
 //!
-//! - `benches/fanout.rs` (criterion): the per-packet egress cost against the AES-GCM seal.
 //! - `relay-bench egress`: the relay process under N WHEP viewers against a bare
 //!   `sendmmsg` loop sending the same datagrams.
 //! - `relay-bench xdp-egress`: the relay in XDP mode against portable mode on one veth
@@ -11,10 +12,11 @@
 //! - `relay-bench swarm`: WHEP viewers against any server (`swarm`, `sink`), verifying
 //!   every packet (`verify`) or counting it cheaply (`xdp_sink`).
 //! - `relay-bench suite` (`cargo xtask bench`): the standard workloads W1-W4 against the
-//!   relay and Janus (`janus`) side by side; writes docs/benchmarks.md (`suite_docs`,
-//!   `plot`).
+//!   relay and Janus (`janus`) side by side; its results (`suite_results`) go into
+//!   docs/benchmarks.md (`suite_docs`, `plot`).
 //!
-//! docs/benchmarks.md has the numbers.
+//! The micro benchmark of the fan-out sits beside what it measures:
+//! `relay/benches/fanout.rs`. docs/benchmarks.md has the numbers.
 
 pub mod baseline;
 pub mod flood;
@@ -23,12 +25,13 @@ pub mod netns;
 pub mod plot;
 pub mod procfs;
 pub mod publish;
-pub mod relay_proc;
+pub mod relay_config;
 pub mod report;
 pub mod sink;
 pub mod stamp;
 pub mod suite;
 pub mod suite_docs;
+pub mod suite_results;
 pub mod swarm;
 pub mod verify;
 pub mod xdp_egress;

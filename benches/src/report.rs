@@ -62,6 +62,17 @@ pub fn progress_done() {
     }
 }
 
+/// Prints a table's header of two lines, each cell right-aligned in `width`.
+pub fn print_header(header: &[(&str, &str)], width: usize) {
+    for line in [0, 1] {
+        let cells: Vec<String> = header
+            .iter()
+            .map(|h| format!("{:>width$}", if line == 0 { h.0 } else { h.1 }))
+            .collect();
+        println!("{}", cells.join(" "));
+    }
+}
+
 /// Prints a table with right-aligned columns as wide as their widest cell.
 pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
     let widths: Vec<usize> = (0..header.len())

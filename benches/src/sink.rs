@@ -1,8 +1,8 @@
 //! WHEP viewers that sink media cheaply, all driven from one thread with mio.
 //!
-//! Each sink is a str0m `Rtc` on its own UDP socket: str0m offers, runs ICE (it is the
-//! controlling agent, the relay is ICE-lite) and DTLS, and keeps sending consent
-//! checks. Media never reaches str0m: RTP and RTCP datagrams (RFC 7983: first byte
+//! Each sink is a test kit `Client` (str0m on its own UDP socket): str0m offers, runs
+//! ICE (it is the controlling agent, the relay is ICE-lite) and DTLS, and keeps sending
+//! consent checks. Media never reaches str0m: RTP and RTCP datagrams (RFC 7983: first byte
 //! 128-191) are counted by size and dropped undecrypted, so that a hundred sinks cost
 //! the load tool little next to the relay they measure. (With the sink XDP program in
 //! front, `xdp_sink`, media does not even reach the socket.) A verifying sink hands
@@ -20,11 +20,10 @@ use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
-use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use relay_testkit::client::{Client, Offer};
 use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind};
-use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use str0m::media::MediaKind;
+use str0m::{Event, IceConnectionState};
 
 use crate::stamp::unix_ns;
 use crate::verify::Verifier;
@@ -36,8 +35,6 @@ pub const MAX_SIZE: usize = 2048;
 const RECV_BUFFER: usize = 4 << 20;
 /// Datagrams taken from one socket before the others get a turn.
 const DRAIN_LIMIT: usize = 256;
-/// Rounds of str0m output handled per visit (it yields a timeout well before).
-const PUMP_LIMIT: usize = 1024;
 /// Latencies are counted in buckets of this many microseconds...
 pub const LATENCY_BUCKET_US: u64 = 100;
 /// ...up to this many buckets (2 s); longer ones land in the last.
@@ -191,13 +188,10 @@ impl Counters {
 
 /// A viewer that has made its offer and waits for the answer.
 pub struct Offering {
-    rtc: Rtc,
-    socket: UdpSocket,
-    pending: SdpPendingOffer,
+    client: Client,
+    offer: Offer,
     verify: bool,
     started: Instant,
-    /// The SDP offer to POST.
-    pub sdp: String,
 }
 
 impl Offering {
@@ -211,49 +205,32 @@ impl Offering {
     /// media and checks its continuity.
     pub fn bind(local: SocketAddr, verify: bool) -> io::Result<Offering> {
         let started = Instant::now();
-        let (socket, mut rtc) = open(local)?;
-        let mut change = rtc.sdp_api();
-        change.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
-        change.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
-        let (offer, pending) = change
-            .apply()
-            .ok_or_else(|| io::Error::other("str0m made no offer"))?;
+        let (client, offer) = Client::offer(local, &[MediaKind::Video, MediaKind::Audio])?;
         Ok(Offering {
-            rtc,
-            socket,
-            pending,
+            client,
+            offer,
             verify,
             started,
-            sdp: offer.to_sdp_string(),
         })
+    }
+
+    /// The SDP offer to POST.
+    pub fn sdp(&self) -> &str {
+        &self.offer.sdp
     }
 
     /// Takes the relay's SDP answer; the sink is ready for the driver.
     pub fn accept(mut self, answer: &str) -> anyhow::Result<Sink> {
-        let answer = SdpAnswer::from_sdp_string(answer)?;
-        self.rtc.sdp_api().accept_answer(self.pending, answer)?;
-        Sink::new(self.rtc, self.socket, self.verify, self.started)
+        self.client.accept(self.offer, answer)?;
+        Sink::new(self.client, self.verify, self.started)
     }
-}
-
-/// A sink's socket, bound to `local`, and its str0m with a host candidate on it.
-fn open(local: SocketAddr) -> io::Result<(UdpSocket, Rtc)> {
-    let socket = UdpSocket::bind(local)?;
-    socket.set_nonblocking(true)?;
-    set_recv_buffer(&socket, RECV_BUFFER);
-    let mut rtc = Rtc::builder().set_rtp_mode(true).build(Instant::now());
-    let candidate = Candidate::host(socket.local_addr()?, "udp").map_err(io::Error::other)?;
-    rtc.add_local_candidate(candidate);
-    Ok((socket, rtc))
 }
 
 /// A connected (or connecting) viewer, owned by the driver thread.
 pub struct Sink {
-    rtc: Rtc,
-    /// Non-blocking, registered with the driver's poll by its descriptor.
-    socket: UdpSocket,
-    local: SocketAddr,
-    /// When str0m wants `Input::Timeout` next.
+    /// Its socket non-blocking, registered with the driver's poll by its descriptor.
+    client: Client,
+    /// When str0m wants the time next.
     next: Instant,
     /// When the viewer made its offer (or got one): setup times count from here.
     started: Instant,
@@ -262,9 +239,13 @@ pub struct Sink {
 }
 
 impl Sink {
-    /// A negotiated viewer on its socket, ready for the driver.
-    fn new(rtc: Rtc, socket: UdpSocket, verify: bool, started: Instant) -> anyhow::Result<Sink> {
-        let h264 = rtc
+    /// A negotiated viewer, ready for the driver; a `verify`ing one decrypts and checks
+    /// its media.
+    pub fn new(client: Client, verify: bool, started: Instant) -> anyhow::Result<Sink> {
+        client.socket.set_nonblocking(true)?;
+        set_recv_buffer(&client.socket, RECV_BUFFER);
+        let h264 = client
+            .rtc
             .codec_config()
             .params()
             .iter()
@@ -272,34 +253,15 @@ impl Sink {
             .map(|p| *p.pt())
             .collect();
         Ok(Sink {
-            local: socket.local_addr()?,
-            rtc,
-            socket,
+            client,
             next: Instant::now(),
             started,
             verifier: verify.then(|| (Verifier::default(), h264)),
         })
     }
 
-    /// A viewer of a server that offers (Janus): answers `offer` from a socket bound to
-    /// `local`; returns the sink and its SDP answer. str0m is a full ICE agent here, the
-    /// controlled one, with the host candidate in its answer.
-    pub fn answer(
-        offer: &str,
-        local: SocketAddr,
-        verify: bool,
-        started: Instant,
-    ) -> anyhow::Result<(Sink, String)> {
-        let (socket, mut rtc) = open(local)?;
-        let answer = rtc
-            .sdp_api()
-            .accept_offer(SdpOffer::from_sdp_string(offer)?)?;
-        let sink = Sink::new(rtc, socket, verify, started)?;
-        Ok((sink, answer.to_sdp_string()))
-    }
-
     pub fn local_addr(&self) -> SocketAddr {
-        self.local
+        self.client.local_addr()
     }
 
     /// Reads what waits on the socket (up to `DRAIN_LIMIT`); true if more may wait.
@@ -309,7 +271,7 @@ impl Sink {
             if handled == DRAIN_LIMIT {
                 break true;
             }
-            let (n, from) = match self.socket.recv_from(buf) {
+            let (n, from) = match self.client.socket.recv_from(buf) {
                 Ok(got) => got,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
                 // An ICMP error surfaced on the socket: it is consumed, read on.
@@ -327,14 +289,7 @@ impl Sink {
                     continue;
                 }
             }
-            let Ok(r) = Receive::new(Protocol::Udp, from, self.local, data) else {
-                continue;
-            };
-            if self
-                .rtc
-                .handle_input(Input::Receive(Instant::now(), r))
-                .is_err()
-            {
+            if self.client.receive(from, data).is_err() {
                 counters.sinks[index].failed.store(true, Ordering::Relaxed);
             }
             // A verifying sink's str0m has decrypted media to hand over.
@@ -347,71 +302,62 @@ impl Sink {
     }
 
     fn on_timeout(&mut self, index: usize, counters: &Counters, now: Instant) {
-        if self.rtc.handle_input(Input::Timeout(now)).is_err() {
+        if self.client.tick(now).is_err() {
             counters.sinks[index].failed.store(true, Ordering::Relaxed);
         }
         self.pump(index, counters);
     }
 
-    /// Sends what str0m has to send and notes its events and next timeout.
+    /// Sends what str0m has to send and notes its events and when it wants the time.
     fn pump(&mut self, index: usize, counters: &Counters) {
         let c = &counters.sinks[index];
-        for _ in 0..PUMP_LIMIT {
-            match self.rtc.poll_output() {
-                Ok(Output::Timeout(t)) => {
-                    self.next = t;
+        let (started, verifier) = (self.started, &mut self.verifier);
+        let polled = self.client.poll(|event| match event {
+            Event::Connected => {
+                c.connected_us
+                    .store(micros_since(started), Ordering::Relaxed);
+                c.connected.store(true, Ordering::Relaxed);
+            }
+            Event::RtpPacket(p) => {
+                let Some((verifier, h264)) = verifier.as_mut() else {
                     return;
+                };
+                let seen = verifier.on_rtp(
+                    *p.header.ssrc,
+                    *p.seq_no,
+                    p.header.marker,
+                    &p.payload,
+                    h264.contains(&*p.header.payload_type),
+                    unix_ns(),
+                );
+                c.decrypted.fetch_add(1, Ordering::Relaxed);
+                c.gaps.fetch_add(seen.skipped, Ordering::Relaxed);
+                c.disorder
+                    .fetch_add(u64::from(seen.behind), Ordering::Relaxed);
+                c.malformed
+                    .fetch_add(u64::from(seen.malformed), Ordering::Relaxed);
+                c.frames_missing
+                    .fetch_add(seen.frames_missing, Ordering::Relaxed);
+                if seen.first_keyframe {
+                    c.first_keyframe_us
+                        .store(micros_since(started), Ordering::Relaxed);
                 }
-                Ok(Output::Transmit(t)) => {
-                    // A full buffer or a dead relay: the consent check is retried anyway.
-                    let _ = self.socket.send_to(&t.contents, t.destination);
-                }
-                Ok(Output::Event(Event::Connected)) => {
-                    c.connected_us
-                        .store(micros_since(self.started), Ordering::Relaxed);
-                    c.connected.store(true, Ordering::Relaxed);
-                }
-                Ok(Output::Event(Event::RtpPacket(p))) => {
-                    if let Some((verifier, h264)) = &mut self.verifier {
-                        let seen = verifier.on_rtp(
-                            *p.header.ssrc,
-                            *p.seq_no,
-                            p.header.marker,
-                            &p.payload,
-                            h264.contains(&*p.header.payload_type),
-                            unix_ns(),
-                        );
-                        c.decrypted.fetch_add(1, Ordering::Relaxed);
-                        c.gaps.fetch_add(seen.skipped, Ordering::Relaxed);
-                        c.disorder
-                            .fetch_add(u64::from(seen.behind), Ordering::Relaxed);
-                        c.malformed
-                            .fetch_add(u64::from(seen.malformed), Ordering::Relaxed);
-                        c.frames_missing
-                            .fetch_add(seen.frames_missing, Ordering::Relaxed);
-                        if seen.first_keyframe {
-                            c.first_keyframe_us
-                                .store(micros_since(self.started), Ordering::Relaxed);
-                        }
-                        if let Some(us) = seen.latency_us {
-                            let bucket = (us / LATENCY_BUCKET_US) as usize;
-                            counters.latency[bucket.min(LATENCY_BUCKETS - 1)]
-                                .fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
-                Ok(Output::Event(Event::IceConnectionStateChange(
-                    IceConnectionState::Disconnected,
-                ))) => c.failed.store(true, Ordering::Relaxed),
-                Ok(Output::Event(_)) => {}
-                Err(_) => {
-                    c.failed.store(true, Ordering::Relaxed);
-                    break;
+                if let Some(us) = seen.latency_us {
+                    let bucket = (us / LATENCY_BUCKET_US) as usize;
+                    counters.latency[bucket.min(LATENCY_BUCKETS - 1)]
+                        .fetch_add(1, Ordering::Relaxed);
                 }
             }
-        }
-        // str0m failed (or never settled): look again in a while, not in a busy loop.
-        self.next = Instant::now() + IDLE;
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                c.failed.store(true, Ordering::Relaxed)
+            }
+            _ => {}
+        });
+        self.next = polled.unwrap_or_else(|_| {
+            c.failed.store(true, Ordering::Relaxed);
+            // Look again in a while, not in a busy loop.
+            Instant::now() + IDLE
+        });
     }
 }
 
@@ -535,7 +481,7 @@ fn drive(
                         Command::Add(sink) => add(&poll, &mut sinks, *sink, counters),
                         Command::Remove(index) => {
                             if let Some(sink) = sinks.get_mut(index).and_then(Option::take) {
-                                let fd = sink.socket.as_raw_fd();
+                                let fd = sink.client.socket.as_raw_fd();
                                 let _ = poll.registry().deregister(&mut SourceFd(&fd));
                             }
                         }
@@ -566,7 +512,7 @@ fn add(poll: &Poll, sinks: &mut Vec<Option<Sink>>, mut sink: Sink, counters: &Co
     if index >= counters.sinks.len() {
         return; // more than the run asked for: dropped, socket closed
     }
-    let fd = sink.socket.as_raw_fd();
+    let fd = sink.client.socket.as_raw_fd();
     let registered = poll
         .registry()
         .register(&mut SourceFd(&fd), Token(index), Interest::READABLE);
@@ -733,13 +679,10 @@ mod tests {
     fn driver_counts_datagrams_on_real_sockets() {
         let driver = Driver::start(2, None).unwrap();
         let offers = [Offering::new().unwrap(), Offering::new().unwrap()];
-        let addrs: Vec<SocketAddr> = offers
-            .iter()
-            .map(|o| o.socket.local_addr().unwrap())
-            .collect();
+        let addrs: Vec<SocketAddr> = offers.iter().map(|o| o.client.local_addr()).collect();
         // No answer is needed to count: register the sinks as they are.
         for o in offers {
-            driver.add(Sink::new(o.rtc, o.socket, false, o.started).unwrap());
+            driver.add(Sink::new(o.client, false, o.started).unwrap());
         }
         let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
         let mut rtp = vec![0u8; 1000];

@@ -13,15 +13,16 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use serde::{Deserialize, Serialize};
+use relay_testkit::netns::require_root;
+use relay_testkit::process::{Launch, RelayProcess};
 
 use crate::janus::{JanusOptions, JanusProcess};
 use crate::procfs;
 use crate::publish::{ClipSource, PublishArgs, Publisher};
-use crate::relay_proc::RelayProcess;
 use crate::report::{progress, progress_done, sleep_with_progress};
 use crate::sink::{wait_until_receiving, Readiness};
-use crate::swarm::{Signaling, SinkPorts, Swarm, Totals, Window};
+use crate::suite_results::{Churn, Results, Run, ServerKind, SetupStep, Workload};
+use crate::swarm::{Signaling, SinkPorts, Swarm, Totals};
 use crate::xdp_sink::XdpSink;
 
 /// The publisher's first port; stream i goes to FIRST_RTP_PORT + 2 i.
@@ -29,8 +30,6 @@ const FIRST_RTP_PORT: u16 = 30_000;
 /// Sink viewers bind ports from here up.
 const FIRST_SINK_PORT: u16 = 20_000;
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-/// A run whose viewers lose more than this did not keep up (W2's criterion).
-pub const KEEPS_UP_LOSS: f64 = 0.001;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -94,22 +93,6 @@ pub struct Args {
     pub docs: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Workload {
-    W1,
-    W2,
-    W3,
-    W4,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum ServerKind {
-    Relay,
-    Janus,
-}
-
 /// A server under test, serving `streams` RTP streams from the publisher's ports.
 enum Server {
     Relay(RelayProcess),
@@ -120,12 +103,8 @@ impl Server {
     fn start(kind: ServerKind, args: &Args, streams: usize) -> anyhow::Result<Server> {
         match kind {
             ServerKind::Relay => {
-                let config = relay_config(streams);
-                Ok(Server::Relay(RelayProcess::launch(
-                    &args.relay,
-                    &config,
-                    None,
-                )?))
+                let launch = Launch::new(&args.relay, &relay_config(streams));
+                Ok(Server::Relay(launch.start()?))
             }
             ServerKind::Janus => Ok(Server::Janus(JanusProcess::start(&JanusOptions {
                 mountpoints: streams,
@@ -159,7 +138,7 @@ impl Server {
 
     fn stop(self) {
         match self {
-            Server::Relay(r) => r.stop(),
+            Server::Relay(r) => drop(r),
             Server::Janus(j) => j.stop(),
         }
     }
@@ -167,7 +146,7 @@ impl Server {
 
 /// The relay's config for `streams` RTP paths cam0.. on the publisher's ports, one
 /// worker (the workloads measure what one core does).
-fn relay_config(streams: usize) -> String {
+fn relay_config(streams: usize) -> relay::config::Config {
     let paths: Vec<(String, u16)> = (0..streams)
         .map(|i| (format!("cam{i}"), FIRST_RTP_PORT + 2 * i as u16))
         .collect();
@@ -175,7 +154,7 @@ fn relay_config(streams: usize) -> String {
         .iter()
         .map(|(name, port)| (name.as_str(), *port, crate::publish::sdp(96, *port)))
         .collect();
-    crate::relay_proc::rtp_push_config(1, &paths)
+    crate::relay_config::rtp_push_on_loopback(1, &paths)
 }
 
 /// What the server process used between two moments.
@@ -200,82 +179,6 @@ impl Usage {
     }
 }
 
-/// One measured run: a server, a workload, a load.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Run {
-    pub workload: Workload,
-    pub server: ServerKind,
-    pub streams: usize,
-    pub viewers: usize,
-    pub seconds: f64,
-    /// Server CPU (utime + stime), % of one core.
-    pub cpu_percent: f64,
-    /// Server CPU per packet delivered to a viewer, microseconds.
-    pub us_per_packet: f64,
-    pub delivered_pps: f64,
-    /// Packets the publisher sent to the server per second (all streams).
-    pub published_pps: f64,
-    /// Delivered against published times viewers per stream, as a fraction lost.
-    pub loss: f64,
-    pub rss_kib: u64,
-    /// RSS over the server's RSS with no viewers, per viewer.
-    pub rss_per_viewer_kib: f64,
-    pub fds: usize,
-    pub viewers_window: Window,
-    /// The tool (publisher, viewers, readings), % of one core.
-    pub tool_cpu_percent: f64,
-    pub publisher_cpu_percent: f64,
-}
-
-impl Run {
-    fn kept_up(&self) -> bool {
-        self.loss <= KEEPS_UP_LOSS && self.viewers_window.failed == 0
-    }
-}
-
-/// W3: the server's RSS and open descriptors over a churn run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Churn {
-    pub server: ServerKind,
-    pub viewers: usize,
-    pub joins: usize,
-    pub failed: usize,
-    /// (seconds, RSS KiB, open fds)
-    pub samples: Vec<(f64, u64, usize)>,
-    pub cpu_percent: f64,
-    pub loss: f64,
-}
-
-/// W4: setup times at one join rate.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SetupStep {
-    pub server: ServerKind,
-    pub rate: f64,
-    pub sessions: usize,
-    pub failed: usize,
-    pub setup_p50_ms: Option<f64>,
-    pub setup_p99_ms: Option<f64>,
-    pub cpu_percent: f64,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Results {
-    /// The command line of the run.
-    pub command: String,
-    pub host: crate::report::Host,
-    pub started_unix: u64,
-    pub runs: Vec<Run>,
-    pub churn: Vec<Churn>,
-    pub setup: Vec<SetupStep>,
-    /// Runs that could not be measured (viewers that never connected), and why.
-    pub unmeasured: Vec<String>,
-    /// The relay in XDP mode and in portable mode on a veth pair (`xdp_egress`).
-    #[serde(default)]
-    pub xdp: Vec<crate::xdp_egress::Run>,
-    #[serde(default)]
-    pub xdp_ratios: Vec<crate::xdp_egress::Ratio>,
-}
-
 pub fn main(args: &Args) -> anyhow::Result<()> {
     if let (Some(json), Some(docs)) = (&args.from_json, &args.docs) {
         let text =
@@ -289,7 +192,7 @@ pub fn main(args: &Args) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    crate::netns::require_root("relay-bench suite")?;
+    require_root("relay-bench suite")?;
     if !args.relay.exists() {
         bail!(
             "no relay binary at {}: run `cargo build --release -p relay` (or `cargo xtask bench`)",

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{bail, Context};
 
 use crate::plot::{Chart, Series};
-use crate::suite::{Results, Run, ServerKind, Workload, KEEPS_UP_LOSS};
+use crate::suite_results::{Results, Run, ServerKind, Workload, KEEPS_UP_LOSS};
 
 const BEGIN: &str =
     "<!-- suite:begin (written by `relay-bench suite --docs`; edits here are lost) -->";

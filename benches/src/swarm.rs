@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
+use relay_testkit::{http, whep};
+
 use crate::sink::{quantile, Counters, Driver, Offering, Sink, LATENCY_BUCKET_US};
 use crate::xdp_sink::XdpSink;
 
@@ -61,7 +63,7 @@ impl Swarm {
         sink_ports: Option<SinkPorts>,
         core: Option<usize>,
     ) -> anyhow::Result<Swarm> {
-        let agent = crate::janus::agent(HTTP_TIMEOUT);
+        let agent = http::agent(HTTP_TIMEOUT);
         Ok(Swarm {
             driver: Driver::start(capacity, core)?,
             signaling,
@@ -117,8 +119,8 @@ impl Swarm {
                 let url = url.replace("{stream}", &stream.to_string());
                 let offering = Offering::bind(local, verify)
                     .with_context(|| format!("viewer {index}: binding {local}"))?;
-                let (answer, resource) = whep_offer(&self.agent, &url, &offering.sdp)
-                    .with_context(|| format!("viewer {index}: WHEP offer to {url}"))?;
+                let (answer, resource) = whep::answer(&self.agent, &url, offering.sdp())
+                    .with_context(|| format!("viewer {index}"))?;
                 (offering.accept(&answer)?, resource)
             }
             Signaling::Janus(http) => {
@@ -157,7 +159,7 @@ impl Swarm {
         };
         match self.signaling {
             Signaling::Whep(_) => {
-                let status = self.agent.delete(&resource).call()?.status().as_u16();
+                let status = whep::delete(&self.agent, &resource)?;
                 if !(200..300).contains(&status) {
                     bail!("DELETE {resource}: HTTP {status}");
                 }
@@ -220,41 +222,6 @@ impl Swarm {
     pub fn stop(self) {
         self.driver.stop();
     }
-}
-
-/// POSTs a WHEP offer; the SDP answer and the session's absolute URL (`Location`).
-fn whep_offer(
-    agent: &ureq::Agent,
-    url: &str,
-    offer: &str,
-) -> anyhow::Result<(String, Option<String>)> {
-    let mut resp = agent
-        .post(url)
-        .header("Content-Type", "application/sdp")
-        .send(offer)?;
-    let status = resp.status().as_u16();
-    let location = resp
-        .headers()
-        .get("location")
-        .and_then(|l| l.to_str().ok())
-        .map(|l| absolute(url, l));
-    let body = resp.body_mut().read_to_string()?;
-    if status != 201 {
-        bail!("HTTP {status}: {body}");
-    }
-    Ok((body, location))
-}
-
-/// `location` resolved against `base` (WHEP servers answer with a path).
-fn absolute(base: &str, location: &str) -> String {
-    if location.contains("://") {
-        return location.to_string();
-    }
-    let origin_end = base
-        .find("://")
-        .and_then(|s| base[s + 3..].find('/').map(|p| s + 3 + p))
-        .unwrap_or(base.len());
-    format!("{}{location}", &base[..origin_end])
 }
 
 /// What the viewers got up to a moment; two of them give a window.
@@ -565,16 +532,6 @@ fn print_summary(r: &Report) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn locations_resolve_against_the_endpoint() {
-        let base = "http://127.0.0.1:8889/cam/whep";
-        assert_eq!(
-            absolute(base, "/cam/whep/abc"),
-            "http://127.0.0.1:8889/cam/whep/abc"
-        );
-        assert_eq!(absolute(base, "http://x/y"), "http://x/y");
-    }
 
     #[test]
     fn nearest_rank_percentiles() {

@@ -17,13 +17,18 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use relay_sink_ebpf::SinkCount;
+use relay_testkit::metrics::exported;
+use relay_testkit::netns::{require_root, Pair};
+use relay_testkit::process::{Launch, RelayProcess};
+use relay_testkit::{http, whep};
 use serde::{Deserialize, Serialize};
 
 use crate::netns::{
-    kernel_threads, kernel_threads_cpu, require_root, Pair, RELAY_IF, VIEWERS_IF, VIEWERS_IP,
+    add_viewer_addresses, kernel_threads, kernel_threads_cpu, link_drops, qdisc_drops, write_sys,
+    RELAY_IF, RELAY_IP, VIEWERS_IF, VIEWERS_IP,
 };
 use crate::procfs;
-use crate::relay_proc::{netns_config, sum_metric, RelayProcess};
+use crate::relay_config::{demo_on, PATH};
 use crate::report::{host, progress, progress_done, sleep_with_progress};
 use crate::sink::{wait_until_receiving, Driver, Offering, Readiness};
 use crate::xdp_sink::XdpSink;
@@ -47,6 +52,8 @@ const SETTLE: Duration = Duration::from_millis(10);
 const SNAPSHOT_TRIES: u32 = 50;
 /// A run whose loss is above this did not keep up.
 const KEEPS_UP_LOSS: f64 = 0.01;
+/// How long one WHEP request may take.
+const WHEP_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -221,13 +228,13 @@ pub fn measure_all(args: &Args) -> anyhow::Result<(Vec<Run>, Vec<Ratio>)> {
             "threaded"
         },
     );
-    let pair = Pair::new(args.queues)?;
-    let sink_ips = pair.add_viewer_addresses(most_sinks.div_ceil(SINKS_PER_IP))?;
+    let pair = crate::netns::pair(args.queues)?;
+    let sink_ips = add_viewer_addresses(&pair, most_sinks.div_ceil(SINKS_PER_IP))?;
     let sink = pair
-        .viewers
-        .enter(|| XdpSink::attach(VIEWERS_IF, SINK_FIRST_PORT, most_sinks.max(1) as u16))??;
+        .client
+        .enter(|| XdpSink::attach(VIEWERS_IF, SINK_FIRST_PORT, most_sinks.max(1) as u16))?;
     if !args.inline_napi {
-        pair.viewers.write_sys(VIEWERS_IF, "threaded", "1")?;
+        write_sys(&pair.client, VIEWERS_IF, "threaded", "1")?;
         // Off the relay's core (its worker 0 is on core 0): there the poller would
         // preempt the relay at every burst, a cost a NIC does not put on the sender.
         if !args.no_pin && host.cores > 1 {
@@ -315,16 +322,16 @@ impl Viewers<'_> {
         let mut tries = 0;
         let (per_viewer, sink_rtcp, metrics) = loop {
             tries += 1;
-            let sent = sum_metric(&relay.metrics()?, RTP_SENT);
+            let sent = relay.metric(RTP_SENT)?;
             // What the relay counted as sent lands at the viewers meanwhile.
             std::thread::sleep(SETTLE);
             let (per_viewer, sink_rtcp) = self.per_viewer()?;
             let metrics = relay.metrics()?;
-            if sum_metric(&metrics, RTP_SENT) == sent || tries == SNAPSHOT_TRIES {
+            if exported(&metrics, RTP_SENT)? == sent || tries == SNAPSHOT_TRIES {
                 break (per_viewer, sink_rtcp, metrics);
             }
         };
-        let metric = |name| sum_metric(&metrics, name);
+        let metric = |name| exported(&metrics, name);
         let full = &self.driver.counters.sinks[..self.full];
         Ok(Reading {
             at: Instant::now(),
@@ -338,14 +345,14 @@ impl Viewers<'_> {
                 .iter()
                 .map(|c| c.decrypted.load(Ordering::Relaxed))
                 .sum(),
-            relay_rtp_sent: metric(RTP_SENT),
-            relay_send_dropped: metric("relay_send_dropped_total"),
-            relay_datagrams_sent: metric(RTP_SENT) + metric("relay_rtcp_packets_sent_total"),
-            relay_send_calls: metric("relay_send_calls_total"),
+            relay_rtp_sent: metric(RTP_SENT)?,
+            relay_send_dropped: metric("relay_send_dropped_total")?,
+            relay_datagrams_sent: metric(RTP_SENT)? + metric("relay_rtcp_packets_sent_total")?,
+            relay_send_calls: metric("relay_send_calls_total")?,
             kernel_udp_out: procfs::udp_datagrams(relay.pid())?.1,
-            path_dropped: self.pair.relay.link_drops(RELAY_IF)?.1
-                + self.pair.relay.qdisc_drops(RELAY_IF)?
-                + self.pair.viewers.link_drops(VIEWERS_IF)?.0,
+            path_dropped: link_drops(&self.pair.relay, RELAY_IF)?.1
+                + qdisc_drops(&self.pair.relay, RELAY_IF)?
+                + link_drops(&self.pair.client, VIEWERS_IF)?.0,
         })
     }
 }
@@ -359,10 +366,11 @@ fn run(
     mode: Mode,
     cores: usize,
 ) -> anyhow::Result<Run> {
-    let relay_ip = IpAddr::V4(crate::netns::RELAY_IP);
     let xdp = (mode == Mode::Xdp).then_some(RELAY_IF);
-    let config = netns_config(relay_ip, MEDIA_PORT, args.queues, xdp);
-    let relay = RelayProcess::launch(&args.relay, &config, Some(&pair.relay))?;
+    let config = demo_on(IpAddr::V4(RELAY_IP), MEDIA_PORT, args.queues, xdp);
+    let relay = Launch::new(&args.relay, &config)
+        .in_netns(&pair.relay)
+        .start()?;
     let comm = std::fs::read_to_string(format!("/proc/{}/comm", relay.pid()))?;
     if comm.trim() != "relay" {
         bail!(
@@ -382,8 +390,8 @@ fn run(
         sink,
         sink_ips,
     };
-    pair.viewers
-        .enter(|| measure(args, &setup, n, mode, pin, rss_idle_kib))?
+    pair.client
+        .enter(|| measure(args, &setup, n, mode, pin, rss_idle_kib))
 }
 
 /// What a run measures with.
@@ -411,6 +419,8 @@ fn measure(
     let sinks = n - full;
     let driver = Driver::start(n, pin)?;
     let tag = format!("{n} viewers, {mode:?}");
+    let agent = http::agent(WHEP_TIMEOUT);
+    let endpoint = whep::endpoint(&relay.http, PATH);
     for i in 0..n {
         if i % 50 == 0 || i + 1 == n {
             progress(&format!("{tag}: offering {}/{n}", i + 1));
@@ -424,8 +434,7 @@ fn measure(
         };
         let offering = Offering::bind(local, i < full)
             .with_context(|| format!("viewer {i}: binding {local}"))?;
-        let answer = relay
-            .whep(&offering.sdp)
+        let (answer, _) = whep::answer(&agent, &endpoint, offering.sdp())
             .with_context(|| format!("viewer {i}; relay log:\n{}", relay.log_tail()))?;
         driver.add(offering.accept(&answer)?);
     }
@@ -622,13 +631,7 @@ fn print_table(runs: &[Run], ratios: &[Ratio]) {
         ("other", "CPU %"),
         ("full", "gaps"),
     ];
-    for line in [0, 1] {
-        let cells: Vec<String> = header
-            .iter()
-            .map(|h| format!("{:>9}", if line == 0 { h.0 } else { h.1 }))
-            .collect();
-        println!("{}", cells.join(" "));
-    }
+    crate::report::print_header(&header, 9);
     for r in runs {
         let ratio = ratios
             .iter()

@@ -16,12 +16,18 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde::Serialize;
 
+use relay_testkit::metrics::{exported, samples};
+use relay_testkit::netns::require_root;
+use relay_testkit::process::{Launch, RelayProcess};
+use relay_testkit::{http, whep};
+
 use crate::flood::{Bounds, Generated, PacketSocket, Pattern, Target};
 use crate::netns::{
-    kernel_threads_cpu, require_root, Pair, RELAY_IF, RELAY_IP, VIEWERS_IF, VIEWERS_IP,
+    kernel_threads_cpu, write_sys, RELAY_IF, RELAY_IP, RELAY_MAC, VIEWERS_IF, VIEWERS_IP,
+    VIEWERS_MAC,
 };
 use crate::procfs;
-use crate::relay_proc::{metric_samples, netns_config, sum_metric, RelayProcess};
+use crate::relay_config::{demo_on, PATH};
 use crate::report::{host, progress, progress_done};
 use crate::sink::{Driver, Offering};
 use crate::xdp_egress::MEDIA_PORT;
@@ -111,20 +117,22 @@ pub fn main(args: &Args) -> anyhow::Result<()> {
             "threaded"
         },
     );
-    let pair = Pair::new(args.queues)?;
-    let config = netns_config(
+    let pair = crate::netns::pair(args.queues)?;
+    let config = demo_on(
         IpAddr::V4(RELAY_IP),
         MEDIA_PORT,
         args.queues,
         Some(RELAY_IF),
     );
-    let relay = RelayProcess::launch(&args.relay, &config, Some(&pair.relay))?;
+    let relay = Launch::new(&args.relay, &config)
+        .in_netns(&pair.relay)
+        .start()?;
     if !args.inline_napi {
         // The relay attached its program, so the veth end has NAPI instances now.
-        pair.relay.write_sys(RELAY_IF, "threaded", "1")?;
+        write_sys(&pair.relay, RELAY_IF, "threaded", "1")?;
     }
-    let runs = pair.viewers.enter(|| floods(args, &relay))??;
-    relay.stop();
+    let runs = pair.client.enter(|| floods(args, &relay))?;
+    drop(relay);
     drop(pair);
     progress_done();
     print_table(&runs);
@@ -144,8 +152,8 @@ pub fn main(args: &Args) -> anyhow::Result<()> {
 fn floods(args: &Args, relay: &RelayProcess) -> anyhow::Result<Vec<FloodRun>> {
     let driver = Driver::start(1, None)?;
     let offering = Offering::bind(SocketAddr::new(VIEWERS_IP.into(), 0), true)?;
-    let answer = relay
-        .whep(&offering.sdp)
+    let agent = http::agent(Duration::from_secs(10));
+    let (answer, _) = whep::answer(&agent, &whep::endpoint(&relay.http, PATH), offering.sdp())
         .with_context(|| format!("the watching viewer; relay log:\n{}", relay.log_tail()))?;
     driver.add(offering.accept(&answer)?);
     let viewer = &driver.counters.sinks[0];
@@ -159,14 +167,13 @@ fn floods(args: &Args, relay: &RelayProcess) -> anyhow::Result<Vec<FloodRun>> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let (relay_mac, viewers_mac) = Pair::macs();
     let target = Target {
-        src_mac: viewers_mac,
-        dst_mac: relay_mac,
+        src_mac: VIEWERS_MAC,
+        dst_mac: RELAY_MAC,
         dst_ip: RELAY_IP,
         dst_port: MEDIA_PORT,
     };
-    let socket = PacketSocket::open(VIEWERS_IF, relay_mac).context("AF_PACKET socket")?;
+    let socket = PacketSocket::open(VIEWERS_IF, RELAY_MAC).context("AF_PACKET socket")?;
     let bounds = Bounds {
         duration: Duration::from_secs_f64(args.seconds),
         max_packets: args.max_packets,
@@ -205,6 +212,8 @@ fn floods(args: &Args, relay: &RelayProcess) -> anyhow::Result<Vec<FloodRun>> {
 struct Reading {
     at: Instant,
     metrics: String,
+    /// Datagrams the relay's workers took from their sockets so far.
+    received: f64,
     relay_cpu: Duration,
     napi_cpu: Duration,
     decrypted: u64,
@@ -214,9 +223,11 @@ struct Reading {
 impl Reading {
     fn take(relay: &RelayProcess, driver: &Driver) -> anyhow::Result<Reading> {
         let viewer = &driver.counters.sinks[0];
+        let metrics = relay.metrics()?;
         Ok(Reading {
             at: Instant::now(),
-            metrics: relay.metrics()?,
+            received: exported(&metrics, "relay_datagrams_received_total")?,
+            metrics,
             relay_cpu: procfs::process_cpu(relay.pid())?,
             napi_cpu: kernel_threads_cpu(RELAY_NAPI),
             decrypted: viewer.decrypted.load(Ordering::Relaxed),
@@ -227,7 +238,7 @@ impl Reading {
 
 /// `relay_xdp_packets_total` by `action_reason`.
 fn xdp_counters(metrics: &str) -> BTreeMap<String, f64> {
-    metric_samples(metrics, "relay_xdp_packets_total")
+    samples(metrics, "relay_xdp_packets_total")
         .into_iter()
         .map(|(labels, value)| {
             let label = |key: &str| {
@@ -264,7 +275,6 @@ fn summarize(
             .fold(0.0, |sum, v| sum + v)
     };
     let seen = by_action("");
-    let received = |m: &str| sum_metric(m, "relay_datagrams_received_total");
     let window = after.at.duration_since(before.at).as_secs_f64();
     let napi_s = (after.napi_cpu - before.napi_cpu).as_secs_f64();
     FloodRun {
@@ -278,7 +288,7 @@ fn summarize(
         redirected_pps: by_action("redirected"),
         passed_pps: by_action("passed"),
         xdp_pps,
-        userspace_pps: (received(&after.metrics) - received(&before.metrics)) / elapsed,
+        userspace_pps: (after.received - before.received) / elapsed,
         relay_cpu_percent: (after.relay_cpu - before.relay_cpu).as_secs_f64() / window * 100.0,
         relay_napi_cpu_percent: napi_s / window * 100.0,
         napi_ns_per_packet: if seen > 0.0 {
@@ -308,13 +318,7 @@ fn print_table(runs: &[FloodRun]) {
         ("NAPI", "ns/pkt"),
         ("viewer", "gaps"),
     ];
-    for line in [0, 1] {
-        let cells: Vec<String> = header
-            .iter()
-            .map(|h| format!("{:>11}", if line == 0 { h.0 } else { h.1 }))
-            .collect();
-        println!("{}", cells.join(" "));
-    }
+    crate::report::print_header(&header, 11);
     for r in runs {
         let pattern = serde_json::to_value(r.pattern)
             .ok()

@@ -2,41 +2,26 @@
 //! seconds, then the baseline. Needs the relay binary next to relay-bench (built by
 //! `cargo build -p relay`, or by `cargo test` of the whole workspace).
 
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
+
+use common::{last_json, relay_bench};
 
 #[test]
 fn egress_measures_two_viewers_and_the_baseline() {
-    let tool = PathBuf::from(env!("CARGO_BIN_EXE_relay-bench"));
-    let relay = tool.with_file_name("relay");
-    assert!(
-        relay.exists(),
-        "no relay binary at {}: run `cargo build -p relay` first",
-        relay.display()
-    );
-    let out = Command::new(&tool)
-        .args([
-            "egress",
-            "--viewers",
-            "2",
-            "--window",
-            "2",
-            "--warmup",
-            "0.5",
-        ])
-        .arg("--relay")
-        .arg(&relay)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let (stdout, stderr) = relay_bench(&[
+        "egress",
+        "--viewers",
+        "2",
+        "--window",
+        "2",
+        "--warmup",
+        "0.5",
+    ]);
     assert!(
         stderr.contains("2 viewers: measuring"),
         "progress: {stderr}"
     );
-    let json: serde_json::Value =
-        serde_json::from_str(stdout.lines().last().expect("a JSON line")).unwrap();
+    let json = last_json(&stdout);
     let run = &json["runs"][0];
     let num = |k: &str| run[k].as_f64().unwrap_or_else(|| panic!("{k} in {run}"));
     assert_eq!(num("viewers"), 2.0);

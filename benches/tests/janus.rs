@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use relay::ingest::demo::{Clip, DemoPlayer};
 use relay_benches::janus::{self, JanusOptions, JanusProcess, JANUS};
 use relay_benches::sink::{Driver, SinkCounters};
+use relay_testkit::http::agent;
 
 /// How long the clip is sent once both viewers are connected.
 const SENDING: Duration = Duration::from_secs(3);
@@ -33,7 +34,7 @@ fn janus_relays_rtp_to_two_viewers() {
     };
     let janus = JanusProcess::start(&opts).unwrap();
     let pid = janus.pid();
-    let agent = janus::agent(Duration::from_secs(10));
+    let agent = agent(Duration::from_secs(10));
     let driver = Driver::start(2, None).unwrap();
     let local = SocketAddr::from(([127, 0, 0, 1], 0));
     for verify in [false, true] {

@@ -3,15 +3,20 @@
 //! into a UDP socket. Needs the relay binary next to relay-bench (`cargo build --release
 //! -p relay`) and ffmpeg (`cargo xtask setup`) for the default clip.
 
+mod common;
+
 use std::net::{SocketAddr, UdpSocket};
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use relay::ingest::rtp;
 use relay_benches::publish::{sdp, ClipSource, PublishArgs, Publisher, Recording};
-use relay_benches::relay_proc::{metric_samples, rtp_push_config, RelayProcess};
+use relay_benches::relay_config::rtp_push_on_loopback;
 use relay_benches::stamp::Stamp;
+use relay_testkit::metrics::samples;
+use relay_testkit::process::Launch;
+
+use common::{relay_binary, tool};
 
 /// A free port P with P + 2 free too (bounded tries; the relay binds them right after).
 fn two_free_ports() -> u16 {
@@ -27,18 +32,15 @@ fn two_free_ports() -> u16 {
 
 #[test]
 fn two_streams_reach_two_relay_paths_whole() {
-    let binary = PathBuf::from(env!("CARGO_BIN_EXE_relay-bench")).with_file_name("relay");
-    assert!(
-        binary.exists(),
-        "no relay binary at {}: run `cargo build --release -p relay` first",
-        binary.display()
-    );
     let port = two_free_ports();
     let paths = [
         ("cam0", port, sdp(96, port)),
         ("cam1", port + 2, sdp(96, port + 2)),
     ];
-    let relay = RelayProcess::launch(&binary, &rtp_push_config(1, &paths), None).unwrap();
+    let relay = Launch::new(relay_binary(), &rtp_push_on_loopback(1, &paths))
+        .echo_log()
+        .start()
+        .unwrap();
     let args = PublishArgs {
         target: SocketAddr::from(([127, 0, 0, 1], port)),
         port_step: 2,
@@ -59,7 +61,7 @@ fn two_streams_reach_two_relay_paths_whole() {
     std::thread::sleep(Duration::from_millis(300));
     let metrics = relay.metrics().unwrap();
     let counter = |metric: &str, path: &str| -> f64 {
-        metric_samples(&metrics, metric)
+        samples(&metrics, metric)
             .into_iter()
             .find(|(labels, _)| *labels == format!("path=\"{path}\""))
             .unwrap_or_else(|| panic!("no {metric} for {path} in\n{metrics}"))
@@ -106,8 +108,7 @@ fn the_command_sends_stamped_frames_of_the_default_clip() {
     sink.set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
     let target = sink.local_addr().unwrap().to_string();
-    let tool = env!("CARGO_BIN_EXE_relay-bench");
-    let child = Command::new(tool)
+    let child = Command::new(tool())
         .args(["publish", "--target", &target, "--duration", "2"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

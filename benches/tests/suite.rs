@@ -3,48 +3,32 @@
 //! namespace, the sink XDP program on its `lo`), the relay binary next to relay-bench,
 //! Janus and ffmpeg (`cargo xtask setup`).
 
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
 
+use relay_testkit::tempdir::TempDir;
 use serde_json::Value;
+
+use common::relay_bench;
 
 #[test]
 fn every_workload_runs_against_both_servers_and_lands_in_the_docs() {
-    let tool = PathBuf::from(env!("CARGO_BIN_EXE_relay-bench"));
-    let relay = tool.with_file_name("relay");
-    assert!(relay.exists(), "no relay binary at {}", relay.display());
-    let dir = std::env::temp_dir().join(format!("relay-suite-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let docs = dir.join("benchmarks.md");
+    let dir = TempDir::new("suite-test");
+    let docs = dir.path().join("benchmarks.md");
     std::fs::write(
         &docs,
         "# Benchmarks\n\nkept\n<!-- suite:begin (written by `relay-bench suite --docs`; edits here are lost) -->\nold\n<!-- suite:end -->\nkept too\n",
     )
     .unwrap();
-    let json = dir.join("suite.json");
-    let out = Command::new(&tool)
-        .args([
-            "suite",
-            "--w1-streams",
-            "2",
-            "--w1-viewers",
-            "2",
-            "--w2-viewers",
-            "10",
-        ])
-        .args(["--window", "3", "--w3-viewers", "4", "--w3-seconds", "16"])
-        .args(["--w4-rates", "10", "--w4-step", "2", "--no-xdp"])
-        .arg("--relay")
-        .arg(&relay)
-        .arg("--json")
-        .arg(&json)
-        .arg("--docs")
-        .arg(&docs)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let json = dir.path().join("suite.json");
+    let (json_path, docs_path) = (json.to_str().unwrap(), docs.to_str().unwrap());
+    #[rustfmt::skip]
+    relay_bench(&[
+        "suite",
+        "--w1-streams", "2", "--w1-viewers", "2", "--w2-viewers", "10",
+        "--window", "3", "--w3-viewers", "4", "--w3-seconds", "16",
+        "--w4-rates", "10", "--w4-step", "2", "--no-xdp",
+        "--json", json_path, "--docs", docs_path,
+    ]);
     let results: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
 
     let runs = results["runs"].as_array().unwrap();
@@ -114,11 +98,10 @@ fn every_workload_runs_against_both_servers_and_lands_in_the_docs() {
         "{page}"
     );
     for plot in ["w2-cpu.svg", "w2-rss.svg", "w3-rss.svg", "w3-fds.svg"] {
-        let svg = std::fs::read_to_string(dir.join("plots").join(plot)).unwrap();
+        let svg = std::fs::read_to_string(dir.path().join("plots").join(plot)).unwrap();
         assert!(
             svg.starts_with("<svg") || svg.starts_with("<?xml"),
             "{plot}"
         );
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -2,25 +2,23 @@
 //! (namespaces, XDP) and the relay binary next to relay-bench (`cargo build -p relay`).
 //! The tests take turns: a flood next to an egress run would make it lose packets.
 
+mod common;
+
 use std::net::{SocketAddr, UdpSocket};
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use relay_benches::flood::{udp_frame, PacketSocket, Target};
-use relay_benches::netns::{Pair, RELAY_IP, VIEWERS_IF, VIEWERS_IP};
+use relay_benches::netns::{pair, RELAY_IP, RELAY_MAC, VIEWERS_IF, VIEWERS_IP, VIEWERS_MAC};
 use relay_benches::xdp_sink::XdpSink;
+
+use common::{last_json, relay_bench};
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn require_root() {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "these tests need root (network namespaces, XDP): run them as root"
-    );
+    relay_testkit::netns::require_root("this test").unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// The tool's namespaces that exist now.
@@ -34,30 +32,16 @@ fn bench_namespaces() -> Vec<String> {
         .collect()
 }
 
-fn relay_bench(args: &[&str]) -> serde_json::Value {
-    let tool = PathBuf::from(env!("CARGO_BIN_EXE_relay-bench"));
-    let relay = tool.with_file_name("relay");
-    assert!(
-        relay.exists(),
-        "no relay binary at {}: run `cargo build -p relay` first",
-        relay.display()
-    );
+/// `relay_bench(args)`'s JSON, checking that the tool left no namespace behind.
+fn relay_bench_json(args: &[&str]) -> serde_json::Value {
     let before = bench_namespaces();
-    let out = Command::new(&tool)
-        .args(args)
-        .arg("--relay")
-        .arg(&relay)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let (stdout, _) = relay_bench(args);
     let left: Vec<String> = bench_namespaces()
         .into_iter()
         .filter(|name| !before.contains(name))
         .collect();
     assert!(left.is_empty(), "namespaces left behind: {left:?}");
-    serde_json::from_str(stdout.lines().last().expect("a JSON line")).unwrap()
+    last_json(&stdout)
 }
 
 fn num(run: &serde_json::Value, key: &str) -> f64 {
@@ -70,7 +54,7 @@ fn num(run: &serde_json::Value, key: &str) -> f64 {
 fn xdp_egress_measures_both_modes_with_sinks_and_full_clients() {
     require_root();
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let json = relay_bench(&[
+    let json = relay_bench_json(&[
         "xdp-egress",
         "--viewers",
         "4",
@@ -114,7 +98,7 @@ fn xdp_egress_measures_both_modes_with_sinks_and_full_clients() {
 fn xdp_flood_from_unknown_sources_stays_in_xdp() {
     require_root();
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let json = relay_bench(&[
+    let json = relay_bench_json(&[
         "xdp-flood",
         "--seconds",
         "1",
@@ -157,12 +141,11 @@ fn xdp_flood_from_unknown_sources_stays_in_xdp() {
 fn sink_counts_and_drops_media_and_passes_the_rest() {
     require_root();
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let pair = Pair::new(1).unwrap();
+    let pair = pair(1).unwrap();
     const FIRST: u16 = 30_000;
     let sink = pair
-        .viewers
+        .client
         .enter(|| XdpSink::attach(VIEWERS_IF, FIRST, 2))
-        .unwrap()
         .unwrap();
     let bind = |port: u16| {
         let s = UdpSocket::bind(SocketAddr::new(VIEWERS_IP.into(), port)).unwrap();
@@ -171,28 +154,25 @@ fn sink_counts_and_drops_media_and_passes_the_rest() {
         s
     };
     let (in_range, other_slot, outside) = pair
-        .viewers
-        .enter(|| (bind(FIRST), bind(FIRST + 1), bind(FIRST + 2)))
-        .unwrap();
+        .client
+        .enter(|| (bind(FIRST), bind(FIRST + 1), bind(FIRST + 2)));
     let to = |socket: &UdpSocket| socket.local_addr().unwrap();
     let (a, b, c) = (to(&in_range), to(&other_slot), to(&outside));
-    pair.relay
-        .enter(|| {
-            let tx = UdpSocket::bind(SocketAddr::new(RELAY_IP.into(), 0)).unwrap();
-            let mut rtp = [0u8; 200];
-            rtp[0] = 0x80;
-            rtp[1] = 96;
-            for _ in 0..10 {
-                tx.send_to(&rtp, a).unwrap();
-            }
-            tx.send_to(&[0x80, 200, 0, 6, 1, 2, 3, 4], a).unwrap(); // RTCP SR
-            tx.send_to(&rtp[..100], b).unwrap();
-            tx.send_to(&[0x00, 0x01, 0, 0, 0x21, 0x12, 0xa4, 0x42], a)
-                .unwrap(); // STUN
-            tx.send_to(&[22, 0xfe, 0xfd, 0, 0], a).unwrap(); // DTLS
-            tx.send_to(&rtp, c).unwrap(); // media, but not to a sink port
-        })
-        .unwrap();
+    pair.relay.enter(|| {
+        let tx = UdpSocket::bind(SocketAddr::new(RELAY_IP.into(), 0)).unwrap();
+        let mut rtp = [0u8; 200];
+        rtp[0] = 0x80;
+        rtp[1] = 96;
+        for _ in 0..10 {
+            tx.send_to(&rtp, a).unwrap();
+        }
+        tx.send_to(&[0x80, 200, 0, 6, 1, 2, 3, 4], a).unwrap(); // RTCP SR
+        tx.send_to(&rtp[..100], b).unwrap();
+        tx.send_to(&[0x00, 0x01, 0, 0, 0x21, 0x12, 0xa4, 0x42], a)
+            .unwrap(); // STUN
+        tx.send_to(&[22, 0xfe, 0xfd, 0, 0], a).unwrap(); // DTLS
+        tx.send_to(&rtp, c).unwrap(); // media, but not to a sink port
+    });
     let mut buf = [0u8; 1500];
     let mut got = |socket: &UdpSocket| -> Vec<usize> {
         std::iter::from_fn(|| socket.recv(&mut buf).ok()).collect()
@@ -220,38 +200,33 @@ fn sink_counts_and_drops_media_and_passes_the_rest() {
 fn generated_frames_arrive_as_udp_datagrams() {
     require_root();
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let pair = Pair::new(1).unwrap();
-    let (relay_mac, viewers_mac) = Pair::macs();
+    let pair = pair(1).unwrap();
     let socket = pair
         .relay
-        .enter(|| UdpSocket::bind(SocketAddr::new(RELAY_IP.into(), 8189)).unwrap())
-        .unwrap();
+        .enter(|| UdpSocket::bind(SocketAddr::new(RELAY_IP.into(), 8189)).unwrap());
     socket
         .set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
     // From the viewers' own address: the relay's side has a route back to it.
     let target = Target {
-        src_mac: viewers_mac,
-        dst_mac: relay_mac,
+        src_mac: VIEWERS_MAC,
+        dst_mac: RELAY_MAC,
         dst_ip: RELAY_IP,
         dst_port: 8189,
     };
     let frame = udp_frame(&target, VIEWERS_IP, 40_000, b"\x80\x60hello");
-    let generated = pair
-        .viewers
-        .enter(|| {
-            let tx = PacketSocket::open(VIEWERS_IF, relay_mac).unwrap();
-            tx.flood(
-                &[frame],
-                relay_benches::flood::Bounds {
-                    duration: Duration::from_secs(1),
-                    max_packets: 3,
-                    rate: 0,
-                },
-            )
-            .unwrap()
-        })
-        .unwrap();
+    let generated = pair.client.enter(|| {
+        let tx = PacketSocket::open(VIEWERS_IF, RELAY_MAC).unwrap();
+        tx.flood(
+            &[frame],
+            relay_benches::flood::Bounds {
+                duration: Duration::from_secs(1),
+                max_packets: 3,
+                rate: 0,
+            },
+        )
+        .unwrap()
+    });
     assert_eq!((generated.sent, generated.refused), (3, 0));
     let mut buf = [0u8; 100];
     for _ in 0..3 {

@@ -4,12 +4,17 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
-use common::{post_offer, whep_offer, Relay, Viewer};
+use relay::config::Config;
+use relay_testkit::client::Client;
+use relay_testkit::process::RelayProcess;
+use relay_testkit::viewer::Viewer;
+use relay_testkit::whep;
+use str0m::media::MediaKind;
 
-const DEMO: &str = "  demo:\n    source: demo\n";
+use common::{demo_config, start};
 
 fn request(method: &str, url: &str, content_type: Option<&str>, body: &[u8]) -> (u16, String) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -27,9 +32,22 @@ fn request(method: &str, url: &str, content_type: Option<&str>, body: &[u8]) -> 
     (status, resp.body_mut().read_to_string().unwrap_or_default())
 }
 
+/// A viewer's offer to receive `kinds`.
+fn offer_of(kinds: &[MediaKind]) -> String {
+    let local = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    Client::offer(local, kinds).unwrap().1.sdp
+}
+
+/// POSTs `sdp` to the WHEP endpoint of `path`: the status and the body.
+fn post_offer(relay: &RelayProcess, path: &str, sdp: &str) -> (u16, String) {
+    let agent = relay_testkit::http::agent(Duration::from_secs(10));
+    let reply = whep::post_offer(&agent, &whep::endpoint(&relay.http, path), sdp).unwrap();
+    (reply.status, reply.body)
+}
+
 #[test]
 fn malformed_requests_get_a_clear_4xx() {
-    let relay = Relay::start("http", DEMO);
+    let relay = start(&demo_config());
     let url = format!("{}/demo/whep", relay.http);
 
     let (status, body) = request(
@@ -44,11 +62,10 @@ fn malformed_requests_get_a_clear_4xx() {
         "400 says where: {body}"
     );
 
-    let (_, _, offer, _, _) = whep_offer(true, false);
-    let offer = offer.to_sdp_string();
+    let offer = offer_of(&[MediaKind::Video]);
     // Past relay's own check, str0m's parser refuses it: its error tells the position
     // as a heap address, which must not reach the client.
-    let (status, _, body) = post_offer(&relay.http, "demo", &offer.replacen("t=0 0", "t=1 2", 1));
+    let (status, body) = post_offer(&relay, "demo", &offer.replacen("t=0 0", "t=1 2", 1));
     assert_eq!(status, 400, "{body}");
     assert!(
         body.contains("not valid SDP") && body.contains("('t=1 2')"),
@@ -59,14 +76,14 @@ fn malformed_requests_get_a_clear_4xx() {
     }
     // Below the RFCs' minimums: a ':' in the ICE ufrag, a SHA-1 fingerprint.
     let ufrag = offer.replacen("a=ice-ufrag:", "a=ice-ufrag:x:", 1);
-    let (status, _, body) = post_offer(&relay.http, "demo", &ufrag);
+    let (status, body) = post_offer(&relay, "demo", &ufrag);
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("a=ice-ufrag has ':'"), "{body}");
     let sha1 = offer.replacen("a=fingerprint:sha-256", "a=fingerprint:sha-1", 1);
-    let (status, _, body) = post_offer(&relay.http, "demo", &sha1);
+    let (status, body) = post_offer(&relay, "demo", &sha1);
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("a=fingerprint uses sha-1"), "{body}");
-    let (status, _, body) = post_offer(&relay.http, "nosuchpath", &offer);
+    let (status, body) = post_offer(&relay, "nosuchpath", &offer);
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("nosuchpath"), "404 names the path: {body}");
 
@@ -82,8 +99,8 @@ fn malformed_requests_get_a_clear_4xx() {
     assert_eq!(status, 413, "{body}");
 
     // An offer with only audio for a video-only path: nothing to send on.
-    let (_, _, audio_only, _, _) = whep_offer(false, true);
-    let (status, _, body) = post_offer(&relay.http, "demo", &audio_only.to_sdp_string());
+    let audio_only = offer_of(&[MediaKind::Audio]);
+    let (status, body) = post_offer(&relay, "demo", &audio_only);
     assert_eq!(status, 400, "{body}");
     assert!(
         body.contains("H264"),
@@ -114,7 +131,7 @@ fn spray(socket: &UdpSocket, to: std::net::SocketAddr, n: usize) {
 
 #[test]
 fn garbage_datagrams_are_counted_and_dropped_without_disturbing_a_viewer() {
-    let relay = Relay::start("garbage", DEMO);
+    let relay = start(&demo_config());
     let mut victim = Viewer::connect(&relay.http, "demo");
     victim.run_for(Duration::from_millis(1500));
     assert!(victim.connected);
@@ -153,12 +170,14 @@ fn garbage_datagrams_are_counted_and_dropped_without_disturbing_a_viewer() {
     );
     assert!(seqs.len() > 200);
 
-    let unknown = relay.metric("relay_dropped_unknown_source_total")
-        + relay.metric("relay_dropped_unknown_ufrag_total");
+    let unknown = relay.metric("relay_dropped_unknown_source_total").unwrap()
+        + relay.metric("relay_dropped_unknown_ufrag_total").unwrap();
     assert!(unknown >= 2900.0, "stranger's datagrams counted: {unknown}");
-    let session_level = relay.metric("relay_dropped_malformed_total")
-        + relay.metric("relay_dropped_srtcp_auth_total")
-        + relay.metric("relay_dropped_unexpected_media_total");
+    let session_level = relay.metric("relay_dropped_malformed_total").unwrap()
+        + relay.metric("relay_dropped_srtcp_auth_total").unwrap()
+        + relay
+            .metric("relay_dropped_unexpected_media_total")
+            .unwrap();
     assert!(
         session_level >= 40.0,
         "hostile viewer's garbage counted: {session_level}"
@@ -196,11 +215,11 @@ fn idle_and_slow_http_clients_are_cut_off_at_read_timeout() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let relay = Relay::start_with(
-        "timeouts",
-        DEMO,
-        &format!("readTimeout: 500ms\nmetricsAddress: {metrics}\n"),
-    );
+    let relay = start(&Config {
+        read_timeout,
+        metrics_address: Some(metrics),
+        ..demo_config()
+    });
     let http = relay.http.strip_prefix("http://").unwrap();
 
     for address in [http.to_owned(), metrics.to_string()] {
@@ -228,5 +247,5 @@ fn idle_and_slow_http_clients_are_cut_off_at_read_timeout() {
         .values()
         .next()
         .is_some_and(|s| s.len() > 20));
-    assert_eq!(viewer.delete(&relay.http), 200);
+    assert_eq!(viewer.delete(), 200);
 }

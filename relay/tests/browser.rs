@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use common::tempdir::TempDir;
-use common::Relay;
+use relay_testkit::process::RelayProcess;
+use relay_testkit::tempdir::TempDir;
 
-const DEMO: &str = "  demo:\n    source: demo\n";
+use common::{demo_config, start};
 /// How long a player may take to connect and show its first decoded frame.
 const FIRST_FRAME_WITHIN: Duration = Duration::from_secs(20);
 /// The window over which decoding must keep going.
@@ -136,7 +136,10 @@ impl Chromium {
         let dir = TempDir::new("chromium");
         let mut driver = Command::new(chromedriver)
             .arg("--port=0")
-            .arg(format!("--log-path={}", dir.0.join(DRIVER_LOG).display()))
+            .arg(format!(
+                "--log-path={}",
+                dir.path().join(DRIVER_LOG).display()
+            ))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -166,7 +169,7 @@ impl Chromium {
             session: String::new(),
             dir,
         };
-        let profile = chromium.dir.0.join("profile");
+        let profile = chromium.dir.path().join("profile");
         let mut args: Vec<String> = CHROME_ARGS.iter().map(|a| a.to_string()).collect();
         args.push(format!("--user-data-dir={}", profile.display()));
         let capabilities = json!({"capabilities": {"alwaysMatch": {
@@ -270,7 +273,7 @@ impl Chromium {
     }
 
     fn driver_log(&self) -> PathBuf {
-        self.dir.0.join(DRIVER_LOG)
+        self.dir.path().join(DRIVER_LOG)
     }
 
     fn driver_log_tail(&self, lines: usize) -> String {
@@ -407,9 +410,9 @@ fn assert_plays(tab: &str, before: &PlayerState, after: &PlayerState) {
 
 /// Asserts that the relay's metrics counted at least the packets the players received.
 /// Read after the players' stats: the relay has sent at least that much by then.
-fn assert_counted(relay: &Relay, players: &[&PlayerState]) {
+fn assert_counted(relay: &RelayProcess, players: &[&PlayerState]) {
     let received: u64 = players.iter().map(|p| p.inbound().packets_received).sum();
-    let sent = relay.metric("relay_rtp_packets_sent_total");
+    let sent = relay.metric("relay_rtp_packets_sent_total").unwrap();
     assert!(
         received > 0 && sent >= received as f64,
         "relay counted {sent} packets sent, the players received {received}"
@@ -418,7 +421,7 @@ fn assert_counted(relay: &Relay, players: &[&PlayerState]) {
 
 #[test]
 fn chromium_plays_the_demo_in_one_then_two_tabs() {
-    let relay = Relay::start("browser", DEMO);
+    let relay = start(&demo_config());
     let chromium = Chromium::start();
     let page = format!("{}/demo/", relay.http);
     let started = Instant::now();

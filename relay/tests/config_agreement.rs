@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use relay_testkit::tempdir::TempDir;
+
 const RELAY: &str = env!("CARGO_BIN_EXE_relay");
 
 /// An rtpSDP relay reads, as a YAML block under a path's keys.
@@ -50,7 +52,7 @@ enum Outcome {
 #[test]
 fn check_config_and_serve_agree_on_every_example_and_bad_config() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let dir = TempDir::new();
+    let dir = TempDir::new("config-agreement");
     let mut ports = Ports::default();
     let mut cases = Vec::new();
     let examples = examples(&root);
@@ -79,7 +81,7 @@ fn check_config_and_serve_agree_on_every_example_and_bad_config() {
             .iter()
             .enumerate()
             .map(|(i, case)| {
-                let dir = &dir.0;
+                let dir = dir.path();
                 scope.spawn(move || judge(case, &dir.join(format!("case{i}"))))
             })
             .collect();
@@ -520,26 +522,5 @@ impl Ports {
         let address = socket.local_addr().unwrap();
         self.udp.push(socket);
         address
-    }
-}
-
-/// A directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let path = std::env::temp_dir().join(format!(
-            "relay-config-agreement-{}-{}",
-            std::process::id(),
-            fastrand::u64(..)
-        ));
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }

@@ -10,14 +10,14 @@ mod common;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use common::{
-    assert_demo_stream, binding_request, check_nack_recovery, eventually, metric,
-    metric_prefix_sum, Driven, Relay, Viewer,
-};
+use relay_testkit::metrics::{exported, prefix_sum};
+use relay_testkit::process::RelayProcess;
+use relay_testkit::viewer::{Driven, Viewer};
+use relay_testkit::wait::eventually;
 
-const DEMO: &str = "  demo:\n    source: demo\n";
-/// The harness starts the relay with this many workers.
-const WORKERS: usize = 2;
+use common::{
+    assert_demo_stream, binding_request, check_nack_recovery, demo_config, start, WORKERS,
+};
 /// Every counter of dropped datagrams starts so: malformed, unknown source or ufrag,
 /// unauthenticated, SRTCP authentication, unexpected media. The attacks assert on the
 /// sum, so a drop may move between them; change this if drops are ever counted under
@@ -117,7 +117,7 @@ fn garbage(head: &[u8]) -> Vec<u8> {
 /// A relay and its viewers, each driven in its own thread: a victim on each worker, and
 /// whatever other viewers it took to find them (they watch, unattacked).
 struct Stage {
-    relay: Relay,
+    relay: RelayProcess,
     viewers: Vec<Driven>,
     /// Index in `viewers` of the victim on each worker.
     victims: Vec<usize>,
@@ -141,8 +141,8 @@ struct Before {
 }
 
 impl Stage {
-    fn set_up(tag: &str) -> Stage {
-        let relay = Relay::start(tag, DEMO);
+    fn set_up() -> Stage {
+        let relay = start(&demo_config());
         let mut viewers: Vec<Driven> = Vec::new();
         let mut victims = [None; WORKERS];
         // SO_REUSEPORT spreads viewers over the workers by their address.
@@ -189,11 +189,11 @@ impl Stage {
     }
 
     fn before(&self) -> Before {
-        let m = self.relay.metrics();
+        let m = self.relay.metrics().unwrap();
         Before {
             packets: self.packets(),
-            sessions: metric(&m, "relay_sessions"),
-            drops: metric_prefix_sum(&m, DROP_COUNTERS, ""),
+            sessions: exported(&m, "relay_sessions").unwrap(),
+            drops: prefix_sum(&m, DROP_COUNTERS, ""),
         }
     }
 
@@ -215,14 +215,14 @@ impl Stage {
             ));
         }
         harm.extend(self.harm_in_log());
-        let sessions = self.relay.metric("relay_sessions");
+        let sessions = self.relay.metric("relay_sessions").unwrap();
         if sessions != before.sessions {
             harm.push(format!("relay_sessions {} -> {sessions}", before.sessions));
         }
         // Only an uncounted drop leaves the stage fit for the next attack.
         let broken = !harm.is_empty();
         let wanted = before.drops + dropped as f64;
-        let drops = || metric_prefix_sum(&self.relay.metrics(), DROP_COUNTERS, "");
+        let drops = || prefix_sum(&self.relay.metrics().unwrap(), DROP_COUNTERS, "");
         if !eventually(Duration::from_secs(1), || drops() >= wanted) {
             harm.push(format!(
                 "{DROP_COUNTERS}* went {} -> {}, not by the {dropped} datagrams sent",
@@ -260,14 +260,14 @@ impl Stage {
     fn assert_whole(self) {
         for w in 0..WORKERS {
             let sent = format!("relay_rtp_packets_sent_total{{worker=\"{w}\"}}");
-            let before = self.relay.metric(&sent);
+            let before = self.relay.metric(&sent).unwrap();
             assert!(
-                eventually(PATIENCE, || self.relay.metric(&sent) > before),
+                eventually(PATIENCE, || self.relay.metric(&sent).unwrap() > before),
                 "worker {w} sends no more media: {sent} stays at {before}"
             );
         }
         assert_eq!(
-            self.relay.metric("relay_sessions"),
+            self.relay.metric("relay_sessions").unwrap(),
             self.viewers.len() as f64
         );
         let mut joined = [false; WORKERS];
@@ -308,11 +308,11 @@ impl Stage {
 /// New ports, one that the relay (at `media`) receives on each worker: SO_REUSEPORT
 /// picks the worker by address, so each port is probed with a byte of junk, which the
 /// worker that receives it counts as dropped.
-fn ports_on_each_worker(relay: &Relay, media: SocketAddr) -> Vec<UdpSocket> {
+fn ports_on_each_worker(relay: &RelayProcess, media: SocketAddr) -> Vec<UdpSocket> {
     let drops = || -> Vec<f64> {
-        let m = relay.metrics();
+        let m = relay.metrics().unwrap();
         (0..WORKERS)
-            .map(|w| metric_prefix_sum(&m, DROP_COUNTERS, &format!("worker=\"{w}\"")))
+            .map(|w| prefix_sum(&m, DROP_COUNTERS, &format!("worker=\"{w}\"")))
             .collect()
     };
     let mut ports: Vec<Option<UdpSocket>> = (0..WORKERS).map(|_| None).collect();
@@ -340,17 +340,18 @@ fn ports_on_each_worker(relay: &Relay, media: SocketAddr) -> Vec<UdpSocket> {
 /// Makes the viewer's session drop str0m and answer ICE consent itself: the session does
 /// so on the first SRTCP of the viewer's it opens. A PLI is such SRTCP, and the relay
 /// counts a keyframe request only once it opened it.
-fn hand_over_to_consent(relay: &Relay, v: &Driven) {
+fn hand_over_to_consent(relay: &RelayProcess, v: &Driven) {
     assert!(
         eventually(Duration::from_secs(5), || v.with(|v| v.packets())
             >= FRESH_PACKETS),
         "viewer never received media"
     );
-    let before = relay.metric("relay_keyframe_requests_total");
+    let before = relay.metric("relay_keyframe_requests_total").unwrap();
     v.with(Viewer::request_keyframe);
     assert!(
         eventually(Duration::from_secs(5), || relay
             .metric("relay_keyframe_requests_total")
+            .unwrap()
             > before),
         "the relay never counted the viewer's PLI: its session did not leave str0m"
     );
@@ -360,9 +361,9 @@ fn hand_over_to_consent(relay: &Relay, v: &Driven) {
 /// datagrams must be counted as dropped. An attack that harms is recorded, and if it
 /// broke the stage the next attack gets a fresh one (up to `MAX_FRESH_STAGES` times, to
 /// bound the time); the test fails at the end with every harmful attack.
-fn survive(tag: &str, attacks: &[Attack], send: impl Fn(&Stage, &[u8]) -> usize) {
+fn survive(attacks: &[Attack], send: impl Fn(&Stage, &[u8]) -> usize) {
     const MAX_FRESH_STAGES: usize = 8;
-    let mut stage = Stage::set_up(tag);
+    let mut stage = Stage::set_up();
     let (mut harmful, mut fresh) = (Vec::new(), 0);
     for attack in attacks {
         let before = stage.before();
@@ -377,7 +378,7 @@ fn survive(tag: &str, attacks: &[Attack], send: impl Fn(&Stage, &[u8]) -> usize)
                 break;
             }
             fresh += 1;
-            stage = Stage::set_up(tag);
+            stage = Stage::set_up();
         }
     }
     assert!(
@@ -397,7 +398,7 @@ fn wrong_password_check(v: &Driven) -> Vec<u8> {
 
 #[test]
 fn runts_from_a_strangers_port_after_a_wrong_password_check_harm_no_one() {
-    survive("stranger", &attacks(true), |stage, payload| {
+    survive(&attacks(true), |stage, payload| {
         // From the same ports every time: a relay that admits a port after its first
         // check lets every later attack reach the session.
         for victim in stage.victims() {
@@ -414,7 +415,7 @@ fn runts_from_a_strangers_port_after_a_wrong_password_check_harm_no_one() {
 
 #[test]
 fn runts_from_the_viewers_own_address_harm_no_one() {
-    survive("own", &attacks(false), |stage, payload| {
+    survive(&attacks(false), |stage, payload| {
         for victim in stage.victims() {
             victim.with(|v| v.send_raw(payload));
         }
@@ -424,9 +425,9 @@ fn runts_from_the_viewers_own_address_harm_no_one() {
 
 /// From `n` new ports: a wrong-password check naming the session of `ufrag` at `media`,
 /// then garbage SRTCP. Returns once the relay's workers have received all of it.
-fn strangers_claim_slots(relay: &Relay, (ufrag, media): (String, SocketAddr), n: usize) {
+fn strangers_claim_slots(relay: &RelayProcess, (ufrag, media): (String, SocketAddr), n: usize) {
     let check = binding_request(&format!("{ufrag}:x"), WRONG_PASSWORD);
-    let received = || relay.metric("relay_datagrams_received_total");
+    let received = || relay.metric("relay_datagrams_received_total").unwrap();
     let before = received();
     for _ in 0..n {
         let port = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -444,7 +445,7 @@ fn strangers_claim_slots(relay: &Relay, (ufrag, media): (String, SocketAddr), n:
 fn wrong_password_checks_from_many_ports_take_none_of_the_viewers_address_slots() {
     // More ports than a session has address slots (session::MAX_REMOTES is 8).
     const STRANGERS: usize = 9;
-    let relay = Relay::start("slots", DEMO);
+    let relay = start(&demo_config());
     let v = Viewer::connect(&relay.http, "demo");
     let session = (v.relay_ufrag.clone(), v.relay_media);
     // Before the viewer's first check: had they taken the slots, its DTLS would find
@@ -468,5 +469,5 @@ fn wrong_password_checks_from_many_ports_take_none_of_the_viewers_address_slots(
         v.stun_answers > answers,
         "the relay answered none of the viewer's consent checks after the strangers'"
     );
-    assert_eq!(relay.metric("relay_sessions"), 1.0);
+    assert_eq!(relay.metric("relay_sessions").unwrap(), 1.0);
 }

@@ -3,11 +3,25 @@
 
 mod common;
 
-use std::net::UdpSocket;
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use common::{Relay, Viewer};
+use relay::config::Config;
+use relay_testkit::config::{loopback, paths, rtp_push};
+use relay_testkit::process::RelayProcess;
+use relay_testkit::viewer::Viewer;
 use str0m::media::MediaKind;
+
+use common::{start, WORKERS};
+
+/// The relay with one path, `cam1`, fed by RTP pushed to 127.0.0.1:`port` as `sdp` says.
+fn relay_with_cam1(port: u16, sdp: &str) -> RelayProcess {
+    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    start(&Config {
+        paths: paths([("cam1", rtp_push(address, sdp))]),
+        ..loopback(WORKERS)
+    })
+}
 
 fn rtp(pt: u8, seq: u16, ts: u32, ssrc: u32, marker: bool, payload: &[u8]) -> Vec<u8> {
     let mut p = vec![0x80, pt | if marker { 0x80 } else { 0 }];
@@ -44,15 +58,11 @@ fn pushed_video_and_audio_reach_the_viewer_byte_for_byte() {
         .local_addr()
         .unwrap()
         .port();
-    let sdp =
-        "v=0\\r\\no=- 0 0 IN IP4 127.0.0.1\\r\\ns=cam\\r\\nc=IN IP4 127.0.0.1\\r\\nt=0 0\\r\\n\
-               m=video 0 RTP/AVP 96\\r\\na=rtpmap:96 H264/90000\\r\\n\
-               a=fmtp:96 packetization-mode=1;profile-level-id=42e01f\\r\\n\
-               m=audio 0 RTP/AVP 111\\r\\na=rtpmap:111 opus/48000/2\\r\\n";
-    let relay = Relay::start(
-        "push",
-        &format!("  cam1:\n    source: udp+rtp://127.0.0.1:{port}\n    rtpSDP: \"{sdp}\"\n"),
-    );
+    let sdp = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=cam\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+               m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
+               a=fmtp:96 packetization-mode=1;profile-level-id=42e01f\r\n\
+               m=audio 0 RTP/AVP 111\r\na=rtpmap:111 opus/48000/2\r\n";
+    let relay = relay_with_cam1(port, sdp);
     let camera = UdpSocket::bind("127.0.0.1:0").unwrap();
     let target = format!("127.0.0.1:{port}");
     let (mut sent_video, mut sent_audio) = (Vec::new(), Vec::new());
@@ -120,7 +130,12 @@ fn pushed_video_and_audio_reach_the_viewer_byte_for_byte() {
             assert_eq!(first[0] & 0x1f, 7, "video starts with the keyframe's SPS");
         }
     }
-    assert_eq!(relay.metric("relay_ingest_dropped_malformed_total"), 0.0);
+    assert_eq!(
+        relay
+            .metric("relay_ingest_dropped_malformed_total")
+            .unwrap(),
+        0.0
+    );
 }
 
 /// A real encoder: ffmpeg pushes H264 and Opus to one port, as the operations doc shows.
@@ -131,14 +146,11 @@ fn ffmpeg_push_reaches_a_viewer_with_video_from_a_keyframe_and_audio() {
         .local_addr()
         .unwrap()
         .port();
-    let sdp = "v=0\\no=- 0 0 IN IP4 127.0.0.1\\ns=No Name\\nt=0 0\\n\
-               m=video 0 RTP/AVP 96\\nc=IN IP4 127.0.0.1\\na=rtpmap:96 H264/90000\\n\
-               a=fmtp:96 packetization-mode=1\\n\
-               m=audio 0 RTP/AVP 97\\nc=IN IP4 127.0.0.1\\na=rtpmap:97 opus/48000/2\\n";
-    let relay = Relay::start(
-        "ffmpeg",
-        &format!("  cam1:\n    source: udp+rtp://127.0.0.1:{port}\n    rtpSDP: \"{sdp}\"\n"),
-    );
+    let sdp = "v=0\no=- 0 0 IN IP4 127.0.0.1\ns=No Name\nt=0 0\n\
+               m=video 0 RTP/AVP 96\nc=IN IP4 127.0.0.1\na=rtpmap:96 H264/90000\n\
+               a=fmtp:96 packetization-mode=1\n\
+               m=audio 0 RTP/AVP 97\nc=IN IP4 127.0.0.1\na=rtpmap:97 opus/48000/2\n";
+    let relay = relay_with_cam1(port, sdp);
     let url = format!("rtp://127.0.0.1:{port}?rtcpport={port}");
     let mut ffmpeg = std::process::Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-re"])

@@ -3,76 +3,91 @@
 
 mod common;
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use common::{
-    assert_demo_stream, check_late_joiner, check_nack_recovery, eventually, Relay, Viewer,
-};
+use relay::config::{Config, PathConfig};
+use relay_testkit::client::Client;
+use relay_testkit::config::{demo, loopback, paths};
+use relay_testkit::viewer::Viewer;
+use relay_testkit::wait::eventually;
+use relay_testkit::{http, whep};
+use str0m::media::MediaKind;
 
-const DEMO: &str = "  demo:\n    source: demo\n";
+use common::{
+    assert_demo_stream, check_late_joiner, check_nack_recovery, demo_config, start, WORKERS,
+};
 
 #[test]
 fn demo_viewer_receives_every_packet_in_order() {
-    let relay = Relay::start("demo", DEMO);
+    let relay = start(&demo_config());
     let mut v = Viewer::connect(&relay.http, "demo");
     v.run_for(Duration::from_secs(4));
     assert!(v.connected, "ICE and DTLS completed");
     let n = assert_demo_stream(&v);
     assert!(n > 150, "only {n} packets in ~3 s of a 30 fps stream");
-    assert_eq!(v.delete(&relay.http), 200);
+    assert_eq!(v.delete(), 200);
 }
 
 #[test]
 fn late_viewer_starts_on_a_keyframe_and_the_first_loses_nothing() {
-    let relay = Relay::start("late", DEMO);
+    let relay = start(&demo_config());
     let first = Viewer::connect(&relay.http, "demo");
     check_late_joiner(first, || Viewer::connect(&relay.http, "demo"));
 }
 
 #[test]
 fn lost_packets_are_recovered_by_nack_from_the_shared_ring() {
-    let relay = Relay::start("nack", DEMO);
+    let relay = start(&demo_config());
     let v = Viewer::connect(&relay.http, "demo");
     check_nack_recovery(&relay, v, Duration::from_secs(4));
 }
 
 #[test]
 fn sessions_end_on_delete_and_when_a_viewer_vanishes() {
-    let relay = Relay::start(
-        "lifecycle",
-        "  demo:\n    source: demo\n    maxReaders: 2\n",
-    );
+    let demo = PathConfig {
+        max_readers: 2,
+        ..demo()
+    };
+    let relay = start(&Config {
+        paths: paths([("demo", demo)]),
+        ..loopback(WORKERS)
+    });
     let mut polite = Viewer::connect(&relay.http, "demo");
     let mut vanishing = Viewer::connect(&relay.http, "demo");
     polite.run_for(Duration::from_millis(800));
     vanishing.run_for(Duration::from_millis(800));
     assert!(polite.connected && vanishing.connected);
-    assert_eq!(relay.metric("relay_sessions"), 2.0);
+    assert_eq!(relay.metric("relay_sessions").unwrap(), 2.0);
 
     // maxReaders: a third viewer is refused while two are there.
-    let (_, _, offer, _, _) = common::whep_offer(true, false);
-    let (status, _, body) = common::post_offer(&relay.http, "demo", &offer.to_sdp_string());
-    assert_eq!(status, 503, "{body}");
+    let (_, offer) = Client::offer(
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        &[MediaKind::Video],
+    )
+    .unwrap();
+    let agent = http::agent(Duration::from_secs(10));
+    let endpoint = whep::endpoint(&relay.http, "demo");
+    let reply = whep::post_offer(&agent, &endpoint, &offer.sdp).unwrap();
+    assert_eq!(reply.status, 503, "{}", reply.body);
 
-    assert_eq!(polite.delete(&relay.http), 200);
-    assert!(eventually(Duration::from_secs(2), || relay
-        .metric("relay_sessions")
-        == 1.0));
-    assert_eq!(polite.delete(&relay.http), 404, "deleting twice");
+    assert_eq!(polite.delete(), 200);
+    let sessions = || relay.metric("relay_sessions").unwrap();
+    assert!(eventually(Duration::from_secs(2), || sessions() == 1.0));
+    assert_eq!(polite.delete(), 404, "deleting twice");
 
     // A viewer that stops answering (tab closed, no DELETE) is dropped once ICE consent lapses.
     drop(vanishing);
     assert!(
-        eventually(Duration::from_secs(40), || relay.metric("relay_sessions")
-            == 0.0),
+        eventually(Duration::from_secs(40), || sessions() == 0.0),
         "the vanished viewer's session was never closed"
     );
-    assert_eq!(relay.metric("relay_path_readers"), 0.0);
+    assert_eq!(relay.metric("relay_path_readers").unwrap(), 0.0);
 }
 
 #[test]
 fn a_viewer_stays_past_the_consent_timeout() {
-    let relay = Relay::start("consent", DEMO);
+    let relay = start(&demo_config());
     let mut v = Viewer::connect(&relay.http, "demo");
     // Longer than relay::session::consent::CONSENT_TIMEOUT: consent checks keep it alive
     // after str0m is gone from the session.
@@ -84,5 +99,5 @@ fn a_viewer_stays_past_the_consent_timeout() {
         after > before + 100,
         "media still flows after 25 s ({before} -> {after})"
     );
-    assert_eq!(relay.metric("relay_sessions"), 1.0);
+    assert_eq!(relay.metric("relay_sessions").unwrap(), 1.0);
 }

@@ -12,11 +12,16 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::netns::{enter_netns, run, Net, CLIENT4, CLIENT6, RELAY4, RELAY6, RELAY_IF};
-use common::xdp::{options, MEDIA_PORT};
 use relay::io::xdp::{Counter, XdpError, XdpMode, XdpProgram};
+use relay_testkit::netns::{run, within, Pair};
 
-fn attach(net: &Net, mode: XdpMode) -> Result<XdpProgram, XdpError> {
+use common::netns::{
+    check_other_traffic, net, wait_until_detached, xdp_on_relay_interface, CLIENT4, CLIENT6,
+    RELAY4, RELAY6, RELAY_IF,
+};
+use common::xdp::{options, MEDIA_PORT};
+
+fn attach(net: &Pair, mode: XdpMode) -> Result<XdpProgram, XdpError> {
     net.relay
         .enter(|| XdpProgram::attach(RELAY_IF, &options(mode, 10, 5)))
 }
@@ -40,9 +45,9 @@ fn datagram(first_byte: u8, seq: u8) -> [u8; 20] {
 
 #[test]
 fn attached_program_leaves_other_traffic_alone_and_admits_only_sessions() {
-    let net = Net::new();
+    let net = net(2);
     let program = attach(&net, XdpMode::Native).unwrap_or_else(|error| panic!("{error}"));
-    let xdp = net.xdp_on_relay_interface();
+    let xdp = xdp_on_relay_interface(&net);
     assert!(
         xdp.as_deref()
             .is_some_and(|word| word.starts_with("prog/xdp") || word == "xdp"),
@@ -50,7 +55,7 @@ fn attached_program_leaves_other_traffic_alone_and_admits_only_sessions() {
     );
 
     // Ping, TCP, UDP to another port, through the interface.
-    net.check_other_traffic(7000, 7001);
+    check_other_traffic(&net, 7000, 7001);
     let seen = counters(&program);
     let taken =
         |counter: Counter| counter.action() != "passed" || counter == Counter::PassedNoSocket;
@@ -107,12 +112,12 @@ fn attached_program_leaves_other_traffic_alone_and_admits_only_sessions() {
     }
 
     drop(program);
-    assert_eq!(net.xdp_on_relay_interface(), None, "detached on drop");
+    assert_eq!(xdp_on_relay_interface(&net), None, "detached on drop");
 }
 
 #[test]
 fn an_interface_without_native_xdp_is_refused_with_the_way_out() {
-    let net = Net::new();
+    let net = net(2);
     // Loopback has no native XDP (and this kernel has no dummy driver); this is the
     // namespace's own.
     let attach = |mode| {
@@ -131,10 +136,10 @@ fn an_interface_without_native_xdp_is_refused_with_the_way_out() {
         assert!(message.contains(needed), "{needed:?} not in: {message}");
     }
     let program = attach(XdpMode::Generic).unwrap_or_else(|error| panic!("{error}"));
-    let link = net.relay.ip(&["link", "show", "dev", "lo"]);
+    let link = net.relay.ip(&["link", "show", "dev", "lo"]).unwrap();
     assert!(link.contains("xdpgeneric"), "{link}");
     drop(program);
-    let link = net.relay.ip(&["link", "show", "dev", "lo"]);
+    let link = net.relay.ip(&["link", "show", "dev", "lo"]).unwrap();
     assert!(!link.contains("xdp"), "{link}");
 }
 
@@ -143,7 +148,7 @@ const HOLDER_NETNS: &str = "RELAY_XDP_HOLDER_NETNS";
 
 #[test]
 fn kill_9_leaves_no_program_attached_and_the_next_attach_works() {
-    let net = Net::new();
+    let net = net(2);
     let mut holder = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "holds_an_attachment_until_killed", "--ignored"])
         .args(["--nocapture", "--test-threads=1"])
@@ -170,10 +175,10 @@ fn kill_9_leaves_no_program_attached_and_the_next_attach_works() {
         }
     };
     assert!(
-        net.xdp_on_relay_interface().is_some(),
+        xdp_on_relay_interface(&net).is_some(),
         "the holder's program"
     );
-    run("bpftool", &["prog", "show", "id", &program_id]);
+    run("bpftool", &["prog", "show", "id", &program_id]).unwrap();
 
     // While it is held, another relay is told the interface is taken.
     let error = attach(&net, XdpMode::Native).unwrap_err();
@@ -185,13 +190,13 @@ fn kill_9_leaves_no_program_attached_and_the_next_attach_works() {
 
     holder.kill().unwrap(); // SIGKILL: no destructor runs
     holder.wait().unwrap();
-    let gone = net.wait_until_detached(&program_id, Instant::now());
+    let gone = wait_until_detached(&net, &program_id, Instant::now());
     println!("detached and unloaded {gone:?} after the holder died");
 
     let program = attach(&net, XdpMode::Native).unwrap_or_else(|error| panic!("{error}"));
-    assert!(net.xdp_on_relay_interface().is_some(), "attached again");
+    assert!(xdp_on_relay_interface(&net).is_some(), "attached again");
     drop(program);
-    assert_eq!(net.xdp_on_relay_interface(), None);
+    assert_eq!(xdp_on_relay_interface(&net), None);
 }
 
 /// The child process of `kill_9_...`: attaches, reports, and waits to be killed
@@ -203,14 +208,8 @@ fn holds_an_attachment_until_killed() {
         return;
     };
     let netns = netns.into_string().unwrap();
-    let program = thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                enter_netns(&netns);
-                XdpProgram::attach(RELAY_IF, &options(XdpMode::Native, 10, 5))
-            })
-            .join()
-            .unwrap()
+    let program = within(&netns, || {
+        XdpProgram::attach(RELAY_IF, &options(XdpMode::Native, 10, 5))
     })
     .unwrap_or_else(|error| panic!("{error}"));
     println!("ATTACHED {}", program.info().unwrap().id());

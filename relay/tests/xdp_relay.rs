@@ -12,8 +12,18 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::netns::{Net, Netns, ATTACKER4, CLIENT4, CLIENT6, RELAY4, RELAY_IF};
-use common::{assert_demo_stream, check_late_joiner, check_nack_recovery, Relay, Viewer};
+use relay::config::{Config, XdpMode};
+use relay_testkit::config::{demo, paths, to_yaml};
+use relay_testkit::metrics::exported;
+use relay_testkit::netns::{Netns, Pair};
+use relay_testkit::process::{Launch, RelayProcess};
+use relay_testkit::viewer::Viewer;
+
+use common::netns::{
+    attacker, check_other_traffic, net, wait_until_detached, xdp_on_relay_interface, ATTACKER4,
+    CLIENT4, CLIENT6, RELAY4, RELAY_IF,
+};
+use common::{assert_demo_stream, check_late_joiner, check_nack_recovery, RELAY};
 
 const MEDIA_PORT: u16 = 8189;
 /// What server.rs lets an unknown address send as STUN through XDP (STUN_RATE, STUN_BURST).
@@ -41,15 +51,23 @@ fn alone() -> std::sync::MutexGuard<'static, ()> {
 
 /// A relay config: HTTP on the relay's address, media on port 8189 of every address
 /// (`[::]`: IPv4 and IPv6), XDP on the relay's veth end, the demo at /demo/.
-fn config(extra: &str) -> String {
-    format!(
-        "webrtcAddress: {RELAY4}:0\nwebrtcLocalUDPAddress: '[::]:{MEDIA_PORT}'\n\
-         xdpInterface: {RELAY_IF}\n{extra}paths:\n  demo:\n    source: demo\n"
-    )
+fn config() -> Config {
+    Config {
+        webrtc_address: format!("{RELAY4}:0").parse().unwrap(),
+        webrtc_local_udp_address: format!("[::]:{MEDIA_PORT}").parse().unwrap(),
+        xdp_interface: Some(RELAY_IF.into()),
+        paths: paths([("demo", demo())]),
+        ..Config::default()
+    }
 }
 
-fn launch(net: &Net, tag: &str, extra: &str) -> Relay {
-    Relay::launch(tag, &config(extra), Some(&net.relay.name))
+/// The relay with `config` in the relay's namespace of `net`.
+fn in_net(net: &Pair, config: &Config) -> Launch {
+    common::launch(config).in_netns(&net.relay)
+}
+
+fn launch(net: &Pair) -> RelayProcess {
+    in_net(net, &config()).start().expect("the relay starts")
 }
 
 fn client4() -> IpAddr {
@@ -57,23 +75,23 @@ fn client4() -> IpAddr {
 }
 
 /// A viewer in the client's namespace, its socket bound to `ip`.
-fn viewer(net: &Net, relay: &Relay, ip: IpAddr) -> Viewer {
+fn viewer(net: &Pair, relay: &RelayProcess, ip: IpAddr) -> Viewer {
     let http = relay.http.clone();
     net.client
         .enter(move || Viewer::connect_from(&http, "demo", ip))
 }
 
 /// The relay namespace's kernel UDP datagrams, IPv4 and IPv6 together: (in, out).
-fn kernel_udp(net: &Net) -> (u64, u64) {
-    let (in4, in6) = net.relay.udp_counter("InDatagrams");
-    let (out4, out6) = net.relay.udp_counter("OutDatagrams");
+fn kernel_udp(net: &Pair) -> (u64, u64) {
+    let (in4, in6) = net.relay.udp_counter("InDatagrams").unwrap();
+    let (out4, out6) = net.relay.udp_counter("OutDatagrams").unwrap();
     (in4 + in6, out4 + out6)
 }
 
 /// Asserts that the viewer got the demo through AF_XDP, not the kernel's UDP stack,
 /// given the kernel's counters before and after; returns how many packets it got.
 fn assert_through_af_xdp(
-    relay: &Relay,
+    relay: &RelayProcess,
     v: &Viewer,
     before: (u64, u64),
     after: (u64, u64),
@@ -91,35 +109,34 @@ fn assert_through_af_xdp(
         "kernel UDP out: {before:?} -> {after:?}"
     );
     // Everything the workers received (STUN, DTLS, SRTCP) was redirected by XDP.
-    let metrics = relay.metrics();
-    let redirected = common::metric(&metrics, REDIRECTED);
-    let received = common::metric(&metrics, RECEIVED);
+    let metrics = relay.metrics().unwrap();
+    let redirected = exported(&metrics, REDIRECTED).unwrap();
+    let received = exported(&metrics, RECEIVED).unwrap();
     assert!(
         received >= 5.0 && redirected >= received,
         "XDP redirected {redirected}, workers received {received}:\n{metrics}"
     );
-    assert!(common::metric(&metrics, "relay_rtp_packets_sent_total") >= n as f64);
+    assert!(exported(&metrics, "relay_rtp_packets_sent_total").unwrap() >= n as f64);
     n
 }
 
 #[test]
 fn a_viewer_gets_the_demo_through_af_xdp_not_the_kernel_udp_stack() {
-    let net = Net::new();
-    let relay = launch(&net, "xdp", "");
+    let net = net(2);
+    let relay = launch(&net);
     let before = kernel_udp(&net);
     let mut v = viewer(&net, &relay, client4());
     v.run_for(Duration::from_secs(3));
     let after = kernel_udp(&net);
     let n = assert_through_af_xdp(&relay, &v, before, after);
     assert!(n > 100, "only {n} packets in ~2.5 s of a 30 fps stream");
-    let http = relay.http.clone();
-    assert_eq!(net.client.enter(|| v.delete(&http)), 200);
+    assert_eq!(net.client.enter(|| v.delete()), 200);
 }
 
 #[test]
 fn an_ipv6_viewer_gets_the_demo_through_af_xdp() {
-    let net = Net::new();
-    let relay = launch(&net, "xdp6", "");
+    let net = net(2);
+    let relay = launch(&net);
     let before = kernel_udp(&net);
     let mut v = viewer(&net, &relay, CLIENT6.parse().unwrap());
     v.run_for(Duration::from_secs(3));
@@ -130,38 +147,46 @@ fn an_ipv6_viewer_gets_the_demo_through_af_xdp() {
 
 #[test]
 fn a_late_viewer_starts_on_a_keyframe_and_the_first_loses_nothing() {
-    let net = Net::new();
-    let relay = launch(&net, "xdp-late", "");
+    let net = net(2);
+    let relay = launch(&net);
     let first = viewer(&net, &relay, client4());
     check_late_joiner(first, || viewer(&net, &relay, client4()));
 }
 
 #[test]
 fn lost_packets_are_recovered_by_nack_through_af_xdp() {
-    let net = Net::new();
-    let relay = launch(&net, "xdp-nack", "");
+    let net = net(2);
+    let relay = launch(&net);
     let v = viewer(&net, &relay, client4());
     check_nack_recovery(&relay, v, Duration::from_secs(3));
 }
 
 #[test]
 fn ping_tcp_and_other_udp_pass_through_the_interface_while_the_relay_runs() {
-    let net = Net::new();
-    let relay = launch(&net, "xdp-other", "");
-    let passed = relay.metric(PASSED_NOT_OURS);
+    let net = net(2);
+    let relay = launch(&net);
+    let passed = relay.metric(PASSED_NOT_OURS).unwrap();
     // TCP to the media port's number too: XDP takes only UDP.
-    net.check_other_traffic(MEDIA_PORT, MEDIA_PORT + 1);
+    check_other_traffic(&net, MEDIA_PORT, MEDIA_PORT + 1);
     // 4 echo requests, 2 datagrams, a TCP connection's segments: all seen and passed.
-    let seen = relay.metric(PASSED_NOT_OURS) - passed;
+    let seen = relay.metric(PASSED_NOT_OURS).unwrap() - passed;
     assert!(seen >= 10.0, "XDP passed {seen} packets");
-    assert_eq!(relay.metric(REDIRECTED), 0.0, "XDP took some of it");
-    assert_eq!(relay.metric(RECEIVED), 0.0, "the workers got some of it");
+    assert_eq!(
+        relay.metric(REDIRECTED).unwrap(),
+        0.0,
+        "XDP took some of it"
+    );
+    assert_eq!(
+        relay.metric(RECEIVED).unwrap(),
+        0.0,
+        "the workers got some of it"
+    );
 }
 
-/// The relay's metrics `selectors` (see `Relay::metric`), read at once.
-fn read<const N: usize>(relay: &Relay, selectors: [&str; N]) -> [f64; N] {
-    let metrics = relay.metrics();
-    selectors.map(|selector| common::metric(&metrics, selector))
+/// The relay's metrics `selectors` (see `RelayProcess::metric`), read at once.
+fn read<const N: usize>(relay: &RelayProcess, selectors: [&str; N]) -> [f64; N] {
+    let metrics = relay.metrics().unwrap();
+    selectors.map(|selector| exported(&metrics, selector).unwrap())
 }
 
 /// Sends `count` datagrams to `to` from `sockets` in turn, each made by `datagram(i)`,
@@ -208,9 +233,9 @@ fn attacker_sockets(attacker: &Netns) -> Vec<UdpSocket> {
 #[test]
 fn an_unknown_source_flood_is_dropped_in_xdp_and_the_viewer_loses_nothing() {
     let _alone = alone();
-    let net = Net::new();
-    let attacker = net.attacker();
-    let relay = launch(&net, "xdp-flood", "");
+    let net = net(2);
+    let attacker = attacker(&net);
+    let relay = launch(&net);
     let mut v = viewer(&net, &relay, client4());
     v.run_for(Duration::from_secs(1));
     assert!(v.connected);
@@ -222,7 +247,7 @@ fn an_unknown_source_flood_is_dropped_in_xdp_and_the_viewer_loses_nothing() {
         "relay_nacks_received_total",
     ];
     let before = read(&relay, watched);
-    let kernel_before = (kernel_udp(&net), net.relay.udp_counter("InErrors"));
+    let kernel_before = (kernel_udp(&net), net.relay.udp_counter("InErrors").unwrap());
     let sockets = attacker_sockets(&attacker);
     // RTP, RTCP, DTLS, and of no class: none of it STUN.
     let first_bytes = [0x80, 0x81, 0x90, 22, 0x40, 0xff];
@@ -242,7 +267,7 @@ fn an_unknown_source_flood_is_dropped_in_xdp_and_the_viewer_loses_nothing() {
         (watching.join().unwrap(), flooded)
     });
     let after = read(&relay, watched);
-    let kernel_after = (kernel_udp(&net), net.relay.udp_counter("InErrors"));
+    let kernel_after = (kernel_udp(&net), net.relay.udp_counter("InErrors").unwrap());
     let [dropped, received, unknown_in_workers, nacks]: [f64; 4] =
         std::array::from_fn(|i| after[i] - before[i]);
     eprintln!(
@@ -288,9 +313,9 @@ fn guessed_binding_request(i: u64) -> Vec<u8> {
 #[test]
 fn a_stun_flood_from_one_address_is_rate_limited_in_xdp_not_the_viewers_stun() {
     let _alone = alone();
-    let net = Net::new();
-    let attacker = net.attacker();
-    let relay = launch(&net, "xdp-stun", "");
+    let net = net(2);
+    let attacker = attacker(&net);
+    let relay = launch(&net);
     // The attacker's checks that reach the workers are counted there: no session has
     // that ufrag.
     let watched = [DROPPED_STUN_RATE_LIMIT, "relay_dropped_unknown_ufrag_total"];
@@ -336,8 +361,11 @@ fn a_stun_flood_from_one_address_is_rate_limited_in_xdp_not_the_viewers_stun() {
 }
 
 /// The id of the XDP program on the relay's interface (`ip -d link`: "prog/xdp id N").
-fn xdp_program_id(net: &Net) -> Option<String> {
-    let link = net.relay.ip(&["-d", "link", "show", "dev", RELAY_IF]);
+fn xdp_program_id(net: &Pair) -> Option<String> {
+    let link = net
+        .relay
+        .ip(&["-d", "link", "show", "dev", RELAY_IF])
+        .unwrap();
     let mut words = link.split_whitespace();
     words.find(|w| w.starts_with("prog/xdp"))?;
     (words.next()? == "id").then(|| words.next().map(str::to_owned))?
@@ -345,24 +373,24 @@ fn xdp_program_id(net: &Net) -> Option<String> {
 
 #[test]
 fn kill_9_leaves_no_program_attached_and_a_restarted_relay_serves() {
-    let net = Net::new();
-    let mut relay = launch(&net, "xdp-kill", "");
+    let net = net(2);
+    let mut relay = launch(&net);
     assert_eq!(
-        net.xdp_on_relay_interface().as_deref(),
+        xdp_on_relay_interface(&net).as_deref(),
         Some("xdp"),
         "native XDP"
     );
     let id = xdp_program_id(&net).expect("the program's id");
-    let status = relay.kill();
+    let status = relay.kill().unwrap();
     assert_eq!(
         std::os::unix::process::ExitStatusExt::signal(&status),
         Some(libc::SIGKILL)
     );
-    let gone = net.wait_until_detached(&id, Instant::now());
+    let gone = wait_until_detached(&net, &id, Instant::now());
     eprintln!("detached and unloaded {gone:?} after kill -9");
 
-    let relay = launch(&net, "xdp-restart", "");
-    assert!(net.xdp_on_relay_interface().is_some());
+    let relay = launch(&net);
+    assert!(xdp_on_relay_interface(&net).is_some());
     let mut v = viewer(&net, &relay, client4());
     v.run_for(Duration::from_secs(2));
     assert!(v.connected, "a viewer of the restarted relay");
@@ -371,12 +399,16 @@ fn kill_9_leaves_no_program_attached_and_a_restarted_relay_serves() {
 
 #[test]
 fn generic_mode_works_when_asked() {
-    let net = Net::new();
-    let relay = launch(&net, "xdp-generic", "xdpMode: generic\n");
-    assert_eq!(net.xdp_on_relay_interface().as_deref(), Some("xdpgeneric"));
+    let net = net(2);
+    let generic = Config {
+        xdp_mode: XdpMode::Generic,
+        ..config()
+    };
+    let relay = in_net(&net, &generic).start().expect("the relay starts");
+    assert_eq!(xdp_on_relay_interface(&net).as_deref(), Some("xdpgeneric"));
     let warned = relay
-        .stderr
-        .try_iter()
+        .log()
+        .iter()
         .any(|line| line.contains("WARN") && line.contains("generic mode"));
     assert!(warned, "a warning says what generic mode costs");
     let before = kernel_udp(&net);
@@ -386,11 +418,11 @@ fn generic_mode_works_when_asked() {
     assert_through_af_xdp(&relay, &v, before, after);
 }
 
-/// Asserts that the relay refused `config` with exit code 1 and a message holding
-/// each of `says`; returns the message.
-fn assert_refused(net: &Net, config: &str, wrapper: &[&str], says: &[&str]) -> String {
+/// Asserts that `launch` was refused with exit code 1 and a message holding each of
+/// `says`; returns the message.
+fn assert_refused(launch: Launch, says: &[&str]) -> String {
     let started = Instant::now();
-    let (code, stderr) = Relay::refuse(config, Some(&net.relay.name), wrapper);
+    let (code, stderr) = launch.refused().unwrap();
     assert_eq!(code, Some(1), "exit code; stderr: {stderr}");
     for needed in says {
         assert!(stderr.contains(needed), "{needed:?} not in: {stderr}");
@@ -405,19 +437,19 @@ fn assert_refused(net: &Net, config: &str, wrapper: &[&str], says: &[&str]) -> S
 
 #[test]
 fn bad_xdp_configs_fail_fast_saying_why_and_how_to_run_without_xdp() {
-    let net = Net::new();
+    let net = net(2);
     let portable = "without --xdp";
+    let on = |xdp_interface: &str| Config {
+        xdp_interface: Some(xdp_interface.into()),
+        ..config()
+    };
     assert_refused(
-        &net,
-        &config("").replace(RELAY_IF, "nosuch0"),
-        &[],
+        in_net(&net, &on("nosuch0")),
         &["nosuch0", "ip link", portable],
     );
     // Loopback has no native XDP.
     assert_refused(
-        &net,
-        &config("").replace(RELAY_IF, "lo"),
-        &[],
+        in_net(&net, &on("lo")),
         &[
             "driver of lo",
             "no native XDP",
@@ -425,24 +457,28 @@ fn bad_xdp_configs_fail_fast_saying_why_and_how_to_run_without_xdp() {
             portable,
         ],
     );
-    assert!(!net.relay.ip(&["link", "show", "dev", "lo"]).contains("xdp"));
+    let lo = net.relay.ip(&["link", "show", "dev", "lo"]).unwrap();
+    assert!(!lo.contains("xdp"));
+    let any_port = Config {
+        webrtc_local_udp_address: "[::]:0".parse().unwrap(),
+        ..config()
+    };
+    assert_refused(in_net(&net, &any_port), &["fixed media port"]);
+    // A mode the type cannot hold: written into the file by hand.
+    let fast = to_yaml(&config()).replace("xdpMode: native\n", "xdpMode: fast\n");
+    assert!(fast.contains("xdpMode: fast"), "{fast}");
     assert_refused(
-        &net,
-        &config("").replace(&format!("]:{MEDIA_PORT}"), "]:0"),
-        &[],
-        &["fixed media port"],
-    );
-    assert_refused(
-        &net,
-        &config("xdpMode: fast\n"),
-        &[],
+        Launch::yaml(RELAY, fast).in_netns(&net.relay),
         &["xdpMode", "native", "generic"],
     );
     // Not privileged: the same config as root works (every other test here).
     let nobody = as_nobody_with(&[]);
     let nobody: Vec<&str> = nobody.iter().map(String::as_str).collect();
-    assert_refused(&net, &config(""), &nobody, &["CAP_BPF", portable]);
-    assert_eq!(net.xdp_on_relay_interface(), None);
+    assert_refused(
+        in_net(&net, &config()).through(&nobody),
+        &["CAP_BPF", portable],
+    );
+    assert_eq!(xdp_on_relay_interface(&net), None);
 }
 
 /// The capabilities relay's errors and docs name for XDP without root.
@@ -468,8 +504,7 @@ fn as_nobody_with(capabilities: &[&str]) -> Vec<String> {
 
 #[test]
 fn the_capabilities_the_errors_name_are_enough_without_root() {
-    let net = Net::new();
-    let config = config("");
+    let net = net(2);
     // Each one left out is named by the error.
     for (missing, says) in [("perfmon", "CAP_PERFMON"), ("ipc_lock", "CAP_IPC_LOCK")] {
         let caps: Vec<&str> = XDP_CAPABILITIES
@@ -478,14 +513,15 @@ fn the_capabilities_the_errors_name_are_enough_without_root() {
             .collect();
         let line = as_nobody_with(&caps);
         let line: Vec<&str> = line.iter().map(String::as_str).collect();
-        let stderr = assert_refused(&net, &config, &line, &[says, "without --xdp"]);
+        let launch = in_net(&net, &config()).through(&line);
+        let stderr = assert_refused(launch, &[says, "without --xdp"]);
         assert!(!stderr.contains("bug in the relay"), "{stderr}");
     }
     let line = as_nobody_with(&XDP_CAPABILITIES);
     let line: Vec<&str> = line.iter().map(String::as_str).collect();
-    let relay = Relay::launch_through("xdp-caps", &config, Some(&net.relay.name), &line);
+    let relay = in_net(&net, &config()).through(&line).start().unwrap();
     let mut v = viewer(&net, &relay, client4());
     v.run_for(Duration::from_secs(2));
     assert!(v.connected && assert_demo_stream(&v) > 30);
-    assert!(relay.metric(REDIRECTED) > 0.0);
+    assert!(relay.metric(REDIRECTED).unwrap() > 0.0);
 }

@@ -21,23 +21,26 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::netns::{
-    Net, CLIENT4, CLIENT6, CLIENT_IF, CLIENT_MAC, RELAY4, RELAY6, RELAY_IF, RELAY_MAC,
-};
 use relay::io::udp::{self, UdpOptions};
 use relay::io::xdp::{self, XdpMode, XdpOptions, XdpProgram, XskOptions, XskReceiver, XskSender};
 use relay::io::{Receiver, SendStats, Sender};
+use relay_testkit::netns::Pair;
+
+use common::netns::{
+    check_other_traffic, net, CLIENT4, CLIENT6, CLIENT_IF, CLIENT_MAC, RELAY4, RELAY6, RELAY_IF,
+    RELAY_MAC,
+};
 
 const PORT: u16 = 5004;
 
 /// The namespaces for one test: one queue each way, so all traffic meets the one socket
 /// and none slips to queue 1.
-fn one_queue_net() -> Net {
-    Net::with_queues(1)
+fn one_queue_net() -> Pair {
+    net(1)
 }
 
 /// A peer socket in the client's namespace with room for big batches.
-fn peer(net: &Net, ip: &str) -> UdpSocket {
+fn peer(net: &Pair, ip: &str) -> UdpSocket {
     let addr = SocketAddr::new(ip.parse().unwrap(), 0);
     net.client.enter(|| {
         let socket = UdpSocket::bind(addr).unwrap();
@@ -61,8 +64,8 @@ fn peer(net: &Net, ip: &str) -> UdpSocket {
 }
 
 /// The peer kernel's UDP receive errors (bad checksums among them), IPv4 and IPv6.
-fn peer_udp_errors(net: &Net) -> (u64, u64) {
-    net.client.udp_counter("InErrors")
+fn peer_udp_errors(net: &Pair) -> (u64, u64) {
+    net.client.udp_counter("InErrors").unwrap()
 }
 
 /// The socket under test, with the XDP program feeding it (detached on drop).
@@ -72,7 +75,7 @@ struct Relay {
     _program: XdpProgram,
 }
 
-fn relay(net: &Net, local: SocketAddr, opts: &XskOptions) -> Relay {
+fn relay(net: &Pair, local: SocketAddr, opts: &XskOptions) -> Relay {
     net.relay.enter(|| {
         // Peers here are unknown sources sending STUN-class payloads (see `payload`):
         // a bucket this large lets all of them through to the socket under test.
@@ -160,7 +163,7 @@ fn peer_receive(socket: &UdpSocket, want: usize) -> Vec<(SocketAddr, Vec<u8>)> {
 
 /// Datagrams of many sizes (odd ones, the largest the MTU allows) to the socket,
 /// then an answer to each; `max` is the largest UDP payload of one frame.
-fn round_trip(net: &Net, relay_ip: &str, peer_ip: &str, max: usize, opts: &XskOptions) {
+fn round_trip(net: &Pair, relay_ip: &str, peer_ip: &str, max: usize, opts: &XskOptions) {
     let local = sa(relay_ip, PORT);
     let mut r = relay(net, local, opts);
     let peer = peer(net, peer_ip);
@@ -461,7 +464,7 @@ fn other_traffic_reaches_the_kernel() {
     let mut r = relay(&net, sa(RELAY4, PORT), &XskOptions::default());
     // Ping, TCP to the media port and UDP to another one reach the kernel's sockets,
     // not the AF_XDP socket.
-    net.check_other_traffic(PORT, PORT + 1);
+    check_other_traffic(&net, PORT, PORT + 1);
     assert_eq!(r.rx.recv(&mut |d| panic!("got {d:?}")).unwrap(), 0);
     assert_eq!(r.rx.stats(), Default::default());
 }

@@ -12,10 +12,12 @@ use serde::Serialize;
 use relay_benches::baseline::{self, Outcome, Pace, Plan};
 use relay_benches::procfs;
 use relay_benches::publish::{PublishArgs, Publisher};
-use relay_benches::relay_proc::RelayProcess;
+use relay_benches::relay_config::{demo_on_loopback, PATH};
 use relay_benches::report::{host, progress, progress_done, sleep_with_progress};
 use relay_benches::sink::Counters;
 use relay_benches::sink::{wait_until_receiving, Driver, Offering, Readiness};
+use relay_testkit::process::{Launch, RelayProcess};
+use relay_testkit::{http, whep};
 
 /// Load tools for relay: each runs the relay binary (on loopback, or in network
 /// namespaces of its own for the XDP tools) and measures it.
@@ -345,19 +347,20 @@ fn send_metrics(relay: &RelayProcess) -> anyhow::Result<(f64, f64, f64)> {
 
 fn run(args: &EgressArgs, n: usize, cores: usize) -> anyhow::Result<Run> {
     let pin = !args.no_pin && cores > 1;
-    let relay = RelayProcess::start(&args.relay, args.workers)?;
+    let relay = Launch::new(&args.relay, &demo_on_loopback(args.workers)).start()?;
     let pid = relay.pid();
     // Let the relay settle (threads started, first packets of the clip in the ring).
     std::thread::sleep(Duration::from_secs(1));
     let rss_idle_kib = procfs::rss_kib(pid)?;
 
     let driver = Driver::start(n, pin.then_some(cores - 1))?;
+    let agent = http::agent(Duration::from_secs(10));
+    let endpoint = whep::endpoint(&relay.http, PATH);
     let mut addrs: Vec<SocketAddr> = Vec::with_capacity(n);
     for i in 0..n {
         progress(&format!("{n} viewers: offering {}/{n}", i + 1));
         let offering = Offering::new()?;
-        let answer = relay
-            .whep(&offering.sdp)
+        let (answer, _) = whep::answer(&agent, &endpoint, offering.sdp())
             .with_context(|| format!("viewer {i}; relay log:\n{}", relay.log_tail()))?;
         let sink = offering.accept(&answer)?;
         addrs.push(sink.local_addr());
@@ -408,7 +411,7 @@ fn run(args: &EgressArgs, n: usize, cores: usize) -> anyhow::Result<Run> {
     counters.record_pattern(false);
     let rss_kib = procfs::rss_kib(pid)?;
     let (sent1, calls1, dropped1) = send_metrics(&relay)?;
-    relay.stop();
+    drop(relay);
 
     let window_s = after.at.duration_since(before.at).as_secs_f64();
     let per_viewer: Vec<u64> = after
@@ -534,13 +537,7 @@ fn print_table(runs: &[Run]) {
         ("dgrams/", "call"),
         ("tool", "CPU %"),
     ];
-    for line in [0, 1] {
-        let cells: Vec<String> = header
-            .iter()
-            .map(|h| format!("{:>9}", if line == 0 { h.0 } else { h.1 }))
-            .collect();
-        println!("{}", cells.join(" "));
-    }
+    relay_benches::report::print_header(&header, 9);
     for r in runs {
         let cells = [
             format!("{:>9}", r.viewers),

@@ -7,7 +7,7 @@
 //! profile. It then prints (b) per viewer over (a): what the relay spends around the
 //! cipher, as a ratio that holds on any machine.
 //!
-//! `cargo bench -p relay-benches --bench fanout`
+//! `cargo bench -p relay --bench fanout`
 
 use std::hint::black_box;
 use std::net::SocketAddr;

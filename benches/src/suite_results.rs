@@ -1,0 +1,104 @@
+//! What a `relay-bench suite` run found: its JSON (`--json`), which `suite` writes and
+//! `suite_docs` renders into docs/benchmarks.md.
+
+use serde::{Deserialize, Serialize};
+
+use crate::report::Host;
+use crate::swarm::Window;
+use crate::xdp_egress;
+
+/// A run whose viewers lose more than this did not keep up (W2's criterion).
+pub const KEEPS_UP_LOSS: f64 = 0.001;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Workload {
+    W1,
+    W2,
+    W3,
+    W4,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerKind {
+    Relay,
+    Janus,
+}
+
+/// One measured run: a server, a workload, a load.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Run {
+    pub workload: Workload,
+    pub server: ServerKind,
+    pub streams: usize,
+    pub viewers: usize,
+    pub seconds: f64,
+    /// Server CPU (utime + stime), % of one core.
+    pub cpu_percent: f64,
+    /// Server CPU per packet delivered to a viewer, microseconds.
+    pub us_per_packet: f64,
+    pub delivered_pps: f64,
+    /// Packets the publisher sent to the server per second (all streams).
+    pub published_pps: f64,
+    /// Delivered against published times viewers per stream, as a fraction lost.
+    pub loss: f64,
+    pub rss_kib: u64,
+    /// RSS over the server's RSS with no viewers, per viewer.
+    pub rss_per_viewer_kib: f64,
+    pub fds: usize,
+    pub viewers_window: Window,
+    /// The tool (publisher, viewers, readings), % of one core.
+    pub tool_cpu_percent: f64,
+    pub publisher_cpu_percent: f64,
+}
+
+impl Run {
+    /// The viewers lost no more than W2 allows and none failed.
+    pub fn kept_up(&self) -> bool {
+        self.loss <= KEEPS_UP_LOSS && self.viewers_window.failed == 0
+    }
+}
+
+/// W3: the server's RSS and open descriptors over a churn run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Churn {
+    pub server: ServerKind,
+    pub viewers: usize,
+    pub joins: usize,
+    pub failed: usize,
+    /// (seconds, RSS KiB, open fds)
+    pub samples: Vec<(f64, u64, usize)>,
+    pub cpu_percent: f64,
+    pub loss: f64,
+}
+
+/// W4: setup times at one join rate.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SetupStep {
+    pub server: ServerKind,
+    pub rate: f64,
+    pub sessions: usize,
+    pub failed: usize,
+    pub setup_p50_ms: Option<f64>,
+    pub setup_p99_ms: Option<f64>,
+    pub cpu_percent: f64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Results {
+    /// The command line of the run.
+    pub command: String,
+    pub host: Host,
+    pub started_unix: u64,
+    pub runs: Vec<Run>,
+    pub churn: Vec<Churn>,
+    pub setup: Vec<SetupStep>,
+    /// Runs that could not be measured (viewers that never connected), and why.
+    pub unmeasured: Vec<String>,
+    /// The relay in XDP mode and in portable mode on a veth pair (`xdp_egress`).
+    #[serde(default)]
+    pub xdp: Vec<xdp_egress::Run>,
+    #[serde(default)]
+    pub xdp_ratios: Vec<xdp_egress::Ratio>,
+}

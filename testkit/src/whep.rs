@@ -1,0 +1,65 @@
+//! WHEP signalling: a viewer POSTs its SDP offer to the endpoint, the server
+//! answers with 201 Created, its SDP answer and the session's URL in `Location`, and
+//! the viewer leaves with DELETE on that URL.
+
+use anyhow::{bail, Context as _};
+
+/// The WHEP endpoint of `path` on the relay serving at `http`.
+pub fn endpoint(http: &str, path: &str) -> String {
+    format!("{http}/{path}/whep")
+}
+
+/// What the server said to an offer.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    /// The session's URL, absolute.
+    pub location: Option<String>,
+    pub body: String,
+}
+
+/// POSTs an SDP offer to `endpoint`, whatever the server answers.
+pub fn post_offer(agent: &ureq::Agent, endpoint: &str, sdp: &str) -> anyhow::Result<Reply> {
+    let mut response = agent
+        .post(endpoint)
+        .header("Content-Type", "application/sdp")
+        .send(sdp)
+        .with_context(|| format!("POST {endpoint}"))?;
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .map(|l| crate::http::absolute(endpoint, l));
+    Ok(Reply {
+        status: response.status().as_u16(),
+        location,
+        body: response.body_mut().read_to_string()?,
+    })
+}
+
+/// POSTs an offer the server must take (201 Created): its SDP answer and the session's
+/// URL.
+pub fn answer(
+    agent: &ureq::Agent,
+    endpoint: &str,
+    sdp: &str,
+) -> anyhow::Result<(String, Option<String>)> {
+    let reply = post_offer(agent, endpoint, sdp)?;
+    if reply.status != 201 {
+        bail!(
+            "WHEP offer to {endpoint} refused with HTTP {}: {}",
+            reply.status,
+            reply.body
+        );
+    }
+    Ok((reply.body, reply.location))
+}
+
+/// Ends the session at `url` (the `Location` of its offer): the HTTP status.
+pub fn delete(agent: &ureq::Agent, url: &str) -> anyhow::Result<u16> {
+    let response = agent
+        .delete(url)
+        .call()
+        .with_context(|| format!("DELETE {url}"))?;
+    Ok(response.status().as_u16())
+}
