@@ -1,4 +1,5 @@
-//! What every load tool prints: the machine, progress lines on stderr.
+//! What every load tool prints: the machine, progress lines on stderr, tables; and the
+//! growth of its counters over a measured window.
 
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
@@ -60,6 +61,12 @@ pub fn progress_done() {
     if std::io::stderr().is_terminal() {
         eprintln!();
     }
+}
+
+/// How much each counter grew from `before` to `after`, two readings of the same
+/// counters.
+pub fn growth(after: &[u64], before: &[u64]) -> Vec<u64> {
+    after.iter().zip(before).map(|(a, b)| a - b).collect()
 }
 
 /// Prints a table's header of two lines, each cell right-aligned in `width`.

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use relay_testkit::{http, whep};
 
+use crate::report::growth;
 use crate::sink::{quantile, Counters, Driver, Offering, Sink, LATENCY_BUCKET_US};
 use crate::xdp_sink::XdpSink;
 
@@ -285,12 +286,7 @@ impl Totals {
             .collect();
         let decrypted = self.decrypted - before.decrypted;
         let gaps = self.gaps - before.gaps;
-        let latency: Vec<u64> = self
-            .latency
-            .iter()
-            .zip(&before.latency)
-            .map(|(a, b)| a - b)
-            .collect();
+        let latency = growth(&self.latency, &before.latency);
         let ms = |us: Option<u64>| us.map(|us| us as f64 / 1000.0);
         let lat = |q| ms(quantile(&latency, LATENCY_BUCKET_US, q));
         Window {

@@ -29,7 +29,7 @@ use crate::netns::{
 };
 use crate::procfs;
 use crate::relay_config::{demo_on, PATH};
-use crate::report::{host, progress, progress_done, sleep_with_progress};
+use crate::report::{growth, host, progress, progress_done, sleep_with_progress};
 use crate::sink::{wait_until_receiving, Driver, Offering, Readiness};
 use crate::xdp_sink::XdpSink;
 
@@ -526,12 +526,7 @@ fn summarize(
     (full_gaps, full_disorder): (u64, u64),
 ) -> Run {
     let window_s = after.at.duration_since(before.at).as_secs_f64();
-    let per_viewer: Vec<u64> = after
-        .per_viewer
-        .iter()
-        .zip(&before.per_viewer)
-        .map(|(a, b)| a - b)
-        .collect();
+    let per_viewer = growth(&after.per_viewer, &before.per_viewer);
     let delivered: u64 = per_viewer.iter().sum();
     let expected = (after.relay_rtp_sent - before.relay_rtp_sent).max(0.0) as u64;
     let lost = expected as i64 - delivered as i64;

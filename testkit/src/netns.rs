@@ -97,7 +97,7 @@ impl Netns {
 
     /// A permanent neighbour entry for `ip` on `interface`: no ARP or neighbour
     /// discovery in the way.
-    pub fn neighbour(&self, interface: &str, ip: IpAddr, mac: [u8; 6]) -> anyhow::Result<()> {
+    fn neighbour(&self, interface: &str, ip: IpAddr, mac: [u8; 6]) -> anyhow::Result<()> {
         #[rustfmt::skip]
         self.ip(&[
             "neigh", "replace", &ip.to_string(), "lladdr", &mac_str(mac), "dev", interface,
@@ -144,7 +144,7 @@ pub fn within<T: Send>(name: &str, f: impl FnOnce() -> T + Send) -> T {
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
-                enter(name).unwrap_or_else(|e| panic!("{e:#}"));
+                move_thread_to(name).unwrap_or_else(|e| panic!("{e:#}"));
                 f()
             })
             .join()
@@ -153,7 +153,7 @@ pub fn within<T: Send>(name: &str, f: impl FnOnce() -> T + Send) -> T {
 }
 
 /// Moves the calling thread into the namespace named `name`.
-pub fn enter(name: &str) -> anyhow::Result<()> {
+fn move_thread_to(name: &str) -> anyhow::Result<()> {
     let file = std::fs::File::open(format!("/run/netns/{name}"))
         .with_context(|| format!("opening network namespace {name}"))?;
     // SAFETY: setns on a valid namespace descriptor; it changes only this thread.
@@ -192,8 +192,9 @@ pub struct End {
     pub addresses: Vec<(IpAddr, u8)>,
 }
 
-/// Joins `a` (in namespace `a_ns`) and `b` with a veth pair of `queues` RX and TX queues
-/// each way, both ends up, without addresses.
+/// Joins `a` (in namespace `a_ns`) and `b` (in `b_ns`) with a veth pair of `queues` RX
+/// and TX queues each way: both ends up, with their addresses and permanent neighbour
+/// entries for the other end's (no ARP or neighbour discovery in the way).
 pub fn veth(a_ns: &Netns, a: &End, b_ns: &Netns, b: &End, queues: usize) -> anyhow::Result<()> {
     let queues = queues.to_string();
     let (a_mac, b_mac) = (mac_str(a.mac), mac_str(b.mac));
@@ -203,8 +204,20 @@ pub fn veth(a_ns: &Netns, a: &End, b_ns: &Netns, b: &End, queues: usize) -> anyh
         "address", &a_mac, "type", "veth", "peer", "name", b.interface, "netns", &b_ns.name,
         "numrxqueues", &queues, "numtxqueues", &queues, "address", &b_mac,
     ])?;
-    a_ns.ip(&["link", "set", a.interface, "up"])?;
-    b_ns.ip(&["link", "set", b.interface, "up"])?;
+    for (netns, end, peer) in [(a_ns, a, b), (b_ns, b, a)] {
+        netns.ip(&["link", "set", end.interface, "up"])?;
+        for (ip, prefix_len) in &end.addresses {
+            let address = format!("{ip}/{prefix_len}");
+            let mut args = vec!["addr", "add", &address, "dev", end.interface];
+            if ip.is_ipv6() {
+                args.push("nodad");
+            }
+            netns.ip(&args)?;
+        }
+        for (ip, _) in &peer.addresses {
+            netns.neighbour(end.interface, *ip, peer.mac)?;
+        }
+    }
     Ok(())
 }
 
@@ -215,28 +228,14 @@ pub struct Pair {
 }
 
 impl Pair {
-    /// The namespaces (named `PREFIX-...-relay` and `PREFIX-...-client`), the veth pair
-    /// between `relay` and `client` with `queues` queues each way, each end's
-    /// addresses, and permanent neighbour entries for the other end's (no ARP).
+    /// The namespaces (named `PREFIX-...-relay` and `PREFIX-...-client`) and the
+    /// [`veth`] pair between their ends `relay` and `client`.
     pub fn new(prefix: &str, relay: &End, client: &End, queues: usize) -> anyhow::Result<Pair> {
         let pair = Pair {
             relay: Netns::new(prefix, "relay")?,
             client: Netns::new(prefix, "client")?,
         };
         veth(&pair.relay, relay, &pair.client, client, queues)?;
-        for (netns, end, peer) in [(&pair.relay, relay, client), (&pair.client, client, relay)] {
-            for (ip, prefix_len) in &end.addresses {
-                let address = format!("{ip}/{prefix_len}");
-                let mut args = vec!["addr", "add", &address, "dev", end.interface];
-                if ip.is_ipv6() {
-                    args.push("nodad");
-                }
-                netns.ip(&args)?;
-            }
-            for (ip, _) in &peer.addresses {
-                netns.neighbour(end.interface, *ip, peer.mac)?;
-            }
-        }
         Ok(pair)
     }
 }

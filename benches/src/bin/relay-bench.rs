@@ -13,7 +13,7 @@ use relay_benches::baseline::{self, Outcome, Pace, Plan};
 use relay_benches::procfs;
 use relay_benches::publish::{PublishArgs, Publisher};
 use relay_benches::relay_config::{demo_on_loopback, PATH};
-use relay_benches::report::{host, progress, progress_done, sleep_with_progress};
+use relay_benches::report::{growth, host, progress, progress_done, sleep_with_progress};
 use relay_benches::sink::Counters;
 use relay_benches::sink::{wait_until_receiving, Driver, Offering, Readiness};
 use relay_testkit::process::{Launch, RelayProcess};
@@ -414,12 +414,7 @@ fn run(args: &EgressArgs, n: usize, cores: usize) -> anyhow::Result<Run> {
     drop(relay);
 
     let window_s = after.at.duration_since(before.at).as_secs_f64();
-    let per_viewer: Vec<u64> = after
-        .per_viewer
-        .iter()
-        .zip(&before.per_viewer)
-        .map(|(a, b)| a - b)
-        .collect();
+    let per_viewer = growth(&after.per_viewer, &before.per_viewer);
     let delivered: u64 = per_viewer.iter().sum();
     if delivered == 0 {
         bail!("the viewers received nothing in the window");

@@ -62,32 +62,17 @@ pub fn net(queues: usize) -> Pair {
 /// addresses the relay has never heard of. Deleted when dropped.
 pub fn attacker(net: &Pair) -> Netns {
     let attacker = Netns::new(NETNS_PREFIX, "attacker").unwrap();
-    let end = |interface, mac| End {
-        interface,
-        mac,
-        addresses: Vec::new(),
+    let attacker_end = End {
+        interface: ATTACKER_IF,
+        mac: [0x02, 0x77, 1, 0, 0, 0x02],
+        addresses: ATTACKER4.iter().map(|a| (ip(a), 24)).collect(),
     };
-    let (attacker_end, gateway_end) = (
-        end(ATTACKER_IF, [0x02, 0x77, 1, 0, 0, 0x02]),
-        end(GATEWAY_IF, [0x02, 0x77, 1, 0, 0, 0x01]),
-    );
+    let gateway_end = End {
+        interface: GATEWAY_IF,
+        mac: [0x02, 0x77, 1, 0, 0, 0x01],
+        addresses: vec![(ip(ATTACKER_GATEWAY4), 24)],
+    };
     veth(&attacker, &attacker_end, &net.client, &gateway_end, 1).unwrap();
-    for address in ATTACKER4 {
-        let with_prefix = format!("{address}/24");
-        attacker
-            .ip(&["addr", "add", &with_prefix, "dev", ATTACKER_IF])
-            .unwrap();
-        net.client
-            .neighbour(GATEWAY_IF, ip(address), attacker_end.mac)
-            .unwrap();
-    }
-    let gateway = format!("{ATTACKER_GATEWAY4}/24");
-    net.client
-        .ip(&["addr", "add", &gateway, "dev", GATEWAY_IF])
-        .unwrap();
-    attacker
-        .neighbour(ATTACKER_IF, ip(ATTACKER_GATEWAY4), gateway_end.mac)
-        .unwrap();
     attacker
         .ip(&["route", "add", "default", "via", ATTACKER_GATEWAY4])
         .unwrap();
