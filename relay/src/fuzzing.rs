@@ -4,7 +4,7 @@
 //! input that once failed keeps being tried.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -233,8 +233,6 @@ fn source(i: usize) -> SocketAddr {
 }
 
 fn packet(seq: u16, nal: u8, arrival: Instant) -> SourcePacket {
-    static SENT: AtomicU64 = AtomicU64::new(0);
-    SENT.fetch_add(1, Ordering::Relaxed);
     SourcePacket {
         ssrc: 7,
         seq,
