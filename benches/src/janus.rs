@@ -1,6 +1,7 @@
 //! Janus Gateway (Debian's `janus`, 1.1) as the peer the relay is measured against:
-//! its streaming plugin with RTP mountpoints, run by the bench with a config of its
-//! own, and viewers that watch through its JSON API over HTTP.
+//! its streaming plugin with RTP mountpoints (or RTSP ones, pulling cameras), run by
+//! the bench with a config of its own, and viewers that watch through its JSON API over
+//! HTTP.
 //!
 //! Janus gathers ICE candidates only on interfaces not flagged loopback (src/ice.c),
 //! with no setting to change that. A `getifaddrs` preload shim that clears
@@ -59,6 +60,10 @@ pub struct JanusOptions {
     /// Ports Janus's ICE agent binds for viewers (`rtp_port_range`); keep the
     /// mountpoints' ports out of it.
     pub ice_ports: RangeInclusive<u16>,
+    /// RTSP mountpoints instead of RTP ones: mountpoint i+1 pulls this URL with
+    /// `{stream}` replaced by i (video only; Janus's RTSP client takes RTP over UDP
+    /// only). `base_port` and `port_step` are then unused.
+    pub rtsp: Option<String>,
 }
 
 impl Default for JanusOptions {
@@ -69,6 +74,7 @@ impl Default for JanusOptions {
             port_step: 2,
             event_loops: 2,
             ice_ports: 40000..=49999,
+            rtsp: None,
         }
     }
 }
@@ -263,22 +269,37 @@ admin: {{
 }}
 "#
     );
-    let mut streaming = String::from("general: {\n}\n");
+    // RTSP mountpoints take their RTP on ports from this range: out of the viewers' ICE
+    // range, the publisher's ports (30000 up) and the sink viewers' (20000 up).
+    let mut streaming = String::from("general: {\n\trtp_port_range = \"50000-59999\"\n}\n");
     for id in 1..=opts.mountpoints as u64 {
-        streaming += &format!(
-            r#"mountpoint-{id}: {{
-	type = "rtp"
-	id = {id}
-	audio = false
-	video = true
+        let source = match &opts.rtsp {
+            // Janus's default reconnect delay, written out: 5 s without media.
+            Some(url) => format!(
+                r#"	type = "rtsp"
+	url = "{url}"
+	rtsp_reconnect_delay = 5
+"#,
+                url = url.replace("{stream}", &(id - 1).to_string())
+            ),
+            None => format!(
+                r#"	type = "rtp"
 	videoiface = "127.0.0.1"
 	videoport = {port}
 	videopt = 96
 	videocodec = "h264"
 	videofmtp = "profile-level-id=42e01f;packetization-mode=1"
-}}
 "#,
-            port = opts.video_port(id),
+                port = opts.video_port(id)
+            ),
+        };
+        streaming += &format!(
+            r#"mountpoint-{id}: {{
+	id = {id}
+	audio = false
+	video = true
+{source}}}
+"#
         );
     }
     std::fs::write(dir.join("janus.jcfg"), janus)?;

@@ -11,14 +11,18 @@
 //!   a send-time stamp (`stamp`) before every frame, to any RTP-ingesting server.
 //! - `relay-bench swarm`: WHEP viewers against any server (`swarm`, `sink`), verifying
 //!   every packet (`verify`) or counting it cheaply (`xdp_sink`).
+//! - `relay-bench first-frame`: time to the first decoded frame in headless Chromium
+//!   joining mid-GOP, with or without the relay's keyframe cache.
 //! - `relay-bench suite` (`cargo xtask bench`): the standard workloads W1-W4 against the
-//!   relay and Janus (`janus`) side by side; its results (`suite_results`) go into
+//!   relay and Janus (`janus`) side by side, and W1R, W1 pulled over RTSP from one
+//!   GStreamer RTSP server (the test kit's `rtsp_server`); its results (`suite_results`) go into
 //!   docs/benchmarks.md (`suite_docs`, `plot`).
 //!
 //! The micro benchmark of the fan-out sits beside what it measures:
 //! `relay/benches/fanout.rs`. docs/benchmarks.md has the numbers.
 
 pub mod baseline;
+pub mod first_frame;
 pub mod flood;
 pub mod janus;
 pub mod netns;

@@ -45,12 +45,17 @@ const MAX_CATCH_UP: u64 = 3;
 /// The kernel takes at most UIO_MAXIOV messages per `sendmmsg`.
 const MAX_MMSG: usize = 1024;
 
-/// The default clip, as ffmpeg makes it: ~2 Mbit/s of 1280x720 at 30 fps, 10 s,
-/// baseline, no B-frames, IDR with SPS/PPS every 2 s.
-const DEFAULT_CLIP: &str = "testsrc2-1280x720-30fps-2M.h264";
-const FFMPEG_ARGS: &str = "-hide_banner -loglevel error -nostdin -y \
-    -f lavfi -i testsrc2=size=1280x720:rate=30 -t 10 \
-    -c:v libx264 -profile:v baseline -tune zerolatency -bf 0 -g 60 \
+/// The default clip, as ffmpeg makes it: ~2 Mbit/s of 1280x720 at 30 fps, baseline, no
+/// B-frames, IDR with SPS/PPS every `gop` frames (2 s unless asked), lasting the whole
+/// number of GOPs nearest above 10 s: looped, it keeps its GOP across the loop point.
+const DEFAULT_CLIP: &str = "testsrc2-1280x720-30fps-2M";
+/// Frames from one IDR to the next in the default clip.
+pub const DEFAULT_GOP: u32 = 60;
+/// The default clip's least length, in frames (10 s).
+const DEFAULT_CLIP_FRAMES: u32 = 300;
+const FFMPEG_INPUT: &str = "-hide_banner -loglevel error -nostdin -y \
+    -f lavfi -i testsrc2=size=1280x720:rate=30";
+const FFMPEG_CODEC: &str = "-c:v libx264 -profile:v baseline -tune zerolatency -bf 0 \
     -b:v 2M -maxrate 2M -bufsize 1M -x264-params repeat-headers=1 -f h264";
 
 /// What to publish, where, for how long.
@@ -70,6 +75,11 @@ pub struct PublishArgs {
     /// Default: 1280x720 30 fps ~2 Mbit/s, made once with ffmpeg and kept in the target dir.
     #[arg(long, value_name = "FILE|demo")]
     pub clip: Option<ClipSource>,
+    /// Frames from one keyframe to the next in the default clip (ffmpeg's `-g`): 120 is
+    /// a 4 s GOP. Files and the demo keep their own.
+    #[arg(long, value_name = "FRAMES", default_value_t = DEFAULT_GOP,
+          value_parser = clap::value_parser!(u32).range(1..=3000))]
+    pub gop: u32,
     #[arg(long, default_value_t = 96)]
     pub payload_type: u8,
     /// Largest RTP payload, in bytes (FU-A fragments beyond it).
@@ -131,15 +141,19 @@ pub struct Recording {
 }
 
 impl Recording {
-    /// Loads `clip` (None: the default clip, made with ffmpeg if not made yet), with RTP
-    /// payloads of at most `max_payload` bytes.
-    pub fn load(clip: Option<&ClipSource>, max_payload: usize) -> anyhow::Result<Recording> {
+    /// Loads `clip` (None: the default clip with a keyframe every `gop` frames, made with
+    /// ffmpeg if not made yet), with RTP payloads of at most `max_payload` bytes.
+    pub fn load(
+        clip: Option<&ClipSource>,
+        gop: u32,
+        max_payload: usize,
+    ) -> anyhow::Result<Recording> {
         // Clip's budget is what remains of a viewer's datagram after the relay's overhead.
         let budget = max_payload + PACKET_OVERHEAD;
         let clip = match clip {
             Some(ClipSource::Demo) => Clip::demo(budget)?,
             Some(ClipSource::File(path)) => read_clip(path, budget)?,
-            None => read_clip(&default_clip()?, budget)?,
+            None => read_clip(&default_clip(gop)?, budget)?,
         };
         Ok(Recording::new(clip))
     }
@@ -192,11 +206,12 @@ fn read_clip(path: &Path, budget: usize) -> anyhow::Result<Clip> {
     Clip::new(annexb.into(), budget).with_context(|| format!("{}", path.display()))
 }
 
-/// The default clip's file, made with ffmpeg the first time, kept under the cargo target
-/// dir (`target/bench-assets/`).
-pub fn default_clip() -> anyhow::Result<PathBuf> {
+/// The default clip's file with a keyframe every `gop` frames, made with ffmpeg the first
+/// time, kept under the cargo target dir (`target/bench-assets/`).
+pub fn default_clip(gop: u32) -> anyhow::Result<PathBuf> {
     let dir = assets_dir()?;
-    let path = dir.join(DEFAULT_CLIP);
+    let name = format!("{DEFAULT_CLIP}-g{gop}.h264");
+    let path = dir.join(&name);
     if path.exists() {
         return Ok(path);
     }
@@ -206,9 +221,12 @@ pub fn default_clip() -> anyhow::Result<PathBuf> {
         path.display()
     ));
     // Made under another name and renamed: a concurrent run never reads half a clip.
-    let partial = dir.join(format!("{DEFAULT_CLIP}.{}.partial", std::process::id()));
+    let partial = dir.join(format!("{name}.{}.partial", std::process::id()));
+    let frames = DEFAULT_CLIP_FRAMES.div_ceil(gop) * gop;
     let made = Command::new("ffmpeg")
-        .args(FFMPEG_ARGS.split_whitespace())
+        .args(FFMPEG_INPUT.split_whitespace())
+        .args(["-frames:v", &frames.to_string(), "-g", &gop.to_string()])
+        .args(FFMPEG_CODEC.split_whitespace())
         .arg(&partial)
         .stdin(Stdio::null())
         .output();
@@ -331,7 +349,7 @@ impl Publisher {
             );
         }
         let destinations = destinations(args.target, args.streams, args.port_step)?;
-        let recording = Recording::load(args.clip.as_ref(), args.max_payload)?;
+        let recording = Recording::load(args.clip.as_ref(), args.gop, args.max_payload)?;
         let socket = bind_for(&destinations)?;
         let streams: Vec<Stream> = (0..args.streams as u32)
             .map(|i| {
@@ -700,7 +718,7 @@ mod tests {
     use relay::ingest::rtp;
 
     fn demo() -> Recording {
-        Recording::load(Some(&ClipSource::Demo), 1200).unwrap()
+        Recording::load(Some(&ClipSource::Demo), DEFAULT_GOP, 1200).unwrap()
     }
 
     fn bytes(d: &Datagram) -> Vec<u8> {
@@ -831,6 +849,28 @@ mod tests {
             phase.abs_diff(expected) <= 100,
             "stream {stream} at {phase}"
         );
+    }
+
+    /// Whether access unit `frame` holds an IDR slice (NAL type 5, alone or in FU-A).
+    fn is_idr(recording: &Recording, frame: usize) -> bool {
+        recording.frames[frame].clone().any(|i| {
+            let p = &recording.clip.packets()[i];
+            match p[0] & 0x1f {
+                28 => p[1] & 0x1f == 5,
+                nal => nal == 5,
+            }
+        })
+    }
+
+    /// Needs ffmpeg with libx264 (`cargo xtask setup`), as the default clip does.
+    #[test]
+    fn the_default_clip_keeps_its_gop_across_the_loop_point() {
+        let recording = Recording::load(None, 120, 1200).unwrap();
+        assert_eq!(recording.frames(), 360, "12 s: three whole 4 s GOPs");
+        let idrs: Vec<usize> = (0..recording.frames())
+            .filter(|&f| is_idr(&recording, f))
+            .collect();
+        assert_eq!(idrs, [0, 120, 240]);
     }
 
     #[test]

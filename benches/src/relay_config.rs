@@ -6,7 +6,8 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use relay::config::{Config, LogLevel};
-use relay_testkit::config::{demo, loopback, paths, rtp_push};
+use relay::ingest::rtsp::RtspTransport;
+use relay_testkit::config::{demo, loopback, paths, rtp_push, rtsp_pull};
 
 /// The path every viewer of the demo watches.
 pub const PATH: &str = "demo";
@@ -27,6 +28,22 @@ pub fn rtp_push_on_loopback(workers: usize, streams: &[(&str, u16, String)]) -> 
     let streams = streams
         .iter()
         .map(|(name, port, sdp)| (*name, rtp_push(pushed_to(*port), sdp)));
+    Config {
+        log_level: LogLevel::Warn,
+        paths: paths(streams),
+        ..loopback(workers)
+    }
+}
+
+/// One path per `(name, url)` on loopback, pulling the RTSP `url` over `transport`.
+pub fn rtsp_pull_on_loopback(
+    workers: usize,
+    streams: &[(&str, String)],
+    transport: RtspTransport,
+) -> Config {
+    let streams = streams
+        .iter()
+        .map(|(name, url)| (*name, rtsp_pull(url, transport)));
     Config {
         log_level: LogLevel::Warn,
         paths: paths(streams),
@@ -77,6 +94,23 @@ mod tests {
             let source = &c.paths[name].source;
             assert_eq!(source.to_string(), format!("udp+rtp://127.0.0.1:{port}"));
             assert_eq!(source.rtp_sdp(), Some(sdp.as_str()));
+        }
+    }
+
+    /// The relay's own loader takes the RTSP pull config: one path per URL, its
+    /// transport kept.
+    #[test]
+    fn rtsp_pull_on_loopback_loads() {
+        let streams = [
+            ("cam0", "rtsp://127.0.0.1:8554/cam0".to_string()),
+            ("cam1", "rtsp://127.0.0.1:8554/cam1".to_string()),
+        ];
+        for transport in [RtspTransport::Tcp, RtspTransport::Udp] {
+            let c = reloaded(&rtsp_pull_on_loopback(1, &streams, transport)).unwrap();
+            for (name, url) in &streams {
+                assert_eq!(c.paths[*name].source.to_string(), *url);
+                assert_eq!(c.paths[*name].rtsp_transport, transport);
+            }
         }
     }
 

@@ -3,7 +3,8 @@
 //! into docs/benchmarks.md and plotted.
 //!
 //! Everything runs on the namespace's loopback: the publisher (`publish`), the server,
-//! and the viewers (`swarm`). Sink viewers are counted by the sink XDP program attached
+//! and the viewers (`swarm`); for W1R also the RTSP server between the publisher and
+//! the server (the test kit's `rtsp_server`, serving RTP cameras). Sink viewers are counted by the sink XDP program attached
 //! in generic mode to that `lo`, so thousands of them cost the tool little; two
 //! verifying viewers per run decrypt and check every packet.
 
@@ -15,13 +16,14 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use relay_testkit::netns::require_root;
 use relay_testkit::process::{Launch, RelayProcess};
+use relay_testkit::rtsp_server::{RtpCameras, RtspServer};
 
 use crate::janus::{JanusOptions, JanusProcess};
 use crate::procfs;
 use crate::publish::{ClipSource, PublishArgs, Publisher};
 use crate::report::{progress, progress_done, sleep_with_progress};
 use crate::sink::{wait_until_receiving, Readiness};
-use crate::suite_results::{Churn, Results, Run, ServerKind, SetupStep, Workload};
+use crate::suite_results::{Churn, Results, RtspTransport, Run, ServerKind, SetupStep, Workload};
 use crate::swarm::{Signaling, SinkPorts, Swarm, Totals};
 use crate::xdp_sink::XdpSink;
 
@@ -29,6 +31,11 @@ use crate::xdp_sink::XdpSink;
 const FIRST_RTP_PORT: u16 = 30_000;
 /// Sink viewers bind ports from here up.
 const FIRST_SINK_PORT: u16 = 20_000;
+/// W1R's sink viewers bind ports from here up: below 5000, out of the range where the
+/// relay's RTSP client (retina) picks its RTP and RTCP ports at random (5000-65000), so
+/// that neither takes the other's port nor the sink program counts (and drops) the
+/// relay's incoming RTP.
+const FIRST_RTSP_SINK_PORT: u16 = 3_000;
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 #[derive(Debug, clap::Args)]
@@ -37,7 +44,7 @@ pub struct Args {
     #[arg(long, default_value = "target/release/relay")]
     pub relay: PathBuf,
     /// Workloads to run, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "w1,w2,w3,w4")]
+    #[arg(long, value_delimiter = ',', default_value = "w1,w1r,w2,w3,w4")]
     pub workloads: Vec<Workload>,
     /// Servers to run them against, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "relay,janus")]
@@ -47,6 +54,16 @@ pub struct Args {
     pub w1_streams: usize,
     #[arg(long, default_value_t = 2)]
     pub w1_viewers: usize,
+    /// W1R (W1 over RTSP: the streams served by one GStreamer RTSP server, which the
+    /// servers pull): the relay's `rtspTransport`s, each a run of its own. Janus's RTSP
+    /// client takes UDP only: it runs once, over UDP.
+    #[arg(long, value_delimiter = ',', default_value = "tcp,udp")]
+    pub w1r_transports: Vec<RtspTransport>,
+    /// W1R: the RTSP server depacketizes the publisher's RTP and packetizes it again
+    /// (loss is then the verifying viewers' sequence gaps), instead of passing the
+    /// packets through as they came (loss counted against the publisher's packets).
+    #[arg(long)]
+    pub rtsp_repay: bool,
     /// W2: viewer counts of the one stream; a server stops at the first count it does
     /// not keep up with.
     #[arg(
@@ -73,6 +90,10 @@ pub struct Args {
     /// Leave the XDP comparison out.
     #[arg(long)]
     pub no_xdp: bool,
+    /// The relay's `keyframeCache` (its memory figure depends on it: the newest GOP of
+    /// each stream is kept beside `historyDuration`).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub keyframe_cache: bool,
     /// Seconds measured per run (after a warm-up of 2 s).
     #[arg(long, default_value_t = 15.0)]
     pub window: f64,
@@ -93,25 +114,83 @@ pub struct Args {
     pub docs: Option<PathBuf>,
 }
 
-/// A server under test, serving `streams` RTP streams from the publisher's ports.
+/// Where a server's streams come from.
+#[derive(Debug, Clone)]
+enum Feed {
+    /// RTP pushed by the publisher to the server's ports.
+    Rtp,
+    /// Pulled from the RTSP server: `rtsp://.../cam{stream}`, over `transport`.
+    Rtsp {
+        url_template: String,
+        transport: RtspTransport,
+    },
+}
+
+/// A server under test, serving `streams` streams from its feed.
 enum Server {
     Relay(RelayProcess),
     Janus(JanusProcess),
 }
 
 impl Server {
-    fn start(kind: ServerKind, args: &Args, streams: usize) -> anyhow::Result<Server> {
+    fn start(kind: ServerKind, args: &Args, streams: usize, feed: &Feed) -> anyhow::Result<Server> {
         match kind {
             ServerKind::Relay => {
-                let launch = Launch::new(&args.relay, &relay_config(streams));
-                Ok(Server::Relay(launch.start()?))
+                let mut config = match feed {
+                    Feed::Rtp => relay_config(streams),
+                    Feed::Rtsp {
+                        url_template,
+                        transport,
+                    } => relay_rtsp_config(streams, url_template, *transport)?,
+                };
+                config.history.keyframe_cache = args.keyframe_cache;
+                Ok(Server::Relay(Launch::new(&args.relay, &config).start()?))
             }
-            ServerKind::Janus => Ok(Server::Janus(JanusProcess::start(&JanusOptions {
-                mountpoints: streams,
-                base_port: FIRST_RTP_PORT,
-                port_step: 2,
-                ..JanusOptions::default()
-            })?)),
+            ServerKind::Janus => {
+                let rtsp = match feed {
+                    Feed::Rtp => None,
+                    Feed::Rtsp {
+                        transport: RtspTransport::Tcp,
+                        ..
+                    } => bail!("Janus's RTSP client takes RTP over UDP only"),
+                    Feed::Rtsp { url_template, .. } => Some(url_template.clone()),
+                };
+                Ok(Server::Janus(JanusProcess::start(&JanusOptions {
+                    mountpoints: streams,
+                    base_port: FIRST_RTP_PORT,
+                    port_step: 2,
+                    rtsp,
+                    ..JanusOptions::default()
+                })?))
+            }
+        }
+    }
+
+    /// Waits (up to 60 s) until the relay's `streams` paths are all ready: an RTSP
+    /// source connects after the relay starts (Janus connects its RTSP mountpoints
+    /// before its API answers).
+    fn wait_ready(&self, tag: &str, streams: usize) -> anyhow::Result<()> {
+        let Server::Relay(relay) = self else {
+            return Ok(());
+        };
+        let start = Instant::now();
+        loop {
+            let text = relay.metrics()?;
+            let ready = text
+                .lines()
+                .filter(|l| l.starts_with("relay_path_state{") && l.contains("state=\"ready\""))
+                .count();
+            progress(&format!("{tag}: {ready}/{streams} paths ready"));
+            if ready >= streams {
+                return Ok(());
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                bail!(
+                    "{tag}: {ready} of {streams} paths ready after 60 s; the relay's log:\n{}",
+                    relay.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
         }
     }
 
@@ -155,6 +234,32 @@ fn relay_config(streams: usize) -> relay::config::Config {
         .map(|(name, port)| (name.as_str(), *port, crate::publish::sdp(96, *port)))
         .collect();
     crate::relay_config::rtp_push_on_loopback(1, &paths)
+}
+
+/// The relay's config for `streams` paths cam0.. pulling `url_template` (`{stream}`
+/// replaced by the path's number) over `transport`, one worker.
+fn relay_rtsp_config(
+    streams: usize,
+    url_template: &str,
+    transport: RtspTransport,
+) -> anyhow::Result<relay::config::Config> {
+    use relay::ingest::rtsp::RtspTransport as Pull;
+    let paths: Vec<(String, String)> = (0..streams)
+        .map(|i| {
+            (
+                format!("cam{i}"),
+                url_template.replace("{stream}", &i.to_string()),
+            )
+        })
+        .collect();
+    let paths: Vec<(&str, String)> = paths.iter().map(|(n, u)| (n.as_str(), u.clone())).collect();
+    let transport = match transport {
+        RtspTransport::Tcp => Pull::Tcp,
+        RtspTransport::Udp => Pull::Udp,
+    };
+    Ok(crate::relay_config::rtsp_pull_on_loopback(
+        1, &paths, transport,
+    ))
 }
 
 /// What the server process used between two moments.
@@ -218,15 +323,30 @@ pub fn main(args: &Args) -> anyhow::Result<()> {
             match workload {
                 Workload::W1 => {
                     let (streams, each) = (args.w1_streams, args.w1_viewers);
-                    match steady(args, server, workload, streams, each, each) {
+                    match steady(args, server, workload, streams, each, each, None) {
                         Ok(run) => results.runs.push(run),
                         Err(e) => results.unmeasured.push(format!("{e:#}")),
+                    }
+                }
+                Workload::W1r => {
+                    let (streams, each) = (args.w1_streams, args.w1_viewers);
+                    let transports = match server {
+                        ServerKind::Relay => args.w1r_transports.clone(),
+                        ServerKind::Janus => vec![RtspTransport::Udp],
+                    };
+                    for transport in transports {
+                        match steady(args, server, workload, streams, each, each, Some(transport)) {
+                            Ok(run) => results.runs.push(run),
+                            Err(e) => results
+                                .unmeasured
+                                .push(format!("W1R {server:?} over RTSP/{transport}: {e:#}")),
+                        }
                     }
                 }
                 Workload::W2 => {
                     for &n in &args.w2_viewers {
                         // A server too busy to connect every viewer did not keep up either.
-                        let run = match steady(args, server, workload, 1, n, 2) {
+                        let run = match steady(args, server, workload, 1, n, 2, None) {
                             Ok(run) => run,
                             Err(e) => {
                                 results.unmeasured.push(format!("{e:#}"));
@@ -308,7 +428,10 @@ fn enter_private_network() -> anyhow::Result<()> {
 }
 
 /// Viewers that stay: `streams` published, `viewers` per stream, `verifying` of them
-/// (per run, not per stream) decrypting and checking; measured over the window.
+/// (per run, not per stream) decrypting and checking; measured over the window. With
+/// `rtsp`, the publisher feeds an RTSP server (one process, a mount per stream) and the
+/// server pulls from it over that transport; the RTSP server's CPU is measured too.
+#[allow(clippy::too_many_arguments)]
 fn steady(
     args: &Args,
     kind: ServerKind,
@@ -316,17 +439,52 @@ fn steady(
     streams: usize,
     viewers_per_stream: usize,
     verifying: usize,
+    rtsp: Option<RtspTransport>,
 ) -> anyhow::Result<Run> {
     let viewers = streams * viewers_per_stream;
-    let tag = format!("{workload:?} {kind:?}: {streams} streams x {viewers_per_stream} viewers");
-    let server = Server::start(kind, args, streams)?;
+    let over = rtsp.map_or(String::new(), |t| format!(" over RTSP/{t}"));
+    let tag =
+        format!("{workload:?} {kind:?}{over}: {streams} streams x {viewers_per_stream} viewers");
+    // The RTSP server answers for a mount once its RTP arrives: it starts first, then
+    // the publisher, then the server that pulls.
+    let cameras = match rtsp {
+        Some(_) => Some(RtspServer::start_cameras(RtpCameras {
+            count: streams,
+            rtp_port: FIRST_RTP_PORT,
+            port_step: 2,
+            repay: args.rtsp_repay,
+        })?),
+        None => None,
+    };
     let publisher = Publisher::start(&publish_args(args, streams))?;
+    let feed = match (&cameras, rtsp) {
+        (Some(c), Some(transport)) => {
+            std::thread::sleep(Duration::from_millis(500));
+            Feed::Rtsp {
+                url_template: c.url("cam{stream}"),
+                transport,
+            }
+        }
+        _ => Feed::Rtp,
+    };
+    let server = Server::start(kind, args, streams, &feed)?;
+    if rtsp.is_some() {
+        server.wait_ready(&tag, streams)?;
+    }
     // The server has its streams, and their history filled (the relay's ring of 1024
     // packets holds 3.8 s of a 2 Mbit/s stream), before the first viewer: what RSS
     // grows by after this is the viewers'.
     std::thread::sleep(Duration::from_secs(5));
     let idle_rss = procfs::rss_kib(server.pid())?;
-    let sink = sink_ports(viewers)?;
+    let first_sink_port = if rtsp.is_some() {
+        FIRST_RTSP_SINK_PORT
+    } else {
+        FIRST_SINK_PORT
+    };
+    if rtsp.is_some() && usize::from(first_sink_port) + viewers > 5000 {
+        bail!("{tag}: W1R takes at most 2000 viewers (its sink ports stay below 5000)");
+    }
+    let sink = sink_ports(first_sink_port, viewers)?;
     let mut swarm = Swarm::new(server.signaling(), viewers, LOOPBACK, Some(sink), None)?;
     join(&mut swarm, &tag, viewers, streams, verifying, 100.0)?;
     wait_until_receiving(
@@ -346,21 +504,49 @@ fn steady(
     sleep_with_progress(2.0, |s| format!("{tag}: warming up {s:.0} s"));
     let present: Vec<usize> = swarm.present().collect();
     let packets = || publisher.progress().packets.load(Ordering::Relaxed);
-    let (u0, t0, p0) = (Usage::read(server.pid())?, swarm.totals()?, packets());
+    let cameras_cpu = || -> anyhow::Result<Option<Duration>> {
+        Ok(match cameras.as_ref().and_then(RtspServer::pid) {
+            Some(pid) => Some(procfs::process_cpu(pid)?),
+            None => None,
+        })
+    };
+    let (c0, u0, t0, p0) = (
+        cameras_cpu()?,
+        Usage::read(server.pid())?,
+        swarm.totals()?,
+        packets(),
+    );
     sleep_with_progress(args.window, |s| {
         format!("{tag}: measuring {s:.0}/{:.0} s", args.window)
     });
-    let (u1, t1, p1) = (Usage::read(server.pid())?, swarm.totals()?, packets());
+    let (c1, u1, t1, p1) = (
+        cameras_cpu()?,
+        Usage::read(server.pid())?,
+        swarm.totals()?,
+        packets(),
+    );
+    let cameras_rss = match cameras.as_ref().and_then(RtspServer::pid) {
+        Some(pid) => Some(procfs::rss_kib(pid)?),
+        None => None,
+    };
     let window = t1.since(&t0, &present);
     swarm.stop();
     let published_report = publisher.stop()?;
     server.stop();
+    drop(cameras);
     let seconds = u1.at.duration_since(u0.at).as_secs_f64();
     let cpu = (u1.cpu - u0.cpu).as_secs_f64();
     let delivered = delivered(&t0, &t1);
     let published = (p1 - p0) as f64;
-    // Every viewer of a stream should get every packet of it.
+    // Every viewer of a stream should get every packet of it; an RTSP server that
+    // packetizes again sends other packets, and then only the gaps count.
     let expected = published * viewers_per_stream as f64;
+    let counted = rtsp.is_none() || !args.rtsp_repay;
+    let loss = if counted {
+        (1.0 - delivered as f64 / expected.max(1.0)).max(window.loss)
+    } else {
+        window.loss
+    };
     Ok(Run {
         workload,
         server: kind,
@@ -371,13 +557,18 @@ fn steady(
         us_per_packet: cpu * 1e6 / (delivered as f64).max(1.0),
         delivered_pps: delivered as f64 / seconds,
         published_pps: published / seconds,
-        loss: (1.0 - delivered as f64 / expected.max(1.0)).max(window.loss),
+        loss,
         rss_kib: u1.rss_kib,
         rss_per_viewer_kib: u1.rss_kib.saturating_sub(idle_rss) as f64 / viewers as f64,
         fds: u1.fds,
         viewers_window: window,
         tool_cpu_percent: (u1.tool_cpu - u0.tool_cpu).as_secs_f64() / seconds * 100.0,
         publisher_cpu_percent: published_report.cpu_percent(),
+        rtsp_transport: rtsp,
+        rtsp_server_cpu_percent: c0
+            .zip(c1)
+            .map(|(a, b)| (b - a).as_secs_f64() / seconds * 100.0),
+        rtsp_server_rss_kib: cameras_rss,
     })
 }
 
@@ -389,14 +580,15 @@ fn publish_args(args: &Args, streams: usize) -> PublishArgs {
         streams,
         duration: Duration::from_secs(24 * 3600),
         clip: args.clip.clone().map(ClipSource::File),
+        gop: crate::publish::DEFAULT_GOP,
         payload_type: 96,
         max_payload: 1200,
     }
 }
 
-fn sink_ports(viewers: usize) -> anyhow::Result<SinkPorts> {
+fn sink_ports(first: u16, viewers: usize) -> anyhow::Result<SinkPorts> {
     let ports = u16::try_from(viewers.max(1)).context("too many viewers for one sink")?;
-    let xdp = XdpSink::attach_in("lo", FIRST_SINK_PORT, ports, aya::programs::XdpMode::Skb)?;
+    let xdp = XdpSink::attach_in("lo", first, ports, aya::programs::XdpMode::Skb)?;
     Ok(SinkPorts { xdp, ports })
 }
 
@@ -435,7 +627,7 @@ fn join(
 /// for `w3_seconds`; the server's RSS and descriptors sampled every 5 s.
 fn churn(args: &Args, kind: ServerKind) -> anyhow::Result<Churn> {
     let tag = format!("W3 {kind:?}: churn of {} viewers", args.w3_viewers);
-    let server = Server::start(kind, args, 1)?;
+    let server = Server::start(kind, args, 1, &Feed::Rtp)?;
     let publisher = Publisher::start(&publish_args(args, 1))?;
     std::thread::sleep(Duration::from_secs(1));
     // Viewers count datagrams on their sockets here: sink ports would run out.
@@ -501,7 +693,7 @@ fn churn(args: &Args, kind: ServerKind) -> anyhow::Result<Churn> {
 /// W4: sessions set up at each rate in turn (each leaves 2 s after it joined), until
 /// the p99 of offer-to-connected passes 100 ms.
 fn setup_rate(args: &Args, kind: ServerKind) -> anyhow::Result<Vec<SetupStep>> {
-    let server = Server::start(kind, args, 1)?;
+    let server = Server::start(kind, args, 1, &Feed::Rtp)?;
     let publisher = Publisher::start(&publish_args(args, 1))?;
     std::thread::sleep(Duration::from_secs(1));
     let mut steps = Vec::new();

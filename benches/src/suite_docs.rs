@@ -1,5 +1,7 @@
 //! Writes a suite run into docs/benchmarks.md (between its `suite:begin` and
-//! `suite:end` markers) and its plots into `plots/` next to it.
+//! `suite:end` markers, W1R between `suite-w1r:begin` and `suite-w1r:end`) and its plots
+//! into `plots/` next to it. Only the sections the run has results for are rewritten: a
+//! run of W1R alone leaves the other workloads' results and plots as they were.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -12,22 +14,111 @@ use crate::suite_results::{Results, Run, ServerKind, Workload, KEEPS_UP_LOSS};
 const BEGIN: &str =
     "<!-- suite:begin (written by `relay-bench suite --docs`; edits here are lost) -->";
 const END: &str = "<!-- suite:end -->";
+const W1R_BEGIN: &str =
+    "<!-- suite-w1r:begin (written by `relay-bench suite --docs`; edits here are lost) -->";
+const W1R_END: &str = "<!-- suite-w1r:end -->";
+/// How `unmeasured` entries of W1R begin.
+const W1R_TAG: &str = "W1R ";
 
 pub fn write(docs: &Path, results: &Results, command: &str) -> anyhow::Result<()> {
-    let text =
+    let mut text =
         std::fs::read_to_string(docs).with_context(|| format!("reading {}", docs.display()))?;
-    let (Some(b), Some(e)) = (text.find(BEGIN), text.find(END)) else {
-        bail!("{} has no `{BEGIN}` ... `{END}` markers", docs.display());
-    };
-    let plots = docs.parent().unwrap_or(Path::new(".")).join("plots");
-    std::fs::create_dir_all(&plots)?;
-    for (name, chart) in charts(results) {
-        std::fs::write(plots.join(name), chart.to_svg())?;
+    let others = results.runs.iter().any(|r| r.workload != Workload::W1r)
+        || !results.churn.is_empty()
+        || !results.setup.is_empty()
+        || !results.xdp.is_empty()
+        || results.unmeasured.iter().any(|u| !u.starts_with(W1R_TAG));
+    let w1r = runs(results, Workload::W1r).next().is_some()
+        || results.unmeasured.iter().any(|u| u.starts_with(W1R_TAG));
+    if others {
+        let plots = docs.parent().unwrap_or(Path::new(".")).join("plots");
+        std::fs::create_dir_all(&plots)?;
+        for (name, chart) in charts(results) {
+            std::fs::write(plots.join(name), chart.to_svg())?;
+        }
+        text = replace_between(&text, BEGIN, END, &section(results, command))
+            .with_context(|| docs.display().to_string())?;
     }
-    let section = section(results, command);
-    let out = format!("{}{BEGIN}\n{section}{}", &text[..b], &text[e..]);
-    std::fs::write(docs, out)?;
+    if w1r {
+        text = replace_between(&text, W1R_BEGIN, W1R_END, &w1r_section(results, command))
+            .with_context(|| docs.display().to_string())?;
+    }
+    std::fs::write(docs, text)?;
     Ok(())
+}
+
+/// `text` with what lies between the markers replaced by `section`.
+fn replace_between(text: &str, begin: &str, end: &str, section: &str) -> anyhow::Result<String> {
+    let (Some(b), Some(e)) = (text.find(begin), text.find(end)) else {
+        bail!("no `{begin}` ... `{end}` markers");
+    };
+    Ok(format!("{}{begin}\n{section}{}", &text[..b], &text[e..]))
+}
+
+/// W1R: the W1 load pulled from one RTSP server; the servers' CPU and RSS and the RTSP
+/// server's CPU, per transport.
+fn w1r_section(r: &Results, command: &str) -> String {
+    let mut s = String::new();
+    let h = &r.host;
+    let _ = writeln!(
+        s,
+        "\nOne run of `{command}` on {} cores ({}), kernel {}. CPU: utime + stime of each \
+         process from `/proc` over the window, % of one core; RSS at the window's end. \
+         \"RTSP server\" is the GStreamer RTSP server process serving all the streams to \
+         the server under test.\n",
+        h.cores, h.cpu, h.kernel
+    );
+    if runs(r, Workload::W1r).next().is_some() {
+        s.push_str(
+            "| server | RTSP transport | streams x viewers | CPU % | us/pkt | delivered pkt/s | \
+             loss % | latency p50 / p99 ms | first keyframe p50 ms | RSS MiB | RTSP server \
+             CPU % | RTSP server RSS MiB | tool CPU % | publisher CPU % |\n\
+             |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        );
+    }
+    for run in runs(r, Workload::W1r) {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} x {} | {} | {} | {} | {:.1} | {:.1} |",
+            name(run.server),
+            run.rtsp_transport.map_or("-".into(), |t| t.to_string()),
+            run.streams,
+            run.viewers / run.streams.max(1),
+            steady_cells(run),
+            run.rtsp_server_cpu_percent
+                .map_or("-".into(), |c| format!("{c:.1}")),
+            run.rtsp_server_rss_kib
+                .map_or("-".into(), |k| format!("{:.1}", k as f64 / 1024.0)),
+            run.tool_cpu_percent,
+            run.publisher_cpu_percent
+        );
+    }
+    s.push('\n');
+    let janus = runs(r, Workload::W1r).find(|run| run.server == ServerKind::Janus);
+    for relay in runs(r, Workload::W1r).filter(|run| run.server == ServerKind::Relay) {
+        let transport = relay.rtsp_transport.map_or("-".into(), |t| t.to_string());
+        let Some(janus) = janus else { continue };
+        let _ = writeln!(
+            s,
+            "- relay over RTSP/{transport} against Janus (RTSP/udp): Janus spends **{:.1}x** \
+             the relay's CPU per delivered packet ({:.2} vs {:.2} us) and has {:.2}x its RSS; \
+             the RTSP server spent {:.2}x as much CPU serving Janus as serving the relay",
+            janus.us_per_packet / relay.us_per_packet.max(1e-9),
+            janus.us_per_packet,
+            relay.us_per_packet,
+            janus.rss_kib as f64 / (relay.rss_kib as f64).max(1.0),
+            janus.rtsp_server_cpu_percent.unwrap_or(0.0)
+                / relay.rtsp_server_cpu_percent.unwrap_or(0.0).max(1e-9),
+        );
+    }
+    for why in r.unmeasured.iter().filter(|u| u.starts_with(W1R_TAG)) {
+        let _ = writeln!(s, "- not measured: {why}");
+    }
+    for line in not_ahead(r, |w| w == Workload::W1r) {
+        let _ = writeln!(s, "- where the relay is not ahead: {line}");
+    }
+    s.push('\n');
+    s
 }
 
 fn name(s: ServerKind) -> &'static str {
@@ -201,14 +292,14 @@ fn section(r: &Results, command: &str) -> String {
             );
         }
     }
-    if !r.unmeasured.is_empty() {
+    if r.unmeasured.iter().any(|u| !u.starts_with(W1R_TAG)) {
         s.push_str("\n### Runs that could not be measured\n\n");
-        for why in &r.unmeasured {
+        for why in r.unmeasured.iter().filter(|u| !u.starts_with(W1R_TAG)) {
             let _ = writeln!(s, "- {why}");
         }
     }
     s.push_str("\n### Where the relay is not ahead in this run\n\n");
-    let behind = not_ahead(r);
+    let behind = not_ahead(r, |w| w != Workload::W1r);
     if behind.is_empty() {
         s.push_str("Nowhere among the measured figures.\n");
     }
@@ -228,25 +319,34 @@ fn steady_table(s: &mut String, r: &Results, w: Workload, title: &str) {
         "\n{title}\n\n| server | viewers | CPU % | us/pkt | delivered pkt/s | loss % | latency p50 / p99 ms | first keyframe p50 ms | RSS MiB | RSS/viewer KiB | tool CPU % | publisher CPU % |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for run in runs(r, w) {
-        let v = &run.viewers_window;
         let _ = writeln!(
             s,
-            "| {} | {} | {:.1} | {:.2} | {:.0} | {:.3} | {} / {} | {} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            "| {} | {} | {} | {:.1} | {:.1} | {:.1} |",
             name(run.server),
             run.viewers,
-            run.cpu_percent,
-            run.us_per_packet,
-            run.delivered_pps,
-            run.loss * 100.0,
-            ms(v.latency_p50_ms),
-            ms(v.latency_p99_ms),
-            ms(v.first_keyframe_p50_ms),
-            run.rss_kib as f64 / 1024.0,
+            steady_cells(run),
             run.rss_per_viewer_kib,
             run.tool_cpu_percent,
             run.publisher_cpu_percent
         );
     }
+}
+
+/// A steady run's cells from CPU % to RSS MiB: CPU %, us/pkt, delivered pkt/s, loss %,
+/// latency p50 / p99 ms, first keyframe p50 ms, RSS MiB.
+fn steady_cells(run: &Run) -> String {
+    let v = &run.viewers_window;
+    format!(
+        "{:.1} | {:.2} | {:.0} | {:.3} | {} / {} | {} | {:.1}",
+        run.cpu_percent,
+        run.us_per_packet,
+        run.delivered_pps,
+        run.loss * 100.0,
+        ms(v.latency_p50_ms),
+        ms(v.latency_p99_ms),
+        ms(v.first_keyframe_p50_ms),
+        run.rss_kib as f64 / 1024.0,
+    )
 }
 
 /// Janus over relay, CPU per delivered packet, where both ran the same load.
@@ -270,10 +370,15 @@ fn ratio_lines(s: &mut String, r: &Results, w: Workload) {
     }
 }
 
-/// Every figure where Janus did better than the relay under the same load.
-fn not_ahead(r: &Results) -> Vec<String> {
+/// Every figure where Janus did better than the relay under the same load, in the
+/// steady workloads `steady` takes (and W4's setup times with W2).
+fn not_ahead(r: &Results, steady: impl Fn(Workload) -> bool) -> Vec<String> {
     let mut lines = Vec::new();
-    for relay in r.runs.iter().filter(|run| run.server == ServerKind::Relay) {
+    for relay in r
+        .runs
+        .iter()
+        .filter(|run| run.server == ServerKind::Relay && steady(run.workload))
+    {
         let Some(janus) = r.runs.iter().find(|j| {
             j.server == ServerKind::Janus
                 && j.workload == relay.workload
@@ -281,7 +386,10 @@ fn not_ahead(r: &Results) -> Vec<String> {
         }) else {
             continue;
         };
-        let tag = format!("{:?} at {} viewers", relay.workload, relay.viewers);
+        let over = relay
+            .rtsp_transport
+            .map_or(String::new(), |t| format!(" (relay over RTSP/{t})"));
+        let tag = format!("{:?} at {} viewers{over}", relay.workload, relay.viewers);
         let mut worse = |what: &str, relay: f64, janus: f64| {
             if relay > janus * 1.05 {
                 lines.push(format!("{tag}: {what}: relay {relay:.2}, Janus {janus:.2}"));
@@ -316,7 +424,12 @@ fn not_ahead(r: &Results) -> Vec<String> {
             worse("time to first keyframe p50 (ms)", a, b);
         }
     }
-    for relay in r.setup.iter().filter(|s| s.server == ServerKind::Relay) {
+    let setup = if steady(Workload::W2) {
+        &r.setup[..]
+    } else {
+        &[]
+    };
+    for relay in setup.iter().filter(|s| s.server == ServerKind::Relay) {
         if let Some(janus) = r
             .setup
             .iter()

@@ -14,6 +14,8 @@ pub const KEEPS_UP_LOSS: f64 = 0.001;
 #[serde(rename_all = "lowercase")]
 pub enum Workload {
     W1,
+    /// W1 over RTSP: the 64 streams served by one RTSP server, which the servers pull.
+    W1r,
     W2,
     W3,
     W4,
@@ -51,6 +53,33 @@ pub struct Run {
     /// The tool (publisher, viewers, readings), % of one core.
     pub tool_cpu_percent: f64,
     pub publisher_cpu_percent: f64,
+    /// W1R: how the server pulled the RTSP streams (`tcp`: interleaved in the RTSP
+    /// connection, `udp`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtsp_transport: Option<RtspTransport>,
+    /// W1R: the RTSP server process's CPU (utime + stime) over the window, % of one core.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtsp_server_cpu_percent: Option<f64>,
+    /// W1R: the RTSP server's RSS at the window's end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtsp_server_rss_kib: Option<u64>,
+}
+
+/// How a server pulls RTSP: RTP interleaved in the RTSP connection, or over UDP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum RtspTransport {
+    Tcp,
+    Udp,
+}
+
+impl std::fmt::Display for RtspTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(match self {
+            RtspTransport::Tcp => "tcp",
+            RtspTransport::Udp => "udp",
+        })
+    }
 }
 
 impl Run {

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use relay::ingest::rtp;
-use relay_benches::publish::{sdp, ClipSource, PublishArgs, Publisher, Recording};
+use relay_benches::publish::{sdp, ClipSource, PublishArgs, Publisher, Recording, DEFAULT_GOP};
 use relay_benches::relay_config::rtp_push_on_loopback;
 use relay_benches::stamp::Stamp;
 use relay_testkit::metrics::samples;
@@ -47,6 +47,7 @@ fn two_streams_reach_two_relay_paths_whole() {
         streams: 2,
         duration: Duration::from_secs(3),
         clip: Some(ClipSource::Demo),
+        gop: DEFAULT_GOP,
         payload_type: 96,
         max_payload: 1200,
     };
@@ -69,7 +70,7 @@ fn two_streams_reach_two_relay_paths_whole() {
     };
 
     // 3 s of the demo clip (~95 packets/s) and a stamp per frame, on each stream.
-    let recording = Recording::load(Some(&ClipSource::Demo), 1200).unwrap();
+    let recording = Recording::load(Some(&ClipSource::Demo), DEFAULT_GOP, 1200).unwrap();
     let rate =
         (recording.packets() + recording.frames()) as f64 / recording.duration().as_secs_f64();
     let expected = rate * 3.0 * 2.0;

@@ -64,7 +64,7 @@ fn ring_packet() -> (std::sync::Arc<Track>, std::sync::Arc<Packet>) {
         codec: Codec::H264,
         fmtp: "packetization-mode=1;profile-level-id=42e01f".into(),
     };
-    let (track, mut writer) = Track::new(info, 16);
+    let (track, mut writer) = Track::new(info, relay::track::history::Retention::default());
     // A non-IDR slice NAL (type 1): no keyframe bookkeeping.
     let mut payload = random_bytes(PAYLOAD);
     payload[0] = 0x41;
@@ -96,18 +96,14 @@ fn viewers(profile: Profile, n: usize, first: &Packet) -> Vec<ViewerEgress> {
                     remote: SocketAddr::from(([127, 0, 0, 2], 10_000 + i as u16)),
                 },
                 overhead: profile.rtp_overhead(),
-                media: vec![MediaOut {
-                    feed: 0,
-                    ssrc,
-                    pt: 96,
-                    clock_rate: 90_000,
-                    cname: "bench".into(),
-                    state: MediaState::Sending(rewrite),
-                    packets: 0,
-                    octets: 0,
-                    newest_seq: 0,
-                    newest_at: None,
-                }],
+                media: vec![MediaOut::new(
+                    0,
+                    (ssrc, 96),
+                    90_000,
+                    "bench".into(),
+                    MediaState::Sending(rewrite),
+                    None,
+                )],
                 retransmit_budget: 0,
             }
         })
@@ -168,11 +164,12 @@ fn benches(c: &mut Criterion) {
         };
         let mut stats = EgressStats::default();
         let mut rng = fastrand::Rng::with_seed(1);
+        let (end, now) = (packet.index + 1, std::time::Instant::now());
         group.throughput(Throughput::Elements(VIEWERS as u64));
         group.bench_function(name, |b| {
             b.iter(|| {
                 for viewer in &mut egress {
-                    viewer.fan_out(0, &track, &batch, &mut tx, &mut stats, &mut rng);
+                    viewer.fan_out(0, &track, &batch, end, now, &mut tx, &mut stats, &mut rng);
                 }
             })
         });

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::num::NonZeroU32;
 use std::path::Path;
 use std::time::Duration;
@@ -19,7 +19,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::ingest::rtsp::RtspTransport;
 use crate::ingest::{Source, SourceError};
+use crate::track::history::Retention;
 
 /// The relay's settings, checked: every value here is one `relay serve` can run with.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,7 +41,8 @@ pub struct Config {
     pub webrtc_ips_from_interfaces: bool,
     /// `webrtcIPsFromInterfacesList`: only these interfaces (empty: all).
     pub webrtc_ips_from_interfaces_list: Vec<String>,
-    /// `webrtcAdditionalHosts`: more IPs or host names to advertise (NAT, containers).
+    /// `webrtcAdditionalHosts`: more IPs or host names to advertise (NAT, containers),
+    /// on the media port, or `HOST:PORT` on that port (see [`additional_host`]).
     pub webrtc_additional_hosts: Vec<String>,
     /// `webrtcAllowOrigins`: CORS origins allowed to call the WHEP endpoints.
     pub webrtc_allow_origins: Vec<String>,
@@ -48,6 +51,16 @@ pub struct Config {
     pub webrtc_handshake_timeout: Duration,
     /// `webrtcAllowLegacySrtp`: accept AES_CM_128_HMAC_SHA1_80 (AES-GCM is preferred).
     pub webrtc_allow_legacy_srtp: bool,
+    /// `keyframeRequestInterval` (relay's own; more than 0): viewers' PLI/FIR reach a
+    /// publisher at most once per track per this interval.
+    pub keyframe_request_interval: Duration,
+    /// `historyDuration`, `historyMaxBytes` and `keyframeCache` (relay's own): what each
+    /// track keeps for retransmission and for viewers starting mid-GOP.
+    pub history: Retention,
+    /// `rtcpSenderReportInterval` (relay's own; more than 0): how often every viewer
+    /// gets RTCP sender reports; each viewer's retransmission budget is granted per
+    /// interval too.
+    pub rtcp_sender_report_interval: Duration,
 
     /// `udpMaxPayloadSize`, from [`UDP_PAYLOAD_MIN`] to [`UDP_PAYLOAD_MAX`]: the largest
     /// UDP payload sent; the demo's RTP is packetized to fit it.
@@ -95,6 +108,44 @@ pub struct PathConfig {
     pub source: Source,
     /// `maxReaders`: most viewers at once; 0: no limit.
     pub max_readers: usize,
+    /// `rtspTransport` of an `rtsp://` source.
+    pub rtsp_transport: RtspTransport,
+    /// `sourceOnDemand` (rtsp:// sources): connect only while viewers watch.
+    pub on_demand: Option<OnDemand>,
+    /// `overridePublisher`: a new publisher replaces the current one (else: 409).
+    pub override_publisher: bool,
+}
+
+impl PathConfig {
+    /// A path with `source` and every other key at its default.
+    pub fn new(source: Source) -> PathConfig {
+        PathConfig {
+            source,
+            max_readers: 0,
+            rtsp_transport: RtspTransport::default(),
+            on_demand: None,
+            override_publisher: OVERRIDE_PUBLISHER,
+        }
+    }
+}
+
+/// `sourceOnDemand: yes`, with its two timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OnDemand {
+    /// `sourceOnDemandStartTimeout`: how long a viewer waits for the source to start.
+    pub start_timeout: Duration,
+    /// `sourceOnDemandCloseAfter`: how long the source stays connected without viewers.
+    pub close_after: Duration,
+}
+
+impl Default for OnDemand {
+    /// MediaMTX's defaults.
+    fn default() -> Self {
+        OnDemand {
+            start_timeout: Duration::from_secs(10),
+            close_after: Duration::from_secs(10),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -210,11 +261,7 @@ const MEDIAMTX_KEYS: &[&str] = &[
     "webrtcSTUNGatherTimeout",
     // Paths.
     "sourceFingerprint",
-    "sourceOnDemand",
-    "sourceOnDemandStartTimeout",
-    "sourceOnDemandCloseAfter",
     "sourceRedirect",
-    "overridePublisher",
     "fallback",
     "useAbsoluteTimestamp",
     "record",
@@ -223,7 +270,6 @@ const MEDIAMTX_KEYS: &[&str] = &[
     "recordPartDuration",
     "recordSegmentDuration",
     "recordDeleteAfter",
-    "rtspTransport",
     "rtspAnyPort",
     "rtspRangeType",
     "srtReadPassphrase",
@@ -329,6 +375,15 @@ struct RawConfig {
     webrtc_handshake_timeout: Duration,
     #[serde(deserialize_with = "yes_no")]
     webrtc_allow_legacy_srtp: bool,
+    #[serde(with = "humantime_serde")]
+    keyframe_request_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    history_duration: Duration,
+    history_max_bytes: usize,
+    #[serde(deserialize_with = "yes_no")]
+    keyframe_cache: bool,
+    #[serde(with = "humantime_serde")]
+    rtcp_sender_report_interval: Duration,
 
     udp_max_payload_size: usize,
     udp_read_buffer_size: usize,
@@ -368,6 +423,22 @@ struct RawPath {
     rtp_sdp: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_readers: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rtsp_transport: Option<RtspTransport>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "yes_no_option"
+    )]
+    source_on_demand: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none", with = "humantime_serde")]
+    source_on_demand_start_timeout: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none", with = "humantime_serde")]
+    source_on_demand_close_after: Option<Duration>,
+    #[serde(
+        deserialize_with = "yes_no_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    override_publisher: Option<bool>,
 }
 
 impl Default for RawConfig {
@@ -383,6 +454,11 @@ impl Default for RawConfig {
             webrtc_allow_origins: vec!["*".into()],
             webrtc_handshake_timeout: Duration::from_secs(10),
             webrtc_allow_legacy_srtp: true,
+            keyframe_request_interval: Duration::from_secs(1),
+            history_duration: Retention::default().duration,
+            history_max_bytes: Retention::default().max_bytes,
+            keyframe_cache: Retention::default().keyframe_cache,
+            rtcp_sender_report_interval: Duration::from_secs(1),
             udp_max_payload_size: 1452,
             udp_read_buffer_size: 0,
             metrics: true,
@@ -400,11 +476,11 @@ impl Default for RawConfig {
     }
 }
 
-/// What a path needs when neither it nor pathDefaults names a source. MediaMTX's
-/// default, `publisher`, waits for a publisher: relay cannot take one yet.
-const NO_SOURCE: &str = "no source, here or in pathDefaults: MediaMTX's default \
-    (publisher) waits for a publisher, which relay cannot take yet: write 'demo' or \
-    'udp+rtp://IP:PORT' (with its rtpSDP)";
+/// The least `historyMaxBytes`: a large keyframe of a 1080p stream.
+const HISTORY_MIN_BYTES: usize = 256 << 10;
+
+/// MediaMTX's `overridePublisher` default.
+const OVERRIDE_PUBLISHER: bool = true;
 
 impl RawConfig {
     /// The config without a file: the defaults and one path, `demo`.
@@ -451,10 +527,35 @@ impl RawConfig {
                 problems.add("webrtcAllowOrigins", e);
             }
         }
+        for host in &self.webrtc_additional_hosts {
+            problems.take("webrtcAdditionalHosts", additional_host(host));
+        }
         let at_least_one =
             |n| NonZeroU32::new(n).ok_or("must be at least 1 (0 would refuse every new viewer)");
         let xdp_stun_rate = problems.take("xdpSTUNRate", at_least_one(self.xdp_stun_rate));
         let xdp_stun_burst = problems.take("xdpSTUNBurst", at_least_one(self.xdp_stun_burst));
+        if self.keyframe_request_interval.is_zero() {
+            problems.add("keyframeRequestInterval", "must be more than 0s, e.g. 1s");
+        }
+        if self.history_duration.is_zero() {
+            problems.add(
+                "historyDuration",
+                "must be more than 0s (retransmissions are served from it), e.g. 1s",
+            );
+        }
+        if self.history_max_bytes < HISTORY_MIN_BYTES {
+            problems.add(
+                "historyMaxBytes",
+                format!(
+                    "{} is too small to hold a video keyframe: write at least \
+                     {HISTORY_MIN_BYTES}, e.g. 8388608",
+                    self.history_max_bytes
+                ),
+            );
+        }
+        if self.rtcp_sender_report_interval.is_zero() {
+            problems.add("rtcpSenderReportInterval", "must be more than 0s, e.g. 1s");
+        }
         if self.webrtc_handshake_timeout.is_zero() {
             problems.add("webrtcHandshakeTimeout", "must be more than 0s, e.g. 10s");
         }
@@ -513,7 +614,7 @@ impl RawConfig {
         check_overlaps(&mut problems, tcp.iter().map(|(k, a)| (k.to_string(), *a)));
         let sources = paths.iter().filter_map(|(name, path)| match &path.source {
             Source::Rtp { listen, .. } => Some((format!("paths.{name}.source"), Some(*listen))),
-            Source::Demo => None,
+            Source::Demo | Source::Publisher | Source::Rtsp(_) => None,
         });
         let udp = std::iter::once(("webrtcLocalUDPAddress".into(), webrtc_local_udp_address));
         check_overlaps(&mut problems, udp.chain(sources));
@@ -530,6 +631,13 @@ impl RawConfig {
                 webrtc_allow_origins: self.webrtc_allow_origins,
                 webrtc_handshake_timeout: self.webrtc_handshake_timeout,
                 webrtc_allow_legacy_srtp: self.webrtc_allow_legacy_srtp,
+                keyframe_request_interval: self.keyframe_request_interval,
+                history: Retention {
+                    duration: self.history_duration,
+                    max_bytes: self.history_max_bytes,
+                    keyframe_cache: self.keyframe_cache,
+                },
+                rtcp_sender_report_interval: self.rtcp_sender_report_interval,
                 udp_max_payload_size: self.udp_max_payload_size,
                 udp_read_buffer_size: self.udp_read_buffer_size,
                 metrics: self.metrics,
@@ -578,20 +686,27 @@ impl RawConfig {
                 (None, Some(value)) => Some((format!("pathDefaults.{key}"), value.to_owned())),
                 (None, None) => None,
             };
-            let Some((source_key, source)) = inherited("source", &path.source, &defaults.source)
-            else {
-                problems.add(format!("paths.{name}.source"), NO_SOURCE);
-                continue;
-            };
+            // MediaMTX's default source: a publisher.
+            let (source_key, source) = inherited("source", &path.source, &defaults.source)
+                .unwrap_or_else(|| (format!("paths.{name}.source"), "publisher".into()));
             let sdp = inherited("rtpSDP", &path.rtp_sdp, &defaults.rtp_sdp);
             match Source::parse(&source, sdp.as_ref().map(|(_, text)| text.as_str())) {
                 Ok(source) => {
                     let max_readers = path.max_readers.or(defaults.max_readers).unwrap_or(0);
+                    let on_demand = check_on_demand(name, path, defaults, &source, problems);
+                    let rtsp_transport = path.rtsp_transport.or(defaults.rtsp_transport);
+                    let override_publisher = path
+                        .override_publisher
+                        .or(defaults.override_publisher)
+                        .unwrap_or(OVERRIDE_PUBLISHER);
                     paths.insert(
                         name.clone(),
                         PathConfig {
                             source,
                             max_readers,
+                            rtsp_transport: rtsp_transport.unwrap_or_default(),
+                            on_demand,
+                            override_publisher,
                         },
                     );
                 }
@@ -603,6 +718,59 @@ impl RawConfig {
         }
         paths
     }
+}
+
+/// `sourceOnDemand` and its timeouts, for the path `name`. Only pulled sources
+/// (rtsp://) start on demand: a path that asks for it with another source is refused;
+/// one that inherits it from pathDefaults runs all the time.
+fn check_on_demand(
+    name: &str,
+    path: &RawPath,
+    defaults: &RawPath,
+    source: &Source,
+    problems: &mut Problems,
+) -> Option<OnDemand> {
+    let on = path.source_on_demand.or(defaults.source_on_demand)?;
+    let pulled = matches!(source, Source::Rtsp(_));
+    if !pulled {
+        if path.source_on_demand == Some(true) {
+            problems.add(
+                format!("paths.{name}.sourceOnDemand"),
+                format!(
+                    "only rtsp:// sources can start on demand; '{source}' always runs: \
+                     remove sourceOnDemand"
+                ),
+            );
+        }
+        return None;
+    }
+    let mut timeout = |key: &str, own: Option<Duration>, default: Option<Duration>, or| {
+        let value = own.or(default).unwrap_or(or);
+        if value.is_zero() {
+            let at = match own {
+                Some(_) => format!("paths.{name}.{key}"),
+                None => format!("pathDefaults.{key}"),
+            };
+            problems.add(at, "must be more than 0s, e.g. 10s");
+        }
+        value
+    };
+    let start_timeout = timeout(
+        "sourceOnDemandStartTimeout",
+        path.source_on_demand_start_timeout,
+        defaults.source_on_demand_start_timeout,
+        OnDemand::default().start_timeout,
+    );
+    let close_after = timeout(
+        "sourceOnDemandCloseAfter",
+        path.source_on_demand_close_after,
+        defaults.source_on_demand_close_after,
+        OnDemand::default().close_after,
+    );
+    on.then_some(OnDemand {
+        start_timeout,
+        close_after,
+    })
 }
 
 /// Which of a source's two keys `error` is about.
@@ -620,6 +788,11 @@ impl From<&Config> for RawConfig {
                 source: Some(path.source.to_string()),
                 rtp_sdp: path.source.rtp_sdp().map(str::to_owned),
                 max_readers: Some(path.max_readers),
+                rtsp_transport: Some(path.rtsp_transport),
+                source_on_demand: Some(path.on_demand.is_some()),
+                source_on_demand_start_timeout: path.on_demand.map(|o| o.start_timeout),
+                source_on_demand_close_after: path.on_demand.map(|o| o.close_after),
+                override_publisher: Some(path.override_publisher),
             };
             (name.clone(), raw)
         });
@@ -634,6 +807,11 @@ impl From<&Config> for RawConfig {
             webrtc_allow_origins: config.webrtc_allow_origins.clone(),
             webrtc_handshake_timeout: config.webrtc_handshake_timeout,
             webrtc_allow_legacy_srtp: config.webrtc_allow_legacy_srtp,
+            keyframe_request_interval: config.keyframe_request_interval,
+            history_duration: config.history.duration,
+            history_max_bytes: config.history.max_bytes,
+            keyframe_cache: config.history.keyframe_cache,
+            rtcp_sender_report_interval: config.rtcp_sender_report_interval,
             udp_max_payload_size: config.udp_max_payload_size,
             udp_read_buffer_size: config.udp_read_buffer_size,
             metrics: config.metrics,
@@ -674,6 +852,37 @@ impl Problems {
     /// The value, or `None` with its problem noted under `key`.
     fn take<T, E: fmt::Display>(&mut self, key: &str, value: Result<T, E>) -> Option<T> {
         value.map_err(|e| self.add(key, e)).ok()
+    }
+}
+
+/// A `webrtcAdditionalHosts` entry as (host, port): an IP or host name, advertised on
+/// the media port (port `None`), or `HOST:PORT` / `[IPv6]:PORT`, advertised on that
+/// port: the address of a port-forwarding NAT or proxy that hands datagrams on to the
+/// media port.
+pub fn additional_host(entry: &str) -> Result<(&str, Option<u16>), String> {
+    let entry = entry.trim();
+    // A bare IPv6 address is all colons: it has no port.
+    if entry.parse::<IpAddr>().is_ok() {
+        return Ok((entry, None));
+    }
+    let (host, port) = match entry.strip_prefix('[') {
+        Some(bracketed) => bracketed
+            .split_once("]:")
+            .ok_or_else(|| format!("'{entry}': write [IPv6]:PORT"))?,
+        None => match entry.rsplit_once(':') {
+            Some(split) => split,
+            None => (entry, ""),
+        },
+    };
+    if host.is_empty() {
+        return Err(format!("'{entry}': no host"));
+    }
+    if port.is_empty() && !entry.contains(':') {
+        return Ok((host, None));
+    }
+    match port.parse::<u16>() {
+        Ok(port) if port != 0 => Ok((host, Some(port))),
+        _ => Err(format!("'{entry}': the port after ':' must be 1 to 65535")),
     }
 }
 
@@ -773,12 +982,11 @@ fn check_path_name(name: &str) -> Result<(), String> {
             "." | ".." => {
                 return Err("a path name cannot have '.' or '..' between slashes".into());
             }
-            "whep" => {
-                return Err(
-                    "'whep' cannot be part of a path name: it names the WHEP endpoint \
-                            (/<path>/whep)"
-                        .into(),
-                );
+            "whep" | "whip" | "publish" => {
+                return Err(format!(
+                    "'{segment}' cannot be part of a path name: it names an endpoint \
+                         or page (/<path>/{segment})"
+                ));
             }
             _ => {}
         }
@@ -858,6 +1066,11 @@ fn yes_no<'de, D: Deserializer<'de>>(de: D) -> Result<bool, D::Error> {
     de.deserialize_any(YesNo)
 }
 
+/// [`yes_no`] for a key a path may leave to pathDefaults.
+fn yes_no_option<'de, D: Deserializer<'de>>(de: D) -> Result<Option<bool>, D::Error> {
+    yes_no(de).map(Some)
+}
+
 /// `paths:` entries may be empty (`cam1:` with nothing under it): all defaults.
 fn paths<'de, D: Deserializer<'de>>(de: D) -> Result<BTreeMap<String, RawPath>, D::Error> {
     let paths = BTreeMap::<String, Option<RawPath>>::deserialize(de)?;
@@ -933,8 +1146,20 @@ mod tests {
             .collect();
         let config_fields = field_names::<RawConfig>();
         let path_fields = field_names::<RawPath>();
-        assert_eq!(config_fields.len(), 23);
-        assert_eq!(path_fields, ["source", "rtpSDP", "maxReaders"]);
+        assert_eq!(config_fields.len(), 28);
+        assert_eq!(
+            path_fields,
+            [
+                "source",
+                "rtpSDP",
+                "maxReaders",
+                "rtspTransport",
+                "sourceOnDemand",
+                "sourceOnDemandStartTimeout",
+                "sourceOnDemandCloseAfter",
+                "overridePublisher"
+            ]
+        );
         for key in config_fields {
             assert!(top.contains(key), "relay.yml does not document {key}");
         }
@@ -1024,7 +1249,7 @@ mod tests {
             "webrtcAdress: ':1'\n\
              rtsp: yes\n\
              pathDefaults:\n  record: yes\n\
-             paths:\n  cam1:\n    source: demo\n    sourceOnDemand: yes\n    colour: red\n",
+             paths:\n  cam1:\n    source: demo\n    sourceRedirect: x\n    colour: red\n",
         );
         assert!(e.contains("5 problems"), "{e}");
         assert!(
@@ -1041,7 +1266,7 @@ mod tests {
         );
         assert!(
             e.contains(
-                "paths.cam1.sourceOnDemand: unknown key (a MediaMTX key relay does not support)"
+                "paths.cam1.sourceRedirect: unknown key (a MediaMTX key relay does not support)"
             ),
             "{e}"
         );
@@ -1115,6 +1340,8 @@ mod tests {
             ("cam/", "cannot begin or end with '/'"),
             ("a//b", "contain '//'"),
             ("cam/whep", "'whep' cannot be part of a path name"),
+            ("cam/whip", "'whip' cannot be part of a path name"),
+            ("cam/publish", "'publish' cannot be part of a path name"),
             ("whep", "'whep' cannot be part of a path name"),
             ("'cam 1'", "' ' is not allowed"),
             ("'cam?x'", "'?' is not allowed"),
@@ -1177,9 +1404,9 @@ mod tests {
         let e = refused("readTimeout: 0s");
         assert!(e.contains("readTimeout: must be more than 0s"), "{e}");
 
-        let e = refused("paths:\n  cam:\n    source: rtsp://cam.local/stream\n");
+        let e = refused("paths:\n  cam:\n    source: rtsps://cam.local/stream\n");
         assert!(
-            e.contains("paths.cam.source: relay cannot read 'rtsp://cam.local/stream'"),
+            e.contains("paths.cam.source: relay cannot read 'rtsps://cam.local/stream'"),
             "{e}"
         );
         let e = refused("pathDefaults:\n  source: udp+rtp://nowhere\n");
@@ -1193,6 +1420,60 @@ mod tests {
         );
         let e = refused("logLevel: verbose\n");
         assert!(e.contains("logLevel") && e.contains("verbose"), "{e}");
+    }
+
+    #[test]
+    fn rtsp_sources_take_mediamtx_keys_and_defaults() {
+        let config = Config::from_yaml(
+            "pathDefaults:\n  rtspTransport: tcp\n  sourceOnDemandCloseAfter: 3s\n\
+             paths:\n\
+             \x20 a:\n    source: rtsp://admin:pw@cam.local:8554/main\n\
+             \x20 b:\n    source: rtsp://cam.local/sub\n    rtspTransport: automatic\n\
+             \x20   sourceOnDemand: yes\n\
+             \x20 demo:\n    source: demo\n",
+        )
+        .unwrap();
+        let a = &config.paths["a"];
+        assert_eq!(a.rtsp_transport, RtspTransport::Tcp, "inherited");
+        assert_eq!(a.on_demand, None, "MediaMTX's default: always on");
+        assert_eq!(a.source.to_string(), "rtsp://admin:pw@cam.local:8554/main");
+        let b = &config.paths["b"];
+        assert_eq!(b.rtsp_transport, RtspTransport::Automatic);
+        assert_eq!(
+            b.on_demand,
+            Some(OnDemand {
+                start_timeout: Duration::from_secs(10),
+                close_after: Duration::from_secs(3),
+            })
+        );
+        round_trip(&config);
+
+        let e = refused("paths:\n  d:\n    source: demo\n    sourceOnDemand: yes\n");
+        assert!(
+            e.contains("paths.d.sourceOnDemand: only rtsp:// sources can start on demand"),
+            "{e}"
+        );
+        // Inherited by a path that cannot use it: that path simply runs.
+        Config::from_yaml("pathDefaults:\n  sourceOnDemand: yes\npaths:\n  d:\n    source: demo\n")
+            .unwrap();
+        let e = refused(
+            "paths:\n  c:\n    source: rtsp://cam/x\n    sourceOnDemand: yes\n\
+             \x20   sourceOnDemandStartTimeout: 0s\n",
+        );
+        assert!(
+            e.contains("paths.c.sourceOnDemandStartTimeout: must be more than 0s"),
+            "{e}"
+        );
+        let e = refused("paths:\n  c:\n    source: rtsp://cam/x\n    rtspTransport: multicast\n");
+        assert!(
+            e.contains("rtspTransport") && e.contains("multicast"),
+            "{e}"
+        );
+        let e = refused("paths:\n  c:\n    source: rtsp://\n");
+        assert!(
+            e.contains("paths.c.source: relay cannot read 'rtsp://': no host"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -1218,18 +1499,42 @@ mod tests {
     }
 
     #[test]
-    fn a_path_without_source_is_refused_saying_what_to_write() {
-        let e = refused("paths:\n  cam1:\n    maxReaders: 3\n");
-        assert!(e.contains("1 problem:"), "{e}");
+    fn a_path_without_source_waits_for_a_publisher_who_may_take_over_as_mediamtx_does() {
+        let config = Config::from_yaml("paths:\n  cam1:\n    maxReaders: 3\n").unwrap();
+        assert_eq!(config.paths["cam1"].source, Source::Publisher);
         assert!(
-            e.contains("paths.cam1.source: no source, here or in pathDefaults")
-                && e.contains("publisher")
-                && e.contains("write 'demo' or 'udp+rtp://IP:PORT'"),
-            "{e}"
+            config.paths["cam1"].override_publisher,
+            "MediaMTX's default"
         );
         // An empty value is MediaMTX's "not set" too.
-        let e = refused("pathDefaults:\n  source: ''\npaths:\n  cam1:\n    source:\n");
-        assert!(e.contains("paths.cam1.source: no source"), "{e}");
+        let config = Config::from_yaml(
+            "pathDefaults:\n  source: ''\n  overridePublisher: no\npaths:\n  cam1:\n    source:\n  \
+             cam2:\n    source: publisher\n    overridePublisher: yes\n",
+        )
+        .unwrap();
+        assert_eq!(config.paths["cam1"].source, Source::Publisher);
+        assert!(
+            !config.paths["cam1"].override_publisher,
+            "from pathDefaults"
+        );
+        assert!(config.paths["cam2"].override_publisher);
+        assert_eq!(config.keyframe_request_interval, Duration::from_secs(1));
+        let e = refused("keyframeRequestInterval: 0s\n");
+        assert!(
+            e.contains("keyframeRequestInterval: must be more than 0s"),
+            "{e}"
+        );
+        assert_eq!(config.rtcp_sender_report_interval, Duration::from_secs(1));
+        let e = refused("rtcpSenderReportInterval: 0s\n");
+        assert!(
+            e.contains("rtcpSenderReportInterval: must be more than 0s"),
+            "{e}"
+        );
+        let config = Config::from_yaml("rtcpSenderReportInterval: 500ms\n").unwrap();
+        assert_eq!(
+            config.rtcp_sender_report_interval,
+            Duration::from_millis(500)
+        );
         let config = Config::from_yaml("pathDefaults:\n  source: demo\npaths:\n  cam1:\n").unwrap();
         assert_eq!(config.paths["cam1"].source, Source::Demo);
     }
@@ -1269,12 +1574,12 @@ mod tests {
             e.contains("paths.cam1.rtpSDP: 'udp+rtp://127.0.0.1:5004' needs rtpSDP"),
             "{e}"
         );
-        let h265 = SDP.replace("H264", "H265");
+        let h265 = SDP.replace("H264", "MP4V-ES");
         let e = refused(&format!(
             "paths:\n  cam7:\n    source: udp+rtp://127.0.0.1:5004\n    rtpSDP: {h265:?}\n"
         ));
         assert!(
-            e.contains("paths.cam7.rtpSDP: unsupported codec H265/90000"),
+            e.contains("paths.cam7.rtpSDP: unsupported codec MP4V-ES/90000"),
             "{e}"
         );
     }
@@ -1383,6 +1688,35 @@ mod tests {
         Config::from_yaml("webrtcIPsFromInterfaces: no\nwebrtcAdditionalHosts: [relay]\n").unwrap();
         Config::from_yaml("webrtcIPsFromInterfaces: no\nwebrtcLocalUDPAddress: 10.0.0.1:8189\n")
             .unwrap();
+    }
+
+    #[test]
+    fn additional_hosts_may_name_their_port() {
+        for (entry, want) in [
+            ("relay.example", ("relay.example", None)),
+            ("192.0.2.7", ("192.0.2.7", None)),
+            ("fd00::7", ("fd00::7", None)),
+            ("192.0.2.7:9000", ("192.0.2.7", Some(9000))),
+            ("relay.example:9000", ("relay.example", Some(9000))),
+            ("[fd00::7]:9000", ("fd00::7", Some(9000))),
+        ] {
+            assert_eq!(additional_host(entry), Ok(want), "{entry}");
+        }
+        for bad in [
+            "relay:0",
+            "relay:",
+            "relay:x",
+            ":9000",
+            "[fd00::7]",
+            "[fd00::7]:70000",
+        ] {
+            assert!(additional_host(bad).is_err(), "{bad}");
+        }
+        let e = refused("webrtcAdditionalHosts: ['relay:0']\n");
+        assert!(
+            e.contains("webrtcAdditionalHosts: 'relay:0': the port after ':' must be 1 to 65535"),
+            "{e}"
+        );
     }
 
     #[test]

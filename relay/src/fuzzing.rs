@@ -4,7 +4,7 @@
 //! input that once failed keeps being tried.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -78,7 +78,7 @@ impl ConsentRun {
                 codec: Codec::H264,
                 fmtp: "packetization-mode=1;profile-level-id=42e01f".into(),
             },
-            64,
+            crate::track::history::Retention::default(),
         );
         for (i, nal) in [0x65u8, 0x41, 0x41, 0x41].into_iter().enumerate() {
             writer.push(packet(i as u16, nal, now));
@@ -98,18 +98,19 @@ impl ConsentRun {
             track: track.clone(),
             ssrc: 0x1234,
             pt: 96,
+            // Resends take the RTX path, the one with more header to write.
+            rtx: Some((0x5678, 97)),
             cname: "fuzz".into(),
         };
         let session =
             Session::live_without_str0m(now, ice, route, (&relay_key, &viewer_key), vec![binding]);
         let wakers = wakers();
         let registry = Arc::new(Registry::new(wakers.clone()));
-        let path = Arc::new(ServedPath {
-            name: "fuzz".into(),
-            tracks: vec![track],
-            max_readers: 0,
-            readers: AtomicUsize::new(1),
-        });
+        let path = {
+            let path = ServedPath::ready("fuzz", 0, vec![track]);
+            path.add_reader();
+            Arc::new(path)
+        };
         registry.add(Pending {
             id: "fuzz".into(),
             path,

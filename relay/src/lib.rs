@@ -2,6 +2,7 @@
 //! fan out to WebRTC viewers (WHEP). The packet's way, stage by stage, is one module
 //! each; docs/architecture.md walks through it.
 
+pub mod audio;
 pub mod config;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;

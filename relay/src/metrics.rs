@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
@@ -15,7 +15,86 @@ use prometheus_client::registry::Registry;
 use crate::ingest::{IngestCounters, PathStats};
 use crate::io::xdp::XdpProgram;
 use crate::paths::ServedPath;
+use crate::worker::viewer::Reception;
 use crate::worker::WorkerStats;
+
+/// A histogram kept in atomics, its buckets fixed: workers observe it without a lock,
+/// a scrape reads it. (prometheus_client's own takes a lock per observation.)
+#[derive(Debug)]
+pub struct AtomicHistogram {
+    /// Upper bounds, ascending; +Inf follows.
+    bounds: &'static [f64],
+    /// Per bucket, not cumulative; the last is +Inf.
+    counts: Box<[AtomicU64]>,
+    /// The sum of observations, in millionths.
+    sum_micros: AtomicU64,
+}
+
+impl AtomicHistogram {
+    pub fn new(bounds: &'static [f64]) -> AtomicHistogram {
+        AtomicHistogram {
+            bounds,
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, value: f64) {
+        let i = self.bounds.partition_point(|&b| b < value);
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add((value * 1e6) as u64, Ordering::Relaxed);
+    }
+
+    /// How many observations, and their sum.
+    pub fn totals(&self) -> (u64, f64) {
+        let count = self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum();
+        (count, self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6)
+    }
+
+    fn encode(&self, encoder: prometheus_client::encoding::MetricEncoder) -> Result<(), Error> {
+        let buckets: Vec<(f64, u64)> = self
+            .bounds
+            .iter()
+            .copied()
+            .chain([f64::MAX])
+            .zip(self.counts.iter().map(|c| c.load(Ordering::Relaxed)))
+            .collect();
+        let (count, sum) = self.totals();
+        let mut encoder = encoder;
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+}
+
+/// What viewers of a path report receiving, one observation per report block: how a
+/// path's audience fares without a time series per viewer.
+#[derive(Debug)]
+pub struct ReceptionHistograms {
+    pub rtt: AtomicHistogram,
+    pub jitter: AtomicHistogram,
+    pub fraction_lost: AtomicHistogram,
+}
+
+impl Default for ReceptionHistograms {
+    fn default() -> Self {
+        ReceptionHistograms {
+            rtt: AtomicHistogram::new(&[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0]),
+            jitter: AtomicHistogram::new(&[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25]),
+            fraction_lost: AtomicHistogram::new(&[0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5]),
+        }
+    }
+}
+
+impl ReceptionHistograms {
+    pub fn observe(&self, r: &Reception) {
+        self.fraction_lost
+            .observe(f64::from(r.fraction_lost) / 256.0);
+        self.jitter.observe(r.jitter.as_secs_f64());
+        if let Some(rtt) = r.rtt {
+            self.rtt.observe(rtt.as_secs_f64());
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -167,6 +246,21 @@ const WORKER_COUNTERS: &[WorkerCounter] = &[
         |s| &s.retransmitted,
     ),
     (
+        "retransmitted_bytes",
+        "Bytes of SRTP media resent on NACK (included in rtp_bytes_sent): what loss recovery costs.",
+        |s| &s.retransmitted_bytes,
+    ),
+    (
+        "rtx_packets_sent",
+        "Resent packets that went on the viewer's RTX stream (RFC 4588), where it negotiated one.",
+        |s| &s.rtx_packets,
+    ),
+    (
+        "rtx_bytes_sent",
+        "Bytes of SRTP sent on RTX streams.",
+        |s| &s.rtx_bytes,
+    ),
+    (
         "retransmit_missing",
         "NACKed packets no longer (or never) in the history ring.",
         |s| &s.retransmit_missing,
@@ -182,9 +276,29 @@ const WORKER_COUNTERS: &[WorkerCounter] = &[
         |s| &s.keyframe_requests,
     ),
     (
+        "rtcp_report_blocks",
+        "Reception report blocks received from viewers.",
+        |s| &s.report_blocks,
+    ),
+    (
+        "dropped_report_blocks",
+        "Report blocks about no stream the viewer receives, or naming a sender report the relay never sent: ignored.",
+        |s| &s.report_blocks_dropped,
+    ),
+    (
         "fanout_lagged_packets",
-        "Packets a worker skipped because the ring overwrote them first.",
+        "Packets a worker skipped because the history let go of them first.",
         |s| &s.lagged,
+    ),
+    (
+        "instant_starts",
+        "Viewers started at once on the newest GOP the history holds (keyframeCache).",
+        |s| &s.instant_starts,
+    ),
+    (
+        "skipped_to_keyframe",
+        "Viewers too slow to catch up on a cached GOP, sent on to the next keyframe.",
+        |s| &s.skipped_to_keyframe,
     ),
     (
         "send_dropped",
@@ -226,8 +340,62 @@ impl Collector for Metrics {
         )?;
         for p in &self.paths {
             let labels = [("path", p.name.clone())];
-            ConstGauge::new(p.readers.load(Ordering::Relaxed) as i64)
-                .encode(readers.encode_family(&labels)?)?;
+            ConstGauge::new(p.readers() as i64).encode(readers.encode_family(&labels)?)?;
+        }
+        let mut states = encoder.encode_descriptor(
+            "path_state",
+            "1 for each path's current state: waitingForPublisher, idle, connecting, ready, \
+             failed (the log says why).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for p in &self.paths {
+            let labels = [("path", p.name.clone()), ("state", p.state().name().into())];
+            ConstGauge::new(1).encode(states.encode_family(&labels)?)?;
+        }
+        let tracks: Vec<_> = self
+            .paths
+            .iter()
+            .flat_map(|p| {
+                let tracks = p.tracks().map(|t| t.to_vec()).unwrap_or_default();
+                tracks.into_iter().enumerate().map(|(i, t)| {
+                    let labels = [
+                        ("path", p.name.clone()),
+                        ("track", i.to_string()),
+                        ("codec", format!("{:?}", t.info.codec)),
+                    ];
+                    (labels, t)
+                })
+            })
+            .collect();
+        type PathHistogram = (
+            &'static str,
+            &'static str,
+            fn(&ReceptionHistograms) -> &AtomicHistogram,
+        );
+        const RECEPTION: &[PathHistogram] = &[
+            (
+                "viewer_rtt_seconds",
+                "Round trip to viewers, from their reception reports (RFC 3550 6.4.1), one observation per report.",
+                |r| &r.rtt,
+            ),
+            (
+                "viewer_jitter_seconds",
+                "Interarrival jitter viewers report, one observation per report.",
+                |r| &r.jitter,
+            ),
+            (
+                "viewer_fraction_lost",
+                "Fraction of packets lost since their previous report, as viewers report it.",
+                |r| &r.fraction_lost,
+            ),
+        ];
+        for (name, help, field) in RECEPTION {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+            for p in &self.paths {
+                let labels = [("path", p.name.clone())];
+                field(&p.reception).encode(family.encode_family(&labels)?)?;
+            }
         }
         type TrackCounter = (
             &'static str,
@@ -258,16 +426,38 @@ impl Collector for Metrics {
         ];
         for (name, help, field) in TRACK_COUNTERS {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-            for p in &self.paths {
-                for (i, t) in p.tracks.iter().enumerate() {
-                    let labels = [
-                        ("path", p.name.clone()),
-                        ("track", i.to_string()),
-                        ("codec", format!("{:?}", t.info.codec)),
-                    ];
-                    ConstCounter::new(field(&t.stats).load(Ordering::Relaxed))
-                        .encode(family.encode_family(&labels)?)?;
-                }
+            for (labels, t) in &tracks {
+                ConstCounter::new(field(&t.stats).load(Ordering::Relaxed))
+                    .encode(family.encode_family(labels)?)?;
+            }
+        }
+        type TrackGauge = (
+            &'static str,
+            &'static str,
+            fn(&crate::track::TrackStats) -> f64,
+        );
+        const TRACK_GAUGES: &[TrackGauge] = &[
+            (
+                "track_history_packets",
+                "Packets each track's history holds now, shared by all its viewers.",
+                |s| s.held_packets.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "track_history_bytes",
+                "Payload bytes each track's history holds now (historyMaxBytes caps it).",
+                |s| s.held_bytes.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "track_history_seconds",
+                "Time from the oldest packet each track's history holds to the newest \
+                 (historyDuration, or the GOP with keyframeCache).",
+                |s| s.held_span_us.load(Ordering::Relaxed) as f64 / 1e6,
+            ),
+        ];
+        for (name, help, value) in TRACK_GAUGES {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for (labels, t) in &tracks {
+                ConstGauge::new(value(&t.stats)).encode(family.encode_family(labels)?)?;
             }
         }
         type IngestCounter = (&'static str, &'static str, fn(&PathStats) -> u64);

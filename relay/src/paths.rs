@@ -1,18 +1,562 @@
-//! The paths the relay serves: what the HTTP side, the workers and the metrics share of
-//! each.
+//! The paths the relay serves: what the HTTP side, the sources, the workers and the
+//! metrics share of each.
+//!
+//! A path's tracks are not known until its source delivers them (an RTSP camera after
+//! DESCRIBE, a WHIP publisher with its offer), and they can go away and come back. So a
+//! path has a [`PathState`] that its source sets and everyone else reads: viewers are
+//! answered only while it is `Ready`, and the state says why not otherwise (the player
+//! page shows that reason instead of a black video). The writers of a path's tracks are
+//! kept here between sources ([`ServedPath::take_writers`]): a camera that reconnects or
+//! a publisher that comes back with the same codecs goes on writing the same tracks, so
+//! viewers already watching need not renegotiate.
 
-use std::sync::atomic::AtomicUsize;
-use std::sync::Arc;
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
-use crate::track::Track;
+use tokio::sync::{watch, Notify};
+
+use crate::metrics::ReceptionHistograms;
+use crate::track::history::Retention;
+use crate::track::{Track, TrackInfo, TrackWriter};
+
+/// Where a path's source stands.
+#[derive(Debug, Clone)]
+pub enum PathState {
+    /// `source: publisher`: no one publishes yet.
+    WaitingForPublisher,
+    /// `sourceOnDemand`: the source starts when a viewer arrives.
+    Idle,
+    /// Reaching the source (RTSP: connecting, DESCRIBE, SETUP, PLAY).
+    Connecting,
+    /// Media flows into these tracks. `left_out`: the source's streams that viewers
+    /// cannot be given, each with why (e.g. AAC audio), said once with the state.
+    Ready {
+        tracks: Arc<[Arc<Track>]>,
+        left_out: Arc<[String]>,
+    },
+    /// The source failed; it is tried again after `retry_in` (from when this was set).
+    Failed { reason: String, retry_in: Duration },
+}
+
+/// Ready states are equal when they hold the same tracks (the same `Arc`s) and leave
+/// out the same.
+impl PartialEq for PathState {
+    fn eq(&self, other: &Self) -> bool {
+        use PathState::*;
+        match (self, other) {
+            (
+                Ready {
+                    tracks: a,
+                    left_out: x,
+                },
+                Ready {
+                    tracks: b,
+                    left_out: y,
+                },
+            ) => {
+                x == y
+                    && a.len() == b.len()
+                    && a.iter().zip(b.iter()).all(|(x, y)| Arc::ptr_eq(x, y))
+            }
+            (
+                Failed {
+                    reason: a,
+                    retry_in: x,
+                },
+                Failed {
+                    reason: b,
+                    retry_in: y,
+                },
+            ) => a == b && x == y,
+            (WaitingForPublisher, WaitingForPublisher)
+            | (Idle, Idle)
+            | (Connecting, Connecting) => true,
+            _ => false,
+        }
+    }
+}
+
+impl PathState {
+    /// Ready with `tracks`, leaving nothing out.
+    pub fn ready(tracks: impl Into<Arc<[Arc<Track>]>>) -> PathState {
+        PathState::Ready {
+            tracks: tracks.into(),
+            left_out: Arc::new([]),
+        }
+    }
+
+    /// MediaMTX's two states (`paths{state=...}`, API `ready`).
+    pub fn is_ready(&self) -> bool {
+        matches!(self, PathState::Ready { .. })
+    }
+
+    /// One word, for metrics and the API.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PathState::WaitingForPublisher => "waitingForPublisher",
+            PathState::Idle => "idle",
+            PathState::Connecting => "connecting",
+            PathState::Ready { .. } => "ready",
+            PathState::Failed { .. } => "failed",
+        }
+    }
+}
+
+/// In words, for the log and for a viewer turned away.
+impl fmt::Display for PathState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PathState::WaitingForPublisher => f.write_str("waiting for a publisher"),
+            PathState::Idle => f.write_str("idle until a viewer asks (sourceOnDemand)"),
+            PathState::Connecting => f.write_str("connecting to the source"),
+            PathState::Ready { tracks, left_out } => {
+                f.write_str("ready: ")?;
+                for (i, t) in tracks.iter().enumerate() {
+                    let sep = if i == 0 { "" } else { ", " };
+                    write!(f, "{sep}{:?}", t.info.codec)?;
+                }
+                for why in left_out.iter() {
+                    write!(f, "; left out: {why}")?;
+                }
+                Ok(())
+            }
+            PathState::Failed { reason, retry_in } => {
+                write!(f, "source error: {reason} (next try in {retry_in:.0?})")
+            }
+        }
+    }
+}
+
+/// Why a publisher was turned away.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishRefused {
+    #[error("path '{0}' takes no publisher: its source is set in the config (source: publisher takes one)")]
+    NotPublisherPath(String),
+    #[error("someone is already publishing to path '{0}' (overridePublisher: no)")]
+    Busy(String),
+    #[error("path '{0}': the current publisher did not leave in time for the new one")]
+    TakeoverTimedOut(String),
+}
+
+/// `source: publisher`: who publishes, and whether a newcomer may take over.
+#[derive(Debug, Default)]
+struct PublisherSeat {
+    override_publisher: bool,
+    /// The session id of the publisher, if any.
+    current: Mutex<Option<String>>,
+    left: Condvar,
+}
 
 /// A configured path and what is published on it.
-#[derive(Debug)]
 pub struct ServedPath {
     pub name: String,
-    pub tracks: Vec<Arc<Track>>,
     /// 0: no limit.
     pub max_readers: usize,
+    /// `sourceOnDemand`: viewers arriving while the path is not ready wait this long
+    /// (`sourceOnDemandStartTimeout`) for the source to start.
+    pub on_demand: Option<Duration>,
     /// Viewers answered or connected.
-    pub readers: AtomicUsize,
+    readers: AtomicUsize,
+    state: watch::Sender<PathState>,
+    /// Wakes an on-demand source when the first viewer arrives or the last one leaves.
+    demand: Notify,
+    /// The writers of the tracks last published, while no source holds them.
+    writers: Mutex<Vec<TrackWriter>>,
+    /// What the tracks made for the path's sources keep.
+    retention: Retention,
+    /// The reason of the last failure since the path was last ready or idle.
+    last_failure: Mutex<Option<String>>,
+    /// None unless the path's source is `publisher`.
+    publisher: Option<PublisherSeat>,
+    /// What its viewers report receiving (metrics).
+    pub reception: ReceptionHistograms,
+}
+
+impl fmt::Debug for ServedPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServedPath")
+            .field("name", &self.name)
+            .field("state", &*self.state.borrow())
+            .field("readers", &self.readers())
+            .finish()
+    }
+}
+
+impl ServedPath {
+    pub fn new(name: impl Into<String>, max_readers: usize, initial: PathState) -> ServedPath {
+        ServedPath {
+            name: name.into(),
+            max_readers,
+            on_demand: None,
+            readers: AtomicUsize::new(0),
+            state: watch::Sender::new(initial),
+            demand: Notify::new(),
+            writers: Mutex::new(Vec::new()),
+            retention: Retention::default(),
+            last_failure: Mutex::new(None),
+            publisher: None,
+            reception: ReceptionHistograms::default(),
+        }
+    }
+
+    /// Tracks made for this path's sources keep what `retention` says.
+    pub fn with_retention(self, retention: Retention) -> Self {
+        ServedPath { retention, ..self }
+    }
+
+    /// A `source: publisher` path: waits for a WHIP publisher; with `override_publisher`
+    /// a new one takes the place of the current one.
+    pub fn for_publisher(
+        name: impl Into<String>,
+        max_readers: usize,
+        override_publisher: bool,
+    ) -> Self {
+        ServedPath {
+            publisher: Some(PublisherSeat {
+                override_publisher,
+                ..PublisherSeat::default()
+            }),
+            ..ServedPath::new(name, max_readers, PathState::WaitingForPublisher)
+        }
+    }
+
+    /// Makes publisher `id` the path's, if it takes publishers and none is there, or the
+    /// current one may be replaced: then `evict` is called with its id, and the new one
+    /// waits up to `wait` for it to leave ([`ServedPath::publisher_left`]).
+    pub fn claim_publisher(
+        &self,
+        id: &str,
+        wait: Duration,
+        evict: impl FnOnce(&str),
+    ) -> Result<(), PublishRefused> {
+        let seat = self
+            .publisher
+            .as_ref()
+            .ok_or_else(|| PublishRefused::NotPublisherPath(self.name.clone()))?;
+        let old = {
+            let mut current = seat.current.lock().unwrap_or_else(|e| e.into_inner());
+            match current.clone() {
+                None => {
+                    *current = Some(id.to_string());
+                    return Ok(());
+                }
+                Some(_) if !seat.override_publisher => {
+                    return Err(PublishRefused::Busy(self.name.clone()))
+                }
+                Some(old) => old,
+            }
+        };
+        // Unlocked: evicting a publisher that has not connected yet gives its seat back
+        // right away, from this thread.
+        evict(&old);
+        let current = seat.current.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut current, _) = seat
+            .left
+            .wait_timeout_while(current, wait, |c| c.is_some())
+            .unwrap_or_else(|e| e.into_inner());
+        if current.is_some() {
+            return Err(PublishRefused::TakeoverTimedOut(self.name.clone()));
+        }
+        *current = Some(id.to_string());
+        Ok(())
+    }
+
+    /// Publisher `id` ended: its writers wait for the next one and the path waits for
+    /// a publisher again.
+    pub fn publisher_left(&self, id: &str, writers: Vec<TrackWriter>) {
+        let Some(seat) = &self.publisher else {
+            return;
+        };
+        let mut current = seat.current.lock().unwrap_or_else(|e| e.into_inner());
+        if current.as_deref() != Some(id) {
+            return;
+        }
+        *current = None;
+        self.return_writers(writers);
+        self.set_state(PathState::WaitingForPublisher);
+        seat.left.notify_all();
+    }
+
+    /// Makes the source start on demand; viewers wait up to `start_timeout` for it.
+    pub fn with_on_demand(mut self, start_timeout: Duration) -> ServedPath {
+        self.on_demand = Some(start_timeout);
+        self
+    }
+
+    /// A path whose tracks are fixed from the start (demo, RTP push).
+    pub fn ready(name: impl Into<String>, max_readers: usize, tracks: Vec<Arc<Track>>) -> Self {
+        ServedPath::new(name, max_readers, PathState::ready(tracks))
+    }
+
+    pub fn state(&self) -> PathState {
+        self.state.borrow().clone()
+    }
+
+    /// The tracks, while the path is ready.
+    pub fn tracks(&self) -> Option<Arc<[Arc<Track>]>> {
+        match &*self.state.borrow() {
+            PathState::Ready { tracks, .. } => Some(tracks.clone()),
+            _ => None,
+        }
+    }
+
+    /// Sets the state and logs the change: once per change, and a source retrying
+    /// after the same failure (connecting, failing alike) only at debug level.
+    pub fn set_state(&self, state: PathState) {
+        let retrying = {
+            let mut last = self.last_failure.lock().unwrap_or_else(|e| e.into_inner());
+            match &state {
+                PathState::Failed { reason, .. } => {
+                    last.replace(reason.clone()).as_ref() == Some(reason)
+                }
+                PathState::Connecting => last.is_some(),
+                _ => {
+                    *last = None;
+                    false
+                }
+            }
+        };
+        let changed = self.state.send_if_modified(|old| {
+            let same = match (&*old, &state) {
+                (PathState::Failed { reason: a, .. }, PathState::Failed { reason: b, .. }) => {
+                    a == b
+                }
+                (a, b) => a == b,
+            };
+            *old = state.clone();
+            !same
+        });
+        match (&state, changed, retrying) {
+            (_, false, _) => {}
+            (_, true, true) => tracing::debug!(path = %self.name, "{state}"),
+            (PathState::Failed { .. }, true, false) => tracing::warn!(path = %self.name, "{state}"),
+            (_, true, false) => tracing::info!(path = %self.name, "{state}"),
+        }
+    }
+
+    /// Follows the state.
+    pub fn subscribe(&self) -> watch::Receiver<PathState> {
+        self.state.subscribe()
+    }
+
+    /// The tracks to answer a viewer with. An on-demand source is asked to start and
+    /// waited for up to its start timeout; otherwise (or then) the state says why not.
+    pub async fn wait_ready(&self) -> Result<Arc<[Arc<Track>]>, PathState> {
+        if let Some(tracks) = self.tracks() {
+            return Ok(tracks);
+        }
+        let Some(start_timeout) = self.on_demand else {
+            return Err(self.state());
+        };
+        let mut state = self.subscribe();
+        self.demand.notify_one();
+        let ready = state.wait_for(PathState::is_ready);
+        // Timing out, or the path gone: the state says why.
+        let _ = tokio::time::timeout(start_timeout, async { ready.await.is_ok() }).await;
+        self.tracks().ok_or_else(|| self.state())
+    }
+
+    /// Takes a reader's place; false when `max_readers` is reached.
+    pub fn add_reader(&self) -> bool {
+        let before = self.readers.fetch_add(1, Ordering::Relaxed);
+        if self.max_readers != 0 && before >= self.max_readers {
+            self.readers.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        if before == 0 {
+            self.demand.notify_one();
+        }
+        true
+    }
+
+    pub fn remove_reader(&self) {
+        if self.readers.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.demand.notify_one();
+        }
+    }
+
+    pub fn readers(&self) -> usize {
+        self.readers.load(Ordering::Relaxed)
+    }
+
+    /// Returns when a viewer asked for the stream or the last one left since the
+    /// previous call (a change before the first call counts too): an on-demand source
+    /// then looks at `readers()` and `state()`.
+    pub async fn demand_changed(&self) {
+        self.demand.notified().await
+    }
+
+    /// Writers for tracks described by `infos`: the ones kept from the previous source
+    /// when it had the same tracks, so that their viewers go on; new ones otherwise.
+    pub fn take_writers(&self, infos: &[TrackInfo]) -> Vec<TrackWriter> {
+        let mut kept = self.writers.lock().unwrap_or_else(|e| e.into_inner());
+        let same =
+            kept.len() == infos.len() && kept.iter().zip(infos).all(|(w, i)| &w.track().info == i);
+        if same {
+            return std::mem::take(&mut *kept);
+        }
+        kept.clear();
+        infos
+            .iter()
+            .map(|i| Track::new(i.clone(), self.retention).1)
+            .collect()
+    }
+
+    /// Gives the writers back when the source stops, for the next one.
+    pub fn return_writers(&self, writers: Vec<TrackWriter>) {
+        *self.writers.lock().unwrap_or_else(|e| e.into_inner()) = writers;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::track::Codec;
+
+    fn info(codec: Codec) -> TrackInfo {
+        TrackInfo {
+            codec,
+            fmtp: String::new(),
+        }
+    }
+
+    #[test]
+    fn readers_are_capped_and_counted() {
+        let p = ServedPath::new("cam", 2, PathState::Idle);
+        assert!(p.add_reader());
+        assert!(p.add_reader());
+        assert!(!p.add_reader(), "maxReaders 2");
+        assert_eq!(p.readers(), 2);
+        p.remove_reader();
+        assert!(p.add_reader());
+    }
+
+    #[test]
+    fn writers_are_kept_for_a_source_with_the_same_tracks() {
+        let p = ServedPath::new("cam", 0, PathState::Connecting);
+        let infos = [info(Codec::H264), info(Codec::Opus)];
+        let writers = p.take_writers(&infos);
+        let first = writers[0].track().clone();
+        p.return_writers(writers);
+        let again = p.take_writers(&infos);
+        assert!(Arc::ptr_eq(again[0].track(), &first), "same track goes on");
+        p.return_writers(again);
+        let other = p.take_writers(&[info(Codec::H265)]);
+        assert!(
+            !Arc::ptr_eq(other[0].track(), &first),
+            "new codec, new track"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_first_viewer_and_the_last_leaving_wake_the_source() {
+        let p = ServedPath::new("cam", 0, PathState::Idle);
+        let p = Arc::new(p.with_on_demand(Duration::from_secs(10)));
+        assert!(p.add_reader());
+        // Notified before anyone waited: the permit is kept.
+        p.demand_changed().await;
+        assert_eq!(p.readers(), 1);
+        p.remove_reader();
+        p.demand_changed().await;
+        assert_eq!(p.readers(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_viewer_waits_for_an_on_demand_source() {
+        let p = ServedPath::new("cam", 0, PathState::Idle);
+        let p = Arc::new(p.with_on_demand(Duration::from_secs(10)));
+        let source = {
+            let p = p.clone();
+            tokio::spawn(async move {
+                p.demand_changed().await;
+                p.set_state(PathState::Connecting);
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                let writers = p.take_writers(&[info(Codec::H264)]);
+                p.set_state(PathState::ready(vec![writers[0].track().clone()]));
+            })
+        };
+        let tracks = p
+            .wait_ready()
+            .await
+            .expect("ready within the start timeout");
+        assert_eq!(tracks.len(), 1);
+        source.await.unwrap();
+
+        let slow = ServedPath::new("cam2", 0, PathState::Idle);
+        let slow = slow.with_on_demand(Duration::from_secs(10));
+        // Nobody starts it: the viewer is told the state after the timeout.
+        assert_eq!(slow.wait_ready().await.unwrap_err(), PathState::Idle);
+        let fixed = ServedPath::new("cam3", 0, PathState::WaitingForPublisher);
+        assert_eq!(
+            fixed.wait_ready().await.unwrap_err(),
+            PathState::WaitingForPublisher,
+            "not on demand: no wait"
+        );
+    }
+
+    #[test]
+    fn a_second_publisher_is_refused_or_takes_over_as_configured() {
+        let wait = Duration::from_secs(1);
+        let strict = ServedPath::for_publisher("cam", 0, false);
+        assert_eq!(
+            strict.claim_publisher("a", wait, |_| panic!("no eviction")),
+            Ok(())
+        );
+        assert_eq!(
+            strict.claim_publisher("b", wait, |_| panic!("no eviction")),
+            Err(PublishRefused::Busy("cam".into()))
+        );
+        let writers = strict.take_writers(&[info(Codec::H264)]);
+        strict.set_state(PathState::ready(vec![writers[0].track().clone()]));
+        strict.publisher_left("b", Vec::new());
+        assert!(
+            strict.state().is_ready(),
+            "only the publisher's own leaving counts"
+        );
+        strict.publisher_left("a", writers);
+        assert_eq!(strict.state(), PathState::WaitingForPublisher);
+        assert_eq!(
+            strict.claim_publisher("b", wait, |_| panic!("no eviction")),
+            Ok(())
+        );
+
+        let open = Arc::new(ServedPath::for_publisher("cam", 0, true));
+        open.claim_publisher("a", wait, |_| panic!("no eviction"))
+            .unwrap();
+        let evicted = Mutex::new(None);
+        let path = open.clone();
+        open.claim_publisher("b", wait, |old| {
+            *evicted.lock().unwrap() = Some(old.to_string());
+            path.publisher_left(old, Vec::new());
+        })
+        .unwrap();
+        assert_eq!(evicted.into_inner().unwrap().as_deref(), Some("a"));
+        let stuck = open.claim_publisher("c", Duration::ZERO, |_| {});
+        assert_eq!(stuck, Err(PublishRefused::TakeoverTimedOut("cam".into())));
+
+        let fixed = ServedPath::new("demo", 0, PathState::Connecting);
+        assert_eq!(
+            fixed.claim_publisher("a", wait, |_| {}),
+            Err(PublishRefused::NotPublisherPath("demo".into()))
+        );
+    }
+
+    #[test]
+    fn a_repeated_failure_is_one_change() {
+        let p = ServedPath::new("cam", 0, PathState::Connecting);
+        let mut rx = p.subscribe();
+        rx.mark_unchanged();
+        let failed = |s: u64| PathState::Failed {
+            reason: "connection refused".into(),
+            retry_in: Duration::from_secs(s),
+        };
+        p.set_state(failed(1));
+        assert!(rx.has_changed().unwrap());
+        rx.mark_unchanged();
+        p.set_state(failed(2));
+        assert!(!rx.has_changed().unwrap(), "same reason, later retry");
+        assert_eq!(p.state(), failed(2), "but the retry time is current");
+    }
 }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::num::{NonZeroU16, NonZeroU32};
 use std::os::fd::BorrowedFd;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,16 +12,17 @@ use anyhow::{bail, Context};
 use ring::rand::{SecureRandom, SystemRandom};
 use tracing::info;
 
-use crate::config::{Config, XdpMode as ConfigXdpMode};
+use crate::config::{additional_host, Config, XdpMode as ConfigXdpMode};
 use crate::http::{self, Created, Viewers, WhepError};
-use crate::ingest::{self, Ingest, IngestOptions};
+use crate::ingest::rtsp::{self, RtspOptions};
+use crate::ingest::{self, Ingest, IngestOptions, Source};
 use crate::io::udp::{self, UdpOptions};
 use crate::io::wake::Wakers;
 use crate::io::xdp::{self, XdpError, XdpMode, XdpOptions, XdpProgram, XskOptions};
 use crate::io::{Receiver, Sender};
 use crate::lifeline::Lifeline;
 use crate::metrics::{Metrics, Totals};
-use crate::paths::ServedPath;
+use crate::paths::{PathState, ServedPath};
 use crate::session::{Session, SessionConfig};
 use crate::worker::registry::{Pending, Registry};
 use crate::worker::{Worker, WorkerStats};
@@ -36,32 +37,38 @@ struct Control {
 
 impl Viewers for Control {
     fn create(&self, path: &str, offer: &str) -> Result<Created, WhepError> {
-        // getrandom(2) does not fail once the kernel's pool is seeded; if it did, the panic
-        // is the request's 500, before any reader is counted.
-        let id = session_id(&self.rng).expect("the OS random number generator failed");
-        let p = self
-            .paths
-            .get(path)
-            .ok_or_else(|| WhepError::UnknownPath(path.to_string()))?;
-        let readers = p.readers.fetch_add(1, Ordering::Relaxed);
-        if p.max_readers != 0 && readers >= p.max_readers {
-            p.readers.fetch_sub(1, Ordering::Relaxed);
+        let (id, p) = self.new_session(path)?;
+        let tracks = p
+            .tracks()
+            .ok_or_else(|| WhepError::NoStream(path.to_string(), p.state().to_string()))?;
+        if !p.add_reader() {
             return Err(WhepError::TooManyReaders(path.to_string()));
         }
         let now = Instant::now();
         let (session, answer) =
-            Session::viewer(now, offer, &p.tracks, &self.session).map_err(|e| {
-                p.readers.fetch_sub(1, Ordering::Relaxed);
+            Session::viewer(now, offer, &tracks, &self.session).map_err(|e| {
+                p.remove_reader();
                 WhepError::BadOffer(e.to_string())
             })?;
         info!(session = %id, path, "viewer answered");
-        self.registry.add(Pending {
-            id: id.clone(),
-            path: p.clone(),
-            session: Box::new(session),
-            created: now,
-        });
-        Ok(Created { id, answer })
+        Ok(self.register(id, p, session, answer, now))
+    }
+
+    fn publish(&self, path: &str, offer: &str) -> Result<Created, WhepError> {
+        let (id, p) = self.new_session(path)?;
+        let now = Instant::now();
+        let (mut session, answer) = Session::publisher(now, offer, &self.session)
+            .map_err(|e| WhepError::BadOffer(e.to_string()))?;
+        p.claim_publisher(&id, TAKEOVER_WAIT, |old| {
+            info!(session = %old, path, "publisher replaced (overridePublisher)");
+            self.registry.close(path, old);
+        })?;
+        let writers = p.take_writers(&session.published_tracks());
+        let tracks: Vec<_> = writers.iter().map(|w| w.track().clone()).collect();
+        session.start_publishing(writers);
+        p.set_state(PathState::ready(tracks));
+        info!(session = %id, path, "publisher answered");
+        Ok(self.register(id, p, session, answer, now))
     }
 
     fn delete(&self, path: &str, id: &str) -> Result<(), WhepError> {
@@ -75,10 +82,46 @@ impl Viewers for Control {
         }
     }
 
-    fn has_path(&self, path: &str) -> bool {
-        self.paths.contains_key(path)
+    fn path(&self, path: &str) -> Option<Arc<ServedPath>> {
+        self.paths.get(path).cloned()
     }
 }
+
+impl Control {
+    /// A new session's id, and the path it is for.
+    fn new_session(&self, path: &str) -> Result<(String, &Arc<ServedPath>), WhepError> {
+        // getrandom(2) does not fail once the kernel's pool is seeded; if it did, the panic
+        // is the request's 500, before any reader is counted.
+        let id = session_id(&self.rng).expect("the OS random number generator failed");
+        let p = self
+            .paths
+            .get(path)
+            .ok_or_else(|| WhepError::UnknownPath(path.to_string()))?;
+        Ok((id, p))
+    }
+
+    /// Hands an answered session to the workers, which claim it at its first check.
+    fn register(
+        &self,
+        id: String,
+        path: &Arc<ServedPath>,
+        session: Session,
+        answer: String,
+        now: Instant,
+    ) -> Created {
+        self.registry.add(Pending {
+            id: id.clone(),
+            path: path.clone(),
+            session: Box::new(session),
+            created: now,
+        });
+        Created { id, answer }
+    }
+}
+
+/// How long a new publisher waits for the one it replaces to leave (its worker closes
+/// it on the next turn).
+const TAKEOVER_WAIT: Duration = Duration::from_secs(2);
 
 /// A new session id: 128 bits from `rng`, in hex. The id is the only capability for a
 /// session's WHEP DELETE and PATCH, so it must not be guessable: the relay passes ring's
@@ -102,7 +145,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
 
     let wakers = Arc::new(Wakers::new(workers)?);
     let lifeline = Arc::new(Lifeline::default());
-    let (ingest, paths) = start_sources(&config, &wakers, &lifeline)?;
+    let (ingest, pulled, paths) = start_sources(&config, &wakers, &lifeline)?;
     let registry = Arc::new(Registry::new(wakers.clone()));
     let stop = Arc::new(AtomicBool::new(false));
     let threads = Threads {
@@ -141,6 +184,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
             mtu: config.udp_max_payload_size,
             handshake_timeout: config.webrtc_handshake_timeout,
             allow_legacy_srtp: config.webrtc_allow_legacy_srtp,
+            keyframe_request_interval: config.keyframe_request_interval,
         },
         rng: SystemRandom::new(),
     });
@@ -160,6 +204,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         let _ = t.join();
     }
     drop(ingest);
+    drop(pulled);
     result
 }
 
@@ -208,13 +253,17 @@ impl Ports {
     }
 }
 
-/// The ingest for every configured path, and the paths as the rest of the relay shares
-/// them.
+/// The ingest for every configured path, the runtime of the pulled (RTSP) sources, and
+/// the paths as the rest of the relay shares them.
 fn start_sources(
     config: &Config,
     wakers: &Arc<Wakers>,
     lifeline: &Arc<Lifeline>,
-) -> anyhow::Result<(Ingest, HashMap<String, Arc<ServedPath>>)> {
+) -> anyhow::Result<(
+    Ingest,
+    tokio::runtime::Runtime,
+    HashMap<String, Arc<ServedPath>>,
+)> {
     let sources = config
         .paths
         .iter()
@@ -226,22 +275,69 @@ fn start_sources(
         IngestOptions {
             max_payload: config.udp_max_payload_size,
             recv_buffer: config.udp_read_buffer_size,
+            history: config.history,
         },
         lifeline.clone(),
     )?;
-    let paths = published
+    let mut paths: HashMap<String, Arc<ServedPath>> = published
         .into_iter()
         .map(|p| {
-            let path = Arc::new(ServedPath {
-                name: p.path.clone(),
-                tracks: p.tracks,
-                max_readers: config.paths[&p.path].max_readers,
-                readers: AtomicUsize::new(0),
-            });
+            let max_readers = config.paths[&p.path].max_readers;
+            let path = Arc::new(ServedPath::ready(p.path.clone(), max_readers, p.tracks));
             (p.path, path)
         })
         .collect();
-    Ok((ingest, paths))
+    for (name, path) in &config.paths {
+        if path.source == Source::Publisher {
+            let served = ServedPath::for_publisher(name, path.max_readers, path.override_publisher)
+                .with_retention(config.history);
+            paths.insert(name.clone(), Arc::new(served));
+        }
+    }
+    // RTSP sessions are async (retina runs on tokio). They get a runtime of their own,
+    // not the HTTP one: every camera's media goes through it all the time, while HTTP
+    // work comes in bursts (an offer costs str0m's SDP and DTLS setup), and neither
+    // should make the other wait (a late read overflows a camera's UDP socket).
+    let pulled = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("rtsp")
+        .enable_all()
+        .build()
+        .context("starting the runtime of the RTSP sources")?;
+    for (name, path) in &config.paths {
+        let Source::Rtsp(url) = &path.source else {
+            continue;
+        };
+        let initial = match path.on_demand {
+            Some(_) => PathState::Idle,
+            None => PathState::Connecting,
+        };
+        let mut served =
+            ServedPath::new(name.clone(), path.max_readers, initial).with_retention(config.history);
+        if let Some(on_demand) = path.on_demand {
+            served = served.with_on_demand(on_demand.start_timeout);
+        }
+        let served = Arc::new(served);
+        let opts = RtspOptions {
+            transport: path.rtsp_transport,
+            close_after: path.on_demand.map(|o| o.close_after),
+            read_timeout: config.read_timeout,
+            max_payload: config.udp_max_payload_size,
+        };
+        let counters = ingest
+            .counters()
+            .of(name)
+            .context("the ingest counts every configured path")?;
+        pulled.spawn(rtsp::run(
+            served.clone(),
+            url.clone(),
+            opts,
+            wakers.clone(),
+            counters,
+        ));
+        paths.insert(name.clone(), served);
+    }
+    Ok((ingest, pulled, paths))
 }
 
 /// HTTP (WHEP, pages, metrics) and housekeeping, until a signal or a dead data-plane
@@ -390,7 +486,14 @@ fn portable_plane(
             format!("cannot bind the media port {media_addr} (webrtcLocalUDPAddress)")
         })?;
         media_addr = rx.local_addr();
-        let worker = Worker::new(id, rx, tx, registry.clone(), wakers.clone(), plane.stat());
+        let worker = Worker::new(
+            id,
+            (rx, tx),
+            registry.clone(),
+            wakers.clone(),
+            plane.stat(),
+            config.rtcp_sender_report_interval,
+        );
         plane.spawn(id, worker, threads)?;
     }
     plane.media_addr = media_addr;
@@ -439,11 +542,11 @@ fn xdp_plane(
         let tx = tx.with_admission(program.admission()?);
         let worker = Worker::new(
             queue,
-            rx,
-            tx,
+            (rx, tx),
             registry.clone(),
             wakers.clone(),
             plane.stat(),
+            config.rtcp_sender_report_interval,
         )
         .with_busy_poll(config.xdp_busy_poll);
         plane.spawn(queue, worker, threads)?;
@@ -529,7 +632,8 @@ fn pin_to_core(id: usize) {
 }
 
 /// The host candidates viewers are told about: the media port on every interface
-/// address (or on the bound address), plus `webrtcAdditionalHosts`. Never mDNS.
+/// address (or on the bound address), plus `webrtcAdditionalHosts` (on their own port if
+/// they name one). Never mDNS.
 fn candidates(
     config: &Config,
     media: SocketAddr,
@@ -560,15 +664,17 @@ fn candidates(
         // Reachable addresses first; loopback last (it only helps a browser on this host).
         ips.sort_by_key(|ip| (ip.is_loopback(), ip.is_ipv6()));
     }
-    for host in &config.webrtc_additional_hosts {
-        let resolved = (host.as_str(), port)
+    let mut addrs: Vec<SocketAddr> = ips.into_iter().map(|ip| (ip, port).into()).collect();
+    for entry in &config.webrtc_additional_hosts {
+        // Checked when the config was loaded.
+        let (host, forwarded) = additional_host(entry).map_err(anyhow::Error::msg)?;
+        let resolved = (host, forwarded.unwrap_or(port))
             .to_socket_addrs()
             .with_context(|| format!("webrtcAdditionalHosts: cannot resolve '{host}'"))?;
-        ips.extend(resolved.map(|a| a.ip()));
+        addrs.extend(resolved);
     }
     let mut seen = Vec::new();
-    for ip in ips {
-        let addr = SocketAddr::new(ip, port);
+    for addr in addrs {
         if !seen.contains(&addr) {
             seen.push(addr);
         }
@@ -579,6 +685,23 @@ fn candidates(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn additional_hosts_are_advertised_on_the_media_port_or_their_own() {
+        let config = Config {
+            webrtc_ips_from_interfaces: false,
+            webrtc_additional_hosts: ["192.0.2.7", "127.0.0.1:9000", "[::1]:9001"]
+                .map(String::from)
+                .to_vec(),
+            ..Config::default()
+        };
+        let media = "0.0.0.0:8189".parse().unwrap();
+        let want: Vec<SocketAddr> = ["192.0.2.7:8189", "127.0.0.1:9000", "[::1]:9001"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        assert_eq!(candidates(&config, media, None).unwrap(), want);
+    }
 
     #[test]
     #[allow(deprecated)] // ring's fixed-output SecureRandom: its trait is sealed.

@@ -364,9 +364,9 @@ fn hand_written(ports: &mut Ports) -> Vec<Case> {
     let refused: Vec<(&str, &str, String)> = vec![
         // What the issue found.
         (
-            "no source",
+            "a source relay cannot read",
             "paths.cam1.source",
-            "paths:\n  cam1:\n    maxReaders: 2\n".into(),
+            "paths:\n  cam1:\n    source: rtmp://cam.local/live\n".into(),
         ),
         (
             "source on port 0",
@@ -388,12 +388,12 @@ fn hand_written(ports: &mut Ports) -> Vec<Case> {
             "rtpSDP of a codec relay lacks",
             "paths.cam1.rtpSDP",
             format!("paths:\n{}", rtp("cam1", &format!("udp+rtp://{udp1}")))
-                .replace("H264", "H265"),
+                .replace("H264", "MP4V-ES"),
         ),
         (
             "bad source in pathDefaults",
             "pathDefaults.source",
-            "pathDefaults:\n  source: rtsp://cam.local/stream\npaths:\n  cam1:\n".into(),
+            "pathDefaults:\n  source: srt://cam.local:8890\npaths:\n  cam1:\n".into(),
         ),
         // Listeners that would take one another's port.
         (

@@ -196,7 +196,7 @@ fn ffmpeg_push_reaches_a_viewer_with_video_from_a_keyframe_and_audio() {
     let first = v.received.streams[&video].values().next().unwrap().clone();
     let summary = relay::track::h264::summarize(&first.into());
     assert!(
-        summary.sps.is_some() || summary.idr,
+        summary.sps.is_some() || summary.keyframe,
         "video starts on a keyframe: {summary:?}"
     );
 }

@@ -12,7 +12,7 @@ use std::time::Instant;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::media::{Direction, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, Input, Output, Rtc, RtcError};
+use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig, RtcError};
 
 pub struct Client {
     pub rtc: Rtc,
@@ -33,12 +33,25 @@ impl Client {
     /// A client on a new socket bound to `local`, with its host candidate, and its
     /// receive-only offer of `kinds` (video and audio, as a browser offers).
     pub fn offer(local: SocketAddr, kinds: &[MediaKind]) -> io::Result<(Client, Offer)> {
-        let mut client = Client::bind(local)?;
+        // RTP mode: str0m hands over RTP packets as they come, with no jitter buffer.
+        let rtc = Rtc::builder().set_rtp_mode(true);
+        Client::offer_with(rtc, local, kinds, Direction::RecvOnly)
+    }
+
+    /// A client of str0m configured as `rtc`, on a new socket bound to `local`, and its
+    /// offer of `kinds` in `direction` (send-only for a WHIP publisher).
+    pub fn offer_with(
+        rtc: RtcConfig,
+        local: SocketAddr,
+        kinds: &[MediaKind],
+        direction: Direction,
+    ) -> io::Result<(Client, Offer)> {
+        let mut client = Client::bind(local, rtc)?;
         let mut change = client.rtc.sdp_api();
         let kinds: BTreeMap<Mid, MediaKind> = kinds
             .iter()
             .map(|&kind| {
-                let mid = change.add_media(kind, Direction::RecvOnly, None, None, None);
+                let mid = change.add_media(kind, direction, None, None, None);
                 (mid, kind)
             })
             .collect();
@@ -64,7 +77,7 @@ impl Client {
     /// str0m is then a full ICE agent, the controlled one. The client and its SDP
     /// answer.
     pub fn answer(offer: &str, local: SocketAddr) -> anyhow::Result<(Client, String)> {
-        let mut client = Client::bind(local)?;
+        let mut client = Client::bind(local, Rtc::builder().set_rtp_mode(true))?;
         let answer = client
             .rtc
             .sdp_api()
@@ -72,11 +85,10 @@ impl Client {
         Ok((client, answer.to_sdp_string()))
     }
 
-    fn bind(local: SocketAddr) -> io::Result<Client> {
+    fn bind(local: SocketAddr, rtc: RtcConfig) -> io::Result<Client> {
         let socket = UdpSocket::bind(local)?;
         let local = socket.local_addr()?;
-        // RTP mode: str0m hands over RTP packets as they come, with no jitter buffer.
-        let mut rtc = Rtc::builder().set_rtp_mode(true).build(Instant::now());
+        let mut rtc = rtc.build(Instant::now());
         let candidate = Candidate::host(local, "udp").map_err(io::Error::other)?;
         rtc.add_local_candidate(candidate);
         Ok(Client { rtc, socket, local })

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use relay::config::{Config, PathConfig};
+use relay::ingest::rtsp::RtspTransport;
 use relay::ingest::Source;
 
 use crate::tempdir::TempDir;
@@ -24,18 +25,31 @@ pub fn loopback(workers: usize) -> Config {
 
 /// A path that plays the built-in demo clip.
 pub fn demo() -> PathConfig {
+    PathConfig::new(Source::Demo)
+}
+
+/// A path that waits for a WHIP publisher; `override_publisher` lets a second one
+/// replace the first (else it gets 409).
+pub fn publisher(override_publisher: bool) -> PathConfig {
     PathConfig {
-        source: Source::Demo,
-        max_readers: 0,
+        override_publisher,
+        ..PathConfig::new(Source::Publisher)
     }
 }
 
 /// A path fed by RTP pushed to `address`, whose payload formats `sdp` describes.
 pub fn rtp_push(address: SocketAddr, sdp: &str) -> PathConfig {
-    PathConfig {
-        source: Source::parse(&format!("udp+rtp://{address}"), Some(sdp))
+    PathConfig::new(
+        Source::parse(&format!("udp+rtp://{address}"), Some(sdp))
             .expect("an RTP push source the relay takes"),
-        max_readers: 0,
+    )
+}
+
+/// A path pulling `url` (rtsp://) over `transport`.
+pub fn rtsp_pull(url: &str, transport: RtspTransport) -> PathConfig {
+    PathConfig {
+        rtsp_transport: transport,
+        ..PathConfig::new(Source::parse(url, None).expect("an rtsp:// source the relay takes"))
     }
 }
 

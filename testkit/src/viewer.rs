@@ -1,7 +1,7 @@
 //! The viewer tests watch the relay with: a [`Client`] that connects over WHEP, keeps
 //! the payload of every RTP packet it gets, and can lose packets on purpose to make the
-//! relay resend them. It panics on what a test must not meet (a refused offer, a str0m
-//! error).
+//! relay resend them ([`Loss`]). It panics on what a test must not meet (a refused
+//! offer, a str0m error).
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -10,18 +10,67 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use str0m::media::{KeyframeRequestKind, MediaKind, Mid};
-use str0m::Event;
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
+use str0m::rtp::RawPacket;
+use str0m::{Event, Rtc, RtcConfig};
 
-use crate::client::Client;
+use crate::client::{Client, Offer};
 
 /// How long one signalling request may take.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What a viewer received: per SSRC, payloads by extended sequence number.
+/// What a viewer received: per SSRC, payloads by extended sequence number (RTX
+/// packets as str0m restores them: on the media SSRC, at their original number).
 #[derive(Default, Debug)]
 pub struct Received {
     pub streams: BTreeMap<u32, BTreeMap<u64, Vec<u8>>>,
+    /// Every RTP packet as it arrived, decrypted, when str0m was configured with
+    /// `enable_raw_packets` (see [`h264_config`]).
+    pub arrivals: Vec<Arrival>,
+}
+
+/// One RTP packet as it arrived, before str0m took RTX apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arrival {
+    pub ssrc: u32,
+    pub pt: u8,
+    pub seq: u16,
+    /// The first two bytes of the payload: an RTX packet's original sequence number.
+    pub head: Option<u16>,
+}
+
+/// Which media datagrams the viewer loses on purpose, before str0m sees them, once a
+/// stream is under way (a receiver cannot NACK what it never knew existed).
+#[derive(Debug)]
+pub enum Loss {
+    None,
+    /// The first arrival of every packet whose sequence number is a multiple of this.
+    Every(u16),
+    /// Each RTP datagram (resends too) with this probability, decided by a generator
+    /// seeded for the test: the same choices, arrival by arrival, every run.
+    Random {
+        fraction: f64,
+        rng: fastrand::Rng,
+    },
+}
+
+impl Loss {
+    pub fn random(fraction: f64, seed: u64) -> Loss {
+        Loss::Random {
+            fraction,
+            rng: fastrand::Rng::with_seed(seed),
+        }
+    }
+}
+
+/// A str0m configured as a browser receiving H264 (and Opus), with RTX for H264 or not,
+/// that keeps every RTP packet as it arrived ([`Received::arrivals`]).
+pub fn h264_config(rtx: bool) -> RtcConfig {
+    let mut rtc = Rtc::builder().clear_codecs().enable_raw_packets(true);
+    let codecs = rtc.codec_config();
+    codecs.add_h264(102.into(), rtx.then_some(103.into()), true, 0x42e01f);
+    codecs.enable_opus(true, false);
+    rtc
 }
 
 pub struct Viewer {
@@ -40,10 +89,11 @@ pub struct Viewer {
     /// STUN binding success responses received: the relay answered our ICE checks.
     pub stun_answers: usize,
     pub received: Received,
-    /// Drop the first arrival of every packet whose sequence number is a multiple of
-    /// this, once its stream is under way (0: drop nothing).
-    pub drop_every: u16,
-    dropped: HashSet<(u32, u16)>,
+    /// The relay's SDP answer.
+    pub answer: String,
+    pub loss: Loss,
+    /// What [`Loss`] dropped: (SSRC, sequence number).
+    pub dropped: HashSet<(u32, u16)>,
     pub dropped_count: usize,
 }
 
@@ -56,8 +106,22 @@ impl Viewer {
     /// A viewer whose media socket is bound to `ip`, offering video and audio.
     pub fn connect_from(http: &str, path: &str, ip: IpAddr) -> Viewer {
         let local = SocketAddr::new(ip, 0);
-        let (mut client, offer) = Client::offer(local, &[MediaKind::Video, MediaKind::Audio])
-            .unwrap_or_else(|e| panic!("a client on {local}: {e}"));
+        let offered = Client::offer(local, &[MediaKind::Video, MediaKind::Audio]);
+        Viewer::connect_client(http, path, offered)
+    }
+
+    /// A viewer from 127.0.0.1 whose str0m is configured as `rtc` (to offer codecs
+    /// str0m leaves out by default, such as H265).
+    pub fn connect_with(http: &str, path: &str, rtc: RtcConfig) -> Viewer {
+        let local = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+        let kinds = [MediaKind::Video, MediaKind::Audio];
+        let offered =
+            Client::offer_with(rtc.set_rtp_mode(true), local, &kinds, Direction::RecvOnly);
+        Viewer::connect_client(http, path, offered)
+    }
+
+    fn connect_client(http: &str, path: &str, offered: std::io::Result<(Client, Offer)>) -> Viewer {
+        let (mut client, offer) = offered.unwrap_or_else(|e| panic!("a client: {e}"));
         let agent = crate::http::agent(HTTP_TIMEOUT);
         let endpoint = crate::whep::endpoint(http, path);
         let reply = crate::whep::post_offer(&agent, &endpoint, &offer.sdp).expect("HTTP");
@@ -79,6 +143,14 @@ impl Viewer {
             .to_string();
         let kinds = offer.kinds.clone();
         client.accept(offer, &reply.body).expect("answer accepted");
+        // Browsers NACK lost video whether RTX was negotiated or not (the resends then
+        // come on the media SSRC); str0m only NACKs with RTX unless told.
+        for (mid, _) in kinds.iter().filter(|(_, k)| **k == MediaKind::Video) {
+            if let Some(stream) = client.rtc.direct_api().stream_rx_by_mid(*mid, None) {
+                stream.suppress_nack(false);
+            }
+        }
+        let answer = reply.body;
         Viewer {
             client,
             kinds,
@@ -89,7 +161,8 @@ impl Viewer {
             connected: false,
             stun_answers: 0,
             received: Received::default(),
-            drop_every: 0,
+            answer,
+            loss: Loss::None,
             dropped: HashSet::new(),
             dropped_count: 0,
         }
@@ -108,6 +181,16 @@ impl Viewer {
                     Event::RtpPacket(p) => {
                         let stream = received.streams.entry(*p.header.ssrc).or_default();
                         stream.insert(*p.seq_no, p.payload.to_vec());
+                    }
+                    Event::RawPacket(raw) => {
+                        if let RawPacket::RtpRx(header, payload) = *raw {
+                            received.arrivals.push(Arrival {
+                                ssrc: *header.ssrc,
+                                pt: *header.payload_type,
+                                seq: header.sequence_number,
+                                head: payload.get(..2).map(|h| u16::from_be_bytes([h[0], h[1]])),
+                            });
+                        }
                     }
                     _ => {}
                 })
@@ -133,7 +216,7 @@ impl Viewer {
     }
 
     fn should_drop(&mut self, data: &[u8]) -> bool {
-        if self.drop_every == 0
+        if matches!(self.loss, Loss::None)
             || data.len() < 12
             || !(128..=191).contains(&data[0])
             || (192..=223).contains(&data[1])
@@ -142,18 +225,18 @@ impl Viewer {
         }
         let seq = u16::from_be_bytes([data[2], data[3]]);
         let ssrc = u32::from_be_bytes([data[8], data[9], data[10], data[11]]);
-        // Nothing before the stream is under way: a receiver cannot NACK what it never
-        // knew existed (the very first packet).
-        let under_way = self
-            .received
-            .streams
-            .get(&ssrc)
-            .is_some_and(|s| s.len() > 10);
-        if under_way && seq.is_multiple_of(self.drop_every) && self.dropped.insert((ssrc, seq)) {
+        let under_way = self.received.streams.values().any(|s| s.len() > 10);
+        let drop = under_way
+            && match &mut self.loss {
+                Loss::None => false,
+                Loss::Every(n) => seq.is_multiple_of(*n) && !self.dropped.contains(&(ssrc, seq)),
+                Loss::Random { fraction, rng } => rng.f64() < *fraction,
+            };
+        if drop {
+            self.dropped.insert((ssrc, seq));
             self.dropped_count += 1;
-            return true;
         }
-        false
+        drop
     }
 
     /// The m-line that receives `kind`.

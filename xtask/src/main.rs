@@ -38,7 +38,7 @@ enum Task {
         args: Vec<OsString>,
     },
     /// Set up, build the relay and the load tools, then run the standard workloads
-    /// (W1-W4) against the relay and Janus side by side (`relay-bench suite`); writes
+    /// (W1-W4, W1R) against the relay and Janus side by side (`relay-bench suite`); writes
     /// docs/benchmarks.md's generated section, docs/plots/ and docs/suite.json. Needs root; takes about
     /// twenty minutes. Arguments that follow go to `relay-bench suite` (see its --help).
     Bench {

@@ -17,6 +17,8 @@ const PACKAGES: &[&str] = &[
     "zlib1g-dev",
     "build-essential",
     "pkg-config",
+    // The opus crate builds libopus from its bundled source with cmake.
+    "cmake",
     // XDP tests: network namespaces, veth, inspecting programs and traffic.
     "iproute2",
     "iputils-ping",
@@ -27,6 +29,14 @@ const PACKAGES: &[&str] = &[
     "chromium",
     "chromium-driver",
     "ffmpeg",
+    // RTSP pull tests: a real RTSP server (GStreamer's, run by /usr/bin/python3) with
+    // H264, H265 (x265, ugly) and AAC (libav) streams.
+    "gir1.2-gst-rtsp-server-1.0",
+    "python3-gi",
+    "gstreamer1.0-plugins-good",
+    "gstreamer1.0-plugins-bad",
+    "gstreamer1.0-plugins-ugly",
+    "gstreamer1.0-libav",
     // The peer of the side-by-side benchmarks: Janus Gateway's streaming plugin.
     "janus",
 ];

@@ -83,8 +83,8 @@ enum Tool {
     ///
     /// Prints progress on stderr, a table and then one JSON line on stdout.
     Swarm(relay_benches::swarm::Args),
-    /// The standard workloads (W1-W4) against the relay and Janus side by side, in a
-    /// network namespace of the run's own; `--docs docs/benchmarks.md` writes the
+    /// The standard workloads (W1-W4, and W1R: W1 pulled from one RTSP server) against
+    /// the relay and Janus side by side, in a network namespace of the run's own; `--docs docs/benchmarks.md` writes the
     /// results and plots there. Needs root. `cargo xtask bench` builds and runs it.
     ///
     /// Prints progress on stderr, a table and then one JSON line on stdout.
@@ -115,6 +115,16 @@ enum Tool {
     ///
     /// Prints progress on stderr, a table and then one JSON line on stdout.
     Publish(PublishArgs),
+    /// Time to the first decoded frame for a browser joining mid-GOP: headless Chromium
+    /// opens the relay's player page N times, at points spread over the GOP of an
+    /// RTP-pushed clip (default: 1280x720 30 fps ~2 Mbit/s H264, a keyframe every 4 s).
+    ///
+    /// The page times itself (`performance.now()` from navigation start) to the WHEP
+    /// POST, to the first `framesDecoded` in its stats and to the first frame presented;
+    /// `--keyframe-cache true|false` sets the relay's `keyframeCache`.
+    ///
+    /// Prints progress on stderr, a table and then one JSON line on stdout.
+    FirstFrame(relay_benches::first_frame::Args),
 }
 
 #[derive(clap::Args)]
@@ -147,6 +157,7 @@ fn main() -> anyhow::Result<()> {
         Tool::Suite(args) => relay_benches::suite::main(&args),
         Tool::XdpFlood(args) => relay_benches::xdp_flood::main(&args),
         Tool::Publish(args) => publish(&args),
+        Tool::FirstFrame(args) => relay_benches::first_frame::main(&args),
     }
 }
 

@@ -1,4 +1,4 @@
-//! HTTP: WHEP endpoints, the player page, metrics.
+//! HTTP: WHEP and WHIP endpoints, the player and publish pages, metrics.
 //!
 //! The HTTP layer knows nothing of sessions: it calls a [`Viewers`] implementation
 //! (the server's control plane) and maps its typed errors to status codes.
@@ -8,8 +8,11 @@
 //! | `POST /<path>/whep` (SDP offer)  | 201, the SDP answer, `Location: /<path>/whep/<id>` |
 //! | `DELETE /<path>/whep/<id>`       | 200: the viewer is gone                        |
 //! | `PATCH /<path>/whep/<id>`        | 204: trickled candidates, accepted and ignored |
-//! | `OPTIONS` on both                | 204, with `Accept-Post` / `Accept-Patch` and CORS |
+//! | `POST /<path>/whip` (SDP offer)  | 201, the SDP answer, `Location: /<path>/whip/<id>`; 409 if someone publishes and `overridePublisher` is off |
+//! | `DELETE`, `PATCH /<path>/whip/<id>` | as for WHEP: the publisher is gone / 204   |
+//! | `OPTIONS` on these               | 204, with `Accept-Post` / `Accept-Patch` and CORS |
 //! | `GET /<path>/`                   | the player page                                |
+//! | `GET /<path>/publish`            | the publish page (camera and microphone by WHIP) |
 //! | `GET /<path>`                    | redirect to `/<path>/`                         |
 //! | `GET /metrics`                   | Prometheus / OpenMetrics text, when enabled    |
 //!
@@ -41,14 +44,18 @@ use prometheus_client::registry::Registry;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+use crate::paths::{PublishRefused, ServedPath};
+
 /// What the HTTP layer asks of the relay.
 pub trait Viewers: Send + Sync + 'static {
     /// Creates a viewer of `path` from a WHEP offer; returns its id and the SDP answer.
     fn create(&self, path: &str, offer: &str) -> Result<Created, WhepError>;
-    /// Ends viewer `id` of `path`.
+    /// Creates the publisher of `path` from a WHIP offer; returns its id and the answer.
+    fn publish(&self, path: &str, offer: &str) -> Result<Created, WhepError>;
+    /// Ends session `id` (a viewer or the publisher) of `path`.
     fn delete(&self, path: &str, id: &str) -> Result<(), WhepError>;
-    /// Whether `path` is configured (for the player page).
-    fn has_path(&self, path: &str) -> bool;
+    /// The configured path named `path`: HTTP waits on its state before `create`.
+    fn path(&self, path: &str) -> Option<Arc<ServedPath>>;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +78,12 @@ pub enum WhepError {
     /// 503
     #[error("path '{0}' has reached maxReaders")]
     TooManyReaders(String),
+    /// 404, as MediaMTX answers, with the path's state (the player page shows it)
+    #[error("no stream is available on path '{0}': {1}")]
+    NoStream(String, String),
+    /// 409 when busy, 400 when the path has another source, 503 when a takeover stalls
+    #[error(transparent)]
+    Publish(#[from] PublishRefused),
 }
 
 pub struct HttpOptions {
@@ -174,6 +187,7 @@ async fn accept_failed(e: std::io::Error) {
 const SDP: &str = "application/sdp";
 const TRICKLE_ICE: &str = "application/trickle-ice-sdpfrag";
 const PLAYER: &str = include_str!("player.html");
+const PUBLISH: &str = include_str!("publish.html");
 const ACCEPT_POST: HeaderName = HeaderName::from_static("accept-post");
 const ACCEPT_PATCH: HeaderName = HeaderName::from_static("accept-patch");
 
@@ -203,32 +217,63 @@ fn with_logging(router: Router) -> Router {
     )
 }
 
+/// The signalling protocol of an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    /// Viewers (`/whep`).
+    Whep,
+    /// Publishers (`/whip`).
+    Whip,
+}
+
+impl Signal {
+    fn segment(self) -> &'static str {
+        match self {
+            Signal::Whep => "whep",
+            Signal::Whip => "whip",
+        }
+    }
+
+    /// `<path>` of `<path>/whep` or `<path>/whip`.
+    fn strip(url: &str) -> Option<(&str, Signal)> {
+        [Signal::Whep, Signal::Whip].into_iter().find_map(|signal| {
+            let path = url.strip_suffix(signal.segment())?.strip_suffix('/')?;
+            Some((path, signal))
+        })
+    }
+}
+
 /// Where a request goes, parsed from its URL path.
 #[derive(Debug, PartialEq, Eq)]
 enum Route<'a> {
-    /// `/<path>/whep`
-    Endpoint(&'a str),
-    /// `/<path>/whep/<id>`
-    Session(&'a str, &'a str),
+    /// `/<path>/whep`, `/<path>/whip`
+    Endpoint(&'a str, Signal),
+    /// `/<path>/whep/<id>`, `/<path>/whip/<id>`
+    Session(&'a str, Signal, &'a str),
     /// `/<path>/`
     Page(&'a str),
+    /// `/<path>/publish`
+    PublishPage(&'a str),
     /// `/<path>`
     Bare(&'a str),
 }
 
 impl<'a> Route<'a> {
-    /// Paths cannot contain a `whep` segment (config.rs refuses it), so the
-    /// first match from the end is the only one.
+    /// Paths cannot contain a `whep`, `whip` or `publish` segment (config.rs refuses
+    /// them), so the first match from the end is the only one.
     fn parse(url_path: &'a str) -> Option<Route<'a>> {
         let rest = url_path.strip_prefix('/')?;
-        let route = if let Some(path) = rest.strip_suffix("/whep") {
-            Route::Endpoint(path)
-        } else if let Some((path, id)) = rest
+        let route = if let Some((path, signal)) = Signal::strip(rest) {
+            Route::Endpoint(path, signal)
+        } else if let Some((path, signal, id)) = rest
             .rsplit_once('/')
-            .and_then(|(before, id)| Some((before.strip_suffix("/whep")?, id)))
+            .and_then(|(before, id)| Some((Signal::strip(before)?, id)))
             .filter(|(_, id)| !id.is_empty())
+            .map(|((path, signal), id)| (path, signal, id))
         {
-            Route::Session(path, id)
+            Route::Session(path, signal, id)
+        } else if let Some(path) = rest.strip_suffix("/publish") {
+            Route::PublishPage(path)
         } else if let Some(path) = rest.strip_suffix('/') {
             Route::Page(path)
         } else {
@@ -239,9 +284,10 @@ impl<'a> Route<'a> {
 
     fn path(&self) -> &'a str {
         match *self {
-            Route::Endpoint(path)
-            | Route::Session(path, _)
+            Route::Endpoint(path, _)
+            | Route::Session(path, ..)
             | Route::Page(path)
+            | Route::PublishPage(path)
             | Route::Bare(path) => path,
         }
     }
@@ -265,27 +311,27 @@ async fn dispatch(State(app): State<Arc<App>>, request: Request) -> Response {
         return not_found();
     };
     let path = route.path().to_owned();
-    if !viewers.has_path(&path) {
+    let Some(served) = viewers.path(&path) else {
         return if matches!(route, Route::Bare(_)) {
             not_found()
         } else {
             whep_error(WhepError::UnknownPath(path))
         };
-    }
+    };
     match (route, method) {
-        (Route::Endpoint(_), Method::POST) => {
-            create(viewers.clone(), path, request, app.read_timeout).await
+        (Route::Endpoint(_, signal), Method::POST) => {
+            create(viewers.clone(), served, request, app.read_timeout, signal).await
         }
-        (Route::Endpoint(_), Method::OPTIONS) => options(ACCEPT_POST, SDP),
-        (Route::Endpoint(_), method) => method_not_allowed(&method, "POST, OPTIONS"),
-        (Route::Session(_, id), Method::DELETE) => {
+        (Route::Endpoint(..), Method::OPTIONS) => options(ACCEPT_POST, SDP),
+        (Route::Endpoint(..), method) => method_not_allowed(&method, "POST, OPTIONS"),
+        (Route::Session(_, _, id), Method::DELETE) => {
             let (viewers, id) = (viewers.clone(), id.to_owned());
             match call_viewers(move || viewers.delete(&path, &id)).await {
                 Ok(()) => StatusCode::OK.into_response(),
                 Err(response) => response,
             }
         }
-        // The relay is ICE-lite: it learns each viewer's address from the viewer's own
+        // The relay is ICE-lite: it learns each peer's address from the peer's own
         // connectivity checks, so trickled candidates carry nothing it needs.
         (Route::Session(..), Method::PATCH) => match content_type(request.headers()) {
             Some(t) if t.eq_ignore_ascii_case(TRICKLE_ICE) => {
@@ -299,6 +345,10 @@ async fn dispatch(State(app): State<Arc<App>>, request: Request) -> Response {
             ([(header::CACHE_CONTROL, "no-cache")], Html(PLAYER)).into_response()
         }
         (Route::Page(_), method) => method_not_allowed(&method, "GET, HEAD"),
+        (Route::PublishPage(_), Method::GET | Method::HEAD) => {
+            ([(header::CACHE_CONTROL, "no-cache")], Html(PUBLISH)).into_response()
+        }
+        (Route::PublishPage(_), method) => method_not_allowed(&method, "GET, HEAD"),
         (Route::Bare(_), Method::GET | Method::HEAD) => {
             let query = request
                 .uri()
@@ -313,9 +363,10 @@ async fn dispatch(State(app): State<Arc<App>>, request: Request) -> Response {
 
 async fn create(
     viewers: Arc<dyn Viewers>,
-    path: String,
+    served: Arc<ServedPath>,
     request: Request,
     read_timeout: Duration,
+    signal: Signal,
 ) -> Response {
     match content_type(request.headers()) {
         Some(t) if t.eq_ignore_ascii_case(SDP) => {}
@@ -352,12 +403,24 @@ async fn create(
             "the request body is empty: send the SDP offer",
         );
     }
+    // An on-demand source starts now; a viewer's offer is answered once it is ready.
+    if signal == Signal::Whep {
+        if let Err(state) = served.wait_ready().await {
+            return whep_error(WhepError::NoStream(served.name.clone(), state.to_string()));
+        }
+    }
+    let path = served.name.clone();
     let location_path = path.clone();
-    let created = match call_viewers(move || viewers.create(&path, &offer)).await {
+    let created = match call_viewers(move || match signal {
+        Signal::Whep => viewers.create(&path, &offer),
+        Signal::Whip => viewers.publish(&path, &offer),
+    })
+    .await
+    {
         Ok(created) => created,
         Err(response) => return response,
     };
-    let location = format!("/{location_path}/whep/{}", created.id);
+    let location = format!("/{location_path}/{}/{}", signal.segment(), created.id);
     (
         StatusCode::CREATED,
         [
@@ -417,9 +480,14 @@ fn options(accept: HeaderName, media_type: &'static str) -> Response {
 
 fn whep_error(e: WhepError) -> Response {
     let status = match e {
-        WhepError::UnknownPath(_) | WhepError::UnknownSession(_) => StatusCode::NOT_FOUND,
+        WhepError::UnknownPath(_) | WhepError::UnknownSession(_) | WhepError::NoStream(..) => {
+            StatusCode::NOT_FOUND
+        }
         WhepError::BadOffer(_) => StatusCode::BAD_REQUEST,
         WhepError::TooManyReaders(_) => StatusCode::SERVICE_UNAVAILABLE,
+        WhepError::Publish(PublishRefused::Busy(_)) => StatusCode::CONFLICT,
+        WhepError::Publish(PublishRefused::NotPublisherPath(_)) => StatusCode::BAD_REQUEST,
+        WhepError::Publish(PublishRefused::TakeoverTimedOut(_)) => StatusCode::SERVICE_UNAVAILABLE,
     };
     text(status, e.to_string())
 }
@@ -446,7 +514,8 @@ fn method_not_allowed(method: &Method, allow: &'static str) -> Response {
 fn not_found() -> Response {
     text(
         StatusCode::NOT_FOUND,
-        "nothing here: a path's player page is /<path>/ and its WHEP endpoint /<path>/whep",
+        "nothing here: a path's player page is /<path>/, its WHEP endpoint /<path>/whep, \
+         its publish page /<path>/publish and its WHIP endpoint /<path>/whip",
     )
 }
 

@@ -15,7 +15,7 @@ use super::*;
 const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n";
 
 struct TestViewers {
-    paths: Vec<&'static str>,
+    paths: Vec<Arc<ServedPath>>,
     max_readers: usize,
     next_id: AtomicU32,
     /// id -> path
@@ -27,7 +27,10 @@ struct TestViewers {
 impl TestViewers {
     fn new(paths: &[&'static str]) -> TestViewers {
         TestViewers {
-            paths: paths.to_vec(),
+            paths: paths
+                .iter()
+                .map(|p| Arc::new(ServedPath::ready(*p, 0, Vec::new())))
+                .collect(),
             max_readers: 2,
             next_id: AtomicU32::new(1),
             sessions: Mutex::default(),
@@ -38,7 +41,7 @@ impl TestViewers {
 
 impl Viewers for TestViewers {
     fn create(&self, path: &str, offer: &str) -> Result<Created, WhepError> {
-        if !self.has_path(path) {
+        if self.path(path).is_none() {
             return Err(WhepError::UnknownPath(path.into()));
         }
         assert_ne!(path, "boom", "a Viewers implementation that panics");
@@ -58,6 +61,13 @@ impl Viewers for TestViewers {
         })
     }
 
+    fn publish(&self, path: &str, offer: &str) -> Result<Created, WhepError> {
+        if path == "busy" {
+            return Err(PublishRefused::Busy(path.into()).into());
+        }
+        self.create(path, offer)
+    }
+
     fn delete(&self, path: &str, id: &str) -> Result<(), WhepError> {
         let mut sessions = self.sessions.lock().unwrap();
         match sessions.get(id) {
@@ -69,8 +79,8 @@ impl Viewers for TestViewers {
         }
     }
 
-    fn has_path(&self, path: &str) -> bool {
-        self.paths.contains(&path)
+    fn path(&self, path: &str) -> Option<Arc<ServedPath>> {
+        self.paths.iter().find(|p| p.name == path).cloned()
     }
 }
 
@@ -185,12 +195,21 @@ fn options() -> HttpOptions {
 #[test]
 fn routes_parse_from_the_end() {
     use Route::*;
+    use Signal::*;
     for (url, route) in [
-        ("/cam/whep", Some(Endpoint("cam"))),
-        ("/cams/front/whep", Some(Endpoint("cams/front"))),
-        ("/cams/front/whep/abc", Some(Session("cams/front", "abc"))),
-        ("/cam/whep/abc", Some(Session("cam", "abc"))),
-        ("/whep/whep", Some(Endpoint("whep"))),
+        ("/cam/whep", Some(Endpoint("cam", Whep))),
+        ("/cams/front/whep", Some(Endpoint("cams/front", Whep))),
+        (
+            "/cams/front/whep/abc",
+            Some(Session("cams/front", Whep, "abc")),
+        ),
+        ("/cam/whep/abc", Some(Session("cam", Whep, "abc"))),
+        ("/whep/whep", Some(Endpoint("whep", Whep))),
+        ("/cams/front/whip", Some(Endpoint("cams/front", Whip))),
+        ("/cam/whip/abc", Some(Session("cam", Whip, "abc"))),
+        ("/cams/front/publish", Some(PublishPage("cams/front"))),
+        ("/publish", Some(Bare("publish"))),
+        ("/camwhip", Some(Bare("camwhip"))),
         ("/cams/front/", Some(Page("cams/front"))),
         ("/cams/front", Some(Bare("cams/front"))),
         // An empty id is not a session: it is the page of a path named "cam/whep",
@@ -236,6 +255,47 @@ fn whep_session_lifecycle_on_a_path_with_slashes() {
 
     let again: Reply = server.agent.delete(&session).call().into();
     again.assert_error(404, "no session 's1' on this path");
+}
+
+#[test]
+fn whip_publishes_answers_409_on_a_busy_path_and_serves_the_publish_page() {
+    let server = Server::start(TestViewers::new(&["cams/front", "busy"]), options());
+    let created = server.post_offer("/cams/front/whip", OFFER);
+    assert_eq!(created.status, 201, "{created:?}");
+    assert_eq!(created.header("location"), "/cams/front/whip/s1");
+    assert_eq!(created.header("content-type"), "application/sdp");
+    let deleted: Reply = server
+        .agent
+        .delete(server.url(created.header("location")))
+        .call()
+        .into();
+    assert_eq!(deleted.status, 200, "{deleted:?}");
+
+    server
+        .post_offer("/busy/whip", OFFER)
+        .assert_error(409, "someone is already publishing to path 'busy'");
+    let wrong_type: Reply = server
+        .agent
+        .post(server.url("/busy/whip"))
+        .header("Content-Type", "text/plain")
+        .send(OFFER)
+        .into();
+    wrong_type.assert_error(415, "Content-Type: application/sdp");
+
+    let page: Reply = server
+        .agent
+        .get(server.url("/cams/front/publish"))
+        .call()
+        .into();
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("getUserMedia"), "the publish page");
+    assert!(!page.body.contains("<script src"), "no external scripts");
+    let post_page: Reply = server
+        .agent
+        .post(server.url("/cams/front/publish"))
+        .send("")
+        .into();
+    post_page.assert_error(405, "use GET, HEAD");
 }
 
 #[test]

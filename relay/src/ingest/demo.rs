@@ -166,7 +166,11 @@ impl Clip {
         Ok(Clip {
             packets,
             frames,
-            parameter_sets: ParameterSets { sps, pps },
+            parameter_sets: ParameterSets {
+                vps: None,
+                sps,
+                pps,
+            },
             info,
         })
     }
@@ -431,7 +435,10 @@ mod tests {
     #[test]
     fn keyframes_are_marked_at_the_first_packet_of_each_idr_unit() {
         let clip = Arc::new(Clip::demo(1452).unwrap());
-        let (track, mut writer) = Track::new(clip.info.clone(), 4096);
+        let (track, mut writer) = Track::new(
+            clip.info.clone(),
+            crate::track::history::Retention::default(),
+        );
         let t0 = Instant::now();
         let mut player = DemoPlayer::new(clip.clone(), t0, 1, 0, 0);
         let mut frame_starts = Vec::new();

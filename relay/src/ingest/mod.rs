@@ -1,12 +1,14 @@
-//! Sources of tracks: the built-in demo clip and RTP pushed over UDP (MediaMTX's
-//! `udp+rtp://` sources described by `rtpSDP`).
+//! Sources of tracks: the built-in demo clip, RTP pushed over UDP (MediaMTX's
+//! `udp+rtp://` sources described by `rtpSDP`) and RTSP cameras pulled (`rtsp://`,
+//! in [`rtsp`], async tasks on the control plane's runtime).
 //!
-//! One ingest thread serves every source: an epoll set over the RTP sockets (batched
+//! One ingest thread serves every demo and RTP source: an epoll set over the RTP sockets (batched
 //! `recvmmsg`) with the demo's next frame as its timeout. Each received batch wakes the
 //! workers reading the tracks it fed once, not once per packet.
 
 pub mod demo;
 pub mod rtp;
+pub mod rtsp;
 pub mod sdp;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -23,9 +25,12 @@ use crate::io::udp::{self, UdpOptions, UdpReceiver};
 use crate::io::wake::Wakers;
 use crate::io::Receiver;
 use crate::lifeline::Lifeline;
+use crate::track::history::Retention;
 use crate::track::{Track, TrackWriter};
 use demo::{Clip, DemoPlayer};
-use rtp::{Counters, RtpDemux};
+pub use rtp::Counters;
+use rtp::RtpDemux;
+use rtsp::RtspUrl;
 use sdp::{RtpSdp, SdpError};
 
 /// Where a path's tracks come from (`source` in the config, with `rtpSDP`), read once
@@ -34,8 +39,12 @@ use sdp::{RtpSdp, SdpError};
 pub enum Source {
     /// The built-in H264 clip, looped.
     Demo,
+    /// A WHIP publisher (MediaMTX's default): the path waits for one.
+    Publisher,
     /// RTP pushed to `listen`, payload formats described by `sdp` (`rtpSDP`).
     Rtp { listen: SocketAddr, sdp: RtpSdp },
+    /// An RTSP camera or server, pulled.
+    Rtsp(RtspUrl),
 }
 
 /// Why a `source` (or the `rtpSDP` it needs) cannot be read. `MissingSdp` and `Sdp` are
@@ -43,8 +52,9 @@ pub enum Source {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SourceError {
     #[error(
-        "relay cannot read '{0}': write 'demo' or 'udp+rtp://IP:PORT' (MediaMTX's other \
-         sources, such as publisher or rtsp://, are not supported)"
+        "relay cannot read '{0}': write 'publisher', 'demo', 'udp+rtp://IP:PORT' or \
+         'rtsp://[user:pass@]host[:port]/path' (MediaMTX's other sources, such as \
+         srt://, are not supported)"
     )]
     Unsupported(String),
     #[error("relay cannot read '{given}': {reason}")]
@@ -56,19 +66,26 @@ pub enum SourceError {
 }
 
 impl Source {
-    /// Parses `demo` or `udp+rtp://ip:port` (`:port` listens on every IPv4 address; one
+    /// Parses `publisher`, `demo` or `udp+rtp://ip:port` (`:port` listens on every IPv4 address; one
     /// trailing `/`, a URL's empty path, is allowed), and for the latter its `rtp_sdp`.
     pub fn parse(source: &str, rtp_sdp: Option<&str>) -> Result<Source, SourceError> {
         let source = source.trim();
-        if source == "demo" {
-            return Ok(Source::Demo);
+        match source {
+            "demo" => return Ok(Source::Demo),
+            "publisher" => return Ok(Source::Publisher),
+            _ => {}
         }
-        let Some(address) = source.strip_prefix("udp+rtp://") else {
-            return Err(SourceError::Unsupported(source.into()));
-        };
         let bad = |reason: &str| SourceError::BadAddress {
             given: source.into(),
             reason: reason.into(),
+        };
+        if source.starts_with("rtsp://") || source.starts_with("rtsps://") {
+            return RtspUrl::parse(source)
+                .map(Source::Rtsp)
+                .map_err(|e| bad(&e));
+        }
+        let Some(address) = source.strip_prefix("udp+rtp://") else {
+            return Err(SourceError::Unsupported(source.into()));
         };
         let address = address.strip_suffix('/').unwrap_or(address);
         let listen: SocketAddr = match address.strip_prefix(':') {
@@ -104,7 +121,7 @@ impl Source {
     /// The `rtpSDP` that goes with the source, if it needs one.
     pub fn rtp_sdp(&self) -> Option<&str> {
         match self {
-            Source::Demo => None,
+            Source::Demo | Source::Publisher | Source::Rtsp(_) => None,
             Source::Rtp { sdp, .. } => Some(sdp.text()),
         }
     }
@@ -115,7 +132,9 @@ impl std::fmt::Display for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Source::Demo => f.write_str("demo"),
+            Source::Publisher => f.write_str("publisher"),
             Source::Rtp { listen, .. } => write!(f, "udp+rtp://{listen}"),
+            Source::Rtsp(url) => write!(f, "{url}"),
         }
     }
 }
@@ -133,6 +152,8 @@ pub struct IngestOptions {
     pub max_payload: usize,
     /// udpReadBufferSize: SO_RCVBUF of the RTP sockets, 0: the system default.
     pub recv_buffer: usize,
+    /// historyDuration, historyMaxBytes, keyframeCache: what each track keeps.
+    pub history: Retention,
 }
 
 impl Default for IngestOptions {
@@ -140,6 +161,7 @@ impl Default for IngestOptions {
         IngestOptions {
             max_payload: 1452,
             recv_buffer: 0,
+            history: Retention::default(),
         }
     }
 }
@@ -167,6 +189,15 @@ pub struct IngestStats {
 pub struct IngestCounters(Arc<[(String, Counters)]>);
 
 impl IngestCounters {
+    /// The counters of `path`, to count from another thread (an RTSP task).
+    pub fn of(&self, path: &str) -> Option<PathCounters> {
+        let index = self.0.iter().position(|(p, _)| p == path)?;
+        Some(PathCounters {
+            all: self.clone(),
+            index,
+        })
+    }
+
     pub fn stats(&self) -> IngestStats {
         let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
         IngestStats {
@@ -182,6 +213,20 @@ impl IngestCounters {
                 })
                 .collect(),
         }
+    }
+}
+
+/// One path's counters, held apart from the others'.
+#[derive(Clone)]
+pub struct PathCounters {
+    all: IngestCounters,
+    index: usize,
+}
+
+impl std::ops::Deref for PathCounters {
+    type Target = Counters;
+    fn deref(&self) -> &Counters {
+        &self.all.0[self.index].1
     }
 }
 
@@ -231,7 +276,8 @@ const STOP: Token = Token(usize::MAX);
 /// Batches taken from one socket per wakeup before the others (and the demo) get a turn.
 const MAX_BATCHES: usize = 16;
 
-/// Binds every RTP source, builds every track and starts the ingest thread.
+/// Binds every RTP source, builds every track and starts the ingest thread. RTSP
+/// sources only get their counters here (their tasks run on tokio).
 pub fn start(
     sources: Vec<(String, Source)>,
     wakers: Arc<Wakers>,
@@ -248,11 +294,17 @@ pub fn start(
     let udp_opts = UdpOptions {
         recv_buffer: opts.recv_buffer,
         send_buffer: 0,
+        // A source sends a frame's packets at a time; sockets are drained in turns of
+        // up to MAX_BATCHES batches. Each socket's buffer is batch x 2 KiB: with dozens
+        // of sources, the workers' 64 would be megabytes that hold nothing.
+        batch: 16,
         ..UdpOptions::default()
     };
     let now = Instant::now();
     for (index, (path, source)) in sources.into_iter().enumerate() {
         match source {
+            // A publisher's packets are written by the worker holding its session.
+            Source::Publisher => {}
             Source::Demo => {
                 let clip = match &clip {
                     Some(c) => c.clone(),
@@ -263,7 +315,7 @@ pub fn start(
                         ))
                         .clone(),
                 };
-                let (track, writer) = Track::new(clip.info.clone(), clip.info.default_history());
+                let (track, writer) = Track::new(clip.info.clone(), opts.history);
                 writer.set_parameter_sets(clip.parameter_sets.clone());
                 demos.push(DemoInput {
                     path: index,
@@ -288,7 +340,7 @@ pub fn start(
                 let mut tracks = Vec::new();
                 let mut writers = Vec::new();
                 for t in sdp.tracks() {
-                    let (track, writer) = Track::new(t.info.clone(), t.info.default_history());
+                    let (track, writer) = Track::new(t.info.clone(), opts.history);
                     if let Some(sets) = t.parameter_sets.clone() {
                         writer.set_parameter_sets(sets);
                     }
@@ -306,6 +358,7 @@ pub fn start(
                     tracks,
                 });
             }
+            Source::Rtsp(_) => {}
         }
         counters.push((path, Counters::default()));
     }

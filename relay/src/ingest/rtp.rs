@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use crate::track::{SourcePacket, TrackWriter};
 
@@ -102,16 +102,11 @@ impl Counters {
     }
 }
 
-/// Payloads are copied out of the receive batch into shared chunks of this size: one
-/// allocation per ~40 packets instead of one per packet.
-const ARENA: usize = 64 << 10;
-
 /// The tracks of one RTP port, told apart by payload type.
 pub struct RtpDemux {
     /// Payload type -> index in `writers`.
     by_pt: [Option<u8>; 128],
     writers: Vec<TrackWriter>,
-    arena: BytesMut,
     /// Worker mask to wake at the end of the batch.
     wake: u64,
 }
@@ -127,7 +122,6 @@ impl RtpDemux {
         RtpDemux {
             by_pt,
             writers,
-            arena: BytesMut::new(),
             wake: 0,
         }
     }
@@ -145,7 +139,10 @@ impl RtpDemux {
             return Counters::add(&counters.unknown_payload_type);
         };
         Counters::add(&counters.received);
-        let payload = self.copy(p.payload);
+        // Out of the receive batch for the writer, which packs it into the track's
+        // history at once: a short-lived copy (a chunk kept per source here would be
+        // 64 KiB a source of memory holding nothing).
+        let payload = Bytes::copy_from_slice(p.payload);
         let writer = &mut self.writers[track as usize];
         writer.push(SourcePacket {
             ssrc: p.ssrc,
@@ -161,14 +158,6 @@ impl RtpDemux {
     /// The workers to wake for the packets routed since the last call.
     pub fn take_wake_mask(&mut self) -> u64 {
         std::mem::take(&mut self.wake)
-    }
-
-    fn copy(&mut self, data: &[u8]) -> Bytes {
-        if self.arena.capacity() < data.len() {
-            self.arena = BytesMut::with_capacity(ARENA.max(data.len()));
-        }
-        self.arena.extend_from_slice(data);
-        self.arena.split().freeze()
     }
 }
 
@@ -243,14 +232,14 @@ mod tests {
                 codec: Codec::H264,
                 fmtp: String::new(),
             },
-            64,
+            crate::track::history::Retention::default(),
         );
         let (audio, aw) = Track::new(
             TrackInfo {
                 codec: Codec::Pcmu,
                 fmtp: String::new(),
             },
-            64,
+            crate::track::history::Retention::default(),
         );
         audio.add_reader(2);
         let mut demux = RtpDemux::new(vec![(96, vw), (0, aw)]);

@@ -6,7 +6,7 @@ use std::io::Cursor;
 use base64::Engine;
 use bytes::Bytes;
 
-use crate::track::{h264, Codec, ParameterSets, TrackInfo};
+use crate::track::{fmtp, h264, Codec, ParameterSets, TrackInfo};
 
 /// One payload type announced by the SDP.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,10 +33,14 @@ pub enum SdpError {
     NoRtpmap(u8),
     #[error(
         "unsupported codec {codec} (payload type {payload_type}); supported: \
-         H264/90000, opus/48000/2, PCMU/8000, PCMA/8000"
+         H264/90000, H265/90000, VP8/90000, VP9/90000, AV1/90000, opus/48000/2, \
+         PCMU/8000, PCMA/8000"
     )]
     UnsupportedCodec { codec: String, payload_type: u8 },
-    #[error("sprop-parameter-sets of payload type {0} is not base64 SPS and PPS")]
+    #[error(
+        "the parameter sets of payload type {0} are not base64 SPS and PPS \
+         (sprop-parameter-sets), or VPS, SPS and PPS (sprop-vps, sprop-sps, sprop-pps)"
+    )]
     BadParameterSets(u8),
 }
 
@@ -67,48 +71,84 @@ impl RtpSdp {
 
 /// Reads the tracks of an SDP. Lines may be indented or end in LF (YAML block scalars).
 fn parse(text: &str) -> Result<Vec<SdpTrack>, SdpError> {
-    let mut normalized = String::with_capacity(text.len() + 64);
-    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        normalized.push_str(line);
-        normalized.push_str("\r\n");
-    }
-    let session = sdp::SessionDescription::unmarshal(&mut Cursor::new(normalized))
-        .map_err(|e| SdpError::Syntax(e.to_string()))?;
+    let session = session(text)?;
     let mut tracks: Vec<SdpTrack> = Vec::new();
     for media in &session.media_descriptions {
         for format in &media.media_name.formats {
-            let payload_type = format
-                .parse::<u8>()
-                .ok()
-                .filter(|pt| *pt < 128)
-                .ok_or_else(|| SdpError::BadPayloadType(format.clone()))?;
-            if super::rtp::RTCP_TYPES.contains(&(payload_type | 0x80)) {
-                return Err(SdpError::RtcpPayloadType(payload_type));
-            }
+            let track = format_track(media, format)?;
+            let payload_type = track.payload_type;
             if tracks.iter().any(|t| t.payload_type == payload_type) {
                 return Err(SdpError::DuplicatePayloadType(payload_type));
             }
-            let rtpmap = attribute(media, "rtpmap", payload_type);
-            let fmtp = attribute(media, "fmtp", payload_type).unwrap_or_default();
-            let codec = codec(payload_type, rtpmap)?;
-            let parameter_sets = match codec {
-                Codec::H264 => sprop_parameter_sets(fmtp, payload_type)?,
-                _ => None,
-            };
-            tracks.push(SdpTrack {
-                payload_type,
-                info: TrackInfo {
-                    codec,
-                    fmtp: fmtp.to_string(),
-                },
-                parameter_sets,
-            });
+            tracks.push(track);
         }
     }
     if tracks.is_empty() {
         return Err(SdpError::NoMedia);
     }
     Ok(tracks)
+}
+
+/// One m= line of a camera's SDP: the fmtp of its first payload format, and its track
+/// or why relay cannot pass it through.
+pub type DescribedMedia = (String, Result<SdpTrack, SdpError>);
+
+/// A camera's SDP (an RTSP DESCRIBE answer), m= line by m= line.
+pub fn media_tracks(text: &str) -> Result<Vec<DescribedMedia>, SdpError> {
+    let session = session(text)?;
+    Ok(session
+        .media_descriptions
+        .iter()
+        .map(|media| match media.media_name.formats.first() {
+            Some(format) => {
+                let fmtp = format
+                    .parse()
+                    .ok()
+                    .and_then(|pt| attribute(media, "fmtp", pt))
+                    .unwrap_or_default();
+                (fmtp.to_owned(), format_track(media, format))
+            }
+            None => (String::new(), Err(SdpError::NoMedia)),
+        })
+        .collect())
+}
+
+fn session(text: &str) -> Result<sdp::SessionDescription, SdpError> {
+    let mut normalized = String::with_capacity(text.len() + 64);
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        normalized.push_str(line);
+        normalized.push_str("\r\n");
+    }
+    sdp::SessionDescription::unmarshal(&mut Cursor::new(normalized))
+        .map_err(|e| SdpError::Syntax(e.to_string()))
+}
+
+/// The track one payload format of an m= line describes.
+fn format_track(media: &sdp::MediaDescription, format: &str) -> Result<SdpTrack, SdpError> {
+    let payload_type = format
+        .parse::<u8>()
+        .ok()
+        .filter(|pt| *pt < 128)
+        .ok_or_else(|| SdpError::BadPayloadType(format.to_owned()))?;
+    if super::rtp::RTCP_TYPES.contains(&(payload_type | 0x80)) {
+        return Err(SdpError::RtcpPayloadType(payload_type));
+    }
+    let rtpmap = attribute(media, "rtpmap", payload_type);
+    let fmtp = attribute(media, "fmtp", payload_type).unwrap_or_default();
+    let codec = codec(payload_type, rtpmap)?;
+    let parameter_sets = match codec {
+        Codec::H264 => sprop_parameter_sets(fmtp, payload_type)?,
+        Codec::H265 => h265_sprops(fmtp, payload_type)?,
+        _ => None,
+    };
+    Ok(SdpTrack {
+        payload_type,
+        info: TrackInfo {
+            codec,
+            fmtp: fmtp.to_string(),
+        },
+        parameter_sets,
+    })
 }
 
 /// The value of `a=<key>:<pt> <value>` for payload type `pt`.
@@ -146,29 +186,57 @@ fn codec(payload_type: u8, rtpmap: Option<&str>) -> Result<Codec, SdpError> {
 }
 
 fn sprop_parameter_sets(fmtp: &str, pt: u8) -> Result<Option<ParameterSets>, SdpError> {
-    let Some(value) = fmtp
-        .split(';')
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("sprop-parameter-sets"))
-        .map(|(_, v)| v.trim())
-    else {
+    let Some(value) = fmtp::param(fmtp, "sprop-parameter-sets") else {
         return Ok(None);
     };
     let (mut sps, mut pps) = (None, None);
-    for nal in value.split(',') {
-        let nal = base64::engine::general_purpose::STANDARD
-            .decode(nal.trim())
-            .map_err(|_| SdpError::BadParameterSets(pt))?;
+    for nal in base64_nal_units(value, pt)? {
         match nal.first().map(|b| b & 0x1f) {
-            Some(h264::NAL_SPS) => sps = Some(Bytes::from(nal)),
-            Some(h264::NAL_PPS) => pps = Some(Bytes::from(nal)),
+            Some(h264::NAL_SPS) => sps = Some(nal),
+            Some(h264::NAL_PPS) => pps = Some(nal),
             _ => {}
         }
     }
     match (sps, pps) {
-        (Some(sps), Some(pps)) => Ok(Some(ParameterSets { sps, pps })),
+        (Some(sps), Some(pps)) => Ok(Some(ParameterSets {
+            vps: None,
+            sps,
+            pps,
+        })),
         _ => Err(SdpError::BadParameterSets(pt)),
     }
+}
+
+/// RFC 7798 7.1 `sprop-vps`, `sprop-sps`, `sprop-pps`: all three or none.
+fn h265_sprops(fmtp: &str, pt: u8) -> Result<Option<ParameterSets>, SdpError> {
+    let last = |key| -> Result<Option<Bytes>, SdpError> {
+        let Some(value) = fmtp::param(fmtp, key) else {
+            return Ok(None);
+        };
+        Ok(base64_nal_units(value, pt)?.pop())
+    };
+    match (last("sprop-vps")?, last("sprop-sps")?, last("sprop-pps")?) {
+        (None, None, None) => Ok(None),
+        (Some(vps), Some(sps), Some(pps)) => Ok(Some(ParameterSets {
+            vps: Some(vps),
+            sps,
+            pps,
+        })),
+        _ => Err(SdpError::BadParameterSets(pt)),
+    }
+}
+
+/// A comma-separated list of base64 NAL units.
+fn base64_nal_units(value: &str, pt: u8) -> Result<Vec<Bytes>, SdpError> {
+    value
+        .split(',')
+        .map(|nal| {
+            base64::engine::general_purpose::STANDARD
+                .decode(nal.trim())
+                .map(Bytes::from)
+                .map_err(|_| SdpError::BadParameterSets(pt))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -188,6 +256,35 @@ mod tests {
         a=rtpmap:96 H264/90000
         a=fmtp:96 packetization-mode=1; sprop-parameter-sets=Z0LAHtkAoC/5cBEAAAMAAQAAAwA8DxYuSA==,aMuDyyA=; profile-level-id=42C01E
     ";
+
+    // ffmpeg 5.1, libx265 with `-flags:v +global_header`.
+    const FFMPEG_H265: &str = "
+        v=0
+        o=- 0 0 IN IP4 127.0.0.1
+        s=No Name
+        c=IN IP4 127.0.0.1
+        t=0 0
+        a=tool:libavformat LIBAVFORMAT_VERSION
+        m=video 5999 RTP/AVP 96
+        a=rtpmap:96 H265/90000
+        a=fmtp:96 sprop-vps=QAEMAf//BAgAAAMAnggAAAMAADyVmAk=; sprop-sps=QgEBBAgAAAMAnggAAAMAADyQAUEB4ssrNJJleAtwICAAQAAAAwBAAAADAoI=; sprop-pps=RAHBcoYMRiQ=
+    ";
+
+    #[test]
+    fn reads_ffmpeg_h265_with_parameter_sets() {
+        let tracks = parse(FFMPEG_H265).unwrap();
+        assert_eq!(tracks[0].info.codec, Codec::H265);
+        let sets = tracks[0].parameter_sets.as_ref().unwrap();
+        let types: Vec<u8> = sets
+            .nal_units()
+            .iter()
+            .map(|n| crate::track::h265::nal_type(n[0]))
+            .collect();
+        assert_eq!(types, [32, 33, 34]);
+        // Two of the three are no usable set.
+        let partial = FFMPEG_H265.replace("sprop-vps", "x-vps");
+        assert_eq!(parse(&partial).unwrap_err(), SdpError::BadParameterSets(96));
+    }
 
     fn session(media: &str) -> String {
         format!("v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n{media}")
@@ -237,15 +334,17 @@ mod tests {
     fn clear_errors() {
         let err = |media: &str| parse(&session(media)).unwrap_err();
         assert_eq!(
-            err("m=video 5004 RTP/AVP 96\r\na=rtpmap:96 H265/90000\r\n"),
+            err("m=video 5004 RTP/AVP 96\r\na=rtpmap:96 MP4V-ES/90000\r\n"),
             SdpError::UnsupportedCodec {
-                codec: "H265/90000".into(),
+                codec: "MP4V-ES/90000".into(),
                 payload_type: 96
             }
         );
-        assert!(err("m=video 5004 RTP/AVP 96\r\na=rtpmap:96 H265/90000\r\n")
-            .to_string()
-            .contains("H265/90000"));
+        assert!(
+            err("m=video 5004 RTP/AVP 96\r\na=rtpmap:96 MP4V-ES/90000\r\n")
+                .to_string()
+                .contains("MP4V-ES/90000")
+        );
         assert!(matches!(
             err("m=audio 5004 RTP/AVP 97\r\na=rtpmap:97 opus/8000/2\r\n"),
             SdpError::UnsupportedCodec { .. }

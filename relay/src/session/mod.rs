@@ -22,6 +22,7 @@ mod dtls;
 pub mod ice;
 pub mod keys;
 pub mod offer;
+pub mod publish;
 pub mod rtcp;
 
 use std::collections::VecDeque;
@@ -32,15 +33,16 @@ use std::time::{Duration, Instant};
 use str0m::change::SdpOffer;
 use str0m::format::{Codec as StrCodec, FormatParams};
 use str0m::media::Frequency;
-use str0m::media::{MediaKind as StrKind, Mid};
+use str0m::media::{KeyframeRequestKind, MediaKind as StrKind, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 
 use crate::srtp::{self, Inbound, Outbound, Profile};
-use crate::track::{h264, Codec, MediaKind, Track};
+use crate::track::{h264, Codec, MediaKind, SourcePacket, Track, TrackInfo, TrackWriter};
 use consent::Consent;
 use ice::IceCredentials;
 use keys::{DtlsRole, KeySlot};
+use publish::{Offered, Publication};
 use rtcp::Feedback;
 
 /// How long str0m stays after DTLS completes when the viewer sends no RTCP: long enough
@@ -49,6 +51,9 @@ const STR0M_GRACE: Duration = Duration::from_secs(10);
 /// Addresses one session may be reached from (one per candidate pair the viewer tried):
 /// the oldest is forgotten past this.
 pub const MAX_REMOTES: usize = 8;
+/// A live publisher's session has no deadline: this stands for "never" (str0m and ICE
+/// consent end it).
+const PUBLISHER_LIFE: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 /// What a session needs from the relay's configuration.
 #[derive(Debug, Clone)]
@@ -58,6 +63,9 @@ pub struct SessionConfig {
     pub mtu: usize,
     pub handshake_timeout: Duration,
     pub allow_legacy_srtp: bool,
+    /// `keyframeRequestInterval`: viewers' PLI/FIR reach a publisher at most this often
+    /// per track.
+    pub keyframe_request_interval: Duration,
 }
 
 /// One track sent on one m-line of the viewer's session.
@@ -69,6 +77,9 @@ pub struct Binding {
     pub ssrc: u32,
     /// The payload type the viewer's offer gave the track's codec.
     pub pt: u8,
+    /// Where the viewer negotiated RTX (RFC 4588) for that codec: our RTX SSRC (the
+    /// answer's `a=ssrc-group:FID`) and the RTX payload type paired with `pt`.
+    pub rtx: Option<(u32, u8)>,
     /// The CNAME the answer announced for our SSRC (sender reports repeat it).
     pub cname: String,
 }
@@ -94,7 +105,8 @@ pub enum SessionEvent {
     Authenticated(SocketAddr),
     /// This address is no longer the viewer's (pushed out by newer ones).
     Forgotten(SocketAddr),
-    Feedback(Feedback),
+    /// RTCP feedback from the viewer, and when its datagram arrived.
+    Feedback(Feedback, Instant),
     Closed(CloseReason),
 }
 
@@ -153,7 +165,13 @@ enum State {
 /// Who answers the viewer's ICE and DTLS.
 enum Engine {
     /// str0m: SDP, ICE-lite, DTLS, until the viewer proves it has the keys.
-    Str0m { rtc: Box<Rtc>, keys: Arc<KeySlot> },
+    Str0m {
+        rtc: Box<Rtc>,
+        keys: Arc<KeySlot>,
+        /// Our addresses str0m has as local candidates: those advertised, and those
+        /// checks reached us at (see `handle_check`).
+        locals: Vec<SocketAddr>,
+    },
     /// Only consent checks are left.
     Consent(Consent),
 }
@@ -175,6 +193,11 @@ pub struct Session {
     next_timeout: Instant,
     pending: VecDeque<SessionOutput>,
     pub stats: SessionStats,
+    /// A publisher's m-lines and the codec taken from each; empty for a viewer.
+    offered: Vec<Offered>,
+    /// A publisher's tracks, once the path gave it their writers.
+    publication: Option<Publication>,
+    keyframe_request_interval: Duration,
 }
 
 impl std::fmt::Debug for Session {
@@ -197,12 +220,7 @@ impl Session {
         config: &SessionConfig,
     ) -> Result<(Session, String), OfferError> {
         offer::check(offer)?;
-        let offer = SdpOffer::from_sdp_string(offer).map_err(|e| offer::unreadable(offer, &e))?;
-        let mut rtc_config = RtcConfig::new()
-            .set_ice_lite(true)
-            .set_dtls_cert(keys::certificate().clone())
-            .clear_codecs()
-            .set_mtu(576..=config.mtu.max(576))
+        let mut rtc_config = rtc_config(config)
             // We never write media through str0m: its send buffers stay empty.
             .set_send_buffer_audio(1)
             .set_send_buffer_video(1)
@@ -211,23 +229,71 @@ impl Session {
             .set_rtcp_report_interval_video(Duration::from_secs(5))
             .set_rtcp_report_interval_audio(Duration::from_secs(5));
         add_codecs(&mut rtc_config, tracks);
-        let (mut rtc, keys) = keys::build_rtc(rtc_config, now);
-        for addr in &config.candidates {
-            if let Ok(c) = Candidate::host(*addr, "udp") {
-                rtc.add_local_candidate(c);
-            }
-        }
-        let answer = rtc
-            .sdp_api()
-            .accept_offer(offer)
-            .map_err(|e| OfferError::Negotiation(e.to_string()))?;
-        let answer = answer.to_sdp_string();
+        let (mut rtc, keys, answer) = answer(now, offer, rtc_config, config)?;
         let media = bind_tracks(&mut rtc, &answer, tracks)?;
+        Ok((Session::new(now, rtc, keys, media, config), answer))
+    }
+
+    /// Answers a publisher's WHIP offer: one track per sending m-line, in the first
+    /// codec of it relay can relay. Returns the session and the SDP answer; the session
+    /// publishes once given its tracks' writers ([`Session::start_publishing`]).
+    pub fn publisher(
+        now: Instant,
+        offer: &str,
+        config: &SessionConfig,
+    ) -> Result<(Session, String), OfferError> {
+        offer::check(offer)?;
+        let offered = publish::choose_codecs(offer).map_err(OfferError::NoCommonMedia)?;
+        // str0m keeps the publisher's session: RTP mode hands us its packets decrypted,
+        // as they come, and it sends the publisher receiver reports, NACK and PLI.
+        let mut rtc_config = rtc_config(config).set_rtp_mode(true);
+        for o in &offered {
+            let frequency = match o.info.codec.clock_rate() {
+                48_000 => Frequency::FORTY_EIGHT_KHZ,
+                8_000 => Frequency::EIGHT_KHZ,
+                _ => Frequency::NINETY_KHZ,
+            };
+            rtc_config.codec_config().add_config(
+                o.pt.into(),
+                o.rtx.map(Into::into),
+                str0m_codec(o.info.codec),
+                frequency,
+                o.channels,
+                FormatParams::parse_line(&o.info.fmtp),
+            );
+        }
+        let (rtc, keys, answer) = answer(now, offer, rtc_config, config)?;
+        // Only m-lines str0m accepted for receiving, with the codec chosen, are tracks.
+        let offered: Vec<Offered> = offered
+            .into_iter()
+            .filter(|o| {
+                rtc.media(o.mid)
+                    .is_some_and(|m| m.direction().is_receiving())
+            })
+            .collect();
+        if offered.is_empty() {
+            return Err(OfferError::NoCommonMedia(
+                "str0m accepted none of the offered m-lines for receiving".into(),
+            ));
+        }
+        let mut session = Session::new(now, rtc, keys, Vec::new(), config);
+        session.offered = offered;
+        Ok((session, answer))
+    }
+
+    fn new(
+        now: Instant,
+        mut rtc: Rtc,
+        keys: Arc<KeySlot>,
+        media: Vec<Binding>,
+        config: &SessionConfig,
+    ) -> Session {
         let creds = rtc.direct_api().local_ice_credentials();
-        let session = Session {
+        Session {
             engine: Engine::Str0m {
                 rtc: Box::new(rtc),
                 keys,
+                locals: config.candidates.clone(),
             },
             ice: IceCredentials {
                 ufrag: creds.ufrag,
@@ -243,8 +309,70 @@ impl Session {
             next_timeout: now,
             pending: VecDeque::new(),
             stats: SessionStats::default(),
+            offered: Vec::new(),
+            publication: None,
+            keyframe_request_interval: config.keyframe_request_interval,
+        }
+    }
+
+    /// What a publisher's tracks are (empty for a viewer): the path's writers for them
+    /// go to [`Session::start_publishing`].
+    pub fn published_tracks(&self) -> Vec<TrackInfo> {
+        self.offered.iter().map(|o| o.info.clone()).collect()
+    }
+
+    pub fn is_publisher(&self) -> bool {
+        !self.offered.is_empty()
+    }
+
+    /// Gives a publisher the writers of its tracks, in the order of `published_tracks`.
+    pub fn start_publishing(&mut self, writers: Vec<TrackWriter>) {
+        let interval = self.keyframe_request_interval;
+        self.publication = Some(Publication::new(&self.offered, writers, interval));
+    }
+
+    /// A publisher's writers, taken back when it ends (None for a viewer).
+    pub fn take_writers(&mut self) -> Option<Vec<TrackWriter>> {
+        self.publication.take().map(Publication::into_writers)
+    }
+
+    /// A publisher on worker `worker`: viewers' keyframe requests wake that worker.
+    pub fn attach_keyframe_requests(&self, worker: usize) {
+        if let Some(p) = &self.publication {
+            p.attach(worker);
+        }
+    }
+
+    /// The workers reading tracks this publisher fed since the last call.
+    pub fn take_readers(&mut self) -> u64 {
+        self.publication
+            .as_mut()
+            .map_or(0, Publication::take_readers)
+    }
+
+    /// Asks the publisher for keyframes its viewers wait for, at most one per track per
+    /// interval (`keyframeRequestInterval`).
+    pub fn request_keyframes(&mut self, now: Instant) {
+        let Some(publication) = &mut self.publication else {
+            return;
         };
-        Ok((session, answer))
+        let mids = publication.keyframes_to_request(now);
+        let Engine::Str0m { rtc, .. } = &mut self.engine else {
+            return;
+        };
+        if mids.is_empty() || self.state != State::Live {
+            return;
+        }
+        for mid in mids {
+            if let Some(stream) = rtc.direct_api().stream_rx_by_mid(mid, None) {
+                stream.request_keyframe(KeyframeRequestKind::Pli);
+            }
+        }
+        // str0m sends feedback on its next timeout.
+        if let Err(e) = rtc.handle_input(Input::Timeout(now)) {
+            self.close(CloseReason::Failed(e.to_string()));
+        }
+        self.drain(now);
     }
 
     /// A session as it stands once live with str0m gone, built from its parts, its
@@ -274,6 +402,9 @@ impl Session {
             allow_legacy_srtp: false,
             pending: VecDeque::new(),
             stats: SessionStats::default(),
+            offered: Vec::new(),
+            publication: None,
+            keyframe_request_interval: Duration::from_secs(1),
         };
         session.authenticate(route.remote);
         session
@@ -323,6 +454,10 @@ impl Session {
         match (first, data.get(1)) {
             (20..=63, _) => self.handle_dtls(now, source, destination, data),
             // RFC 5761: RTCP packet types 192..=223 share the RTP version bits.
+            // A publisher's SRTP and SRTCP are str0m's: it keeps the session.
+            (128..=191, Some(_)) if self.is_publisher() => {
+                self.feed_str0m(now, source, destination, data)
+            }
             (128..=191, Some(192..=223)) => self.handle_srtcp(now, data),
             (128..=191, Some(_)) => self.stats.unexpected += 1,
             _ => self.stats.malformed += 1,
@@ -343,7 +478,19 @@ impl Session {
         };
         self.authenticate(source);
         match &mut self.engine {
-            Engine::Str0m { .. } => self.feed_str0m(now, source, destination, data),
+            Engine::Str0m { rtc, locals, .. } => {
+                // Behind a port-forwarding NAT or proxy (`webrtcAdditionalHosts`), checks
+                // reach an address we did not advertise, and str0m answers only on its
+                // local candidates: the address becomes one (unadvertised: the answer is
+                // out). Only checks with our password get here.
+                if !locals.contains(&destination) {
+                    if let Ok(c) = Candidate::host(destination, "udp") {
+                        rtc.add_local_candidate(c);
+                    }
+                    locals.push(destination);
+                }
+                self.feed_str0m(now, source, destination, data)
+            }
             Engine::Consent(consent) => {
                 let reply = consent.answer(now, &self.ice, source, &check);
                 let route = Route {
@@ -440,6 +587,14 @@ impl Session {
                 _ => {}
             }
         }
+        if self
+            .publication
+            .as_ref()
+            .and_then(Publication::keyframe_due)
+            .is_some_and(|t| t <= now)
+        {
+            self.request_keyframes(now);
+        }
         match &mut self.engine {
             Engine::Str0m { rtc, .. } => {
                 if let Err(e) = rtc.handle_input(Input::Timeout(now)) {
@@ -474,9 +629,14 @@ impl Session {
 
     /// Next output; `Timeout` when there is nothing more until then.
     pub fn poll_output(&mut self) -> SessionOutput {
+        let keyframe_due = self
+            .publication
+            .as_ref()
+            .and_then(Publication::keyframe_due);
+        let next = keyframe_due.map_or(self.next_timeout, |t| t.min(self.next_timeout));
         self.pending
             .pop_front()
-            .unwrap_or(SessionOutput::Timeout(self.next_timeout))
+            .unwrap_or(SessionOutput::Timeout(next))
     }
 
     /// Takes everything str0m has to say into `pending`.
@@ -507,8 +667,9 @@ impl Session {
                         // DTLS or str0m's RTCP: both go to the nominated address.
                         self.set_route(route);
                     }
-                    // str0m's own RTCP is dropped: see the module doc.
-                    if !(128..=191).contains(&first) {
+                    // A viewer's RTCP from str0m is dropped (see the module doc); a
+                    // publisher's is str0m's to send (reports, NACK, PLI).
+                    if !(128..=191).contains(&first) || self.is_publisher() {
                         self.pending.push_back(SessionOutput::Transmit {
                             route,
                             data: t.contents.to_vec(),
@@ -516,6 +677,7 @@ impl Session {
                     }
                 }
                 Output::Event(Event::Connected) => self.go_live(now),
+                Output::Event(Event::RtpPacket(p)) => self.publish(p),
                 Output::Event(Event::IceConnectionStateChange(
                     IceConnectionState::Disconnected,
                 )) => self.close(CloseReason::IceDisconnected),
@@ -536,6 +698,13 @@ impl Session {
     }
 
     fn go_live(&mut self, now: Instant) {
+        if self.is_publisher() {
+            // str0m keeps the session (its SRTP is the publisher's): no deadline to
+            // retire it by.
+            self.state = State::Live;
+            self.deadline = now + PUBLISHER_LIFE;
+            return;
+        }
         let Engine::Str0m { keys, .. } = &self.engine else {
             return;
         };
@@ -578,6 +747,29 @@ impl Session {
         matches!(self.engine, Engine::Consent(_))
     }
 
+    /// A publisher's packet, decrypted by str0m, into its track.
+    fn publish(&mut self, p: str0m::rtp::RtpPacket) {
+        let (Engine::Str0m { rtc, .. }, Some(publication)) =
+            (&mut self.engine, &mut self.publication)
+        else {
+            return;
+        };
+        let Some(mid) = rtc.direct_api().stream_rx(&p.header.ssrc).map(|s| s.mid()) else {
+            return;
+        };
+        publication.push(
+            mid,
+            SourcePacket {
+                ssrc: *p.header.ssrc,
+                seq: p.header.sequence_number,
+                timestamp: p.header.timestamp,
+                marker: p.header.marker,
+                payload: publish::payload(p.payload),
+                arrival: p.timestamp,
+            },
+        );
+    }
+
     /// Hands ICE over to the consent responder and frees str0m.
     fn retire_str0m(&mut self, now: Instant) {
         if let Engine::Str0m { .. } = self.engine {
@@ -609,12 +801,44 @@ impl Session {
         self.retire_str0m(now);
         let pending = &mut self.pending;
         let parsed = rtcp::parse_compound(&buf[..len], &mut |f| {
-            pending.push_back(SessionOutput::Event(SessionEvent::Feedback(f)))
+            pending.push_back(SessionOutput::Event(SessionEvent::Feedback(f, now)))
         });
         if parsed.is_err() {
             self.stats.malformed += 1;
         }
     }
+}
+
+/// What every session's str0m is: ICE-lite, our DTLS certificate, no codec but those
+/// the caller adds.
+fn rtc_config(config: &SessionConfig) -> RtcConfig {
+    RtcConfig::new()
+        .set_ice_lite(true)
+        .set_dtls_cert(keys::certificate().clone())
+        .clear_codecs()
+        .set_mtu(576..=config.mtu.max(576))
+}
+
+/// Runs a checked `offer` through str0m built from `rtc_config`, with our host
+/// candidates: str0m, the slot its SRTP keys will be captured in, and the SDP answer.
+fn answer(
+    now: Instant,
+    offer: &str,
+    rtc_config: RtcConfig,
+    config: &SessionConfig,
+) -> Result<(Rtc, Arc<KeySlot>, String), OfferError> {
+    let offer = SdpOffer::from_sdp_string(offer).map_err(|e| offer::unreadable(offer, &e))?;
+    let (mut rtc, keys) = keys::build_rtc(rtc_config, now);
+    for addr in &config.candidates {
+        if let Ok(c) = Candidate::host(*addr, "udp") {
+            rtc.add_local_candidate(c);
+        }
+    }
+    let answer = rtc
+        .sdp_api()
+        .accept_offer(offer)
+        .map_err(|e| OfferError::Negotiation(e.to_string()))?;
+    Ok((rtc, keys, answer.to_sdp_string()))
 }
 
 /// Offers str0m exactly the codecs of the path's tracks, with the source's H264 profile.
@@ -646,10 +870,35 @@ fn add_codecs(config: &mut RtcConfig, tracks: &[Arc<Track>]) {
                     ..Default::default()
                 },
             ),
+            Codec::H265 => {
+                let [profile, tier, level] = h265_profile_tier_level(&track.info.fmtp);
+                codecs.add_h265(next_pt.into(), None, profile, tier, level);
+                next_pt += 1;
+            }
+            Codec::Vp8 => codecs.enable_vp8(true),
+            Codec::Vp9 => codecs.enable_vp9(true),
+            Codec::Av1 => codecs.enable_av1(true),
             Codec::Pcmu => codecs.enable_pcmu(true, false),
             Codec::Pcma => codecs.enable_pcma(true, false),
         }
     }
+}
+
+/// RFC 7798's `profile-id`, `tier-flag` and `level-id` from an fmtp line, each
+/// defaulting as the RFC says (Main profile, Main tier, level 3.1).
+fn h265_profile_tier_level(fmtp: &str) -> [u8; 3] {
+    let value = |key: &str, default: u8| {
+        fmtp.split(';')
+            .filter_map(|kv| kv.trim().split_once('='))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case(key))
+            .and_then(|(_, v)| v.trim().parse().ok())
+            .unwrap_or(default)
+    };
+    [
+        value("profile-id", 1),
+        value("tier-flag", 0),
+        value("level-id", 93),
+    ]
 }
 
 /// Pairs each sending m-line of the answer with a track of its kind, in order.
@@ -682,23 +931,26 @@ fn bind_tracks(
         };
         let track = free[pos];
         let want = str0m_codec(track.info.codec);
-        let pt = rtc.writer(mid).and_then(|w| {
+        // str0m's answer takes the offer's RTX payload type for the codec, if any.
+        let pts = rtc.writer(mid).and_then(|w| {
             w.payload_params()
                 .find(|p| p.spec().codec == want)
-                .map(|p| *p.pt())
+                .map(|p| (*p.pt(), p.resend().map(|rtx| *rtx)))
         });
-        let ssrc = rtc
+        // str0m gives the stream an RTX SSRC when any of the m-line's codecs has RTX.
+        let ssrcs = rtc
             .direct_api()
             .stream_tx_by_mid(mid, None)
-            .map(|s| *s.ssrc());
+            .map(|s| (*s.ssrc(), s.rtx().map(|rtx| *rtx)));
         let cname = rtc.media(mid).map(|m| m.cname().to_string());
-        if let (Some(pt), Some(ssrc), Some(cname)) = (pt, ssrc, cname) {
+        if let (Some((pt, rtx_pt)), Some((ssrc, rtx_ssrc)), Some(cname)) = (pts, ssrcs, cname) {
             free.remove(pos);
             bindings.push(Binding {
                 mid,
                 track: track.clone(),
                 ssrc,
                 pt,
+                rtx: rtx_ssrc.zip(rtx_pt),
                 cname,
             });
         }
@@ -719,6 +971,10 @@ fn bind_tracks(
 fn str0m_codec(codec: Codec) -> StrCodec {
     match codec {
         Codec::H264 => StrCodec::H264,
+        Codec::H265 => StrCodec::H265,
+        Codec::Vp8 => StrCodec::Vp8,
+        Codec::Vp9 => StrCodec::Vp9,
+        Codec::Av1 => StrCodec::Av1,
         Codec::Opus => StrCodec::Opus,
         Codec::Pcmu => StrCodec::PCMU,
         Codec::Pcma => StrCodec::PCMA,

@@ -511,7 +511,7 @@ a=fmtp:106 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01
                 codec: Codec::H264,
                 fmtp: "packetization-mode=1;profile-level-id=42e01f".into(),
             },
-            64,
+            crate::track::history::Retention::default(),
         )
         .0;
         let config = SessionConfig {
@@ -519,6 +519,7 @@ a=fmtp:106 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01
             mtu: 1452,
             handshake_timeout: Duration::from_secs(10),
             allow_legacy_srtp: true,
+            keyframe_request_interval: Duration::from_secs(1),
         };
         for offer in [CHROMIUM, FIREFOX, GSTREAMER, FFMPEG] {
             let offer = offer.replace('\n', "\r\n");

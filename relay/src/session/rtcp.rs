@@ -3,6 +3,8 @@
 //! its own SRTP context, which the fast path replaces; a walk over RFC 3550/4585
 //! headers is short and lets every malformed field be refused explicitly.
 
+use std::time::Duration;
+
 pub const SR: u8 = 200;
 pub const RR: u8 = 201;
 pub const SDES: u8 = 202;
@@ -20,11 +22,22 @@ pub enum Feedback {
     Report(ReportBlock),
 }
 
+/// The sequence numbers a generic NACK names: `pid`, then `pid + i + 1` for each bit i
+/// of `blp` (RFC 4585 6.2.1), wrapping at 65535.
+pub fn nacked(pid: u16, blp: u16) -> impl Iterator<Item = u16> {
+    std::iter::once(pid).chain(
+        (0..16)
+            .filter(move |b| blp & (1 << b) != 0)
+            .map(move |b| pid.wrapping_add(b + 1)),
+    )
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReportBlock {
     pub ssrc: u32,
     pub fraction_lost: u8,
-    pub cumulative_lost: u32,
+    /// Signed 24 bits on the wire: duplicates can make it negative.
+    pub cumulative_lost: i32,
     pub jitter: u32,
     /// Middle 32 bits of the NTP time of our last SR, and the delay since (1/65536 s).
     pub last_sr: u32,
@@ -95,7 +108,8 @@ fn report_blocks(buf: &[u8], count: u8, on: &mut dyn FnMut(Feedback)) -> Result<
         on(Feedback::Report(ReportBlock {
             ssrc: word(0),
             fraction_lost: b[4],
-            cumulative_lost: word(4) & 0x00ff_ffff,
+            // Sign-extends the low 24 bits.
+            cumulative_lost: ((word(4) << 8) as i32) >> 8,
             jitter: word(12),
             last_sr: word(16),
             delay_since_last_sr: word(20),
@@ -152,8 +166,41 @@ pub fn write_sender_report(buf: &mut [u8], sr: &SenderInfo, cname: &str) -> usiz
 /// Seconds between the NTP epoch (1900) and the Unix epoch (1970).
 const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
 
+/// The middle 32 bits of a 64-bit NTP timestamp: what LSR and DLSR are counted in
+/// (1/65536 s).
+pub fn ntp_middle(ntp: u64) -> u32 {
+    (ntp >> 16) as u32
+}
+
+/// 10 ms in NTP short format (1/65536 s): how late a turn's time may say a report came.
+const ARRIVAL_SLACK: u32 = 655;
+
+/// The round trip a report block shows (RFC 3550 6.4.1): the time from our SR whose
+/// NTP middle it names (`last_sr`) to the block's `arrival`, less the time the viewer
+/// held it (`delay_since_last_sr`). None when the block names no SR or a delay longer
+/// than the time since by more than [`ARRIVAL_SLACK`] (a clock or a field that cannot
+/// be trusted).
+pub fn round_trip(arrival: u64, last_sr: u32, delay_since_last_sr: u32) -> Option<Duration> {
+    if last_sr == 0 {
+        return None;
+    }
+    let since = ntp_middle(arrival).wrapping_sub(last_sr);
+    if since >= 1 << 31 {
+        return None;
+    }
+    // The arrival is the worker's turn time, which can precede the datagram's true
+    // arrival by a busy turn: on a short path the viewer's delay then exceeds `since` a
+    // little. Within this margin that is a round trip of about zero, not a bad field.
+    let rtt = match since.checked_sub(delay_since_last_sr) {
+        Some(rtt) => rtt,
+        None if delay_since_last_sr - since <= ARRIVAL_SLACK => 0,
+        None => return None,
+    };
+    Some(Duration::from_nanos((u64::from(rtt) * 1_000_000_000) >> 16))
+}
+
 /// A 64-bit NTP timestamp for a wall-clock time.
-pub fn ntp_time(since_unix_epoch: std::time::Duration) -> u64 {
+pub fn ntp_time(since_unix_epoch: Duration) -> u64 {
     let secs = since_unix_epoch.as_secs() + NTP_UNIX_OFFSET;
     let frac = ((since_unix_epoch.subsec_nanos() as u64) << 32) / 1_000_000_000;
     (secs << 32) | frac
@@ -330,8 +377,71 @@ mod tests {
 
     #[test]
     fn ntp_time_of_unix_epoch_and_half_second() {
-        let t = ntp_time(std::time::Duration::from_millis(1500));
+        let t = ntp_time(Duration::from_millis(1500));
         assert_eq!(t >> 32, NTP_UNIX_OFFSET + 1);
         assert_eq!(t & 0xffff_ffff, 1 << 31);
+    }
+
+    #[test]
+    fn round_trip_is_arrival_less_lsr_less_dlsr() {
+        let sent = ntp_time(Duration::from_secs(1_700_000_000));
+        let arrival = ntp_time(Duration::from_millis(1_700_000_000_250));
+        // Held 200 ms by the viewer: 50 ms on the wire both ways.
+        let dlsr = 65536 / 5;
+        let rtt = round_trip(arrival, ntp_middle(sent), dlsr).unwrap();
+        assert!(
+            rtt.abs_diff(Duration::from_millis(50)) < Duration::from_micros(50),
+            "{rtt:?}"
+        );
+        assert_eq!(round_trip(arrival, 0, 0), None, "no SR received yet");
+        assert_eq!(
+            round_trip(arrival, ntp_middle(sent), 65536),
+            None,
+            "held longer than since"
+        );
+        // Held a little longer than since (the turn's clock lagged the datagram).
+        assert_eq!(
+            round_trip(arrival, ntp_middle(sent), 65536 / 4 + 300),
+            Some(Duration::ZERO)
+        );
+        let later = ntp_middle(arrival).wrapping_add(10);
+        assert_eq!(round_trip(arrival, later, 0), None, "an SR from the future");
+    }
+
+    #[test]
+    fn cumulative_loss_is_signed() {
+        let mut rr = COMPOUND[..32].to_vec();
+        rr[13..16].copy_from_slice(&[0xff, 0xff, 0xfe]);
+        let (fb, r) = collect(&rr);
+        r.unwrap();
+        assert!(
+            matches!(fb[0], Feedback::Report(b) if b.cumulative_lost == -2),
+            "{fb:?}"
+        );
+    }
+
+    #[test]
+    fn nack_of_pid_and_bitmask_wraps_at_65535() {
+        assert_eq!(nacked(65534, 0b101).collect::<Vec<_>>(), [65534, 65535, 1]);
+        assert_eq!(nacked(7, 0).collect::<Vec<_>>(), [7]);
+        assert_eq!(nacked(65535, 0x8000).collect::<Vec<_>>(), [65535, 15]);
+    }
+
+    proptest::proptest! {
+        /// A NACK names its pid and one packet per set bit, each within 16 after the pid
+        /// and exactly where its bit says.
+        #[test]
+        fn nack_expansion_follows_the_bits(pid: u16, blp: u16) {
+            let seqs: Vec<u16> = nacked(pid, blp).collect();
+            proptest::prop_assert_eq!(seqs.len() as u32, 1 + blp.count_ones());
+            proptest::prop_assert_eq!(seqs[0], pid);
+            let mut bits = 0u16;
+            for s in &seqs[1..] {
+                let after = s.wrapping_sub(pid);
+                proptest::prop_assert!((1..=16).contains(&after));
+                bits |= 1 << (after - 1);
+            }
+            proptest::prop_assert_eq!(bits, blp);
+        }
     }
 }

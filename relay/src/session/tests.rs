@@ -14,7 +14,7 @@ use str0m::{Candidate, Event, Input, Output, Rtc};
 
 use super::*;
 use crate::track::rewrite::{Rewrite, HEADER_LEN};
-use crate::track::{SourcePacket, Track, TrackInfo};
+use crate::track::{SourcePacket, Track, TrackInfo, TrackWriter};
 
 const CLIENT: &str = "10.9.0.1:5000";
 const RELAY: &str = "10.9.0.2:8189";
@@ -25,7 +25,7 @@ fn h264_track() -> Arc<Track> {
             codec: Codec::H264,
             fmtp: "packetization-mode=1;profile-level-id=42e01f".into(),
         },
-        64,
+        crate::track::history::Retention::default(),
     )
     .0
 }
@@ -50,6 +50,7 @@ fn config() -> SessionConfig {
         mtu: 1452,
         handshake_timeout: Duration::from_secs(10),
         allow_legacy_srtp: true,
+        keyframe_request_interval: Duration::from_secs(1),
     }
 }
 
@@ -81,17 +82,87 @@ fn answers_an_offer_with_one_binding_per_track() {
     );
 }
 
+/// The answer pairs RTX with the track's payload type exactly where the offer has it
+/// for the codec, and the binding holds what the answer announced.
+#[test]
+fn rtx_is_bound_as_the_answer_announces_it_and_only_where_offered() {
+    let tracks = vec![h264_track()];
+    let (_, offer, _) = client(true, false);
+    let (session, answer) = Session::viewer(Instant::now(), &offer, &tracks, &config()).unwrap();
+    let b = &session.media[0];
+    let (rtx_ssrc, rtx_pt) = b.rtx.expect("str0m offers RTX for H264, as browsers do");
+    assert!(
+        answer.contains(&format!("a=ssrc-group:FID {} {rtx_ssrc}", b.ssrc)),
+        "{answer}"
+    );
+    assert!(
+        answer.contains(&format!("a=rtpmap:{rtx_pt} rtx/90000")),
+        "{answer}"
+    );
+    assert!(
+        answer.contains(&format!("a=fmtp:{rtx_pt} apt={}", b.pt)),
+        "{answer}"
+    );
+
+    // An offer whose H264 has no RTX payload type: resends stay on the media SSRC.
+    let mut rtc = Rtc::builder().set_rtp_mode(true).clear_codecs();
+    rtc.codec_config()
+        .add_h264(102.into(), None, true, 0x42e01f);
+    let mut rtc = rtc.build(Instant::now());
+    let mut change = rtc.sdp_api();
+    change.add_media(StrKind::Video, Direction::RecvOnly, None, None, None);
+    let (offer, _) = change.apply().unwrap();
+    let (session, answer) =
+        Session::viewer(Instant::now(), &offer.to_sdp_string(), &tracks, &config()).unwrap();
+    assert_eq!(session.media[0].rtx, None);
+    assert!(!answer.contains("rtx/90000"), "{answer}");
+    assert!(!answer.contains("FID"), "{answer}");
+}
+
+/// The addresses between client and session: where each side sends, and where the
+/// other sees it from.
+struct Wire {
+    client: SocketAddr,
+    /// Where the client sends: the relay's candidate.
+    advertised: SocketAddr,
+    /// Where the session gets the client's datagrams: the relay's bound address.
+    bound: SocketAddr,
+    /// Whom the session sees sending them.
+    peer: SocketAddr,
+}
+
+impl Wire {
+    fn direct() -> Wire {
+        let (c, r) = (CLIENT.parse().unwrap(), RELAY.parse().unwrap());
+        Wire {
+            client: c,
+            advertised: r,
+            bound: r,
+            peer: c,
+        }
+    }
+}
+
 /// Runs both sides until the session is live; returns its SRTP context and route.
 fn connect(
     client: &mut Rtc,
     session: &mut Session,
     start: Instant,
 ) -> (crate::srtp::Outbound, Route, Instant) {
-    let (c, r): (SocketAddr, SocketAddr) = (CLIENT.parse().unwrap(), RELAY.parse().unwrap());
+    connect_on(&Wire::direct(), client, session, start)
+}
+
+fn connect_on(
+    wire: &Wire,
+    client: &mut Rtc,
+    session: &mut Session,
+    start: Instant,
+) -> (crate::srtp::Outbound, Route, Instant) {
     let mut now = start;
     let mut live = None;
     for _ in 0..500 {
-        pump(
+        pump_on(
+            wire,
             client,
             session,
             now,
@@ -106,8 +177,8 @@ fn connect(
             assert_eq!(
                 route,
                 Route {
-                    local: r,
-                    remote: c
+                    local: wire.bound,
+                    remote: wire.peer
                 }
             );
             return (*srtp, route, now);
@@ -127,14 +198,25 @@ fn pump(
     on_session: &mut dyn FnMut(SessionEvent),
     on_client: &mut dyn FnMut(Event),
 ) {
-    let (c, r): (SocketAddr, SocketAddr) = (CLIENT.parse().unwrap(), RELAY.parse().unwrap());
+    pump_on(&Wire::direct(), client, session, now, on_session, on_client)
+}
+
+fn pump_on(
+    wire: &Wire,
+    client: &mut Rtc,
+    session: &mut Session,
+    now: Instant,
+    on_session: &mut dyn FnMut(SessionEvent),
+    on_client: &mut dyn FnMut(Event),
+) {
     loop {
         let mut quiet = true;
         loop {
             match client.poll_output().unwrap() {
                 Output::Transmit(t) => {
                     quiet = false;
-                    session.handle_datagram(now, c, r, &t.contents);
+                    assert_eq!(t.destination, wire.advertised);
+                    session.handle_datagram(now, wire.peer, wire.bound, &t.contents);
                 }
                 Output::Event(e) => on_client(e),
                 Output::Timeout(_) => break,
@@ -144,8 +226,9 @@ fn pump(
             match session.poll_output() {
                 SessionOutput::Transmit { route, data } => {
                     quiet = false;
-                    assert_eq!(route.remote, c);
-                    let recv = Receive::new(Protocol::Udp, r, c, &data).unwrap();
+                    assert_eq!(route.remote, wire.peer);
+                    let recv =
+                        Receive::new(Protocol::Udp, wire.advertised, wire.client, &data).unwrap();
                     client.handle_input(Input::Receive(now, recv)).unwrap();
                 }
                 SessionOutput::Event(e) => on_session(e),
@@ -158,9 +241,37 @@ fn pump(
     }
 }
 
+/// Behind a port-forwarding proxy: the answer advertises only the proxy's address, and
+/// the session gets the client's datagrams on its bound address from the proxy's.
+#[test]
+fn a_viewer_connects_through_a_forwarder_at_the_advertised_address() {
+    let wire = Wire {
+        client: CLIENT.parse().unwrap(),
+        advertised: "10.9.0.3:9000".parse().unwrap(),
+        bound: RELAY.parse().unwrap(),
+        peer: "10.9.0.3:40000".parse().unwrap(),
+    };
+    let start = Instant::now();
+    let (mut client, offer, pending) = client(true, false);
+    let config = SessionConfig {
+        candidates: vec![wire.advertised],
+        ..config()
+    };
+    let (mut session, answer) = Session::viewer(start, &offer, &[h264_track()], &config).unwrap();
+    assert!(!answer.contains("10.9.0.2"), "{answer}");
+    client
+        .sdp_api()
+        .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
+        .unwrap();
+    connect_on(&wire, &mut client, &mut session, start);
+}
+
 #[test]
 fn media_we_seal_opens_in_str0m_and_its_feedback_opens_here() {
-    let (track, mut writer) = Track::new(h264_track().info.clone(), 64);
+    let (track, mut writer) = Track::new(
+        h264_track().info.clone(),
+        crate::track::history::Retention::default(),
+    );
     let start = Instant::now();
     let (mut client, mut session) = answered(&track, start);
     let (srtp, route, mut now) = connect(&mut client, &mut session, start);
@@ -191,15 +302,18 @@ fn media_we_seal_opens_in_str0m_and_its_feedback_opens_here() {
             &mut session,
             now,
             &mut |e| match e {
-                SessionEvent::Feedback(Feedback::Nack {
-                    media_ssrc,
-                    pid,
-                    blp,
-                }) => {
+                SessionEvent::Feedback(
+                    Feedback::Nack {
+                        media_ssrc,
+                        pid,
+                        blp,
+                    },
+                    _,
+                ) => {
                     assert_eq!(media_ssrc, binding.ssrc);
                     nacked.push((pid, blp));
                 }
-                SessionEvent::Feedback(Feedback::Report(r)) => {
+                SessionEvent::Feedback(Feedback::Report(r), _) => {
                     assert_eq!(r.ssrc, binding.ssrc);
                     reports += 1;
                 }
@@ -333,7 +447,10 @@ fn consent_only(track: &Arc<Track>, start: Instant) -> (Rtc, Session, Outbound, 
 }
 
 fn keyframe_track(start: Instant) -> Arc<Track> {
-    let (track, mut writer) = Track::new(h264_track().info.clone(), 64);
+    let (track, mut writer) = Track::new(
+        h264_track().info.clone(),
+        crate::track::history::Retention::default(),
+    );
     writer.push(SourcePacket {
         ssrc: 1,
         seq: 1,
@@ -539,7 +656,10 @@ fn addresses_are_bounded_and_the_route_is_kept() {
 
 #[test]
 fn an_offer_that_makes_us_the_dtls_client_works() {
-    let (track, mut writer) = Track::new(h264_track().info.clone(), 64);
+    let (track, mut writer) = Track::new(
+        h264_track().info.clone(),
+        crate::track::history::Retention::default(),
+    );
     let start = Instant::now();
     let (mut client, offer, pending) = client(true, false);
     // The client offered actpass; told it said passive, we take the client role, and
@@ -588,4 +708,35 @@ fn runts_during_the_handshake_neither_panic_nor_stop_it() {
         }
     }
     connect(&mut client, &mut session, start);
+}
+
+#[test]
+fn nothing_a_stranger_sends_reaches_a_publishers_tracks() {
+    let start = Instant::now();
+    let mut client = Rtc::builder().set_rtp_mode(true).build(start);
+    client.add_local_candidate(Candidate::host(CLIENT.parse().unwrap(), "udp").unwrap());
+    let mut change = client.sdp_api();
+    change.add_media(StrKind::Video, Direction::SendOnly, None, None, None);
+    let (offer, _) = change.apply().unwrap();
+    let (mut session, _) = Session::publisher(start, &offer.to_sdp_string(), &config()).unwrap();
+    let writers: Vec<TrackWriter> = session
+        .published_tracks()
+        .iter()
+        .map(|info| Track::new(info.clone(), crate::track::history::Retention::default()).1)
+        .collect();
+    let track = writers[0].track().clone();
+    session.start_publishing(writers);
+    let relay: SocketAddr = RELAY.parse().unwrap();
+    let stranger: SocketAddr = STRANGER.parse().unwrap();
+    // An empty datagram, runts, and what looks like SRTP media, all before any check
+    // signed with the session's password.
+    let mut srtp = vec![0x80, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1];
+    srtp.extend([0u8; 40]);
+    for d in runts().into_iter().chain([srtp]) {
+        session.handle_datagram(start, stranger, relay, &d);
+        assert!(outputs(&mut session).is_empty(), "{d:x?}");
+    }
+    assert_eq!(session.stats.malformed, 1, "the empty datagram");
+    assert!(session.stats.unauthenticated > 0);
+    assert_eq!(track.head(), 0, "nothing reached the track");
 }

@@ -2,21 +2,14 @@
 
 use bytes::Bytes;
 
+use super::fragment::aggregated_nal_units;
+use super::PayloadSummary;
+
 pub const NAL_IDR: u8 = 5;
 pub const NAL_SPS: u8 = 7;
 pub const NAL_PPS: u8 = 8;
 pub const STAP_A: u8 = 24;
 pub const FU_A: u8 = 28;
-
-/// What one RTP payload carries that matters for starting a viewer.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct PayloadSummary {
-    /// An IDR slice starts in this payload (single NAL, STAP-A member, or FU-A start).
-    pub idr: bool,
-    /// Sequence and picture parameter sets found whole in this payload.
-    pub sps: Option<Bytes>,
-    pub pps: Option<Bytes>,
-}
 
 /// Scans a payload without copying (the parameter sets are `Bytes` slices of it).
 /// Malformed payloads (truncated aggregates) give what was found before the damage.
@@ -27,21 +20,14 @@ pub fn summarize(payload: &Bytes) -> PayloadSummary {
     };
     match first & 0x1f {
         STAP_A => {
-            let mut at = 1;
-            while at + 2 <= payload.len() {
-                let len = u16::from_be_bytes([payload[at], payload[at + 1]]) as usize;
-                at += 2;
-                if len == 0 || at + len > payload.len() {
-                    break;
-                }
-                note_nal(&mut s, payload.slice(at..at + len));
-                at += len;
+            for nal in aggregated_nal_units(payload, 1).map_while(Result::ok) {
+                note_nal(&mut s, nal);
             }
         }
         FU_A => {
             if let Some(&fu) = payload.get(1) {
                 let start = fu & 0x80 != 0;
-                s.idr = start && fu & 0x1f == NAL_IDR;
+                s.keyframe = start && fu & 0x1f == NAL_IDR;
             }
         }
         1..=23 => note_nal(&mut s, payload.clone()),
@@ -52,7 +38,7 @@ pub fn summarize(payload: &Bytes) -> PayloadSummary {
 
 fn note_nal(s: &mut PayloadSummary, nal: Bytes) {
     match nal[0] & 0x1f {
-        NAL_IDR => s.idr = true,
+        NAL_IDR => s.keyframe = true,
         NAL_SPS => s.sps = Some(nal),
         NAL_PPS => s.pps = Some(nal),
         _ => {}
@@ -61,12 +47,7 @@ fn note_nal(s: &mut PayloadSummary, nal: Bytes) {
 
 /// Reads `profile-level-id` (6 hex digits) from an fmtp line, e.g. `42e01f`.
 pub fn profile_level_id(fmtp: &str) -> Option<[u8; 3]> {
-    let value = fmtp
-        .split(';')
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("profile-level-id"))?
-        .1
-        .trim();
+    let value = super::fmtp::param(fmtp, "profile-level-id")?;
     if value.len() != 6 {
         return None;
     }
@@ -83,18 +64,18 @@ mod tests {
 
     #[test]
     fn single_nal_idr_and_parameter_sets() {
-        assert!(summarize(&Bytes::from_static(&[0x65, 1, 2])).idr);
+        assert!(summarize(&Bytes::from_static(&[0x65, 1, 2])).keyframe);
         let s = summarize(&Bytes::from_static(&[0x67, 0x42, 0xe0, 0x1f]));
         assert_eq!(s.sps.as_deref(), Some(&[0x67, 0x42, 0xe0, 0x1f][..]));
-        assert!(!s.idr);
-        assert!(!summarize(&Bytes::from_static(&[0x41, 1, 2])).idr);
+        assert!(!s.keyframe);
+        assert!(!summarize(&Bytes::from_static(&[0x41, 1, 2])).keyframe);
     }
 
     #[test]
     fn stap_a_carries_sps_pps_idr() {
         let p = Bytes::from_static(&[0x18, 0, 2, 0x67, 0x42, 0, 2, 0x68, 0xce, 0, 2, 0x65, 0x88]);
         let s = summarize(&p);
-        assert!(s.idr);
+        assert!(s.keyframe);
         assert_eq!(s.sps.as_deref(), Some(&[0x67, 0x42][..]));
         assert_eq!(s.pps.as_deref(), Some(&[0x68, 0xce][..]));
     }
@@ -103,16 +84,16 @@ mod tests {
     fn truncated_stap_a_keeps_what_was_whole() {
         let s = summarize(&Bytes::from_static(&[0x18, 0, 2, 0x67, 0x42, 0, 9, 0x65]));
         assert!(s.sps.is_some());
-        assert!(!s.idr);
+        assert!(!s.keyframe);
         assert_eq!(summarize(&Bytes::new()), PayloadSummary::default());
     }
 
     #[test]
     fn fu_a_only_start_fragment_of_idr_counts() {
-        assert!(summarize(&Bytes::from_static(&[0x7c, 0x85, 0])).idr);
-        assert!(!summarize(&Bytes::from_static(&[0x7c, 0x05, 0])).idr);
-        assert!(!summarize(&Bytes::from_static(&[0x7c, 0x81, 0])).idr);
-        assert!(!summarize(&Bytes::from_static(&[0x7c])).idr);
+        assert!(summarize(&Bytes::from_static(&[0x7c, 0x85, 0])).keyframe);
+        assert!(!summarize(&Bytes::from_static(&[0x7c, 0x05, 0])).keyframe);
+        assert!(!summarize(&Bytes::from_static(&[0x7c, 0x81, 0])).keyframe);
+        assert!(!summarize(&Bytes::from_static(&[0x7c])).keyframe);
     }
 
     #[test]

@@ -4,21 +4,31 @@
 //! [`TrackWriter`]; any number of workers read them by index (fan-out), by sequence
 //! number (NACK), and from the last keyframe (viewers joining). Readers never block
 //! the writer and never copy a packet into a per-viewer buffer: they take an
-//! `Arc<Packet>` and build each viewer's frame straight into the send batch.
+//! `Arc<Packet>` and build each viewer's frame straight into the send batch. What the
+//! ring keeps, for how long and in how much memory, is [`history`]'s business.
 //!
 //! The writer also makes the track's numbering continuous: sequence numbers are
 //! extended to 64 bits and timestamps re-based across source restarts (new SSRC,
 //! big jumps), so that a viewer's header rewrite is a fixed offset for its whole life.
 
+pub mod fmtp;
+pub mod fragment;
 pub mod h264;
+pub mod h265;
+pub mod history;
+pub mod keyframe_requests;
+pub mod keyframes;
 pub mod rewrite;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use bytes::Bytes;
+
+use history::{Arena, Retention, Ring, MAX_PACKETS};
+use keyframe_requests::KeyframeRequests;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MediaKind {
@@ -29,6 +39,10 @@ pub enum MediaKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Codec {
     H264,
+    H265,
+    Vp8,
+    Vp9,
+    Av1,
     Opus,
     Pcmu,
     Pcma,
@@ -37,14 +51,14 @@ pub enum Codec {
 impl Codec {
     pub fn kind(self) -> MediaKind {
         match self {
-            Codec::H264 => MediaKind::Video,
+            Codec::H264 | Codec::H265 | Codec::Vp8 | Codec::Vp9 | Codec::Av1 => MediaKind::Video,
             Codec::Opus | Codec::Pcmu | Codec::Pcma => MediaKind::Audio,
         }
     }
 
     pub fn clock_rate(self) -> u32 {
         match self {
-            Codec::H264 => 90_000,
+            Codec::H264 | Codec::H265 | Codec::Vp8 | Codec::Vp9 | Codec::Av1 => 90_000,
             Codec::Opus => 48_000,
             Codec::Pcmu | Codec::Pcma => 8_000,
         }
@@ -54,6 +68,10 @@ impl Codec {
     pub fn from_encoding_name(name: &str) -> Option<Codec> {
         match name.to_ascii_uppercase().as_str() {
             "H264" => Some(Codec::H264),
+            "H265" => Some(Codec::H265),
+            "VP8" => Some(Codec::Vp8),
+            "VP9" => Some(Codec::Vp9),
+            "AV1" => Some(Codec::Av1),
             "OPUS" => Some(Codec::Opus),
             "PCMU" => Some(Codec::Pcmu),
             "PCMA" => Some(Codec::Pcma),
@@ -74,14 +92,6 @@ impl TrackInfo {
     pub fn kind(&self) -> MediaKind {
         self.codec.kind()
     }
-
-    /// Default history: about two seconds of a 2 Mbit/s video stream, or of 20 ms audio.
-    pub fn default_history(&self) -> usize {
-        match self.kind() {
-            MediaKind::Video => 1024,
-            MediaKind::Audio => 128,
-        }
-    }
 }
 
 /// A packet as a source delivered it (header fields parsed, payload without padding).
@@ -98,7 +108,7 @@ pub struct SourcePacket {
 /// A packet in the history ring, numbered by the track.
 #[derive(Debug)]
 pub struct Packet {
-    /// Position in arrival order; the ring slot is `index % capacity`.
+    /// Position in arrival order.
     pub index: u64,
     /// Extended sequence number, continuous across source restarts.
     pub seq: u64,
@@ -109,11 +119,32 @@ pub struct Packet {
     pub arrival: Instant,
 }
 
-/// H264 parameter sets, kept to start viewers at keyframes that do not carry them.
+/// What one H264 or H265 payload carries that matters for starting a viewer.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PayloadSummary {
+    /// A keyframe starts in this payload (H264 IDR, H265 IRAP; whole, aggregated or the
+    /// first fragment).
+    pub keyframe: bool,
+    /// Parameter sets found whole in this payload (`vps` only in H265).
+    pub vps: Option<Bytes>,
+    pub sps: Option<Bytes>,
+    pub pps: Option<Bytes>,
+}
+
+/// Parameter sets, kept to start viewers at keyframes that do not carry them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParameterSets {
+    /// H265 only.
+    pub vps: Option<Bytes>,
     pub sps: Bytes,
     pub pps: Bytes,
+}
+
+impl ParameterSets {
+    /// In the order a decoder needs them: VPS, SPS, PPS.
+    pub fn nal_units(&self) -> Vec<&Bytes> {
+        self.vps.iter().chain([&self.sps, &self.pps]).collect()
+    }
 }
 
 /// Where the newest keyframe starts, for viewers waiting to join.
@@ -125,27 +156,44 @@ pub struct Keyframe {
     pub has_parameter_sets: bool,
 }
 
-/// Counters kept by the writer, read by metrics.
+/// Counters and gauges kept by the writer, read by metrics.
 #[derive(Debug, Default)]
 pub struct TrackStats {
     pub packets: AtomicU64,
     pub bytes: AtomicU64,
     pub duplicates: AtomicU64,
     pub restarts: AtomicU64,
+    /// What the history holds now: packets, payload bytes, and the time from the oldest
+    /// packet's arrival to the newest's (microseconds).
+    pub held_packets: AtomicU64,
+    pub held_bytes: AtomicU64,
+    pub held_span_us: AtomicU64,
+}
+
+impl TrackStats {
+    /// The track's payload rate over its history, in bytes per second (0 until known).
+    pub fn byte_rate(&self) -> u64 {
+        let span = self.held_span_us.load(Ordering::Relaxed);
+        let bytes = self.held_bytes.load(Ordering::Relaxed);
+        (bytes * 1_000_000).checked_div(span).unwrap_or(0)
+    }
 }
 
 pub struct Track {
     pub info: TrackInfo,
-    slots: Box<[ArcSwapOption<Packet>]>,
-    /// Extended sequence number -> index + 1 (0: none), for NACK lookups.
-    by_seq: Box<[AtomicU64]>,
+    pub retention: Retention,
+    ring: ArcSwap<Ring>,
     /// Number of packets published; readers may read indices below it.
     head: AtomicU64,
+    /// Index of the oldest packet still held.
+    tail: AtomicU64,
     /// Newest keyframe: ((index + 1) << 1) | has_parameter_sets, 0 when none yet.
     keyframe: AtomicU64,
     parameter_sets: ArcSwapOption<ParameterSets>,
     /// Bit i set: worker i has viewers of this track and wants waking on new packets.
     readers: AtomicU64,
+    /// Viewers' PLI/FIR, coalesced for a source that can answer them.
+    pub keyframe_requests: KeyframeRequests,
     pub stats: TrackStats,
 }
 
@@ -159,30 +207,30 @@ impl std::fmt::Debug for Track {
 }
 
 impl Track {
-    /// A track with room for `history` packets (rounded up to a power of two), and its writer.
-    pub fn new(info: TrackInfo, history: usize) -> (Arc<Track>, TrackWriter) {
-        let capacity = history.max(16).next_power_of_two();
+    /// A track keeping what `retention` says, and its writer.
+    pub fn new(info: TrackInfo, retention: Retention) -> (Arc<Track>, TrackWriter) {
         let track = Arc::new(Track {
             info,
-            slots: (0..capacity).map(|_| ArcSwapOption::empty()).collect(),
-            by_seq: (0..capacity).map(|_| AtomicU64::new(0)).collect(),
+            retention,
+            ring: ArcSwap::from_pointee(Ring::with_capacity(0)),
             head: AtomicU64::new(0),
+            tail: AtomicU64::new(0),
             keyframe: AtomicU64::new(0),
             parameter_sets: ArcSwapOption::empty(),
             readers: AtomicU64::new(0),
+            keyframe_requests: KeyframeRequests::default(),
             stats: TrackStats::default(),
         });
         let writer = TrackWriter {
             track: track.clone(),
             source: None,
             access_unit: None,
-            parameter_sets: (None, None),
+            parameter_sets: PayloadSummary::default(),
+            arena: Arena::default(),
+            tail: 0,
+            held_bytes: 0,
         };
         (track, writer)
-    }
-
-    pub fn capacity(&self) -> u64 {
-        self.slots.len() as u64
     }
 
     /// Number of packets published so far: the next index to be written.
@@ -190,17 +238,30 @@ impl Track {
         self.head.load(Ordering::Acquire)
     }
 
-    /// The packet at `index`, unless it is not yet published or already overwritten.
-    pub fn get(&self, index: u64) -> Option<Arc<Packet>> {
-        let slot = &self.slots[(index % self.capacity()) as usize];
-        slot.load_full().filter(|p| p.index == index)
+    /// Index of the oldest packet still held: readers behind it have missed packets.
+    pub fn tail(&self) -> u64 {
+        self.tail.load(Ordering::Acquire)
     }
 
-    /// The packet with extended sequence number `seq`, if it is still in the ring.
+    /// The packet at `index`, unless it is not yet published or already let go.
+    pub fn get(&self, index: u64) -> Option<Arc<Packet>> {
+        if index < self.tail() {
+            return None;
+        }
+        self.ring.load().get(index)
+    }
+
+    /// The packets `from..to` still held, in order.
+    pub fn range(&self, from: u64, to: u64) -> impl Iterator<Item = Arc<Packet>> + '_ {
+        let ring = self.ring.load_full();
+        (from.max(self.tail())..to).filter_map(move |i| ring.get(i))
+    }
+
+    /// The packet with extended sequence number `seq`, if it is still held.
     pub fn by_seq(&self, seq: u64) -> Option<Arc<Packet>> {
-        let at = self.by_seq[(seq % self.capacity()) as usize].load(Ordering::Acquire);
-        let index = at.checked_sub(1)?;
-        self.get(index).filter(|p| p.seq == seq)
+        let ring = self.ring.load();
+        let index = ring.index_of_seq(seq).filter(|&i| i >= self.tail())?;
+        ring.get(index).filter(|p| p.seq == seq)
     }
 
     pub fn last_keyframe(&self) -> Option<Keyframe> {
@@ -259,8 +320,12 @@ pub struct TrackWriter {
     track: Arc<Track>,
     source: Option<SourceState>,
     access_unit: Option<AccessUnit>,
-    /// Newest in-band SPS and PPS seen.
-    parameter_sets: (Option<Bytes>, Option<Bytes>),
+    /// Newest in-band parameter sets seen (`keyframe` unused).
+    parameter_sets: PayloadSummary,
+    arena: Arena,
+    /// The writer's own copies of the track's tail and of the payload bytes held.
+    tail: u64,
+    held_bytes: usize,
 }
 
 impl TrackWriter {
@@ -281,28 +346,90 @@ impl TrackWriter {
             return false;
         };
         let index = self.track.head.load(Ordering::Relaxed);
-        if self.track.info.codec == Codec::H264 {
-            self.note_h264(index, timestamp, &p.payload);
-        }
-        let track = &*self.track;
-        let stats = &track.stats;
+        self.note_keyframe(index, timestamp, &p.payload);
+        let stats = &self.track.stats;
         stats.packets.fetch_add(1, Ordering::Relaxed);
         stats
             .bytes
             .fetch_add(p.payload.len() as u64, Ordering::Relaxed);
+        self.let_go(index, p.arrival, p.payload.len());
+        let payload = self.arena.store(&p.payload, self.held_bytes);
+        self.held_bytes += payload.len();
+        self.make_room(index, seq);
         let packet = Packet {
             index,
             seq,
             timestamp,
             marker: p.marker,
-            payload: p.payload,
+            payload,
             arrival: p.arrival,
         };
-        let cap = track.capacity();
-        track.slots[(index % cap) as usize].store(Some(Arc::new(packet)));
-        track.by_seq[(seq % cap) as usize].store(index + 1, Ordering::Release);
-        track.head.store(index + 1, Ordering::Release);
+        self.track.ring.load().put(Arc::new(packet));
+        self.track.head.store(index + 1, Ordering::Release);
+        self.publish_held(index, p.arrival);
         true
+    }
+
+    /// Lets go of the oldest packets while the history is over its limits, `next` being
+    /// the index about to be written, `now` its arrival and `incoming` its size: older
+    /// than the duration (unless the keyframe cache keeps them), more bytes than
+    /// allowed, more packets than a ring may hold.
+    fn let_go(&mut self, next: u64, now: Instant, incoming: usize) {
+        let track = &*self.track;
+        let retention = track.retention;
+        let cached_from = match (retention.keyframe_cache, track.last_keyframe()) {
+            (true, Some(k)) => k.index,
+            _ => u64::MAX,
+        };
+        let ring = track.ring.load();
+        while self.tail < next {
+            let Some(oldest) = ring.get(self.tail) else {
+                self.tail += 1;
+                continue;
+            };
+            let too_old = now.saturating_duration_since(oldest.arrival) > retention.duration
+                && self.tail < cached_from;
+            let too_big = self.held_bytes + incoming > retention.max_bytes;
+            let too_many = next - self.tail >= MAX_PACKETS;
+            if !(too_old || too_big || too_many) {
+                break;
+            }
+            self.held_bytes -= oldest.payload.len();
+            self.tail += 1;
+            track.tail.store(self.tail, Ordering::Release);
+            ring.clear(oldest.index);
+        }
+    }
+
+    /// Replaces the ring by a bigger one if packet `next` (numbered `seq`) would take the
+    /// slot of one still held, by index or (after losses) by sequence number.
+    fn make_room(&mut self, next: u64, seq: u64) {
+        let track = &*self.track;
+        let ring = track.ring.load();
+        let seq_span = ring.get(self.tail).map_or(0, |oldest| {
+            seq.saturating_sub(oldest.seq) + MAX_MISORDER as u64
+        });
+        let needed = (next - self.tail).max(seq_span);
+        if needed >= ring.capacity() && ring.capacity() < MAX_PACKETS {
+            track.ring.store(Arc::new(ring.grown(self.tail, next)));
+        }
+    }
+
+    fn publish_held(&self, newest: u64, now: Instant) {
+        let stats = &self.track.stats;
+        let span = self
+            .track
+            .get(self.tail)
+            .map_or(Duration::ZERO, |p| now.saturating_duration_since(p.arrival));
+        stats
+            .held_packets
+            .store(newest + 1 - self.tail, Ordering::Relaxed);
+        stats
+            .held_bytes
+            .store(self.held_bytes as u64, Ordering::Relaxed);
+        stats
+            .held_span_us
+            .store(span.as_micros() as u64, Ordering::Relaxed);
     }
 
     /// Maps the source's numbering to the track's; None for a duplicate.
@@ -365,8 +492,21 @@ impl TrackWriter {
         });
     }
 
-    /// Tracks access units and marks the newest keyframe's first packet.
-    fn note_h264(&mut self, index: u64, timestamp: u32, payload: &Bytes) {
+    /// Tracks access units and marks the newest keyframe's first packet (video).
+    fn note_keyframe(&mut self, index: u64, timestamp: u32, payload: &Bytes) {
+        let codec = self.track.info.codec;
+        let keyframe_only = |keyframe| PayloadSummary {
+            keyframe,
+            ..PayloadSummary::default()
+        };
+        let s = match codec {
+            Codec::H264 => h264::summarize(payload),
+            Codec::H265 => h265::summarize(payload),
+            Codec::Vp8 => keyframe_only(keyframes::vp8(payload)),
+            Codec::Vp9 => keyframe_only(keyframes::vp9(payload)),
+            Codec::Av1 => keyframe_only(keyframes::av1(payload)),
+            Codec::Opus | Codec::Pcmu | Codec::Pcma => return,
+        };
         let au = match &mut self.access_unit {
             Some(au) if au.timestamp == timestamp => au,
             slot => slot.insert(AccessUnit {
@@ -375,22 +515,26 @@ impl TrackWriter {
                 marked: false,
             }),
         };
-        let s = h264::summarize(payload);
-        let has_sets = s.sps.is_some() || s.pps.is_some();
+        let has_sets = s.vps.is_some() || s.sps.is_some() || s.pps.is_some();
         if has_sets {
-            // SPS and PPS often come in separate packets: publish once both are known.
-            let sets = &mut self.parameter_sets;
-            sets.0 = s.sps.or(sets.0.take());
-            sets.1 = s.pps.or(sets.1.take());
-            if let (Some(sps), Some(pps)) = sets {
+            // Parameter sets often come in separate packets: publish once all are known.
+            let seen = &mut self.parameter_sets;
+            // Copied: a slice would keep the source's whole receive chunk alive.
+            let own = |b: Option<Bytes>| b.map(|b| Bytes::copy_from_slice(&b));
+            seen.vps = own(s.vps).or(seen.vps.take());
+            seen.sps = own(s.sps).or(seen.sps.take());
+            seen.pps = own(s.pps).or(seen.pps.take());
+            let vps_known = codec != Codec::H265 || seen.vps.is_some();
+            if let (true, Some(sps), Some(pps)) = (vps_known, &seen.sps, &seen.pps) {
                 let sets = ParameterSets {
+                    vps: seen.vps.clone(),
                     sps: sps.clone(),
                     pps: pps.clone(),
                 };
                 self.track.parameter_sets.store(Some(Arc::new(sets)));
             }
         }
-        if !au.marked && (has_sets || s.idr) {
+        if !au.marked && (has_sets || s.keyframe) {
             au.marked = true;
             let v = ((au.start + 1) << 1) | has_sets as u64;
             self.track.keyframe.store(v, Ordering::Release);
@@ -421,30 +565,190 @@ mod tests {
         }
     }
 
+    /// Keeps `ms` of history, at most `bytes`.
+    fn keep(ms: u64, bytes: usize, keyframe_cache: bool) -> Retention {
+        Retention {
+            duration: Duration::from_millis(ms),
+            max_bytes: bytes,
+            keyframe_cache,
+        }
+    }
+
+    fn at(t0: Instant, ms: u64) -> Instant {
+        t0 + Duration::from_millis(ms)
+    }
+
     #[test]
-    fn fan_out_reads_by_index_and_nack_by_seq() {
-        let (track, mut w) = Track::new(video(), 16);
+    fn fan_out_reads_by_index_and_nack_by_seq_for_the_history_duration() {
+        let (track, mut w) = Track::new(video(), keep(1000, 1 << 20, false));
         let t0 = Instant::now();
         for i in 0..20u16 {
-            assert!(w.push(pkt(1, 65530u16.wrapping_add(i), 1000, b"\x41x", t0)));
+            let p = pkt(
+                1,
+                65530u16.wrapping_add(i),
+                1000,
+                b"\x41x",
+                at(t0, i as u64 * 100),
+            );
+            assert!(w.push(p));
         }
         assert_eq!(track.head(), 20);
-        assert!(track.get(3).is_none(), "overwritten by the ring");
+        // The newest arrived at 1.9 s: what arrived before 0.9 s is let go.
+        assert_eq!(track.tail(), 9);
+        assert!(track.get(8).is_none(), "older than historyDuration");
         let newest = track.get(19).unwrap();
-        let first = track.get(4).unwrap();
+        let first = track.get(9).unwrap();
         assert_eq!(
             newest.seq - first.seq,
-            15,
+            10,
             "continuous across the 16-bit wrap"
         );
         assert_eq!(track.by_seq(newest.seq).unwrap().index, 19);
         assert!(track.by_seq(newest.seq + 1).is_none());
-        assert!(track.by_seq(first.seq - 1).is_none());
+        assert!(track.by_seq(first.seq - 1).is_none(), "let go");
+        assert_eq!(track.range(0, 20).count(), 11);
+        assert_eq!(track.stats.held_packets.load(Ordering::Relaxed), 11);
+        assert_eq!(track.stats.held_bytes.load(Ordering::Relaxed), 22);
+        assert_eq!(track.stats.held_span_us.load(Ordering::Relaxed), 1_000_000);
+        assert_eq!(track.stats.byte_rate(), 22);
+    }
+
+    #[test]
+    fn empty_payloads_are_held_like_any_packet() {
+        // A source may send RTP with no payload (padding only, or a broken camera): the
+        // writer stores it, marks no keyframe and keeps its accounts straight.
+        let (track, mut w) = Track::new(video(), keep(1000, 1 << 20, true));
+        let t0 = Instant::now();
+        for i in 0..3u16 {
+            assert!(w.push(pkt(1, i, 0, b"", at(t0, u64::from(i)))));
+        }
+        assert_eq!(
+            track.range(0, 3).filter(|p| p.payload.is_empty()).count(),
+            3
+        );
+        assert_eq!(track.last_keyframe(), None);
+        assert_eq!(track.stats.held_bytes.load(Ordering::Relaxed), 0);
+        assert_eq!(track.stats.byte_rate(), 0);
+    }
+
+    #[test]
+    fn bytes_bound_the_history_and_the_ring_grows_to_what_it_holds() {
+        let (track, mut w) = Track::new(video(), keep(60_000, 100_000, false));
+        let t0 = Instant::now();
+        static PAYLOAD: [u8; 1000] = [0x41; 1000];
+        for i in 0..500u16 {
+            w.push(pkt(1, i, i as u32 * 3000, &PAYLOAD, at(t0, i as u64)));
+        }
+        // 100 packets of 1000 bytes fit; the ring grew past its first 64 slots for them.
+        assert_eq!(track.head() - track.tail(), 100);
+        assert!(track.range(0, 500).all(|p| p.payload.len() == 1000));
+        assert_eq!(track.stats.held_bytes.load(Ordering::Relaxed), 100_000);
+    }
+
+    #[test]
+    fn the_keyframe_cache_keeps_the_newest_gop_beyond_the_duration() {
+        let (track, mut w) = Track::new(video(), keep(500, 1 << 20, true));
+        let t0 = Instant::now();
+        // An IDR at 0 s then a P frame every 100 ms, for 3 s.
+        w.push(pkt(1, 0, 0, b"\x65\x88", t0));
+        for i in 1..30u16 {
+            w.push(pkt(1, i, i as u32 * 9000, b"\x41p", at(t0, i as u64 * 100)));
+        }
+        assert_eq!(track.tail(), 0, "the GOP since the keyframe is held");
+        assert_eq!(track.last_keyframe().unwrap().index, 0);
+        // The next keyframe: the old GOP goes as soon as it is older than the duration.
+        w.push(pkt(1, 30, 30 * 9000, b"\x65\x88", at(t0, 3000)));
+        w.push(pkt(1, 31, 31 * 9000, b"\x41p", at(t0, 3100)));
+        assert_eq!(track.tail(), 26, "2.6 s and after: within 500 ms of 3.1 s");
+        // Without the cache, the duration alone decides.
+        let (track, mut w) = Track::new(video(), keep(500, 1 << 20, false));
+        w.push(pkt(1, 0, 0, b"\x65\x88", t0));
+        for i in 1..30u16 {
+            w.push(pkt(1, i, i as u32 * 9000, b"\x41p", at(t0, i as u64 * 100)));
+        }
+        assert_eq!(track.tail(), 24);
+    }
+
+    #[test]
+    fn the_byte_cap_wins_over_the_keyframe_cache() {
+        let (track, mut w) = Track::new(video(), keep(100, 10 * 1000, true));
+        let t0 = Instant::now();
+        static IDR: [u8; 1000] = {
+            let mut p = [0u8; 1000];
+            p[0] = 0x65;
+            p
+        };
+        static P: [u8; 1000] = [0x41; 1000];
+        w.push(pkt(1, 0, 0, &IDR, t0));
+        for i in 1..20u16 {
+            w.push(pkt(1, i, i as u32 * 3000, &P, at(t0, i as u64 * 33)));
+        }
+        assert_eq!(track.head() - track.tail(), 10);
+        assert!(
+            track.get(track.last_keyframe().unwrap().index).is_none(),
+            "the keyframe did not fit: viewers wait for the next"
+        );
+    }
+
+    proptest::proptest! {
+        /// Whatever the source sends (reordering, duplicates, 16-bit wraps, bursts and
+        /// pauses, sizes), the history holds exactly what the limits allow: every held
+        /// packet readable by index and by sequence number, none older than the duration
+        /// but the cached GOP, the bytes within the cap, nothing let go that was allowed.
+        #[test]
+        fn the_history_holds_what_the_limits_allow(
+            start in proptest::prelude::any::<u16>(),
+            steps in proptest::collection::vec((-3i16..40, 0u64..120, 1usize..1500, 0u8..20), 1..400),
+            duration_ms in 1u64..2000,
+            max_bytes in 1500usize..60_000,
+            cache in proptest::prelude::any::<bool>(),
+        ) {
+            let (track, mut w) = Track::new(video(), keep(duration_ms, max_bytes, cache));
+            let t0 = Instant::now();
+            let (mut seq, mut ms) = (start, 0u64);
+            // Arrival and size of each packet the track took, by index.
+            let mut pushed = Vec::new();
+            for (jump, gap_ms, len, kind) in steps {
+                seq = seq.wrapping_add(jump as u16);
+                ms += gap_ms;
+                let mut payload = vec![0x41; len];
+                if kind == 0 {
+                    payload[0] = 0x65; // an IDR
+                }
+                let p = SourcePacket {
+                    payload: Bytes::from(payload),
+                    ..pkt(1, seq, (ms * 90) as u32, b"", at(t0, ms))
+                };
+                let arrival = p.arrival;
+                if w.push(p) {
+                    pushed.push((arrival, len));
+                }
+                let (head, tail) = (track.head(), track.tail());
+                let held: Vec<_> = track.range(0, head).collect();
+                proptest::prop_assert_eq!(held.len() as u64, head - tail, "a held packet is missing");
+                let bytes: usize = held.iter().map(|p| p.payload.len()).sum();
+                proptest::prop_assert!(bytes <= max_bytes.max(held.last().unwrap().payload.len()));
+                let newest = held.last().unwrap().arrival;
+                let gop = track.last_keyframe().filter(|_| cache).map_or(u64::MAX, |k| k.index);
+                for p in &held {
+                    proptest::prop_assert_eq!(track.by_seq(p.seq).map(|q| q.index), Some(p.index));
+                    let age = newest - p.arrival;
+                    proptest::prop_assert!(age <= Duration::from_millis(duration_ms) || p.index >= gop);
+                }
+                // The newest let go was over a limit when it went. Arrivals only grow, and
+                // held bytes shrink only by letting go of what is newer than it, so the
+                // limit it was over still shows now: its age or the bytes.
+                if let Some(&(arrival, len)) = tail.checked_sub(1).map(|i| &pushed[i as usize]) {
+                    let too_old = newest - arrival > Duration::from_millis(duration_ms);
+                    proptest::prop_assert!(too_old || bytes + len > max_bytes);
+                }
+            }
+        }
     }
 
     #[test]
     fn duplicates_are_dropped_and_reordering_kept() {
-        let (track, mut w) = Track::new(video(), 64);
+        let (track, mut w) = Track::new(video(), Retention::default());
         let t0 = Instant::now();
         assert!(w.push(pkt(1, 10, 0, b"\x41", t0)));
         assert!(w.push(pkt(1, 12, 0, b"\x41", t0)));
@@ -458,7 +762,7 @@ mod tests {
 
     #[test]
     fn source_restart_keeps_numbering_continuous() {
-        let (track, mut w) = Track::new(video(), 64);
+        let (track, mut w) = Track::new(video(), Retention::default());
         let t0 = Instant::now();
         w.push(pkt(1, 500, 90_000, b"\x41", t0));
         w.push(pkt(1, 501, 93_000, b"\x41", t0));
@@ -475,7 +779,7 @@ mod tests {
 
     #[test]
     fn keyframe_marks_first_packet_of_access_unit() {
-        let (track, mut w) = Track::new(video(), 64);
+        let (track, mut w) = Track::new(video(), Retention::default());
         let t0 = Instant::now();
         w.push(pkt(1, 1, 0, b"\x41p", t0));
         assert_eq!(track.last_keyframe(), None);
@@ -506,8 +810,46 @@ mod tests {
     }
 
     #[test]
+    fn h265_keyframe_and_parameter_sets() {
+        let info = TrackInfo {
+            codec: Codec::H265,
+            fmtp: String::new(),
+        };
+        let (track, mut w) = Track::new(info, Retention::default());
+        let t0 = Instant::now();
+        // SPS and PPS without the VPS: not yet a usable set.
+        w.push(pkt(1, 1, 3000, &[33 << 1, 1, 0x01], t0));
+        w.push(pkt(1, 2, 3000, &[34 << 1, 1, 0xc1], t0));
+        assert!(track.parameter_sets().is_none());
+        w.push(pkt(1, 3, 3000, &[32 << 1, 1, 0x0c], t0));
+        // The CRA's first fragment.
+        w.push(pkt(1, 4, 3000, &[49 << 1, 1, 0x80 | 21, 0xaa], t0));
+        assert_eq!(
+            track.last_keyframe(),
+            Some(Keyframe {
+                index: 0,
+                has_parameter_sets: true
+            })
+        );
+        let sets = track.parameter_sets().unwrap();
+        assert_eq!(sets.vps.as_deref(), Some(&[32 << 1, 1, 0x0c][..]));
+        assert_eq!(sets.nal_units().len(), 3);
+        // A TRAIL_R is no keyframe; an IDR alone is one without parameter sets.
+        w.push(pkt(1, 5, 6000, &[1 << 1, 1, 0xbb], t0));
+        assert_eq!(track.last_keyframe().unwrap().index, 0);
+        w.push(pkt(1, 6, 9000, &[19 << 1, 1, 0xaf], t0));
+        assert_eq!(
+            track.last_keyframe(),
+            Some(Keyframe {
+                index: 5,
+                has_parameter_sets: false
+            })
+        );
+    }
+
+    #[test]
     fn readers_mask() {
-        let (track, _w) = Track::new(video(), 16);
+        let (track, _w) = Track::new(video(), Retention::default());
         track.add_reader(0);
         track.add_reader(3);
         assert_eq!(track.readers(), 0b1001);

@@ -21,14 +21,15 @@ use super::registry::{Claim, Command, Pending, Registry};
 use super::stats::{add, WorkerStats};
 use crate::io::{Datagram, Sender};
 use crate::paths::ServedPath;
-use crate::session::rtcp::Feedback;
+use crate::session::rtcp::{self, Feedback};
 use crate::session::{CloseReason, Session, SessionEvent, SessionOutput};
+use crate::track::MediaKind;
 
 /// Session timers are rounded up to this grid so that one wake-up serves every session
 /// due in the same slot: a wake costs tens of microseconds, a late ICE timer nothing.
 const TIMER_GRID: Duration = Duration::from_millis(100);
 
-/// A session this worker owns.
+/// A session this worker owns: a viewer's, or a publisher's.
 struct Viewer {
     id: String,
     path: Arc<ServedPath>,
@@ -66,6 +67,8 @@ pub(crate) struct Core<S: Sender> {
     stats: Arc<WorkerStats>,
     /// Sessions by slot; a slot's index is its key in `demux` and `egress` too.
     viewers: Vec<Option<Viewer>>,
+    /// Slots of the publishers' sessions among them.
+    publishers: Vec<usize>,
     free: Vec<usize>,
     demux: Demux,
     egress: Egress,
@@ -75,12 +78,14 @@ pub(crate) struct Core<S: Sender> {
 }
 
 impl<S: Sender> Core<S> {
+    /// Viewers get sender reports every `report_interval` (`rtcpSenderReportInterval`).
     pub fn new(
         id: usize,
         tx: S,
         registry: Arc<Registry>,
         stats: Arc<WorkerStats>,
         start: Start,
+        report_interval: Duration,
     ) -> Self {
         Core {
             id,
@@ -88,9 +93,15 @@ impl<S: Sender> Core<S> {
             registry,
             stats,
             viewers: Vec::new(),
+            publishers: Vec::new(),
             free: Vec::new(),
             demux: Demux::default(),
-            egress: Egress::new(id, start.now, fastrand::Rng::with_seed(start.seed)),
+            egress: Egress::new(
+                id,
+                start.now,
+                fastrand::Rng::with_seed(start.seed),
+                report_interval,
+            ),
             timers: BinaryHeap::new(),
             start,
             commands: Vec::new(),
@@ -160,9 +171,11 @@ impl<S: Sender> Core<S> {
         }
     }
 
-    /// The end of every turn: new packets out, due timers, one flush.
+    /// The end of every turn: what publishers sent goes to its readers, their viewers'
+    /// keyframe requests to them; new packets out, due timers, one flush.
     pub fn finish_turn(&mut self, now: Instant) {
-        self.egress.fan_out(&mut self.tx);
+        self.on_publishers(now);
+        self.egress.fan_out(now, &mut self.tx);
         self.on_timers(now);
         self.tx.flush();
         self.publish_stats();
@@ -182,6 +195,22 @@ impl<S: Sender> Core<S> {
             self.close(slot, CloseReason::Refused("relay shutting down".into()));
         }
         self.tx.flush();
+    }
+
+    /// Wakes the other workers reading what this worker's publishers pushed this turn
+    /// (once per turn, not per packet; this one fans out next), and forwards the
+    /// keyframe requests their viewers left.
+    fn on_publishers(&mut self, now: Instant) {
+        let mut readers = 0;
+        for i in 0..self.publishers.len() {
+            let slot = self.publishers[i];
+            if let Some(v) = self.viewers[slot].as_mut() {
+                readers |= v.session.take_readers();
+                v.session.request_keyframes(now);
+                self.drain_session(slot);
+            }
+        }
+        self.registry.wake(readers & !(1 << self.id));
     }
 
     fn forward(&mut self, owner: usize, now: Instant, d: Datagram<'_>) {
@@ -204,6 +233,10 @@ impl<S: Sender> Core<S> {
         });
         self.demux.add_session(slot, p.session.ufrag());
         debug!(session = %p.id, worker = self.id, "session claimed");
+        if p.session.is_publisher() {
+            p.session.attach_keyframe_requests(self.id);
+            self.publishers.push(slot);
+        }
         self.viewers[slot] = Some(Viewer {
             id: p.id,
             path: p.path,
@@ -269,6 +302,13 @@ impl<S: Sender> Core<S> {
                     return;
                 };
                 self.egress.start(slot, &v.session.media, *srtp, route);
+                // Its video starts on the next keyframe: a publisher that can send one
+                // now is asked (coalesced with every other viewer's asking).
+                for b in &v.session.media {
+                    if b.track.info.kind() == MediaKind::Video {
+                        self.registry.wake(b.track.keyframe_requests.ask());
+                    }
+                }
                 info!(session = %v.id, path = %v.path.name, remote = %route.remote, worker = self.id, "viewer live");
             }
             SessionEvent::Moved(route) => self.egress.moved(slot, route),
@@ -281,33 +321,71 @@ impl<S: Sender> Core<S> {
                 self.demux.unbind(slot, remote);
                 self.tx.revoke(remote);
             }
-            SessionEvent::Feedback(Feedback::Nack {
-                media_ssrc,
-                pid,
-                blp,
-            }) => {
+            SessionEvent::Feedback(
+                Feedback::Nack {
+                    media_ssrc,
+                    pid,
+                    blp,
+                },
+                _,
+            ) => {
                 add(&self.stats.nacks, 1);
                 self.egress
                     .retransmit(slot, media_ssrc, pid, blp, &mut self.tx);
             }
-            SessionEvent::Feedback(Feedback::KeyframeRequest { .. }) => {
-                add(&self.stats.keyframe_requests, 1)
+            SessionEvent::Feedback(Feedback::KeyframeRequest { media_ssrc }, _) => {
+                add(&self.stats.keyframe_requests, 1);
+                let Some(v) = self.viewers[slot].as_ref() else {
+                    return;
+                };
+                if let Some(b) = v.session.media.iter().find(|b| b.ssrc == media_ssrc) {
+                    self.registry.wake(b.track.keyframe_requests.ask());
+                }
             }
-            SessionEvent::Feedback(Feedback::Report(_)) => {}
+            SessionEvent::Feedback(Feedback::Report(block), at) => {
+                add(&self.stats.report_blocks, 1);
+                let arrival = rtcp::ntp_time(self.since_unix_epoch(at));
+                let Some(v) = self.viewers[slot].as_ref() else {
+                    return;
+                };
+                if let Some(reception) = self.egress.on_report(slot, &block, arrival) {
+                    v.path.reception.observe(&reception);
+                }
+            }
             SessionEvent::Closed(reason) => self.remove(slot, reason),
         }
     }
 
     fn remove(&mut self, slot: usize, reason: CloseReason) {
-        let Some(v) = self.viewers[slot].take() else {
+        let Some(mut v) = self.viewers[slot].take() else {
             return;
         };
-        info!(session = %v.id, path = %v.path.name, ?reason, "viewer closed");
+        let role = if v.session.is_publisher() {
+            "publisher"
+        } else {
+            "viewer"
+        };
+        info!(session = %v.id, path = %v.path.name, ?reason, "{role} closed");
+        self.publishers.retain(|&s| s != slot);
         for remote in self.demux.remove_session(slot, v.session.ufrag()) {
             self.tx.revoke(remote);
         }
-        self.egress.stop(slot);
-        self.registry.closed(&v.id, &v.path);
+        for m in self.egress.stop(slot).iter().flat_map(|e| &e.media) {
+            let r = &m.reception;
+            info!(
+                session = %v.id,
+                ssrc = m.ssrc,
+                rtx = m.rtx.is_some(),
+                fraction_lost = f64::from(r.fraction_lost) / 256.0,
+                cumulative_lost = r.cumulative_lost,
+                jitter = ?r.jitter,
+                rtt = ?r.rtt,
+                nacks = r.nacks,
+                retransmitted = r.retransmitted,
+                "viewer stream reception"
+            );
+        }
+        self.registry.closed(&v.id, &v.path, &mut v.session);
         self.stats.sessions.fetch_sub(1, Ordering::Relaxed);
         self.free.push(slot);
     }
@@ -337,8 +415,20 @@ impl<S: Sender> Core<S> {
                 }
             }
         }
-        let wall = self.start.wall + now.saturating_duration_since(self.start.now);
+        let wall = self.wall(now);
         self.egress.on_timers(now, wall, &mut self.tx);
+    }
+
+    /// `now` on the wall clock: sender reports and the round trips measured against
+    /// them share this one mapping.
+    fn wall(&self, now: Instant) -> SystemTime {
+        self.start.wall + now.saturating_duration_since(self.start.now)
+    }
+
+    fn since_unix_epoch(&self, now: Instant) -> Duration {
+        self.wall(now)
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
     }
 
     fn publish_stats(&mut self) {
@@ -352,7 +442,8 @@ impl<S: Sender> Core<S> {
 #[cfg(any(test, feature = "fuzzing"))]
 impl Core<crate::io::memory::MemorySender> {
     /// `n` cores over one registry, sending into memory, each with its counters: core
-    /// `i` is seeded with `i`, all start at `now`, which is `wall` on the wall clock.
+    /// `i` is seeded with `i`, all start at `now`, which is `wall` on the wall clock, and
+    /// report at the default interval.
     pub fn in_memory(
         n: usize,
         registry: &Arc<Registry>,
@@ -368,7 +459,8 @@ impl Core<crate::io::memory::MemorySender> {
                     seed: id as u64,
                 };
                 let tx = crate::io::memory::MemorySender::default();
-                Core::new(id, tx, registry.clone(), stats[id].clone(), start)
+                let interval = super::egress::REPORT_INTERVAL;
+                Core::new(id, tx, registry.clone(), stats[id].clone(), start, interval)
             })
             .collect();
         (cores, stats)

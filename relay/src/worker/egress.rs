@@ -11,17 +11,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::stats::EgressStats;
-use super::viewer::{MediaOut, MediaState, ViewerEgress};
+use super::viewer::{MediaOut, MediaState, Reception, ViewerEgress};
 use crate::io::Sender;
+use crate::session::rtcp::{self, ReportBlock};
 use crate::session::{Binding, Route};
 use crate::srtp::Outbound;
+use crate::track::rewrite::RtxStream;
 use crate::track::{Packet, Track};
 
-/// How often every viewer gets sender reports (video and audio alike), all in one turn.
+/// The sender report interval of cores built for tests (`rtcpSenderReportInterval`'s
+/// default).
+#[cfg(any(test, feature = "fuzzing"))]
 pub const REPORT_INTERVAL: Duration = Duration::from_secs(1);
-/// Retransmissions one viewer may ask for per report interval: enough for 20% loss of a
-/// 5 Mbit/s stream, and a cap on what a lying viewer can make the relay send.
-pub const RETRANSMIT_BUDGET: u32 = 100;
+/// Retransmissions one viewer may ask for per second: enough for 20% loss of a 5 Mbit/s
+/// stream, and a cap on what a lying viewer can make the relay send. Granted per report
+/// interval, in proportion.
+pub const RETRANSMIT_PER_SECOND: u32 = 100;
 
 /// A track read by this worker, and who reads it here.
 struct Feed {
@@ -42,19 +47,35 @@ pub(crate) struct Egress {
     /// The packets of one feed's turn, reused.
     batch: Vec<Arc<Packet>>,
     next_reports: Instant,
+    report_interval: Duration,
+    /// Retransmissions each viewer may have per report interval.
+    budget: u32,
     stats: EgressStats,
     rng: fastrand::Rng,
 }
 
+/// A viewer's retransmission budget for a report interval.
+pub fn retransmit_budget(report_interval: Duration) -> u32 {
+    (f64::from(RETRANSMIT_PER_SECOND) * report_interval.as_secs_f64()).ceil() as u32
+}
+
 impl Egress {
-    pub fn new(worker: usize, now: Instant, rng: fastrand::Rng) -> Egress {
+    /// Sender reports (and fresh retransmission budgets) every `report_interval`.
+    pub fn new(
+        worker: usize,
+        now: Instant,
+        rng: fastrand::Rng,
+        report_interval: Duration,
+    ) -> Egress {
         Egress {
             worker,
             feeds: Vec::new(),
             feed_of_track: HashMap::new(),
             viewers: Vec::new(),
             batch: Vec::new(),
-            next_reports: now + REPORT_INTERVAL,
+            next_reports: now + report_interval,
+            report_interval,
+            budget: retransmit_budget(report_interval),
             stats: EgressStats::default(),
             rng,
         }
@@ -68,18 +89,21 @@ impl Egress {
             let feed = self.feed(&b.track);
             let f = self.feeds[feed].as_mut().expect("feed just found");
             f.subscribers.push((slot, i));
-            media.push(MediaOut {
+            // Its own random start (RFC 4588 8.3 numbers it as any RTP stream).
+            let rtx = b
+                .rtx
+                .map(|(ssrc, pt)| RtxStream::new(ssrc, pt, self.rng.u16(..)));
+            media.push(MediaOut::new(
                 feed,
-                ssrc: b.ssrc,
-                pt: b.pt,
-                clock_rate: b.track.info.codec.clock_rate(),
-                cname: b.cname.clone(),
-                state: MediaState::Waiting { since: f.cursor },
-                packets: 0,
-                octets: 0,
-                newest_seq: 0,
-                newest_at: None,
-            });
+                (b.ssrc, b.pt),
+                b.track.info.codec.clock_rate(),
+                b.cname.clone(),
+                MediaState::Waiting {
+                    since: f.cursor,
+                    cached: b.track.retention.keyframe_cache,
+                },
+                rtx,
+            ));
         }
         if self.viewers.len() <= slot {
             self.viewers.resize_with(slot + 1, || None);
@@ -89,7 +113,7 @@ impl Egress {
             srtp,
             route,
             media,
-            retransmit_budget: RETRANSMIT_BUDGET,
+            retransmit_budget: self.budget,
         });
     }
 
@@ -125,10 +149,9 @@ impl Egress {
     }
 
     /// The viewer in `slot` is gone: unsubscribes it, and drops feeds nobody reads.
-    pub fn stop(&mut self, slot: usize) {
-        let Some(v) = self.viewers.get_mut(slot).and_then(Option::take) else {
-            return;
-        };
+    /// Returns what it left (its streams' reception, for the log).
+    pub fn stop(&mut self, slot: usize) -> Option<ViewerEgress> {
+        let v = self.viewers.get_mut(slot).and_then(Option::take)?;
         for m in &v.media {
             let Some(f) = self.feeds[m.feed].as_mut() else {
                 continue;
@@ -140,23 +163,23 @@ impl Egress {
                 self.feeds[m.feed] = None;
             }
         }
+        Some(v)
     }
 
     /// New packets of every followed track, to every viewer of it here.
-    pub fn fan_out(&mut self, tx: &mut dyn Sender) {
+    pub fn fan_out(&mut self, now: Instant, tx: &mut dyn Sender) {
         for feed in self.feeds.iter_mut().flatten() {
             let head = feed.track.head();
             if head == feed.cursor {
                 continue;
             }
-            let oldest = head.saturating_sub(feed.track.capacity());
+            let oldest = feed.track.tail();
             if feed.cursor < oldest {
                 self.stats.lagged += oldest - feed.cursor;
                 feed.cursor = oldest;
             }
             self.batch.clear();
-            self.batch
-                .extend((feed.cursor..head).filter_map(|i| feed.track.get(i)));
+            self.batch.extend(feed.track.range(feed.cursor, head));
             feed.cursor = head;
             for &(slot, m) in &feed.subscribers {
                 if let Some(Some(v)) = self.viewers.get_mut(slot) {
@@ -164,6 +187,8 @@ impl Egress {
                         m,
                         &feed.track,
                         &self.batch,
+                        head,
+                        now,
                         tx,
                         &mut self.stats,
                         &mut self.rng,
@@ -174,8 +199,8 @@ impl Egress {
         self.batch.clear();
     }
 
-    /// A generic NACK (RFC 4585 6.2.1) from the viewer in `slot`: `pid`, and `pid + i + 1`
-    /// for each bit i of `blp`, resent from the ring while the viewer's budget lasts.
+    /// A generic NACK (RFC 4585 6.2.1) from the viewer in `slot`: the packets it names
+    /// are resent from the ring while the viewer's budget lasts.
     pub fn retransmit(
         &mut self,
         slot: usize,
@@ -190,7 +215,10 @@ impl Egress {
         let Some(m) = v.media.iter().position(|m| m.ssrc == media_ssrc) else {
             return;
         };
-        let MediaState::Sending(rewrite) = v.media[m].state else {
+        v.media[m].reception.nacks += 1;
+        let (MediaState::Sending(rewrite) | MediaState::CatchingUp { rewrite, .. }) =
+            v.media[m].state
+        else {
             return;
         };
         let Some(track) = self.feeds[v.media[m].feed]
@@ -199,12 +227,7 @@ impl Egress {
         else {
             return;
         };
-        let lost = std::iter::once(pid).chain(
-            (0..16)
-                .filter(|b| blp & (1 << b) != 0)
-                .map(|b| pid.wrapping_add(b + 1)),
-        );
-        for seq in lost {
+        for seq in rtcp::nacked(pid, blp) {
             if v.retransmit_budget == 0 {
                 self.stats.retransmit_limited += 1;
                 continue;
@@ -213,12 +236,46 @@ impl Egress {
             match rewrite.track_seq(seq, newest).and_then(|s| track.by_seq(s)) {
                 Some(p) => {
                     v.retransmit_budget -= 1;
-                    self.stats.retransmitted += 1;
-                    v.send(m, &p, tx, &mut self.stats);
+                    let sent = v.resend(m, &p, tx, &mut self.stats);
+                    if sent > 0 {
+                        v.media[m].reception.retransmitted += 1;
+                        self.stats.retransmitted += 1;
+                        self.stats.retransmitted_bytes += sent as u64;
+                    }
                 }
                 None => self.stats.retransmit_missing += 1,
             }
         }
+    }
+
+    /// A report block from the viewer in `slot`, arrived at `arrival` (NTP): the
+    /// stream's reception as it now stands, or None if the block is about no stream the
+    /// viewer receives or names a sender report we never sent (counted).
+    pub fn on_report(
+        &mut self,
+        slot: usize,
+        block: &ReportBlock,
+        arrival: u64,
+    ) -> Option<Reception> {
+        let Some(Some(v)) = self.viewers.get_mut(slot) else {
+            return None;
+        };
+        // Blocks about an RTX stream say nothing its media stream's do not.
+        if v.media
+            .iter()
+            .any(|m| m.rtx.is_some_and(|(rtx, _)| rtx.ssrc == block.ssrc))
+        {
+            return None;
+        }
+        let taken = v
+            .media
+            .iter_mut()
+            .find(|m| m.ssrc == block.ssrc)
+            .and_then(|m| m.on_report(block, arrival).then_some(m.reception));
+        if taken.is_none() {
+            self.stats.report_blocks_dropped += 1;
+        }
+        taken
     }
 
     /// When the next reports are due.
@@ -232,9 +289,9 @@ impl Egress {
         if now < self.next_reports {
             return;
         }
-        self.next_reports = now + REPORT_INTERVAL;
+        self.next_reports = now + self.report_interval;
         for v in self.viewers.iter_mut().flatten() {
-            v.retransmit_budget = RETRANSMIT_BUDGET;
+            v.retransmit_budget = self.budget;
             v.report(now, wall, tx, &mut self.stats);
         }
     }

@@ -53,18 +53,20 @@ pub struct Worker<R: Receiver, S: Sender> {
 }
 
 impl<R: Receiver, S: Sender> Worker<R, S> {
+    /// Viewers get sender reports every `report_interval` (`rtcpSenderReportInterval`).
     pub fn new(
         id: usize,
-        rx: R,
-        tx: S,
+        (rx, tx): (R, S),
         registry: Arc<Registry>,
         wakers: Arc<Wakers>,
         stats: Arc<WorkerStats>,
+        report_interval: Duration,
     ) -> Self {
+        let start = Start::now();
         Worker {
             id,
             rx,
-            core: Core::new(id, tx, registry, stats.clone(), Start::now()),
+            core: Core::new(id, tx, registry, stats.clone(), start, report_interval),
             wakers,
             stats,
             busy_poll: false,

@@ -14,7 +14,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -42,6 +41,17 @@ pub enum Command {
         at: Instant,
     },
     Close(String),
+}
+
+/// Gives back what session `id` held of `path`: a viewer's place, or a publisher's
+/// tracks and seat. (Unlocked: a path's publisher seat is taken before the registry's
+/// lock, so never inside it.)
+fn leave_path(id: &str, path: &ServedPath, session: &mut Session) {
+    match session.take_writers() {
+        Some(writers) => path.publisher_left(id, writers),
+        None if session.is_publisher() => path.publisher_left(id, Vec::new()),
+        None => path.remove_reader(),
+    }
 }
 
 pub enum Claim {
@@ -126,9 +136,10 @@ impl Registry {
         if p != path {
             return false;
         }
-        if let Some(pending) = inner.pending.remove(&ufrag) {
+        if let Some(mut pending) = inner.pending.remove(&ufrag) {
             inner.ids.remove(id);
-            pending.path.readers.fetch_sub(1, Ordering::Relaxed);
+            drop(inner);
+            leave_path(id, &pending.path, &mut pending.session);
             return true;
         }
         let owner = inner.owners.get(&ufrag).map(|(worker, _)| *worker);
@@ -139,13 +150,14 @@ impl Registry {
         true
     }
 
-    /// A worker's session ended: forget it and free its reader place.
-    pub fn closed(&self, id: &str, path: &ServedPath) {
+    /// A worker's session ended: forget it and give back what it held of its path.
+    pub fn closed(&self, id: &str, path: &ServedPath, session: &mut Session) {
         let mut inner = self.lock();
         if let Some((_, ufrag)) = inner.ids.remove(id) {
             inner.owners.remove(&ufrag);
         }
-        path.readers.fetch_sub(1, Ordering::Relaxed);
+        drop(inner);
+        leave_path(id, path, session);
     }
 
     /// Drops sessions no viewer ever reached within `timeout`. Returns how many.
@@ -157,13 +169,25 @@ impl Registry {
             .filter(|(_, p)| now.saturating_duration_since(p.created) > timeout)
             .map(|(ufrag, _)| ufrag.clone())
             .collect();
+        let mut expired = Vec::new();
         for ufrag in &stale {
             if let Some(p) = inner.pending.remove(ufrag) {
                 inner.ids.remove(&p.id);
-                p.path.readers.fetch_sub(1, Ordering::Relaxed);
+                expired.push(p);
             }
         }
+        drop(inner);
+        for mut p in expired {
+            leave_path(&p.id, &p.path, &mut p.session);
+        }
         stale.len()
+    }
+
+    /// Wakes the workers in `mask` (bit i: worker i).
+    pub fn wake(&self, mask: u64) {
+        if mask != 0 {
+            self.wakers.wake(mask);
+        }
     }
 
     pub fn send(&self, worker: usize, command: Command) {
@@ -189,7 +213,6 @@ mod tests {
     use crate::session::ice::tests::check;
     use crate::session::SessionConfig;
     use crate::track::{Codec, Track, TrackInfo};
-    use std::sync::atomic::AtomicUsize;
     use str0m::media::{Direction, MediaKind};
 
     fn pending(now: Instant) -> (Pending, Arc<ServedPath>) {
@@ -198,15 +221,14 @@ mod tests {
                 codec: Codec::H264,
                 fmtp: "packetization-mode=1".into(),
             },
-            16,
+            crate::track::history::Retention::default(),
         )
         .0;
-        let path = Arc::new(ServedPath {
-            name: "cam".into(),
-            tracks: vec![track],
-            max_readers: 0,
-            readers: AtomicUsize::new(1),
-        });
+        let path = {
+            let path = ServedPath::ready("cam", 0, vec![track]);
+            path.add_reader();
+            Arc::new(path)
+        };
         let mut client = str0m::Rtc::builder().build(now);
         let mut change = client.sdp_api();
         change.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
@@ -216,9 +238,15 @@ mod tests {
             mtu: 1200,
             handshake_timeout: Duration::from_secs(10),
             allow_legacy_srtp: false,
+            keyframe_request_interval: Duration::from_secs(1),
         };
-        let (session, _) =
-            Session::viewer(now, &offer.to_sdp_string(), &path.tracks, &config).unwrap();
+        let (session, _) = Session::viewer(
+            now,
+            &offer.to_sdp_string(),
+            &path.tracks().unwrap(),
+            &config,
+        )
+        .unwrap();
         let p = Pending {
             id: "s1".into(),
             path: path.clone(),

@@ -5,31 +5,35 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use str0m::change::SdpAnswer;
-use str0m::media::{Direction, MediaKind};
+
+use crate::track::history::Retention;
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::rtcp::SenderInfo;
+use str0m::rtp::RtpWrite;
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
-use super::egress::{REPORT_INTERVAL, RETRANSMIT_BUDGET};
+use super::egress::{retransmit_budget, REPORT_INTERVAL};
 use super::registry::{Pending, Registry};
 use super::{Core, WorkerStats};
 use crate::io::memory::MemorySender;
 use crate::io::wake::Wakers;
 use crate::io::Datagram;
-use crate::paths::ServedPath;
+use crate::paths::{PathState, ServedPath};
 use crate::session::consent::CONSENT_TIMEOUT;
 use crate::session::{Session, SessionConfig};
-use crate::track::{Codec, SourcePacket, Track, TrackInfo, TrackWriter};
+use crate::track::{h265, keyframes, Codec, SourcePacket, Track, TrackInfo, TrackWriter};
 
 const RELAY: &str = "10.1.0.1:8189";
 const FRAME: Duration = Duration::from_micros(33_333);
 const WALL_START: Duration = Duration::from_secs(1_800_000_000);
+const KEYFRAME_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A 30 fps H264 source: every `gop` frames a keyframe (SPS, PPS, IDR), the rest
 /// delta frames, `packets` packets each.
@@ -40,6 +44,8 @@ struct Source {
     next: Instant,
     gop: u64,
     packets: usize,
+    /// Each slice payload padded to this many bytes (at least 4).
+    size: usize,
 }
 
 impl Source {
@@ -53,12 +59,9 @@ impl Source {
             }
             let kind = if keyframe { 0x65 } else { 0x41 };
             for i in 0..self.packets {
-                nals.push(vec![
-                    kind,
-                    i as u8,
-                    (self.frame >> 8) as u8,
-                    self.frame as u8,
-                ]);
+                let mut nal = vec![kind, i as u8, (self.frame >> 8) as u8, self.frame as u8];
+                nal.resize(self.size.max(4), 0);
+                nals.push(nal);
             }
             let last = nals.len() - 1;
             for (i, nal) in nals.into_iter().enumerate() {
@@ -78,9 +81,15 @@ impl Source {
     }
 }
 
-/// A str0m viewer on its own address.
+/// A str0m peer on its own address: a viewer, or a publisher when it has `frames`.
 struct Viewer {
     rtc: Rtc,
+    /// Its one video m-line.
+    mid: Mid,
+    /// A publisher's H264 frames, sent through str0m once connected.
+    frames: Option<Frames>,
+    /// PLI/FIR that reached it (a publisher).
+    keyframe_requests: usize,
     addr: SocketAddr,
     /// The worker the kernel hands this viewer's datagrams to (SO_REUSEPORT picks by
     /// address; a test may move it, as a second candidate pair would).
@@ -109,6 +118,35 @@ struct Viewer {
 }
 
 impl Viewer {
+    fn new(
+        rtc: Rtc,
+        mid: Mid,
+        addr: SocketAddr,
+        worker: usize,
+        relay_ufrag: String,
+        now: Instant,
+    ) -> Viewer {
+        Viewer {
+            rtc,
+            mid,
+            frames: None,
+            keyframe_requests: 0,
+            addr,
+            worker,
+            relay_ufrag,
+            connected: false,
+            got: Vec::new(),
+            reports: Vec::new(),
+            last_report: None,
+            last_check: now,
+            lose: Box::new(|_| false),
+            silent: false,
+            timeout: now,
+            pending: Vec::new(),
+            received: 0,
+        }
+    }
+
     /// A datagram from the relay, unless it is media the network loses.
     fn receive(&mut self, now: Instant, data: &[u8]) {
         let relay: SocketAddr = RELAY.parse().unwrap();
@@ -137,6 +175,7 @@ impl Viewer {
                     }
                 }
                 Output::Event(Event::Connected) => self.connected = true,
+                Output::Event(Event::KeyframeRequest(_)) => self.keyframe_requests += 1,
                 Output::Event(Event::RtpPacket(p)) => {
                     if let Some(info) = p.last_sender_info {
                         if self.last_report.is_none_or(|(last, _)| last != info) {
@@ -157,6 +196,75 @@ impl Viewer {
     }
 }
 
+/// A publisher's 30 fps video (a keyframe every 30 frames), as str0m sends it.
+struct Frames {
+    codec: Codec,
+    pt: u8,
+    seq: u64,
+    frame: u64,
+    next: Instant,
+}
+
+/// One frame's RTP payloads: H264 as single NAL units (SPS, PPS, IDR for a keyframe),
+/// the others one packet with the payload descriptor that marks a keyframe (or not).
+fn frame_payloads(codec: Codec, keyframe: bool, n: u8) -> Vec<Vec<u8>> {
+    match (codec, keyframe) {
+        (Codec::H264, true) => vec![
+            vec![0x67, 0x42, 0xe0, 0x1f],
+            vec![0x68, 0xce, 0x3c, 0x80],
+            vec![0x65, 0x88, n],
+        ],
+        (Codec::H264, false) => vec![vec![0x41, 0x9a, n]],
+        // Two-byte NAL headers: VPS, SPS, PPS, IDR_W_RADL; TRAIL_R between keyframes.
+        (Codec::H265, true) => vec![
+            vec![0x40, 0x01, 0x0c],
+            vec![0x42, 0x01, 0x01],
+            vec![0x44, 0x01, 0xc1],
+            vec![0x26, 0x01, n],
+        ],
+        (Codec::H265, false) => vec![vec![0x02, 0x01, n]],
+        // S, partition 0; the frame header's P bit clear on key frames.
+        (Codec::Vp8, key) => vec![vec![0x10, 0x50 | !key as u8, n]],
+        // B and E; P (inter-predicted) on delta frames.
+        (Codec::Vp9, key) => vec![vec![0x0c | (!key as u8) << 6, n]],
+        // One OBU (W=1); N on the first packet of a coded video sequence.
+        (Codec::Av1, key) => vec![vec![0x10 | (key as u8) << 3, 0x32, n]],
+        (other, _) => panic!("no test frames for {other:?}"),
+    }
+}
+
+impl Viewer {
+    /// A publisher's frames due by `now`, written to its str0m.
+    fn send_due(&mut self, now: Instant) {
+        let Some(f) = self.frames.as_mut().filter(|_| self.connected) else {
+            return;
+        };
+        let mut api = self.rtc.direct_api();
+        let stream = api.stream_tx_by_mid(self.mid, None).expect("a send stream");
+        while f.next <= now {
+            let payloads = frame_payloads(f.codec, f.frame % 30 == 0, f.frame as u8);
+            let last = payloads.len() - 1;
+            for (i, nal) in payloads.into_iter().enumerate() {
+                f.seq += 1;
+                let time = (f.frame * 3000) as u32;
+                let rtp = RtpWrite::new(f.pt.into(), f.seq.into(), time, f.next, nal);
+                stream.write_rtp(rtp.marker(i == last));
+            }
+            f.frame += 1;
+            f.next += FRAME;
+        }
+    }
+
+    /// Asks the relay for a keyframe on its video m-line (a viewer).
+    fn request_keyframe(&mut self) {
+        let mut api = self.rtc.direct_api();
+        let stream = api
+            .stream_rx_by_mid(self.mid, None)
+            .expect("receiving video");
+        stream.request_keyframe(KeyframeRequestKind::Pli);
+    }
+}
+
 struct Net {
     now: Instant,
     start: Instant,
@@ -164,20 +272,26 @@ struct Net {
     stats: Vec<Arc<WorkerStats>>,
     registry: Arc<Registry>,
     path: Arc<ServedPath>,
-    source: Source,
+    /// Writes the track directly; None when a publisher's session feeds it.
+    source: Option<Source>,
     viewers: Vec<Viewer>,
 }
 
 impl Net {
     /// Two workers, a path with one H264 track fed by a source `packets` per frame.
     fn new(gop: u64, packets: usize) -> Net {
+        Net::keeping(gop, packets, Retention::default())
+    }
+
+    /// As `new`, the track keeping what `retention` says.
+    fn keeping(gop: u64, packets: usize, retention: Retention) -> Net {
         let start = Instant::now();
         let (track, writer) = Track::new(
             TrackInfo {
                 codec: Codec::H264,
                 fmtp: "packetization-mode=1;profile-level-id=42e01f".into(),
             },
-            1024,
+            retention,
         );
         let registry = Arc::new(Registry::new(Arc::new(Wakers::new(2).unwrap())));
         let wall = SystemTime::UNIX_EPOCH + WALL_START;
@@ -188,22 +302,104 @@ impl Net {
             cores,
             stats,
             registry,
-            path: Arc::new(ServedPath {
-                name: "cam".into(),
-                tracks: vec![track],
-                max_readers: 0,
-                readers: AtomicUsize::new(0),
-            }),
-            source: Source {
+            path: Arc::new(ServedPath::ready("cam", 0, vec![track])),
+            source: Some(Source {
                 writer,
                 frame: 0,
                 seq: 1000,
                 next: start,
                 gop,
                 packets,
-            },
+                size: 4,
+            }),
             viewers: Vec::new(),
         }
+    }
+
+    /// Two workers and a path waiting for a publisher.
+    fn for_publisher() -> Net {
+        let mut net = Net::new(30, 1);
+        net.source = None;
+        net.path = Arc::new(ServedPath::for_publisher("cam", 0, true));
+        net
+    }
+
+    fn session_config() -> SessionConfig {
+        SessionConfig {
+            candidates: vec![RELAY.parse().unwrap()],
+            mtu: 1200,
+            handshake_timeout: Duration::from_secs(10),
+            allow_legacy_srtp: false,
+            keyframe_request_interval: KEYFRAME_INTERVAL,
+        }
+    }
+
+    /// A str0m publisher of H264 over WHIP (as `server::Control` takes one), its
+    /// datagrams going to `worker`. Returns its index among the peers.
+    fn publish(&mut self, worker: usize) -> usize {
+        self.publish_video(worker, Codec::H264)
+    }
+
+    /// A str0m publisher of `codec` (H264, H265, VP8, VP9 or AV1) over WHIP.
+    fn publish_video(&mut self, worker: usize, codec: Codec) -> usize {
+        let n = self.viewers.len();
+        let addr: SocketAddr = format!("10.3.0.{}:{}", n + 1, 6000 + n).parse().unwrap();
+        let builder = Rtc::builder().set_rtp_mode(true).clear_codecs();
+        let mut rtc = match codec {
+            Codec::H264 => builder.enable_h264(true),
+            Codec::H265 => builder.enable_h265(true),
+            Codec::Vp8 => builder.enable_vp8(true),
+            Codec::Vp9 => builder.enable_vp9(true),
+            Codec::Av1 => builder.enable_av1(true),
+            other => panic!("no test publisher for {other:?}"),
+        }
+        .build(self.now);
+        rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
+        let mut change = rtc.sdp_api();
+        let mid = change.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        let (offer, pending) = change.apply().unwrap();
+        let (mut session, answer) =
+            Session::publisher(self.now, &offer.to_sdp_string(), &Net::session_config()).unwrap();
+        let id = format!("publisher-{n}");
+        self.path
+            .claim_publisher(&id, Duration::ZERO, |_| panic!("nobody to replace"))
+            .unwrap();
+        let writers = self.path.take_writers(&session.published_tracks());
+        let tracks: Vec<_> = writers.iter().map(|w| w.track().clone()).collect();
+        session.start_publishing(writers);
+        self.path.set_state(PathState::ready(tracks));
+        let relay_ufrag = session.ufrag().to_string();
+        rtc.sdp_api()
+            .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
+            .unwrap();
+        let name = format!(" {}/", format!("{codec:?}").to_uppercase());
+        let pt: u8 = answer
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("a=rtpmap:")?
+                    .split_once(&name)?
+                    .0
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("{codec:?} in the answer: {answer}"));
+        self.registry.add(Pending {
+            id,
+            path: self.path.clone(),
+            session: Box::new(session),
+            created: self.now,
+        });
+        self.viewers.push(Viewer {
+            frames: Some(Frames {
+                codec,
+                pt,
+                seq: 0,
+                frame: 0,
+                next: self.now,
+            }),
+            ..Viewer::new(rtc, mid, addr, worker, relay_ufrag, self.now)
+        });
+        n
     }
 
     /// A viewer on its own address answered over WHEP (as `server::Control` does),
@@ -214,43 +410,28 @@ impl Net {
         let mut rtc = Rtc::builder().set_rtp_mode(true).build(self.now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
         let mut change = rtc.sdp_api();
-        change.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+        let mid = change.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
         let (offer, pending) = change.apply().unwrap();
-        let config = SessionConfig {
-            candidates: vec![RELAY.parse().unwrap()],
-            mtu: 1200,
-            handshake_timeout: Duration::from_secs(10),
-            allow_legacy_srtp: false,
-        };
-        let (session, answer) =
-            Session::viewer(self.now, &offer.to_sdp_string(), &self.path.tracks, &config).unwrap();
+        let (session, answer) = Session::viewer(
+            self.now,
+            &offer.to_sdp_string(),
+            &self.path.tracks().unwrap(),
+            &Net::session_config(),
+        )
+        .unwrap();
         let relay_ufrag = session.ufrag().to_string();
         rtc.sdp_api()
             .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
             .unwrap();
-        self.path.readers.fetch_add(1, Ordering::Relaxed);
+        assert!(self.path.add_reader());
         self.registry.add(Pending {
             id: format!("viewer-{n}"),
             path: self.path.clone(),
             session: Box::new(session),
             created: self.now,
         });
-        self.viewers.push(Viewer {
-            rtc,
-            addr,
-            worker,
-            relay_ufrag,
-            connected: false,
-            got: Vec::new(),
-            reports: Vec::new(),
-            last_report: None,
-            last_check: self.now,
-            lose: Box::new(|_| false),
-            silent: false,
-            timeout: self.now,
-            pending: Vec::new(),
-            received: 0,
-        });
+        self.viewers
+            .push(Viewer::new(rtc, mid, addr, worker, relay_ufrag, self.now));
         n
     }
 
@@ -259,14 +440,22 @@ impl Net {
     fn run_for(&mut self, d: Duration) {
         let end = self.now + d;
         loop {
-            self.source.due(self.now);
+            if let Some(source) = &mut self.source {
+                source.due(self.now);
+            }
+            for v in &mut self.viewers {
+                v.send_due(self.now);
+            }
             self.exchange();
+            let frames = self.viewers.iter().filter_map(|v| v.frames.as_ref());
             let next = self
                 .viewers
                 .iter()
                 .map(|v| v.timeout)
                 .chain(self.cores.iter().map(|c| c.next_deadline()))
-                .chain([self.source.next, end])
+                .chain(self.source.as_ref().map(|s| s.next))
+                .chain(frames.map(|f| f.next))
+                .chain([end])
                 .min()
                 .unwrap()
                 .max(self.now);
@@ -399,6 +588,12 @@ fn lost_packets_are_resent_within_the_budget_and_counted_past_it() {
     let mut lost = BTreeSet::new();
     net.viewers[heavy].lose = Box::new(move |seq| seq % 2 == 0 && lost.insert(seq));
     net.run_for(Duration::from_secs(10));
+    // Resends on RTX have numbers of their own, which the network may lose too: the
+    // last ones are answered with nothing lost any more.
+    for v in [light, heavy] {
+        net.viewers[v].lose = Box::new(|_| false);
+    }
+    net.run_for(Duration::from_secs(1));
     assert!(net.count(|s| &s.nacks) > 0);
     // The light one lost nothing to the heavy one's abuse: every loss recovered.
     assert_continuous(&net.viewers[light]);
@@ -409,11 +604,44 @@ fn lost_packets_are_resent_within_the_budget_and_counted_past_it() {
     );
     assert!(limited > 0, "the heavy viewer's NACKs went past its budget");
     // Each viewer is held to its budget per report interval.
-    let intervals = 10 * Duration::from_secs(1).as_millis() / REPORT_INTERVAL.as_millis() + 1;
+    let intervals = 11 * Duration::from_secs(1).as_millis() / REPORT_INTERVAL.as_millis() + 1;
+    let budget = u64::from(retransmit_budget(REPORT_INTERVAL));
     assert!(
-        retransmitted <= 2 * RETRANSMIT_BUDGET as u64 * intervals as u64,
+        retransmitted <= 2 * budget * intervals as u64,
         "{retransmitted} resent in {intervals} intervals"
     );
+    // str0m offers RTX, as browsers do: every resend went on the RTX stream.
+    assert_eq!(net.count(|s| &s.rtx_packets), retransmitted);
+    assert_eq!(
+        net.count(|s| &s.rtx_bytes),
+        net.count(|s| &s.retransmitted_bytes)
+    );
+}
+
+#[test]
+fn report_blocks_give_each_stream_a_round_trip_and_the_path_its_histograms() {
+    let mut net = Net::new(30, 2);
+    let v = net.join(1);
+    net.run_for(Duration::from_secs(10));
+    assert!(!net.viewers[v].got.is_empty());
+    let blocks = net.count(|s| &s.report_blocks);
+    assert!(blocks >= 5, "{blocks} report blocks");
+    assert_eq!(
+        net.count(|s| &s.report_blocks_dropped),
+        0,
+        "every block named an SR we sent"
+    );
+    // Datagrams cross in no time here: the round trip is what the viewer's delay
+    // since our SR cancels exactly, to the 1/65536 s of the fields.
+    let rtt = &net.path.reception.rtt;
+    let (count, sum) = rtt.totals();
+    assert!(count >= 3, "{count} round trips");
+    assert!(
+        sum < count as f64 * 2.0 / 65536.0,
+        "round trips sum to {sum} s"
+    );
+    let (lost, _) = net.path.reception.fraction_lost.totals();
+    assert_eq!(lost, blocks, "every block is a loss observation");
 }
 
 #[test]
@@ -432,11 +660,7 @@ fn a_viewer_that_goes_silent_is_dropped_once_consent_lapses() {
     assert_eq!(net.sessions(0), 2, "consent has not lapsed yet");
     net.run_for(Duration::from_millis(101));
     assert_eq!(net.sessions(0), 1, "the silent viewer's consent lapsed");
-    assert_eq!(
-        net.path.readers.load(Ordering::Relaxed),
-        1,
-        "its place is free"
-    );
+    assert_eq!(net.path.readers(), 1, "its place is free");
     // Nothing more is sent to it; the other goes on for a quarter of an hour.
     let received = net.viewers[quiet].received;
     net.run_for(Duration::from_secs(900));
@@ -495,10 +719,19 @@ fn sender_reports_come_every_interval_with_a_true_clock_mapping() {
     );
 }
 
+/// The source frame a slice payload of `Source` carries; None for parameter sets.
+fn frame_of(payload: &[u8]) -> Option<u64> {
+    matches!(payload[0] & 0x1f, 1 | 5).then(|| u64::from(payload[2]) << 8 | u64::from(payload[3]))
+}
+
 #[test]
-fn a_late_viewer_starts_on_the_next_keyframe() {
+fn without_the_keyframe_cache_a_late_viewer_starts_on_the_next_keyframe() {
     // A keyframe every 2 s; the viewer joins 0.5 s into a GOP.
-    let mut net = Net::new(60, 3);
+    let no_cache = Retention {
+        keyframe_cache: false,
+        ..Retention::default()
+    };
+    let mut net = Net::keeping(60, 3, no_cache);
     let early = net.join(0);
     net.run_for(Duration::from_millis(2500));
     let late = net.join(1);
@@ -507,7 +740,172 @@ fn a_late_viewer_starts_on_the_next_keyframe() {
     // Parameter sets, then the IDR: nothing of the GOP it joined in.
     let kinds: Vec<u8> = got.iter().take(5).map(|(.., p)| p[0] & 0x1f).collect();
     assert_eq!(kinds, [7, 8, 5, 5, 5], "{kinds:?}");
+    assert_eq!(
+        frame_of(&got[2].2),
+        Some(120),
+        "the keyframe after it joined"
+    );
     assert_continuous(&net.viewers[late]);
     assert_continuous(&net.viewers[early]);
     assert_eq!((net.sessions(0), net.sessions(1)), (1, 1));
+    assert_eq!(net.count(|s| &s.instant_starts), 0);
+}
+
+#[test]
+fn with_the_keyframe_cache_a_late_viewer_starts_at_once_on_the_gop_paced_then_live() {
+    // A 4 s GOP of 3 kB frames (~90 kB/s); the viewer joins 3.5 s into it.
+    let mut net = Net::new(120, 3);
+    net.source.as_mut().unwrap().size = 1000;
+    let early = net.join(0);
+    net.run_for(Duration::from_millis(3500));
+    let late = net.join(1);
+    net.run_for(Duration::from_millis(100));
+    let got = &net.viewers[late].got;
+    let kinds: Vec<u8> = got.iter().take(5).map(|(.., p)| p[0] & 0x1f).collect();
+    assert_eq!(kinds, [7, 8, 5, 5, 5], "{kinds:?}");
+    assert_eq!(
+        frame_of(&got[2].2),
+        Some(0),
+        "the GOP it joined in, from its keyframe"
+    );
+    // Paced: at 4x the stream's rate, 0.1 s is some 36 kB of the GOP's 315 kB.
+    let frames: BTreeSet<u64> = got.iter().filter_map(|(.., p)| frame_of(p)).collect();
+    assert!(
+        (3..30).contains(&frames.len()),
+        "{} frames in 100 ms",
+        frames.len()
+    );
+    // 315 kB at 360 kB/s while the stream goes on at 90 kB/s: live within ~1.2 s.
+    net.run_for(Duration::from_millis(1500));
+    let newest = |v: &Viewer| v.got.iter().filter_map(|(.., p)| frame_of(p)).max();
+    assert_eq!(
+        newest(&net.viewers[late]),
+        newest(&net.viewers[early]),
+        "live"
+    );
+    assert_continuous(&net.viewers[late]);
+    assert_continuous(&net.viewers[early]);
+    assert_eq!(net.stats[1].instant_starts.load(Ordering::Relaxed), 1);
+    assert_eq!(net.count(|s| &s.skipped_to_keyframe), 0);
+}
+
+#[test]
+fn a_publishers_packets_reach_viewers_on_both_workers_and_its_end_frees_the_path() {
+    let mut net = Net::for_publisher();
+    let publisher = net.publish(0);
+    net.run_for(Duration::from_secs(1));
+    assert!(
+        net.viewers[publisher].connected,
+        "ICE and DTLS with the publisher"
+    );
+    let (near, far) = (net.join(0), net.join(1));
+    net.run_for(Duration::from_secs(3));
+    for v in [near, far] {
+        assert!(net.viewers[v].connected);
+        assert!(
+            net.viewers[v].got.len() > 60,
+            "{} frames",
+            net.viewers[v].got.len()
+        );
+        assert_continuous(&net.viewers[v]);
+        let first = &net.viewers[v].got[0].2;
+        assert_eq!(
+            first[0] & 0x1f,
+            7,
+            "a viewer starts on a keyframe (its SPS first)"
+        );
+    }
+    let track = net.path.tracks().unwrap()[0].clone();
+    assert_eq!(track.info.codec, Codec::H264);
+
+    net.registry.close("cam", "publisher-0");
+    net.run_for(Duration::from_millis(200));
+    assert_eq!(net.path.state(), PathState::WaitingForPublisher);
+    let got = net.viewers[far].got.len();
+    // The next publisher with the same codec writes the same track: viewers go on.
+    let next = net.publish(1);
+    net.run_for(Duration::from_secs(2));
+    assert!(net.viewers[next].connected);
+    assert!(Arc::ptr_eq(&net.path.tracks().unwrap()[0], &track));
+    assert!(net.viewers[far].got.len() > got + 30, "the viewer goes on");
+    assert_continuous(&net.viewers[far]);
+}
+
+#[test]
+fn h265_vp8_vp9_and_av1_publishers_reach_viewers_who_start_on_a_keyframe() {
+    type StartsKeyframe = fn(&[u8]) -> bool;
+    // H265's keyframe opens with its parameter sets (VPS first).
+    let h265: StartsKeyframe = |p| h265::summarize(&Bytes::copy_from_slice(p)).vps.is_some();
+    let codecs: [(Codec, StartsKeyframe); 4] = [
+        (Codec::H265, h265),
+        (Codec::Vp8, keyframes::vp8),
+        (Codec::Vp9, keyframes::vp9),
+        (Codec::Av1, keyframes::av1),
+    ];
+    for (codec, starts_keyframe) in codecs {
+        let mut net = Net::for_publisher();
+        let publisher = net.publish_video(0, codec);
+        // Joining after the first keyframe: the viewer waits for the next one.
+        net.run_for(Duration::from_millis(1500));
+        assert!(net.viewers[publisher].connected, "{codec:?} publisher");
+        let viewer = net.join(1);
+        net.run_for(Duration::from_secs(3));
+        let v = &net.viewers[viewer];
+        assert!(v.got.len() > 60, "{codec:?}: {} frames", v.got.len());
+        assert_continuous(v);
+        assert!(
+            starts_keyframe(&v.got[0].2),
+            "{codec:?} starts on a keyframe"
+        );
+        assert!(!starts_keyframe(&v.got[1].2));
+        assert_eq!(net.path.tracks().unwrap()[0].info.codec, codec);
+    }
+}
+
+#[test]
+fn fifty_viewers_asking_for_a_keyframe_at_once_cost_the_publisher_one_pli_per_interval() {
+    let mut net = Net::for_publisher();
+    let publisher = net.publish(0);
+    net.run_for(Duration::from_secs(1));
+    let viewers: Vec<usize> = (0..50).map(|i| net.join(i % 2)).collect();
+    net.run_for(Duration::from_secs(2));
+    assert!(viewers
+        .iter()
+        .all(|&v| net.viewers[v].connected && !net.viewers[v].got.is_empty()));
+    // Each viewer that went live asked for a keyframe to start on: one reached it.
+    assert_eq!(
+        net.viewers[publisher].keyframe_requests, 1,
+        "fifty joins, one PLI"
+    );
+
+    for &v in &viewers {
+        net.viewers[v].request_keyframe();
+    }
+    net.run_for(Duration::from_millis(300));
+    assert_eq!(
+        net.count(|s| &s.keyframe_requests),
+        50,
+        "every viewer's PLI arrived"
+    );
+    assert_eq!(net.viewers[publisher].keyframe_requests, 2, "one for fifty");
+
+    // Asked again within the interval: held until it ends, then one more.
+    for &v in &viewers {
+        net.viewers[v].request_keyframe();
+    }
+    net.run_for(Duration::from_millis(400));
+    assert_eq!(
+        net.viewers[publisher].keyframe_requests, 2,
+        "within the interval"
+    );
+    net.run_for(KEYFRAME_INTERVAL);
+    assert_eq!(
+        net.viewers[publisher].keyframe_requests, 3,
+        "at the interval's end"
+    );
+    net.run_for(Duration::from_secs(3));
+    assert_eq!(
+        net.viewers[publisher].keyframe_requests, 3,
+        "nobody asked since"
+    );
 }

@@ -1,0 +1,178 @@
+//! What a track keeps of its past, and where: the ring of packets that fan-out, NACK
+//! and instant start read, bounded by time and bytes rather than by a packet count,
+//! and the packed storage of their payloads.
+//!
+//! A packet count is the wrong bound: 1,024 packets are 5 s of a 2 Mbit/s stream but
+//! 20 s of audio, and each held a payload allocation of its own. Here a track keeps
+//! `historyDuration` of packets (plus, with `keyframeCache`, everything since its
+//! newest keyframe), never more than `historyMaxBytes` of payload, and the ring of
+//! slots grows to what that takes. Payloads are packed back to back in chunks sized to
+//! the track's rate, so a 200-byte audio packet costs 200 bytes and a chunk is freed
+//! once the last packet in it has left the history (and the last worker reading it
+//! has dropped it).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use bytes::{Bytes, BytesMut};
+
+use super::Packet;
+
+/// How much history a track keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// `historyDuration`: packets that arrived this long before the newest are let go.
+    pub duration: Duration,
+    /// `historyMaxBytes`: payload bytes kept at most, whatever the duration says.
+    pub max_bytes: usize,
+    /// `keyframeCache`: video keeps everything since its newest keyframe too, so that a
+    /// viewer can start at once (within `max_bytes`).
+    pub keyframe_cache: bool,
+}
+
+impl Default for Retention {
+    fn default() -> Retention {
+        Retention {
+            duration: Duration::from_secs(1),
+            max_bytes: 8 << 20,
+            keyframe_cache: true,
+        }
+    }
+}
+
+/// Packets a ring holds at most, whatever the limits say: a flood of tiny packets must
+/// not grow the slots without bound.
+pub const MAX_PACKETS: u64 = 1 << 15;
+const MIN_SLOTS: usize = 64;
+
+/// The slots of one capacity. Replaced by a bigger one (never in place) when the history
+/// outgrows it, so readers holding the old one still read valid packets.
+pub(super) struct Ring {
+    slots: Box<[ArcSwapOption<Packet>]>,
+    /// Extended sequence number -> index + 1 (0: none), for NACK lookups.
+    by_seq: Box<[AtomicU64]>,
+    mask: u64,
+}
+
+impl Ring {
+    pub(super) fn with_capacity(capacity: usize) -> Ring {
+        let capacity = capacity.max(MIN_SLOTS).next_power_of_two();
+        Ring {
+            slots: (0..capacity).map(|_| ArcSwapOption::empty()).collect(),
+            by_seq: (0..capacity).map(|_| AtomicU64::new(0)).collect(),
+            mask: capacity as u64 - 1,
+        }
+    }
+
+    pub(super) fn capacity(&self) -> u64 {
+        self.mask + 1
+    }
+
+    /// The packet at `index`, if this ring holds it.
+    pub(super) fn get(&self, index: u64) -> Option<Arc<Packet>> {
+        self.slots[(index & self.mask) as usize]
+            .load_full()
+            .filter(|p| p.index == index)
+    }
+
+    /// The index of the packet with extended sequence number `seq`, if it was stored here.
+    pub(super) fn index_of_seq(&self, seq: u64) -> Option<u64> {
+        self.by_seq[(seq & self.mask) as usize]
+            .load(Ordering::Acquire)
+            .checked_sub(1)
+    }
+
+    pub(super) fn put(&self, p: Arc<Packet>) {
+        let (index, seq) = (p.index, p.seq);
+        self.slots[(index & self.mask) as usize].store(Some(p));
+        self.by_seq[(seq & self.mask) as usize].store(index + 1, Ordering::Release);
+    }
+
+    /// Lets go of the packet at `index`: its payload may be freed once readers drop it.
+    pub(super) fn clear(&self, index: u64) {
+        self.slots[(index & self.mask) as usize].store(None);
+    }
+
+    /// A ring twice as big holding the same packets (`from..to`).
+    pub(super) fn grown(&self, from: u64, to: u64) -> Ring {
+        let bigger = Ring::with_capacity(self.slots.len() * 2);
+        for p in (from..to).filter_map(|i| self.get(i)) {
+            bigger.put(p);
+        }
+        bigger
+    }
+}
+
+/// The smallest and largest payload chunk: small enough that a quiet audio track wastes
+/// little, large enough that a busy video track allocates rarely.
+const MIN_CHUNK: usize = 4 << 10;
+const MAX_CHUNK: usize = 64 << 10;
+/// A chunk holds about this fraction of a track's history (1/16), so that the chunk
+/// being filled and the one partly let go add little to it.
+const CHUNKS_PER_HISTORY: usize = 16;
+
+/// Payloads packed back to back in shared chunks (written only by the track's writer).
+#[derive(Default)]
+pub(super) struct Arena {
+    chunk: BytesMut,
+}
+
+impl Arena {
+    /// A copy of `payload` in the current chunk, or in a new one sized for a history of
+    /// `history_bytes`.
+    pub(super) fn store(&mut self, payload: &[u8], history_bytes: usize) -> Bytes {
+        if self.chunk.capacity() - self.chunk.len() < payload.len() {
+            let size = (history_bytes / CHUNKS_PER_HISTORY)
+                .next_power_of_two()
+                .clamp(MIN_CHUNK, MAX_CHUNK);
+            self.chunk = BytesMut::with_capacity(size.max(payload.len()));
+        }
+        self.chunk.extend_from_slice(payload);
+        self.chunk.split().freeze()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_share_chunks_sized_to_the_history() {
+        let mut arena = Arena::default();
+        let a = arena.store(&[1; 200], 0);
+        let b = arena.store(&[2; 200], 0);
+        assert_eq!((&a[..], &b[..]), (&[1u8; 200][..], &[2u8; 200][..]));
+        // Back to back in one allocation.
+        assert_eq!(a.as_ptr() as usize + 200, b.as_ptr() as usize);
+        // A busy track gets bigger chunks; a payload bigger than a chunk gets its own.
+        let mut arena = Arena::default();
+        arena.store(&[0; 10], 500_000);
+        assert_eq!(arena.chunk.capacity() + 10, 32 << 10);
+        let big = arena.store(&vec![7; MAX_CHUNK + 1], 0);
+        assert_eq!(big.len(), MAX_CHUNK + 1);
+    }
+
+    #[test]
+    fn a_grown_ring_holds_the_same_packets() {
+        let ring = Ring::with_capacity(64);
+        for i in 10..70u64 {
+            ring.put(Arc::new(Packet {
+                index: i,
+                seq: 1000 + i,
+                timestamp: 0,
+                marker: false,
+                payload: Bytes::new(),
+                arrival: std::time::Instant::now(),
+            }));
+        }
+        let bigger = ring.grown(10, 70);
+        assert_eq!(bigger.capacity(), 128);
+        for i in 10..70 {
+            assert_eq!(bigger.get(i).unwrap().index, i);
+            assert_eq!(bigger.index_of_seq(1000 + i), Some(i));
+        }
+        assert!(bigger.get(70).is_none());
+    }
+}
