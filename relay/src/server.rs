@@ -12,6 +12,7 @@ use anyhow::{bail, Context};
 use ring::rand::{SecureRandom, SystemRandom};
 use tracing::info;
 
+use crate::auth::Authenticator;
 use crate::config::{additional_host, Config, XdpMode as ConfigXdpMode};
 use crate::http::{self, Created, Viewers, WhepError};
 use crate::ingest::rtsp::{self, RtspOptions};
@@ -351,17 +352,19 @@ async fn control_plane(
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let registry_metrics = config.metrics.then(|| Arc::new(metrics.registry()));
+    let auth = Arc::new(Authenticator::new(config.auth.clone(), config.read_timeout));
     let mut http_opts = http::HttpOptions {
         allow_origins: config.webrtc_allow_origins.clone(),
         metrics: None,
         read_timeout: config.read_timeout,
+        auth: auth.clone(),
     };
     match (config.metrics_address, registry_metrics) {
         (Some(addr), Some(registry)) => {
             let l = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("cannot listen on {addr} (metricsAddress)"))?;
-            tokio::spawn(http::serve_metrics(l, registry, config.read_timeout));
+            tokio::spawn(http::serve_metrics(l, registry, config.read_timeout, auth));
         }
         (None, registry) => http_opts.metrics = registry,
         (Some(_), None) => {}
