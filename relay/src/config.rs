@@ -382,11 +382,23 @@ struct RawConfig {
     // MediaMTX's keys that would change who may do what if relay ignored them: read so
     // that values relay cannot honour are refused; not written back (relay.yml leaves
     // them out).
-    #[serde(rename = "authHTTPFingerprint", deserialize_with = "null_default", skip_serializing)]
+    #[serde(
+        rename = "authHTTPFingerprint",
+        deserialize_with = "null_default",
+        skip_serializing
+    )]
     auth_http_fingerprint: String,
-    #[serde(rename = "authJWTJWKSFingerprint", deserialize_with = "null_default", skip_serializing)]
+    #[serde(
+        rename = "authJWTJWKSFingerprint",
+        deserialize_with = "null_default",
+        skip_serializing
+    )]
     auth_jwt_jwks_fingerprint: String,
-    #[serde(rename = "authJWTInHTTPQuery", deserialize_with = "yes_no", skip_serializing)]
+    #[serde(
+        rename = "authJWTInHTTPQuery",
+        deserialize_with = "yes_no",
+        skip_serializing
+    )]
     auth_jwt_in_http_query: bool,
     #[serde(deserialize_with = "yes_no", skip_serializing)]
     webrtc: bool,
@@ -1340,14 +1352,22 @@ mod tests {
                     paths:\n  cam1:\n    source: demo\n    sourceRedirect: x\n    colour: red\n";
         let e = refused(text);
         assert!(e.contains("2 problems"), "{e}");
-        assert!(e.contains("webrtcAdress: unknown key: check its spelling"), "{e}");
+        assert!(
+            e.contains("webrtcAdress: unknown key: check its spelling"),
+            "{e}"
+        );
         assert!(e.contains("paths.cam1.colour: unknown key"), "{e}");
         // MediaMTX's keys of what relay does not run are no problem: they are noted.
-        let fixed = text.replace("webrtcAdress", "webrtcAddress").replace("    colour: red\n", "");
+        let fixed = text
+            .replace("webrtcAdress", "webrtcAddress")
+            .replace("    colour: red\n", "");
         let (_, not_run) = Config::read(Some(&fixed), &Overrides::default()).unwrap();
         let warning = not_run.to_string();
-        for noted in ["RTSP server (rtsp)", "recording (pathDefaults.record)", "paths.cam1.sourceRedirect"]
-        {
+        for noted in [
+            "RTSP server (rtsp)",
+            "recording (pathDefaults.record)",
+            "paths.cam1.sourceRedirect",
+        ] {
             assert!(warning.contains(noted), "{noted} not in: {warning}");
         }
     }
@@ -1817,8 +1837,8 @@ mod tests {
     #[test]
     fn mediamtx_yml_of_the_current_release_loads_and_names_what_relay_does_not_run() {
         let text = include_str!("../tests/fixtures/mediamtx/mediamtx.yml");
-        let (config, not_run) = Config::read(Some(text), &Overrides::default())
-            .unwrap_or_else(|e| panic!("{e}"));
+        let (config, not_run) =
+            Config::read(Some(text), &Overrides::default()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(config.auth, AuthConfig::mediamtx_default());
         assert!(!config.metrics, "MediaMTX's metrics: false");
         assert_eq!(config.webrtc_address.port(), 8889);
@@ -1848,7 +1868,10 @@ mod tests {
         let message = refused("webrtcAdress: :8889\npaths:\n  cam:\n    rtspAddress: :8554\n");
         assert!(message.contains("webrtcAdress: unknown key"), "{message}");
         // A server's key under a path is at the wrong level, not a feature not run.
-        assert!(message.contains("paths.cam.rtspAddress: unknown key"), "{message}");
+        assert!(
+            message.contains("paths.cam.rtspAddress: unknown key"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -1897,12 +1920,17 @@ mod tests {
         ] {
             assert!(message.contains(key), "{key} not in:\n{message}");
         }
-        assert!(!message.contains("ips.1"), "192.0.2.1 is an address: {message}");
+        assert!(
+            !message.contains("ips.1"),
+            "192.0.2.1 is an address: {message}"
+        );
         assert!(refused("authMethod: http\n").contains("authHTTPAddress: is needed"));
         assert!(refused("authMethod: jwt\nauthJWTJWKS: ftp://x\n").contains("authJWTJWKS:"));
         assert!(refused("authMethod: ldap\n").contains("authMethod"));
-        assert!(refused("authInternalUsers:\n- user: a\n  permissions:\n  - action: fly\n")
-            .contains("fly"));
+        assert!(
+            refused("authInternalUsers:\n- user: a\n  permissions:\n  - action: fly\n")
+                .contains("fly")
+        );
     }
 
     #[test]

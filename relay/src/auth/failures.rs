@@ -48,8 +48,7 @@ impl Failures {
     /// to say so in the log).
     pub fn failed(&mut self, ip: IpAddr, now: Instant) -> bool {
         if self.by_address.len() >= Self::MAX_ADDRESSES && !self.by_address.contains_key(&ip) {
-            self.by_address
-                .retain(|_, w| now < w.start + Self::WINDOW);
+            self.by_address.retain(|_, w| now < w.start + Self::WINDOW);
             if self.by_address.len() >= Self::MAX_ADDRESSES {
                 return false;
             }

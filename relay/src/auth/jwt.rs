@@ -47,8 +47,7 @@ impl Jwks {
         now: Instant,
         fetch: impl Fn(&str) -> Result<String, String>,
     ) -> Result<Vec<Permission>, String> {
-        let header =
-            jsonwebtoken::decode_header(token).map_err(|e| format!("not a JWT: {e}"))?;
+        let header = jsonwebtoken::decode_header(token).map_err(|e| format!("not a JWT: {e}"))?;
         let due = |since: Duration| self.fetched.is_none_or(|at| now - at >= since);
         if self.keys.is_none() || due(REFRESH) || (self.key(&header).is_none() && due(RETRY)) {
             self.fetched = Some(now);
@@ -56,9 +55,12 @@ impl Jwks {
                 .map_err(|e| format!("authJWTJWKS {url} is not a JWK set: {e}"))?;
             self.keys = Some(set);
         }
-        let jwk = self
-            .key(&header)
-            .ok_or_else(|| format!("no key of authJWTJWKS signs this JWT (kid {:?})", header.kid))?;
+        let jwk = self.key(&header).ok_or_else(|| {
+            format!(
+                "no key of authJWTJWKS signs this JWT (kid {:?})",
+                header.kid
+            )
+        })?;
         if !family(jwk).contains(&header.alg) {
             return Err(format!("the JWT's {:?} does not fit its key", header.alg));
         }
@@ -67,6 +69,8 @@ impl Jwks {
         // exp and nbf are checked when present (as MediaMTX's library does), not required.
         validation.required_spec_claims.clear();
         validation.validate_nbf = true;
+        // No grace after exp (jsonwebtoken's default is 60 s; MediaMTX's library has none).
+        validation.leeway = 0;
         match claims.issuer {
             Some(issuer) => validation.set_issuer(&[issuer]),
             None => validation.iss = None,
@@ -122,7 +126,8 @@ fn permissions(claim: Option<&serde_json::Value>, key: &str) -> Result<Vec<Permi
         path: Option<String>,
     }
     let claim = claim.ok_or_else(|| format!("the JWT has no claim '{key}'"))?;
-    let bad = |e: &dyn std::fmt::Display| format!("the JWT's claim '{key}' is not permissions: {e}");
+    let bad =
+        |e: &dyn std::fmt::Display| format!("the JWT's claim '{key}' is not permissions: {e}");
     let raw: Vec<Raw> = match claim {
         serde_json::Value::String(text) => serde_json::from_str(text).map_err(|e| bad(&e))?,
         value => serde_json::from_value(value.clone()).map_err(|e| bad(&e))?,
@@ -131,7 +136,8 @@ fn permissions(claim: Option<&serde_json::Value>, key: &str) -> Result<Vec<Permi
         .map(|p| {
             Ok(Permission {
                 action: p.action,
-                path: PathRule::parse(p.path.as_deref().unwrap_or_default()).map_err(|e| bad(&e))?,
+                path: PathRule::parse(p.path.as_deref().unwrap_or_default())
+                    .map_err(|e| bad(&e))?,
             })
         })
         .collect()

@@ -135,9 +135,11 @@ impl Secret {
                 .map_err(|e| format!("an argon2: value is a PHC string ($argon2id$...): {e}"))?;
             let known = argon2::Algorithm::new(hash.algorithm.as_str()).is_ok();
             if !known || hash.hash.is_none() {
-                return Err("an argon2: value is a whole argon2 hash ($argon2id$v=19$m=...,t=...,\
+                return Err(
+                    "an argon2: value is a whole argon2 hash ($argon2id$v=19$m=...,t=...,\
                             p=...$salt$hash)"
-                    .into());
+                        .into(),
+                );
             }
         }
         Ok(Secret(text.to_owned()))

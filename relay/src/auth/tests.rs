@@ -6,6 +6,7 @@ use base64::Engine;
 use super::failures::Verdict;
 use super::jwt::{Claims, Jwks};
 use super::*;
+use relay_testkit::jwt::{now as now_secs, Signer};
 
 fn ip(text: &str) -> IpAddr {
     text.parse().unwrap()
@@ -49,7 +50,10 @@ fn user(name: &str, pass: &str, ips: &[&str], permissions: Vec<Permission>) -> U
 #[test]
 fn mediamtx_defaults_let_anyone_publish_and_read_and_only_this_host_scrape() {
     let auth = Authenticator::new(AuthConfig::mediamtx_default(), Duration::from_secs(1));
-    let allowed = |action, from| auth.authenticate(&request(action, "cam", from, "", "")).is_ok();
+    let allowed = |action, from| {
+        auth.authenticate(&request(action, "cam", from, "", ""))
+            .is_ok()
+    };
     assert!(allowed(Action::Read, "203.0.113.9"));
     assert!(allowed(Action::Publish, "203.0.113.9"));
     assert!(allowed(Action::Metrics, "127.0.0.1"));
@@ -67,20 +71,78 @@ fn internal_users_by_password_form_address_and_permission() {
     let argon = "argon2:$argon2id$v=19$m=4096,t=3,p=1$c2FsdHNhbHQ$4ea0UeIFo5/s0XTBhHNq7wgzF7AidUDgWPHewPMEz/4";
     let auth = internal(vec![
         user("plain", "s3cret", &[], vec![permission(Action::Read, "")]),
-        user("hashed", &format!("sha256:{sha}"), &[], vec![permission(Action::Publish, "cam")]),
-        user("argon", argon, &["10.0.0.0/8"], vec![permission(Action::Read, "~^cams/")]),
+        user(
+            "hashed",
+            &format!("sha256:{sha}"),
+            &[],
+            vec![permission(Action::Publish, "cam")],
+        ),
+        user(
+            "argon",
+            argon,
+            &["10.0.0.0/8"],
+            vec![permission(Action::Read, "~^cams/")],
+        ),
     ]);
     let ok = |r: Request| auth.authenticate(&r).is_ok();
     assert!(ok(request(Action::Read, "x", "1.2.3.4", "plain", "s3cret")));
     assert!(!ok(request(Action::Read, "x", "1.2.3.4", "plain", "wrong")));
-    assert!(!ok(request(Action::Publish, "x", "1.2.3.4", "plain", "s3cret")));
-    assert!(ok(request(Action::Publish, "cam", "1.2.3.4", "hashed", "s3cret")));
-    assert!(!ok(request(Action::Publish, "cam2", "1.2.3.4", "hashed", "s3cret")));
-    assert!(!ok(request(Action::Publish, "cam", "1.2.3.4", "hashed", &format!("sha256:{sha}"))));
-    assert!(ok(request(Action::Read, "cams/front", "10.1.2.3", "argon", "s3cret")));
-    assert!(!ok(request(Action::Read, "cams/front", "11.1.2.3", "argon", "s3cret")));
-    assert!(!ok(request(Action::Read, "front", "10.1.2.3", "argon", "s3cret")));
-    assert!(!ok(request(Action::Read, "cams/front", "10.1.2.3", "argon", "S3cret")));
+    assert!(!ok(request(
+        Action::Publish,
+        "x",
+        "1.2.3.4",
+        "plain",
+        "s3cret"
+    )));
+    assert!(ok(request(
+        Action::Publish,
+        "cam",
+        "1.2.3.4",
+        "hashed",
+        "s3cret"
+    )));
+    assert!(!ok(request(
+        Action::Publish,
+        "cam2",
+        "1.2.3.4",
+        "hashed",
+        "s3cret"
+    )));
+    assert!(!ok(request(
+        Action::Publish,
+        "cam",
+        "1.2.3.4",
+        "hashed",
+        &format!("sha256:{sha}")
+    )));
+    assert!(ok(request(
+        Action::Read,
+        "cams/front",
+        "10.1.2.3",
+        "argon",
+        "s3cret"
+    )));
+    assert!(!ok(request(
+        Action::Read,
+        "cams/front",
+        "11.1.2.3",
+        "argon",
+        "s3cret"
+    )));
+    assert!(!ok(request(
+        Action::Read,
+        "front",
+        "10.1.2.3",
+        "argon",
+        "s3cret"
+    )));
+    assert!(!ok(request(
+        Action::Read,
+        "cams/front",
+        "10.1.2.3",
+        "argon",
+        "S3cret"
+    )));
     // No credentials where a user needs them: the client is asked for some.
     let denied = auth
         .authenticate(&request(Action::Read, "x", "1.2.3.4", "", ""))
@@ -95,9 +157,15 @@ fn internal_users_by_password_form_address_and_permission() {
 #[test]
 fn secrets_are_checked_for_their_form_when_read() {
     assert!(Secret::parse("sha256:not base64!").is_err());
-    assert!(Secret::parse("sha256:AAAA").is_err(), "3 bytes are no SHA-256");
+    assert!(
+        Secret::parse("sha256:AAAA").is_err(),
+        "3 bytes are no SHA-256"
+    );
     assert!(Secret::parse("argon2:$argon2id$nonsense").is_err());
-    assert!(Secret::parse("argon2:$argon2id$v=19$m=4096,t=3,p=1$c2FsdHNhbHQ").is_err(), "no hash");
+    assert!(
+        Secret::parse("argon2:$argon2id$v=19$m=4096,t=3,p=1$c2FsdHNhbHQ").is_err(),
+        "no hash"
+    );
     assert!(Secret::parse("argon2:$scrypt$ln=15,r=8,p=1$c2FsdA$aGFzaA").is_err());
     // argon2i too (`-i -t 2`).
     let argon2i = "argon2:$argon2i$v=19$m=4096,t=2,p=1$c2FsdHNhbHQ$Rn8YHjHPQrt/kM3j5kQ6JTaiHkWYF7BPeYAt7PFJOoA";
@@ -119,9 +187,16 @@ fn credentials_come_from_basic_or_bearer() {
             token: String::new()
         }
     );
-    assert_eq!(Credentials::from_header(Some("Bearer abc.def.ghi")).token, "abc.def.ghi");
+    assert_eq!(
+        Credentials::from_header(Some("Bearer abc.def.ghi")).token,
+        "abc.def.ghi"
+    );
     for junk in ["Basic !!!", "Basic", "Digest x", "", "Basic bm9jb2xvbg=="] {
-        assert_eq!(Credentials::from_header(Some(junk)), Credentials::default(), "{junk}");
+        assert_eq!(
+            Credentials::from_header(Some(junk)),
+            Credentials::default(),
+            "{junk}"
+        );
     }
     assert!(query_has_credentials("a=1&user=me&pass=x"));
     assert!(query_has_credentials("jwt=x"));
@@ -136,59 +211,26 @@ fn failures_limit_an_address_for_the_rest_of_its_window() {
     for i in 0..Failures::LIMIT - 1 {
         assert!(!failures.failed(a, t0 + Duration::from_secs(u64::from(i))));
     }
-    assert_eq!(failures.verdict(a, t0 + Duration::from_secs(20)), Verdict::Check);
-    assert!(failures.failed(a, t0 + Duration::from_secs(20)), "the limit is reached once");
+    assert_eq!(
+        failures.verdict(a, t0 + Duration::from_secs(20)),
+        Verdict::Check
+    );
+    assert!(
+        failures.failed(a, t0 + Duration::from_secs(20)),
+        "the limit is reached once"
+    );
     assert_eq!(
         failures.verdict(a, t0 + Duration::from_secs(20)),
         Verdict::Limited(Duration::from_secs(40))
     );
-    assert_eq!(failures.verdict(b, t0 + Duration::from_secs(20)), Verdict::Check);
+    assert_eq!(
+        failures.verdict(b, t0 + Duration::from_secs(20)),
+        Verdict::Check
+    );
     assert_eq!(failures.verdict(a, t0 + Failures::WINDOW), Verdict::Check);
     // A new window starts from zero.
     assert!(!failures.failed(a, t0 + Failures::WINDOW));
     assert_eq!(failures.verdict(a, t0 + Failures::WINDOW), Verdict::Check);
-}
-
-/// An ES256 signer and its key set, made here.
-pub struct Signer {
-    pkcs8: Vec<u8>,
-    pub jwks: String,
-}
-
-impl Signer {
-    pub fn new(kid: &str) -> Signer {
-        use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
-        let rng = ring::rand::SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-        let pair =
-            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
-                .unwrap();
-        let point = pair.public_key().as_ref();
-        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
-        let jwks = serde_json::json!({"keys": [{
-            "kty": "EC", "crv": "P-256", "kid": kid, "use": "sig", "alg": "ES256",
-            "x": b64(&point[1..33]), "y": b64(&point[33..65]),
-        }]})
-        .to_string();
-        Signer {
-            pkcs8: pkcs8.as_ref().to_vec(),
-            jwks,
-        }
-    }
-
-    pub fn sign(&self, kid: &str, claims: serde_json::Value) -> String {
-        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-        header.kid = Some(kid.into());
-        let key = jsonwebtoken::EncodingKey::from_ec_der(&self.pkcs8);
-        jsonwebtoken::encode(&header, &claims, &key).unwrap()
-    }
-}
-
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
 }
 
 #[test]
@@ -212,15 +254,21 @@ fn jwt_grants_its_claims_permissions_when_signed_by_the_set() {
         "mediamtx_permissions": [{"action": "read", "path": "cam"}, {"action": "publish"}],
     });
     let granted = jwks
-        .verify("u", &signer.sign("k1", good.clone()), &claims, t0, fetch)
+        .verify("u", &signer.sign(&good), &claims, t0, fetch)
         .unwrap();
-    assert_eq!(granted, vec![permission(Action::Read, "cam"), permission(Action::Publish, "")]);
+    assert_eq!(
+        granted,
+        vec![
+            permission(Action::Read, "cam"),
+            permission(Action::Publish, "")
+        ]
+    );
     // As a JSON string too.
     let mut as_string = good.clone();
     as_string["mediamtx_permissions"] =
         serde_json::Value::String(r#"[{"action":"read","path":"~^c"}]"#.into());
     let granted = jwks
-        .verify("u", &signer.sign("k1", as_string), &claims, t0, fetch)
+        .verify("u", &signer.sign(&as_string), &claims, t0, fetch)
         .unwrap();
     assert_eq!(granted, vec![permission(Action::Read, "~^c")]);
     assert_eq!(fetches.get(), 1, "the set is fetched once");
@@ -228,23 +276,27 @@ fn jwt_grants_its_claims_permissions_when_signed_by_the_set() {
     let refused = |token: String, jwks: &mut Jwks| jwks.verify("u", &token, &claims, t0, fetch);
     let mut expired = good.clone();
     expired["exp"] = (now_secs() - 3600).into();
-    assert!(refused(signer.sign("k1", expired), &mut jwks).is_err());
+    assert!(refused(signer.sign(&expired), &mut jwks).is_err());
     let mut wrong_issuer = good.clone();
     wrong_issuer["iss"] = "https://evil.example".into();
-    assert!(refused(signer.sign("k1", wrong_issuer), &mut jwks).is_err());
+    assert!(refused(signer.sign(&wrong_issuer), &mut jwks).is_err());
     assert!(
-        refused(other.sign("k1", good.clone()), &mut jwks).is_err(),
+        refused(other.sign(&good), &mut jwks).is_err(),
         "signed by a key not in the set"
     );
     assert!(refused("not.a.jwt".into(), &mut jwks).is_err());
     let mut no_claim = good.clone();
-    no_claim.as_object_mut().unwrap().remove("mediamtx_permissions");
-    assert!(refused(signer.sign("k1", no_claim), &mut jwks)
+    no_claim
+        .as_object_mut()
+        .unwrap()
+        .remove("mediamtx_permissions");
+    assert!(refused(signer.sign(&no_claim), &mut jwks)
         .unwrap_err()
         .contains("mediamtx_permissions"));
     // An unknown kid fetches the set again, once per RETRY.
-    assert!(refused(signer.sign("k2", good.clone()), &mut jwks).is_err());
-    assert!(refused(signer.sign("k2", good), &mut jwks).is_err());
+    let rotated = Signer::new("k2");
+    assert!(refused(rotated.sign(&good), &mut jwks).is_err());
+    assert!(refused(rotated.sign(&good), &mut jwks).is_err());
     assert_eq!(fetches.get(), 1, "not within RETRY of the first fetch");
 }
 
@@ -267,7 +319,9 @@ fn a_jwt_cannot_choose_hmac_with_the_public_key_as_secret() {
     )
     .unwrap();
     let error = Jwks::default()
-        .verify("u", &forged, &claims, Instant::now(), |_| Ok(signer.jwks.clone()))
+        .verify("u", &forged, &claims, Instant::now(), |_| {
+            Ok(signer.jwks.clone())
+        })
         .unwrap_err();
     assert!(error.contains("does not fit"), "{error}");
 }

@@ -104,7 +104,10 @@ fn check_url(key: &str, value: &str, problems: &mut Problems) -> String {
     match url::Url::parse(value.trim()) {
         Ok(url) if matches!(url.scheme(), "http" | "https") => value.trim().to_owned(),
         _ if value.trim().is_empty() => {
-            problems.add(key, "is needed by this authMethod: write an http:// or https:// URL");
+            problems.add(
+                key,
+                "is needed by this authMethod: write an http:// or https:// URL",
+            );
             String::new()
         }
         _ => {
@@ -117,11 +120,16 @@ fn check_url(key: &str, value: &str, problems: &mut Problems) -> String {
 fn check_user(raw: &RawUser, key: &str, problems: &mut Problems) -> Option<User> {
     let user = match raw.user.trim() {
         "" => {
-            problems.add(format!("{key}.user"), "name the user, or write 'any' for everyone");
+            problems.add(
+                format!("{key}.user"),
+                "name the user, or write 'any' for everyone",
+            );
             None
         }
         "any" => Some(None),
-        name => problems.take(&format!("{key}.user"), Secret::parse(name)).map(Some),
+        name => problems
+            .take(&format!("{key}.user"), Secret::parse(name))
+            .map(Some),
     };
     let pass = problems.take(&format!("{key}.pass"), Secret::parse(raw.pass.trim()));
     let ips = raw

@@ -32,7 +32,12 @@ const GLOBAL: &[Feature] = &[
     ),
     feature(
         "per-connection write queues (relay sends in batches)",
-        &["writeTimeout", "writeQueueSize", "udpWriteBufferSize", "dumpPackets"],
+        &[
+            "writeTimeout",
+            "writeQueueSize",
+            "udpWriteBufferSize",
+            "dumpPackets",
+        ],
     ),
     feature(
         "connection hooks",
@@ -64,7 +69,11 @@ const GLOBAL: &[Feature] = &[
     ),
     feature(
         "metrics over TLS and CORS",
-        &["metricsServerKey", "metricsServerCert", "metricsAllowOrigins"],
+        &[
+            "metricsServerKey",
+            "metricsServerCert",
+            "metricsAllowOrigins",
+        ],
     ),
     feature(
         "playback server",
@@ -192,7 +201,12 @@ const PATH: &[Feature] = &[
     ),
     feature(
         "always-available paths",
-        &["alwaysAvailable", "alwaysAvailableTracks", "alwaysAvailableFile", "fallback"],
+        &[
+            "alwaysAvailable",
+            "alwaysAvailableTracks",
+            "alwaysAvailableFile",
+            "fallback",
+        ],
     ),
     feature("forwarding", &["forward"]),
     feature(

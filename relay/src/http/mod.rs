@@ -318,11 +318,12 @@ async fn dispatch(State(app): State<Arc<App>>, request: Request) -> Response {
     let method = request.method().clone();
     if let (Some(registry), "/metrics") = (&app.metrics, request.uri().path()) {
         return match method {
-            Method::GET | Method::HEAD => match authorize(&app, &request, Action::Metrics, "").await
-            {
-                Ok(()) => metrics(registry),
-                Err(refused) => refused,
-            },
+            Method::GET | Method::HEAD => {
+                match authorize(&app, &request, Action::Metrics, "").await {
+                    Ok(()) => metrics(registry),
+                    Err(refused) => refused,
+                }
+            }
             _ => method_not_allowed(&method, "GET, HEAD"),
         };
     }
@@ -485,7 +486,16 @@ fn authorize(
     let credentials = Credentials::from_header(header.and_then(|v| v.to_str().ok()));
     let (authenticator, failures, path) = (app.auth.clone(), app.failures.clone(), path.to_owned());
     async move {
-        decide(authenticator, &failures, action, path, ip, credentials, query).await
+        decide(
+            authenticator,
+            &failures,
+            action,
+            path,
+            ip,
+            credentials,
+            query,
+        )
+        .await
     }
 }
 

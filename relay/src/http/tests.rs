@@ -644,13 +644,14 @@ fn metrics_on_the_main_listener() {
 
 #[test]
 fn metrics_on_their_own_listener() {
-    let base = spawn(|listener| serve_metrics(
+    let base = spawn(|listener| {
+        serve_metrics(
             listener,
             registry(),
             Duration::from_secs(10),
             options().auth,
         )
-    );
+    });
     let agent = agent();
     let metrics: Reply = agent.get(format!("{base}/metrics")).call().into();
     assert_eq!(metrics.status, 200, "{metrics:?}");
@@ -830,8 +831,16 @@ fn guarded() -> HttpOptions {
         metrics: Some(registry()),
         auth: authenticator(AuthConfig::Internal(vec![
             user("reader", &[], vec![permission(Action::Read, "cam")]),
-            user("scraper", &["127.0.0.0/8"], vec![permission(Action::Metrics, "")]),
-            user("elsewhere", &["192.0.2.0/24"], vec![permission(Action::Read, "")]),
+            user(
+                "scraper",
+                &["127.0.0.0/8"],
+                vec![permission(Action::Metrics, "")],
+            ),
+            user(
+                "elsewhere",
+                &["192.0.2.0/24"],
+                vec![permission(Action::Read, "")],
+            ),
         ])),
         ..options()
     }
@@ -868,7 +877,12 @@ fn reading_needs_the_right_user_and_nothing_leaks_before() {
             "Basic realm=\"relay\""
         );
     }
-    assert_eq!(server.post_offer_as("/cam/whep", &basic("reader", "s3cret")).status, 201);
+    assert_eq!(
+        server
+            .post_offer_as("/cam/whep", &basic("reader", "s3cret"))
+            .status,
+        201
+    );
     // Allowed to read cam only: secret and unknown paths look alike.
     for path in ["/secret/whep", "/nowhere/whep"] {
         server
@@ -899,7 +913,9 @@ fn credentials_in_the_query_are_refused_even_when_right() {
             .assert_error(400, "Authorization header");
     }
     assert_eq!(
-        server.post_offer_as("/cam/whep?autoplay=1", &basic("reader", "s3cret")).status,
+        server
+            .post_offer_as("/cam/whep?autoplay=1", &basic("reader", "s3cret"))
+            .status,
         201
     );
 }
@@ -915,7 +931,11 @@ fn an_address_that_fails_too_often_is_refused_for_a_while_without_a_check() {
     // Asking without credentials is no failure; the right password is no longer checked.
     let limited = server.post_offer_as("/cam/whep", &basic("reader", "s3cret"));
     limited.assert_error(429, "too many failed authentications");
-    let retry: u64 = limited.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = limited.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=60).contains(&retry), "Retry-After {retry}");
     // Metrics share the listener's count: the same address is limited there too.
     let metrics: Reply = server.agent.get(server.url("/metrics")).call().into();
