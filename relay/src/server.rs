@@ -110,12 +110,8 @@ impl Control {
         answer: String,
         now: Instant,
     ) -> Created {
-        self.registry.add(Pending {
-            id: id.clone(),
-            path: path.clone(),
-            session: Box::new(session),
-            created: now,
-        });
+        self.registry
+            .add(Pending::new(id.clone(), path.clone(), session, now));
         Created { id, answer }
     }
 }
@@ -176,6 +172,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         paths.values().cloned().collect(),
         ingest.counters(),
         xdp_program,
+        registry.clone(),
     );
     let control = Arc::new(Control {
         paths,
@@ -351,7 +348,9 @@ async fn control_plane(
     lifeline: &Lifeline,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
-    let registry_metrics = config.metrics.then(|| Arc::new(metrics.registry()));
+    let registry_metrics = config
+        .metrics
+        .then(|| Arc::new(metrics.clone()) as Arc<dyn http::Scrape>);
     let auth = Arc::new(Authenticator::new(config.auth.clone(), config.read_timeout));
     let mut http_opts = http::HttpOptions {
         allow_origins: config.webrtc_allow_origins.clone(),

@@ -46,7 +46,6 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use prometheus_client::registry::Registry;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
@@ -96,8 +95,8 @@ pub enum WhepError {
 pub struct HttpOptions {
     /// `webrtcAllowOrigins`: exact origins, or `*` for any.
     pub allow_origins: Vec<String>,
-    /// Serve this registry at `/metrics` on the same listener.
-    pub metrics: Option<Arc<Registry>>,
+    /// Serve these metrics at `/metrics` on the same listener.
+    pub metrics: Option<Arc<dyn Scrape>>,
     /// `readTimeout`: how long a client has to send a request's header, from when it
     /// connects or had its previous response, and then an offer's body.
     pub read_timeout: Duration,
@@ -130,7 +129,7 @@ pub async fn serve(
 /// authentication.
 pub async fn serve_metrics(
     listener: tokio::net::TcpListener,
-    registry: Arc<Registry>,
+    registry: Arc<dyn Scrape>,
     read_timeout: Duration,
     auth: Arc<Authenticator>,
 ) {
@@ -208,7 +207,7 @@ const ACCEPT_PATCH: HeaderName = HeaderName::from_static("accept-patch");
 struct App {
     /// None on the metrics-only listener.
     viewers: Option<Arc<dyn Viewers>>,
-    metrics: Option<Arc<Registry>>,
+    metrics: Option<Arc<dyn Scrape>>,
     read_timeout: Duration,
     auth: Arc<Authenticator>,
     /// Failed authentications of this listener, by address.
@@ -320,7 +319,7 @@ async fn dispatch(State(app): State<Arc<App>>, request: Request) -> Response {
         return match method {
             Method::GET | Method::HEAD => {
                 match authorize(&app, &request, Action::Metrics, "").await {
-                    Ok(()) => metrics(registry),
+                    Ok(()) => metrics(&**registry, request.uri().query().unwrap_or_default()),
                     Err(refused) => refused,
                 }
             }
@@ -592,10 +591,16 @@ async fn call_viewers<T: Send + 'static>(
     }
 }
 
-fn metrics(registry: &Registry) -> Response {
-    let mut body = String::new();
-    match prometheus_client::encoding::text::encode(&mut body, registry) {
-        Ok(()) => (
+/// What `/metrics` serves.
+pub trait Scrape: Send + Sync + 'static {
+    /// The OpenMetrics text for the URL's `query` (its filters), or why the query is
+    /// refused (an error a person can act on).
+    fn scrape(&self, query: &str) -> Result<String, String>;
+}
+
+fn metrics(source: &dyn Scrape, query: &str) -> Response {
+    match source.scrape(query) {
+        Ok(body) => (
             [(
                 header::CONTENT_TYPE,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -603,10 +608,7 @@ fn metrics(registry: &Registry) -> Response {
             body,
         )
             .into_response(),
-        Err(e) => text(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot encode the metrics: {e}"),
-        ),
+        Err(e) => text(StatusCode::BAD_REQUEST, e),
     }
 }
 

@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
 
 use super::*;
 use crate::auth::{AuthConfig, PathRule, Permission, Secret, User};
@@ -611,7 +612,15 @@ fn player_page_and_redirect() {
     assert_eq!(bare.header("location"), "/cams/front/?x=1");
 }
 
-fn registry() -> Arc<Registry> {
+impl Scrape for Registry {
+    fn scrape(&self, _: &str) -> Result<String, String> {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, self).map_err(|e| e.to_string())?;
+        Ok(text)
+    }
+}
+
+fn registry() -> Arc<dyn Scrape> {
     let mut registry = Registry::default();
     let viewers = Counter::<u64>::default();
     viewers.inc_by(3);
