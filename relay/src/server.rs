@@ -195,6 +195,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         &config, ports.http, control, metrics, &lifeline,
     ));
     info!("shutting down");
+    bound_shutdown(SHUTDOWN_LIMIT);
     stop.store(true, Ordering::Relaxed);
     wakers.wake(u64::MAX);
     for t in threads {
@@ -204,6 +205,22 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
     drop(ingest);
     drop(pulled);
     result
+}
+
+/// The longest a shutdown may take: workers close their sessions in one turn, but a
+/// source stuck in a blocking call (an RTSP camera's socket, say) must not keep a
+/// supervisor waiting for its SIGKILL.
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(5);
+
+/// Exits the process if the shutdown under way is not over within `limit`. The kernel
+/// detaches XDP and closes every socket of a process that exits, so nothing is left
+/// behind either way.
+fn bound_shutdown(limit: Duration) {
+    std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        tracing::error!("shutdown took longer than {limit:?}; exiting now");
+        std::process::exit(1);
+    });
 }
 
 /// Workers to run: one per RX queue with XDP (each owns that queue's AF_XDP socket),
