@@ -20,6 +20,7 @@ use anyhow::Context as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::auth::AuthConfig;
+use crate::hooks::{Hook, PathHooks};
 use crate::ingest::rtsp::RtspTransport;
 use crate::ingest::{Source, SourceError};
 use crate::track::history::Retention;
@@ -123,6 +124,9 @@ pub struct PathConfig {
     pub on_demand: Option<OnDemand>,
     /// `overridePublisher`: a new publisher replaces the current one (else: 409).
     pub override_publisher: bool,
+    /// `runOnInit`, `runOnReady`, `runOnNotReady`, `runOnRead`, `runOnUnread` and their
+    /// `...Restart`.
+    pub hooks: PathHooks,
 }
 
 impl PathConfig {
@@ -134,6 +138,7 @@ impl PathConfig {
             rtsp_transport: RtspTransport::default(),
             on_demand: None,
             override_publisher: OVERRIDE_PUBLISHER,
+            hooks: PathHooks::default(),
         }
     }
 }
@@ -445,6 +450,34 @@ struct RawPath {
     /// Read only to be refused when set (see `refuse_what_relay_cannot_honour`).
     #[serde(skip_serializing)]
     source_fingerprint: Option<String>,
+    // Hooks; `runOnAvailable`/`runOnUnavailable` are MediaMTX's newer names of the
+    // ready ones.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    run_on_init: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "yes_no_option"
+    )]
+    run_on_init_restart: Option<bool>,
+    #[serde(alias = "runOnAvailable", skip_serializing_if = "Option::is_none")]
+    run_on_ready: Option<String>,
+    #[serde(
+        alias = "runOnAvailableRestart",
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "yes_no_option"
+    )]
+    run_on_ready_restart: Option<bool>,
+    #[serde(alias = "runOnUnavailable", skip_serializing_if = "Option::is_none")]
+    run_on_not_ready: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    run_on_read: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "yes_no_option"
+    )]
+    run_on_read_restart: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    run_on_unread: Option<String>,
 }
 
 impl Default for RawConfig {
@@ -792,6 +825,7 @@ impl RawConfig {
                             rtsp_transport: rtsp_transport.unwrap_or_default(),
                             on_demand,
                             override_publisher,
+                            hooks: path_hooks(path, defaults),
                         },
                     );
                 }
@@ -802,6 +836,42 @@ impl RawConfig {
             }
         }
         paths
+    }
+}
+
+/// A path's hooks, each inherited from pathDefaults unless the path sets it; an empty
+/// command is none (MediaMTX's file writes them empty).
+fn path_hooks(path: &RawPath, defaults: &RawPath) -> PathHooks {
+    let command = |own: &Option<String>, default: &Option<String>| {
+        own.as_deref()
+            .or(default.as_deref())
+            .and_then(set)
+            .map(str::to_owned)
+    };
+    let hook = |own: &Option<String>, default: &Option<String>, restart: [Option<bool>; 2]| {
+        command(own, default).map(|command| Hook {
+            command,
+            restart: restart[0].or(restart[1]).unwrap_or(false),
+        })
+    };
+    PathHooks {
+        on_init: hook(
+            &path.run_on_init,
+            &defaults.run_on_init,
+            [path.run_on_init_restart, defaults.run_on_init_restart],
+        ),
+        on_ready: hook(
+            &path.run_on_ready,
+            &defaults.run_on_ready,
+            [path.run_on_ready_restart, defaults.run_on_ready_restart],
+        ),
+        on_not_ready: command(&path.run_on_not_ready, &defaults.run_on_not_ready),
+        on_read: hook(
+            &path.run_on_read,
+            &defaults.run_on_read,
+            [path.run_on_read_restart, defaults.run_on_read_restart],
+        ),
+        on_unread: command(&path.run_on_unread, &defaults.run_on_unread),
     }
 }
 
@@ -879,6 +949,14 @@ impl From<&Config> for RawConfig {
                 source_on_demand_close_after: path.on_demand.map(|o| o.close_after),
                 override_publisher: Some(path.override_publisher),
                 source_fingerprint: None,
+                run_on_init: path.hooks.on_init.as_ref().map(|h| h.command.clone()),
+                run_on_init_restart: path.hooks.on_init.as_ref().map(|h| h.restart),
+                run_on_ready: path.hooks.on_ready.as_ref().map(|h| h.command.clone()),
+                run_on_ready_restart: path.hooks.on_ready.as_ref().map(|h| h.restart),
+                run_on_not_ready: path.hooks.on_not_ready.clone(),
+                run_on_read: path.hooks.on_read.as_ref().map(|h| h.command.clone()),
+                run_on_read_restart: path.hooks.on_read.as_ref().map(|h| h.restart),
+                run_on_unread: path.hooks.on_unread.clone(),
             };
             (name.clone(), raw)
         });
@@ -1258,13 +1336,31 @@ mod tests {
                 "sourceOnDemandStartTimeout",
                 "sourceOnDemandCloseAfter",
                 "overridePublisher",
-                "sourceFingerprint"
+                "sourceFingerprint",
+                "runOnInit",
+                "runOnInitRestart",
+                "runOnAvailable",
+                "runOnReady",
+                "runOnAvailableRestart",
+                "runOnReadyRestart",
+                "runOnNotReady",
+                "runOnUnavailable",
+                "runOnRead",
+                "runOnReadRestart",
+                "runOnUnread"
             ]
         );
         for key in config_fields {
             assert!(top.contains(key), "relay.yml does not document {key}");
         }
-        for key in path_fields {
+        // MediaMTX's newer names of the ready hooks, read as aliases (relay.yml's
+        // comments name them).
+        let aliases = [
+            "runOnAvailable",
+            "runOnAvailableRestart",
+            "runOnUnavailable",
+        ];
+        for key in path_fields.iter().filter(|k| !aliases.contains(k)) {
             assert!(
                 path_defaults.contains(key),
                 "relay.yml does not document pathDefaults.{key}"

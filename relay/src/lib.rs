@@ -7,6 +7,7 @@ pub mod auth;
 pub mod config;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
+pub mod hooks;
 pub mod http;
 pub mod ingest;
 pub mod io;

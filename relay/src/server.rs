@@ -14,6 +14,7 @@ use tracing::info;
 
 use crate::auth::Authenticator;
 use crate::config::{additional_host, Config, XdpMode as ConfigXdpMode};
+use crate::hooks;
 use crate::http::{self, Created, Viewers, WhepError};
 use crate::ingest::rtsp::{self, RtspOptions};
 use crate::ingest::{self, Ingest, IngestOptions, Source};
@@ -386,6 +387,21 @@ async fn control_plane(
         (Some(_), None) => {}
     }
     announce(&control.paths, listener.local_addr()?);
+    let hooks: Vec<_> = config
+        .paths
+        .iter()
+        .filter(|(_, p)| !p.hooks.is_empty())
+        .filter_map(|(name, p)| {
+            let served = control.paths.get(name)?.clone();
+            let registry = control.registry.clone();
+            Some(hooks::watch_path(
+                served,
+                source_type(&p.source),
+                p.hooks.clone(),
+                registry,
+            ))
+        })
+        .collect();
     let housekeeping = tokio::spawn(housekeeping(
         control.registry.clone(),
         config.webrtc_handshake_timeout,
@@ -397,7 +413,21 @@ async fn control_plane(
         why = lifeline.ended() => Err(anyhow::anyhow!("{why}")),
     };
     housekeeping.abort();
+    // Their commands get SIGINT as the tasks drop them.
+    for task in hooks {
+        task.abort();
+    }
     served
+}
+
+/// The source's type as MediaMTX names it to hooks (`MTX_SOURCE_TYPE`).
+fn source_type(source: &Source) -> &'static str {
+    match source {
+        Source::Publisher => "webRTCSession",
+        Source::Rtsp(_) => "rtspSource",
+        Source::Rtp { .. } => "udpSource",
+        Source::Demo => "demo",
+    }
 }
 
 /// Says where each path can be watched, in the log and on stdout (tests and scripts

@@ -1,0 +1,317 @@
+//! MediaMTX's hooks: commands run when a path starts (`runOnInit`), becomes ready and
+//! stops being ready (`runOnReady`/`runOnNotReady`, also spelt `runOnAvailable`/
+//! `runOnUnavailable`), and when a viewer starts and stops reading (`runOnRead`/
+//! `runOnUnread`), with MediaMTX's environment (`MTX_PATH`, `MTX_SOURCE_TYPE`,
+//! `MTX_SOURCE_ID`, `MTX_READER_TYPE`, `MTX_READER_ID`, `MTX_QUERY`, `RTSP_PORT`).
+//!
+//! As MediaMTX runs them: the command line is split as a shell would (no shell runs),
+//! `$VARIABLE`s in it are expanded, the command gets a process group of its own and
+//! is ended with SIGINT to that group when what started it ends; a command with
+//! `...Restart` is started again 5 s after it exits. Commands that mark an end
+//! (`runOnNotReady`, `runOnUnread`) run once and are not waited for.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::paths::{PathState, ServedPath};
+use crate::worker::registry::Registry;
+
+/// MediaMTX's pause before a command with `...Restart` is started again.
+const RESTART_PAUSE: Duration = Duration::from_secs(5);
+
+/// How often the viewers of a path are looked at for `runOnRead`/`runOnUnread`.
+const READERS_POLL: Duration = Duration::from_millis(500);
+
+/// A command line and whether it is started again when it exits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hook {
+    pub command: String,
+    pub restart: bool,
+}
+
+/// The hooks of one path.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PathHooks {
+    pub on_init: Option<Hook>,
+    pub on_ready: Option<Hook>,
+    pub on_not_ready: Option<String>,
+    pub on_read: Option<Hook>,
+    pub on_unread: Option<String>,
+}
+
+impl PathHooks {
+    pub fn is_empty(&self) -> bool {
+        *self == PathHooks::default()
+    }
+}
+
+type Env = Vec<(&'static str, String)>;
+
+/// A command running while its owner lives: dropping it ends the command with SIGINT
+/// to its process group, sent at once (so also when the runtime is shutting down).
+pub struct Running {
+    /// The process group of the command running now; 0 between runs.
+    group: Arc<AtomicI32>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let group = self.group.swap(0, Ordering::SeqCst);
+        if group > 0 {
+            // SAFETY: kill(2) on the process group made for the command.
+            unsafe { libc::kill(-group, libc::SIGINT) };
+        }
+    }
+}
+
+/// The words of `command` as a shell would split them, each with `$NAME`/`${NAME}`
+/// taken from `env` (then from relay's own environment). None if the quoting is
+/// unbalanced.
+fn words(command: &str, env: &Env) -> Option<Vec<String>> {
+    let lookup = |name: &str| {
+        env.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
+            .or_else(|| std::env::var(name).ok())
+            .unwrap_or_default()
+    };
+    let words = shell_words::split(command).ok()?;
+    Some(words.iter().map(|w| expand(w, &lookup)).collect())
+}
+
+/// `$NAME` and `${NAME}` in `word`, as Go's os.Expand (MediaMTX's) does.
+fn expand(word: &str, lookup: &dyn Fn(&str) -> String) -> String {
+    let mut out = String::with_capacity(word.len());
+    let mut rest = word;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let (name, len) = match after.strip_prefix('{') {
+            Some(braced) => match braced.find('}') {
+                Some(end) => (&braced[..end], end + 2),
+                None => ("", 0),
+            },
+            None => {
+                let end = after
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(after.len());
+                (&after[..end], end)
+            }
+        };
+        if len == 0 {
+            out.push('$');
+            rest = after;
+        } else {
+            out.push_str(&lookup(name));
+            rest = &after[len..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn command(words: &[String], env: &Env) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(&words[0]);
+    command
+        .args(&words[1..])
+        .envs(env.iter().map(|(k, v)| (*k, v)))
+        // Its own process group: SIGINT reaches what it starts too.
+        .process_group(0);
+    command
+}
+
+/// Starts `hook` with `env` until the returned [`Running`] is dropped.
+pub fn start(hook: &Hook, env: Env) -> Running {
+    let (stop, mut stopped) = tokio::sync::oneshot::channel();
+    let hook = hook.clone();
+    let group = Arc::new(AtomicI32::new(0));
+    let running = group.clone();
+    tokio::spawn(async move {
+        let Some(words) = words(&hook.command, &env).filter(|w| !w.is_empty()) else {
+            warn!(command = %hook.command, "hook not run: its quoting is unbalanced or it is empty");
+            return;
+        };
+        loop {
+            // Not reaped on drop: it was sent SIGINT and ends by itself.
+            let mut child = match command(&words, &env).kill_on_drop(false).spawn() {
+                Ok(child) => child,
+                Err(e) => {
+                    warn!(command = %hook.command, "hook cannot start: {e}");
+                    return;
+                }
+            };
+            running.store(child.id().unwrap_or(0) as i32, Ordering::SeqCst);
+            tokio::select! {
+                status = child.wait() => {
+                    running.store(0, Ordering::SeqCst);
+                    info!(command = %hook.command, ?status, "hook exited");
+                }
+                // Running's drop sent SIGINT, unless it came before the group was known.
+                _ = &mut stopped => {
+                    let group = running.swap(0, Ordering::SeqCst);
+                    if group > 0 {
+                        // SAFETY: kill(2) on the process group made for the command.
+                        unsafe { libc::kill(-group, libc::SIGINT) };
+                    }
+                    let _ = child.wait().await;
+                    return;
+                }
+            }
+            if !hook.restart {
+                return;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(RESTART_PAUSE) => {}
+                _ = &mut stopped => return,
+            }
+        }
+    });
+    Running {
+        group,
+        stop: Some(stop),
+    }
+}
+
+/// Runs `command` once with `env`, not waiting for it.
+pub fn run_once(command_line: &str, env: Env) {
+    let Some(words) = words(command_line, &env).filter(|w| !w.is_empty()) else {
+        warn!(command = %command_line, "hook not run: its quoting is unbalanced or it is empty");
+        return;
+    };
+    match command(&words, &env).spawn() {
+        // Reaped by tokio's process driver once it exits.
+        Ok(child) => drop(child),
+        Err(e) => warn!(command = %command_line, "hook cannot start: {e}"),
+    }
+}
+
+/// Runs `path`'s hooks until the returned task is aborted (at shutdown): `runOnInit`
+/// from the start, `runOnReady`/`runOnNotReady` on its state, `runOnRead`/
+/// `runOnUnread` for each of its viewers (`registry` knows them).
+pub fn watch_path(
+    path: Arc<ServedPath>,
+    source_type: &'static str,
+    hooks: PathHooks,
+    registry: Arc<Registry>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let base: Env = vec![
+            ("MTX_PATH", path.name.clone()),
+            ("RTSP_PORT", String::new()),
+        ];
+        let _init = hooks.on_init.as_ref().map(|h| start(h, base.clone()));
+        let ready = watch_ready(&path, source_type, &hooks, &base);
+        let readers = watch_readers(&path, &hooks, &base, &registry);
+        tokio::join!(ready, readers);
+    })
+}
+
+async fn watch_ready(path: &ServedPath, source_type: &'static str, hooks: &PathHooks, base: &Env) {
+    if hooks.on_ready.is_none() && hooks.on_not_ready.is_none() {
+        return;
+    }
+    let mut states: watch::Receiver<PathState> = path.subscribe();
+    let mut running: Option<Running> = None;
+    let mut was_ready = false;
+    loop {
+        let ready = states.borrow_and_update().is_ready();
+        if ready != was_ready {
+            let mut env = base.clone();
+            env.push(("MTX_SOURCE_TYPE", source_type.into()));
+            env.push(("MTX_SOURCE_ID", String::new()));
+            env.push(("MTX_QUERY", String::new()));
+            if ready {
+                running = hooks.on_ready.as_ref().map(|h| start(h, env));
+            } else {
+                running = None;
+                if let Some(command) = &hooks.on_not_ready {
+                    run_once(command, env);
+                }
+            }
+            was_ready = ready;
+        }
+        if states.changed().await.is_err() {
+            drop(running);
+            return;
+        }
+    }
+}
+
+async fn watch_readers(path: &ServedPath, hooks: &PathHooks, base: &Env, registry: &Registry) {
+    if hooks.on_read.is_none() && hooks.on_unread.is_none() {
+        return;
+    }
+    let mut reading: HashMap<String, Option<Running>> = HashMap::new();
+    loop {
+        let now: Vec<String> = registry
+            .sessions()
+            .into_iter()
+            .filter(|s| s.path == path.name && s.role == crate::worker::session_info::Role::Read)
+            .map(|s| s.id.clone())
+            .collect();
+        let env = |id: &str| {
+            let mut env = base.clone();
+            env.push(("MTX_READER_TYPE", "webRTCSession".into()));
+            env.push(("MTX_READER_ID", id.to_owned()));
+            env.push(("MTX_QUERY", String::new()));
+            env
+        };
+        for id in &now {
+            if !reading.contains_key(id) {
+                let running = hooks.on_read.as_ref().map(|h| start(h, env(id)));
+                reading.insert(id.clone(), running);
+            }
+        }
+        let gone: Vec<String> = reading
+            .keys()
+            .filter(|id| !now.contains(id))
+            .cloned()
+            .collect();
+        for id in gone {
+            reading.remove(&id);
+            if let Some(command) = &hooks.on_unread {
+                run_once(command, env(&id));
+            }
+        }
+        tokio::time::sleep(READERS_POLL).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_lines_split_as_a_shell_would_and_expand_like_mediamtx() {
+        let env: Env = vec![("MTX_PATH", "cams/front".into()), ("G1", "7".into())];
+        assert_eq!(
+            words(
+                "ffmpeg -i 'rtsp://cam/$G1' -f x ${MTX_PATH}.mp4 \"a b\" $NOPE_NOT_SET",
+                &env
+            )
+            .unwrap(),
+            [
+                "ffmpeg",
+                "-i",
+                "rtsp://cam/7",
+                "-f",
+                "x",
+                "cams/front.mp4",
+                "a b",
+                ""
+            ]
+        );
+        assert_eq!(words("echo $ {x", &env).unwrap(), ["echo", "$", "{x"]);
+        assert!(words("echo 'unbalanced", &env).is_none());
+    }
+}

@@ -1,0 +1,107 @@
+//! MediaMTX's hooks run by the relay binary: each command writes what it was told to a
+//! file, and the commands that last show they got SIGINT when what started them ended.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use relay::config::{Config, PathConfig};
+use relay::hooks::{Hook, PathHooks};
+use relay::ingest::Source;
+use relay_testkit::config::{loopback, paths};
+use relay_testkit::publisher::Publisher;
+use relay_testkit::tempdir::TempDir;
+use relay_testkit::viewer::Viewer;
+use relay_testkit::wait::eventually;
+
+use common::{start, WORKERS};
+
+/// `sh -c` running `script` (variables in it are the relay's to expand).
+fn sh(script: &str) -> String {
+    format!("sh -c '{script}'")
+}
+
+/// A command that says `start` into `file`, then waits until SIGINT, and says `end`.
+fn lasting(file: &Path, start: &str, end: &str) -> Hook {
+    let f = file.display();
+    Hook {
+        command: sh(&format!(
+            "echo {start} >> {f}; trap \"echo {end} >> {f}; exit 0\" INT; while :; do sleep 0.1; done"
+        )),
+        restart: false,
+    }
+}
+
+fn has(file: &Path, line: &str) -> bool {
+    eventually(Duration::from_secs(10), || {
+        std::fs::read_to_string(file).is_ok_and(|text| text.lines().any(|l| l == line))
+    })
+}
+
+#[test]
+fn hooks_run_with_mediamtx_environment_and_end_with_sigint() {
+    let dir = TempDir::new("hooks");
+    let events = dir.path().join("events");
+    let f = events.display();
+    let hooks = PathHooks {
+        on_init: Some(lasting(&events, "init $MTX_PATH", "init-ended")),
+        on_ready: Some(lasting(
+            &events,
+            "ready $MTX_PATH $MTX_SOURCE_TYPE",
+            "ready-ended",
+        )),
+        on_not_ready: Some(sh(&format!("echo not-ready $MTX_PATH >> {f}"))),
+        on_read: Some(lasting(
+            &events,
+            "read $MTX_READER_TYPE $MTX_READER_ID",
+            "read-ended $MTX_READER_ID",
+        )),
+        on_unread: Some(sh(&format!("echo unread $MTX_READER_ID >> {f}"))),
+    };
+    let mut relay = start(&Config {
+        paths: paths([(
+            "live",
+            PathConfig {
+                hooks,
+                ..PathConfig::new(Source::Publisher)
+            },
+        )]),
+        ..loopback(WORKERS)
+    });
+    assert!(has(&events, "init live"), "runOnInit did not run");
+
+    let mut publisher = Publisher::connect(&relay.http, "live").expect("the publisher is taken");
+    publisher.run_for(Duration::from_millis(800));
+    assert!(
+        has(&events, "ready live webRTCSession"),
+        "runOnReady did not run"
+    );
+
+    let mut viewer = Viewer::connect(&relay.http, "live");
+    let id = viewer.session_id().to_owned();
+    viewer.run_for(Duration::from_millis(500));
+    assert!(
+        has(&events, &format!("read webRTCSession {id}")),
+        "runOnRead did not run"
+    );
+    assert_eq!(viewer.delete(), 200);
+    assert!(
+        has(&events, &format!("read-ended {id}")),
+        "runOnRead got no SIGINT"
+    );
+    assert!(
+        has(&events, &format!("unread {id}")),
+        "runOnUnread did not run"
+    );
+
+    assert_eq!(publisher.delete(), 200);
+    assert!(has(&events, "ready-ended"), "runOnReady got no SIGINT");
+    assert!(has(&events, "not-ready live"), "runOnNotReady did not run");
+
+    relay.terminate(Duration::from_secs(15)).unwrap();
+    assert!(
+        has(&events, "init-ended"),
+        "runOnInit got no SIGINT at shutdown"
+    );
+}
