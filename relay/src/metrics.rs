@@ -14,7 +14,7 @@ use prometheus_client::registry::Registry;
 
 use crate::ingest::{IngestCounters, PathStats};
 use crate::io::xdp::XdpProgram;
-use crate::paths::ServedPath;
+use crate::paths::Paths;
 use crate::worker::viewer::Reception;
 use crate::worker::WorkerStats;
 
@@ -99,7 +99,7 @@ impl ReceptionHistograms {
 #[derive(Clone)]
 pub struct Metrics {
     workers: Vec<Arc<WorkerStats>>,
-    paths: Vec<Arc<ServedPath>>,
+    paths: Arc<Paths>,
     ingest: IngestCounters,
     xdp: Option<Arc<Mutex<XdpProgram>>>,
 }
@@ -107,7 +107,7 @@ pub struct Metrics {
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Metrics")
-            .field("paths", &self.paths.len())
+            .field("paths", &self.paths)
             .finish_non_exhaustive()
     }
 }
@@ -115,11 +115,10 @@ impl std::fmt::Debug for Metrics {
 impl Metrics {
     pub fn new(
         workers: Vec<Arc<WorkerStats>>,
-        mut paths: Vec<Arc<ServedPath>>,
+        paths: Arc<Paths>,
         ingest: IngestCounters,
         xdp: Option<Arc<Mutex<XdpProgram>>>,
     ) -> Metrics {
-        paths.sort_by(|a, b| a.name.cmp(&b.name));
         Metrics {
             workers,
             paths,
@@ -332,13 +331,15 @@ impl Collector for Metrics {
                 .encode(sessions.encode_family(&labels)?)?;
         }
 
+        // The paths of this scrape: made ones come and go.
+        let paths = self.paths.all();
         let mut readers = encoder.encode_descriptor(
             "path_readers",
             "Viewers of each path, answered or connected.",
             None,
             MetricType::Gauge,
         )?;
-        for p in &self.paths {
+        for p in &paths {
             let labels = [("path", p.name.clone())];
             ConstGauge::new(p.readers() as i64).encode(readers.encode_family(&labels)?)?;
         }
@@ -349,12 +350,11 @@ impl Collector for Metrics {
             None,
             MetricType::Gauge,
         )?;
-        for p in &self.paths {
+        for p in &paths {
             let labels = [("path", p.name.clone()), ("state", p.state().name().into())];
             ConstGauge::new(1).encode(states.encode_family(&labels)?)?;
         }
-        let tracks: Vec<_> = self
-            .paths
+        let tracks: Vec<_> = paths
             .iter()
             .flat_map(|p| {
                 let tracks = p.tracks().map(|t| t.to_vec()).unwrap_or_default();
@@ -392,7 +392,7 @@ impl Collector for Metrics {
         ];
         for (name, help, field) in RECEPTION {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
-            for p in &self.paths {
+            for p in &paths {
                 let labels = [("path", p.name.clone())];
                 field(&p.reception).encode(family.encode_family(&labels)?)?;
             }
