@@ -544,6 +544,65 @@ mod tests {
         }
     }
 
+    /// The paths of `yaml`: its named ones waiting for publishers, made ones alike.
+    fn paths(yaml: &str) -> Paths {
+        let config = crate::config::Config::from_yaml(yaml).unwrap();
+        let publisher = |name: &str, path: &PathConfig| {
+            Arc::new(ServedPath::for_publisher(name, path.max_readers, true))
+        };
+        let named = config
+            .paths
+            .iter()
+            .map(|(name, path)| (name.clone(), publisher(name, path)))
+            .collect();
+        Paths::new(named, config.path_patterns, Box::new(publisher))
+    }
+
+    #[test]
+    fn a_named_path_wins_over_patterns_and_made_ones_last_while_held() {
+        let paths = paths("paths:\n  all_others:\n  '~^cam(\\d+)$':\n    maxReaders: 2\n  cam1:\n");
+        let cam1 = paths.get("cam1").unwrap();
+        assert_eq!(cam1.max_readers, 0, "the named entry, not ~^cam");
+        assert!(Arc::ptr_eq(&cam1, &paths.get("cam1").unwrap()));
+        let cam2 = paths.get("cam2").unwrap();
+        assert_eq!(cam2.max_readers, 2, "made from ~^cam(\\d+)$");
+        let other = paths.get("lobby/door").unwrap();
+        assert_eq!(other.max_readers, 0, "made from all_others");
+        let names =
+            |paths: &Paths| -> Vec<String> { paths.all().iter().map(|p| p.name.clone()).collect() };
+        assert_eq!(names(&paths), ["cam1", "cam2", "lobby/door"]);
+        assert!(
+            Arc::ptr_eq(&cam2, &paths.get("cam2").unwrap()),
+            "one path per name"
+        );
+
+        drop(other);
+        paths.remove_unused();
+        assert_eq!(names(&paths), ["cam1", "cam2"], "cam2 is still held");
+        drop(cam2);
+        drop(cam1);
+        paths.remove_unused();
+        assert_eq!(names(&paths), ["cam1"], "named paths stay");
+    }
+
+    #[test]
+    fn requested_names_keep_the_rules_of_path_names() {
+        let paths = paths("paths:\n  '~^cam':\n");
+        assert!(matches!(
+            paths.get("cam/whep/x").unwrap_err(),
+            PathError::BadName { rule, .. } if rule.contains("'whep' cannot be part of a path name")
+        ));
+        assert!(matches!(
+            paths.get("cam/../x").unwrap_err(),
+            PathError::BadName { rule, .. } if rule.contains("'..'")
+        ));
+        assert_eq!(
+            paths.get("door").unwrap_err(),
+            PathError::Unknown("door".into())
+        );
+        assert!(paths.all().is_empty(), "nothing made for refused names");
+    }
+
     #[test]
     fn readers_are_capped_and_counted() {
         let p = ServedPath::new("cam", 2, PathState::Idle);
