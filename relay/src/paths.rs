@@ -120,13 +120,6 @@ impl Paths {
         all
     }
 
-    /// Names of the config's own paths, sorted.
-    pub fn named(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = self.named.keys().map(String::as_str).collect();
-        names.sort();
-        names
-    }
-
     /// Removes the made paths no one uses: none of its sessions (publisher, viewers,
     /// pending ones), no source task and no request holds it. Only this table can hand
     /// the path out again, and it does so under the same lock, so a path found unused

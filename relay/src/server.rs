@@ -386,7 +386,7 @@ async fn control_plane(
         (None, registry) => http_opts.metrics = registry,
         (Some(_), None) => {}
     }
-    announce(&control.paths, listener.local_addr()?);
+    announce(config, listener.local_addr()?);
     let housekeeping = tokio::spawn(housekeeping(
         control.registry.clone(),
         control.paths.clone(),
@@ -402,17 +402,24 @@ async fn control_plane(
     served
 }
 
-/// Says where each named path can be watched, in the log and on stdout (tests and
-/// scripts read the URL there).
-fn announce(paths: &Paths, local: SocketAddr) {
+/// Says where each path can be watched, in the log and on stdout (tests and scripts
+/// read the URL there): the named ones, then the names each pattern stands for.
+fn announce(config: &Config, local: SocketAddr) {
     let host = match local.ip().is_unspecified() {
         true => "localhost".to_string(),
         false => local.ip().to_string(),
     };
-    for name in paths.named() {
-        let url = format!("http://{host}:{}/{name}/", local.port());
+    let origin = format!("http://{host}:{}", local.port());
+    for name in config.paths.keys() {
+        let url = format!("{origin}/{name}/");
         info!("path '{name}': watch at {url}");
         println!("relay: watch '{name}' at {url}");
+    }
+    for pattern in &config.path_patterns {
+        let key = &pattern.key;
+        let url = format!("{origin}/NAME/");
+        info!("paths matching '{key}': publish to and watch any such NAME at {url}");
+        println!("relay: watch paths matching '{key}' at {url}");
     }
 }
 
