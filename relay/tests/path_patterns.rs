@@ -93,3 +93,35 @@ fn names_a_pattern_matches_keep_the_rules_of_path_names() {
     // A name the pattern matches reaches the offer's own check.
     check(post("cam7"), 400, "the SDP offer was refused");
 }
+
+#[test]
+fn a_regex_path_pulls_the_camera_its_groups_name_while_watched() {
+    let camera =
+        relay_testkit::rtsp_server::RtspServer::start(relay_testkit::rtsp_server::RtspAuth::None)
+            .expect("GStreamer's RTSP server starts");
+    let relay = start(&with_paths(
+        "paths:\n  '~^cam(\\d+)/(h264|h265)$':\n    source: rtsp://127.0.0.1:$G1/$G2\n    \
+         sourceOnDemand: yes\n    sourceOnDemandStartTimeout: 15s\n    \
+         sourceOnDemandCloseAfter: 1s\n",
+    ));
+    let name = format!("cam{}/h264", camera.port);
+    // The offer waits for the camera (sourceOnDemandStartTimeout).
+    let mut viewer = Viewer::connect(&relay.http, &name);
+    viewer.run_for(Duration::from_secs(2));
+    let video = viewer
+        .ssrc_of(MediaKind::Video)
+        .expect("the camera's video");
+    let stream = &viewer.received.streams[&video];
+    assert!(stream.len() > 20, "only {} video packets", stream.len());
+    let ready = format!("relay_path_state{{path=\"{name}\",state=\"ready\"}}");
+    assert_eq!(relay.metric(&ready).unwrap(), 1.0);
+
+    assert_eq!(viewer.delete(), 200);
+    let label = format!("path=\"{name}\"");
+    let gone = wait::eventually(Duration::from_secs(10), || {
+        !relay.metrics().unwrap().contains(&label)
+    });
+    assert!(gone, "{name}'s metrics stay:\n{}", relay.metrics().unwrap());
+    let log = relay.log().join("\n");
+    assert!(log.contains("no viewers: closing the source"), "{log}");
+}
