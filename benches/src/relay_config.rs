@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use relay::config::{Config, LogLevel};
 use relay::ingest::rtsp::RtspTransport;
-use relay_testkit::config::{demo, loopback, paths, rtp_push, rtsp_pull};
+use relay_testkit::config::{demo, loopback, metrics_from_anywhere, paths, rtp_push, rtsp_pull};
 
 /// The path every viewer of the demo watches.
 pub const PATH: &str = "demo";
@@ -63,6 +63,7 @@ pub fn demo_on(ip: IpAddr, media_port: u16, workers: usize, xdp_interface: Optio
         workers,
         xdp_interface: xdp_interface.map(str::to_owned),
         paths: paths([(PATH, demo())]),
+        auth: metrics_from_anywhere(),
         ..Config::default()
     }
 }

@@ -12,6 +12,7 @@
 use std::hint::black_box;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
@@ -23,6 +24,7 @@ use relay::session::Route;
 use relay::srtp::{MasterKey, Outbound, Profile};
 use relay::track::rewrite::{Rewrite, HEADER_LEN};
 use relay::track::{Codec, Packet, SourcePacket, Track, TrackInfo};
+use relay::worker::session_info::{Role, SessionCounts, SessionInfo};
 use relay::worker::stats::EgressStats;
 use relay::worker::viewer::{MediaOut, MediaState, ViewerEgress};
 
@@ -105,6 +107,12 @@ fn viewers(profile: Profile, n: usize, first: &Packet) -> Vec<ViewerEgress> {
                     None,
                 )],
                 retransmit_budget: 0,
+                info: Arc::new(SessionInfo::new(
+                    format!("v{i}"),
+                    "bench".into(),
+                    Role::Read,
+                )),
+                sent: SessionCounts::default(),
             }
         })
         .collect()

@@ -20,9 +20,15 @@ use anyhow::Context as _;
 use regex::Regex;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::auth::AuthConfig;
 use crate::ingest::rtsp::RtspTransport;
 use crate::ingest::{Source, SourceError};
 use crate::track::history::Retention;
+
+mod auth;
+mod mediamtx;
+
+pub use mediamtx::NotRun;
 
 /// The relay's settings, checked: every value here is one `relay serve` can run with.
 #[derive(Debug, Clone, PartialEq)]
@@ -97,6 +103,9 @@ pub struct Config {
     /// header (from when it connects, or from its previous response on a kept-alive
     /// connection), and then an offer's body.
     pub read_timeout: Duration,
+
+    /// `authMethod` and its keys: who may publish, read and scrape the metrics.
+    pub auth: AuthConfig,
 
     /// `paths`, by name, with what each inherits from `pathDefaults` filled in.
     pub paths: BTreeMap<String, PathConfig>,
@@ -301,72 +310,6 @@ pub const UDP_PAYLOAD_MIN: usize = 576 - 20 - 8;
 /// headers, so that no packet is fragmented whichever IP version a viewer uses.
 pub const UDP_PAYLOAD_MAX: usize = 1500 - 40 - 8;
 
-/// Keys of `mediamtx.yml` that relay does not read, so that a copied MediaMTX config
-/// gets a precise error rather than "unknown key". Not exhaustive: the common ones.
-const MEDIAMTX_KEYS: &[&str] = &[
-    // Top level.
-    "logDestinations",
-    "logFile",
-    "writeTimeout",
-    "writeQueueSize",
-    "udpWriteBufferSize",
-    "runOnConnect",
-    "runOnDisconnect",
-    "authMethod",
-    "authInternalUsers",
-    "authHTTPAddress",
-    "authJWTJWKS",
-    "api",
-    "apiAddress",
-    "metricsEncryption",
-    "metricsAllowOrigin",
-    "pprof",
-    "playback",
-    "rtsp",
-    "rtspAddress",
-    "rtspTransports",
-    "protocols",
-    "rtmp",
-    "rtmpAddress",
-    "hls",
-    "hlsAddress",
-    "srt",
-    "srtAddress",
-    "webrtc",
-    "webrtcEncryption",
-    "webrtcServerKey",
-    "webrtcServerCert",
-    "webrtcAllowOrigin",
-    "webrtcTrustedProxies",
-    "webrtcLocalTCPAddress",
-    "webrtcICEServers2",
-    "webrtcTrackGatherTimeout",
-    "webrtcSTUNGatherTimeout",
-    // Paths.
-    "sourceFingerprint",
-    "sourceRedirect",
-    "fallback",
-    "useAbsoluteTimestamp",
-    "record",
-    "recordPath",
-    "recordFormat",
-    "recordPartDuration",
-    "recordSegmentDuration",
-    "recordDeleteAfter",
-    "rtspAnyPort",
-    "rtspRangeType",
-    "srtReadPassphrase",
-    "srtPublishPassphrase",
-    "runOnInit",
-    "runOnDemand",
-    "runOnUnDemand",
-    "runOnReady",
-    "runOnNotReady",
-    "runOnRead",
-    "runOnUnread",
-    "runOnRecordSegmentComplete",
-];
-
 impl Config {
     /// Reads and checks a config file. Every problem (unknown keys, bad values) is
     /// reported at once, each with its YAML path and what to write instead.
@@ -377,6 +320,15 @@ impl Config {
     /// [`Config::load`] with `overrides` in place of the file's keys; without a file,
     /// the defaults and one path, `demo`, playing the built-in clip.
     pub fn load_with(path: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Config> {
+        Config::load_noting(path, overrides).map(|(config, _)| config)
+    }
+
+    /// [`Config::load_with`], and the keys of a `mediamtx.yml` that relay accepted
+    /// without using them: for the one warning that says so.
+    pub fn load_noting(
+        path: Option<&Path>,
+        overrides: &Overrides,
+    ) -> anyhow::Result<(Config, NotRun)> {
         let Some(path) = path else {
             return Ok(Config::read(None, overrides)?);
         };
@@ -388,7 +340,7 @@ impl Config {
 
     /// Reads and checks a config file's text.
     pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
-        Config::read(Some(text), &Overrides::default())
+        Config::read(Some(text), &Overrides::default()).map(|(config, _)| config)
     }
 
     /// The config as a file: MediaMTX's keys, every one written out.
@@ -396,14 +348,15 @@ impl Config {
         serde_yaml_ng::to_string(self).expect("a config is plain YAML")
     }
 
-    fn read(text: Option<&str>, overrides: &Overrides) -> Result<Config, ConfigError> {
+    fn read(text: Option<&str>, overrides: &Overrides) -> Result<(Config, NotRun), ConfigError> {
         let mut problems = Problems::default();
+        let mut not_run = NotRun::default();
         let mut raw = match text {
-            Some(text) => RawConfig::parse(text, &mut problems)?,
+            Some(text) => RawConfig::parse(text, &mut problems, &mut not_run)?,
             None => RawConfig::demo(),
         };
         overrides.apply(&mut raw);
-        raw.check(problems)
+        Ok((raw.check(problems)?, not_run))
     }
 }
 
@@ -491,6 +444,56 @@ struct RawConfig {
     #[serde(with = "humantime_serde")]
     read_timeout: Duration,
 
+    auth_method: auth::AuthMethod,
+    #[serde(deserialize_with = "null_default")]
+    auth_internal_users: Vec<auth::RawUser>,
+    #[serde(rename = "authHTTPAddress", deserialize_with = "null_default")]
+    auth_http_address: String,
+    #[serde(rename = "authHTTPExclude", deserialize_with = "null_default")]
+    auth_http_exclude: Vec<auth::RawPermission>,
+    #[serde(rename = "authJWTJWKS", deserialize_with = "null_default")]
+    auth_jwt_jwks: String,
+    #[serde(rename = "authJWTClaimKey", deserialize_with = "null_default")]
+    auth_jwt_claim_key: String,
+    #[serde(rename = "authJWTIssuer", deserialize_with = "null_default")]
+    auth_jwt_issuer: String,
+    #[serde(rename = "authJWTAudience", deserialize_with = "null_default")]
+    auth_jwt_audience: String,
+    #[serde(rename = "authJWTExclude", deserialize_with = "null_default")]
+    auth_jwt_exclude: Vec<auth::RawPermission>,
+
+    // MediaMTX's keys that would change who may do what if relay ignored them: read so
+    // that values relay cannot honour are refused; not written back (relay.yml leaves
+    // them out).
+    #[serde(
+        rename = "authHTTPFingerprint",
+        deserialize_with = "null_default",
+        skip_serializing
+    )]
+    auth_http_fingerprint: String,
+    #[serde(
+        rename = "authJWTJWKSFingerprint",
+        deserialize_with = "null_default",
+        skip_serializing
+    )]
+    auth_jwt_jwks_fingerprint: String,
+    #[serde(
+        rename = "authJWTInHTTPQuery",
+        deserialize_with = "yes_no",
+        skip_serializing
+    )]
+    auth_jwt_in_http_query: bool,
+    #[serde(deserialize_with = "yes_no", skip_serializing)]
+    webrtc: bool,
+    #[serde(deserialize_with = "yes_no", skip_serializing)]
+    webrtc_encryption: bool,
+    #[serde(deserialize_with = "null_default", skip_serializing)]
+    webrtc_trusted_proxies: Vec<String>,
+    #[serde(deserialize_with = "yes_no", skip_serializing)]
+    metrics_encryption: bool,
+    #[serde(deserialize_with = "null_default", skip_serializing)]
+    metrics_trusted_proxies: Vec<String>,
+
     path_defaults: RawPath,
     #[serde(deserialize_with = "paths")]
     paths: BTreeMap<String, RawPath>,
@@ -522,11 +525,14 @@ struct RawPath {
         skip_serializing_if = "Option::is_none"
     )]
     override_publisher: Option<bool>,
+    /// Read only to be refused when set (see `refuse_what_relay_cannot_honour`).
+    #[serde(skip_serializing)]
+    source_fingerprint: Option<String>,
 }
 
 impl Default for RawConfig {
     fn default() -> Self {
-        RawConfig {
+        let mut raw = RawConfig {
             log_level: LogLevel::Info,
             log_structured: false,
             webrtc_address: ":8889".into(),
@@ -553,9 +559,28 @@ impl Default for RawConfig {
             xdp_stun_rate: 50,
             xdp_stun_burst: 100,
             read_timeout: Duration::from_secs(10),
+            auth_method: auth::AuthMethod::Internal,
+            auth_internal_users: Vec::new(),
+            auth_http_address: String::new(),
+            auth_http_exclude: Vec::new(),
+            auth_jwt_jwks: String::new(),
+            auth_jwt_claim_key: auth::CLAIM_KEY.into(),
+            auth_jwt_issuer: String::new(),
+            auth_jwt_audience: String::new(),
+            auth_jwt_exclude: Vec::new(),
+            auth_http_fingerprint: String::new(),
+            auth_jwt_jwks_fingerprint: String::new(),
+            auth_jwt_in_http_query: false,
+            webrtc: true,
+            webrtc_encryption: false,
+            webrtc_trusted_proxies: Vec::new(),
+            metrics_encryption: false,
+            metrics_trusted_proxies: Vec::new(),
             path_defaults: RawPath::default(),
             paths: BTreeMap::new(),
-        }
+        };
+        auth::write(&AuthConfig::mediamtx_default(), &mut raw);
+        raw
     }
 }
 
@@ -579,7 +604,11 @@ impl RawConfig {
     }
 
     /// The file's text as written; keys no field takes go to `problems`.
-    fn parse(text: &str, problems: &mut Problems) -> Result<RawConfig, ConfigError> {
+    fn parse(
+        text: &str,
+        problems: &mut Problems,
+        not_run: &mut NotRun,
+    ) -> Result<RawConfig, ConfigError> {
         // An empty file (or one with only comments) is the defaults.
         if text
             .lines()
@@ -589,7 +618,10 @@ impl RawConfig {
         }
         let de = serde_yaml_ng::Deserializer::from_str(text);
         Ok(serde_ignored::deserialize(de, |path| {
-            problems.push(unknown_key(path))
+            let keys = yaml_path(&path);
+            if !not_run.take(&keys) {
+                problems.push(unknown_key(&keys));
+            }
         })?)
     }
 
@@ -655,6 +687,8 @@ impl RawConfig {
                 ),
             );
         }
+        let auth = auth::check(&self, &mut problems);
+        self.refuse_what_relay_cannot_honour(&mut problems);
         let (paths, path_patterns) = self.check_paths(&mut problems);
         if self.metrics
             && set(&self.metrics_address).is_none()
@@ -732,6 +766,7 @@ impl RawConfig {
                 xdp_stun_rate: xdp_stun_rate?,
                 xdp_stun_burst: xdp_stun_burst?,
                 read_timeout: self.read_timeout,
+                auth: auth?,
                 paths,
                 path_patterns,
             })
@@ -739,6 +774,56 @@ impl RawConfig {
         match config {
             Some(config) if problems.0.is_empty() => Ok(config),
             _ => Err(ConfigError::Invalid(problems.0)),
+        }
+    }
+
+    /// MediaMTX keys whose values relay cannot honour and that would change who may do
+    /// what if it ignored them: refused with what to do instead.
+    fn refuse_what_relay_cannot_honour(&self, problems: &mut Problems) {
+        if !self.webrtc {
+            problems.add(
+                "webrtc",
+                "relay serves WebRTC only: with webrtc off it would serve nothing; write yes",
+            );
+        }
+        for (key, on) in [
+            ("webrtcEncryption", self.webrtc_encryption),
+            ("metricsEncryption", self.metrics_encryption),
+        ] {
+            if on {
+                problems.add(
+                    key,
+                    "relay serves plain HTTP: terminate TLS in a proxy in front of it \
+                     (docs/operations.md) and write no",
+                );
+            }
+        }
+        for (key, proxies) in [
+            ("webrtcTrustedProxies", &self.webrtc_trusted_proxies),
+            ("metricsTrustedProxies", &self.metrics_trusted_proxies),
+        ] {
+            if !proxies.is_empty() {
+                problems.add(
+                    key,
+                    "relay does not read X-Forwarded-For: authentication would see the \
+                     proxy's address, not the client's; write []",
+                );
+            }
+        }
+        for (key, path) in std::iter::once(("pathDefaults", &self.path_defaults))
+            .chain(self.paths.iter().map(|(name, p)| (name.as_str(), p)))
+        {
+            if path.source_fingerprint.as_deref().and_then(set).is_some() {
+                let key = if key == "pathDefaults" {
+                    "pathDefaults.sourceFingerprint".to_owned()
+                } else {
+                    format!("paths.{key}.sourceFingerprint")
+                };
+                problems.add(
+                    key,
+                    "relay pulls no TLS sources (rtsps://) and pins no certificates: remove it",
+                );
+            }
         }
     }
 
@@ -918,13 +1003,14 @@ impl From<&Config> for RawConfig {
             source_on_demand_start_timeout: path.on_demand.map(|o| o.start_timeout),
             source_on_demand_close_after: path.on_demand.map(|o| o.close_after),
             override_publisher: Some(path.override_publisher),
+            source_fingerprint: None,
         };
         let named = config.paths.iter().map(|(name, path)| {
             let written = path.with_source(path.source.to_string());
             (name.clone(), raw(&written, path.source.rtp_sdp()))
         });
         let patterns = (config.path_patterns.iter()).map(|p| (p.key.clone(), raw(&p.path, None)));
-        RawConfig {
+        let mut raw = RawConfig {
             log_level: config.log_level,
             log_structured: config.log_structured,
             webrtc_address: write_listen(config.webrtc_address),
@@ -954,7 +1040,10 @@ impl From<&Config> for RawConfig {
             // Every path is written whole: nothing is left to inherit.
             path_defaults: RawPath::default(),
             paths: named.chain(patterns).collect(),
-        }
+            ..RawConfig::default()
+        };
+        auth::write(&config.auth, &mut raw);
+        raw
     }
 }
 
@@ -1126,8 +1215,8 @@ fn check_origin(origin: &str) -> Result<(), String> {
     }
 }
 
-/// Describes a key that no field took (serde_ignored reports it by its path).
-fn unknown_key(path: serde_ignored::Path) -> Problem {
+/// The keys of a YAML path as serde_ignored reports it (a list index as a number).
+fn yaml_path(path: &serde_ignored::Path) -> Vec<String> {
     fn keys(path: &serde_ignored::Path, out: &mut Vec<String>) {
         use serde_ignored::Path as P;
         match path {
@@ -1145,18 +1234,29 @@ fn unknown_key(path: serde_ignored::Path) -> Problem {
             }
         }
     }
-    let mut path_keys = Vec::new();
-    keys(&path, &mut path_keys);
-    let last = path_keys.last().map(String::as_str).unwrap_or_default();
-    let why = if MEDIAMTX_KEYS.contains(&last) {
-        "a MediaMTX key relay does not support"
-    } else {
-        "not a relay key: check its spelling and level against relay.yml"
-    };
+    let mut out = Vec::new();
+    keys(path, &mut out);
+    out
+}
+
+/// A key that no field took and that is not MediaMTX's for something relay does not
+/// run: a misspelling, or a key at the wrong level.
+fn unknown_key(keys: &[String]) -> Problem {
     Problem {
-        key: path_keys.join("."),
-        message: format!("unknown key ({why}); remove it"),
+        key: keys.join("."),
+        message: "unknown key: check its spelling and level against relay.yml (or \
+                  MediaMTX's mediamtx.yml); remove it"
+            .into(),
     }
+}
+
+/// A value that may be written empty (null), as MediaMTX's file writes "none".
+fn null_default<'de, D, T>(de: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(de)?.unwrap_or_default())
 }
 
 /// Booleans as YAML 1.2 (`true`/`false`) and as MediaMTX writes them (`yes`/`no`).
@@ -1261,7 +1361,7 @@ mod tests {
             .collect();
         let config_fields = field_names::<RawConfig>();
         let path_fields = field_names::<RawPath>();
-        assert_eq!(config_fields.len(), 28);
+        assert_eq!(config_fields.len(), 45);
         assert_eq!(
             path_fields,
             [
@@ -1272,7 +1372,8 @@ mod tests {
                 "sourceOnDemand",
                 "sourceOnDemandStartTimeout",
                 "sourceOnDemandCloseAfter",
-                "overridePublisher"
+                "overridePublisher",
+                "sourceFingerprint"
             ]
         );
         for key in config_fields {
@@ -1360,35 +1461,30 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_all_named_with_their_path() {
-        let e = refused(
-            "webrtcAdress: ':1'\n\
-             rtsp: yes\n\
-             pathDefaults:\n  record: yes\n\
-             paths:\n  cam1:\n    source: demo\n    sourceRedirect: x\n    colour: red\n",
-        );
-        assert!(e.contains("5 problems"), "{e}");
+        let text = "webrtcAdress: ':1'\n\
+                    rtsp: yes\n\
+                    pathDefaults:\n  record: yes\n\
+                    paths:\n  cam1:\n    source: demo\n    sourceRedirect: x\n    colour: red\n";
+        let e = refused(text);
+        assert!(e.contains("2 problems"), "{e}");
         assert!(
-            e.contains("webrtcAdress: unknown key (not a relay key: check its spelling"),
+            e.contains("webrtcAdress: unknown key: check its spelling"),
             "{e}"
         );
-        assert!(
-            e.contains("rtsp: unknown key (a MediaMTX key relay does not support)"),
-            "{e}"
-        );
-        assert!(
-            e.contains("pathDefaults.record: unknown key (a MediaMTX key"),
-            "{e}"
-        );
-        assert!(
-            e.contains(
-                "paths.cam1.sourceRedirect: unknown key (a MediaMTX key relay does not support)"
-            ),
-            "{e}"
-        );
-        assert!(
-            e.contains("paths.cam1.colour: unknown key (not a relay key"),
-            "{e}"
-        );
+        assert!(e.contains("paths.cam1.colour: unknown key"), "{e}");
+        // MediaMTX's keys of what relay does not run are no problem: they are noted.
+        let fixed = text
+            .replace("webrtcAdress", "webrtcAddress")
+            .replace("    colour: red\n", "");
+        let (_, not_run) = Config::read(Some(&fixed), &Overrides::default()).unwrap();
+        let warning = not_run.to_string();
+        for noted in [
+            "RTSP server (rtsp)",
+            "recording (pathDefaults.record)",
+            "paths.cam1.sourceRedirect",
+        ] {
+            assert!(warning.contains(noted), "{noted} not in: {warning}");
+        }
     }
 
     #[test]
@@ -1698,10 +1794,10 @@ mod tests {
         let file = dir.join("relay.yml");
         std::fs::write(&file, "paths:\n  cam1:\n    source: demo\n").unwrap();
         assert_eq!(Config::load(&file).unwrap().paths.len(), 1);
-        std::fs::write(&file, "rtmp: yes\n").unwrap();
+        std::fs::write(&file, "rtmpp: yes\n").unwrap();
         let e = format!("{:#}", Config::load(&file).unwrap_err());
         assert!(
-            e.contains(&file.display().to_string()) && e.contains("rtmp: unknown key"),
+            e.contains(&file.display().to_string()) && e.contains("rtmpp: unknown key"),
             "{e}"
         );
         let missing = dir.join("missing.yml");
@@ -1951,6 +2047,138 @@ mod tests {
                 && e.contains("xdpSTUNBurst: must be at least 1"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn mediamtx_yml_of_the_current_release_loads_and_names_what_relay_does_not_run() {
+        let text = include_str!("../tests/fixtures/mediamtx/mediamtx.yml");
+        let (config, not_run) =
+            Config::read(Some(text), &Overrides::default()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.auth, AuthConfig::mediamtx_default());
+        assert!(!config.metrics, "MediaMTX's metrics: false");
+        assert_eq!(config.webrtc_address.port(), 8889);
+        let warning = not_run.to_string();
+        for feature in [
+            "RTSP server (18 keys)",
+            "RTMP server",
+            "HLS server",
+            "SRT server",
+            "MoQ server",
+            "playback server",
+            "control API",
+            "recording",
+            "hooks",
+            "Raspberry Pi cameras",
+            "log files",
+        ] {
+            assert!(warning.contains(feature), "{feature} not in: {warning}");
+        }
+        // One line, each feature once.
+        assert!(!warning.contains('\n'));
+        assert_eq!(warning.matches("RTSP server").count(), 1);
+    }
+
+    #[test]
+    fn a_misspelt_key_is_still_refused_by_name() {
+        let message = refused("webrtcAdress: :8889\npaths:\n  cam:\n    rtspAddress: :8554\n");
+        assert!(message.contains("webrtcAdress: unknown key"), "{message}");
+        // A server's key under a path is at the wrong level, not a feature not run.
+        assert!(
+            message.contains("paths.cam.rtspAddress: unknown key"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn values_that_would_change_who_may_do_what_are_refused_not_ignored() {
+        let message = refused(
+            "webrtc: no\n\
+             webrtcEncryption: yes\n\
+             metricsEncryption: yes\n\
+             webrtcTrustedProxies: [10.0.0.1]\n\
+             authHTTPFingerprint: 33949e05fffb5ff3e8aa16f8213a6251b4d9363804ba53233c4da9a46d6f2739\n\
+             authJWTInHTTPQuery: yes\n\
+             paths:\n  cam:\n    sourceFingerprint: abc\n",
+        );
+        for key in [
+            "webrtc:",
+            "webrtcEncryption:",
+            "metricsEncryption:",
+            "webrtcTrustedProxies:",
+            "authHTTPFingerprint:",
+            "authJWTInHTTPQuery:",
+            "paths.cam.sourceFingerprint:",
+        ] {
+            assert!(message.contains(key), "{key} not in:\n{message}");
+        }
+        // Their defaults, as MediaMTX writes them, load.
+        Config::from_yaml(
+            "webrtc: true\nwebrtcEncryption: false\nwebrtcTrustedProxies: []\n\
+             authHTTPFingerprint:\nauthJWTInHTTPQuery: false\n",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn auth_keys_are_checked_where_written() {
+        let message = refused(
+            "authInternalUsers:\n\
+             - user: admin\n  pass: 'argon2:$argon2id$broken'\n  ips: [10.0.0.0/33, 192.0.2.1]\n\
+             \x20 permissions:\n  - action: read\n    path: '~('\n\
+             - user: ''\n  permissions: []\n",
+        );
+        for key in [
+            "authInternalUsers.0.pass:",
+            "authInternalUsers.0.ips.0:",
+            "authInternalUsers.0.permissions.0.path:",
+            "authInternalUsers.1.user:",
+        ] {
+            assert!(message.contains(key), "{key} not in:\n{message}");
+        }
+        assert!(
+            !message.contains("ips.1"),
+            "192.0.2.1 is an address: {message}"
+        );
+        assert!(refused("authMethod: http\n").contains("authHTTPAddress: is needed"));
+        assert!(refused("authMethod: jwt\nauthJWTJWKS: ftp://x\n").contains("authJWTJWKS:"));
+        assert!(refused("authMethod: ldap\n").contains("authMethod"));
+        assert!(
+            refused("authInternalUsers:\n- user: a\n  permissions:\n  - action: fly\n")
+                .contains("fly")
+        );
+    }
+
+    #[test]
+    fn every_auth_method_writes_back() {
+        use crate::auth::{Action, PathRule, Permission, Secret, User};
+        let read_cams = vec![Permission {
+            action: Action::Read,
+            path: PathRule::parse("~^cams/").unwrap(),
+        }];
+        for auth in [
+            AuthConfig::Internal(vec![User {
+                user: Some(Secret::parse("admin").unwrap()),
+                pass: Secret::parse("sha256:rl3rgi4NcZkpAEcacZnQ2VuOfJ0FxAqCRaKB/SwdZoQ=").unwrap(),
+                ips: vec!["10.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
+                permissions: read_cams.clone(),
+            }]),
+            AuthConfig::Http {
+                address: "http://127.0.0.1:9120/auth".into(),
+                exclude: read_cams.clone(),
+            },
+            AuthConfig::Jwt {
+                jwks: "https://id.example/jwks.json".into(),
+                claim_key: "perms".into(),
+                issuer: Some("https://id.example".into()),
+                audience: None,
+                exclude: read_cams.clone(),
+            },
+        ] {
+            round_trip(&Config {
+                auth,
+                ..Config::default()
+            });
+        }
     }
 
     /// Writes `config` and reads it back: the same config, and MediaMTX's spellings.

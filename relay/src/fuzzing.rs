@@ -111,12 +111,7 @@ impl ConsentRun {
             path.add_reader();
             Arc::new(path)
         };
-        registry.add(Pending {
-            id: "fuzz".into(),
-            path,
-            session: Box::new(session),
-            created: now,
-        });
+        registry.add(Pending::new("fuzz".into(), path, session, now));
         let (cores, stats) = Core::in_memory(2, &registry, now, SystemTime::UNIX_EPOCH);
         let mut run = ConsentRun {
             now,

@@ -3,6 +3,7 @@
 //! each; docs/architecture.md walks through it.
 
 pub mod audio;
+pub mod auth;
 pub mod config;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;

@@ -81,13 +81,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 xdp_interface: xdp,
             };
             // The same loading as check-config's, with the flags in place of their keys.
-            let config = Config::load_with(config.as_deref(), &flags)?;
+            let (config, not_run) = Config::load_noting(config.as_deref(), &flags)?;
             init_logs(&config);
+            if !not_run.is_empty() {
+                tracing::warn!("{not_run}");
+            }
             relay::server::serve(config)
         }
         Command::CheckConfig { config: file } => {
-            let config = Config::load(&file)?;
+            let (config, not_run) = Config::load_noting(Some(&file), &Overrides::default())?;
             println!("{} is valid", file.display());
+            if !not_run.is_empty() {
+                println!("  warning: {not_run}");
+            }
             println!(
                 "  webrtcAddress {}, webrtcLocalUDPAddress {}, metrics {}",
                 config.webrtc_address,

@@ -11,6 +11,7 @@ use anyhow::{bail, Context};
 use ring::rand::{SecureRandom, SystemRandom};
 use tracing::info;
 
+use crate::auth::Authenticator;
 use crate::config::{additional_host, Config, PathConfig, XdpMode as ConfigXdpMode};
 use crate::http::{self, Created, Viewers, WhepError};
 use crate::ingest::rtsp::{self, RtspOptions};
@@ -102,12 +103,8 @@ impl Control {
         answer: String,
         now: Instant,
     ) -> Created {
-        self.registry.add(Pending {
-            id: id.clone(),
-            path: path.clone(),
-            session: Box::new(session),
-            created: now,
-        });
+        self.registry
+            .add(Pending::new(id.clone(), path.clone(), session, now));
         Created { id, answer }
     }
 }
@@ -163,7 +160,13 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         xdp: xdp_program,
         ..
     } = plane;
-    let metrics = Metrics::new(stats, paths.clone(), ingest.counters(), xdp_program);
+    let metrics = Metrics::new(
+        stats,
+        paths.clone(),
+        ingest.counters(),
+        xdp_program,
+        registry.clone(),
+    );
     let control = Arc::new(Control {
         paths,
         registry,
@@ -185,6 +188,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         &config, ports.http, control, metrics, &lifeline,
     ));
     info!("shutting down");
+    bound_shutdown(SHUTDOWN_LIMIT);
     stop.store(true, Ordering::Relaxed);
     wakers.wake(u64::MAX);
     for t in threads {
@@ -194,6 +198,22 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
     drop(ingest);
     drop(pulled);
     result
+}
+
+/// The longest a shutdown may take: workers close their sessions in one turn, but a
+/// source stuck in a blocking call (an RTSP camera's socket, say) must not keep a
+/// supervisor waiting for its SIGKILL.
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(5);
+
+/// Exits the process if the shutdown under way is not over within `limit`. The kernel
+/// detaches XDP and closes every socket of a process that exits, so nothing is left
+/// behind either way.
+fn bound_shutdown(limit: Duration) {
+    std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        tracing::error!("shutdown took longer than {limit:?}; exiting now");
+        std::process::exit(1);
+    });
 }
 
 /// Workers to run: one per RX queue with XDP (each owns that queue's AF_XDP socket),
@@ -370,18 +390,22 @@ async fn control_plane(
     lifeline: &Lifeline,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
-    let registry_metrics = config.metrics.then(|| Arc::new(metrics.registry()));
+    let registry_metrics = config
+        .metrics
+        .then(|| Arc::new(metrics.clone()) as Arc<dyn http::Scrape>);
+    let auth = Arc::new(Authenticator::new(config.auth.clone(), config.read_timeout));
     let mut http_opts = http::HttpOptions {
         allow_origins: config.webrtc_allow_origins.clone(),
         metrics: None,
         read_timeout: config.read_timeout,
+        auth: auth.clone(),
     };
     match (config.metrics_address, registry_metrics) {
         (Some(addr), Some(registry)) => {
             let l = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("cannot listen on {addr} (metricsAddress)"))?;
-            tokio::spawn(http::serve_metrics(l, registry, config.read_timeout));
+            tokio::spawn(http::serve_metrics(l, registry, config.read_timeout, auth));
         }
         (None, registry) => http_opts.metrics = registry,
         (Some(_), None) => {}

@@ -25,6 +25,13 @@ fn with_paths(yaml: &str) -> Config {
     }
 }
 
+/// Whether any metric names path `name` (relay's label `path`, MediaMTX's `name` on
+/// its paths family).
+fn mentioned(relay: &relay_testkit::process::RelayProcess, name: &str) -> bool {
+    let text = relay.metrics().unwrap();
+    text.contains(&format!("path=\"{name}\"")) || text.contains(&format!("name=\"{name}\""))
+}
+
 #[test]
 fn all_others_takes_a_publisher_on_any_name_and_forgets_the_path_after() {
     let relay = start(&with_paths("paths:\n  all_others:\n"));
@@ -52,23 +59,27 @@ fn all_others_takes_a_publisher_on_any_name_and_forgets_the_path_after() {
         .expect("video reaches the viewer");
     let stream = &viewer.received.streams[&video];
     assert!(stream.len() >= 40, "only {} video packets", stream.len());
-    let label = format!("path=\"{name}\"");
-    let readers = format!("relay_path_readers{{{label}}}");
+    let readers = format!("relay_path_readers{{path=\"{name}\"}}");
     assert_eq!(relay.metric(&readers).unwrap(), 1.0);
+    assert_eq!(
+        relay
+            .metric(&format!("paths_readers{{name=\"{name}\"}}"))
+            .unwrap(),
+        1.0
+    );
 
     let publisher = publishing.join().unwrap();
     assert_eq!(publisher.delete(), 200);
     assert_eq!(viewer.delete(), 200);
-    let gone = wait::eventually(Duration::from_secs(5), || {
-        !relay.metrics().unwrap().contains(&label)
-    });
-    assert!(gone, "{name}'s metrics stay:\n{}", relay.metrics().unwrap());
+    let gone = || wait::eventually(Duration::from_secs(5), || !mentioned(&relay, name));
+    assert!(
+        gone(),
+        "{name}'s metrics stay:\n{}",
+        relay.metrics().unwrap()
+    );
     common::eventually_404(&relay.http, name, "waiting for a publisher");
     // That offer made the path for a moment: it goes again.
-    let gone = wait::eventually(Duration::from_secs(5), || {
-        !relay.metrics().unwrap().contains(&label)
-    });
-    assert!(gone, "{name} made by a refused offer stays");
+    assert!(gone(), "{name} made by a refused offer stays");
 }
 
 #[test]
@@ -117,10 +128,7 @@ fn a_regex_path_pulls_the_camera_its_groups_name_while_watched() {
     assert_eq!(relay.metric(&ready).unwrap(), 1.0);
 
     assert_eq!(viewer.delete(), 200);
-    let label = format!("path=\"{name}\"");
-    let gone = wait::eventually(Duration::from_secs(10), || {
-        !relay.metrics().unwrap().contains(&label)
-    });
+    let gone = wait::eventually(Duration::from_secs(10), || !mentioned(&relay, &name));
     assert!(gone, "{name}'s metrics stay:\n{}", relay.metrics().unwrap());
     let log = relay.log().join("\n");
     assert!(log.contains("no viewers: closing the source"), "{log}");

@@ -101,3 +101,28 @@ fn a_viewer_stays_past_the_consent_timeout() {
     );
     assert_eq!(relay.metric("relay_sessions").unwrap(), 1.0);
 }
+
+#[test]
+fn sigterm_closes_every_session_and_exits_cleanly_in_bounded_time() {
+    let mut relay = start(&demo_config());
+    let mut viewers: Vec<Viewer> = (0..2)
+        .map(|_| Viewer::connect(&relay.http, "demo"))
+        .collect();
+    for v in &mut viewers {
+        v.run_for(Duration::from_millis(800));
+        assert!(v.connected);
+    }
+    // Bounded by the relay's own limit (5 s) and a margin for a busy machine.
+    let status = relay.terminate(Duration::from_secs(15)).unwrap();
+    assert!(status.success(), "exit status {status}");
+    let log = relay.log().join("\n");
+    assert!(log.contains("shutting down"), "{log}");
+    for v in &viewers {
+        let closed = format!("session={}", v.session_id());
+        assert!(
+            log.lines()
+                .any(|l| l.contains("viewer closed") && l.contains(&closed)),
+            "{closed} was not closed:\n{log}"
+        );
+    }
+}

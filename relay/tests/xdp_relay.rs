@@ -13,7 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use relay::config::{Config, XdpMode};
-use relay_testkit::config::{demo, paths, to_yaml};
+use relay_testkit::config::{demo, metrics_from_anywhere, paths, to_yaml};
 use relay_testkit::metrics::exported;
 use relay_testkit::netns::{Netns, Pair};
 use relay_testkit::process::{Launch, RelayProcess};
@@ -57,6 +57,7 @@ fn config() -> Config {
         webrtc_local_udp_address: format!("[::]:{MEDIA_PORT}").parse().unwrap(),
         xdp_interface: Some(RELAY_IF.into()),
         paths: paths([("demo", demo())]),
+        auth: metrics_from_anywhere(),
         ..Config::default()
     }
 }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
+use relay::auth::{Action, AuthConfig, PathRule, Permission, Secret, User};
 use relay::config::{Config, PathConfig};
 use relay::ingest::rtsp::RtspTransport;
 use relay::ingest::Source;
@@ -21,6 +22,24 @@ pub fn loopback(workers: usize) -> Config {
         workers,
         ..Config::default()
     }
+}
+
+/// MediaMTX's default users, with the metrics open to every address too: for a relay
+/// in a test's namespace, scraped from an address of that namespace, not 127.0.0.1.
+pub fn metrics_from_anywhere() -> AuthConfig {
+    let AuthConfig::Internal(mut users) = AuthConfig::mediamtx_default() else {
+        unreachable!("MediaMTX's default is internal users")
+    };
+    users.push(User {
+        user: None,
+        pass: Secret::parse("").expect("no password"),
+        ips: Vec::new(),
+        permissions: vec![Permission {
+            action: Action::Metrics,
+            path: PathRule::Any,
+        }],
+    });
+    AuthConfig::Internal(users)
 }
 
 /// A path that plays the built-in demo clip.

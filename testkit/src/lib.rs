@@ -19,10 +19,12 @@
 //! Failures that a load tool reports are `anyhow` errors; the viewer, made for tests,
 //! panics with what went wrong.
 
+pub mod auth_server;
 pub mod chromium;
 pub mod client;
 pub mod config;
 pub mod http;
+pub mod jwt;
 pub mod log;
 pub mod metrics;
 pub mod netns;

@@ -10,7 +10,13 @@ use anyhow::Context as _;
 
 /// The Prometheus text the relay at `http` serves.
 pub fn fetch(http: &str) -> anyhow::Result<String> {
-    let url = format!("{http}/metrics");
+    fetch_filtered(http, "")
+}
+
+/// The Prometheus text the relay at `http` serves for `query` (MediaMTX's filters,
+/// `type=paths&path=cam`, say).
+pub fn fetch_filtered(http: &str, query: &str) -> anyhow::Result<String> {
+    let url = format!("{http}/metrics?{query}");
     let mut response = crate::http::agent(Duration::from_secs(10))
         .get(&url)
         .call()

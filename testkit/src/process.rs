@@ -189,6 +189,25 @@ impl RelayProcess {
         self.child.id()
     }
 
+    /// Sends SIGTERM (a supervisor stopping the relay) and waits up to `limit` for the
+    /// relay to exit; an error if it is still running then.
+    pub fn terminate(&mut self, limit: std::time::Duration) -> anyhow::Result<ExitStatus> {
+        // SAFETY: kill(2) on our own child's pid.
+        let sent = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        anyhow::ensure!(sent == 0, "kill: {}", std::io::Error::last_os_error());
+        let end = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < end,
+                "still running {limit:?} after SIGTERM"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// Kills the relay with SIGKILL (no destructor, no signal handler runs) and reaps
     /// it.
     pub fn kill(&mut self) -> std::io::Result<ExitStatus> {

@@ -54,6 +54,15 @@ impl Publisher {
     /// Offers H264 and Opus to `path`'s WHIP endpoint, from 127.0.0.1: the publisher,
     /// or what the relay answered when it did not take it (not 201).
     pub fn connect(http: &str, path: &str) -> Result<Publisher, Reply> {
+        Publisher::connect_as(http, path, None)
+    }
+
+    /// [`Publisher::connect`], sending `authorization` with the offer.
+    pub fn connect_as(
+        http: &str,
+        path: &str,
+        authorization: Option<&str>,
+    ) -> Result<Publisher, Reply> {
         let local = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
         let rtc = Rtc::builder()
             .set_rtp_mode(true)
@@ -69,7 +78,8 @@ impl Publisher {
         .unwrap_or_else(|e| panic!("a client on {local}: {e}"));
         let agent = crate::http::agent(HTTP_TIMEOUT);
         let reply =
-            crate::whep::post_offer(&agent, &endpoint(http, path), &offer.sdp).expect("HTTP");
+            crate::whep::post_offer_as(&agent, &endpoint(http, path), &offer.sdp, authorization)
+                .expect("HTTP");
         if reply.status != 201 {
             return Err(reply);
         }

@@ -15,6 +15,7 @@ use str0m::rtp::RawPacket;
 use str0m::{Event, Rtc, RtcConfig};
 
 use crate::client::{Client, Offer};
+use crate::whep::Reply;
 
 /// How long one signalling request may take.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -121,11 +122,36 @@ impl Viewer {
     }
 
     fn connect_client(http: &str, path: &str, offered: std::io::Result<(Client, Offer)>) -> Viewer {
+        Viewer::try_connect_client(http, path, offered, None)
+            .unwrap_or_else(|reply| panic!("WHEP answer {}: {}", reply.status, reply.body))
+    }
+
+    /// A viewer from 127.0.0.1 that sends `authorization` with its offer, or what the
+    /// relay answered when it did not take it (not 201).
+    pub fn connect_as(
+        http: &str,
+        path: &str,
+        authorization: Option<&str>,
+    ) -> Result<Viewer, Reply> {
+        let local = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+        let offered = Client::offer(local, &[MediaKind::Video, MediaKind::Audio]);
+        Viewer::try_connect_client(http, path, offered, authorization)
+    }
+
+    fn try_connect_client(
+        http: &str,
+        path: &str,
+        offered: std::io::Result<(Client, Offer)>,
+        authorization: Option<&str>,
+    ) -> Result<Viewer, Reply> {
         let (mut client, offer) = offered.unwrap_or_else(|e| panic!("a client: {e}"));
         let agent = crate::http::agent(HTTP_TIMEOUT);
         let endpoint = crate::whep::endpoint(http, path);
-        let reply = crate::whep::post_offer(&agent, &endpoint, &offer.sdp).expect("HTTP");
-        assert_eq!(reply.status, 201, "WHEP answer: {}", reply.body);
+        let reply =
+            crate::whep::post_offer_as(&agent, &endpoint, &offer.sdp, authorization).expect("HTTP");
+        if reply.status != 201 {
+            return Err(reply);
+        }
         let relay_media = reply
             .body
             .lines()
@@ -151,7 +177,7 @@ impl Viewer {
             }
         }
         let answer = reply.body;
-        Viewer {
+        Ok(Viewer {
             client,
             kinds,
             agent,
@@ -165,7 +191,7 @@ impl Viewer {
             loss: Loss::None,
             dropped: HashSet::new(),
             dropped_count: 0,
-        }
+        })
     }
 
     /// Drives the session for `d` (bounded), collecting media.

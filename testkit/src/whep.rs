@@ -20,9 +20,23 @@ pub struct Reply {
 
 /// POSTs an SDP offer to `endpoint`, whatever the server answers.
 pub fn post_offer(agent: &ureq::Agent, endpoint: &str, sdp: &str) -> anyhow::Result<Reply> {
-    let mut response = agent
+    post_offer_as(agent, endpoint, sdp, None)
+}
+
+/// [`post_offer`] with an `Authorization` header (`Basic ...`, `Bearer ...`).
+pub fn post_offer_as(
+    agent: &ureq::Agent,
+    endpoint: &str,
+    sdp: &str,
+    authorization: Option<&str>,
+) -> anyhow::Result<Reply> {
+    let mut request = agent
         .post(endpoint)
-        .header("Content-Type", "application/sdp")
+        .header("Content-Type", "application/sdp");
+    if let Some(authorization) = authorization {
+        request = request.header("Authorization", authorization);
+    }
+    let mut response = request
         .send(sdp)
         .with_context(|| format!("POST {endpoint}"))?;
     let location = response
@@ -62,4 +76,14 @@ pub fn delete(agent: &ureq::Agent, url: &str) -> anyhow::Result<u16> {
         .call()
         .with_context(|| format!("DELETE {url}"))?;
     Ok(response.status().as_u16())
+}
+
+/// The `Authorization` header of Basic credentials.
+pub fn basic(user: &str, pass: &str) -> String {
+    use base64::Engine;
+    let pair = format!("{user}:{pass}");
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    )
 }

@@ -16,6 +16,12 @@
 //! | `GET /<path>`                    | redirect to `/<path>/`                         |
 //! | `GET /metrics`                   | Prometheus / OpenMetrics text, when enabled    |
 //!
+//! Publishing, reading and the metrics are authenticated first (auth/, `authMethod`),
+//! before the path is looked up, so that no one learns which paths exist without the
+//! right to read them: 401 with `WWW-Authenticate` (the pages then ask for
+//! credentials), 429 with `Retry-After` for an address that failed too often.
+//! Credentials in the URL's query are refused (400).
+//!
 //! Path names may contain slashes (`cams/front`), so the routes are parsed from the
 //! end of the URL rather than matched by a router pattern. Errors are `text/plain`
 //! with a reason a person can act on.
@@ -29,7 +35,7 @@ mod cors;
 #[cfg(test)]
 mod tests;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -40,10 +46,10 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use prometheus_client::registry::Registry;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+use crate::auth::{self, Action, Authenticator, Credentials, Failures};
 use crate::paths::{PathError, PublishRefused, ServedPath};
 
 /// What the HTTP layer asks of the relay.
@@ -90,11 +96,13 @@ pub enum WhepError {
 pub struct HttpOptions {
     /// `webrtcAllowOrigins`: exact origins, or `*` for any.
     pub allow_origins: Vec<String>,
-    /// Serve this registry at `/metrics` on the same listener.
-    pub metrics: Option<Arc<Registry>>,
+    /// Serve these metrics at `/metrics` on the same listener.
+    pub metrics: Option<Arc<dyn Scrape>>,
     /// `readTimeout`: how long a client has to send a request's header, from when it
     /// connects or had its previous response, and then an offer's body.
     pub read_timeout: Duration,
+    /// Who may publish, read and scrape the metrics.
+    pub auth: Arc<Authenticator>,
 }
 
 /// Serves WHEP, the player pages and (if `opts.metrics`) `/metrics`; drop the future
@@ -108,6 +116,8 @@ pub async fn serve(
         viewers: Some(viewers),
         metrics: opts.metrics,
         read_timeout: opts.read_timeout,
+        auth: opts.auth,
+        failures: Arc::default(),
     };
     let router = router(app).layer(axum::middleware::from_fn_with_state(
         Arc::new(cors::Cors::new(opts.allow_origins)),
@@ -116,16 +126,20 @@ pub async fn serve(
     serve_connections(listener, with_logging(router), opts.read_timeout).await
 }
 
-/// Serves only `/metrics` (for `metricsAddress`), with the same `readTimeout`.
+/// Serves only `/metrics` (for `metricsAddress`), with the same `readTimeout` and
+/// authentication.
 pub async fn serve_metrics(
     listener: tokio::net::TcpListener,
-    registry: Arc<Registry>,
+    registry: Arc<dyn Scrape>,
     read_timeout: Duration,
+    auth: Arc<Authenticator>,
 ) {
     let app = App {
         viewers: None,
         metrics: Some(registry),
         read_timeout,
+        auth,
+        failures: Arc::default(),
     };
     serve_connections(listener, with_logging(router(app)), read_timeout).await
 }
@@ -151,17 +165,16 @@ async fn serve_connections(
         .header_read_timeout(read_timeout)
         .max_header_size(MAX_HEADER);
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
+        let (stream, client) = match listener.accept().await {
+            Ok(accepted) => accepted,
             Err(e) => {
                 accept_failed(e).await;
                 continue;
             }
         };
-        let connection = http.serve_connection(
-            TokioIo::new(stream),
-            TowerToHyperService::new(router.clone()),
-        );
+        let service = router.clone().layer(axum::Extension(Client(client)));
+        let connection =
+            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!("HTTP connection ended: {e}");
@@ -195,9 +208,16 @@ const ACCEPT_PATCH: HeaderName = HeaderName::from_static("accept-patch");
 struct App {
     /// None on the metrics-only listener.
     viewers: Option<Arc<dyn Viewers>>,
-    metrics: Option<Arc<Registry>>,
+    metrics: Option<Arc<dyn Scrape>>,
     read_timeout: Duration,
+    auth: Arc<Authenticator>,
+    /// Failed authentications of this listener, by address.
+    failures: Arc<Mutex<Failures>>,
 }
+
+/// The address of the connection a request came on (authentication's `ip`).
+#[derive(Debug, Clone, Copy)]
+struct Client(std::net::SocketAddr);
 
 fn router(app: App) -> Router {
     Router::new()
@@ -298,7 +318,12 @@ async fn dispatch(State(app): State<Arc<App>>, request: Request) -> Response {
     let method = request.method().clone();
     if let (Some(registry), "/metrics") = (&app.metrics, request.uri().path()) {
         return match method {
-            Method::GET | Method::HEAD => metrics(registry),
+            Method::GET | Method::HEAD => {
+                match authorize(&app, &request, Action::Metrics, "").await {
+                    Ok(()) => metrics(&**registry, request.uri().query().unwrap_or_default()),
+                    Err(refused) => refused,
+                }
+            }
             _ => method_not_allowed(&method, "GET, HEAD"),
         };
     }
@@ -312,6 +337,15 @@ async fn dispatch(State(app): State<Arc<App>>, request: Request) -> Response {
         return not_found();
     };
     let path = route.path().to_owned();
+    if let (Route::Endpoint(_, signal), &Method::POST) = (&route, &method) {
+        let action = match signal {
+            Signal::Whep => Action::Read,
+            Signal::Whip => Action::Publish,
+        };
+        if let Err(refused) = authorize(&app, &request, action, &path).await {
+            return refused;
+        }
+    }
     let served = match viewers.path(&path) {
         Ok(served) => served,
         Err(_) if matches!(route, Route::Bare(_)) => return not_found(),
@@ -432,6 +466,113 @@ async fn create(
         .into_response()
 }
 
+/// Allows `request` to do `action` on `path` (empty: the whole server), or answers it.
+fn authorize(
+    app: &App,
+    request: &Request,
+    action: Action,
+    path: &str,
+) -> impl std::future::Future<Output = Result<(), Response>> + Send + 'static {
+    // What the decision needs, taken before waiting (a request body is not Sync).
+    let query = request.uri().query().unwrap_or_default().to_owned();
+    // No address (a request made in process): one no `ips` rule matches.
+    let ip = request
+        .extensions()
+        .get::<Client>()
+        .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |c| c.0.ip());
+    let header = request.headers().get(header::AUTHORIZATION);
+    let credentials = Credentials::from_header(header.and_then(|v| v.to_str().ok()));
+    let (authenticator, failures, path) = (app.auth.clone(), app.failures.clone(), path.to_owned());
+    async move {
+        decide(
+            authenticator,
+            &failures,
+            action,
+            path,
+            ip,
+            credentials,
+            query,
+        )
+        .await
+    }
+}
+
+async fn decide(
+    authenticator: Arc<Authenticator>,
+    failures: &Mutex<Failures>,
+    action: Action,
+    path: String,
+    ip: std::net::IpAddr,
+    credentials: Credentials,
+    query: String,
+) -> Result<(), Response> {
+    if auth::query_has_credentials(&query) {
+        return Err(text(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "credentials in the URL ({}) are refused, since URLs end up in logs: send \
+                 them in the Authorization header (Basic user:password, or Bearer token)",
+                auth::QUERY_CREDENTIALS.join(", ")
+            ),
+        ));
+    }
+    let now = std::time::Instant::now();
+    let verdict = failures.lock().unwrap().verdict(ip, now);
+    if let auth::Verdict::Limited(wait) = verdict {
+        let mut response = text(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many failed authentications from this address: try again later",
+        );
+        let seconds = HeaderValue::from(wait.as_secs().max(1));
+        response.headers_mut().insert(header::RETRY_AFTER, seconds);
+        return Err(response);
+    }
+    let for_log = path.clone();
+    let decided = tokio::task::spawn_blocking(move || {
+        authenticator.authenticate(&auth::Request {
+            action,
+            path: &path,
+            ip,
+            credentials,
+            query: &query,
+            protocol: if action.has_path() { "webrtc" } else { "" },
+        })
+    })
+    .await;
+    let path = for_log;
+    let denied = match decided {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(denied)) => denied,
+        Err(e) => {
+            tracing::error!("an authentication failed inside the relay: {e}");
+            return Err(text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the relay failed to authenticate this request (see its log)",
+            ));
+        }
+    };
+    let message = if denied.ask_credentials {
+        "authentication needed: send credentials in the Authorization header"
+    } else {
+        // Counted and logged; a client that sent none is only asked for some.
+        let limit_reached = failures.lock().unwrap().failed(ip, now);
+        let action = action.name();
+        if limit_reached {
+            tracing::warn!(%ip, action, path, reason = %denied,
+                "authentication failed; this address is refused for the rest of the minute");
+        } else {
+            tracing::warn!(%ip, action, path, reason = %denied, "authentication failed");
+        }
+        "authentication failed"
+    };
+    let mut response = text(StatusCode::UNAUTHORIZED, message);
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"relay\""),
+    );
+    Err(response)
+}
+
 /// Runs a [`Viewers`] call off the async threads (the trait is synchronous and may
 /// wait on the data plane) and turns its error into the response.
 async fn call_viewers<T: Send + 'static>(
@@ -449,10 +590,16 @@ async fn call_viewers<T: Send + 'static>(
     }
 }
 
-fn metrics(registry: &Registry) -> Response {
-    let mut body = String::new();
-    match prometheus_client::encoding::text::encode(&mut body, registry) {
-        Ok(()) => (
+/// What `/metrics` serves.
+pub trait Scrape: Send + Sync + 'static {
+    /// The OpenMetrics text for the URL's `query` (its filters), or why the query is
+    /// refused (an error a person can act on).
+    fn scrape(&self, query: &str) -> Result<String, String>;
+}
+
+fn metrics(source: &dyn Scrape, query: &str) -> Response {
+    match source.scrape(query) {
+        Ok(body) => (
             [(
                 header::CONTENT_TYPE,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -460,10 +607,7 @@ fn metrics(registry: &Registry) -> Response {
             body,
         )
             .into_response(),
-        Err(e) => text(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot encode the metrics: {e}"),
-        ),
+        Err(e) => text(StatusCode::BAD_REQUEST, e),
     }
 }
 

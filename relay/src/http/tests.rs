@@ -9,8 +9,10 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
 
 use super::*;
+use crate::auth::{AuthConfig, PathRule, Permission, Secret, User};
 
 const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n";
 
@@ -188,7 +190,12 @@ fn options() -> HttpOptions {
         allow_origins: vec!["*".into()],
         metrics: None,
         read_timeout: Duration::from_secs(10),
+        auth: authenticator(AuthConfig::mediamtx_default()),
     }
+}
+
+fn authenticator(config: AuthConfig) -> Arc<Authenticator> {
+    Arc::new(Authenticator::new(config, Duration::from_secs(10)))
 }
 
 #[test]
@@ -604,7 +611,15 @@ fn player_page_and_redirect() {
     assert_eq!(bare.header("location"), "/cams/front/?x=1");
 }
 
-fn registry() -> Arc<Registry> {
+impl Scrape for Registry {
+    fn scrape(&self, _: &str) -> Result<String, String> {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, self).map_err(|e| e.to_string())?;
+        Ok(text)
+    }
+}
+
+fn registry() -> Arc<dyn Scrape> {
     let mut registry = Registry::default();
     let viewers = Counter::<u64>::default();
     viewers.inc_by(3);
@@ -637,7 +652,14 @@ fn metrics_on_the_main_listener() {
 
 #[test]
 fn metrics_on_their_own_listener() {
-    let base = spawn(|listener| serve_metrics(listener, registry(), Duration::from_secs(10)));
+    let base = spawn(|listener| {
+        serve_metrics(
+            listener,
+            registry(),
+            Duration::from_secs(10),
+            options().auth,
+        )
+    });
     let agent = agent();
     let metrics: Reply = agent.get(format!("{base}/metrics")).call().into();
     assert_eq!(metrics.status, 200, "{metrics:?}");
@@ -791,11 +813,166 @@ fn headers_over_32_kib_are_a_431() {
 
 #[test]
 fn the_metrics_listener_closes_idle_connections_too() {
-    let base = spawn(|listener| serve_metrics(listener, registry(), SHORT));
+    let base = spawn(|listener| serve_metrics(listener, registry(), SHORT, options().auth));
     let start = Instant::now();
     let mut idle = connect(&base);
     let (_, after) = read_until_closed(&mut idle, start);
     assert!(after >= SHORT, "closed after {after:?}, before readTimeout");
     let metrics: Reply = agent().get(format!("{base}/metrics")).call().into();
     assert_eq!(metrics.status, 200, "{metrics:?}");
+}
+
+/// `reader` (password `s3cret`) may read `cam`; no one else may do anything, metrics
+/// included, except `scraper` from this host.
+fn guarded() -> HttpOptions {
+    let user = |name: &str, ips: &[&str], permissions: Vec<Permission>| User {
+        user: Some(Secret::parse(name).unwrap()),
+        pass: Secret::parse("s3cret").unwrap(),
+        ips: ips.iter().map(|ip| ip.parse().unwrap()).collect(),
+        permissions,
+    };
+    let permission = |action, path: &str| Permission {
+        action,
+        path: PathRule::parse(path).unwrap(),
+    };
+    HttpOptions {
+        metrics: Some(registry()),
+        auth: authenticator(AuthConfig::Internal(vec![
+            user("reader", &[], vec![permission(Action::Read, "cam")]),
+            user(
+                "scraper",
+                &["127.0.0.0/8"],
+                vec![permission(Action::Metrics, "")],
+            ),
+            user(
+                "elsewhere",
+                &["192.0.2.0/24"],
+                vec![permission(Action::Read, "")],
+            ),
+        ])),
+        ..options()
+    }
+}
+
+fn basic(user: &str, pass: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+    )
+}
+
+impl Server {
+    fn post_offer_as(&self, path: &str, authorization: &str) -> Reply {
+        self.agent
+            .post(self.url(path))
+            .header("Content-Type", "application/sdp")
+            .header("Authorization", authorization)
+            .send(OFFER)
+            .into()
+    }
+}
+
+#[test]
+fn reading_needs_the_right_user_and_nothing_leaks_before() {
+    let server = Server::start(TestViewers::new(&["cam", "secret"]), guarded());
+    // No credentials: asked for some, whether the path exists or not.
+    for path in ["/cam/whep", "/secret/whep", "/nowhere/whep"] {
+        let reply = server.post_offer(path, OFFER);
+        reply.assert_error(401, "authentication needed");
+        assert_eq!(
+            reply.headers.get("www-authenticate").unwrap(),
+            "Basic realm=\"relay\""
+        );
+    }
+    assert_eq!(
+        server
+            .post_offer_as("/cam/whep", &basic("reader", "s3cret"))
+            .status,
+        201
+    );
+    // Allowed to read cam only: secret and unknown paths look alike.
+    for path in ["/secret/whep", "/nowhere/whep"] {
+        server
+            .post_offer_as(path, &basic("reader", "s3cret"))
+            .assert_error(401, "authentication failed");
+    }
+    server
+        .post_offer_as("/cam/whep", &basic("reader", "wrong"))
+        .assert_error(401, "authentication failed");
+    // Publishing is not reading; a user allowed from elsewhere only is not allowed here.
+    server
+        .post_offer_as("/cam/whip", &basic("reader", "s3cret"))
+        .assert_error(401, "authentication failed");
+    server
+        .post_offer_as("/cam/whep", &basic("elsewhere", "s3cret"))
+        .assert_error(401, "authentication failed");
+    // Pages ask for credentials themselves: they are served to anyone.
+    let page: Reply = server.agent.get(server.url("/cam/")).call().into();
+    assert_eq!(page.status, 200);
+}
+
+#[test]
+fn credentials_in_the_query_are_refused_even_when_right() {
+    let server = Server::start(TestViewers::new(&["cam"]), guarded());
+    for query in ["user=reader&pass=s3cret", "token=abc", "jwt=abc"] {
+        server
+            .post_offer_as(&format!("/cam/whep?{query}"), &basic("reader", "s3cret"))
+            .assert_error(400, "Authorization header");
+    }
+    assert_eq!(
+        server
+            .post_offer_as("/cam/whep?autoplay=1", &basic("reader", "s3cret"))
+            .status,
+        201
+    );
+}
+
+#[test]
+fn an_address_that_fails_too_often_is_refused_for_a_while_without_a_check() {
+    let server = Server::start(TestViewers::new(&["cam"]), guarded());
+    for _ in 0..Failures::LIMIT {
+        server
+            .post_offer_as("/cam/whep", &basic("reader", "guess"))
+            .assert_error(401, "authentication failed");
+    }
+    // Asking without credentials is no failure; the right password is no longer checked.
+    let limited = server.post_offer_as("/cam/whep", &basic("reader", "s3cret"));
+    limited.assert_error(429, "too many failed authentications");
+    let retry: u64 = limited.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "Retry-After {retry}");
+    // Metrics share the listener's count: the same address is limited there too.
+    let metrics: Reply = server.agent.get(server.url("/metrics")).call().into();
+    assert_eq!(metrics.status, 429);
+}
+
+#[test]
+fn metrics_are_authenticated_like_the_rest() {
+    let server = Server::start(TestViewers::new(&["cam"]), guarded());
+    let get = |auth: Option<&str>| -> Reply {
+        let request = server.agent.get(server.url("/metrics"));
+        match auth {
+            Some(a) => request.header("Authorization", a).call().into(),
+            None => request.call().into(),
+        }
+    };
+    get(None).assert_error(401, "authentication needed");
+    get(Some(&basic("reader", "s3cret"))).assert_error(401, "authentication failed");
+    let scraped = get(Some(&basic("scraper", "s3cret")));
+    assert_eq!(scraped.status, 200, "{scraped:?}");
+    assert!(scraped.body.contains("relay_viewers_created_total"));
+    // MediaMTX's defaults: from this host, without credentials.
+    let open = Server::start(
+        TestViewers::new(&["cam"]),
+        HttpOptions {
+            metrics: Some(registry()),
+            ..options()
+        },
+    );
+    let reply: Reply = open.agent.get(open.url("/metrics")).call().into();
+    assert_eq!(reply.status, 200);
 }

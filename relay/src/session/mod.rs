@@ -153,6 +153,11 @@ pub struct SessionStats {
     /// Well-formed but with nothing to do: SRTP media (viewers only receive), DTLS other
     /// than an alert once str0m is gone.
     pub unexpected: u64,
+    /// What the peer sent once it proved who it is: bytes of every datagram, and how
+    /// many were SRTP and SRTCP (a publisher's media, a viewer's feedback).
+    pub bytes_received: u64,
+    pub rtp_received: u64,
+    pub rtcp_received: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -450,6 +455,12 @@ impl Session {
         if !self.authenticated.contains(&source) {
             self.stats.unauthenticated += 1;
             return;
+        }
+        self.stats.bytes_received += data.len() as u64;
+        match (first, data.get(1)) {
+            (128..=191, Some(192..=223)) => self.stats.rtcp_received += 1,
+            (128..=191, Some(_)) => self.stats.rtp_received += 1,
+            _ => {}
         }
         match (first, data.get(1)) {
             (20..=63, _) => self.handle_dtls(now, source, destination, data),

@@ -18,6 +18,7 @@ use tracing::{debug, info};
 use super::demux::{Demux, Target};
 use super::egress::Egress;
 use super::registry::{Claim, Command, Pending, Registry};
+use super::session_info::SessionInfo;
 use super::stats::{add, WorkerStats};
 use crate::io::{Datagram, Sender};
 use crate::paths::ServedPath;
@@ -34,6 +35,7 @@ struct Viewer {
     id: String,
     path: Arc<ServedPath>,
     session: Box<Session>,
+    info: Arc<SessionInfo>,
     /// The earliest timer queued for this viewer (older heap entries are stale).
     scheduled: Option<Instant>,
 }
@@ -241,6 +243,7 @@ impl<S: Sender> Core<S> {
             id: p.id,
             path: p.path,
             session: p.session,
+            info: p.info,
             scheduled: None,
         });
         add(&self.stats.sessions, 1);
@@ -258,6 +261,8 @@ impl<S: Sender> Core<S> {
         add(&self.stats.unauthenticated, s.unauthenticated);
         add(&self.stats.srtcp_failed, s.srtcp_failed);
         add(&self.stats.unexpected_media, s.unexpected);
+        v.info
+            .received(s.bytes_received, s.rtp_received, s.rtcp_received);
         self.drain_session(slot);
     }
 
@@ -301,7 +306,9 @@ impl<S: Sender> Core<S> {
                 let Some(v) = self.viewers[slot].as_ref() else {
                     return;
                 };
-                self.egress.start(slot, &v.session.media, *srtp, route);
+                v.info.set_remote(route.remote);
+                self.egress
+                    .start(slot, &v.session.media, *srtp, route, v.info.clone());
                 // Its video starts on the next keyframe: a publisher that can send one
                 // now is asked (coalesced with every other viewer's asking).
                 for b in &v.session.media {
@@ -311,8 +318,20 @@ impl<S: Sender> Core<S> {
                 }
                 info!(session = %v.id, path = %v.path.name, remote = %route.remote, worker = self.id, "viewer live");
             }
-            SessionEvent::Moved(route) => self.egress.moved(slot, route),
+            SessionEvent::Moved(route) => {
+                if let Some(v) = self.viewers[slot].as_ref() {
+                    v.info.set_remote(route.remote);
+                }
+                self.egress.moved(slot, route);
+            }
             SessionEvent::Authenticated(remote) => {
+                // A publisher's address (a viewer's is its route, once live).
+                if let Some(v) = self.viewers[slot]
+                    .as_ref()
+                    .filter(|v| v.info.remote().is_none())
+                {
+                    v.info.set_remote(remote);
+                }
                 if self.demux.bind(slot, remote) {
                     self.tx.admit(remote);
                 }

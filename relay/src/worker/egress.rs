@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use super::session_info::{SessionCounts, SessionInfo};
 use super::stats::EgressStats;
 use super::viewer::{MediaOut, MediaState, Reception, ViewerEgress};
 use crate::io::Sender;
@@ -83,7 +84,14 @@ impl Egress {
 
     /// The viewer in `slot` is live: subscribes it to the tracks of its `bindings`.
     /// Video starts at the next keyframe of each.
-    pub fn start(&mut self, slot: usize, bindings: &[Binding], srtp: Outbound, route: Route) {
+    pub fn start(
+        &mut self,
+        slot: usize,
+        bindings: &[Binding],
+        srtp: Outbound,
+        route: Route,
+        info: Arc<SessionInfo>,
+    ) {
         let mut media = Vec::with_capacity(bindings.len());
         for (i, b) in bindings.iter().enumerate() {
             let feed = self.feed(&b.track);
@@ -114,6 +122,8 @@ impl Egress {
             route,
             media,
             retransmit_budget: self.budget,
+            info,
+            sent: SessionCounts::default(),
         });
     }
 
@@ -293,6 +303,7 @@ impl Egress {
         for v in self.viewers.iter_mut().flatten() {
             v.retransmit_budget = self.budget;
             v.report(now, wall, tx, &mut self.stats);
+            v.publish_counts();
         }
     }
 

@@ -10,6 +10,7 @@ mod core;
 mod demux;
 mod egress;
 pub mod registry;
+pub mod session_info;
 pub mod stats;
 mod stun;
 #[cfg(test)]

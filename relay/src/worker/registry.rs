@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use super::session_info::{Role, SessionInfo};
 use crate::io::wake::Wakers;
 use crate::paths::ServedPath;
 use crate::session::ice::IceCredentials;
@@ -29,6 +30,26 @@ pub struct Pending {
     pub path: Arc<ServedPath>,
     pub session: Box<Session>,
     pub created: Instant,
+    /// What the control plane sees of it, from now until it ends.
+    pub info: Arc<SessionInfo>,
+}
+
+impl Pending {
+    pub fn new(id: String, path: Arc<ServedPath>, session: Session, created: Instant) -> Pending {
+        let role = if session.is_publisher() {
+            Role::Publish
+        } else {
+            Role::Read
+        };
+        let info = Arc::new(SessionInfo::new(id.clone(), path.name.clone(), role));
+        Pending {
+            id,
+            path,
+            session: Box::new(session),
+            created,
+            info,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -70,8 +91,8 @@ struct Inner {
     pending: HashMap<String, Pending>,
     /// ufrag -> owning worker and the session's credentials, for claimed sessions.
     owners: HashMap<String, (usize, Arc<IceCredentials>)>,
-    /// session id -> (path name, ufrag).
-    ids: HashMap<String, (String, String)>,
+    /// session id -> (path name, ufrag), and what the control plane sees of it.
+    ids: HashMap<String, (String, String, Arc<SessionInfo>)>,
 }
 
 pub struct Registry {
@@ -100,7 +121,11 @@ impl Registry {
         let ufrag = pending.session.ufrag().to_string();
         inner.ids.insert(
             pending.id.clone(),
-            (pending.path.name.clone(), ufrag.clone()),
+            (
+                pending.path.name.clone(),
+                ufrag.clone(),
+                pending.info.clone(),
+            ),
         );
         inner.pending.insert(ufrag, pending);
     }
@@ -130,7 +155,7 @@ impl Registry {
     /// False when there is no such session.
     pub fn close(&self, path: &str, id: &str) -> bool {
         let mut inner = self.lock();
-        let Some((p, ufrag)) = inner.ids.get(id).cloned() else {
+        let Some((p, ufrag, _)) = inner.ids.get(id).cloned() else {
             return false;
         };
         if p != path {
@@ -153,7 +178,7 @@ impl Registry {
     /// A worker's session ended: forget it and give back what it held of its path.
     pub fn closed(&self, id: &str, path: &ServedPath, session: &mut Session) {
         let mut inner = self.lock();
-        if let Some((_, ufrag)) = inner.ids.remove(id) {
+        if let Some((_, ufrag, _)) = inner.ids.remove(id) {
             inner.owners.remove(&ufrag);
         }
         drop(inner);
@@ -181,6 +206,20 @@ impl Registry {
             leave_path(&p.id, &p.path, &mut p.session);
         }
         stale.len()
+    }
+
+    /// Every session, pending or live, in no order.
+    pub fn sessions(&self) -> Vec<Arc<SessionInfo>> {
+        self.lock()
+            .ids
+            .values()
+            .map(|(.., info)| info.clone())
+            .collect()
+    }
+
+    /// Session `id`, pending or live.
+    pub fn session(&self, id: &str) -> Option<Arc<SessionInfo>> {
+        self.lock().ids.get(id).map(|(.., info)| info.clone())
     }
 
     /// Wakes the workers in `mask` (bit i: worker i).
@@ -247,12 +286,7 @@ mod tests {
             &config,
         )
         .unwrap();
-        let p = Pending {
-            id: "s1".into(),
-            path: path.clone(),
-            session: Box::new(session),
-            created: now,
-        };
+        let p = Pending::new("s1".into(), path.clone(), session, now);
         (p, path)
     }
 

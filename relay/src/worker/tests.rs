@@ -383,12 +383,8 @@ impl Net {
                     .ok()
             })
             .unwrap_or_else(|| panic!("{codec:?} in the answer: {answer}"));
-        self.registry.add(Pending {
-            id,
-            path: self.path.clone(),
-            session: Box::new(session),
-            created: self.now,
-        });
+        self.registry
+            .add(Pending::new(id, self.path.clone(), session, self.now));
         self.viewers.push(Viewer {
             frames: Some(Frames {
                 codec,
@@ -424,12 +420,12 @@ impl Net {
             .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
             .unwrap();
         assert!(self.path.add_reader());
-        self.registry.add(Pending {
-            id: format!("viewer-{n}"),
-            path: self.path.clone(),
-            session: Box::new(session),
-            created: self.now,
-        });
+        self.registry.add(Pending::new(
+            format!("viewer-{n}"),
+            self.path.clone(),
+            session,
+            self.now,
+        ));
         self.viewers
             .push(Viewer::new(rtc, mid, addr, worker, relay_ufrag, self.now));
         n

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
+use super::session_info::{SessionCounts, SessionInfo};
 use super::stats::EgressStats;
 use crate::io::Sender;
 use crate::session::rtcp::{self, ReportBlock, SenderInfo};
@@ -26,6 +27,9 @@ pub struct ViewerEgress {
     pub media: Vec<MediaOut>,
     /// Retransmissions left until the next report tick.
     pub retransmit_budget: u32,
+    /// Where the control plane reads what was sent: `sent`, published at each report.
+    pub info: Arc<SessionInfo>,
+    pub sent: SessionCounts,
 }
 
 /// One track as this viewer receives it.
@@ -232,6 +236,8 @@ impl ViewerEgress {
         };
         counts.packets = counts.packets.wrapping_add(1);
         counts.octets = counts.octets.wrapping_add((len - HEADER_LEN) as u32);
+        self.sent.outbound_rtp_packets += 1;
+        self.sent.outbound_bytes += sealed as u64;
         stats.packets += 1;
         stats.bytes += sealed as u64;
         sealed
@@ -371,6 +377,23 @@ impl ViewerEgress {
         }
     }
 
+    /// Publishes what was sent, and what the viewer last reported of it, to the
+    /// control plane.
+    pub fn publish_counts(&mut self) {
+        let receptions = self.media.iter().map(|m| &m.reception);
+        self.sent.outbound_rtp_packets_lost = receptions
+            .clone()
+            .map(|r| u64::try_from(r.cumulative_lost).unwrap_or(0))
+            .sum();
+        self.sent.jitter = receptions
+            .clone()
+            .map(|r| r.jitter)
+            .max()
+            .unwrap_or_default();
+        self.sent.rtt = receptions.filter_map(|r| r.rtt).max();
+        self.info.publish_outbound(&self.sent);
+    }
+
     /// One SR + SDES compound per stream the viewer receives (RTX streams too), `wall`
     /// being `now` on the wall clock (the NTP side of the SR's mapping).
     pub fn report(
@@ -405,6 +428,8 @@ impl ViewerEgress {
                 if let Ok(sealed) = self.srtp.protect_rtcp(buf, len) {
                     tx.commit(sealed, self.route.local, self.route.remote);
                     stats.reports += 1;
+                    self.sent.outbound_rtcp_packets += 1;
+                    self.sent.outbound_bytes += sealed as u64;
                 }
             }
             m.sr_sent[m.reports % m.sr_sent.len()] = rtcp::ntp_middle(ntp);

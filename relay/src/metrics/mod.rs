@@ -1,5 +1,9 @@
 //! Prometheus metrics, read at scrape time from the counters each stage keeps
 //! (per-worker atomics, per-track atomics): nothing on the hot path but a relaxed add.
+//! MediaMTX's families of paths and sessions come first, under its names
+//! ([`mediamtx`]); relay's own follow, prefixed `relay_`.
+
+mod mediamtx;
 
 use std::fmt::Error;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,8 +19,11 @@ use prometheus_client::registry::Registry;
 use crate::ingest::{IngestCounters, PathStats};
 use crate::io::xdp::XdpProgram;
 use crate::paths::Paths;
+use crate::worker::registry::Registry as Sessions;
 use crate::worker::viewer::Reception;
 use crate::worker::WorkerStats;
+
+pub use mediamtx::Filter;
 
 /// A histogram kept in atomics, its buckets fixed: workers observe it without a lock,
 /// a scrape reads it. (prometheus_client's own takes a lock per observation.)
@@ -102,6 +109,7 @@ pub struct Metrics {
     paths: Arc<Paths>,
     ingest: IngestCounters,
     xdp: Option<Arc<Mutex<XdpProgram>>>,
+    sessions: Arc<Sessions>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -118,19 +126,41 @@ impl Metrics {
         paths: Arc<Paths>,
         ingest: IngestCounters,
         xdp: Option<Arc<Mutex<XdpProgram>>>,
+        sessions: Arc<Sessions>,
     ) -> Metrics {
         Metrics {
             workers,
             paths,
             ingest,
             xdp,
+            sessions,
         }
     }
 
-    pub fn registry(&self) -> Registry {
-        let mut registry = Registry::with_prefix("relay");
-        registry.register_collector(Box::new(self.clone()));
-        registry
+    /// The OpenMetrics text of what `filter` selects.
+    pub fn scrape(&self, filter: &Filter) -> Result<String, Error> {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(mediamtx::MediaMtx {
+            filter: filter.clone(),
+            // The paths of this scrape: those made from patterns come and go.
+            paths: self.paths.all(),
+            sessions: self.sessions.clone(),
+        }));
+        if filter.shows_relay() {
+            registry
+                .sub_registry_with_prefix("relay")
+                .register_collector(Box::new(self.clone()));
+        }
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry)?;
+        Ok(text)
+    }
+}
+
+impl crate::http::Scrape for Metrics {
+    fn scrape(&self, query: &str) -> Result<String, String> {
+        let filter = Filter::parse(query)?;
+        Metrics::scrape(self, &filter).map_err(|_| "the metrics could not be written".into())
     }
 }
 
@@ -331,7 +361,7 @@ impl Collector for Metrics {
                 .encode(sessions.encode_family(&labels)?)?;
         }
 
-        // The paths of this scrape: made ones come and go.
+        // The paths of this scrape: those made from patterns come and go.
         let paths = self.paths.all();
         let mut readers = encoder.encode_descriptor(
             "path_readers",
