@@ -17,6 +17,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use regex::Regex;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::auth::AuthConfig;
@@ -109,13 +110,17 @@ pub struct Config {
 
     /// `paths`, by name, with what each inherits from `pathDefaults` filled in.
     pub paths: BTreeMap<String, PathConfig>,
+    /// The `paths` entries that stand for many names (`~regex`, `all_others`), in the
+    /// order a name is tried against them; a name in `paths` is never tried.
+    pub path_patterns: Vec<PathPattern>,
 }
 
-/// One entry of `paths`, complete: `pathDefaults` is already applied.
+/// One entry of `paths`, complete: `pathDefaults` is already applied. `S` is the
+/// source: parsed for a named path, as written (with `$G1`...) for a [`PathPattern`].
 #[derive(Debug, Clone, PartialEq)]
-pub struct PathConfig {
+pub struct PathConfig<S = Source> {
     /// `source`, with its `rtpSDP`.
-    pub source: Source,
+    pub source: S,
     /// `maxReaders`: most viewers at once; 0: no limit.
     pub max_readers: usize,
     /// `rtspTransport` of an `rtsp://` source.
@@ -141,6 +146,85 @@ impl PathConfig {
             hooks: PathHooks::default(),
         }
     }
+}
+
+impl<S> PathConfig<S> {
+    /// The same settings with another source.
+    fn with_source<T>(&self, source: T) -> PathConfig<T> {
+        PathConfig {
+            source,
+            max_readers: self.max_readers,
+            rtsp_transport: self.rtsp_transport,
+            on_demand: self.on_demand,
+            override_publisher: self.override_publisher,
+            hooks: self.hooks.clone(),
+        }
+    }
+}
+
+/// A `paths` entry whose key stands for every path name its regular expression
+/// matches, as in MediaMTX: `~REGEX`, and `all_others` (or the older `all`), which
+/// match any name. A path is made from it when a publisher or viewer asks for such a
+/// name, and lives while they do.
+#[derive(Debug, Clone)]
+pub struct PathPattern {
+    /// The key as written.
+    pub key: String,
+    regex: Regex,
+    /// Its settings; `source` as written: `publisher`, or an `rtsp://` URL in which
+    /// `$G1`, `$G2`... stand for the regex's capture groups.
+    pub path: PathConfig<String>,
+}
+
+/// Patterns are equal when they are written alike (the regex follows from the key).
+impl PartialEq for PathPattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key && self.path == other.path
+    }
+}
+
+impl PathPattern {
+    /// The regex a `paths` key stands for; `None` for a plain path name.
+    fn regex(key: &str) -> Option<Result<Regex, regex::Error>> {
+        match key {
+            "all" | "all_others" => Some(Regex::new("^.*$")),
+            _ => Some(Regex::new(key.strip_prefix('~')?)),
+        }
+    }
+
+    /// The config of path `name` if this pattern matches it: its source with `$G1`...
+    /// replaced by what the groups captured (MediaMTX's `resolveSource`).
+    pub fn config_for(&self, name: &str) -> Option<Result<PathConfig, SourceError>> {
+        let groups = self.regex.captures(name)?;
+        let source = fill_groups(
+            &self.path.source,
+            |i| groups.get(i).map_or("", |m| m.as_str()),
+            groups.len(),
+        );
+        Some(Source::parse(&source, None).map(|source| self.path.with_source(source)))
+    }
+
+    /// In match order, as MediaMTX's FindPathConf: by key, `all` and `all_others` last.
+    fn match_order(&self) -> (bool, &str) {
+        (matches!(self.key.as_str(), "all" | "all_others"), &self.key)
+    }
+}
+
+/// A pattern's `source` with its `groups` filled with samples, to be checked at load:
+/// a group after ':' is a port (as MediaMTX checks it).
+fn with_sample_groups(source: &str, groups: usize) -> String {
+    let ports = (1..groups).rev().fold(source.to_owned(), |s, i| {
+        s.replace(&format!(":$G{i}"), ":554")
+    });
+    fill_groups(&ports, |_| "g", groups)
+}
+
+/// `template` with `$G1`... `$G<groups - 1>` replaced by `group(i)`, the highest first
+/// so that `$G1` does not eat the start of `$G10`.
+fn fill_groups<'a>(template: &str, group: impl Fn(usize) -> &'a str, groups: usize) -> String {
+    (1..groups).rev().fold(template.to_owned(), |s, i| {
+        s.replace(&format!("$G{i}"), group(i))
+    })
 }
 
 /// `sourceOnDemand: yes`, with its two timeouts.
@@ -639,7 +723,7 @@ impl RawConfig {
         }
         let auth = auth::check(&self, &mut problems);
         self.refuse_what_relay_cannot_honour(&mut problems);
-        let paths = self.check_paths(&mut problems);
+        let (paths, path_patterns) = self.check_paths(&mut problems);
         if self.metrics
             && set(&self.metrics_address).is_none()
             && self.paths.contains_key("metrics")
@@ -718,6 +802,7 @@ impl RawConfig {
                 read_timeout: self.read_timeout,
                 auth: auth?,
                 paths,
+                path_patterns,
             })
         })();
         match config {
@@ -776,9 +861,12 @@ impl RawConfig {
         }
     }
 
-    /// Each path with what it inherits from pathDefaults; the paths in error are left
-    /// out (their problems are noted).
-    fn check_paths(&self, problems: &mut Problems) -> BTreeMap<String, PathConfig> {
+    /// Each path with what it inherits from pathDefaults, and the patterns in match
+    /// order; the entries in error are left out (their problems are noted).
+    fn check_paths(
+        &self,
+        problems: &mut Problems,
+    ) -> (BTreeMap<String, PathConfig>, Vec<PathPattern>) {
         let defaults = &self.path_defaults;
         // pathDefaults' source is checked even if no path inherits it. Its rtpSDP may be
         // in each path.
@@ -791,10 +879,20 @@ impl RawConfig {
             }
         }
         let mut paths = BTreeMap::new();
+        let mut patterns = Vec::new();
         for (name, path) in &self.paths {
-            if let Err(e) = check_path_name(name) {
-                problems.add(format!("paths.{name}"), e);
-            }
+            let regex = match PathPattern::regex(name) {
+                None => check_path_name(name).map(|()| None),
+                Some(Ok(regex)) => Ok(Some(regex)),
+                Some(Err(e)) => Err(format!("not a regular expression: {e}")),
+            };
+            let regex = match regex {
+                Ok(regex) => regex,
+                Err(e) => {
+                    problems.add(format!("paths.{name}"), e);
+                    continue;
+                }
+            };
             // The value of `key` for this path, and the YAML path it was written at.
             let inherited = |key: &str, own: &Option<String>, default: &Option<String>| match (
                 own.as_deref().and_then(set),
@@ -808,34 +906,63 @@ impl RawConfig {
             let (source_key, source) = inherited("source", &path.source, &defaults.source)
                 .unwrap_or_else(|| (format!("paths.{name}.source"), "publisher".into()));
             let sdp = inherited("rtpSDP", &path.rtp_sdp, &defaults.rtp_sdp);
-            match Source::parse(&source, sdp.as_ref().map(|(_, text)| text.as_str())) {
-                Ok(source) => {
-                    let max_readers = path.max_readers.or(defaults.max_readers).unwrap_or(0);
-                    let on_demand = check_on_demand(name, path, defaults, &source, problems);
-                    let rtsp_transport = path.rtsp_transport.or(defaults.rtsp_transport);
-                    let override_publisher = path
-                        .override_publisher
-                        .or(defaults.override_publisher)
-                        .unwrap_or(OVERRIDE_PUBLISHER);
-                    paths.insert(
-                        name.clone(),
-                        PathConfig {
-                            source,
-                            max_readers,
-                            rtsp_transport: rtsp_transport.unwrap_or_default(),
-                            on_demand,
-                            override_publisher,
-                            hooks: path_hooks(path, defaults),
-                        },
-                    );
-                }
+            // A pattern's source is checked with its capture groups filled with samples.
+            let written = match &regex {
+                Some(regex) => with_sample_groups(&source, regex.captures_len()),
+                None => source.clone(),
+            };
+            let parsed = match Source::parse(&written, sdp.as_ref().map(|(_, t)| t.as_str())) {
+                Ok(parsed) => parsed,
                 Err(e) => {
                     let sdp_key = sdp.map_or_else(|| format!("paths.{name}.rtpSDP"), |(k, _)| k);
                     problems.add(at_fault(&e, &source_key, &sdp_key), e);
+                    continue;
                 }
+            };
+            let config = PathConfig {
+                max_readers: path.max_readers.or(defaults.max_readers).unwrap_or(0),
+                on_demand: check_on_demand(name, path, defaults, &parsed, problems),
+                rtsp_transport: path
+                    .rtsp_transport
+                    .or(defaults.rtsp_transport)
+                    .unwrap_or_default(),
+                override_publisher: path
+                    .override_publisher
+                    .or(defaults.override_publisher)
+                    .unwrap_or(OVERRIDE_PUBLISHER),
+                hooks: path_hooks(path, defaults),
+                source: parsed,
+            };
+            let Some(regex) = regex else {
+                paths.insert(name.clone(), config);
+                continue;
+            };
+            // One source per path made from the pattern: a publisher, or a camera pulled
+            // while viewers watch (MediaMTX asks the same of static sources).
+            match (&config.source, config.on_demand) {
+                (Source::Publisher, _) | (Source::Rtsp(_), Some(_)) => {
+                    patterns.push(PathPattern {
+                        key: name.clone(),
+                        regex,
+                        path: config.with_source(source),
+                    });
+                }
+                (Source::Rtsp(_), None) => problems.add(
+                    format!("paths.{name}.sourceOnDemand"),
+                    "a path with a regular expression (or all_others) pulls its rtsp:// \
+                     source only while viewers watch: set sourceOnDemand: yes",
+                ),
+                (Source::Demo | Source::Rtp { .. }, _) => problems.add(
+                    source_key,
+                    format!(
+                        "a path with a regular expression (or all_others) takes \
+                         'publisher' or an rtsp:// source, not '{source}': name the path"
+                    ),
+                ),
             }
         }
-        paths
+        patterns.sort_by(|a, b| a.match_order().cmp(&b.match_order()));
+        (paths, patterns)
     }
 }
 
@@ -938,28 +1065,30 @@ fn at_fault<'a>(error: &SourceError, source_key: &'a str, sdp_key: &'a str) -> &
 
 impl From<&Config> for RawConfig {
     fn from(config: &Config) -> RawConfig {
-        let paths = config.paths.iter().map(|(name, path)| {
-            let raw = RawPath {
-                source: Some(path.source.to_string()),
-                rtp_sdp: path.source.rtp_sdp().map(str::to_owned),
-                max_readers: Some(path.max_readers),
-                rtsp_transport: Some(path.rtsp_transport),
-                source_on_demand: Some(path.on_demand.is_some()),
-                source_on_demand_start_timeout: path.on_demand.map(|o| o.start_timeout),
-                source_on_demand_close_after: path.on_demand.map(|o| o.close_after),
-                override_publisher: Some(path.override_publisher),
-                source_fingerprint: None,
-                run_on_init: path.hooks.on_init.as_ref().map(|h| h.command.clone()),
-                run_on_init_restart: path.hooks.on_init.as_ref().map(|h| h.restart),
-                run_on_ready: path.hooks.on_ready.as_ref().map(|h| h.command.clone()),
-                run_on_ready_restart: path.hooks.on_ready.as_ref().map(|h| h.restart),
-                run_on_not_ready: path.hooks.on_not_ready.clone(),
-                run_on_read: path.hooks.on_read.as_ref().map(|h| h.command.clone()),
-                run_on_read_restart: path.hooks.on_read.as_ref().map(|h| h.restart),
-                run_on_unread: path.hooks.on_unread.clone(),
-            };
-            (name.clone(), raw)
+        let raw = |path: &PathConfig<String>, rtp_sdp: Option<&str>| RawPath {
+            source: Some(path.source.clone()),
+            rtp_sdp: rtp_sdp.map(str::to_owned),
+            max_readers: Some(path.max_readers),
+            rtsp_transport: Some(path.rtsp_transport),
+            source_on_demand: Some(path.on_demand.is_some()),
+            source_on_demand_start_timeout: path.on_demand.map(|o| o.start_timeout),
+            source_on_demand_close_after: path.on_demand.map(|o| o.close_after),
+            override_publisher: Some(path.override_publisher),
+            source_fingerprint: None,
+            run_on_init: path.hooks.on_init.as_ref().map(|h| h.command.clone()),
+            run_on_init_restart: path.hooks.on_init.as_ref().map(|h| h.restart),
+            run_on_ready: path.hooks.on_ready.as_ref().map(|h| h.command.clone()),
+            run_on_ready_restart: path.hooks.on_ready.as_ref().map(|h| h.restart),
+            run_on_not_ready: path.hooks.on_not_ready.clone(),
+            run_on_read: path.hooks.on_read.as_ref().map(|h| h.command.clone()),
+            run_on_read_restart: path.hooks.on_read.as_ref().map(|h| h.restart),
+            run_on_unread: path.hooks.on_unread.clone(),
+        };
+        let named = config.paths.iter().map(|(name, path)| {
+            let written = path.with_source(path.source.to_string());
+            (name.clone(), raw(&written, path.source.rtp_sdp()))
         });
+        let patterns = (config.path_patterns.iter()).map(|p| (p.key.clone(), raw(&p.path, None)));
         let mut raw = RawConfig {
             log_level: config.log_level,
             log_structured: config.log_structured,
@@ -989,7 +1118,7 @@ impl From<&Config> for RawConfig {
             read_timeout: config.read_timeout,
             // Every path is written whole: nothing is left to inherit.
             path_defaults: RawPath::default(),
-            paths: paths.collect(),
+            paths: named.chain(patterns).collect(),
             ..RawConfig::default()
         };
         auth::write(&config.auth, &mut raw);
@@ -1116,24 +1245,11 @@ fn write_listen(address: SocketAddr) -> String {
 }
 
 /// Path names become URLs (`/<name>/`, `/<name>/whep`), so they keep to MediaMTX's
-/// characters and may not shadow the WHEP routes.
-fn check_path_name(name: &str) -> Result<(), String> {
+/// characters and may not shadow the WHEP routes. Names in the config are checked at
+/// load; names a [`PathPattern`] matches, when asked for.
+pub fn check_path_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("a path name cannot be empty".into());
-    }
-    if name.starts_with('~') {
-        return Err(
-            "regular-expression path names (MediaMTX's '~...') are not supported: \
-                    name each path"
-                .into(),
-        );
-    }
-    if name == "all" || name == "all_others" {
-        return Err(
-            "MediaMTX's catch-all path is not supported: put shared settings \
-                    in pathDefaults and name each path"
-                .into(),
-        );
     }
     if let Some(c) = name
         .chars()
@@ -1537,14 +1653,114 @@ mod tests {
             ("whep", "'whep' cannot be part of a path name"),
             ("'cam 1'", "' ' is not allowed"),
             ("'cam?x'", "'?' is not allowed"),
-            ("'~^cam'", "regular-expression"),
-            ("all_others", "catch-all"),
+            ("'~^cam('", "not a regular expression"),
         ] {
             let e = refused(&format!("paths:\n  {name}:\n    source: demo\n"));
             assert!(e.contains(why), "{name}: {e}");
             assert!(e.contains("paths."), "{name}: {e}");
         }
         Config::from_yaml("paths:\n  cams/front-1.hd_~x:\n    source: demo\n").unwrap();
+    }
+
+    /// The key of the first pattern that matches `name`, and the config it makes.
+    fn made(config: &Config, name: &str) -> Option<(String, PathConfig)> {
+        config.path_patterns.iter().find_map(|p| {
+            let made = p.config_for(name)?.expect("a source relay reads");
+            Some((p.key.clone(), made))
+        })
+    }
+
+    #[test]
+    fn patterns_are_tried_by_key_and_all_others_last_as_mediamtx_does() {
+        // Written out of order: MediaMTX sorts them (FindPathConf), the file's order
+        // does not count.
+        let config = Config::from_yaml(
+            "paths:\n  all_others:\n  '~^cam(\\d+)$':\n    maxReaders: 2\n  '~^cam':\n  \
+             cam1:\n    source: demo\n  '~^b':\n",
+        )
+        .unwrap();
+        let keys: Vec<&str> = config
+            .path_patterns
+            .iter()
+            .map(|p| p.key.as_str())
+            .collect();
+        assert_eq!(keys, ["~^b", "~^cam", "~^cam(\\d+)$", "all_others"]);
+        assert_eq!(config.paths.keys().collect::<Vec<_>>(), ["cam1"]);
+        // `~^cam` sorts before `~^cam(\d+)$` and matches first.
+        assert_eq!(made(&config, "cam7").unwrap().0, "~^cam");
+        assert_eq!(made(&config, "bcam7").unwrap().0, "~^b");
+        let (key, other) = made(&config, "x/y").unwrap();
+        assert_eq!(key, "all_others");
+        assert_eq!(other.source, Source::Publisher, "MediaMTX's default source");
+        assert!(other.override_publisher);
+        // `all` is all_others' older name; both go last, by name.
+        let config = Config::from_yaml("paths:\n  all:\n  '~^z':\n").unwrap();
+        let keys: Vec<&str> = config
+            .path_patterns
+            .iter()
+            .map(|p| p.key.as_str())
+            .collect();
+        assert_eq!(keys, ["~^z", "all"]);
+        // The end of MediaMTX's own mediamtx.yml.
+        let config = Config::from_yaml("paths:\n  all_others:\n").unwrap();
+        assert_eq!(config.path_patterns.len(), 1);
+        assert!(config.paths.is_empty());
+    }
+
+    #[test]
+    fn capture_groups_fill_a_patterns_rtsp_source() {
+        let config = Config::from_yaml(
+            "pathDefaults:\n  maxReaders: 3\n  rtspTransport: tcp\n\
+             paths:\n  '~^cam(\\d+)/(main|sub)$':\n    \
+             source: rtsp://admin:pw@10.0.0.$G1:8554/$G2\n    sourceOnDemand: yes\n  \
+             '~^port(\\d+)(x)?$':\n    source: rtsp://nvr.local:$G1/ch$G2\n    \
+             sourceOnDemand: yes\n",
+        )
+        .unwrap();
+        let (_, cam) = made(&config, "cam12/sub").unwrap();
+        assert_eq!(cam.source.to_string(), "rtsp://admin:pw@10.0.0.12:8554/sub");
+        assert_eq!(cam.max_readers, 3, "pathDefaults apply to made paths");
+        assert_eq!(cam.rtsp_transport, RtspTransport::Tcp);
+        assert!(cam.on_demand.is_some());
+        assert!(made(&config, "cam12/hd").is_none(), "the regex must match");
+        // A group that took part in no match is empty (as Go's FindStringSubmatch).
+        let (_, port) = made(&config, "port8554").unwrap();
+        assert_eq!(port.source.to_string(), "rtsp://nvr.local:8554/ch");
+        // $G1 does not eat the start of $G10.
+        let groups = ["", "a", "b", "c", "d", "e", "f", "g", "h", "i", "j"];
+        let filled = fill_groups("$G10-$G1-$G11", |i| groups[i], groups.len());
+        assert_eq!(filled, "j-a-a1");
+        round_trip(&config);
+    }
+
+    #[test]
+    fn patterns_take_a_publisher_or_an_on_demand_camera() {
+        let e = refused("paths:\n  '~^cam(':\n");
+        assert!(
+            e.contains("paths.~^cam(: not a regular expression: regex parse error"),
+            "{e}"
+        );
+        let e = refused("paths:\n  all_others:\n    source: demo\n");
+        assert!(
+            e.contains(
+                "paths.all_others.source: a path with a regular expression (or \
+                 all_others) takes 'publisher' or an rtsp:// source, not 'demo'"
+            ),
+            "{e}"
+        );
+        let e = refused("paths:\n  '~^c(\\d)$':\n    source: rtsp://cam$G1.local/x\n");
+        assert!(
+            e.contains("paths.~^c(\\d)$.sourceOnDemand: a path with a regular expression"),
+            "{e}"
+        );
+        let e = refused(
+            "paths:\n  '~^c(\\d)$':\n    source: rtsp://cam.local:$G1$G1x/\n    \
+             sourceOnDemand: yes\n",
+        );
+        assert!(
+            e.contains("paths.~^c(\\d)$.source: relay cannot read"),
+            "{e}"
+        );
     }
 
     #[test]

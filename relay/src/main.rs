@@ -103,6 +103,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             for (name, path) in &config.paths {
                 println!("  path '{name}': source {}", path.source);
             }
+            for pattern in &config.path_patterns {
+                println!(
+                    "  paths matching '{}': source {}",
+                    pattern.key, pattern.path.source
+                );
+            }
             Ok(())
         }
     }

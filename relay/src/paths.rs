@@ -10,6 +10,7 @@
 //! a publisher that comes back with the same codecs goes on writing the same tracks, so
 //! viewers already watching need not renegotiate.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -17,9 +18,123 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 
+use crate::config::{check_path_name, PathConfig, PathPattern};
+use crate::ingest::SourceError;
 use crate::metrics::ReceptionHistograms;
 use crate::track::history::Retention;
 use crate::track::{Track, TrackInfo, TrackWriter};
+
+/// Why no path answers to a name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("no path named '{0}' is configured")]
+    Unknown(String),
+    #[error("'{name}' is not a path name: {rule}")]
+    BadName { name: String, rule: String },
+    /// A pattern's source, its groups filled, is not one relay reads.
+    #[error("path '{name}' (from paths.{key}): {error}")]
+    BadSource {
+        name: String,
+        key: String,
+        error: SourceError,
+    },
+}
+
+/// Starts what a path made from a pattern needs (its source) and returns it.
+pub type MakePath = Box<dyn Fn(&str, &PathConfig) -> Arc<ServedPath> + Send + Sync>;
+
+/// The paths the relay serves, found by name as MediaMTX finds them: the path of that
+/// name in the config, else one made from the first [`PathPattern`] that matches it
+/// (`~regex`, `all_others`). A made path lives while it is used and is removed by
+/// [`Paths::remove_unused`].
+pub struct Paths {
+    /// Named in the config: they live as long as the relay.
+    named: HashMap<String, Arc<ServedPath>>,
+    /// In match order.
+    patterns: Vec<PathPattern>,
+    make: MakePath,
+    /// Made from a pattern and not yet found unused.
+    made: Mutex<HashMap<String, Arc<ServedPath>>>,
+}
+
+impl fmt::Debug for Paths {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Paths")
+            .field("named", &self.named.len())
+            .field("patterns", &self.patterns.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Paths {
+    pub fn new(
+        named: HashMap<String, Arc<ServedPath>>,
+        patterns: Vec<PathPattern>,
+        make: MakePath,
+    ) -> Paths {
+        Paths {
+            named,
+            patterns,
+            make,
+            made: Mutex::default(),
+        }
+    }
+
+    /// The path `name`, made now if a pattern stands for it and it does not exist.
+    /// Requested names keep to the rules of configured ones ([`check_path_name`]).
+    pub fn get(&self, name: &str) -> Result<Arc<ServedPath>, PathError> {
+        if let Some(path) = self.named.get(name) {
+            return Ok(path.clone());
+        }
+        let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
+        // One only this table holds has no source left (a made path's source ends when
+        // unwatched): a new one takes its place.
+        if let Some(path) = made.get(name).filter(|p| Arc::strong_count(p) > 1) {
+            return Ok(path.clone());
+        }
+        check_path_name(name).map_err(|rule| PathError::BadName {
+            name: name.to_owned(),
+            rule,
+        })?;
+        let (pattern, config) = self
+            .patterns
+            .iter()
+            .find_map(|p| Some((p, p.config_for(name)?)))
+            .ok_or_else(|| PathError::Unknown(name.to_owned()))?;
+        let config = config.map_err(|error| PathError::BadSource {
+            name: name.to_owned(),
+            key: pattern.key.clone(),
+            error,
+        })?;
+        let path = (self.make)(name, &config);
+        tracing::debug!(path = name, pattern = %pattern.key, "path made");
+        made.insert(name.to_owned(), path.clone());
+        Ok(path)
+    }
+
+    /// Every path that exists now, by name.
+    pub fn all(&self) -> Vec<Arc<ServedPath>> {
+        let made = self.made.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all: Vec<_> = self.named.values().chain(made.values()).cloned().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// Removes the made paths no one uses: none of its sessions (publisher, viewers,
+    /// pending ones), no source task and no request holds it. Only this table can hand
+    /// the path out again, and it does so under the same lock, so a path found unused
+    /// here stays unused.
+    pub fn remove_unused(&self) {
+        let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
+        made.retain(|name, path| {
+            let used = Arc::strong_count(path) > 1;
+            if !used {
+                tracing::debug!(path = %name, "path removed: no publisher, viewer or source");
+            }
+            used
+        });
+    }
+}
 
 /// Where a path's source stands.
 #[derive(Debug, Clone)]
@@ -420,6 +535,65 @@ mod tests {
             codec,
             fmtp: String::new(),
         }
+    }
+
+    /// The paths of `yaml`: its named ones waiting for publishers, made ones alike.
+    fn paths(yaml: &str) -> Paths {
+        let config = crate::config::Config::from_yaml(yaml).unwrap();
+        let publisher = |name: &str, path: &PathConfig| {
+            Arc::new(ServedPath::for_publisher(name, path.max_readers, true))
+        };
+        let named = config
+            .paths
+            .iter()
+            .map(|(name, path)| (name.clone(), publisher(name, path)))
+            .collect();
+        Paths::new(named, config.path_patterns, Box::new(publisher))
+    }
+
+    #[test]
+    fn a_named_path_wins_over_patterns_and_made_ones_last_while_held() {
+        let paths = paths("paths:\n  all_others:\n  '~^cam(\\d+)$':\n    maxReaders: 2\n  cam1:\n");
+        let cam1 = paths.get("cam1").unwrap();
+        assert_eq!(cam1.max_readers, 0, "the named entry, not ~^cam");
+        assert!(Arc::ptr_eq(&cam1, &paths.get("cam1").unwrap()));
+        let cam2 = paths.get("cam2").unwrap();
+        assert_eq!(cam2.max_readers, 2, "made from ~^cam(\\d+)$");
+        let other = paths.get("lobby/door").unwrap();
+        assert_eq!(other.max_readers, 0, "made from all_others");
+        let names =
+            |paths: &Paths| -> Vec<String> { paths.all().iter().map(|p| p.name.clone()).collect() };
+        assert_eq!(names(&paths), ["cam1", "cam2", "lobby/door"]);
+        assert!(
+            Arc::ptr_eq(&cam2, &paths.get("cam2").unwrap()),
+            "one path per name"
+        );
+
+        drop(other);
+        paths.remove_unused();
+        assert_eq!(names(&paths), ["cam1", "cam2"], "cam2 is still held");
+        drop(cam2);
+        drop(cam1);
+        paths.remove_unused();
+        assert_eq!(names(&paths), ["cam1"], "named paths stay");
+    }
+
+    #[test]
+    fn requested_names_keep_the_rules_of_path_names() {
+        let paths = paths("paths:\n  '~^cam':\n");
+        assert!(matches!(
+            paths.get("cam/whep/x").unwrap_err(),
+            PathError::BadName { rule, .. } if rule.contains("'whep' cannot be part of a path name")
+        ));
+        assert!(matches!(
+            paths.get("cam/../x").unwrap_err(),
+            PathError::BadName { rule, .. } if rule.contains("'..'")
+        ));
+        assert_eq!(
+            paths.get("door").unwrap_err(),
+            PathError::Unknown("door".into())
+        );
+        assert!(paths.all().is_empty(), "nothing made for refused names");
     }
 
     #[test]

@@ -1,6 +1,5 @@
 //! `relay serve`: wires the stages together from the config and runs until a signal.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::num::{NonZeroU16, NonZeroU32};
 use std::os::fd::BorrowedFd;
@@ -13,25 +12,26 @@ use ring::rand::{SecureRandom, SystemRandom};
 use tracing::info;
 
 use crate::auth::Authenticator;
-use crate::config::{additional_host, Config, XdpMode as ConfigXdpMode};
+use crate::config::{additional_host, Config, PathConfig, XdpMode as ConfigXdpMode};
 use crate::hooks;
 use crate::http::{self, Created, Viewers, WhepError};
 use crate::ingest::rtsp::{self, RtspOptions};
-use crate::ingest::{self, Ingest, IngestOptions, Source};
+use crate::ingest::{self, Ingest, IngestOptions, PathCounters, Source};
 use crate::io::udp::{self, UdpOptions};
 use crate::io::wake::Wakers;
 use crate::io::xdp::{self, XdpError, XdpMode, XdpOptions, XdpProgram, XskOptions};
 use crate::io::{Receiver, Sender};
 use crate::lifeline::Lifeline;
 use crate::metrics::{Metrics, Totals};
-use crate::paths::{PathState, ServedPath};
+use crate::paths::{PathError, PathState, Paths, ServedPath};
 use crate::session::{Session, SessionConfig};
+use crate::track::history::Retention;
 use crate::worker::registry::{Pending, Registry};
 use crate::worker::{Worker, WorkerStats};
 
 /// The HTTP side's handle on the relay.
 struct Control {
-    paths: HashMap<String, Arc<ServedPath>>,
+    paths: Arc<Paths>,
     registry: Arc<Registry>,
     session: SessionConfig,
     rng: SystemRandom,
@@ -53,7 +53,7 @@ impl Viewers for Control {
                 WhepError::BadOffer(e.to_string())
             })?;
         info!(session = %id, path, "viewer answered");
-        Ok(self.register(id, p, session, answer, now))
+        Ok(self.register(id, &p, session, answer, now))
     }
 
     fn publish(&self, path: &str, offer: &str) -> Result<Created, WhepError> {
@@ -70,13 +70,10 @@ impl Viewers for Control {
         session.start_publishing(writers);
         p.set_state(PathState::ready(tracks));
         info!(session = %id, path, "publisher answered");
-        Ok(self.register(id, p, session, answer, now))
+        Ok(self.register(id, &p, session, answer, now))
     }
 
     fn delete(&self, path: &str, id: &str) -> Result<(), WhepError> {
-        if !self.paths.contains_key(path) {
-            return Err(WhepError::UnknownPath(path.to_string()));
-        }
         if self.registry.close(path, id) {
             Ok(())
         } else {
@@ -84,22 +81,18 @@ impl Viewers for Control {
         }
     }
 
-    fn path(&self, path: &str) -> Option<Arc<ServedPath>> {
-        self.paths.get(path).cloned()
+    fn path(&self, path: &str) -> Result<Arc<ServedPath>, PathError> {
+        self.paths.get(path)
     }
 }
 
 impl Control {
     /// A new session's id, and the path it is for.
-    fn new_session(&self, path: &str) -> Result<(String, &Arc<ServedPath>), WhepError> {
+    fn new_session(&self, path: &str) -> Result<(String, Arc<ServedPath>), WhepError> {
         // getrandom(2) does not fail once the kernel's pool is seeded; if it did, the panic
         // is the request's 500, before any reader is counted.
         let id = session_id(&self.rng).expect("the OS random number generator failed");
-        let p = self
-            .paths
-            .get(path)
-            .ok_or_else(|| WhepError::UnknownPath(path.to_string()))?;
-        Ok((id, p))
+        Ok((id, self.paths.get(path)?))
     }
 
     /// Hands an answered session to the workers, which claim it at its first check.
@@ -170,7 +163,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
     } = plane;
     let metrics = Metrics::new(
         stats,
-        paths.values().cloned().collect(),
+        paths.clone(),
         ingest.counters(),
         xdp_program,
         registry.clone(),
@@ -275,11 +268,7 @@ fn start_sources(
     config: &Config,
     wakers: &Arc<Wakers>,
     lifeline: &Arc<Lifeline>,
-) -> anyhow::Result<(
-    Ingest,
-    tokio::runtime::Runtime,
-    HashMap<String, Arc<ServedPath>>,
-)> {
+) -> anyhow::Result<(Ingest, tokio::runtime::Runtime, Arc<Paths>)> {
     let sources = config
         .paths
         .iter()
@@ -295,7 +284,7 @@ fn start_sources(
         },
         lifeline.clone(),
     )?;
-    let mut paths: HashMap<String, Arc<ServedPath>> = published
+    let mut named: std::collections::HashMap<String, Arc<ServedPath>> = published
         .into_iter()
         .map(|p| {
             let max_readers = config.paths[&p.path].max_readers;
@@ -303,13 +292,6 @@ fn start_sources(
             (p.path, path)
         })
         .collect();
-    for (name, path) in &config.paths {
-        if path.source == Source::Publisher {
-            let served = ServedPath::for_publisher(name, path.max_readers, path.override_publisher)
-                .with_retention(config.history);
-            paths.insert(name.clone(), Arc::new(served));
-        }
-    }
     // RTSP sessions are async (retina runs on tokio). They get a runtime of their own,
     // not the HTTP one: every camera's media goes through it all the time, while HTTP
     // work comes in bursts (an offer costs str0m's SDP and DTLS setup), and neither
@@ -320,16 +302,63 @@ fn start_sources(
         .enable_all()
         .build()
         .context("starting the runtime of the RTSP sources")?;
+    let starter = Starter {
+        history: config.history,
+        read_timeout: config.read_timeout,
+        max_payload: config.udp_max_payload_size,
+        wakers: wakers.clone(),
+        pulled: pulled.handle().clone(),
+    };
     for (name, path) in &config.paths {
+        let counters = match path.source {
+            Source::Rtsp(_) => ingest
+                .counters()
+                .of(name)
+                .context("the ingest counts every configured path")?,
+            // A publisher's packets are counted by its session.
+            Source::Publisher => PathCounters::unlisted(name),
+            Source::Demo | Source::Rtp { .. } => continue,
+        };
+        named.insert(name.clone(), starter.start(name, path, counters, false));
+    }
+    let make = Box::new(move |name: &str, path: &PathConfig| {
+        starter.start(name, path, PathCounters::unlisted(name), true)
+    });
+    let paths = Paths::new(named, config.path_patterns.clone(), make);
+    Ok((ingest, pulled, Arc::new(paths)))
+}
+
+/// What starting a publisher's or a camera's path takes: at start for the config's
+/// paths, later for those made from patterns.
+struct Starter {
+    history: Retention,
+    read_timeout: Duration,
+    max_payload: usize,
+    wakers: Arc<Wakers>,
+    /// The runtime of the RTSP sources.
+    pulled: tokio::runtime::Handle,
+}
+
+impl Starter {
+    /// The path `name` with `path`'s source (a publisher or rtsp://) started; `made`
+    /// from a pattern, its source ends once unwatched.
+    fn start(
+        &self,
+        name: &str,
+        path: &PathConfig,
+        counters: PathCounters,
+        made: bool,
+    ) -> Arc<ServedPath> {
         let Source::Rtsp(url) = &path.source else {
-            continue;
+            let served = ServedPath::for_publisher(name, path.max_readers, path.override_publisher);
+            return Arc::new(served.with_retention(self.history));
         };
         let initial = match path.on_demand {
             Some(_) => PathState::Idle,
             None => PathState::Connecting,
         };
         let mut served =
-            ServedPath::new(name.clone(), path.max_readers, initial).with_retention(config.history);
+            ServedPath::new(name, path.max_readers, initial).with_retention(self.history);
         if let Some(on_demand) = path.on_demand {
             served = served.with_on_demand(on_demand.start_timeout);
         }
@@ -337,23 +366,19 @@ fn start_sources(
         let opts = RtspOptions {
             transport: path.rtsp_transport,
             close_after: path.on_demand.map(|o| o.close_after),
-            read_timeout: config.read_timeout,
-            max_payload: config.udp_max_payload_size,
+            read_timeout: self.read_timeout,
+            max_payload: self.max_payload,
+            ends_unwatched: made,
         };
-        let counters = ingest
-            .counters()
-            .of(name)
-            .context("the ingest counts every configured path")?;
-        pulled.spawn(rtsp::run(
+        self.pulled.spawn(rtsp::run(
             served.clone(),
             url.clone(),
             opts,
-            wakers.clone(),
+            self.wakers.clone(),
             counters,
         ));
-        paths.insert(name.clone(), served);
+        served
     }
-    Ok((ingest, pulled, paths))
 }
 
 /// HTTP (WHEP, pages, metrics) and housekeeping, until a signal or a dead data-plane
@@ -386,13 +411,13 @@ async fn control_plane(
         (None, registry) => http_opts.metrics = registry,
         (Some(_), None) => {}
     }
-    announce(&control.paths, listener.local_addr()?);
+    announce(config, listener.local_addr()?);
     let hooks: Vec<_> = config
         .paths
         .iter()
         .filter(|(_, p)| !p.hooks.is_empty())
         .filter_map(|(name, p)| {
-            let served = control.paths.get(name)?.clone();
+            let served = control.paths.get(name).ok()?;
             let registry = control.registry.clone();
             Some(hooks::watch_path(
                 served,
@@ -404,6 +429,7 @@ async fn control_plane(
         .collect();
     let housekeeping = tokio::spawn(housekeeping(
         control.registry.clone(),
+        control.paths.clone(),
         config.webrtc_handshake_timeout,
         metrics,
     ));
@@ -431,28 +457,39 @@ fn source_type(source: &Source) -> &'static str {
 }
 
 /// Says where each path can be watched, in the log and on stdout (tests and scripts
-/// read the URL there).
-fn announce(paths: &HashMap<String, Arc<ServedPath>>, local: SocketAddr) {
+/// read the URL there): the named ones, then the names each pattern stands for.
+fn announce(config: &Config, local: SocketAddr) {
     let host = match local.ip().is_unspecified() {
         true => "localhost".to_string(),
         false => local.ip().to_string(),
     };
-    let mut names: Vec<&String> = paths.keys().collect();
-    names.sort();
-    for name in names {
-        let url = format!("http://{host}:{}/{name}/", local.port());
+    let origin = format!("http://{host}:{}", local.port());
+    for name in config.paths.keys() {
+        let url = format!("{origin}/{name}/");
         info!("path '{name}': watch at {url}");
         println!("relay: watch '{name}' at {url}");
     }
+    for pattern in &config.path_patterns {
+        let key = &pattern.key;
+        let url = format!("{origin}/NAME/");
+        info!("paths matching '{key}': publish to and watch any such NAME at {url}");
+        println!("relay: watch paths matching '{key}' at {url}");
+    }
 }
 
-/// Once a second: drop sessions no viewer reached in time; every ten, the stats line
-/// and heap trimming.
-async fn housekeeping(registry: Arc<Registry>, handshake_timeout: Duration, metrics: Metrics) {
+/// Once a second: drop sessions no viewer reached in time and the paths made from
+/// patterns that are no longer used; every ten, the stats line and heap trimming.
+async fn housekeeping(
+    registry: Arc<Registry>,
+    paths: Arc<Paths>,
+    handshake_timeout: Duration,
+    metrics: Metrics,
+) {
     let mut last = metrics.totals();
     for tick in 1u64.. {
         tokio::time::sleep(Duration::from_secs(1)).await;
         registry.expire(Instant::now(), handshake_timeout);
+        paths.remove_unused();
         if tick % 10 == 0 {
             let now = metrics.totals();
             log_stats(&last, &now, 10);

@@ -141,7 +141,11 @@ fn bad_whip_requests_get_a_clear_4xx() {
         a=rtcp-mux\r\na=rtpmap:96 H264/90000\r\n";
     check(post("live", receive_only), 400, "no sendonly or sendrecv");
     check(post("demo", &offer()), 400, "takes no publisher");
-    check(post("nope", &offer()), 404, "no path named 'nope'");
+    check(
+        post("nope", &offer()),
+        404,
+        "no path named 'nope' is configured",
+    );
     let typed = agent
         .post(whip::endpoint(&relay.http, "live"))
         .header("Content-Type", "text/plain")

@@ -50,7 +50,7 @@ use tower_http::trace::{DefaultMakeSpan, DefaultOnFailure, DefaultOnResponse, Tr
 use tracing::Level;
 
 use crate::auth::{self, Action, Authenticator, Credentials, Failures};
-use crate::paths::{PublishRefused, ServedPath};
+use crate::paths::{PathError, PublishRefused, ServedPath};
 
 /// What the HTTP layer asks of the relay.
 pub trait Viewers: Send + Sync + 'static {
@@ -60,8 +60,9 @@ pub trait Viewers: Send + Sync + 'static {
     fn publish(&self, path: &str, offer: &str) -> Result<Created, WhepError>;
     /// Ends session `id` (a viewer or the publisher) of `path`.
     fn delete(&self, path: &str, id: &str) -> Result<(), WhepError>;
-    /// The configured path named `path`: HTTP waits on its state before `create`.
-    fn path(&self, path: &str) -> Option<Arc<ServedPath>>;
+    /// The path named `path` (made now if a `~regex` or `all_others` entry of the
+    /// config stands for it): HTTP waits on its state before `create`.
+    fn path(&self, path: &str) -> Result<Arc<ServedPath>, PathError>;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,9 +73,9 @@ pub struct Created {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WhepError {
-    /// 404
-    #[error("no path named '{0}' is configured")]
-    UnknownPath(String),
+    /// 404 if no path answers to the name, 400 if it breaks the rules of path names
+    #[error(transparent)]
+    Path(#[from] PathError),
     /// 404
     #[error("no session '{0}' on this path")]
     UnknownSession(String),
@@ -345,12 +346,10 @@ async fn dispatch(State(app): State<Arc<App>>, request: Request) -> Response {
             return refused;
         }
     }
-    let Some(served) = viewers.path(&path) else {
-        return if matches!(route, Route::Bare(_)) {
-            not_found()
-        } else {
-            whep_error(WhepError::UnknownPath(path))
-        };
+    let served = match viewers.path(&path) {
+        Ok(served) => served,
+        Err(_) if matches!(route, Route::Bare(_)) => return not_found(),
+        Err(e) => return whep_error(e.into()),
     };
     match (route, method) {
         (Route::Endpoint(_, signal), Method::POST) => {
@@ -624,8 +623,11 @@ fn options(accept: HeaderName, media_type: &'static str) -> Response {
 
 fn whep_error(e: WhepError) -> Response {
     let status = match e {
-        WhepError::UnknownPath(_) | WhepError::UnknownSession(_) | WhepError::NoStream(..) => {
-            StatusCode::NOT_FOUND
+        WhepError::Path(PathError::Unknown(_))
+        | WhepError::UnknownSession(_)
+        | WhepError::NoStream(..) => StatusCode::NOT_FOUND,
+        WhepError::Path(PathError::BadName { .. } | PathError::BadSource { .. }) => {
+            StatusCode::BAD_REQUEST
         }
         WhepError::BadOffer(_) => StatusCode::BAD_REQUEST,
         WhepError::TooManyReaders(_) => StatusCode::SERVICE_UNAVAILABLE,

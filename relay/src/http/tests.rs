@@ -43,9 +43,7 @@ impl TestViewers {
 
 impl Viewers for TestViewers {
     fn create(&self, path: &str, offer: &str) -> Result<Created, WhepError> {
-        if self.path(path).is_none() {
-            return Err(WhepError::UnknownPath(path.into()));
-        }
+        self.path(path)?;
         assert_ne!(path, "boom", "a Viewers implementation that panics");
         self.offers.lock().unwrap().push(offer.into());
         if !offer.starts_with("v=0") {
@@ -81,8 +79,9 @@ impl Viewers for TestViewers {
         }
     }
 
-    fn path(&self, path: &str) -> Option<Arc<ServedPath>> {
-        self.paths.iter().find(|p| p.name == path).cloned()
+    fn path(&self, path: &str) -> Result<Arc<ServedPath>, PathError> {
+        let found = self.paths.iter().find(|p| p.name == path).cloned();
+        found.ok_or_else(|| PathError::Unknown(path.into()))
     }
 }
 

@@ -223,6 +223,17 @@ pub struct PathCounters {
     index: usize,
 }
 
+impl PathCounters {
+    /// Counters of their own, for a path made after the ingest started (from a `paths`
+    /// pattern): its metrics do not list them.
+    pub fn unlisted(path: &str) -> PathCounters {
+        PathCounters {
+            all: IngestCounters(Arc::new([(path.to_owned(), Counters::default())])),
+            index: 0,
+        }
+    }
+}
+
 impl std::ops::Deref for PathCounters {
     type Target = Counters;
     fn deref(&self) -> &Counters {

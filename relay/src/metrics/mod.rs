@@ -18,7 +18,7 @@ use prometheus_client::registry::Registry;
 
 use crate::ingest::{IngestCounters, PathStats};
 use crate::io::xdp::XdpProgram;
-use crate::paths::ServedPath;
+use crate::paths::Paths;
 use crate::worker::registry::Registry as Sessions;
 use crate::worker::viewer::Reception;
 use crate::worker::WorkerStats;
@@ -106,7 +106,7 @@ impl ReceptionHistograms {
 #[derive(Clone)]
 pub struct Metrics {
     workers: Vec<Arc<WorkerStats>>,
-    paths: Vec<Arc<ServedPath>>,
+    paths: Arc<Paths>,
     ingest: IngestCounters,
     xdp: Option<Arc<Mutex<XdpProgram>>>,
     sessions: Arc<Sessions>,
@@ -115,7 +115,7 @@ pub struct Metrics {
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Metrics")
-            .field("paths", &self.paths.len())
+            .field("paths", &self.paths)
             .finish_non_exhaustive()
     }
 }
@@ -123,12 +123,11 @@ impl std::fmt::Debug for Metrics {
 impl Metrics {
     pub fn new(
         workers: Vec<Arc<WorkerStats>>,
-        mut paths: Vec<Arc<ServedPath>>,
+        paths: Arc<Paths>,
         ingest: IngestCounters,
         xdp: Option<Arc<Mutex<XdpProgram>>>,
         sessions: Arc<Sessions>,
     ) -> Metrics {
-        paths.sort_by(|a, b| a.name.cmp(&b.name));
         Metrics {
             workers,
             paths,
@@ -143,7 +142,8 @@ impl Metrics {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(mediamtx::MediaMtx {
             filter: filter.clone(),
-            paths: self.paths.clone(),
+            // The paths of this scrape: those made from patterns come and go.
+            paths: self.paths.all(),
             sessions: self.sessions.clone(),
         }));
         if filter.shows_relay() {
@@ -361,13 +361,15 @@ impl Collector for Metrics {
                 .encode(sessions.encode_family(&labels)?)?;
         }
 
+        // The paths of this scrape: those made from patterns come and go.
+        let paths = self.paths.all();
         let mut readers = encoder.encode_descriptor(
             "path_readers",
             "Viewers of each path, answered or connected.",
             None,
             MetricType::Gauge,
         )?;
-        for p in &self.paths {
+        for p in &paths {
             let labels = [("path", p.name.clone())];
             ConstGauge::new(p.readers() as i64).encode(readers.encode_family(&labels)?)?;
         }
@@ -378,12 +380,11 @@ impl Collector for Metrics {
             None,
             MetricType::Gauge,
         )?;
-        for p in &self.paths {
+        for p in &paths {
             let labels = [("path", p.name.clone()), ("state", p.state().name().into())];
             ConstGauge::new(1).encode(states.encode_family(&labels)?)?;
         }
-        let tracks: Vec<_> = self
-            .paths
+        let tracks: Vec<_> = paths
             .iter()
             .flat_map(|p| {
                 let tracks = p.tracks().map(|t| t.to_vec()).unwrap_or_default();
@@ -421,7 +422,7 @@ impl Collector for Metrics {
         ];
         for (name, help, field) in RECEPTION {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
-            for p in &self.paths {
+            for p in &paths {
                 let labels = [("path", p.name.clone())];
                 field(&p.reception).encode(family.encode_family(&labels)?)?;
             }

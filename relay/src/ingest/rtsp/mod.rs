@@ -57,6 +57,9 @@ pub struct RtspOptions {
     pub read_timeout: Duration,
     /// `udpMaxPayloadSize`: payloads that would not fit viewers' packets.
     pub max_payload: usize,
+    /// The path was made from a pattern for its viewers (on demand): the source ends,
+    /// rather than idles, once they are gone, and with it the path.
+    pub ends_unwatched: bool,
 }
 
 /// Packets taken from the session per turn before the workers are woken.
@@ -136,11 +139,19 @@ impl RtspSource {
     async fn run(&mut self) {
         let mut backoff = Backoff::default();
         loop {
-            if self.opts.close_after.is_some() {
+            if let Some(close_after) = self.opts.close_after {
                 self.path.set_state(PathState::Idle);
-                self.path.demand_changed().await;
+                // A made path nobody asks for within that time was made by a request
+                // that did not watch (a page, a refused offer).
+                let demand = self.path.demand_changed();
+                if !self.opts.ends_unwatched {
+                    demand.await;
+                } else if tokio::time::timeout(close_after, demand).await.is_err() {
+                    return;
+                }
             }
             let reason = match self.connect_and_receive(&mut backoff).await {
+                Ok(Ended::Unwatched) if self.opts.ends_unwatched => return,
                 Ok(Ended::Unwatched) => continue,
                 Err(failure) => failure.to_string(),
             };
@@ -160,6 +171,9 @@ impl RtspSource {
                 }
             }
             if self.opts.close_after.is_some() && !wanted && self.path.readers() == 0 {
+                if self.opts.ends_unwatched {
+                    return;
+                }
                 self.path.set_state(PathState::Idle);
                 self.path.demand_changed().await;
             }
