@@ -82,6 +82,10 @@ pub struct Config {
     /// `webrtc_address`.
     pub metrics_address: Option<SocketAddr>,
 
+    /// `pprof`, `pprofAddress`: CPU profiles in pprof's format on a listener of their
+    /// own; `None`: off.
+    pub pprof_address: Option<SocketAddr>,
+
     /// `workers`: data-plane workers, one per core; 0: as many as the machine has cores.
     /// With `xdp_interface`, one worker per RX queue of the interface instead.
     pub workers: usize,
@@ -434,6 +438,13 @@ struct RawConfig {
     metrics: bool,
     /// Empty: none.
     metrics_address: String,
+    #[serde(deserialize_with = "yes_no")]
+    pprof: bool,
+    pprof_address: String,
+    #[serde(deserialize_with = "yes_no", skip_serializing)]
+    pprof_encryption: bool,
+    #[serde(deserialize_with = "null_default", skip_serializing)]
+    pprof_trusted_proxies: Vec<String>,
 
     workers: usize,
 
@@ -586,6 +597,10 @@ impl Default for RawConfig {
             udp_read_buffer_size: 0,
             metrics: true,
             metrics_address: String::new(),
+            pprof: false,
+            pprof_address: ":9999".into(),
+            pprof_encryption: false,
+            pprof_trusted_proxies: Vec::new(),
             workers: 0,
             xdp_interface: String::new(),
             xdp_mode: XdpMode::Native,
@@ -671,6 +686,7 @@ impl RawConfig {
             "metricsAddress",
             set(&self.metrics_address).map(parse_listen).transpose(),
         );
+        let pprof_address = problems.take("pprofAddress", parse_listen(&self.pprof_address));
         for origin in &self.webrtc_allow_origins {
             if let Err(e) = check_origin(origin) {
                 problems.add("webrtcAllowOrigins", e);
@@ -758,9 +774,11 @@ impl RawConfig {
         }
         // Listeners that would take one another's port: the second bind would fail.
         let metrics_listener = metrics_address.flatten().filter(|_| self.metrics);
+        let pprof_listener = pprof_address.filter(|_| self.pprof);
         let tcp = [
             ("webrtcAddress", webrtc_address),
             ("metricsAddress", metrics_listener),
+            ("pprofAddress", pprof_listener),
         ];
         check_overlaps(&mut problems, tcp.iter().map(|(k, a)| (k.to_string(), *a)));
         let sources = paths.iter().filter_map(|(name, path)| match &path.source {
@@ -793,6 +811,11 @@ impl RawConfig {
                 udp_read_buffer_size: self.udp_read_buffer_size,
                 metrics: self.metrics,
                 metrics_address: metrics_address?,
+                pprof_address: if self.pprof {
+                    Some(pprof_address?)
+                } else {
+                    None
+                },
                 workers: self.workers,
                 xdp_interface,
                 xdp_mode: self.xdp_mode,
@@ -823,6 +846,7 @@ impl RawConfig {
         for (key, on) in [
             ("webrtcEncryption", self.webrtc_encryption),
             ("metricsEncryption", self.metrics_encryption),
+            ("pprofEncryption", self.pprof_encryption),
         ] {
             if on {
                 problems.add(
@@ -835,6 +859,7 @@ impl RawConfig {
         for (key, proxies) in [
             ("webrtcTrustedProxies", &self.webrtc_trusted_proxies),
             ("metricsTrustedProxies", &self.metrics_trusted_proxies),
+            ("pprofTrustedProxies", &self.pprof_trusted_proxies),
         ] {
             if !proxies.is_empty() {
                 problems.add(
@@ -1109,6 +1134,10 @@ impl From<&Config> for RawConfig {
             udp_read_buffer_size: config.udp_read_buffer_size,
             metrics: config.metrics,
             metrics_address: config.metrics_address.map(write_listen).unwrap_or_default(),
+            pprof: config.pprof_address.is_some(),
+            pprof_address: config
+                .pprof_address
+                .map_or_else(|| RawConfig::default().pprof_address, write_listen),
             workers: config.workers,
             xdp_interface: config.xdp_interface.clone().unwrap_or_default(),
             xdp_mode: config.xdp_mode,
@@ -1440,7 +1469,7 @@ mod tests {
             .collect();
         let config_fields = field_names::<RawConfig>();
         let path_fields = field_names::<RawPath>();
-        assert_eq!(config_fields.len(), 45);
+        assert_eq!(config_fields.len(), 49);
         assert_eq!(
             path_fields,
             [

@@ -406,10 +406,22 @@ async fn control_plane(
             let l = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("cannot listen on {addr} (metricsAddress)"))?;
-            tokio::spawn(http::serve_metrics(l, registry, config.read_timeout, auth));
+            tokio::spawn(http::serve_metrics(
+                l,
+                registry,
+                config.read_timeout,
+                auth.clone(),
+            ));
         }
         (None, registry) => http_opts.metrics = registry,
         (Some(_), None) => {}
+    }
+    if let Some(addr) = config.pprof_address {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (pprofAddress)"))?;
+        info!(address = %l.local_addr()?, "CPU profiles at /debug/pprof/profile");
+        tokio::spawn(http::serve_pprof(l, config.read_timeout, auth.clone()));
     }
     announce(config, listener.local_addr()?);
     let hooks: Vec<_> = config

@@ -56,16 +56,8 @@ const GLOBAL: &[Feature] = &[
         ],
     ),
     feature(
-        "pprof",
-        &[
-            "pprof",
-            "pprofAddress",
-            "pprofEncryption",
-            "pprofServerKey",
-            "pprofServerCert",
-            "pprofAllowOrigins",
-            "pprofTrustedProxies",
-        ],
+        "pprof over TLS and CORS",
+        &["pprofServerKey", "pprofServerCert", "pprofAllowOrigins"],
     ),
     feature(
         "metrics over TLS and CORS",

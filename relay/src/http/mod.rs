@@ -32,6 +32,7 @@
 //! off. So idle and slow clients cannot hold connections, and their buffers, open.
 
 mod cors;
+mod pprof;
 #[cfg(test)]
 mod tests;
 
@@ -115,6 +116,7 @@ pub async fn serve(
     let app = App {
         viewers: Some(viewers),
         metrics: opts.metrics,
+        pprof: false,
         read_timeout: opts.read_timeout,
         auth: opts.auth,
         failures: Arc::default(),
@@ -137,6 +139,25 @@ pub async fn serve_metrics(
     let app = App {
         viewers: None,
         metrics: Some(registry),
+        pprof: false,
+        read_timeout,
+        auth,
+        failures: Arc::default(),
+    };
+    serve_connections(listener, with_logging(router(app)), read_timeout).await
+}
+
+/// Serves only CPU profiles (`pprof: yes`, see [`pprof`]) on `pprofAddress`, with the
+/// same `readTimeout` and authentication (action `pprof`).
+pub async fn serve_pprof(
+    listener: tokio::net::TcpListener,
+    read_timeout: Duration,
+    auth: Arc<Authenticator>,
+) {
+    let app = App {
+        viewers: None,
+        metrics: None,
+        pprof: true,
         read_timeout,
         auth,
         failures: Arc::default(),
@@ -209,6 +230,8 @@ struct App {
     /// None on the metrics-only listener.
     viewers: Option<Arc<dyn Viewers>>,
     metrics: Option<Arc<dyn Scrape>>,
+    /// The profiling listener's.
+    pprof: bool,
     read_timeout: Duration,
     auth: Arc<Authenticator>,
     /// Failed authentications of this listener, by address.
@@ -325,6 +348,22 @@ async fn dispatch(State(app): State<Arc<App>>, request: Request) -> Response {
                 }
             }
             _ => method_not_allowed(&method, "GET, HEAD"),
+        };
+    }
+    if app.pprof {
+        return match (request.uri().path(), method) {
+            (pprof::PROFILE, Method::GET) => {
+                match authorize(&app, &request, Action::Pprof, "").await {
+                    Ok(()) => pprof::profile(request.uri().query().unwrap_or_default()).await,
+                    Err(refused) => refused,
+                }
+            }
+            (pprof::PROFILE, method) => method_not_allowed(&method, "GET"),
+            _ => text(
+                StatusCode::NOT_FOUND,
+                "nothing here: CPU profiles are at /debug/pprof/profile?seconds=N (heap \
+                 profiles are not served)",
+            ),
         };
     }
     let Some(viewers) = &app.viewers else {
