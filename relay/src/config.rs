@@ -82,6 +82,13 @@ pub struct Config {
     /// `webrtc_address`.
     pub metrics_address: Option<SocketAddr>,
 
+    /// `api`: serve MediaMTX's control API (v3) on `api_address`.
+    pub api: bool,
+    /// `apiAddress`: the API's listener.
+    pub api_address: SocketAddr,
+    /// `apiAllowOrigins`: CORS origins allowed to call the API.
+    pub api_allow_origins: Vec<String>,
+
     /// `workers`: data-plane workers, one per core; 0: as many as the machine has cores.
     /// With `xdp_interface`, one worker per RX queue of the interface instead.
     pub workers: usize,
@@ -435,6 +442,11 @@ struct RawConfig {
     /// Empty: none.
     metrics_address: String,
 
+    #[serde(deserialize_with = "yes_no")]
+    api: bool,
+    api_address: String,
+    api_allow_origins: Vec<String>,
+
     workers: usize,
 
     /// Empty: none.
@@ -499,6 +511,10 @@ struct RawConfig {
     metrics_encryption: bool,
     #[serde(deserialize_with = "null_default", skip_serializing)]
     metrics_trusted_proxies: Vec<String>,
+    #[serde(deserialize_with = "yes_no", skip_serializing)]
+    api_encryption: bool,
+    #[serde(deserialize_with = "null_default", skip_serializing)]
+    api_trusted_proxies: Vec<String>,
 
     path_defaults: RawPath,
     #[serde(deserialize_with = "paths")]
@@ -586,6 +602,9 @@ impl Default for RawConfig {
             udp_read_buffer_size: 0,
             metrics: true,
             metrics_address: String::new(),
+            api: false,
+            api_address: ":9997".into(),
+            api_allow_origins: vec!["*".into()],
             workers: 0,
             xdp_interface: String::new(),
             xdp_mode: XdpMode::Native,
@@ -610,6 +629,8 @@ impl Default for RawConfig {
             webrtc_trusted_proxies: Vec::new(),
             metrics_encryption: false,
             metrics_trusted_proxies: Vec::new(),
+            api_encryption: false,
+            api_trusted_proxies: Vec::new(),
             path_defaults: RawPath::default(),
             paths: BTreeMap::new(),
         };
@@ -671,9 +692,15 @@ impl RawConfig {
             "metricsAddress",
             set(&self.metrics_address).map(parse_listen).transpose(),
         );
-        for origin in &self.webrtc_allow_origins {
-            if let Err(e) = check_origin(origin) {
-                problems.add("webrtcAllowOrigins", e);
+        let api_address = problems.take("apiAddress", parse_listen(&self.api_address));
+        for (key, origins) in [
+            ("webrtcAllowOrigins", &self.webrtc_allow_origins),
+            ("apiAllowOrigins", &self.api_allow_origins),
+        ] {
+            for origin in origins {
+                if let Err(e) = check_origin(origin) {
+                    problems.add(key, e);
+                }
             }
         }
         for host in &self.webrtc_additional_hosts {
@@ -761,6 +788,7 @@ impl RawConfig {
         let tcp = [
             ("webrtcAddress", webrtc_address),
             ("metricsAddress", metrics_listener),
+            ("apiAddress", api_address.filter(|_| self.api)),
         ];
         check_overlaps(&mut problems, tcp.iter().map(|(k, a)| (k.to_string(), *a)));
         let sources = paths.iter().filter_map(|(name, path)| match &path.source {
@@ -793,6 +821,9 @@ impl RawConfig {
                 udp_read_buffer_size: self.udp_read_buffer_size,
                 metrics: self.metrics,
                 metrics_address: metrics_address?,
+                api: self.api,
+                api_address: api_address?,
+                api_allow_origins: self.api_allow_origins,
                 workers: self.workers,
                 xdp_interface,
                 xdp_mode: self.xdp_mode,
@@ -823,6 +854,7 @@ impl RawConfig {
         for (key, on) in [
             ("webrtcEncryption", self.webrtc_encryption),
             ("metricsEncryption", self.metrics_encryption),
+            ("apiEncryption", self.api_encryption),
         ] {
             if on {
                 problems.add(
@@ -835,6 +867,7 @@ impl RawConfig {
         for (key, proxies) in [
             ("webrtcTrustedProxies", &self.webrtc_trusted_proxies),
             ("metricsTrustedProxies", &self.metrics_trusted_proxies),
+            ("apiTrustedProxies", &self.api_trusted_proxies),
         ] {
             if !proxies.is_empty() {
                 problems.add(
@@ -1109,6 +1142,9 @@ impl From<&Config> for RawConfig {
             udp_read_buffer_size: config.udp_read_buffer_size,
             metrics: config.metrics,
             metrics_address: config.metrics_address.map(write_listen).unwrap_or_default(),
+            api: config.api,
+            api_address: write_listen(config.api_address),
+            api_allow_origins: config.api_allow_origins.clone(),
             workers: config.workers,
             xdp_interface: config.xdp_interface.clone().unwrap_or_default(),
             xdp_mode: config.xdp_mode,
@@ -1440,7 +1476,7 @@ mod tests {
             .collect();
         let config_fields = field_names::<RawConfig>();
         let path_fields = field_names::<RawPath>();
-        assert_eq!(config_fields.len(), 45);
+        assert_eq!(config_fields.len(), 50);
         assert_eq!(
             path_fields,
             [
@@ -2162,7 +2198,7 @@ mod tests {
             "SRT server",
             "MoQ server",
             "playback server",
-            "control API",
+            "control API over TLS",
             "recording",
             "hooks",
             "Raspberry Pi cameras",
