@@ -2094,6 +2094,33 @@ mod tests {
     }
 
     #[test]
+    fn the_api_is_off_by_default_and_refuses_what_relay_cannot_honour() {
+        let config = Config::default();
+        assert!(!config.api, "MediaMTX's default");
+        assert_eq!(config.api_address, "0.0.0.0:9997".parse().unwrap());
+        assert_eq!(config.api_allow_origins, ["*"]);
+        // Off, its address takes no one's port.
+        Config::from_yaml("webrtcAddress: :9997\n").unwrap();
+        let e = refused("api: yes\nwebrtcAddress: :9997\n");
+        assert!(
+            e.contains("apiAddress: 0.0.0.0:9997 takes the port webrtcAddress"),
+            "{e}"
+        );
+        let e = refused(
+            "apiEncryption: yes\napiTrustedProxies: [10.0.0.1]\napiAllowOrigins: [example.com]\n\
+             apiAddress: '9997'\n",
+        );
+        for key in [
+            "apiEncryption:",
+            "apiTrustedProxies:",
+            "apiAllowOrigins: 'example.com' is not an origin",
+            "apiAddress: '9997' is not a listen address",
+        ] {
+            assert!(e.contains(key), "{key} not in:\n{e}");
+        }
+    }
+
+    #[test]
     fn xdp_needs_a_fixed_media_port_from_the_file_or_the_flag() {
         let e = refused("xdpInterface: eth0\nwebrtcLocalUDPAddress: ':0'\n");
         assert!(
@@ -2352,6 +2379,9 @@ mod tests {
              udpReadBufferSize: 8388608\n\
              metrics: yes\n\
              metricsAddress: 127.0.0.1:9998\n\
+             api: yes\n\
+             apiAddress: 127.0.0.1:9997\n\
+             apiAllowOrigins: ['https://console.example']\n\
              workers: 3\n\
              xdpInterface: eth0\n\
              xdpMode: generic\n\

@@ -298,8 +298,8 @@ fn every_route_answers_what_api_openapi_yaml_describes_and_a_kick_ends_the_viewe
         (&first["pageCount"], &first["itemCount"]),
         (&json!(2), &json!(2))
     );
-    assert_eq!(ids(&first), [publisher_id.clone()]);
-    assert_eq!(ids(&second), [viewer_id.clone()]);
+    assert_eq!(ids(&first), [publisher_id.as_str()]);
+    assert_eq!(ids(&second), [viewer_id.as_str()]);
     let past = api.get(route, "/v3/webrtcsessions/list?itemsPerPage=1&page=5");
     assert_eq!(past["items"], json!([]));
 
