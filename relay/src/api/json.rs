@@ -19,14 +19,16 @@ fn time(at: SystemTime) -> String {
     humantime::format_rfc3339_nanos(at).to_string()
 }
 
+/// MediaMTX's `Error`.
 #[derive(Debug, Serialize)]
 pub(super) struct Error {
     pub status: &'static str,
     pub error: String,
 }
 
+/// MediaMTX's `OK`.
 #[derive(Debug, Serialize)]
-pub(super) struct Ok {
+pub(super) struct Success {
     pub status: &'static str,
 }
 

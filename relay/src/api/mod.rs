@@ -233,8 +233,8 @@ fn path_confs(config: &Config) -> Vec<serde_json::Value> {
 async fn config_paths_list(
     State(app): AppState,
     page: Page,
-) -> Answer<page::List<serde_json::Value>> {
-    Ok(Json(page.of(path_confs(app.backend.config()))))
+) -> Json<page::List<serde_json::Value>> {
+    Json(page.of(path_confs(app.backend.config())))
 }
 
 async fn config_paths_get(
@@ -259,7 +259,7 @@ async fn config_change(UrlPath((change, _)): UrlPath<(String, String)>) -> ApiEr
     }
 }
 
-async fn paths_list(State(app): AppState, page: Page) -> Answer<page::List<json::Path>> {
+async fn paths_list(State(app): AppState, page: Page) -> Json<page::List<json::Path>> {
     let sessions = app.backend.sessions();
     let mut paths = app.backend.paths();
     paths.sort_by(|a, b| a.name.cmp(&b.name));
@@ -268,7 +268,7 @@ async fn paths_list(State(app): AppState, page: Page) -> Answer<page::List<json:
         .iter()
         .map(|p| json::Path::new(p, config, &sessions))
         .collect();
-    Ok(Json(page.of(items)))
+    Json(page.of(items))
 }
 
 async fn paths_get(State(app): AppState, UrlPath(name): UrlPath<String>) -> Answer<json::Path> {
@@ -281,19 +281,15 @@ async fn paths_get(State(app): AppState, UrlPath(name): UrlPath<String>) -> Answ
     )))
 }
 
-async fn sessions_list(
-    State(app): AppState,
-    page: Page,
-) -> Answer<page::List<json::WebRtcSession>> {
+async fn sessions_list(State(app): AppState, page: Page) -> Json<page::List<json::WebRtcSession>> {
     let mut sessions = app.backend.sessions();
     // MediaMTX lists sessions in the order they came; the id breaks ties.
     sessions.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
-    Ok(Json(
-        page.of(sessions
-            .iter()
-            .map(|s| json::WebRtcSession::new(s))
-            .collect()),
-    ))
+    let items = sessions
+        .iter()
+        .map(|s| json::WebRtcSession::new(s))
+        .collect();
+    Json(page.of(items))
 }
 
 async fn sessions_get(
@@ -304,9 +300,12 @@ async fn sessions_get(
     Ok(Json(json::WebRtcSession::new(&session)))
 }
 
-async fn sessions_kick(State(app): AppState, UrlPath(id): UrlPath<String>) -> Answer<json::Ok> {
+async fn sessions_kick(
+    State(app): AppState,
+    UrlPath(id): UrlPath<String>,
+) -> Answer<json::Success> {
     match app.backend.kick(&id) {
-        true => Ok(Json(json::Ok { status: "ok" })),
+        true => Ok(Json(json::Success { status: "ok" })),
         false => Err(ApiError::NoSession(id)),
     }
 }
