@@ -10,7 +10,8 @@ use std::thread;
 use std::time::Duration;
 
 use relay::auth::{Action, AuthConfig, PathRule, Permission, Secret, User};
-use relay::config::Config;
+use relay::config::{Config, PathConfig};
+use relay::hooks::{Hook, PathHooks};
 use relay_testkit::config::{demo, loopback, paths, publisher};
 use relay_testkit::publisher::Publisher;
 use relay_testkit::viewer::{Driven, Viewer};
@@ -214,8 +215,19 @@ fn ids(list: &Value) -> Vec<String> {
 
 #[test]
 fn every_route_answers_what_api_openapi_yaml_describes_and_a_kick_ends_the_viewer() {
+    // A hook, so that the config's answer has one.
+    let live = PathConfig {
+        hooks: PathHooks {
+            on_read: Some(Hook {
+                command: "true".into(),
+                restart: false,
+            }),
+            ..PathHooks::default()
+        },
+        ..publisher(false)
+    };
     let relay = start(&with_api(Config {
-        paths: paths([("live", publisher(false)), ("demo", demo())]),
+        paths: paths([("live", live), ("demo", demo())]),
         // Counters reach the API at each report: often, so the test waits little.
         rtcp_sender_report_interval: Duration::from_millis(200),
         ..loopback(WORKERS)
@@ -249,6 +261,7 @@ fn every_route_answers_what_api_openapi_yaml_describes_and_a_kick_ends_the_viewe
     assert_eq!(confs["itemCount"], 2);
     let conf = api.get("/v3/config/paths/get/{name}", "/v3/config/paths/get/live");
     assert_eq!(conf["source"], "publisher");
+    assert_eq!(conf["runOnRead"], "true");
 
     let paths = api.get("/v3/paths/list", "/v3/paths/list");
     assert_eq!(paths["itemCount"], 2);

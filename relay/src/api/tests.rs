@@ -8,8 +8,6 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::auth::{AuthConfig, PathRule, Permission, Secret, User};
-use crate::config::PathConfig;
-use crate::ingest::Source;
 use crate::paths::PathState;
 use crate::worker::session_info::Role;
 
@@ -21,19 +19,16 @@ struct TestBackend {
 
 impl TestBackend {
     /// `cams/front` plays the demo and has viewer `v2`; `live` waits for a publisher
-    /// and has viewer `v1`.
+    /// and has viewer `v1`; `other` was made from `all_others` for someone's request.
     fn new() -> TestBackend {
-        let mut config = Config::default();
-        config
-            .paths
-            .insert("cams/front".into(), PathConfig::new(Source::Demo));
-        config
-            .paths
-            .insert("live".into(), PathConfig::new(Source::Publisher));
+        let config =
+            Config::from_yaml("paths:\n  cams/front:\n    source: demo\n  live:\n  all_others:\n")
+                .unwrap();
         TestBackend {
             paths: vec![
                 Arc::new(ServedPath::ready("cams/front", 0, Vec::new())),
                 Arc::new(ServedPath::new("live", 0, PathState::WaitingForPublisher)),
+                Arc::new(ServedPath::new("other", 0, PathState::WaitingForPublisher)),
             ],
             sessions: Mutex::new(vec![
                 Arc::new(SessionInfo::new("v1".into(), "live".into(), Role::Read)),
@@ -188,12 +183,15 @@ fn routes_answer_mediamtx_objects_and_errors() {
     assert_eq!(live["source"], Value::Null, "no publisher yet");
     assert_eq!(live["readyTime"], Value::Null);
     assert_eq!(live["state"], "waitingForPublisher");
+    assert_eq!(live["confName"], "live");
+    let (_, other) = call(&base, "GET", "/v3/paths/get/other");
+    assert_eq!(other["confName"], "all_others");
 
-    let (status, paths) = call(&base, "GET", "/v3/paths/list?itemsPerPage=1&page=1");
+    let (status, paths) = call(&base, "GET", "/v3/paths/list?itemsPerPage=2&page=1");
     assert_eq!(status, 200);
     assert_eq!(paths["pageCount"], 2);
-    assert_eq!(paths["itemCount"], 2);
-    assert_eq!(paths["items"][0]["name"], "live", "sorted by name");
+    assert_eq!(paths["itemCount"], 3);
+    assert_eq!(paths["items"][0]["name"], "other", "sorted by name");
 
     let (status, global) = call(&base, "GET", "/v3/config/global/get");
     assert_eq!(status, 200);
@@ -205,7 +203,9 @@ fn routes_answer_mediamtx_objects_and_errors() {
     assert_eq!(conf["name"], "cams/front");
     assert_eq!(conf["source"], "demo");
     let (_, confs) = call(&base, "GET", "/v3/config/paths/list");
-    assert_eq!(confs["itemCount"], 2);
+    assert_eq!(confs["itemCount"], 3);
+    let (status, pattern) = call(&base, "GET", "/v3/config/paths/get/all_others");
+    assert_eq!((status, &pattern["source"]), (200, &json!("publisher")));
 
     assert_eq!(
         call(&base, "GET", "/v3/paths/get/nope"),
