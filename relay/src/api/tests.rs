@@ -175,6 +175,7 @@ fn routes_answer_mediamtx_objects_and_errors() {
     assert_eq!(path["name"], "cams/front");
     assert_eq!(path["source"], json!({"type": "demoSource", "id": ""}));
     assert_eq!(path["ready"], true);
+    assert!(path["readyTime"].is_string(), "{path}");
     assert_eq!(
         path["readers"],
         json!([{"type": "webRTCSession", "id": "v2"}])
