@@ -85,6 +85,12 @@ pub struct Config {
     /// `pprof`, `pprofAddress`: CPU profiles in pprof's format on a listener of their
     /// own; `None`: off.
     pub pprof_address: Option<SocketAddr>,
+    /// `api`: serve MediaMTX's control API (v3) on `api_address`.
+    pub api: bool,
+    /// `apiAddress`: the API's listener.
+    pub api_address: SocketAddr,
+    /// `apiAllowOrigins`: CORS origins allowed to call the API.
+    pub api_allow_origins: Vec<String>,
 
     /// `workers`: data-plane workers, one per core; 0: as many as the machine has cores.
     /// With `xdp_interface`, one worker per RX queue of the interface instead.
@@ -446,6 +452,11 @@ struct RawConfig {
     #[serde(deserialize_with = "null_default", skip_serializing)]
     pprof_trusted_proxies: Vec<String>,
 
+    #[serde(deserialize_with = "yes_no")]
+    api: bool,
+    api_address: String,
+    api_allow_origins: Vec<String>,
+
     workers: usize,
 
     /// Empty: none.
@@ -510,6 +521,10 @@ struct RawConfig {
     metrics_encryption: bool,
     #[serde(deserialize_with = "null_default", skip_serializing)]
     metrics_trusted_proxies: Vec<String>,
+    #[serde(deserialize_with = "yes_no", skip_serializing)]
+    api_encryption: bool,
+    #[serde(deserialize_with = "null_default", skip_serializing)]
+    api_trusted_proxies: Vec<String>,
 
     path_defaults: RawPath,
     #[serde(deserialize_with = "paths")]
@@ -601,6 +616,9 @@ impl Default for RawConfig {
             pprof_address: ":9999".into(),
             pprof_encryption: false,
             pprof_trusted_proxies: Vec::new(),
+            api: false,
+            api_address: ":9997".into(),
+            api_allow_origins: vec!["*".into()],
             workers: 0,
             xdp_interface: String::new(),
             xdp_mode: XdpMode::Native,
@@ -625,6 +643,8 @@ impl Default for RawConfig {
             webrtc_trusted_proxies: Vec::new(),
             metrics_encryption: false,
             metrics_trusted_proxies: Vec::new(),
+            api_encryption: false,
+            api_trusted_proxies: Vec::new(),
             path_defaults: RawPath::default(),
             paths: BTreeMap::new(),
         };
@@ -687,9 +707,15 @@ impl RawConfig {
             set(&self.metrics_address).map(parse_listen).transpose(),
         );
         let pprof_address = problems.take("pprofAddress", parse_listen(&self.pprof_address));
-        for origin in &self.webrtc_allow_origins {
-            if let Err(e) = check_origin(origin) {
-                problems.add("webrtcAllowOrigins", e);
+        let api_address = problems.take("apiAddress", parse_listen(&self.api_address));
+        for (key, origins) in [
+            ("webrtcAllowOrigins", &self.webrtc_allow_origins),
+            ("apiAllowOrigins", &self.api_allow_origins),
+        ] {
+            for origin in origins {
+                if let Err(e) = check_origin(origin) {
+                    problems.add(key, e);
+                }
             }
         }
         for host in &self.webrtc_additional_hosts {
@@ -779,6 +805,7 @@ impl RawConfig {
             ("webrtcAddress", webrtc_address),
             ("metricsAddress", metrics_listener),
             ("pprofAddress", pprof_listener),
+            ("apiAddress", api_address.filter(|_| self.api)),
         ];
         check_overlaps(&mut problems, tcp.iter().map(|(k, a)| (k.to_string(), *a)));
         let sources = paths.iter().filter_map(|(name, path)| match &path.source {
@@ -816,6 +843,9 @@ impl RawConfig {
                 } else {
                     None
                 },
+                api: self.api,
+                api_address: api_address?,
+                api_allow_origins: self.api_allow_origins,
                 workers: self.workers,
                 xdp_interface,
                 xdp_mode: self.xdp_mode,
@@ -847,6 +877,7 @@ impl RawConfig {
             ("webrtcEncryption", self.webrtc_encryption),
             ("metricsEncryption", self.metrics_encryption),
             ("pprofEncryption", self.pprof_encryption),
+            ("apiEncryption", self.api_encryption),
         ] {
             if on {
                 problems.add(
@@ -860,6 +891,7 @@ impl RawConfig {
             ("webrtcTrustedProxies", &self.webrtc_trusted_proxies),
             ("metricsTrustedProxies", &self.metrics_trusted_proxies),
             ("pprofTrustedProxies", &self.pprof_trusted_proxies),
+            ("apiTrustedProxies", &self.api_trusted_proxies),
         ] {
             if !proxies.is_empty() {
                 problems.add(
@@ -1138,6 +1170,9 @@ impl From<&Config> for RawConfig {
             pprof_address: config
                 .pprof_address
                 .map_or_else(|| RawConfig::default().pprof_address, write_listen),
+            api: config.api,
+            api_address: write_listen(config.api_address),
+            api_allow_origins: config.api_allow_origins.clone(),
             workers: config.workers,
             xdp_interface: config.xdp_interface.clone().unwrap_or_default(),
             xdp_mode: config.xdp_mode,
@@ -1469,7 +1504,7 @@ mod tests {
             .collect();
         let config_fields = field_names::<RawConfig>();
         let path_fields = field_names::<RawPath>();
-        assert_eq!(config_fields.len(), 49);
+        assert_eq!(config_fields.len(), 54);
         assert_eq!(
             path_fields,
             [
@@ -2087,6 +2122,33 @@ mod tests {
     }
 
     #[test]
+    fn the_api_is_off_by_default_and_refuses_what_relay_cannot_honour() {
+        let config = Config::default();
+        assert!(!config.api, "MediaMTX's default");
+        assert_eq!(config.api_address, "0.0.0.0:9997".parse().unwrap());
+        assert_eq!(config.api_allow_origins, ["*"]);
+        // Off, its address takes no one's port.
+        Config::from_yaml("webrtcAddress: :9997\n").unwrap();
+        let e = refused("api: yes\nwebrtcAddress: :9997\n");
+        assert!(
+            e.contains("apiAddress: 0.0.0.0:9997 takes the port webrtcAddress"),
+            "{e}"
+        );
+        let e = refused(
+            "apiEncryption: yes\napiTrustedProxies: [10.0.0.1]\napiAllowOrigins: [example.com]\n\
+             apiAddress: '9997'\n",
+        );
+        for key in [
+            "apiEncryption:",
+            "apiTrustedProxies:",
+            "apiAllowOrigins: 'example.com' is not an origin",
+            "apiAddress: '9997' is not a listen address",
+        ] {
+            assert!(e.contains(key), "{key} not in:\n{e}");
+        }
+    }
+
+    #[test]
     fn xdp_needs_a_fixed_media_port_from_the_file_or_the_flag() {
         let e = refused("xdpInterface: eth0\nwebrtcLocalUDPAddress: ':0'\n");
         assert!(
@@ -2191,7 +2253,7 @@ mod tests {
             "SRT server",
             "MoQ server",
             "playback server",
-            "control API",
+            "control API over TLS",
             "recording",
             "hooks",
             "Raspberry Pi cameras",
@@ -2345,6 +2407,9 @@ mod tests {
              udpReadBufferSize: 8388608\n\
              metrics: yes\n\
              metricsAddress: 127.0.0.1:9998\n\
+             api: yes\n\
+             apiAddress: 127.0.0.1:9997\n\
+             apiAllowOrigins: ['https://console.example']\n\
              workers: 3\n\
              xdpInterface: eth0\n\
              xdpMode: generic\n\

@@ -2,6 +2,7 @@
 //! fan out to WebRTC viewers (WHEP). The packet's way, stage by stage, is one module
 //! each; docs/architecture.md walks through it.
 
+pub mod api;
 pub mod audio;
 pub mod auth;
 pub mod config;

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::{watch, Notify};
 
@@ -275,6 +275,8 @@ pub struct ServedPath {
     /// Viewers answered or connected.
     readers: AtomicUsize,
     state: watch::Sender<PathState>,
+    /// When the path last became ready, while it is (the API's `readyTime`).
+    ready_since: Mutex<Option<SystemTime>>,
     /// Wakes an on-demand source when the first viewer arrives or the last one leaves.
     demand: Notify,
     /// The writers of the tracks last published, while no source holds them.
@@ -306,6 +308,7 @@ impl ServedPath {
             max_readers,
             on_demand: None,
             readers: AtomicUsize::new(0),
+            ready_since: Mutex::new(initial.is_ready().then(SystemTime::now)),
             state: watch::Sender::new(initial),
             demand: Notify::new(),
             writers: Mutex::new(Vec::new()),
@@ -443,12 +446,24 @@ impl ServedPath {
             *old = state.clone();
             !same
         });
+        if changed {
+            let mut since = self.ready_since.lock().unwrap_or_else(|e| e.into_inner());
+            // New tracks while ready (a publisher's takeover) keep the time.
+            *since = state
+                .is_ready()
+                .then(|| since.unwrap_or_else(SystemTime::now));
+        }
         match (&state, changed, retrying) {
             (_, false, _) => {}
             (_, true, true) => tracing::debug!(path = %self.name, "{state}"),
             (PathState::Failed { .. }, true, false) => tracing::warn!(path = %self.name, "{state}"),
             (_, true, false) => tracing::info!(path = %self.name, "{state}"),
         }
+    }
+
+    /// When the path last became ready, if it is ready.
+    pub fn ready_since(&self) -> Option<SystemTime> {
+        *self.ready_since.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Follows the state.

@@ -11,6 +11,7 @@ use anyhow::{bail, Context};
 use ring::rand::{SecureRandom, SystemRandom};
 use tracing::info;
 
+use crate::api::{self, ApiOptions};
 use crate::auth::Authenticator;
 use crate::config::{additional_host, Config, PathConfig, XdpMode as ConfigXdpMode};
 use crate::hooks;
@@ -27,12 +28,14 @@ use crate::paths::{PathError, PathState, Paths, ServedPath};
 use crate::session::{Session, SessionConfig};
 use crate::track::history::Retention;
 use crate::worker::registry::{Pending, Registry};
+use crate::worker::session_info::SessionInfo;
 use crate::worker::{Worker, WorkerStats};
 
 /// The HTTP side's handle on the relay.
 struct Control {
     paths: Arc<Paths>,
     registry: Arc<Registry>,
+    config: Config,
     session: SessionConfig,
     rng: SystemRandom,
 }
@@ -83,6 +86,35 @@ impl Viewers for Control {
 
     fn path(&self, path: &str) -> Result<Arc<ServedPath>, PathError> {
         self.paths.get(path)
+    }
+}
+
+impl api::Backend for Control {
+    fn paths(&self) -> Vec<Arc<ServedPath>> {
+        self.paths.all()
+    }
+
+    fn path(&self, name: &str) -> Option<Arc<ServedPath>> {
+        // Looked up, not made: asking about a name does not start its source.
+        self.paths.all().into_iter().find(|p| p.name == name)
+    }
+
+    fn sessions(&self) -> Vec<Arc<SessionInfo>> {
+        self.registry.sessions()
+    }
+
+    fn session(&self, id: &str) -> Option<Arc<SessionInfo>> {
+        self.registry.session(id)
+    }
+
+    fn kick(&self, id: &str) -> bool {
+        self.registry
+            .session(id)
+            .is_some_and(|s| self.registry.close(&s.path, id))
+    }
+
+    fn config(&self) -> &Config {
+        &self.config
     }
 }
 
@@ -171,6 +203,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
     let control = Arc::new(Control {
         paths,
         registry,
+        config: config.clone(),
         session: SessionConfig {
             candidates,
             mtu: config.udp_max_payload_size,
@@ -423,6 +456,22 @@ async fn control_plane(
         info!(address = %l.local_addr()?, "CPU profiles at /debug/pprof/profile");
         tokio::spawn(http::serve_pprof(l, config.read_timeout, auth.clone()));
     }
+    if config.api {
+        let addr = config.api_address;
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (apiAddress)"))?;
+        let local = l.local_addr()?;
+        info!("control API at http://{local}/v3/");
+        // Before the paths' URLs: tests and scripts read it from stdout until those.
+        println!("relay: API at http://{local}");
+        let opts = ApiOptions {
+            allow_origins: config.api_allow_origins.clone(),
+            read_timeout: config.read_timeout,
+            auth: auth.clone(),
+        };
+        tokio::spawn(api::serve(l, control.clone(), opts));
+    }
     announce(config, listener.local_addr()?);
     let hooks: Vec<_> = config
         .paths
@@ -433,7 +482,7 @@ async fn control_plane(
             let registry = control.registry.clone();
             Some(hooks::watch_path(
                 served,
-                source_type(&p.source),
+                p.source.mediamtx_type(),
                 p.hooks.clone(),
                 registry,
             ))
@@ -456,16 +505,6 @@ async fn control_plane(
         task.abort();
     }
     served
-}
-
-/// The source's type as MediaMTX names it to hooks (`MTX_SOURCE_TYPE`).
-fn source_type(source: &Source) -> &'static str {
-    match source {
-        Source::Publisher => "webRTCSession",
-        Source::Rtsp(_) => "rtspSource",
-        Source::Rtp { .. } => "udpSource",
-        Source::Demo => "demo",
-    }
 }
 
 /// Says where each path can be watched, in the log and on stdout (tests and scripts

@@ -90,24 +90,35 @@ impl Launch {
         let mut relay = RelayProcess {
             child,
             http: String::new(),
+            api: None,
             log,
             netns: self.netns.clone(),
             _dir: dir,
         };
-        // "relay: watch 'demo' at http://127.0.0.1:PORT/demo/"
-        let Ok(line) = rx.recv_timeout(START_TIMEOUT) else {
-            bail!(
-                "{} printed no URL within {START_TIMEOUT:?}; its log:\n{}",
-                self.binary.display(),
-                relay.log_tail()
-            );
-        };
-        let url = line
-            .split_once(" at ")
-            .with_context(|| format!("unexpected first line from the relay: {line}"))?
-            .1;
-        relay.http = crate::http::origin(url.trim()).to_string();
-        Ok(relay)
+        // "relay: API at http://127.0.0.1:PORT" (with `api`), then
+        // "relay: watch 'demo' at http://127.0.0.1:PORT/demo/" for each path.
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            let Ok(line) = rx.recv_timeout(wait) else {
+                bail!(
+                    "{} printed no URL within {START_TIMEOUT:?}; its log:\n{}",
+                    self.binary.display(),
+                    relay.log_tail()
+                );
+            };
+            let url = line
+                .split_once(" at ")
+                .with_context(|| format!("unexpected line from the relay: {line}"))?
+                .1;
+            let origin = crate::http::origin(url.trim()).to_string();
+            if line.starts_with("relay: API at ") {
+                relay.api = Some(origin);
+            } else {
+                relay.http = origin;
+                return Ok(relay);
+            }
+        }
     }
 
     /// Runs the relay expecting it to refuse to start: its exit code and what it wrote
@@ -178,6 +189,8 @@ pub struct RelayProcess {
     /// `http://IP:PORT`, where it serves WHEP and (unless `metricsAddress` is set) its
     /// metrics.
     pub http: String,
+    /// `http://IP:PORT` of the control API, when `api` is on.
+    pub api: Option<String>,
     log: Log,
     /// The network namespace it runs in, if not this process's.
     netns: Option<String>,

@@ -43,18 +43,7 @@ const GLOBAL: &[Feature] = &[
         "connection hooks",
         &["runOnConnect", "runOnConnectRestart", "runOnDisconnect"],
     ),
-    feature(
-        "control API",
-        &[
-            "api",
-            "apiAddress",
-            "apiEncryption",
-            "apiServerKey",
-            "apiServerCert",
-            "apiAllowOrigins",
-            "apiTrustedProxies",
-        ],
-    ),
+    feature("control API over TLS", &["apiServerKey", "apiServerCert"]),
     feature(
         "pprof over TLS and CORS",
         &["pprofServerKey", "pprofServerCert", "pprofAllowOrigins"],

@@ -11,14 +11,14 @@ use axum::http::{header, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 
-pub(super) struct Cors {
+pub(crate) struct Cors {
     any: bool,
     origins: Vec<String>,
 }
 
 impl Cors {
     /// `origins`: exact origins (`https://example.com`), or `*` among them for any.
-    pub(super) fn new(origins: Vec<String>) -> Cors {
+    pub(crate) fn new(origins: Vec<String>) -> Cors {
         Cors {
             any: origins.iter().any(|o| o == "*"),
             origins,
@@ -34,7 +34,7 @@ impl Cors {
     }
 }
 
-pub(super) async fn cors(State(cors): State<Arc<Cors>>, request: Request, next: Next) -> Response {
+pub(crate) async fn cors(State(cors): State<Arc<Cors>>, request: Request, next: Next) -> Response {
     let origin = request.headers().get(header::ORIGIN).cloned();
     let preflight = request.method() == Method::OPTIONS;
     let mut response = next.run(request).await;

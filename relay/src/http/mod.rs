@@ -31,7 +31,7 @@
 //! previous response, and the body of an offer within `readTimeout` more, or it is cut
 //! off. So idle and slow clients cannot hold connections, and their buffers, open.
 
-mod cors;
+pub(crate) mod cors;
 mod pprof;
 #[cfg(test)]
 mod tests;
@@ -118,8 +118,7 @@ pub async fn serve(
         metrics: opts.metrics,
         pprof: false,
         read_timeout: opts.read_timeout,
-        auth: opts.auth,
-        failures: Arc::default(),
+        gate: Gate::new(opts.auth),
     };
     let router = router(app).layer(axum::middleware::from_fn_with_state(
         Arc::new(cors::Cors::new(opts.allow_origins)),
@@ -141,8 +140,7 @@ pub async fn serve_metrics(
         metrics: Some(registry),
         pprof: false,
         read_timeout,
-        auth,
-        failures: Arc::default(),
+        gate: Gate::new(auth),
     };
     serve_connections(listener, with_logging(router(app)), read_timeout).await
 }
@@ -159,8 +157,7 @@ pub async fn serve_pprof(
         metrics: None,
         pprof: true,
         read_timeout,
-        auth,
-        failures: Arc::default(),
+        gate: Gate::new(auth),
     };
     serve_connections(listener, with_logging(router(app)), read_timeout).await
 }
@@ -174,7 +171,7 @@ const MAX_OFFER: usize = 64 * 1024;
 const MAX_HEADER: usize = 32 * 1024;
 
 /// Serves HTTP/1.1 on every connection `listener` accepts, each in its own task.
-async fn serve_connections(
+pub(crate) async fn serve_connections(
     listener: tokio::net::TcpListener,
     router: Router,
     read_timeout: Duration,
@@ -233,14 +230,12 @@ struct App {
     /// The profiling listener's.
     pprof: bool,
     read_timeout: Duration,
-    auth: Arc<Authenticator>,
-    /// Failed authentications of this listener, by address.
-    failures: Arc<Mutex<Failures>>,
+    gate: Gate,
 }
 
 /// The address of the connection a request came on (authentication's `ip`).
 #[derive(Debug, Clone, Copy)]
-struct Client(std::net::SocketAddr);
+pub(crate) struct Client(pub(crate) std::net::SocketAddr);
 
 fn router(app: App) -> Router {
     Router::new()
@@ -251,7 +246,7 @@ fn router(app: App) -> Router {
 
 /// One debug line per request (method, URI, status, latency); 5xx such as a full
 /// path are the client's business, not errors of the relay.
-fn with_logging(router: Router) -> Router {
+pub(crate) fn with_logging(router: Router) -> Router {
     router.layer(
         TraceLayer::new_for_http()
             .make_span_with(DefaultMakeSpan::new().level(Level::DEBUG))
@@ -342,9 +337,9 @@ async fn dispatch(State(app): State<Arc<App>>, request: Request) -> Response {
     if let (Some(registry), "/metrics") = (&app.metrics, request.uri().path()) {
         return match method {
             Method::GET | Method::HEAD => {
-                match authorize(&app, &request, Action::Metrics, "").await {
+                match app.gate.authorize(&request, Action::Metrics, "").await {
                     Ok(()) => metrics(&**registry, request.uri().query().unwrap_or_default()),
-                    Err(refused) => refused,
+                    Err(refused) => refused.respond(text),
                 }
             }
             _ => method_not_allowed(&method, "GET, HEAD"),
@@ -353,9 +348,9 @@ async fn dispatch(State(app): State<Arc<App>>, request: Request) -> Response {
     if app.pprof {
         return match (request.uri().path(), method) {
             (pprof::PROFILE, Method::GET) => {
-                match authorize(&app, &request, Action::Pprof, "").await {
+                match app.gate.authorize(&request, Action::Pprof, "").await {
                     Ok(()) => pprof::profile(request.uri().query().unwrap_or_default()).await,
-                    Err(refused) => refused,
+                    Err(refused) => refused.respond(text),
                 }
             }
             (pprof::PROFILE, method) => method_not_allowed(&method, "GET"),
@@ -381,8 +376,8 @@ async fn dispatch(State(app): State<Arc<App>>, request: Request) -> Response {
             Signal::Whep => Action::Read,
             Signal::Whip => Action::Publish,
         };
-        if let Err(refused) = authorize(&app, &request, action, &path).await {
-            return refused;
+        if let Err(refused) = app.gate.authorize(&request, action, &path).await {
+            return refused.respond(text);
         }
     }
     let served = match viewers.path(&path) {
@@ -505,34 +500,122 @@ async fn create(
         .into_response()
 }
 
-/// Allows `request` to do `action` on `path` (empty: the whole server), or answers it.
-fn authorize(
-    app: &App,
-    request: &Request,
-    action: Action,
-    path: &str,
-) -> impl std::future::Future<Output = Result<(), Response>> + Send + 'static {
-    // What the decision needs, taken before waiting (a request body is not Sync).
-    let query = request.uri().query().unwrap_or_default().to_owned();
-    // No address (a request made in process): one no `ips` rule matches.
-    let ip = request
-        .extensions()
-        .get::<Client>()
-        .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |c| c.0.ip());
-    let header = request.headers().get(header::AUTHORIZATION);
-    let credentials = Credentials::from_header(header.and_then(|v| v.to_str().ok()));
-    let (authenticator, failures, path) = (app.auth.clone(), app.failures.clone(), path.to_owned());
-    async move {
-        decide(
-            authenticator,
-            &failures,
-            action,
-            path,
-            ip,
-            credentials,
-            query,
-        )
-        .await
+/// Authentication of one listener's requests, and the addresses that failed it too
+/// often.
+pub(crate) struct Gate {
+    auth: Arc<Authenticator>,
+    failures: Arc<Mutex<Failures>>,
+}
+
+/// Why a request was not let through; each listener answers it in its own format
+/// ([`Refusal::respond`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// 400: credentials in the URL's query.
+    CredentialsInQuery,
+    /// 429: this address failed too often; it may try again after this long.
+    TooManyFailures(Duration),
+    /// 401: no credentials were sent, and some are needed.
+    CredentialsNeeded,
+    /// 401: the credentials sent do not allow the request.
+    Failed,
+    /// 500: the authentication itself failed inside the relay.
+    Internal,
+}
+
+impl Refusal {
+    fn status(&self) -> StatusCode {
+        match self {
+            Refusal::CredentialsInQuery => StatusCode::BAD_REQUEST,
+            Refusal::TooManyFailures(_) => StatusCode::TOO_MANY_REQUESTS,
+            Refusal::CredentialsNeeded | Refusal::Failed => StatusCode::UNAUTHORIZED,
+            Refusal::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            Refusal::CredentialsInQuery => format!(
+                "credentials in the URL ({}) are refused, since URLs end up in logs: send \
+                 them in the Authorization header (Basic user:password, or Bearer token)",
+                auth::QUERY_CREDENTIALS.join(", ")
+            ),
+            Refusal::TooManyFailures(_) => {
+                "too many failed authentications from this address: try again later".into()
+            }
+            Refusal::CredentialsNeeded => {
+                "authentication needed: send credentials in the Authorization header".into()
+            }
+            Refusal::Failed => "authentication failed".into(),
+            Refusal::Internal => {
+                "the relay failed to authenticate this request (see its log)".into()
+            }
+        }
+    }
+
+    /// The answer, its body made by `body` from the status and the message, with
+    /// `WWW-Authenticate` (the pages then ask for credentials) or `Retry-After`.
+    pub(crate) fn respond(self, body: fn(StatusCode, String) -> Response) -> Response {
+        let mut response = body(self.status(), self.message());
+        let headers = response.headers_mut();
+        match self {
+            Refusal::CredentialsNeeded | Refusal::Failed => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"relay\""),
+                );
+            }
+            Refusal::TooManyFailures(wait) => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(wait.as_secs().max(1)),
+                );
+            }
+            Refusal::CredentialsInQuery | Refusal::Internal => {}
+        }
+        response
+    }
+}
+
+impl Gate {
+    pub(crate) fn new(auth: Arc<Authenticator>) -> Gate {
+        Gate {
+            auth,
+            failures: Arc::default(),
+        }
+    }
+
+    /// Allows `request` to do `action` on `path` (empty: the whole server), or says why
+    /// not.
+    pub(crate) fn authorize(
+        &self,
+        request: &Request,
+        action: Action,
+        path: &str,
+    ) -> impl std::future::Future<Output = Result<(), Refusal>> + Send + 'static {
+        // What the decision needs, taken before waiting (a request body is not Sync).
+        let query = request.uri().query().unwrap_or_default().to_owned();
+        // No address (a request made in process): one no `ips` rule matches.
+        let ip = request
+            .extensions()
+            .get::<Client>()
+            .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |c| c.0.ip());
+        let header = request.headers().get(header::AUTHORIZATION);
+        let credentials = Credentials::from_header(header.and_then(|v| v.to_str().ok()));
+        let (authenticator, failures, path) =
+            (self.auth.clone(), self.failures.clone(), path.to_owned());
+        async move {
+            decide(
+                authenticator,
+                &failures,
+                action,
+                path,
+                ip,
+                credentials,
+                query,
+            )
+            .await
+        }
     }
 }
 
@@ -544,27 +627,14 @@ async fn decide(
     ip: std::net::IpAddr,
     credentials: Credentials,
     query: String,
-) -> Result<(), Response> {
+) -> Result<(), Refusal> {
     if auth::query_has_credentials(&query) {
-        return Err(text(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "credentials in the URL ({}) are refused, since URLs end up in logs: send \
-                 them in the Authorization header (Basic user:password, or Bearer token)",
-                auth::QUERY_CREDENTIALS.join(", ")
-            ),
-        ));
+        return Err(Refusal::CredentialsInQuery);
     }
     let now = std::time::Instant::now();
     let verdict = failures.lock().unwrap().verdict(ip, now);
     if let auth::Verdict::Limited(wait) = verdict {
-        let mut response = text(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many failed authentications from this address: try again later",
-        );
-        let seconds = HeaderValue::from(wait.as_secs().max(1));
-        response.headers_mut().insert(header::RETRY_AFTER, seconds);
-        return Err(response);
+        return Err(Refusal::TooManyFailures(wait));
     }
     let for_log = path.clone();
     let decided = tokio::task::spawn_blocking(move || {
@@ -584,32 +654,22 @@ async fn decide(
         Ok(Err(denied)) => denied,
         Err(e) => {
             tracing::error!("an authentication failed inside the relay: {e}");
-            return Err(text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the relay failed to authenticate this request (see its log)",
-            ));
+            return Err(Refusal::Internal);
         }
     };
-    let message = if denied.ask_credentials {
-        "authentication needed: send credentials in the Authorization header"
+    if denied.ask_credentials {
+        return Err(Refusal::CredentialsNeeded);
+    }
+    // Counted and logged; a client that sent none is only asked for some.
+    let limit_reached = failures.lock().unwrap().failed(ip, now);
+    let action = action.name();
+    if limit_reached {
+        tracing::warn!(%ip, action, path, reason = %denied,
+            "authentication failed; this address is refused for the rest of the minute");
     } else {
-        // Counted and logged; a client that sent none is only asked for some.
-        let limit_reached = failures.lock().unwrap().failed(ip, now);
-        let action = action.name();
-        if limit_reached {
-            tracing::warn!(%ip, action, path, reason = %denied,
-                "authentication failed; this address is refused for the rest of the minute");
-        } else {
-            tracing::warn!(%ip, action, path, reason = %denied, "authentication failed");
-        }
-        "authentication failed"
-    };
-    let mut response = text(StatusCode::UNAUTHORIZED, message);
-    response.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Basic realm=\"relay\""),
-    );
-    Err(response)
+        tracing::warn!(%ip, action, path, reason = %denied, "authentication failed");
+    }
+    Err(Refusal::Failed)
 }
 
 /// Runs a [`Viewers`] call off the async threads (the trait is synchronous and may

@@ -125,6 +125,18 @@ impl Source {
             Source::Rtp { sdp, .. } => Some(sdp.text()),
         }
     }
+
+    /// MediaMTX's name of this kind of source: the API's `source.type` and the hooks'
+    /// `MTX_SOURCE_TYPE` (for a publisher, once one publishes). `demoSource` is relay's
+    /// own.
+    pub fn mediamtx_type(&self) -> &'static str {
+        match self {
+            Source::Publisher => "webRTCSession",
+            Source::Rtsp(_) => "rtspSource",
+            Source::Rtp { .. } => "rtpSource",
+            Source::Demo => "demoSource",
+        }
+    }
 }
 
 /// The source as a config writes it (what [`Source::parse`] reads back).

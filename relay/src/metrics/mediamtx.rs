@@ -187,10 +187,7 @@ impl MediaMtx {
         encoder: &mut DescriptorEncoder,
         sessions: &[Arc<SessionInfo>],
     ) -> Result<(), Error> {
-        let mut outbound: BTreeMap<&str, u64> = BTreeMap::new();
-        for s in sessions {
-            *outbound.entry(&s.path).or_default() += s.counts().outbound_bytes;
-        }
+        let outbound = outbound_bytes(sessions);
         let paths: Vec<_> = self
             .paths
             .iter()
@@ -234,13 +231,7 @@ impl MediaMtx {
             MetricType::Gauge,
         )?;
         for (labels, p) in &paths {
-            let tracks = p.tracks();
-            let bytes: u64 = tracks
-                .iter()
-                .flat_map(|t| t.iter())
-                .map(|t| t.stats.bytes.load(Ordering::Relaxed))
-                .sum();
-            ConstGauge::new(bytes as f64).encode(family.encode_family(labels)?)?;
+            ConstGauge::new(inbound_bytes(p) as f64).encode(family.encode_family(labels)?)?;
         }
         let mut family = encoder.encode_descriptor(
             "paths_outbound_bytes",
@@ -254,4 +245,24 @@ impl MediaMtx {
         }
         Ok(())
     }
+}
+
+/// MediaMTX's `inboundBytes` of a path: the media payload its source delivered into its
+/// current tracks.
+pub(crate) fn inbound_bytes(path: &ServedPath) -> u64 {
+    path.tracks()
+        .iter()
+        .flat_map(|t| t.iter())
+        .map(|t| t.stats.bytes.load(Ordering::Relaxed))
+        .sum()
+}
+
+/// MediaMTX's `outboundBytes` of each path with sessions: what its current sessions
+/// were sent.
+pub(crate) fn outbound_bytes(sessions: &[Arc<SessionInfo>]) -> BTreeMap<&str, u64> {
+    let mut outbound: BTreeMap<&str, u64> = BTreeMap::new();
+    for s in sessions {
+        *outbound.entry(&s.path).or_default() += s.counts().outbound_bytes;
+    }
+    outbound
 }

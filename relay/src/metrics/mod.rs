@@ -24,6 +24,7 @@ use crate::worker::viewer::Reception;
 use crate::worker::WorkerStats;
 
 pub use mediamtx::Filter;
+pub(crate) use mediamtx::{inbound_bytes, outbound_bytes};
 
 /// A histogram kept in atomics, its buckets fixed: workers observe it without a lock,
 /// a scrape reads it. (prometheus_client's own takes a lock per observation.)
