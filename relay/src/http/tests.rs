@@ -792,13 +792,15 @@ fn headers_over_32_kib_are_a_431() {
     let server = Server::start(TestViewers::new(&["cam"]), options());
     let mut big = connect(&server.base);
     let padding = "x".repeat(33 * 1024);
-    write!(
-        big,
-        "GET /cam/ HTTP/1.1\r\nHost: relay\r\nX-Padding: {padding}\r\n\r\n"
-    )
-    .unwrap();
+    let request = format!("GET /cam/ HTTP/1.1\r\nHost: relay\r\nX-Padding: {padding}\r\n\r\n");
+    // The server answers and closes once it has read 32 KiB: the rest of the request
+    // may then meet a closed socket (EPIPE), and its reset may reach us before the 431.
+    let cut_off = big.write_all(request.as_bytes()).is_err();
     let (sent, _) = read_until_closed(&mut big, Instant::now());
-    assert!(sent.starts_with("HTTP/1.1 431"), "{sent}");
+    assert!(
+        sent.starts_with("HTTP/1.1 431") || (cut_off && sent.is_empty()),
+        "{sent}"
+    );
 
     // Just under the limit is served.
     let padding = "x".repeat(31 * 1024);
