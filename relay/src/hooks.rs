@@ -313,5 +313,8 @@ mod tests {
         );
         assert_eq!(words("echo $ {x", &env).unwrap(), ["echo", "$", "{x"]);
         assert!(words("echo 'unbalanced", &env).is_none());
+        assert_eq!(words("", &env).unwrap(), Vec::<String>::new());
+        assert_eq!(expand("$", &|_| "x".into()), "$");
+        assert_eq!(expand("${}", &|_| "x".into()), "x");
     }
 }

@@ -74,25 +74,12 @@ impl Backend for TestBackend {
 
 /// The API on a loopback port of its own, with `auth`; its base URL.
 fn start(auth: AuthConfig) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    listener.set_nonblocking(true).unwrap();
     let opts = ApiOptions {
         allow_origins: vec!["https://console.example".into()],
         read_timeout: Duration::from_secs(10),
         auth: Arc::new(Authenticator::new(auth, Duration::from_secs(10))),
     };
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            serve(listener, Arc::new(TestBackend::new()), opts).await;
-        });
-    });
-    base
+    crate::http::tests::spawn(move |listener| serve(listener, Arc::new(TestBackend::new()), opts))
 }
 
 fn agent() -> ureq::Agent {

@@ -191,7 +191,15 @@ fn credentials_come_from_basic_or_bearer() {
         Credentials::from_header(Some("Bearer abc.def.ghi")).token,
         "abc.def.ghi"
     );
-    for junk in ["Basic !!!", "Basic", "Digest x", "", "Basic bm9jb2xvbg=="] {
+    for junk in [
+        "Basic !!!",
+        "Basic",
+        "Digest x",
+        "",
+        " ",
+        "Bearer",
+        "Basic bm9jb2xvbg==",
+    ] {
         assert_eq!(
             Credentials::from_header(Some(junk)),
             Credentials::default(),
@@ -285,6 +293,10 @@ fn jwt_grants_its_claims_permissions_when_signed_by_the_set() {
         "signed by a key not in the set"
     );
     assert!(refused("not.a.jwt".into(), &mut jwks).is_err());
+    for junk in ["", ".", "..", "a.b", "\u{0}"] {
+        assert!(refused(junk.into(), &mut jwks).is_err(), "{junk:?}");
+    }
+    assert!(query_has_credentials("user") && !query_has_credentials(""));
     let mut no_claim = good.clone();
     no_claim
         .as_object_mut()

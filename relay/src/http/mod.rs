@@ -34,7 +34,7 @@
 pub(crate) mod cors;
 mod pprof;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

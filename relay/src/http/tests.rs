@@ -117,7 +117,9 @@ impl Server {
     }
 }
 
-fn spawn<F, Fut>(serve: F) -> String
+/// Runs `serve` on a loopback port of its own in a thread of its own (it ends with the
+/// test process); its base URL. The API's tests serve with it too.
+pub(crate) fn spawn<F, Fut>(serve: F) -> String
 where
     F: FnOnce(tokio::net::TcpListener) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()>,

@@ -42,6 +42,8 @@ impl Filter {
         let mut filter = Filter::default();
         for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
             match &*key {
+                // An empty value is no filter, as MediaMTX reads each.
+                "type" if value.is_empty() => filter.kind = None,
                 "type" => {
                     filter.kind = Some(match &*value {
                         "paths" => Kind::Paths,
@@ -55,8 +57,10 @@ impl Filter {
                         }
                     })
                 }
-                "path" => filter.path = Some(value.into_owned()),
-                "webrtc_session" => filter.session = Some(value.into_owned()),
+                "path" => filter.path = Some(value.into_owned()).filter(|v| !v.is_empty()),
+                "webrtc_session" => {
+                    filter.session = Some(value.into_owned()).filter(|v| !v.is_empty())
+                }
                 _ => {}
             }
         }
@@ -265,4 +269,27 @@ pub(crate) fn outbound_bytes(sessions: &[Arc<SessionInfo>]) -> BTreeMap<&str, u6
         *outbound.entry(&s.path).or_default() += s.counts().outbound_bytes;
     }
     outbound
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_read_mediamtx_queries_and_refuse_unknown_types() {
+        // Empty and junk queries select everything.
+        for query in ["", "&&&", "=", "%zz", "type", "type=", "path"] {
+            let filter = Filter::parse(query).unwrap_or_else(|e| panic!("{query}: {e}"));
+            assert!(filter.shows(Kind::Paths) && filter.shows_relay(), "{query}");
+        }
+        let paths = Filter::parse("type=paths&path=cam").unwrap();
+        assert!(paths.shows(Kind::Paths));
+        assert!(!paths.shows(Kind::WebrtcSessions) && !paths.shows_relay());
+        // A path filter alone hides the other families, as in MediaMTX.
+        let one = Filter::parse("path=cam").unwrap();
+        assert!(one.shows(Kind::Paths) && !one.shows(Kind::WebrtcSessions));
+        assert!(Filter::parse("type=hls_muxers")
+            .unwrap_err()
+            .contains("paths"));
+    }
 }
