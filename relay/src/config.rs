@@ -214,6 +214,15 @@ impl PathPattern {
         Some(Source::parse(&source, None).map(|source| self.path.with_source(source)))
     }
 
+    /// The first of `patterns` (in match order) that stands for `name`, and the path
+    /// config it makes for it: the one rule the path table and the API share.
+    pub fn first_match<'a>(
+        patterns: &'a [PathPattern],
+        name: &str,
+    ) -> Option<(&'a PathPattern, Result<PathConfig, SourceError>)> {
+        patterns.iter().find_map(|p| Some((p, p.config_for(name)?)))
+    }
+
     /// In match order, as MediaMTX's FindPathConf: by key, `all` and `all_others` last.
     fn match_order(&self) -> (bool, &str) {
         (matches!(self.key.as_str(), "all" | "all_others"), &self.key)

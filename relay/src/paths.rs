@@ -96,10 +96,7 @@ impl Paths {
             name: name.to_owned(),
             rule,
         })?;
-        let (pattern, config) = self
-            .patterns
-            .iter()
-            .find_map(|p| Some((p, p.config_for(name)?)))
+        let (pattern, config) = PathPattern::first_match(&self.patterns, name)
             .ok_or_else(|| PathError::Unknown(name.to_owned()))?;
         let config = config.map_err(|error| PathError::BadSource {
             name: name.to_owned(),

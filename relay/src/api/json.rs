@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::config::Config;
+use crate::config::{Config, PathPattern};
 use crate::ingest::Source;
 use crate::metrics::{inbound_bytes, outbound_bytes};
 use crate::paths::ServedPath;
@@ -192,10 +192,8 @@ fn conf(config: &Config, name: &str) -> Option<(String, Source)> {
     if let Some(path) = config.paths.get(name) {
         return Some((name.to_owned(), path.source.clone()));
     }
-    config.path_patterns.iter().find_map(|pattern| {
-        let path = pattern.config_for(name)?.ok()?;
-        Some((pattern.key.clone(), path.source))
-    })
+    let (pattern, path) = PathPattern::first_match(&config.path_patterns, name)?;
+    Some((pattern.key.clone(), path.ok()?.source))
 }
 
 /// MediaMTX's `WebRTCSession`, with relay's measures of what the peer reports beside
