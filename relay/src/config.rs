@@ -21,14 +21,16 @@ use regex::Regex;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::auth::AuthConfig;
-use crate::hooks::{Hook, PathHooks};
+use crate::hooks::{DemandHook, Hook, PathHooks};
 use crate::ingest::rtsp::RtspTransport;
 use crate::ingest::{Source, SourceError};
 use crate::track::history::Retention;
 
 mod auth;
+mod document;
 mod mediamtx;
 
+pub use document::{Document, Edit, EditError};
 pub use mediamtx::NotRun;
 
 /// The relay's settings, checked: every value here is one `relay serve` can run with.
@@ -354,13 +356,28 @@ impl Config {
         path: Option<&Path>,
         overrides: &Overrides,
     ) -> anyhow::Result<(Config, NotRun)> {
+        let (_, config, not_run) = Config::load_document(path, overrides)?;
+        Ok((config, not_run))
+    }
+
+    /// [`Config::load_noting`], and the file's keys as written, which the control API
+    /// edits ([`Document`]).
+    pub fn load_document(
+        path: Option<&Path>,
+        overrides: &Overrides,
+    ) -> anyhow::Result<(Document, Config, NotRun)> {
         let Some(path) = path else {
-            return Ok(Config::read(None, overrides)?);
+            let (config, not_run) = Config::read(None, overrides)?;
+            return Ok((Document::demo(), config, not_run));
         };
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the config file {}", path.display()))?;
-        Config::read(Some(&text), overrides)
-            .with_context(|| format!("config file {}", path.display()))
+        // Checked as written, so that errors give the file's own lines.
+        let (config, not_run) = Config::read(Some(&text), overrides)
+            .with_context(|| format!("config file {}", path.display()))?;
+        let document =
+            Document::parse(&text).with_context(|| format!("config file {}", path.display()))?;
+        Ok((document, config, not_run))
     }
 
     /// Reads and checks a config file's text.
@@ -597,6 +614,19 @@ struct RawPath {
     run_on_read_restart: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     run_on_unread: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    run_on_demand: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "yes_no_option"
+    )]
+    run_on_demand_restart: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none", with = "humantime_serde")]
+    run_on_demand_start_timeout: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none", with = "humantime_serde")]
+    run_on_demand_close_after: Option<Duration>,
+    #[serde(rename = "runOnUnDemand", skip_serializing_if = "Option::is_none")]
+    run_on_undemand: Option<String>,
 }
 
 impl Default for RawConfig {
@@ -996,7 +1026,10 @@ impl RawConfig {
                     .override_publisher
                     .or(defaults.override_publisher)
                     .unwrap_or(OVERRIDE_PUBLISHER),
-                hooks: path_hooks(path, defaults),
+                hooks: PathHooks {
+                    on_demand: check_run_on_demand(name, path, defaults, &parsed, problems),
+                    ..path_hooks(path, defaults)
+                },
                 source: parsed,
             };
             let Some(regex) = regex else {
@@ -1065,7 +1098,81 @@ fn path_hooks(path: &RawPath, defaults: &RawPath) -> PathHooks {
             [path.run_on_read_restart, defaults.run_on_read_restart],
         ),
         on_unread: command(&path.run_on_unread, &defaults.run_on_unread),
+        on_demand: None,
     }
+}
+
+/// `runOnDemand` and its keys, for the path `name`. The command publishes to the path,
+/// so only a `publisher` path runs it: another that sets it is refused, one that
+/// inherits it from pathDefaults does without.
+fn check_run_on_demand(
+    name: &str,
+    path: &RawPath,
+    defaults: &RawPath,
+    source: &Source,
+    problems: &mut Problems,
+) -> Option<DemandHook> {
+    let own = path.run_on_demand.as_deref().and_then(set);
+    let command = own.or(defaults.run_on_demand.as_deref().and_then(set))?;
+    if *source != Source::Publisher {
+        if own.is_some() {
+            problems.add(
+                format!("paths.{name}.runOnDemand"),
+                format!(
+                    "runOnDemand starts a command that publishes to the path, so the path \
+                     takes publishers: set source: publisher (its source is '{source}')"
+                ),
+            );
+        }
+        return None;
+    }
+    let default = OnDemand::default();
+    Some(DemandHook {
+        hook: Hook {
+            command: command.to_owned(),
+            restart: (path.run_on_demand_restart)
+                .or(defaults.run_on_demand_restart)
+                .unwrap_or(false),
+        },
+        start_timeout: positive(
+            (name, "runOnDemandStartTimeout", problems),
+            [
+                path.run_on_demand_start_timeout,
+                defaults.run_on_demand_start_timeout,
+            ],
+            default.start_timeout,
+        ),
+        close_after: positive(
+            (name, "runOnDemandCloseAfter", problems),
+            [
+                path.run_on_demand_close_after,
+                defaults.run_on_demand_close_after,
+            ],
+            default.close_after,
+        ),
+        on_undemand: (path.run_on_undemand.as_deref())
+            .or(defaults.run_on_undemand.as_deref())
+            .and_then(set)
+            .map(str::to_owned),
+    })
+}
+
+/// The duration path `name` has for `key`: its own, else pathDefaults', else `or`;
+/// 0s is a problem at the key that gave it.
+fn positive(
+    (name, key, problems): (&str, &str, &mut Problems),
+    [own, default]: [Option<Duration>; 2],
+    or: Duration,
+) -> Duration {
+    let value = own.or(default).unwrap_or(or);
+    if value.is_zero() {
+        let at = match own {
+            Some(_) => format!("paths.{name}.{key}"),
+            None => format!("pathDefaults.{key}"),
+        };
+        problems.add(at, "must be more than 0s, e.g. 10s");
+    }
+    value
 }
 
 /// `sourceOnDemand` and its timeouts, for the path `name`. Only pulled sources
@@ -1092,27 +1199,20 @@ fn check_on_demand(
         }
         return None;
     }
-    let mut timeout = |key: &str, own: Option<Duration>, default: Option<Duration>, or| {
-        let value = own.or(default).unwrap_or(or);
-        if value.is_zero() {
-            let at = match own {
-                Some(_) => format!("paths.{name}.{key}"),
-                None => format!("pathDefaults.{key}"),
-            };
-            problems.add(at, "must be more than 0s, e.g. 10s");
-        }
-        value
-    };
-    let start_timeout = timeout(
-        "sourceOnDemandStartTimeout",
-        path.source_on_demand_start_timeout,
-        defaults.source_on_demand_start_timeout,
+    let start_timeout = positive(
+        (name, "sourceOnDemandStartTimeout", problems),
+        [
+            path.source_on_demand_start_timeout,
+            defaults.source_on_demand_start_timeout,
+        ],
         OnDemand::default().start_timeout,
     );
-    let close_after = timeout(
-        "sourceOnDemandCloseAfter",
-        path.source_on_demand_close_after,
-        defaults.source_on_demand_close_after,
+    let close_after = positive(
+        (name, "sourceOnDemandCloseAfter", problems),
+        [
+            path.source_on_demand_close_after,
+            defaults.source_on_demand_close_after,
+        ],
         OnDemand::default().close_after,
     );
     on.then_some(OnDemand {
@@ -1149,6 +1249,15 @@ impl From<&Config> for RawConfig {
             run_on_read: path.hooks.on_read.as_ref().map(|h| h.command.clone()),
             run_on_read_restart: path.hooks.on_read.as_ref().map(|h| h.restart),
             run_on_unread: path.hooks.on_unread.clone(),
+            run_on_demand: path
+                .hooks
+                .on_demand
+                .as_ref()
+                .map(|d| d.hook.command.clone()),
+            run_on_demand_restart: path.hooks.on_demand.as_ref().map(|d| d.hook.restart),
+            run_on_demand_start_timeout: path.hooks.on_demand.as_ref().map(|d| d.start_timeout),
+            run_on_demand_close_after: path.hooks.on_demand.as_ref().map(|d| d.close_after),
+            run_on_undemand: (path.hooks.on_demand.as_ref()).and_then(|d| d.on_undemand.clone()),
         };
         let named = config.paths.iter().map(|(name, path)| {
             let written = path.with_source(path.source.to_string());
@@ -1536,7 +1645,12 @@ mod tests {
                 "runOnUnavailable",
                 "runOnRead",
                 "runOnReadRestart",
-                "runOnUnread"
+                "runOnUnread",
+                "runOnDemand",
+                "runOnDemandRestart",
+                "runOnDemandStartTimeout",
+                "runOnDemandCloseAfter",
+                "runOnUnDemand"
             ]
         );
         for key in config_fields {

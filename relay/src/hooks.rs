@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::paths::{PathState, ServedPath};
@@ -43,6 +42,21 @@ pub struct PathHooks {
     pub on_not_ready: Option<String>,
     pub on_read: Option<Hook>,
     pub on_unread: Option<String>,
+    pub on_demand: Option<DemandHook>,
+}
+
+/// `runOnDemand`: a command that publishes to a `source: publisher` path, run while
+/// viewers want the path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DemandHook {
+    pub hook: Hook,
+    /// `runOnDemandStartTimeout`: how long it has to publish before it is stopped
+    /// (and viewers waiting are told the path's state).
+    pub start_timeout: Duration,
+    /// `runOnDemandCloseAfter`: how long it runs on once nobody watches.
+    pub close_after: Duration,
+    /// `runOnUnDemand`: run once when it is stopped.
+    pub on_undemand: Option<String>,
 }
 
 impl PathHooks {
@@ -195,32 +209,38 @@ pub fn run_once(command_line: &str, env: Env) {
     }
 }
 
-/// Runs `path`'s hooks until the returned task is aborted (at shutdown): `runOnInit`
-/// from the start, `runOnReady`/`runOnNotReady` on its state, `runOnRead`/
-/// `runOnUnread` for each of its viewers (`registry` knows them).
-pub fn watch_path(
-    path: Arc<ServedPath>,
+/// Runs the hooks of path `name` until it ends ([`PathState::Removed`], or dropped):
+/// `runOnInit` from the start, `runOnReady`/`runOnNotReady` on its state, `runOnRead`/
+/// `runOnUnread` for each of its viewers (`registry` knows them). It follows the path
+/// through `states` only, so that it does not keep a path made from a pattern alive.
+pub async fn watch_path(
+    name: String,
+    states: watch::Receiver<PathState>,
     source_type: &'static str,
     hooks: PathHooks,
     registry: Arc<Registry>,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let base: Env = vec![
-            ("MTX_PATH", path.name.clone()),
-            ("RTSP_PORT", String::new()),
-        ];
-        let _init = hooks.on_init.as_ref().map(|h| start(h, base.clone()));
-        let ready = watch_ready(&path, source_type, &hooks, &base);
-        let readers = watch_readers(&path, &hooks, &base, &registry);
-        tokio::join!(ready, readers);
-    })
+) {
+    let base: Env = vec![("MTX_PATH", name.clone()), ("RTSP_PORT", String::new())];
+    let _init = hooks.on_init.as_ref().map(|h| start(h, base.clone()));
+    let ready = watch_ready(states.clone(), source_type, &hooks, &base);
+    let readers = watch_readers(&name, states, &hooks, &base, &registry);
+    tokio::join!(ready, readers);
 }
 
-async fn watch_ready(path: &ServedPath, source_type: &'static str, hooks: &PathHooks, base: &Env) {
+/// Whether the path has ended: removed, or its state's sender dropped with it.
+fn ended(states: &watch::Receiver<PathState>) -> bool {
+    states.has_changed().is_err() || *states.borrow() == PathState::Removed
+}
+
+async fn watch_ready(
+    mut states: watch::Receiver<PathState>,
+    source_type: &'static str,
+    hooks: &PathHooks,
+    base: &Env,
+) {
     if hooks.on_ready.is_none() && hooks.on_not_ready.is_none() {
         return;
     }
-    let mut states: watch::Receiver<PathState> = path.subscribe();
     let mut running: Option<Running> = None;
     let mut was_ready = false;
     loop {
@@ -240,25 +260,35 @@ async fn watch_ready(path: &ServedPath, source_type: &'static str, hooks: &PathH
             }
             was_ready = ready;
         }
-        if states.changed().await.is_err() {
+        if ended(&states) || states.changed().await.is_err() {
             drop(running);
             return;
         }
     }
 }
 
-async fn watch_readers(path: &ServedPath, hooks: &PathHooks, base: &Env, registry: &Registry) {
+async fn watch_readers(
+    name: &str,
+    mut states: watch::Receiver<PathState>,
+    hooks: &PathHooks,
+    base: &Env,
+    registry: &Registry,
+) {
     if hooks.on_read.is_none() && hooks.on_unread.is_none() {
         return;
     }
     let mut reading: HashMap<String, Option<Running>> = HashMap::new();
     loop {
-        let now: Vec<String> = registry
-            .sessions()
-            .into_iter()
-            .filter(|s| s.path == path.name && s.role == crate::worker::session_info::Role::Read)
-            .map(|s| s.id.clone())
-            .collect();
+        // The path's end ends the readings it had (its sessions are closed with it).
+        let now: Vec<String> = match ended(&states) {
+            true => Vec::new(),
+            false => registry
+                .sessions()
+                .into_iter()
+                .filter(|s| s.path == name && s.role == crate::worker::session_info::Role::Read)
+                .map(|s| s.id.clone())
+                .collect(),
+        };
         let env = |id: &str| {
             let mut env = base.clone();
             env.push(("MTX_READER_TYPE", "webRTCSession".into()));
@@ -283,7 +313,79 @@ async fn watch_readers(path: &ServedPath, hooks: &PathHooks, base: &Env, registr
                 run_once(command, env(&id));
             }
         }
-        tokio::time::sleep(READERS_POLL).await;
+        if ended(&states) {
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(READERS_POLL) => {}
+            // The end, or any change: looked at again at once.
+            _ = states.changed() => {}
+        }
+    }
+}
+
+/// Runs `runOnDemand` for `path` as MediaMTX does: started when a viewer asks for the
+/// path; stopped, then `runOnUnDemand` run, when it has not published within its start
+/// timeout, when nobody has watched for `close_after`, or when the path ends. Returns
+/// when the path ends or, `made` from a pattern, once the command stops (or nobody
+/// asks within `close_after`): the path then goes too.
+pub async fn run_on_demand(path: Arc<ServedPath>, demand: DemandHook, made: bool) {
+    let env: Env = vec![
+        ("MTX_PATH", path.name.clone()),
+        ("MTX_QUERY", String::new()),
+        ("RTSP_PORT", String::new()),
+    ];
+    loop {
+        let asked = tokio::select! {
+            () = path.demand_changed() => true,
+            () = path.closed() => false,
+            // A made path nobody watches was made by a request that did not (a page).
+            () = tokio::time::sleep(demand.close_after), if made => false,
+        };
+        if !asked {
+            return;
+        }
+        info!(path = %path.name, command = %demand.hook.command, "runOnDemand: starting");
+        let running = start(&demand.hook, env.clone());
+        let why = tokio::select! {
+            why = keep_while_wanted(&path, &demand) => why,
+            () = path.closed() => "the path was removed",
+        };
+        drop(running);
+        info!(path = %path.name, "runOnDemand: stopped, {why}");
+        if let Some(command) = &demand.on_undemand {
+            run_once(command, env.clone());
+        }
+        if made || path.state() == PathState::Removed {
+            return;
+        }
+    }
+}
+
+/// Waits while the command started by `runOnDemand` is wanted; says why it is not.
+async fn keep_while_wanted(path: &ServedPath, demand: &DemandHook) -> &'static str {
+    let mut states = path.subscribe();
+    let published = states.wait_for(PathState::is_ready);
+    if tokio::time::timeout(demand.start_timeout, published)
+        .await
+        .is_err()
+    {
+        return "it did not publish within runOnDemandStartTimeout";
+    }
+    loop {
+        if path.readers() > 0 {
+            // The last viewer leaving says so.
+            path.demand_changed().await;
+            continue;
+        }
+        tokio::select! {
+            () = path.demand_changed() => {}
+            () = tokio::time::sleep(demand.close_after) => {
+                if path.readers() == 0 {
+                    return "nobody watched for runOnDemandCloseAfter";
+                }
+            }
+        }
     }
 }
 

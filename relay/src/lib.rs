@@ -15,6 +15,7 @@ pub mod io;
 pub mod lifeline;
 pub mod metrics;
 pub mod paths;
+pub mod reload;
 pub mod server;
 pub mod session;
 pub mod srtp;

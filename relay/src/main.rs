@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use relay::config::{Config, LogLevel, Overrides};
+use relay::reload::ConfigSource;
 
 /// relay: a WebRTC media relay. Streams come in (RTP over UDP, a built-in demo clip)
 /// and fan out to browsers and other WHEP clients, with NACK loss recovery always on.
@@ -80,13 +81,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 workers,
                 xdp_interface: xdp,
             };
-            // The same loading as check-config's, with the flags in place of their keys.
-            let (config, not_run) = Config::load_noting(config.as_deref(), &flags)?;
+            // The same loading as check-config's, with the flags in place of their keys
+            // (at every reload too).
+            let source = ConfigSource {
+                file: config,
+                overrides: flags,
+            };
+            let (document, config, not_run) =
+                Config::load_document(source.file.as_deref(), &source.overrides)?;
             init_logs(&config);
             if !not_run.is_empty() {
                 tracing::warn!("{not_run}");
             }
-            relay::server::serve(config)
+            relay::server::serve(source, document, config)
         }
         Command::CheckConfig { config: file } => {
             let (config, not_run) = Config::load_noting(Some(&file), &Overrides::default())?;

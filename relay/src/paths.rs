@@ -10,7 +10,7 @@
 //! a publisher that comes back with the same codecs goes on writing the same tracks, so
 //! viewers already watching need not renegotiate.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -38,81 +38,209 @@ pub enum PathError {
         key: String,
         error: SourceError,
     },
+    /// Its source could not start (a port taken since the config was checked, say).
+    #[error("path '{name}' cannot start: {why}")]
+    NotStarted { name: String, why: String },
 }
 
-/// Starts what a path made from a pattern needs (its source) and returns it.
-pub type MakePath = Box<dyn Fn(&str, &PathConfig) -> Arc<ServedPath> + Send + Sync>;
+/// How paths begin and end: their sources and hooks. The relay's is in server.rs;
+/// tests give simpler ones.
+pub trait PathLife: Send + Sync {
+    /// The path `name` with `config`'s source started. `made` from a pattern, its source
+    /// ends once unwatched, and with it the path.
+    fn start(&self, name: &str, config: &PathConfig, made: bool)
+        -> anyhow::Result<Arc<ServedPath>>;
+    /// `path` is gone from the config: end its sessions and its source. Called with
+    /// the table locked, so that no request finds the path meanwhile; it must not ask
+    /// the table for anything.
+    fn stop(&self, path: &ServedPath);
+}
 
 /// The paths the relay serves, found by name as MediaMTX finds them: the path of that
 /// name in the config, else one made from the first [`PathPattern`] that matches it
 /// (`~regex`, `all_others`). A made path lives while it is used and is removed by
-/// [`Paths::remove_unused`].
+/// [`Paths::remove_unused`]. [`Paths::configure`] applies a (new) config: paths it
+/// does not change go on untouched.
 pub struct Paths {
-    /// Named in the config: they live as long as the relay.
-    named: HashMap<String, Arc<ServedPath>>,
+    life: Box<dyn PathLife>,
+    table: Mutex<Table>,
+}
+
+#[derive(Default)]
+struct Table {
+    /// Named in the config: they live until a config leaves them out or changes them.
+    named: HashMap<String, Entry>,
     /// In match order.
     patterns: Vec<PathPattern>,
-    make: MakePath,
     /// Made from a pattern and not yet found unused.
-    made: Mutex<HashMap<String, Arc<ServedPath>>>,
+    made: HashMap<String, Entry>,
+}
+
+/// A path and the settings it was started with.
+struct Entry {
+    config: PathConfig,
+    path: Arc<ServedPath>,
+}
+
+/// What [`Paths::configure`] did, by path name.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+    /// Named paths whose source could not start, and why.
+    pub failed: Vec<(String, String)>,
 }
 
 impl fmt::Debug for Paths {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let table = self.lock();
         f.debug_struct("Paths")
-            .field("named", &self.named.len())
-            .field("patterns", &self.patterns.len())
-            .finish_non_exhaustive()
+            .field("named", &table.named.len())
+            .field("patterns", &table.patterns.len())
+            .field("made", &table.made.len())
+            .finish()
     }
 }
 
 impl Paths {
-    pub fn new(
-        named: HashMap<String, Arc<ServedPath>>,
-        patterns: Vec<PathPattern>,
-        make: MakePath,
-    ) -> Paths {
+    /// No paths yet: [`Paths::configure`] adds them.
+    pub fn new(life: Box<dyn PathLife>) -> Paths {
         Paths {
-            named,
-            patterns,
-            make,
-            made: Mutex::default(),
+            life,
+            table: Mutex::default(),
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes the served paths those of `named` and `patterns`: paths whose settings
+    /// are the same go on as they are; the others are stopped (their sessions end) and
+    /// started anew. A path made from a pattern is stopped when the pattern that would
+    /// make it now gives other settings, or a named path takes its name; the next
+    /// request makes it again.
+    pub fn configure(
+        &self,
+        named: &BTreeMap<String, PathConfig>,
+        patterns: &[PathPattern],
+    ) -> Changes {
+        let mut changes = Changes::default();
+        let mut stopped = Vec::new();
+        let mut table = self.lock();
+        let old: Vec<String> = table.named.keys().cloned().collect();
+        for name in old {
+            match named.get(&name) {
+                Some(config) if *config == table.named[&name].config => {}
+                new => {
+                    let entry = table.named.remove(&name).expect("listed above");
+                    stopped.push(entry.path);
+                    match new {
+                        Some(_) => changes.changed.push(name),
+                        None => changes.removed.push(name),
+                    }
+                }
+            }
+        }
+        table.patterns = patterns.to_vec();
+        let made: Vec<String> = table.made.keys().cloned().collect();
+        for name in made {
+            let now = PathPattern::first_match(&table.patterns, &name).and_then(|(_, c)| c.ok());
+            let same =
+                !named.contains_key(&name) && now.as_ref() == Some(&table.made[&name].config);
+            if !same {
+                let entry = table.made.remove(&name).expect("listed above");
+                stopped.push(entry.path);
+                changes.removed.push(name);
+            }
+        }
+        // Before the new ones start: a changed RTP source binds the same port again.
+        for path in stopped {
+            self.life.stop(&path);
+        }
+        for (name, config) in named {
+            if table.named.contains_key(name) {
+                continue;
+            }
+            match self.life.start(name, config, false) {
+                Ok(path) => {
+                    let entry = Entry {
+                        config: config.clone(),
+                        path,
+                    };
+                    table.named.insert(name.clone(), entry);
+                    if !changes.changed.contains(name) {
+                        changes.added.push(name.clone());
+                    }
+                }
+                Err(e) => changes.failed.push((name.clone(), format!("{e:#}"))),
+            }
+        }
+        drop(table);
+        changes.added.sort();
+        changes.changed.sort();
+        changes.removed.sort();
+        changes
     }
 
     /// The path `name`, made now if a pattern stands for it and it does not exist.
     /// Requested names keep to the rules of configured ones ([`check_path_name`]).
     pub fn get(&self, name: &str) -> Result<Arc<ServedPath>, PathError> {
-        if let Some(path) = self.named.get(name) {
-            return Ok(path.clone());
+        let mut table = self.lock();
+        if let Some(entry) = table.named.get(name) {
+            return Ok(entry.path.clone());
         }
-        let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
         // One only this table holds has no source left (a made path's source ends when
         // unwatched): a new one takes its place.
-        if let Some(path) = made.get(name).filter(|p| Arc::strong_count(p) > 1) {
-            return Ok(path.clone());
+        if let Some(entry) = table
+            .made
+            .get(name)
+            .filter(|e| Arc::strong_count(&e.path) > 1)
+        {
+            return Ok(entry.path.clone());
         }
         check_path_name(name).map_err(|rule| PathError::BadName {
             name: name.to_owned(),
             rule,
         })?;
-        let (pattern, config) = PathPattern::first_match(&self.patterns, name)
+        let (pattern, config) = PathPattern::first_match(&table.patterns, name)
             .ok_or_else(|| PathError::Unknown(name.to_owned()))?;
         let config = config.map_err(|error| PathError::BadSource {
             name: name.to_owned(),
             key: pattern.key.clone(),
             error,
         })?;
-        let path = (self.make)(name, &config);
-        tracing::debug!(path = name, pattern = %pattern.key, "path made");
-        made.insert(name.to_owned(), path.clone());
+        let key = pattern.key.clone();
+        let path = self
+            .life
+            .start(name, &config, true)
+            .map_err(|e| PathError::NotStarted {
+                name: name.to_owned(),
+                why: format!("{e:#}"),
+            })?;
+        tracing::debug!(path = name, pattern = %key, "path made");
+        let entry = Entry {
+            config,
+            path: path.clone(),
+        };
+        table.made.insert(name.to_owned(), entry);
         Ok(path)
+    }
+
+    /// The path served now under `name`, if any: unlike [`Paths::get`], asking does
+    /// not make one (nor start its source).
+    pub fn find(&self, name: &str) -> Option<Arc<ServedPath>> {
+        let table = self.lock();
+        let entry = table.named.get(name).or_else(|| table.made.get(name))?;
+        Some(entry.path.clone())
     }
 
     /// Every path that exists now, by name.
     pub fn all(&self) -> Vec<Arc<ServedPath>> {
-        let made = self.made.lock().unwrap_or_else(|e| e.into_inner());
-        let mut all: Vec<_> = self.named.values().chain(made.values()).cloned().collect();
+        let table = self.lock();
+        let entries = table.named.values().chain(table.made.values());
+        let mut all: Vec<_> = entries.map(|e| e.path.clone()).collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
     }
@@ -122,9 +250,8 @@ impl Paths {
     /// the path out again, and it does so under the same lock, so a path found unused
     /// here stays unused.
     pub fn remove_unused(&self) {
-        let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
-        made.retain(|name, path| {
-            let used = Arc::strong_count(path) > 1;
+        self.lock().made.retain(|name, entry| {
+            let used = Arc::strong_count(&entry.path) > 1;
             if !used {
                 tracing::debug!(path = %name, "path removed: no publisher, viewer or source");
             }
@@ -150,6 +277,9 @@ pub enum PathState {
     },
     /// The source failed; it is tried again after `retry_in` (from when this was set).
     Failed { reason: String, retry_in: Duration },
+    /// The path left the config (or changed): its source and hooks end, and it stays
+    /// so whatever its source still sets.
+    Removed,
 }
 
 /// Ready states are equal when they hold the same tracks (the same `Arc`s) and leave
@@ -184,7 +314,8 @@ impl PartialEq for PathState {
             ) => a == b && x == y,
             (WaitingForPublisher, WaitingForPublisher)
             | (Idle, Idle)
-            | (Connecting, Connecting) => true,
+            | (Connecting, Connecting)
+            | (Removed, Removed) => true,
             _ => false,
         }
     }
@@ -212,6 +343,7 @@ impl PathState {
             PathState::Connecting => "connecting",
             PathState::Ready { .. } => "ready",
             PathState::Failed { .. } => "failed",
+            PathState::Removed => "removed",
         }
     }
 }
@@ -237,6 +369,7 @@ impl fmt::Display for PathState {
             PathState::Failed { reason, retry_in } => {
                 write!(f, "source error: {reason} (next try in {retry_in:.0?})")
             }
+            PathState::Removed => f.write_str("removed from the config"),
         }
     }
 }
@@ -434,6 +567,9 @@ impl ServedPath {
             }
         };
         let changed = self.state.send_if_modified(|old| {
+            if *old == PathState::Removed {
+                return false;
+            }
             let same = match (&*old, &state) {
                 (PathState::Failed { reason: a, .. }, PathState::Failed { reason: b, .. }) => {
                     a == b
@@ -456,6 +592,19 @@ impl ServedPath {
             (PathState::Failed { .. }, true, false) => tracing::warn!(path = %self.name, "{state}"),
             (_, true, false) => tracing::info!(path = %self.name, "{state}"),
         }
+    }
+
+    /// Ends the path: its state becomes [`PathState::Removed`] for good, which ends its
+    /// source and hooks.
+    pub fn close(&self) {
+        self.set_state(PathState::Removed);
+    }
+
+    /// Returns once the path is [closed](ServedPath::close).
+    pub async fn closed(&self) {
+        let mut states = self.subscribe();
+        // The sender lives in `self`: it cannot close while this waits.
+        let _ = states.wait_for(|s| *s == PathState::Removed).await;
     }
 
     /// When the path last became ready, if it is ready.
@@ -549,18 +698,112 @@ mod tests {
         }
     }
 
+    /// Starts every path as a publisher's and remembers what it stopped.
+    #[derive(Default)]
+    struct Publishers {
+        stopped: Mutex<Vec<String>>,
+    }
+
+    impl PathLife for Arc<Publishers> {
+        fn start(&self, name: &str, path: &PathConfig, _: bool) -> anyhow::Result<Arc<ServedPath>> {
+            anyhow::ensure!(name != "broken", "its port is taken");
+            Ok(Arc::new(ServedPath::for_publisher(
+                name,
+                path.max_readers,
+                true,
+            )))
+        }
+
+        fn stop(&self, path: &ServedPath) {
+            path.close();
+            self.stopped.lock().unwrap().push(path.name.clone());
+        }
+    }
+
+    /// The paths of `yaml`, started by `life`.
+    fn configured(yaml: &str, life: &Arc<Publishers>) -> Paths {
+        let config = crate::config::Config::from_yaml(yaml).unwrap();
+        let paths = Paths::new(Box::new(life.clone()));
+        paths.configure(&config.paths, &config.path_patterns);
+        paths
+    }
+
     /// The paths of `yaml`: its named ones waiting for publishers, made ones alike.
     fn paths(yaml: &str) -> Paths {
+        configured(yaml, &Arc::default())
+    }
+
+    /// Applies `yaml` to `paths`.
+    fn reconfigure(paths: &Paths, yaml: &str) -> Changes {
         let config = crate::config::Config::from_yaml(yaml).unwrap();
-        let publisher = |name: &str, path: &PathConfig| {
-            Arc::new(ServedPath::for_publisher(name, path.max_readers, true))
-        };
-        let named = config
-            .paths
-            .iter()
-            .map(|(name, path)| (name.clone(), publisher(name, path)))
-            .collect();
-        Paths::new(named, config.path_patterns, Box::new(publisher))
+        paths.configure(&config.paths, &config.path_patterns)
+    }
+
+    #[test]
+    fn a_new_config_restarts_only_the_paths_it_changes() {
+        let life = Arc::<Publishers>::default();
+        let paths = configured(
+            "paths:\n  same:\n  changed:\n  gone:\n  '~^cam(\\d+)$':\n  all_others:\n",
+            &life,
+        );
+        let same = paths.get("same").unwrap();
+        let changed = paths.get("changed").unwrap();
+        let gone = paths.get("gone").unwrap();
+        let cam1 = paths.get("cam1").unwrap();
+        let lobby = paths.get("lobby").unwrap();
+
+        let changes = reconfigure(
+            &paths,
+            "paths:\n  same:\n  changed:\n    maxReaders: 4\n  new:\n  cam1:\n  \
+             '~^cam(\\d+)$':\n  all_others:\n    maxReaders: 2\n",
+        );
+        let names = |v: &[&str]| -> Vec<String> { v.iter().map(|s| s.to_string()).collect() };
+        assert_eq!(
+            changes,
+            Changes {
+                added: names(&["cam1", "new"]),
+                changed: names(&["changed"]),
+                removed: names(&["cam1", "gone", "lobby"]),
+                failed: Vec::new(),
+            }
+        );
+        let mut stopped = life.stopped.lock().unwrap().clone();
+        stopped.sort();
+        assert_eq!(stopped, ["cam1", "changed", "gone", "lobby"]);
+        assert!(Arc::ptr_eq(&same, &paths.get("same").unwrap()), "untouched");
+        assert_eq!(same.state(), PathState::WaitingForPublisher);
+        for old in [&changed, &gone, &cam1, &lobby] {
+            assert_eq!(old.state(), PathState::Removed, "{}", old.name);
+        }
+        assert_eq!(paths.get("changed").unwrap().max_readers, 4);
+        assert_eq!(paths.get("gone").unwrap().max_readers, 2, "all_others' now");
+        assert!(
+            !Arc::ptr_eq(&cam1, &paths.get("cam1").unwrap()),
+            "named now"
+        );
+        assert!(
+            paths.find("lobby").is_none(),
+            "made again only when asked for"
+        );
+
+        // A path that cannot start is said, and the others go on.
+        let changes = reconfigure(&paths, "paths:\n  same:\n  broken:\n");
+        assert_eq!(changes.failed.len(), 1);
+        assert_eq!(changes.failed[0].0, "broken");
+        assert!(changes.failed[0].1.contains("its port is taken"));
+        assert!(Arc::ptr_eq(&same, &paths.get("same").unwrap()));
+        assert_eq!(
+            paths.get("broken").unwrap_err(),
+            PathError::Unknown("broken".into())
+        );
+    }
+
+    #[test]
+    fn a_removed_path_stays_removed_whatever_its_source_sets() {
+        let p = ServedPath::new("cam", 0, PathState::Connecting);
+        p.close();
+        p.set_state(PathState::Connecting);
+        assert_eq!(p.state(), PathState::Removed);
     }
 
     #[test]

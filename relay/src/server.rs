@@ -13,10 +13,12 @@ use tracing::info;
 
 use crate::api::{self, ApiOptions};
 use crate::auth::Authenticator;
-use crate::config::{additional_host, Config, PathConfig, XdpMode as ConfigXdpMode};
+use crate::config::{
+    additional_host, Config, Document, Edit, EditError, PathConfig, XdpMode as ConfigXdpMode,
+};
 use crate::hooks;
 use crate::http::{self, Created, Viewers, WhepError};
-use crate::ingest::rtsp::{self, RtspOptions};
+use crate::ingest::rtsp::{self, RtspOptions, RtspUrl};
 use crate::ingest::{self, Ingest, IngestOptions, PathCounters, Source};
 use crate::io::udp::{self, UdpOptions};
 use crate::io::wake::Wakers;
@@ -24,7 +26,8 @@ use crate::io::xdp::{self, XdpError, XdpMode, XdpOptions, XdpProgram, XskOptions
 use crate::io::{Receiver, Sender};
 use crate::lifeline::Lifeline;
 use crate::metrics::{Metrics, Totals};
-use crate::paths::{PathError, PathState, Paths, ServedPath};
+use crate::paths::{PathError, PathLife, PathState, Paths, ServedPath};
+use crate::reload::{self, ConfigSource, Reloader};
 use crate::session::{Session, SessionConfig};
 use crate::track::history::Retention;
 use crate::worker::registry::{Pending, Registry};
@@ -35,7 +38,7 @@ use crate::worker::{Worker, WorkerStats};
 struct Control {
     paths: Arc<Paths>,
     registry: Arc<Registry>,
-    config: Config,
+    reloader: Arc<Reloader>,
     session: SessionConfig,
     rng: SystemRandom,
 }
@@ -95,8 +98,7 @@ impl api::Backend for Control {
     }
 
     fn path(&self, name: &str) -> Option<Arc<ServedPath>> {
-        // Looked up, not made: asking about a name does not start its source.
-        self.paths.all().into_iter().find(|p| p.name == name)
+        self.paths.find(name)
     }
 
     fn sessions(&self) -> Vec<Arc<SessionInfo>> {
@@ -113,8 +115,12 @@ impl api::Backend for Control {
             .is_some_and(|s| self.registry.close(&s.path, id))
     }
 
-    fn config(&self) -> &Config {
-        &self.config
+    fn config(&self) -> Arc<Config> {
+        self.reloader.config()
+    }
+
+    fn edit(&self, edit: Edit) -> Result<(), EditError> {
+        self.reloader.edit(edit).map(drop)
     }
 }
 
@@ -155,8 +161,9 @@ fn session_id(rng: &dyn SecureRandom) -> Result<String, ring::error::Unspecified
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Runs the relay until SIGINT or SIGTERM (or a data-plane thread dies: an error).
-pub fn serve(config: Config) -> anyhow::Result<()> {
+/// Runs the relay with `config`, made of `document` from `source`, until SIGINT or
+/// SIGTERM (or a data-plane thread dies: an error).
+pub fn serve(source: ConfigSource, document: Document, config: Config) -> anyhow::Result<()> {
     let xdp = config.xdp_interface.as_deref();
     let workers = worker_count(&config)?;
     let ports = Ports::take(&config)?;
@@ -168,8 +175,8 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
 
     let wakers = Arc::new(Wakers::new(workers)?);
     let lifeline = Arc::new(Lifeline::default());
-    let (ingest, pulled, paths) = start_sources(&config, &wakers, &lifeline)?;
     let registry = Arc::new(Registry::new(wakers.clone()));
+    let (ingest, pulled, paths) = start_sources(&config, &wakers, &registry, &lifeline)?;
     let stop = Arc::new(AtomicBool::new(false));
     let threads = Threads {
         stop: stop.clone(),
@@ -200,10 +207,18 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         xdp_program,
         registry.clone(),
     );
+    let auth = Arc::new(Authenticator::new(config.auth.clone(), config.read_timeout));
+    let reloader = Reloader::new(
+        source,
+        document,
+        config.clone(),
+        paths.clone(),
+        auth.clone(),
+    );
     let control = Arc::new(Control {
         paths,
         registry,
-        config: config.clone(),
+        reloader: Arc::new(reloader),
         session: SessionConfig {
             candidates,
             mtu: config.udp_max_payload_size,
@@ -219,7 +234,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let result = runtime.block_on(control_plane(
-        &config, ports.http, control, metrics, &lifeline,
+        &config, ports.http, control, auth, metrics, &lifeline,
     ));
     info!("shutting down");
     bound_shutdown(SHUTDOWN_LIMIT);
@@ -295,13 +310,14 @@ impl Ports {
     }
 }
 
-/// The ingest for every configured path, the runtime of the pulled (RTSP) sources, and
-/// the paths as the rest of the relay shares them.
+/// The ingest for every configured path, the runtime of the pulled (RTSP) sources and
+/// of the hooks, and the paths as the rest of the relay shares them, started.
 fn start_sources(
     config: &Config,
     wakers: &Arc<Wakers>,
+    registry: &Arc<Registry>,
     lifeline: &Arc<Lifeline>,
-) -> anyhow::Result<(Ingest, tokio::runtime::Runtime, Arc<Paths>)> {
+) -> anyhow::Result<(Arc<Ingest>, tokio::runtime::Runtime, Arc<Paths>)> {
     let sources = config
         .paths
         .iter()
@@ -317,75 +333,110 @@ fn start_sources(
         },
         lifeline.clone(),
     )?;
-    let mut named: std::collections::HashMap<String, Arc<ServedPath>> = published
-        .into_iter()
-        .map(|p| {
-            let max_readers = config.paths[&p.path].max_readers;
-            let path = Arc::new(ServedPath::ready(p.path.clone(), max_readers, p.tracks));
-            (p.path, path)
-        })
-        .collect();
+    let ingest = Arc::new(ingest);
     // RTSP sessions are async (retina runs on tokio). They get a runtime of their own,
     // not the HTTP one: every camera's media goes through it all the time, while HTTP
     // work comes in bursts (an offer costs str0m's SDP and DTLS setup), and neither
-    // should make the other wait (a late read overflows a camera's UDP socket).
+    // should make the other wait (a late read overflows a camera's UDP socket). The
+    // paths' hooks, which only wait, run there too.
     let pulled = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("rtsp")
         .enable_all()
         .build()
         .context("starting the runtime of the RTSP sources")?;
-    let starter = Starter {
+    let starter = PathStarter {
         history: config.history,
         read_timeout: config.read_timeout,
         max_payload: config.udp_max_payload_size,
         wakers: wakers.clone(),
+        registry: registry.clone(),
+        ingest: ingest.clone(),
+        fixed: Mutex::new(published.into_iter().map(|p| (p.path, p.tracks)).collect()),
         pulled: pulled.handle().clone(),
     };
-    for (name, path) in &config.paths {
-        let counters = match path.source {
-            Source::Rtsp(_) => ingest
-                .counters()
-                .of(name)
-                .context("the ingest counts every configured path")?,
-            // A publisher's packets are counted by its session.
-            Source::Publisher => PathCounters::unlisted(name),
-            Source::Demo | Source::Rtp { .. } => continue,
-        };
-        named.insert(name.clone(), starter.start(name, path, counters, false));
+    let paths = Arc::new(Paths::new(Box::new(starter)));
+    let changes = paths.configure(&config.paths, &config.path_patterns);
+    if let Some((name, why)) = changes.failed.first() {
+        bail!("path '{name}' cannot start: {why}");
     }
-    let make = Box::new(move |name: &str, path: &PathConfig| {
-        starter.start(name, path, PathCounters::unlisted(name), true)
-    });
-    let paths = Paths::new(named, config.path_patterns.clone(), make);
-    Ok((ingest, pulled, Arc::new(paths)))
+    Ok((ingest, pulled, paths))
 }
 
-/// What starting a publisher's or a camera's path takes: at start for the config's
-/// paths, later for those made from patterns.
-struct Starter {
+/// How the relay starts and stops a path: its source, then its hooks.
+struct PathStarter {
     history: Retention,
     read_timeout: Duration,
     max_payload: usize,
     wakers: Arc<Wakers>,
-    /// The runtime of the RTSP sources.
+    /// Knows the sessions of a path: hooks follow its viewers, a stop ends them.
+    registry: Arc<Registry>,
+    ingest: Arc<Ingest>,
+    /// The tracks of the RTP and demo sources the ingest started with, until their
+    /// paths take them.
+    fixed: Mutex<std::collections::HashMap<String, Vec<Arc<crate::track::Track>>>>,
+    /// The runtime of the RTSP sources and of the hooks.
     pulled: tokio::runtime::Handle,
 }
 
-impl Starter {
-    /// The path `name` with `path`'s source (a publisher or rtsp://) started; `made`
-    /// from a pattern, its source ends once unwatched.
-    fn start(
+impl PathLife for PathStarter {
+    fn start(&self, name: &str, path: &PathConfig, made: bool) -> anyhow::Result<Arc<ServedPath>> {
+        let served = match &path.source {
+            Source::Publisher => self.start_publisher(name, path, made),
+            Source::Rtsp(url) => self.start_rtsp(name, path, url, made),
+            Source::Demo | Source::Rtp { .. } => {
+                let tracks = self
+                    .fixed
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(name)
+                    .context("an udp+rtp or demo source is started only with relay: restart it")?;
+                Arc::new(ServedPath::ready(name, path.max_readers, tracks))
+            }
+        };
+        if !path.hooks.is_empty() {
+            self.pulled.spawn(hooks::watch_path(
+                name.to_owned(),
+                served.subscribe(),
+                path.source.mediamtx_type(),
+                path.hooks.clone(),
+                self.registry.clone(),
+            ));
+        }
+        Ok(served)
+    }
+
+    fn stop(&self, path: &ServedPath) {
+        path.close();
+        let closed = self.registry.close_path(&path.name);
+        info!(path = %path.name, sessions = closed, "path stopped");
+    }
+}
+
+impl PathStarter {
+    /// A `publisher` path, with its `runOnDemand` command if it has one.
+    fn start_publisher(&self, name: &str, path: &PathConfig, made: bool) -> Arc<ServedPath> {
+        let mut served = ServedPath::for_publisher(name, path.max_readers, path.override_publisher)
+            .with_retention(self.history);
+        let Some(demand) = path.hooks.on_demand.clone() else {
+            return Arc::new(served);
+        };
+        served = served.with_on_demand(demand.start_timeout);
+        let served = Arc::new(served);
+        self.pulled
+            .spawn(hooks::run_on_demand(served.clone(), demand, made));
+        served
+    }
+
+    /// A camera's path, its source pulled from now (or from its first viewer, on
+    /// demand).
+    fn start_rtsp(
         &self,
         name: &str,
         path: &PathConfig,
-        counters: PathCounters,
+        url: &RtspUrl,
         made: bool,
     ) -> Arc<ServedPath> {
-        let Source::Rtsp(url) = &path.source else {
-            let served = ServedPath::for_publisher(name, path.max_readers, path.override_publisher);
-            return Arc::new(served.with_retention(self.history));
-        };
         let initial = match path.on_demand {
             Some(_) => PathState::Idle,
             None => PathState::Connecting,
@@ -403,12 +454,17 @@ impl Starter {
             max_payload: self.max_payload,
             ends_unwatched: made,
         };
+        // The ingest lists the counters of the paths it started with.
+        let counters = match made {
+            true => None,
+            false => self.ingest.counters().of(name),
+        };
         self.pulled.spawn(rtsp::run(
             served.clone(),
             url.clone(),
             opts,
             self.wakers.clone(),
-            counters,
+            counters.unwrap_or_else(|| PathCounters::unlisted(name)),
         ));
         served
     }
@@ -420,6 +476,7 @@ async fn control_plane(
     config: &Config,
     listener: std::net::TcpListener,
     control: Arc<Control>,
+    auth: Arc<Authenticator>,
     metrics: Metrics,
     lifeline: &Lifeline,
 ) -> anyhow::Result<()> {
@@ -427,7 +484,6 @@ async fn control_plane(
     let registry_metrics = config
         .metrics
         .then(|| Arc::new(metrics.clone()) as Arc<dyn http::Scrape>);
-    let auth = Arc::new(Authenticator::new(config.auth.clone(), config.read_timeout));
     let mut http_opts = http::HttpOptions {
         allow_origins: config.webrtc_allow_origins.clone(),
         metrics: None,
@@ -473,21 +529,8 @@ async fn control_plane(
         tokio::spawn(api::serve(l, control.clone(), opts));
     }
     announce(config, listener.local_addr()?);
-    let hooks: Vec<_> = config
-        .paths
-        .iter()
-        .filter(|(_, p)| !p.hooks.is_empty())
-        .filter_map(|(name, p)| {
-            let served = control.paths.get(name).ok()?;
-            let registry = control.registry.clone();
-            Some(hooks::watch_path(
-                served,
-                p.source.mediamtx_type(),
-                p.hooks.clone(),
-                registry,
-            ))
-        })
-        .collect();
+    let watch = tokio::spawn(reload::watch_file(control.reloader.clone()));
+    let hangups = tokio::spawn(reload_on_hangup(control.reloader.clone()));
     let housekeeping = tokio::spawn(housekeeping(
         control.registry.clone(),
         control.paths.clone(),
@@ -500,11 +543,27 @@ async fn control_plane(
         why = lifeline.ended() => Err(anyhow::anyhow!("{why}")),
     };
     housekeeping.abort();
-    // Their commands get SIGINT as the tasks drop them.
-    for task in hooks {
-        task.abort();
-    }
+    watch.abort();
+    hangups.abort();
     served
+}
+
+/// SIGHUP reloads the config file, as for MediaMTX.
+async fn reload_on_hangup(reloader: Arc<Reloader>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot handle SIGHUP: edit the config file to reload it");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        match reloader.file() {
+            Some(file) => info!(file = %file.display(), "SIGHUP: reloading the config"),
+            None => info!("SIGHUP: relay runs without a config file; nothing to reload"),
+        }
+        if reloader.file().is_some() {
+            reload::reload_now(&reloader).await;
+        }
+    }
 }
 
 /// Says where each path can be watched, in the log and on stdout (tests and scripts

@@ -11,11 +11,19 @@
 //! | `GET /v3/paths/list`, `get/{name}`        | the paths served now (`Path`)           |
 //! | `GET /v3/webrtcsessions/list`, `get/{id}` | viewers and publishers (`WebRTCSession`)|
 //! | `POST /v3/webrtcsessions/kick/{id}`       | ends the session                        |
+//! | `PATCH /v3/config/global/patch`           | sets top-level keys                     |
+//! | `PATCH /v3/config/pathdefaults/patch`     | sets keys of `pathDefaults`             |
+//! | `POST /v3/config/paths/add/{name}`        | adds a path                             |
+//! | `PATCH /v3/config/paths/patch/{name}`     | sets keys of a path                     |
+//! | `POST /v3/config/paths/replace/{name}`    | sets a path to these keys only          |
+//! | `DELETE /v3/config/paths/delete/{name}`   | removes a path                          |
 //!
-//! MediaMTX's routes that change the config (`.../patch`, `.../add`, `.../replace`,
-//! `.../delete`) are answered 501: relay reads its config once, at start. Every request
-//! (but a CORS preflight) is authenticated with action `api` first; errors are
-//! MediaMTX's `{"status":"error","error":"..."}`.
+//! A change is applied at once, as a reload of the file would ([`crate::reload`]):
+//! accepted only if the config with it loads (else 400 with every problem), and kept
+//! until the file is next reloaded (the file is not written). Every request (but a
+//! CORS preflight) is authenticated with action `api` first; errors are MediaMTX's
+//! `{"status":"error","error":"..."}`. The config is shown with passwords replaced by
+//! `<redacted>`, as MediaMTX shows it.
 //!
 //! The API has a listener of its own (`apiAddress`), served like the WHEP one
 //! ([`crate::http::serve_connections`]: `readTimeout`, the header size limit).
@@ -28,15 +36,16 @@ mod tests;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, patch, post};
 use axum::{Json, Router};
 
 use crate::auth::{Action, Authenticator};
-use crate::config::Config;
+use crate::config::{Config, Edit, EditError};
 use crate::http::{self, cors::Cors, Gate};
 use crate::paths::ServedPath;
 use crate::worker::session_info::SessionInfo;
@@ -55,8 +64,10 @@ pub trait Backend: Send + Sync + 'static {
     fn session(&self, id: &str) -> Option<Arc<SessionInfo>>;
     /// Ends session `id`; false if there is none.
     fn kick(&self, id: &str) -> bool;
-    /// The config the relay runs with.
-    fn config(&self) -> &Config;
+    /// The config in effect.
+    fn config(&self) -> Arc<Config>;
+    /// Makes `edit` to the config and applies it. Blocking: paths start and stop.
+    fn edit(&self, edit: Edit) -> Result<(), EditError>;
 }
 
 pub struct ApiOptions {
@@ -106,17 +117,20 @@ fn router(app: Arc<App>) -> Router {
         .route("/v3/webrtcsessions/list", get(sessions_list))
         .route("/v3/webrtcsessions/get/{id}", get(sessions_get))
         .route("/v3/webrtcsessions/kick/{id}", post(sessions_kick))
-        .route(
-            "/v3/config/global/patch",
-            axum::routing::any(config_is_fixed),
-        )
+        .route("/v3/config/global/patch", patch(config_global_patch))
         .route(
             "/v3/config/pathdefaults/patch",
-            axum::routing::any(config_is_fixed),
+            patch(config_path_defaults_patch),
+        )
+        .route("/v3/config/paths/add/{*name}", post(config_paths_add))
+        .route("/v3/config/paths/patch/{*name}", patch(config_paths_patch))
+        .route(
+            "/v3/config/paths/replace/{*name}",
+            post(config_paths_replace),
         )
         .route(
-            "/v3/config/paths/{change}/{*name}",
-            axum::routing::any(config_change),
+            "/v3/config/paths/delete/{*name}",
+            delete(config_paths_delete),
         )
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|method: Method| async move { ApiError::Method(method) })
@@ -136,7 +150,7 @@ async fn authenticate(State(gate): State<Arc<Gate>>, request: Request, next: Nex
 }
 
 /// Why a request failed, as MediaMTX answers it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 enum ApiError {
     /// 400
     #[error("{0}")]
@@ -156,12 +170,9 @@ enum ApiError {
     /// 405
     #[error("{0} is not allowed on this route")]
     Method(Method),
-    /// 501: MediaMTX's config changes need a reload relay does not have yet.
-    #[error(
-        "relay cannot change its config at run time yet: edit the config file and \
-         restart relay"
-    )]
-    ConfigIsFixed,
+    /// 400 or 404: a config change refused.
+    #[error(transparent)]
+    Edit(#[from] EditError),
 }
 
 impl IntoResponse for ApiError {
@@ -173,7 +184,8 @@ impl IntoResponse for ApiError {
             | ApiError::NoSession(_)
             | ApiError::NoRoute => StatusCode::NOT_FOUND,
             ApiError::Method(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::ConfigIsFixed => StatusCode::NOT_IMPLEMENTED,
+            ApiError::Edit(EditError::NoPath(_)) => StatusCode::NOT_FOUND,
+            ApiError::Edit(_) => StatusCode::BAD_REQUEST,
         };
         error_body(status, self.to_string())
     }
@@ -194,23 +206,38 @@ async fn info(State(app): AppState) -> Json<json::Info> {
     Json(json::Info::new(app.started))
 }
 
-/// The config as MediaMTX's JSON: the keys of relay's config file, as it writes them.
+/// The config as MediaMTX's JSON: the keys of relay's config file, as it writes them,
+/// with the users' passwords redacted as MediaMTX redacts them.
 fn config_json(config: &Config) -> serde_json::Map<String, serde_json::Value> {
-    match serde_json::to_value(config) {
+    let mut keys = match serde_json::to_value(config) {
         Ok(serde_json::Value::Object(map)) => map,
         other => unreachable!("a config serializes to a map, not {other:?}"),
+    };
+    if let Some(serde_json::Value::Array(users)) = keys.get_mut("authInternalUsers") {
+        for user in users {
+            match user.get_mut("pass") {
+                Some(pass) if pass.as_str().is_some_and(|p| !p.is_empty()) => {
+                    *pass = REDACTED.into();
+                }
+                _ => {}
+            }
+        }
     }
+    keys
 }
 
+/// What a password reads as in the API's answers.
+const REDACTED: &str = "<redacted>";
+
 async fn config_global(State(app): AppState) -> Json<serde_json::Value> {
-    let mut global = config_json(app.backend.config());
+    let mut global = config_json(&app.backend.config());
     global.remove("paths");
     global.remove("pathDefaults");
     Json(global.into())
 }
 
 async fn config_path_defaults(State(app): AppState) -> Json<serde_json::Value> {
-    let mut config = config_json(app.backend.config());
+    let mut config = config_json(&app.backend.config());
     Json(config.remove("pathDefaults").unwrap_or_default())
 }
 
@@ -234,29 +261,79 @@ async fn config_paths_list(
     State(app): AppState,
     page: Page,
 ) -> Json<page::List<serde_json::Value>> {
-    Json(page.of(path_confs(app.backend.config())))
+    Json(page.of(path_confs(&app.backend.config())))
 }
 
 async fn config_paths_get(
     State(app): AppState,
     UrlPath(name): UrlPath<String>,
 ) -> Answer<serde_json::Value> {
-    path_confs(app.backend.config())
+    path_confs(&app.backend.config())
         .into_iter()
         .find(|conf| conf["name"] == name.as_str())
         .map(Json)
         .ok_or(ApiError::NoPathConf(name))
 }
 
-async fn config_is_fixed() -> ApiError {
-    ApiError::ConfigIsFixed
+/// A change's body: a JSON object of MediaMTX's keys.
+type Keys = serde_json::Map<String, serde_json::Value>;
+
+/// Reads a change's body, refusing what is not a JSON object with a 400 that says so
+/// (axum's own `Json` rejection is not MediaMTX's error object).
+fn keys(body: &[u8]) -> Result<Keys, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "the body must be a JSON object of config keys: {e}"
+        ))
+    })
 }
 
-async fn config_change(UrlPath((change, _)): UrlPath<(String, String)>) -> ApiError {
-    match change.as_str() {
-        "add" | "patch" | "replace" | "delete" => ApiError::ConfigIsFixed,
-        _ => ApiError::NoRoute,
-    }
+/// Applies `edit` off the async threads (it may start and stop paths).
+async fn change(app: &App, edit: Edit) -> Answer<json::Success> {
+    let backend = app.backend.clone();
+    tokio::task::spawn_blocking(move || backend.edit(edit))
+        .await
+        .map_err(|e| ApiError::BadRequest(format!("the change failed: {e}")))??;
+    Ok(Json(json::Success { status: "ok" }))
+}
+
+async fn config_global_patch(State(app): AppState, body: Bytes) -> Answer<json::Success> {
+    change(&app, Edit::Global(keys(&body)?)).await
+}
+
+async fn config_path_defaults_patch(State(app): AppState, body: Bytes) -> Answer<json::Success> {
+    change(&app, Edit::PathDefaults(keys(&body)?)).await
+}
+
+async fn config_paths_add(
+    State(app): AppState,
+    UrlPath(name): UrlPath<String>,
+    body: Bytes,
+) -> Answer<json::Success> {
+    change(&app, Edit::AddPath(name, keys(&body)?)).await
+}
+
+async fn config_paths_patch(
+    State(app): AppState,
+    UrlPath(name): UrlPath<String>,
+    body: Bytes,
+) -> Answer<json::Success> {
+    change(&app, Edit::PatchPath(name, keys(&body)?)).await
+}
+
+async fn config_paths_replace(
+    State(app): AppState,
+    UrlPath(name): UrlPath<String>,
+    body: Bytes,
+) -> Answer<json::Success> {
+    change(&app, Edit::ReplacePath(name, keys(&body)?)).await
+}
+
+async fn config_paths_delete(
+    State(app): AppState,
+    UrlPath(name): UrlPath<String>,
+) -> Answer<json::Success> {
+    change(&app, Edit::DeletePath(name)).await
 }
 
 async fn paths_list(State(app): AppState, page: Page) -> Json<page::List<json::Path>> {
@@ -266,7 +343,7 @@ async fn paths_list(State(app): AppState, page: Page) -> Json<page::List<json::P
     let config = app.backend.config();
     let items = paths
         .iter()
-        .map(|p| json::Path::new(p, config, &sessions))
+        .map(|p| json::Path::new(p, &config, &sessions))
         .collect();
     Json(page.of(items))
 }
@@ -276,7 +353,7 @@ async fn paths_get(State(app): AppState, UrlPath(name): UrlPath<String>) -> Answ
     let sessions = app.backend.sessions();
     Ok(Json(json::Path::new(
         &path,
-        app.backend.config(),
+        &app.backend.config(),
         &sessions,
     )))
 }

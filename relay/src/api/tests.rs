@@ -8,22 +8,28 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::auth::{AuthConfig, PathRule, Permission, Secret, User};
+use crate::config::Document;
 use crate::paths::PathState;
 use crate::worker::session_info::Role;
 
 struct TestBackend {
     paths: Vec<Arc<ServedPath>>,
     sessions: Mutex<Vec<Arc<SessionInfo>>>,
-    config: Config,
+    /// The config's keys and the config they make, changed by edits.
+    config: Mutex<(Document, Arc<Config>)>,
 }
+
+const CONFIG: &str = "authInternalUsers:\n- user: admin\n  pass: secret\n  \
+                      permissions:\n  - action: api\n- user: any\n  permissions:\n  \
+                      - action: read\npaths:\n  cams/front:\n    source: demo\n  live:\n  \
+                      all_others:\n";
 
 impl TestBackend {
     /// `cams/front` plays the demo and has viewer `v2`; `live` waits for a publisher
     /// and has viewer `v1`; `other` was made from `all_others` for someone's request.
     fn new() -> TestBackend {
-        let config =
-            Config::from_yaml("paths:\n  cams/front:\n    source: demo\n  live:\n  all_others:\n")
-                .unwrap();
+        let document = Document::parse(CONFIG).unwrap();
+        let config = Arc::new(Config::from_yaml(CONFIG).unwrap());
         TestBackend {
             paths: vec![
                 Arc::new(ServedPath::ready("cams/front", 0, Vec::new())),
@@ -38,7 +44,7 @@ impl TestBackend {
                     Role::Read,
                 )),
             ]),
-            config,
+            config: Mutex::new((document, config)),
         }
     }
 }
@@ -67,8 +73,15 @@ impl Backend for TestBackend {
         sessions.len() < before
     }
 
-    fn config(&self) -> &Config {
-        &self.config
+    fn config(&self) -> Arc<Config> {
+        self.config.lock().unwrap().1.clone()
+    }
+
+    fn edit(&self, edit: Edit) -> Result<(), EditError> {
+        let mut config = self.config.lock().unwrap();
+        let (document, edited) = config.0.edited(edit, &Default::default())?;
+        *config = (document, Arc::new(edited));
+        Ok(())
     }
 }
 
@@ -92,12 +105,17 @@ fn agent() -> ureq::Agent {
 
 /// Status and JSON body of `method` on `base` + `path`.
 fn call(base: &str, method: &str, path: &str) -> (u16, Value) {
+    send(base, method, path, "")
+}
+
+/// [`call`] with `body` (none if empty).
+fn send(base: &str, method: &str, path: &str, body: &str) -> (u16, Value) {
     let url = format!("{base}{path}");
     let agent = agent();
     let mut response = match method {
         "GET" => agent.get(&url).call(),
-        "POST" => agent.post(&url).send_empty(),
-        "PATCH" => agent.patch(&url).send_empty(),
+        "POST" => agent.post(&url).send(body),
+        "PATCH" => agent.patch(&url).send(body),
         "DELETE" => agent.delete(&url).call(),
         _ => unreachable!(),
     }
@@ -220,26 +238,159 @@ fn routes_answer_mediamtx_objects_and_errors() {
 }
 
 #[test]
-fn config_changes_are_refused_until_relay_reloads() {
+fn config_changes_apply_to_the_files_keys_and_only_if_they_load() {
     let base = start(AuthConfig::mediamtx_default());
-    for (method, route) in [
-        ("PATCH", "/v3/config/global/patch"),
-        ("PATCH", "/v3/config/pathdefaults/patch"),
-        ("POST", "/v3/config/paths/add/cam"),
-        ("PATCH", "/v3/config/paths/patch/cams/front"),
-        ("POST", "/v3/config/paths/replace/cam"),
-        ("DELETE", "/v3/config/paths/delete/cam"),
-    ] {
-        let (status, body) = call(&base, method, route);
-        assert_eq!(status, 501, "{method} {route}");
+    let ok = json!({"status": "ok"});
+    let conf = |name: &str| call(&base, "GET", &format!("/v3/config/paths/get/{name}"));
+
+    let added = send(
+        &base,
+        "POST",
+        "/v3/config/paths/add/cams/back",
+        r#"{"source": "publisher", "maxReaders": 3, "name": "ignored"}"#,
+    );
+    assert_eq!(added, (200, ok.clone()));
+    let (status, back) = conf("cams/back");
+    assert_eq!(
+        (status, &back["maxReaders"], &back["name"]),
+        (200, &json!(3), &json!("cams/back"))
+    );
+    assert_eq!(
+        send(&base, "POST", "/v3/config/paths/add/cams/back", "{}"),
+        (400, error("path 'cams/back' already exists"))
+    );
+
+    // A patch sets its keys; the others stay, a null among them too.
+    let patched = send(
+        &base,
+        "PATCH",
+        "/v3/config/paths/patch/cams/back",
+        r#"{"overridePublisher": false, "maxReaders": null}"#,
+    );
+    assert_eq!(patched, (200, ok.clone()));
+    let (_, back) = conf("cams/back");
+    assert_eq!(
+        (&back["maxReaders"], &back["overridePublisher"]),
+        (&json!(3), &json!(false))
+    );
+    // `live:` is written with no keys: patching it gives it one.
+    assert_eq!(
+        send(
+            &base,
+            "PATCH",
+            "/v3/config/paths/patch/live",
+            r#"{"maxReaders": 1}"#
+        ),
+        (200, ok.clone())
+    );
+    assert_eq!(conf("live").1["maxReaders"], 1);
+
+    // A replace leaves only its keys: the rest is pathDefaults'.
+    let replaced = send(
+        &base,
+        "POST",
+        "/v3/config/paths/replace/cams/back",
+        r#"{"source": "publisher"}"#,
+    );
+    assert_eq!(replaced, (200, ok.clone()));
+    assert_eq!(conf("cams/back").1["maxReaders"], 0);
+    assert_eq!(
+        send(
+            &base,
+            "PATCH",
+            "/v3/config/pathdefaults/patch",
+            r#"{"maxReaders": 7}"#
+        ),
+        (200, ok.clone())
+    );
+    assert_eq!(
+        conf("cams/back").1["maxReaders"],
+        7,
+        "inherited from pathDefaults"
+    );
+    assert_eq!(conf("cams/front").1["maxReaders"], 7);
+
+    // What would not load as a file is refused whole, with the problem named.
+    let (status, body) = send(
+        &base,
+        "PATCH",
+        "/v3/config/paths/patch/live",
+        r#"{"maxReadrs": 1, "source": "rtsp://cam"}"#,
+    );
+    assert_eq!(status, 400, "{body}");
+    let message = body["error"].as_str().unwrap();
+    assert!(message.contains("paths.live.maxReadrs"), "{message}");
+    assert_eq!(
+        conf("live").1["source"],
+        "publisher",
+        "nothing of it applied"
+    );
+    let (status, body) = send(
+        &base,
+        "PATCH",
+        "/v3/config/global/patch",
+        r#"{"readTimeout": "0s"}"#,
+    );
+    assert!(
+        status == 400 && body["error"].as_str().unwrap().contains("readTimeout"),
+        "{body}"
+    );
+    let (status, body) = send(
+        &base,
+        "PATCH",
+        "/v3/config/global/patch",
+        r#"{"paths": {}}"#,
+    );
+    assert!(
+        status == 400 && body["error"].as_str().unwrap().contains("config/paths"),
+        "{body}"
+    );
+    for junk in ["", "[1]", "{", "null"] {
+        let (status, body) = send(&base, "PATCH", "/v3/config/paths/patch/live", junk);
         assert!(
-            body["error"]
-                .as_str()
-                .unwrap()
-                .contains("cannot change its config at run time"),
-            "{body}"
+            status == 400 && body["error"].as_str().unwrap().contains("JSON object"),
+            "{junk:?}: {body}"
         );
     }
+    assert_eq!(
+        send(
+            &base,
+            "PATCH",
+            "/v3/config/global/patch",
+            r#"{"readTimeout": "7s"}"#
+        ),
+        (200, ok.clone())
+    );
+    assert_eq!(
+        call(&base, "GET", "/v3/config/global/get").1["readTimeout"],
+        "7s"
+    );
+
+    assert_eq!(
+        call(&base, "DELETE", "/v3/config/paths/delete/cams/back"),
+        (200, ok)
+    );
+    assert_eq!(conf("cams/back").0, 404);
+    assert_eq!(
+        call(&base, "DELETE", "/v3/config/paths/delete/cams/back"),
+        (404, error("path configuration 'cams/back' not found"))
+    );
+    assert_eq!(
+        send(&base, "PATCH", "/v3/config/paths/patch/nope", "{}"),
+        (404, error("path configuration 'nope' not found"))
+    );
+    assert_eq!(call(&base, "GET", "/v3/config/paths/add/x").0, 405);
+}
+
+#[test]
+fn passwords_are_redacted_as_mediamtx_does() {
+    let base = start(AuthConfig::mediamtx_default());
+    let (_, global) = call(&base, "GET", "/v3/config/global/get");
+    let users = global["authInternalUsers"].as_array().unwrap();
+    assert_eq!(users[0]["user"], "admin");
+    assert_eq!(users[0]["pass"], "<redacted>");
+    assert_eq!(users[1]["pass"], "", "no password to hide");
+    assert!(!global.to_string().contains("secret"), "{global}");
 }
 
 #[test]

@@ -20,9 +20,10 @@ mod tests;
 
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
@@ -333,7 +334,8 @@ impl fmt::Display for Denied {
 
 /// Decides requests by the configured method. Shared by the HTTP listeners.
 pub struct Authenticator {
-    config: AuthConfig,
+    /// Replaced when the config is reloaded; a request is decided under one config.
+    config: ArcSwap<AuthConfig>,
     /// For the http hook and the JWKS: `readTimeout` bounds each call.
     agent: ureq::Agent,
     jwks: Mutex<Jwks>,
@@ -347,15 +349,23 @@ impl Authenticator {
             .build()
             .into();
         Authenticator {
-            config,
+            config: ArcSwap::from_pointee(config),
             agent,
             jwks: Mutex::new(Jwks::default()),
         }
     }
 
+    /// Decides by `config` from now on (a reload). Keys fetched from a JWKS are
+    /// forgotten: a new key set (or none) must not let the old one's tokens in.
+    pub fn replace(&self, config: AuthConfig) {
+        self.config.store(Arc::new(config));
+        *self.jwks.lock().unwrap_or_else(|e| e.into_inner()) = Jwks::default();
+    }
+
     /// Allows or refuses `request`. Blocking: the http and jwt methods ask a server.
     pub fn authenticate(&self, request: &Request) -> Result<(), Denied> {
-        let result = match &self.config {
+        let config = self.config.load();
+        let result = match &**config {
             AuthConfig::Internal(users) => {
                 if users.iter().any(|u| u.allows(request)) {
                     Ok(())

@@ -209,13 +209,8 @@ const PATH: &[Feature] = &[
         ],
     ),
     feature(
-        "hooks relay does not run yet (on demand, online/offline, recording segments)",
+        "hooks relay does not run yet (online/offline, recording segments)",
         &[
-            "runOnDemand",
-            "runOnDemandRestart",
-            "runOnDemandStartTimeout",
-            "runOnDemandCloseAfter",
-            "runOnUnDemand",
             "runOnOnline",
             "runOnOnlineRestart",
             "runOnOffline",

@@ -729,7 +729,9 @@ fn whep_error(e: WhepError) -> Response {
             StatusCode::BAD_REQUEST
         }
         WhepError::BadOffer(_) => StatusCode::BAD_REQUEST,
-        WhepError::TooManyReaders(_) => StatusCode::SERVICE_UNAVAILABLE,
+        WhepError::TooManyReaders(_) | WhepError::Path(PathError::NotStarted { .. }) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         WhepError::Publish(PublishRefused::Busy(_)) => StatusCode::CONFLICT,
         WhepError::Publish(PublishRefused::NotPublisherPath(_)) => StatusCode::BAD_REQUEST,
         WhepError::Publish(PublishRefused::TakeoverTimedOut(_)) => StatusCode::SERVICE_UNAVAILABLE,

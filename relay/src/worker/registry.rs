@@ -175,6 +175,16 @@ impl Registry {
         true
     }
 
+    /// Ends every session of `path` (its publisher and viewers): the path left the
+    /// config. Returns how many.
+    pub fn close_path(&self, path: &str) -> usize {
+        let ids: Vec<String> = (self.lock().ids.iter())
+            .filter(|(_, (p, ..))| p == path)
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.iter().filter(|id| self.close(path, id)).count()
+    }
+
     /// A worker's session ended: forget it and give back what it held of its path.
     pub fn closed(&self, id: &str, path: &ServedPath, session: &mut Session) {
         let mut inner = self.lock();

@@ -65,8 +65,8 @@ pub struct RtspOptions {
 /// Packets taken from the session per turn before the workers are woken.
 const BATCH: usize = 64;
 
-/// Runs the path's RTSP source for the relay's life. Failures are the path's state,
-/// never the relay's end.
+/// Runs the path's RTSP source until the path is closed (or, made from a pattern, no
+/// longer watched). Failures are the path's state, never the relay's end.
 pub async fn run(
     path: Arc<ServedPath>,
     url: RtspUrl,
@@ -75,7 +75,7 @@ pub async fn run(
     counters: PathCounters,
 ) {
     let mut source = RtspSource {
-        path,
+        path: path.clone(),
         url,
         opts,
         wakers,
@@ -83,7 +83,11 @@ pub async fn run(
         udp_failed: false,
         connections: 0,
     };
-    source.run().await
+    // Dropping the connection's future closes the camera's connection.
+    tokio::select! {
+        () = source.run() => {}
+        () = path.closed() => {}
+    }
 }
 
 struct RtspSource {
