@@ -92,11 +92,16 @@ impl Reloader {
         Ok(changes)
     }
 
-    /// Makes `edit` to the running config's keys and applies the result, if it loads.
-    /// The file is not written: as in MediaMTX, its next reload replaces API changes.
+    /// Makes `edit` to the running config's keys and applies the result, if it loads
+    /// and changes only what reloads. The file is not written: as in MediaMTX, its
+    /// next reload replaces API changes.
     pub fn edit(&self, edit: Edit) -> Result<Changes, EditError> {
         let mut document = self.lock();
         let (new_document, config) = document.edited(edit, &self.source.overrides)?;
+        let waiting = changed_keys(&self.effective(&config), &config);
+        if !waiting.is_empty() {
+            return Err(EditError::NeedsRestart(waiting));
+        }
         let changes = self.apply(config);
         *document = new_document;
         Ok(changes)
@@ -106,15 +111,21 @@ impl Reloader {
         self.document.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Puts what reloads of `new` in effect, says what waits for a restart.
-    fn apply(&self, new: Config) -> Changes {
-        let old = self.current.load_full();
-        let effective = Config {
+    /// The config in effect once `new` is applied: its paths and authentication, the
+    /// running config's other keys.
+    fn effective(&self, new: &Config) -> Config {
+        Config {
             auth: new.auth.clone(),
             paths: new.paths.clone(),
             path_patterns: new.path_patterns.clone(),
-            ..(*old).clone()
-        };
+            ..(*self.current.load_full()).clone()
+        }
+    }
+
+    /// Puts what reloads of `new` in effect, says what waits for a restart.
+    fn apply(&self, new: Config) -> Changes {
+        let old = self.current.load_full();
+        let effective = self.effective(&new);
         let waiting = changed_keys(&effective, &new);
         if !waiting.is_empty() {
             warn!(

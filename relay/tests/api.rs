@@ -161,12 +161,18 @@ impl Api {
 
     /// Status and JSON body of `method` on `url` (a path and query).
     fn call(&self, method: &str, url: &str) -> (u16, Value) {
+        self.send(method, url, "")
+    }
+
+    /// [`Api::call`] with `body`.
+    fn send(&self, method: &str, url: &str, body: &str) -> (u16, Value) {
         let url = format!("{}{url}", self.base);
         let mut request = ureq::http::Request::builder().method(method).uri(&url);
         if let Some(authorization) = &self.authorization {
             request = request.header("Authorization", authorization);
         }
-        let mut response = self.agent.run(request.body(()).unwrap()).expect("HTTP");
+        let request = request.body(body.to_owned()).unwrap();
+        let mut response = self.agent.run(request).expect("HTTP");
         let status = response.status().as_u16();
         let body = response.body_mut().read_to_string().expect("a body");
         let json = serde_json::from_str(&body).unwrap_or_else(|e| {
@@ -178,7 +184,19 @@ impl Api {
     /// `method` on `url`, which the file describes as `route`: its JSON body, which must
     /// be the file's answer `status`.
     fn checked(&mut self, method: &str, route: &str, url: &str, status: u16) -> Value {
-        let (got, body) = self.call(method, url);
+        self.checked_with(method, route, url, "", status)
+    }
+
+    /// [`Api::checked`] with `body` sent.
+    fn checked_with(
+        &mut self,
+        method: &str,
+        route: &str,
+        url: &str,
+        body: &str,
+        status: u16,
+    ) -> Value {
+        let (got, body) = self.send(method, url, body);
         assert_eq!(got, status, "{method} {url}: {body}");
         let problems = self
             .spec
@@ -196,6 +214,13 @@ impl Api {
         self.checked("GET", route, url, 200)
     }
 }
+
+/// MediaMTX's default users, and `ops`: a change of authentication, which reloads.
+const USERS: &str = r#"{"authInternalUsers": [
+    {"user": "any", "permissions": [{"action": "publish"}, {"action": "read"}]},
+    {"user": "any", "ips": ["127.0.0.1", "::1"], "permissions": [{"action": "api"}]},
+    {"user": "ops", "pass": "secret", "permissions": [{"action": "api"}]}
+]}"#;
 
 fn with_api(config: Config) -> Config {
     Config {
@@ -344,17 +369,59 @@ fn every_route_answers_what_api_openapi_yaml_describes_and_a_kick_ends_the_viewe
         "/v3/webrtcsessions/kick/nope",
         404,
     );
-    for (method, url) in [
-        ("POST", "/v3/config/paths/add/cam"),
-        ("PATCH", "/v3/config/global/patch"),
+
+    // Config changes, applied at once: a path added is served, one deleted is not.
+    let ok = json!({"status": "ok"});
+    let (global, defaults) = ("/v3/config/global/patch", "/v3/config/pathdefaults/patch");
+    let add = "/v3/config/paths/add/cams/new";
+    let patch = "/v3/config/paths/patch/cams/new";
+    let replace = "/v3/config/paths/replace/cams/new";
+    for (method, url, body, status) in [
+        ("PATCH", global, USERS, 200),
+        ("PATCH", global, r#"{"readTimeout": "9s"}"#, 400),
+        ("PATCH", global, r#"{"readTimeout": "soon"}"#, 400),
+        ("PATCH", defaults, r#"{"maxReaders": 5}"#, 200),
+        ("POST", add, r#"{"source": "publisher"}"#, 200),
+        ("POST", add, "{}", 400),
+        ("PATCH", patch, r#"{"maxReaders": 2}"#, 200),
+        ("PATCH", "/v3/config/paths/patch/nope", "{}", 404),
+        ("POST", replace, r#"{"overridePublisher": false}"#, 200),
+        ("POST", replace, r#"{"source": "x://"}"#, 400),
     ] {
-        let (status, body) = api.call(method, url);
-        assert_eq!(status, 501, "{method} {url}: {body}");
-        let problems = api
-            .spec
-            .problems(&json!({"$ref": "#/components/schemas/Error"}), &body);
-        assert!(problems.is_empty(), "{problems:?}");
+        // The route of a path's change: its name in place of {name}.
+        let route = match url.strip_prefix("/v3/config/paths/") {
+            Some(rest) => format!(
+                "/v3/config/paths/{}/{{name}}",
+                &rest[..rest.find('/').unwrap()]
+            ),
+            None => url.to_owned(),
+        };
+        let answer = api.checked_with(method, &route, url, body, status);
+        if status == 200 {
+            assert_eq!(answer, ok, "{method} {url}");
+        }
     }
+    let global = api.get("/v3/config/global/get", "/v3/config/global/get");
+    assert_eq!(global["readTimeout"], "10s", "read only at start: refused");
+    let users = global["authInternalUsers"].as_array().unwrap();
+    assert_eq!(users.len(), 3, "{users:?}");
+    assert_eq!(users[2]["user"], "ops");
+    assert_eq!(users[2]["pass"], "<redacted>");
+    let new = api.get(
+        "/v3/config/paths/get/{name}",
+        "/v3/config/paths/get/cams/new",
+    );
+    assert_eq!(
+        (&new["maxReaders"], &new["overridePublisher"]),
+        (&json!(5), &json!(false))
+    );
+    let served = api.get("/v3/paths/get/{name}", "/v3/paths/get/cams/new");
+    assert_eq!(served["ready"], false, "{served}");
+    let url = "/v3/config/paths/delete/cams/new";
+    let route = "/v3/config/paths/delete/{name}";
+    assert_eq!(api.checked("DELETE", route, url, 200), ok);
+    api.checked("DELETE", route, url, 404);
+    api.checked("GET", "/v3/paths/get/{name}", "/v3/paths/get/cams/new", 404);
 
     // Kicked: gone from the list, its path's readers drop, its media stops.
     let kicked = api.checked(

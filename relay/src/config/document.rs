@@ -39,6 +39,9 @@ pub enum EditError {
     PathExists(String),
     #[error("{0} cannot be changed with config/global/patch: use config/paths/... or config/pathdefaults/patch")]
     NotGlobal(&'static str),
+    /// Keys read only at start: the API does not pretend to change them.
+    #[error("{} {} read only when relay starts: change {} in the config file and restart relay", .0.join(", "), if .0.len() == 1 { "is" } else { "are" }, if .0.len() == 1 { "it" } else { "them" })]
+    NeedsRestart(Vec<String>),
     /// The config with the change would not load.
     #[error(transparent)]
     Invalid(#[from] ConfigError),
