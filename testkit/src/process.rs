@@ -93,6 +93,7 @@ impl Launch {
             api: None,
             log,
             netns: self.netns.clone(),
+            config_file: dir.path().join(CONFIG_FILE),
             _dir: dir,
         };
         // "relay: API at http://127.0.0.1:PORT" (with `api`), then
@@ -155,7 +156,7 @@ impl Launch {
     /// `logLevel` decides what the relay logs, whatever RUST_LOG says here (tests read
     /// its info lines).
     fn spawn(&self, dir: &TempDir, stdout: Stdio) -> anyhow::Result<Child> {
-        let file = dir.path().join("relay.yml");
+        let file = dir.path().join(CONFIG_FILE);
         std::fs::write(&file, &self.config)
             .with_context(|| format!("writing {}", file.display()))?;
         let mut line: Vec<&str> = match &self.netns {
@@ -183,6 +184,9 @@ impl Launch {
     }
 }
 
+/// The config file's name, in the relay's temporary folder.
+const CONFIG_FILE: &str = "relay.yml";
+
 /// A running relay, killed (SIGKILL) on drop.
 pub struct RelayProcess {
     child: Child,
@@ -194,6 +198,8 @@ pub struct RelayProcess {
     log: Log,
     /// The network namespace it runs in, if not this process's.
     netns: Option<String>,
+    /// The config file it runs from, in `_dir`.
+    config_file: PathBuf,
     _dir: TempDir,
 }
 
@@ -226,6 +232,28 @@ impl RelayProcess {
     pub fn kill(&mut self) -> std::io::Result<ExitStatus> {
         self.child.kill()?;
         self.child.wait()
+    }
+
+    /// Replaces the relay's config file with `config`, as an editor saves: a new file
+    /// renamed over the old one. The relay reloads it within about a second.
+    pub fn rewrite_config(&self, config: &Config) -> std::io::Result<()> {
+        self.rewrite_config_yaml(&crate::config::to_yaml(config))
+    }
+
+    /// [`RelayProcess::rewrite_config`] with a file of this text.
+    pub fn rewrite_config_yaml(&self, text: &str) -> std::io::Result<()> {
+        let new = self.config_file.with_extension("yml.new");
+        std::fs::write(&new, text)?;
+        std::fs::rename(&new, &self.config_file)
+    }
+
+    /// Sends SIGHUP: the relay reloads its config file.
+    pub fn hangup(&self) -> std::io::Result<()> {
+        // SAFETY: kill(2) on our own child's pid.
+        match unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGHUP) } {
+            0 => Ok(()),
+            _ => Err(std::io::Error::last_os_error()),
+        }
     }
 
     /// Every line the relay logged so far, without terminal colours.
