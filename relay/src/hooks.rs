@@ -223,8 +223,14 @@ pub async fn watch_path(
     let base: Env = vec![("MTX_PATH", name.clone()), ("RTSP_PORT", String::new())];
     let _init = hooks.on_init.as_ref().map(|h| start(h, base.clone()));
     let ready = watch_ready(states.clone(), source_type, &hooks, &base);
-    let readers = watch_readers(&name, states, &hooks, &base, &registry);
-    tokio::join!(ready, readers);
+    let readers = watch_readers(&name, states.clone(), &hooks, &base, &registry);
+    tokio::join!(ready, readers, until_ended(states));
+}
+
+/// Returns when the path has ended.
+async fn until_ended(mut states: watch::Receiver<PathState>) {
+    // An error: the sender went with the path.
+    let _ = states.wait_for(|s| *s == PathState::Removed).await;
 }
 
 /// Whether the path has ended: removed, or its state's sender dropped with it.

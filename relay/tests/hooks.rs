@@ -58,6 +58,7 @@ fn hooks_run_with_mediamtx_environment_and_end_with_sigint() {
             "read-ended $MTX_READER_ID",
         )),
         on_unread: Some(sh(&format!("echo unread $MTX_READER_ID >> {f}"))),
+        on_demand: None,
     };
     let mut relay = start(&Config {
         paths: paths([(
@@ -103,5 +104,32 @@ fn hooks_run_with_mediamtx_environment_and_end_with_sigint() {
     assert!(
         has(&events, "init-ended"),
         "runOnInit got no SIGINT at shutdown"
+    );
+}
+
+#[test]
+fn a_path_made_from_a_pattern_runs_its_hooks_while_it_exists() {
+    let dir = TempDir::new("hooks");
+    let events = dir.path().join("events");
+    let init = lasting(&events, "init $MTX_PATH", "init-ended $MTX_PATH");
+    let yaml = format!(
+        "paths:\n  '~^cam(\\d+)$':\n    runOnInit: \"{}\"\n",
+        init.command.replace('"', "\\\"")
+    );
+    let made = Config::from_yaml(&yaml).expect("a config the relay takes");
+    let relay = start(&Config {
+        path_patterns: made.path_patterns,
+        ..loopback(WORKERS)
+    });
+    // A viewer's request makes cam7 (no one publishes: it is turned away); the path,
+    // unused, is removed at the next housekeeping, and its hook ends with it.
+    common::eventually_404(&relay.http, "cam7", "waiting for a publisher");
+    assert!(
+        has(&events, "init cam7"),
+        "runOnInit did not run for a made path"
+    );
+    assert!(
+        has(&events, "init-ended cam7"),
+        "runOnInit got no SIGINT when the made path went"
     );
 }
