@@ -94,7 +94,7 @@ fn a_saved_file_adds_changes_and_removes_paths_and_leaves_the_others_alone() {
     // and still getting media.
     assert_eq!(get(&api, "/v3/paths/get/keep")["readyTime"], ready);
     let sessions = names(&get(&api, "/v3/webrtcsessions/list"), "id");
-    assert_eq!(sessions, [viewer_id.clone()]);
+    assert_eq!(sessions, std::slice::from_ref(&viewer_id));
     let before = viewer.with(|v| v.packets());
     assert!(
         eventually(Duration::from_secs(5), || viewer.with(|v| v.packets())
