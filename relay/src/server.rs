@@ -349,13 +349,13 @@ fn start_sources(
                 .of(name)
                 .context("the ingest counts every configured path")?,
             // A publisher's packets are counted by its session.
-            Source::Publisher => PathCounters::unlisted(name),
+            Source::Publisher => PathCounters::unlisted(),
             Source::Demo | Source::Rtp { .. } => continue,
         };
         named.insert(name.clone(), starter.start(name, path, counters, false));
     }
     let make = Box::new(move |name: &str, path: &PathConfig| {
-        starter.start(name, path, PathCounters::unlisted(name), true)
+        starter.start(name, path, PathCounters::unlisted(), true)
     });
     let paths = Paths::new(named, config.path_patterns.clone(), make);
     Ok((ingest, pulled, Arc::new(paths)))
