@@ -286,6 +286,17 @@ pub enum LogLevel {
     Debug,
 }
 
+/// A config file loaded: its text, its keys as written, the config they make, and what
+/// of it relay does not run.
+#[derive(Debug)]
+pub struct Loaded {
+    /// None when relay runs without a file.
+    pub text: Option<String>,
+    pub document: Document,
+    pub config: Config,
+    pub not_run: NotRun,
+}
+
 /// Keys that `relay serve`'s flags set in place of the file's. They are applied before
 /// the file is checked, so a flag is held to the same rules as its key.
 #[derive(Debug, Clone, Default)]
@@ -356,28 +367,38 @@ impl Config {
         path: Option<&Path>,
         overrides: &Overrides,
     ) -> anyhow::Result<(Config, NotRun)> {
-        let (_, config, not_run) = Config::load_document(path, overrides)?;
-        Ok((config, not_run))
+        let loaded = Config::load_document(path, overrides)?;
+        Ok((loaded.config, loaded.not_run))
     }
 
     /// [`Config::load_noting`], and the file's keys as written, which the control API
     /// edits ([`Document`]).
-    pub fn load_document(
-        path: Option<&Path>,
-        overrides: &Overrides,
-    ) -> anyhow::Result<(Document, Config, NotRun)> {
+    pub fn load_document(path: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Loaded> {
         let Some(path) = path else {
             let (config, not_run) = Config::read(None, overrides)?;
-            return Ok((Document::demo(), config, not_run));
+            return Ok(Loaded {
+                text: None,
+                document: Document::demo(),
+                config,
+                not_run,
+            });
         };
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the config file {}", path.display()))?;
+        Config::load_text(text, overrides)
+            .with_context(|| format!("config file {}", path.display()))
+    }
+
+    /// [`Config::load_document`] of a file's `text`.
+    pub fn load_text(text: String, overrides: &Overrides) -> Result<Loaded, ConfigError> {
         // Checked as written, so that errors give the file's own lines.
-        let (config, not_run) = Config::read(Some(&text), overrides)
-            .with_context(|| format!("config file {}", path.display()))?;
-        let document =
-            Document::parse(&text).with_context(|| format!("config file {}", path.display()))?;
-        Ok((document, config, not_run))
+        let (config, not_run) = Config::read(Some(&text), overrides)?;
+        Ok(Loaded {
+            document: Document::parse(&text)?,
+            text: Some(text),
+            config,
+            not_run,
+        })
     }
 
     /// Reads and checks a config file's text.

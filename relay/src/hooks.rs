@@ -24,6 +24,9 @@ use crate::worker::registry::Registry;
 /// MediaMTX's pause before a command with `...Restart` is started again.
 const RESTART_PAUSE: Duration = Duration::from_secs(5);
 
+/// How long a command that got SIGINT is waited for before what follows it runs.
+const STOP_WAIT: Duration = Duration::from_secs(10);
+
 /// How often the viewers of a path are looked at for `runOnRead`/`runOnUnread`.
 const READERS_POLL: Duration = Duration::from_millis(500);
 
@@ -73,6 +76,21 @@ pub struct Running {
     /// The process group of the command running now; 0 between runs.
     group: Arc<AtomicI32>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Runs (and restarts) the command; ends once it has exited after `stop`.
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Ends the command with SIGINT, as dropping it does, and waits up to `limit` for it
+    /// to exit: what runs next (`runOnUnDemand`) comes after it, as in MediaMTX.
+    pub async fn stop(mut self, limit: Duration) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(limit, task).await;
+        }
+    }
 }
 
 impl Drop for Running {
@@ -150,7 +168,7 @@ pub fn start(hook: &Hook, env: Env) -> Running {
     let hook = hook.clone();
     let group = Arc::new(AtomicI32::new(0));
     let running = group.clone();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let Some(words) = words(&hook.command, &env).filter(|w| !w.is_empty()) else {
             warn!(command = %hook.command, "hook not run: its quoting is unbalanced or it is empty");
             return;
@@ -193,6 +211,7 @@ pub fn start(hook: &Hook, env: Env) -> Running {
     Running {
         group,
         stop: Some(stop),
+        task: Some(task),
     }
 }
 
@@ -357,7 +376,7 @@ pub async fn run_on_demand(path: Arc<ServedPath>, demand: DemandHook, made: bool
             why = keep_while_wanted(&path, &demand) => why,
             () = path.closed() => "the path was removed",
         };
-        drop(running);
+        running.stop(STOP_WAIT).await;
         info!(path = %path.name, "runOnDemand: stopped, {why}");
         if let Some(command) = &demand.on_undemand {
             run_once(command, env.clone());

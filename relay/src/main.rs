@@ -87,13 +87,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 file: config,
                 overrides: flags,
             };
-            let (document, config, not_run) =
-                Config::load_document(source.file.as_deref(), &source.overrides)?;
-            init_logs(&config);
-            if !not_run.is_empty() {
-                tracing::warn!("{not_run}");
+            let loaded = source.load()?;
+            init_logs(&loaded.config);
+            if !loaded.not_run.is_empty() {
+                tracing::warn!("{}", loaded.not_run);
             }
-            relay::server::serve(source, document, config)
+            relay::server::serve(source, loaded)
         }
         Command::CheckConfig { config: file } => {
             let (config, not_run) = Config::load_noting(Some(&file), &Overrides::default())?;

@@ -10,7 +10,7 @@
 //! change to them is reported as waiting for a restart, and the running config keeps
 //! its old value, so that the API shows what is in effect.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,7 +19,7 @@ use arc_swap::ArcSwap;
 use tracing::{info, warn};
 
 use crate::auth::Authenticator;
-use crate::config::{Config, Document, Edit, EditError, Overrides};
+use crate::config::{Config, Document, Edit, EditError, Loaded, Overrides};
 use crate::paths::{Changes, Paths};
 
 /// Where the config came from: a file and `relay serve`'s flags, which stay in place
@@ -31,42 +31,47 @@ pub struct ConfigSource {
 }
 
 impl ConfigSource {
-    /// The file's keys and the config they make.
-    pub fn load(&self) -> anyhow::Result<(Document, Config)> {
-        let (document, config, not_run) =
-            Config::load_document(self.file.as_deref(), &self.overrides)?;
-        if !not_run.is_empty() {
-            warn!("{not_run}");
-        }
-        Ok((document, config))
+    /// The file and what it makes, with the flags in place of their keys.
+    pub fn load(&self) -> anyhow::Result<Loaded> {
+        Config::load_document(self.file.as_deref(), &self.overrides)
     }
 }
 
 /// Applies new configs to the running relay.
 pub struct Reloader {
     source: ConfigSource,
-    /// The keys the running config was made of (the API edits them). Held while a
-    /// change is applied: changes come one at a time.
-    document: Mutex<Document>,
+    /// Held while a change is applied: changes come one at a time.
+    state: Mutex<State>,
     /// The config in effect.
     current: ArcSwap<Config>,
     paths: Arc<Paths>,
     auth: Arc<Authenticator>,
 }
 
+/// What the running config was made of.
+struct State {
+    /// Its keys as written; the API edits them.
+    document: Document,
+    /// The file's text when last read, loaded or not.
+    file_text: Option<String>,
+}
+
 impl Reloader {
-    /// `config`, made of `document`, is running: its paths are started already.
+    /// `loaded` from `source` is running: its paths are started already.
     pub fn new(
         source: ConfigSource,
-        document: Document,
-        config: Config,
+        loaded: Loaded,
         paths: Arc<Paths>,
         auth: Arc<Authenticator>,
     ) -> Reloader {
+        let state = State {
+            document: loaded.document,
+            file_text: loaded.text,
+        };
         Reloader {
             source,
-            document: Mutex::new(document),
-            current: ArcSwap::from_pointee(config),
+            state: Mutex::new(state),
+            current: ArcSwap::from_pointee(loaded.config),
             paths,
             auth,
         }
@@ -78,17 +83,37 @@ impl Reloader {
     }
 
     /// The file's path, if the relay runs from one.
-    pub fn file(&self) -> Option<&std::path::Path> {
+    pub fn file(&self) -> Option<&Path> {
         self.source.file.as_deref()
+    }
+
+    /// Whether the file's text is other than when it was last read.
+    pub fn file_changed(&self) -> bool {
+        // Unreadable (being replaced, say): looked at again later.
+        let Some(Ok(text)) = self.file().map(std::fs::read_to_string) else {
+            return false;
+        };
+        self.lock().file_text.as_ref() != Some(&text)
     }
 
     /// Reads the file again and applies it. An error says why it was not: the running
     /// config is unchanged.
     pub fn reload_file(&self) -> anyhow::Result<Changes> {
-        let mut document = self.lock();
-        let (new_document, config) = self.source.load()?;
-        let changes = self.apply(config);
-        *document = new_document;
+        let mut state = self.lock();
+        let Some(file) = self.file() else {
+            return Ok(Changes::default());
+        };
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read the config file {}", file.display()))?;
+        // A file that fails is said once, not at each look.
+        state.file_text = Some(text.clone());
+        let loaded = Config::load_text(text, &self.source.overrides)
+            .with_context(|| format!("config file {}", file.display()))?;
+        if !loaded.not_run.is_empty() {
+            warn!("{}", loaded.not_run);
+        }
+        let changes = self.apply(loaded.config);
+        state.document = loaded.document;
         Ok(changes)
     }
 
@@ -96,19 +121,19 @@ impl Reloader {
     /// and changes only what reloads. The file is not written: as in MediaMTX, its
     /// next reload replaces API changes.
     pub fn edit(&self, edit: Edit) -> Result<Changes, EditError> {
-        let mut document = self.lock();
-        let (new_document, config) = document.edited(edit, &self.source.overrides)?;
+        let mut state = self.lock();
+        let (document, config) = state.document.edited(edit, &self.source.overrides)?;
         let waiting = changed_keys(&self.effective(&config), &config);
         if !waiting.is_empty() {
             return Err(EditError::NeedsRestart(waiting));
         }
         let changes = self.apply(config);
-        *document = new_document;
+        state.document = document;
         Ok(changes)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Document> {
-        self.document.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The config in effect once `new` is applied: its paths and authentication, the
@@ -186,19 +211,15 @@ const WATCH_EVERY: Duration = Duration::from_secs(1);
 /// caught half-written fails to load and changes nothing; the rest of the write is
 /// another change.
 pub async fn watch_file(reloader: Arc<Reloader>) {
-    let Some(file) = reloader.file().map(PathBuf::from) else {
+    let Some(file) = reloader.file().map(Path::to_path_buf) else {
         return;
     };
-    let mut last = std::fs::read_to_string(&file).ok();
     loop {
         tokio::time::sleep(WATCH_EVERY).await;
-        let now = std::fs::read_to_string(&file).ok();
-        if now.is_none() || now == last {
-            continue;
+        if reloader.file_changed() {
+            info!(file = %file.display(), "config file changed: reloading");
+            reload_now(&reloader).await;
         }
-        last = now;
-        info!(file = %file.display(), "config file changed: reloading");
-        reload_now(&reloader).await;
     }
 }
 

@@ -14,12 +14,12 @@ use tracing::info;
 use crate::api::{self, ApiOptions};
 use crate::auth::Authenticator;
 use crate::config::{
-    additional_host, Config, Document, Edit, EditError, PathConfig, XdpMode as ConfigXdpMode,
+    additional_host, Config, Edit, EditError, Loaded, PathConfig, XdpMode as ConfigXdpMode,
 };
 use crate::hooks;
 use crate::http::{self, Created, Viewers, WhepError};
 use crate::ingest::rtsp::{self, RtspOptions, RtspUrl};
-use crate::ingest::{self, Ingest, IngestOptions, PathCounters, Source};
+use crate::ingest::{Ingest, IngestOptions, PathCounters, Source};
 use crate::io::udp::{self, UdpOptions};
 use crate::io::wake::Wakers;
 use crate::io::xdp::{self, XdpError, XdpMode, XdpOptions, XdpProgram, XskOptions};
@@ -161,9 +161,10 @@ fn session_id(rng: &dyn SecureRandom) -> Result<String, ring::error::Unspecified
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Runs the relay with `config`, made of `document` from `source`, until SIGINT or
-/// SIGTERM (or a data-plane thread dies: an error).
-pub fn serve(source: ConfigSource, document: Document, config: Config) -> anyhow::Result<()> {
+/// Runs the relay with the config `loaded` from `source` until SIGINT or SIGTERM (or a
+/// data-plane thread dies: an error).
+pub fn serve(source: ConfigSource, loaded: Loaded) -> anyhow::Result<()> {
+    let config = loaded.config.clone();
     let xdp = config.xdp_interface.as_deref();
     let workers = worker_count(&config)?;
     let ports = Ports::take(&config)?;
@@ -208,13 +209,7 @@ pub fn serve(source: ConfigSource, document: Document, config: Config) -> anyhow
         registry.clone(),
     );
     let auth = Arc::new(Authenticator::new(config.auth.clone(), config.read_timeout));
-    let reloader = Reloader::new(
-        source,
-        document,
-        config.clone(),
-        paths.clone(),
-        auth.clone(),
-    );
+    let reloader = Reloader::new(source, loaded, paths.clone(), auth.clone());
     let control = Arc::new(Control {
         paths,
         registry,
@@ -318,13 +313,7 @@ fn start_sources(
     registry: &Arc<Registry>,
     lifeline: &Arc<Lifeline>,
 ) -> anyhow::Result<(Arc<Ingest>, tokio::runtime::Runtime, Arc<Paths>)> {
-    let sources = config
-        .paths
-        .iter()
-        .map(|(name, path)| (name.clone(), path.source.clone()))
-        .collect();
-    let (ingest, published) = ingest::start(
-        sources,
+    let ingest = Ingest::spawn(
         wakers.clone(),
         IngestOptions {
             max_payload: config.udp_max_payload_size,
@@ -352,7 +341,6 @@ fn start_sources(
         wakers: wakers.clone(),
         registry: registry.clone(),
         ingest: ingest.clone(),
-        fixed: Mutex::new(published.into_iter().map(|p| (p.path, p.tracks)).collect()),
         pulled: pulled.handle().clone(),
     };
     let paths = Arc::new(Paths::new(Box::new(starter)));
@@ -371,26 +359,24 @@ struct PathStarter {
     wakers: Arc<Wakers>,
     /// Knows the sessions of a path: hooks follow its viewers, a stop ends them.
     registry: Arc<Registry>,
+    /// Reads the RTP and demo sources, and counts what every named path receives.
     ingest: Arc<Ingest>,
-    /// The tracks of the RTP and demo sources the ingest started with, until their
-    /// paths take them.
-    fixed: Mutex<std::collections::HashMap<String, Vec<Arc<crate::track::Track>>>>,
     /// The runtime of the RTSP sources and of the hooks.
     pulled: tokio::runtime::Handle,
 }
 
 impl PathLife for PathStarter {
     fn start(&self, name: &str, path: &PathConfig, made: bool) -> anyhow::Result<Arc<ServedPath>> {
+        // The ingest lists the named paths' counters (a made path's live and go with its
+        // sessions), and binds an RTP source's port here, so that a busy one is said now.
+        let tracks = match made {
+            true => Vec::new(),
+            false => self.ingest.add(name, &path.source)?,
+        };
         let served = match &path.source {
             Source::Publisher => self.start_publisher(name, path, made),
             Source::Rtsp(url) => self.start_rtsp(name, path, url, made),
             Source::Demo | Source::Rtp { .. } => {
-                let tracks = self
-                    .fixed
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(name)
-                    .context("an udp+rtp or demo source is started only with relay: restart it")?;
                 Arc::new(ServedPath::ready(name, path.max_readers, tracks))
             }
         };
@@ -408,6 +394,9 @@ impl PathLife for PathStarter {
 
     fn stop(&self, path: &ServedPath) {
         path.close();
+        // Blocks until the ingest thread closed an RTP source's socket: a changed path
+        // binds the port again next.
+        self.ingest.remove(&path.name);
         let closed = self.registry.close_path(&path.name);
         info!(path = %path.name, sessions = closed, "path stopped");
     }
@@ -454,7 +443,6 @@ impl PathStarter {
             max_payload: self.max_payload,
             ends_unwatched: made,
         };
-        // The ingest lists the counters of the paths it started with.
         let counters = match made {
             true => None,
             false => self.ingest.counters().of(name),
@@ -464,7 +452,7 @@ impl PathStarter {
             url.clone(),
             opts,
             self.wakers.clone(),
-            counters.unwrap_or_else(|| PathCounters::unlisted(name)),
+            counters.unwrap_or_else(PathCounters::unlisted),
         ));
         served
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use relay::config::{Config, PathConfig};
 use relay::hooks::{DemandHook, Hook, PathHooks};
-use relay_testkit::config::{demo, loopback, paths, publisher};
+use relay_testkit::config::{demo, loopback, paths, publisher, rtp_push};
 use relay_testkit::publisher::Publisher;
 use relay_testkit::tempdir::TempDir;
 use relay_testkit::viewer::{Driven, Viewer};
@@ -106,6 +106,43 @@ fn a_saved_file_adds_changes_and_removes_paths_and_leaves_the_others_alone() {
         .iter()
         .any(|l| l.contains("config: paths applied")));
     publishing.join().unwrap();
+}
+
+#[test]
+fn an_rtp_source_is_bound_by_a_reload_and_bound_again_when_it_changes() {
+    let config = with_api(Config {
+        paths: paths([("keep", demo())]),
+        ..loopback(WORKERS)
+    });
+    let relay = start(&config);
+    let api = relay.api.clone().expect("the API's URL");
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let sdp = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=cam\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+               m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n";
+    let audio = "m=audio 0 RTP/AVP 111\r\na=rtpmap:111 opus/48000/2\r\n";
+    for (sdp, tracks) in [
+        (sdp.to_owned(), serde_json::json!(["H264"])),
+        // The same port: the old source's socket is closed before the new one binds.
+        (format!("{sdp}{audio}"), serde_json::json!(["H264", "Opus"])),
+    ] {
+        let new = Config {
+            paths: paths([("keep", demo()), ("cam", rtp_push(port, &sdp))]),
+            ..config.clone()
+        };
+        relay.rewrite_config(&new).unwrap();
+        let bound = eventually(Duration::from_secs(10), || {
+            get(&api, "/v3/paths/get/cam")["tracks"] == tracks
+        });
+        assert!(bound, "{}", relay.log_tail());
+    }
+    assert!(
+        !relay.log().iter().any(|l| l.contains("cannot start")),
+        "{}",
+        relay.log_tail()
+    );
 }
 
 #[test]

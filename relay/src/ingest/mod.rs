@@ -4,22 +4,26 @@
 //!
 //! One ingest thread serves every demo and RTP source: an epoll set over the RTP sockets (batched
 //! `recvmmsg`) with the demo's next frame as its timeout. Each received batch wakes the
-//! workers reading the tracks it fed once, not once per packet.
+//! workers reading the tracks it fed once, not once per packet. Sources are added and
+//! removed while it runs ([`Ingest::add`], [`Ingest::remove`]): the caller binds, the
+//! thread is handed the socket through a channel and its waker, and owns it from then on.
 
 pub mod demo;
 pub mod rtp;
 pub mod rtsp;
 pub mod sdp;
 
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{anyhow, bail, Context};
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
 
 use crate::io::udp::{self, UdpOptions, UdpReceiver};
 use crate::io::wake::Wakers;
@@ -152,6 +156,7 @@ impl std::fmt::Display for Source {
 }
 
 /// A path's tracks, as the rest of the relay sees them.
+#[cfg(test)]
 #[derive(Debug, Clone)]
 pub struct Published {
     pub path: String,
@@ -196,25 +201,22 @@ pub struct IngestStats {
     pub paths: Vec<PathStats>,
 }
 
-/// The ingest's counters, readable from any thread (metrics).
-#[derive(Clone)]
-pub struct IngestCounters(Arc<[(String, Counters)]>);
+/// The ingest's counters, one set per path it was given, readable from any thread
+/// (metrics). The lock is taken to add, remove and list paths, never to count.
+#[derive(Clone, Default)]
+pub struct IngestCounters(Arc<Mutex<BTreeMap<String, PathCounters>>>);
 
 impl IngestCounters {
     /// The counters of `path`, to count from another thread (an RTSP task).
     pub fn of(&self, path: &str) -> Option<PathCounters> {
-        let index = self.0.iter().position(|(p, _)| p == path)?;
-        Some(PathCounters {
-            all: self.clone(),
-            index,
-        })
+        self.paths().get(path).cloned()
     }
 
     pub fn stats(&self) -> IngestStats {
         let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
         IngestStats {
             paths: self
-                .0
+                .paths()
                 .iter()
                 .map(|(path, c)| PathStats {
                     path: path.clone(),
@@ -226,48 +228,223 @@ impl IngestCounters {
                 .collect(),
         }
     }
+
+    /// New counters for `path`, listed until [`IngestCounters::close`]; an error if
+    /// `path` has some already.
+    fn open(&self, path: &str) -> anyhow::Result<PathCounters> {
+        match self.paths().entry(path.to_owned()) {
+            Entry::Occupied(_) => bail!("path '{path}' is in the ingest already"),
+            Entry::Vacant(entry) => Ok(entry.insert(PathCounters::unlisted()).clone()),
+        }
+    }
+
+    fn close(&self, path: &str) {
+        self.paths().remove(path);
+    }
+
+    fn paths(&self) -> MutexGuard<'_, BTreeMap<String, PathCounters>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
-/// One path's counters, held apart from the others'.
+/// One path's counters, shared by whatever counts for it and the metrics.
 #[derive(Clone)]
-pub struct PathCounters {
-    all: IngestCounters,
-    index: usize,
-}
+pub struct PathCounters(Arc<Counters>);
 
 impl PathCounters {
-    /// Counters of their own, for a path made after the ingest started (from a `paths`
-    /// pattern): its metrics do not list them.
-    pub fn unlisted(path: &str) -> PathCounters {
-        PathCounters {
-            all: IngestCounters(Arc::new([(path.to_owned(), Counters::default())])),
-            index: 0,
-        }
+    /// Counters no metrics list: a publisher's, or a path's made from a `paths`
+    /// pattern.
+    pub fn unlisted() -> PathCounters {
+        PathCounters(Arc::default())
     }
 }
 
 impl std::ops::Deref for PathCounters {
     type Target = Counters;
     fn deref(&self) -> &Counters {
-        &self.all.0[self.index].1
+        &self.0
     }
 }
 
-/// The running ingest thread; dropping it stops the thread.
+/// The running ingest thread, to which sources are added and from which they are
+/// removed at any time; dropping it stops the thread.
 pub struct Ingest {
-    stop: Arc<AtomicBool>,
-    waker: Arc<Waker>,
-    thread: Option<JoinHandle<()>>,
+    /// Sources for the thread (and their removals), each followed by a wake.
+    commands: mpsc::Sender<Command>,
+    waker: Waker,
+    /// Registers a new source's socket on the caller's thread, so that the caller gets
+    /// the error.
+    registry: Registry,
+    next_token: AtomicUsize,
+    udp: UdpOptions,
+    opts: IngestOptions,
+    /// Cut when the first demo path is added, then kept for every later one.
+    clip: Mutex<Option<Arc<Clip>>>,
     counters: IngestCounters,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl Ingest {
+    /// Starts the ingest thread, reading no source yet.
+    pub fn spawn(
+        wakers: Arc<Wakers>,
+        opts: IngestOptions,
+        lifeline: Arc<Lifeline>,
+    ) -> anyhow::Result<Ingest> {
+        let poll = Poll::new().context("ingest: creating epoll")?;
+        let registry = poll
+            .registry()
+            .try_clone()
+            .context("ingest: sharing epoll")?;
+        let waker = Waker::new(poll.registry(), WAKE).context("ingest: creating waker")?;
+        let (commands, inbox) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("ingest".into())
+                .spawn(move || {
+                    lifeline.guard("ingest", &stop, || {
+                        run(poll, &inbox, &wakers, &stop);
+                        Ok::<(), std::convert::Infallible>(())
+                    })
+                })
+                .context("ingest: spawning thread")?
+        };
+        let udp = UdpOptions {
+            recv_buffer: opts.recv_buffer,
+            send_buffer: 0,
+            // A source sends a frame's packets at a time; sockets are drained in turns of
+            // up to MAX_BATCHES batches. Each socket's buffer is batch x 2 KiB: with dozens
+            // of sources, the workers' 64 would be megabytes that hold nothing.
+            batch: 16,
+            ..UdpOptions::default()
+        };
+        Ok(Ingest {
+            commands,
+            waker,
+            registry,
+            next_token: AtomicUsize::new(0),
+            udp,
+            opts,
+            clip: Mutex::new(None),
+            counters: IngestCounters::default(),
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Starts reading `source` for path `name`, listing its counters, and returns its
+    /// tracks. An RTP source's port is bound before this returns: an error (the port is
+    /// taken...) comes back here, naming the path, and leaves nothing behind. Publisher
+    /// and RTSP paths get counters only (their tracks are written by a session or an
+    /// RTSP task, which counts with [`IngestCounters::of`]) and no tracks. A name the
+    /// ingest has already is an error: a changed source is removed, then added.
+    pub fn add(&self, name: &str, source: &Source) -> anyhow::Result<Vec<Arc<Track>>> {
+        let counters = self.counters.open(name)?;
+        let tracks = self
+            .read(name, source, counters)
+            .with_context(|| format!("path '{name}'"));
+        if tracks.is_err() {
+            self.counters.close(name);
+        }
+        tracks
+    }
+
+    /// Stops reading path `name`'s source and forgets its counters. When this returns
+    /// the ingest thread has let go of it: an RTP source's socket is closed (its port
+    /// can be bound again), a demo's track gets no more packets. It waits for one turn
+    /// of the thread's loop at most. A name the ingest does not have changes nothing.
+    pub fn remove(&self, name: &str) {
+        let (done, gone) = mpsc::sync_channel(1);
+        let path = name.to_owned();
+        if self.tell(Command::Remove { path, done }).is_ok() {
+            // An error: the thread ended, and its sources with it.
+            let _ = gone.recv();
+        }
+        self.counters.close(name);
+    }
+
     pub fn stats(&self) -> IngestStats {
         self.counters.stats()
     }
 
     pub fn counters(&self) -> IngestCounters {
         self.counters.clone()
+    }
+
+    /// Binds or starts what the thread will read for `source`; its tracks.
+    fn read(
+        &self,
+        name: &str,
+        source: &Source,
+        counters: PathCounters,
+    ) -> anyhow::Result<Vec<Arc<Track>>> {
+        let path = name.to_owned();
+        let (input, tracks) = match source {
+            // A publisher's packets are written by the worker holding its session, an
+            // RTSP camera's by its task.
+            Source::Publisher | Source::Rtsp(_) => return Ok(Vec::new()),
+            Source::Demo => {
+                let clip = self.clip()?;
+                let (track, writer) = Track::new(clip.info.clone(), self.opts.history);
+                writer.set_parameter_sets(clip.parameter_sets.clone());
+                let player = DemoPlayer::random(clip, Instant::now());
+                let input = DemoInput {
+                    path,
+                    counters,
+                    player,
+                    writer,
+                };
+                (Input::Demo(input), vec![track])
+            }
+            Source::Rtp { listen, sdp } => {
+                let (receiver, _) = udp::bind(*listen, &self.udp)
+                    .with_context(|| format!("listening on udp {listen}"))?;
+                let token = Token(self.next_token.fetch_add(1, Ordering::Relaxed));
+                self.registry
+                    .register(&mut SourceFd(&receiver.fd()), token, Interest::READABLE)
+                    .context("ingest: epoll_ctl")?;
+                let (tracks, writers) = sdp
+                    .tracks()
+                    .iter()
+                    .map(|t| {
+                        let (track, writer) = Track::new(t.info.clone(), self.opts.history);
+                        if let Some(sets) = t.parameter_sets.clone() {
+                            writer.set_parameter_sets(sets);
+                        }
+                        (track, (t.payload_type, writer))
+                    })
+                    .unzip();
+                let input = RtpInput {
+                    path,
+                    counters,
+                    receiver,
+                    batch: self.udp.batch,
+                    demux: RtpDemux::new(writers),
+                };
+                (Input::Rtp(token, input), tracks)
+            }
+        };
+        self.tell(Command::Read(Box::new(input)))?;
+        Ok(tracks)
+    }
+
+    fn clip(&self) -> anyhow::Result<Arc<Clip>> {
+        let mut clip = self.clip.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(clip) = &*clip {
+            return Ok(clip.clone());
+        }
+        let cut = Clip::demo(self.opts.max_payload).context("demo")?;
+        Ok(clip.insert(Arc::new(cut)).clone())
+    }
+
+    fn tell(&self, command: Command) -> anyhow::Result<()> {
+        self.commands
+            .send(command)
+            .map_err(|_| anyhow!("the ingest thread has ended"))?;
+        self.waker.wake().context("waking the ingest thread")
     }
 }
 
@@ -281,8 +458,23 @@ impl Drop for Ingest {
     }
 }
 
+enum Command {
+    Read(Box<Input>),
+    /// Drop `path`'s input, then say so on `done`.
+    Remove {
+        path: String,
+        done: mpsc::SyncSender<()>,
+    },
+}
+
+enum Input {
+    Rtp(Token, RtpInput),
+    Demo(DemoInput),
+}
+
 struct RtpInput {
-    path: usize,
+    path: String,
+    counters: PathCounters,
     receiver: UdpReceiver,
     /// Datagrams per receive call: a shorter batch means the socket was emptied.
     batch: usize,
@@ -290,138 +482,79 @@ struct RtpInput {
 }
 
 struct DemoInput {
-    path: usize,
+    path: String,
+    counters: PathCounters,
     player: DemoPlayer,
     writer: TrackWriter,
 }
 
-const STOP: Token = Token(usize::MAX);
+/// Every source the ingest thread reads; only it touches them.
+#[derive(Default)]
+struct Inputs {
+    rtp: HashMap<Token, RtpInput>,
+    demos: Vec<DemoInput>,
+    /// Sockets that may hold datagrams: readable, or left with some after MAX_BATCHES
+    /// (epoll is edge-triggered in mio).
+    pending: Vec<Token>,
+}
+
+impl Inputs {
+    fn apply(&mut self, command: Command) {
+        match command {
+            Command::Read(input) => match *input {
+                Input::Rtp(token, input) => {
+                    self.rtp.insert(token, input);
+                    // Datagrams that came before the input did may have raised the only
+                    // event they will.
+                    self.pending.push(token);
+                }
+                Input::Demo(input) => self.demos.push(input),
+            },
+            Command::Remove { path, done } => {
+                // Dropping the socket closes it, which also takes it out of epoll (it has
+                // no other descriptor); its token, never reused, is left out of `pending`
+                // at the next drain.
+                self.rtp.retain(|_, input| input.path != path);
+                self.demos.retain(|demo| demo.path != path);
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+/// Stop, or commands to take: the ingest's waker.
+const WAKE: Token = Token(usize::MAX);
 /// Batches taken from one socket per wakeup before the others (and the demo) get a turn.
 const MAX_BATCHES: usize = 16;
 
-/// Binds every RTP source, builds every track and starts the ingest thread. RTSP
-/// sources only get their counters here (their tasks run on tokio).
+/// Starts the ingest thread and adds every source ([`Ingest::add`]); returns the tracks
+/// of the paths it reads (demo and RTP).
+#[cfg(test)]
 pub fn start(
     sources: Vec<(String, Source)>,
     wakers: Arc<Wakers>,
     opts: IngestOptions,
     lifeline: Arc<Lifeline>,
 ) -> anyhow::Result<(Ingest, Vec<Published>)> {
-    let poll = Poll::new().context("ingest: creating epoll")?;
-    let waker = Arc::new(Waker::new(poll.registry(), STOP).context("ingest: creating waker")?);
-    let mut clip: Option<Arc<Clip>> = None;
-    let mut rtp_inputs = Vec::new();
-    let mut demos = Vec::new();
+    let ingest = Ingest::spawn(wakers, opts, lifeline)?;
     let mut published = Vec::new();
-    let mut counters = Vec::new();
-    let udp_opts = UdpOptions {
-        recv_buffer: opts.recv_buffer,
-        send_buffer: 0,
-        // A source sends a frame's packets at a time; sockets are drained in turns of
-        // up to MAX_BATCHES batches. Each socket's buffer is batch x 2 KiB: with dozens
-        // of sources, the workers' 64 would be megabytes that hold nothing.
-        batch: 16,
-        ..UdpOptions::default()
-    };
-    let now = Instant::now();
-    for (index, (path, source)) in sources.into_iter().enumerate() {
-        match source {
-            // A publisher's packets are written by the worker holding its session.
-            Source::Publisher => {}
-            Source::Demo => {
-                let clip = match &clip {
-                    Some(c) => c.clone(),
-                    None => clip
-                        .insert(Arc::new(
-                            Clip::demo(opts.max_payload)
-                                .with_context(|| format!("path '{path}': demo"))?,
-                        ))
-                        .clone(),
-                };
-                let (track, writer) = Track::new(clip.info.clone(), opts.history);
-                writer.set_parameter_sets(clip.parameter_sets.clone());
-                demos.push(DemoInput {
-                    path: index,
-                    player: DemoPlayer::random(clip, now),
-                    writer,
-                });
-                published.push(Published {
-                    path: path.clone(),
-                    tracks: vec![track],
-                });
-            }
-            Source::Rtp { listen, sdp } => {
-                let (receiver, _) = udp::bind(listen, &udp_opts)
-                    .with_context(|| format!("path '{path}': listening on udp {listen}"))?;
-                poll.registry()
-                    .register(
-                        &mut SourceFd(&receiver.fd()),
-                        Token(rtp_inputs.len()),
-                        Interest::READABLE,
-                    )
-                    .context("ingest: epoll_ctl")?;
-                let mut tracks = Vec::new();
-                let mut writers = Vec::new();
-                for t in sdp.tracks() {
-                    let (track, writer) = Track::new(t.info.clone(), opts.history);
-                    if let Some(sets) = t.parameter_sets.clone() {
-                        writer.set_parameter_sets(sets);
-                    }
-                    tracks.push(track);
-                    writers.push((t.payload_type, writer));
-                }
-                rtp_inputs.push(RtpInput {
-                    path: index,
-                    receiver,
-                    batch: udp_opts.batch,
-                    demux: RtpDemux::new(writers),
-                });
-                published.push(Published {
-                    path: path.clone(),
-                    tracks,
-                });
-            }
-            Source::Rtsp(_) => {}
+    for (path, source) in sources {
+        let tracks = ingest.add(&path, &source)?;
+        // Publisher and RTSP paths have none here: the server makes theirs.
+        if !tracks.is_empty() {
+            published.push(Published { path, tracks });
         }
-        counters.push((path, Counters::default()));
     }
-    let counters: Arc<[(String, Counters)]> = counters.into();
-    let stop = Arc::new(AtomicBool::new(false));
-    let thread = {
-        let (stop, counters) = (stop.clone(), counters.clone());
-        std::thread::Builder::new()
-            .name("ingest".into())
-            .spawn(move || {
-                lifeline.guard("ingest", &stop, || {
-                    run(poll, rtp_inputs, demos, &wakers, &counters, &stop);
-                    Ok::<(), std::convert::Infallible>(())
-                })
-            })
-            .context("ingest: spawning thread")?
-    };
-    let ingest = Ingest {
-        stop,
-        waker,
-        thread: Some(thread),
-        counters: IngestCounters(counters),
-    };
     Ok((ingest, published))
 }
 
-fn run(
-    mut poll: Poll,
-    mut rtp_inputs: Vec<RtpInput>,
-    mut demos: Vec<DemoInput>,
-    wakers: &Wakers,
-    counters: &[(String, Counters)],
-    stop: &AtomicBool,
-) {
+fn run(mut poll: Poll, inbox: &mpsc::Receiver<Command>, wakers: &Wakers, stop: &AtomicBool) {
     let mut events = Events::with_capacity(64);
-    // Sockets left with datagrams after MAX_BATCHES (epoll is edge-triggered in mio).
-    let mut pending: Vec<usize> = Vec::new();
+    let mut inputs = Inputs::default();
     while !stop.load(Ordering::Acquire) {
-        let timeout = if pending.is_empty() {
-            demos
+        let timeout = if inputs.pending.is_empty() {
+            inputs
+                .demos
                 .iter()
                 .map(|d| d.player.next_due())
                 .min()
@@ -436,21 +569,29 @@ fn run(
             }
         }
         for event in events.iter() {
-            if event.token() != STOP && !pending.contains(&event.token().0) {
-                pending.push(event.token().0);
+            match event.token() {
+                WAKE => inbox.try_iter().for_each(|c| inputs.apply(c)),
+                token if !inputs.pending.contains(&token) => inputs.pending.push(token),
+                _ => {}
             }
         }
-        pending.retain(|&i| drain(&mut rtp_inputs[i], wakers, counters));
+        let Inputs {
+            rtp,
+            demos,
+            pending,
+        } = &mut inputs;
+        pending.retain(|token| rtp.get_mut(token).is_some_and(|i| drain(i, wakers)));
         let now = Instant::now();
         let mut wake = 0;
-        for d in &mut demos {
+        for d in demos {
             let writer = &mut d.writer;
             let sent = d.player.play(now, &mut |p| {
                 writer.push(p);
             });
             if sent > 0 {
-                let c = &counters[d.path].1;
-                c.received.fetch_add(sent as u64, Ordering::Relaxed);
+                d.counters
+                    .received
+                    .fetch_add(sent as u64, Ordering::Relaxed);
                 wake |= writer.track().readers();
             }
         }
@@ -461,14 +602,13 @@ fn run(
 }
 
 /// Takes up to MAX_BATCHES batches from one socket; true when more may be waiting.
-fn drain(input: &mut RtpInput, wakers: &Wakers, counters: &[(String, Counters)]) -> bool {
-    let c = &counters[input.path].1;
-    let demux = &mut input.demux;
+fn drain(input: &mut RtpInput, wakers: &Wakers) -> bool {
+    let (demux, counters) = (&mut input.demux, &input.counters);
     for _ in 0..MAX_BATCHES {
         let arrival = Instant::now();
         let result = input
             .receiver
-            .recv(&mut |d| demux.on_datagram(d.data, arrival, c));
+            .recv(&mut |d| demux.on_datagram(d.data, arrival, counters));
         let wake = demux.take_wake_mask();
         if wake != 0 {
             wakers.wake(wake);
@@ -477,7 +617,7 @@ fn drain(input: &mut RtpInput, wakers: &Wakers, counters: &[(String, Counters)])
             Ok(n) if n < input.batch => return false,
             Ok(_) => {}
             Err(e) => {
-                tracing::warn!("ingest: receiving for '{}': {e}", counters[input.path].0);
+                tracing::warn!("ingest: receiving for '{}': {e}", input.path);
                 return false;
             }
         }

@@ -2,6 +2,8 @@
 
 use super::*;
 use crate::track::{h264, Codec};
+use relay_testkit::wait::eventually;
+use std::net::UdpSocket;
 use std::process::{Child, Command, Stdio};
 
 fn sdp_text() -> Option<&'static str> {
@@ -91,6 +93,150 @@ fn start_names_the_path_in_its_errors() {
         text.contains("cam8") && text.contains(&addr.to_string()),
         "{text}"
     );
+}
+
+/// How long a test waits for what the ingest thread does on its own time.
+const SETTLE: Duration = Duration::from_secs(10);
+
+/// A PCMU source on `port` of the loopback.
+fn pcmu_on(port: u16) -> Source {
+    let sdp = format!("v=0\no=- 0 0 IN IP4 127.0.0.1\ns=-\nt=0 0\nm=audio {port} RTP/AVP 0\n");
+    Source::parse(&format!("udp+rtp://127.0.0.1:{port}"), Some(&sdp)).unwrap()
+}
+
+/// Sends `count` 20 ms PCMU packets to `port`, numbered on from `next`.
+fn send_pcmu(sender: &UdpSocket, port: u16, next: &mut u16, count: u16) {
+    for _ in 0..count {
+        let mut packet = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0a, 0xbc];
+        packet[2..4].copy_from_slice(&next.to_be_bytes());
+        packet[4..8].copy_from_slice(&(u32::from(*next) * 160).to_be_bytes());
+        packet.extend_from_slice(&[0xff; 160]);
+        sender.send_to(&packet, ("127.0.0.1", port)).unwrap();
+        *next += 1;
+    }
+}
+
+fn listed(ingest: &Ingest) -> Vec<String> {
+    ingest.stats().paths.into_iter().map(|p| p.path).collect()
+}
+
+#[test]
+fn rtp_sources_come_and_go_while_another_flows() {
+    let steady_port = free_port();
+    let (ingest, published) = start(
+        vec![("steady".into(), pcmu_on(steady_port))],
+        Arc::new(Wakers::new(1).unwrap()),
+        IngestOptions {
+            history: KEEP_ALL,
+            ..IngestOptions::default()
+        },
+        Arc::default(),
+    )
+    .unwrap();
+    let steady = published[0].tracks[0].clone();
+    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (mut steady_seq, mut added_seq) = (0, 0);
+    let added_port = free_port();
+    // Each round adds and removes a source on the same port, with the steady source's
+    // packets in flight each time. Never more than 60 are, which a socket's default
+    // buffer holds: any packet missing was lost by the ingest.
+    for round in 0..3 {
+        send_pcmu(&sender, steady_port, &mut steady_seq, 20);
+        let added = ingest.add("added", &pcmu_on(added_port)).unwrap();
+        send_pcmu(&sender, steady_port, &mut steady_seq, 20);
+        send_pcmu(&sender, added_port, &mut added_seq, 20);
+        assert!(
+            eventually(SETTLE, || added[0].head() == 20),
+            "round {round}: the added source's track got {} of 20",
+            added[0].head()
+        );
+        let counters = ingest.counters().of("added").expect("listed while added");
+        assert_eq!(counters.received.load(Ordering::Relaxed), 20);
+        assert_eq!(listed(&ingest), ["added", "steady"]);
+
+        send_pcmu(&sender, steady_port, &mut steady_seq, 20);
+        ingest.remove("added");
+        UdpSocket::bind(("127.0.0.1", added_port)).expect("the port is free once removed");
+        assert!(ingest.counters().of("added").is_none());
+        assert_eq!(listed(&ingest), ["steady"]);
+        let sent = u64::from(steady_seq);
+        assert!(
+            eventually(SETTLE, || steady.head() == sent),
+            "round {round}: the steady source's track got {} of {sent}",
+            steady.head()
+        );
+    }
+    assert_eq!(assert_continuous(&steady, "steady"), 180);
+    assert_eq!(ingest.stats().paths[0].received, 180);
+}
+
+#[test]
+fn demos_come_and_go_while_another_plays() {
+    let (ingest, published) = start(
+        vec![],
+        Arc::new(Wakers::new(1).unwrap()),
+        IngestOptions::default(),
+        Arc::default(),
+    )
+    .unwrap();
+    assert!(published.is_empty());
+    let one = ingest.add("one", &Source::Demo).unwrap().remove(0);
+    let two = ingest.add("two", &Source::Demo).unwrap().remove(0);
+    assert!(eventually(SETTLE, || one.head() > 0 && two.head() > 0));
+    ingest.remove("one");
+    let (one_at, two_at) = (one.head(), two.head());
+    assert!(
+        eventually(SETTLE, || two.head() > two_at + 30),
+        "the other demo plays on"
+    );
+    assert_eq!(one.head(), one_at, "nothing played after remove returned");
+    assert_eq!(listed(&ingest), ["two"]);
+    let again = ingest.add("one", &Source::Demo).unwrap().remove(0);
+    assert!(
+        eventually(SETTLE, || again.head() > 0),
+        "added again, it plays"
+    );
+}
+
+#[test]
+fn a_failed_or_repeated_add_leaves_the_ingest_as_it_was() {
+    let (ingest, _) = start(
+        vec![],
+        Arc::new(Wakers::new(1).unwrap()),
+        IngestOptions::default(),
+        Arc::default(),
+    )
+    .unwrap();
+    let taken = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let err = ingest.add("cam", &pcmu_on(port)).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("path 'cam': listening on udp"),
+        "{err:#}"
+    );
+    assert!(
+        listed(&ingest).is_empty(),
+        "no counters for a source not added"
+    );
+    drop(taken);
+    ingest.add("cam", &pcmu_on(port)).unwrap();
+    let err = ingest.add("cam", &Source::Demo).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("'cam' is in the ingest already"),
+        "{err:#}"
+    );
+
+    // RTSP and publisher paths only have counters here (the server starts them); remove
+    // drops those.
+    let rtsp = Source::parse("rtsp://cam/stream", None).unwrap();
+    assert!(ingest.add("door", &rtsp).unwrap().is_empty());
+    assert!(ingest.add("whip", &Source::Publisher).unwrap().is_empty());
+    assert!(ingest.counters().of("door").is_some());
+    assert_eq!(listed(&ingest), ["cam", "door", "whip"]);
+    ingest.remove("door");
+    ingest.remove("whip");
+    ingest.remove("never added");
+    assert_eq!(listed(&ingest), ["cam"]);
 }
 
 fn readable(fd: std::os::fd::RawFd, timeout_ms: i32) -> bool {
