@@ -39,8 +39,7 @@ pub struct Config {
     /// `logStructured`: one JSON object per log line instead of text.
     pub log_structured: bool,
 
-    /// `webrtcAddress`: the HTTP listener (WHEP endpoints, player pages and, unless
-    /// `metrics_address` is set, metrics).
+    /// `webrtcAddress`: the HTTP listener of WHEP and WHIP and their pages.
     pub webrtc_address: SocketAddr,
     /// `webrtcLocalUDPAddress`: the one UDP port every WebRTC session uses (ICE-lite,
     /// DTLS, SRTP); port 0: the kernel picks one.
@@ -76,11 +75,10 @@ pub struct Config {
     /// `udpReadBufferSize`: SO_RCVBUF of the UDP sockets, 0: the system default.
     pub udp_read_buffer_size: usize,
 
-    /// `metrics`: serve Prometheus metrics at /metrics.
+    /// `metrics`: serve Prometheus metrics at /metrics on `metrics_address`.
     pub metrics: bool,
-    /// `metricsAddress`: a listener of their own for the metrics; `None`: served on
-    /// `webrtc_address`.
-    pub metrics_address: Option<SocketAddr>,
+    /// `metricsAddress`: the metrics' listener.
+    pub metrics_address: SocketAddr,
 
     /// `pprof`, `pprofAddress`: CPU profiles in pprof's format on a listener of their
     /// own; `None`: off.
@@ -451,7 +449,6 @@ struct RawConfig {
 
     #[serde(deserialize_with = "yes_no")]
     metrics: bool,
-    /// Empty: none.
     metrics_address: String,
     #[serde(deserialize_with = "yes_no")]
     pprof: bool,
@@ -619,8 +616,8 @@ impl Default for RawConfig {
             rtcp_sender_report_interval: Duration::from_secs(1),
             udp_max_payload_size: 1452,
             udp_read_buffer_size: 0,
-            metrics: true,
-            metrics_address: String::new(),
+            metrics: false,
+            metrics_address: ":9998".into(),
             pprof: false,
             pprof_address: ":9999".into(),
             pprof_encryption: false,
@@ -711,10 +708,7 @@ impl RawConfig {
             "webrtcLocalUDPAddress",
             parse_listen(&self.webrtc_local_udp_address),
         );
-        let metrics_address = problems.take(
-            "metricsAddress",
-            set(&self.metrics_address).map(parse_listen).transpose(),
-        );
+        let metrics_address = problems.take("metricsAddress", parse_listen(&self.metrics_address));
         let pprof_address = problems.take("pprofAddress", parse_listen(&self.pprof_address));
         let api_address = problems.take("apiAddress", parse_listen(&self.api_address));
         for (key, origins) in [
@@ -775,16 +769,6 @@ impl RawConfig {
         let auth = auth::check(&self, &mut problems);
         self.refuse_what_relay_cannot_honour(&mut problems);
         let (paths, path_patterns) = self.check_paths(&mut problems);
-        if self.metrics
-            && set(&self.metrics_address).is_none()
-            && self.paths.contains_key("metrics")
-        {
-            problems.add(
-                "paths.metrics",
-                "/metrics serves the metrics on webrtcAddress: rename the path or set \
-                 metricsAddress",
-            );
-        }
         let xdp_interface = set(&self.xdp_interface).map(str::to_owned);
         if let Some(media) = webrtc_local_udp_address {
             if xdp_interface.is_some() && media.port() == 0 {
@@ -808,12 +792,10 @@ impl RawConfig {
             }
         }
         // Listeners that would take one another's port: the second bind would fail.
-        let metrics_listener = metrics_address.flatten().filter(|_| self.metrics);
-        let pprof_listener = pprof_address.filter(|_| self.pprof);
         let tcp = [
             ("webrtcAddress", webrtc_address),
-            ("metricsAddress", metrics_listener),
-            ("pprofAddress", pprof_listener),
+            ("metricsAddress", metrics_address.filter(|_| self.metrics)),
+            ("pprofAddress", pprof_address.filter(|_| self.pprof)),
             ("apiAddress", api_address.filter(|_| self.api)),
         ];
         check_overlaps(&mut problems, tcp.iter().map(|(k, a)| (k.to_string(), *a)));
@@ -1174,7 +1156,7 @@ impl From<&Config> for RawConfig {
             udp_max_payload_size: config.udp_max_payload_size,
             udp_read_buffer_size: config.udp_read_buffer_size,
             metrics: config.metrics,
-            metrics_address: config.metrics_address.map(write_listen).unwrap_or_default(),
+            metrics_address: write_listen(config.metrics_address),
             pprof: config.pprof_address.is_some(),
             pprof_address: config
                 .pprof_address
@@ -1837,15 +1819,8 @@ mod tests {
     }
 
     #[test]
-    fn path_named_metrics_collides_only_when_metrics_share_the_listener() {
-        let e = refused("paths:\n  metrics:\n");
-        assert!(
-            e.contains("paths.metrics: /metrics serves the metrics"),
-            "{e}"
-        );
-        let metrics = "paths:\n  metrics:\n    source: demo\n";
-        Config::from_yaml(&format!("metricsAddress: ':9998'\n{metrics}")).unwrap();
-        Config::from_yaml(&format!("metrics: no\n{metrics}")).unwrap();
+    fn a_path_may_be_named_metrics_they_have_a_listener_of_their_own() {
+        Config::from_yaml("metrics: yes\npaths:\n  metrics:\n    source: demo\n").unwrap();
     }
 
     #[test]
@@ -2114,9 +2089,16 @@ mod tests {
             e.contains("paths.c.source: [::]:8189 takes the port webrtcLocalUDPAddress"),
             "{e}"
         );
-        let e = refused("webrtcAddress: 127.0.0.1:9000\nmetricsAddress: ':9000'\n");
+        let e = refused("metrics: yes\nwebrtcAddress: 127.0.0.1:9000\nmetricsAddress: ':9000'\n");
         assert!(
             e.contains("metricsAddress: 0.0.0.0:9000 takes the port webrtcAddress"),
+            "{e}"
+        );
+        let e =
+            refused("metrics: yes\napi: yes\npprof: yes\napiAddress: :9998\npprofAddress: :9998\n");
+        assert!(
+            e.contains("pprofAddress: 0.0.0.0:9998 takes the port metricsAddress")
+                && e.contains("apiAddress: 0.0.0.0:9998 takes the port metricsAddress"),
             "{e}"
         );
         // Different addresses, port 0 (the kernel picks), metrics off: no overlap.
@@ -2126,8 +2108,12 @@ mod tests {
             rtp("b", "127.0.0.2:5004")
         ))
         .unwrap();
-        Config::from_yaml("webrtcAddress: 127.0.0.1:0\nmetricsAddress: 127.0.0.1:0\n").unwrap();
-        Config::from_yaml("metrics: no\nwebrtcAddress: :9000\nmetricsAddress: :9000\n").unwrap();
+        Config::from_yaml(
+            "metrics: yes\nwebrtcAddress: 127.0.0.1:0\nmetricsAddress: 127.0.0.1:0\n",
+        )
+        .unwrap();
+        Config::from_yaml("webrtcAddress: :9000\nmetricsAddress: :9000\napiAddress: :9000\n")
+            .unwrap();
     }
 
     #[test]
@@ -2231,13 +2217,11 @@ mod tests {
     fn typed_values() {
         let config = Config::default();
         assert_eq!(config.webrtc_address, "0.0.0.0:8889".parse().unwrap());
-        assert_eq!(config.metrics_address, None);
+        assert!(!config.metrics, "MediaMTX's default");
+        assert_eq!(config.metrics_address, "0.0.0.0:9998".parse().unwrap());
         assert_eq!(config.xdp_stun_rate.get(), 50);
-        let config = Config::from_yaml("metricsAddress: 127.0.0.1:9998\n").unwrap();
-        assert_eq!(
-            config.metrics_address,
-            Some("127.0.0.1:9998".parse().unwrap())
-        );
+        let config = Config::from_yaml("metricsAddress: 127.0.0.1:9999\n").unwrap();
+        assert_eq!(config.metrics_address, "127.0.0.1:9999".parse().unwrap());
         let e = refused("xdpSTUNRate: 0\nxdpSTUNBurst: 0\n");
         assert!(
             e.contains("xdpSTUNRate: must be at least 1")

@@ -414,8 +414,8 @@ impl Starter {
     }
 }
 
-/// HTTP (WHEP, pages, metrics) and housekeeping, until a signal or a dead data-plane
-/// thread.
+/// HTTP (WHEP, pages, metrics, the API) and housekeeping, until a signal or a dead
+/// data-plane thread.
 async fn control_plane(
     config: &Config,
     listener: std::net::TcpListener,
@@ -424,30 +424,28 @@ async fn control_plane(
     lifeline: &Lifeline,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
-    let registry_metrics = config
-        .metrics
-        .then(|| Arc::new(metrics.clone()) as Arc<dyn http::Scrape>);
     let auth = Arc::new(Authenticator::new(config.auth.clone(), config.read_timeout));
-    let mut http_opts = http::HttpOptions {
+    let http_opts = http::HttpOptions {
         allow_origins: config.webrtc_allow_origins.clone(),
-        metrics: None,
         read_timeout: config.read_timeout,
         auth: auth.clone(),
     };
-    match (config.metrics_address, registry_metrics) {
-        (Some(addr), Some(registry)) => {
-            let l = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr} (metricsAddress)"))?;
-            tokio::spawn(http::serve_metrics(
-                l,
-                registry,
-                config.read_timeout,
-                auth.clone(),
-            ));
-        }
-        (None, registry) => http_opts.metrics = registry,
-        (Some(_), None) => {}
+    if config.metrics {
+        let addr = config.metrics_address;
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (metricsAddress)"))?;
+        let local = l.local_addr()?;
+        info!("metrics at http://{local}/metrics");
+        // Before the paths' URLs, as the API's.
+        println!("relay: metrics at http://{local}");
+        let registry = Arc::new(metrics.clone());
+        tokio::spawn(http::serve_metrics(
+            l,
+            registry,
+            config.read_timeout,
+            auth.clone(),
+        ));
     }
     if let Some(addr) = config.pprof_address {
         let l = tokio::net::TcpListener::bind(addr)

@@ -190,7 +190,6 @@ impl From<Result<ureq::http::Response<ureq::Body>, ureq::Error>> for Reply {
 fn options() -> HttpOptions {
     HttpOptions {
         allow_origins: vec!["*".into()],
-        metrics: None,
         read_timeout: Duration::from_secs(10),
         auth: authenticator(AuthConfig::mediamtx_default()),
     }
@@ -370,6 +369,7 @@ fn unknown_paths_routes_and_sessions_are_404() {
     get("/nope").assert_error(404, "WHEP endpoint /<path>/whep");
     get("/").assert_error(404, "nothing here");
     get("/cam/whep/").assert_error(404, "no path named 'cam/whep'");
+    // The metrics have a listener of their own (metricsAddress).
     get("/metrics").assert_error(404, "nothing here");
     let gone: Reply = server
         .agent
@@ -629,14 +629,16 @@ fn registry() -> Arc<dyn Scrape> {
     Arc::new(registry)
 }
 
+/// A metrics listener serving `registry()` to whom `auth` allows; its base URL.
+fn metrics_server(auth: Arc<Authenticator>) -> String {
+    spawn(|listener| serve_metrics(listener, registry(), Duration::from_secs(10), auth))
+}
+
 #[test]
-fn metrics_on_the_main_listener() {
-    let opts = HttpOptions {
-        metrics: Some(registry()),
-        ..options()
-    };
-    let server = Server::start(TestViewers::new(&["cam"]), opts);
-    let metrics: Reply = server.agent.get(server.url("/metrics")).call().into();
+fn metrics_on_their_own_listener() {
+    let base = metrics_server(options().auth);
+    let agent = agent();
+    let metrics: Reply = agent.get(format!("{base}/metrics")).call().into();
     assert_eq!(metrics.status, 200, "{metrics:?}");
     assert_eq!(
         metrics.header("content-type"),
@@ -648,24 +650,6 @@ fn metrics_on_the_main_listener() {
         metrics.body
     );
     assert!(metrics.body.ends_with("# EOF\n"), "{}", metrics.body);
-    // The rest is still served.
-    assert_eq!(server.post_offer("/cam/whep", OFFER).status, 201);
-}
-
-#[test]
-fn metrics_on_their_own_listener() {
-    let base = spawn(|listener| {
-        serve_metrics(
-            listener,
-            registry(),
-            Duration::from_secs(10),
-            options().auth,
-        )
-    });
-    let agent = agent();
-    let metrics: Reply = agent.get(format!("{base}/metrics")).call().into();
-    assert_eq!(metrics.status, 200, "{metrics:?}");
-    assert!(metrics.body.contains("relay_viewers_created_total 3\n"));
     let page: Reply = agent.get(format!("{base}/cam/")).call().into();
     page.assert_error(404, "metrics are at /metrics");
     let post: Reply = agent.post(format!("{base}/metrics")).send("").into();
@@ -840,7 +824,6 @@ fn guarded() -> HttpOptions {
         path: PathRule::parse(path).unwrap(),
     };
     HttpOptions {
-        metrics: Some(registry()),
         auth: authenticator(AuthConfig::Internal(vec![
             user("reader", &[], vec![permission(Action::Read, "cam")]),
             user(
@@ -949,16 +932,14 @@ fn an_address_that_fails_too_often_is_refused_for_a_while_without_a_check() {
         .parse()
         .unwrap();
     assert!((1..=60).contains(&retry), "Retry-After {retry}");
-    // Metrics share the listener's count: the same address is limited there too.
-    let metrics: Reply = server.agent.get(server.url("/metrics")).call().into();
-    assert_eq!(metrics.status, 429);
 }
 
 #[test]
 fn metrics_are_authenticated_like_the_rest() {
-    let server = Server::start(TestViewers::new(&["cam"]), guarded());
+    let base = metrics_server(guarded().auth);
+    let agent = agent();
     let get = |auth: Option<&str>| -> Reply {
-        let request = server.agent.get(server.url("/metrics"));
+        let request = agent.get(format!("{base}/metrics"));
         match auth {
             Some(a) => request.header("Authorization", a).call().into(),
             None => request.call().into(),
@@ -970,13 +951,7 @@ fn metrics_are_authenticated_like_the_rest() {
     assert_eq!(scraped.status, 200, "{scraped:?}");
     assert!(scraped.body.contains("relay_viewers_created_total"));
     // MediaMTX's defaults: from this host, without credentials.
-    let open = Server::start(
-        TestViewers::new(&["cam"]),
-        HttpOptions {
-            metrics: Some(registry()),
-            ..options()
-        },
-    );
-    let reply: Reply = open.agent.get(open.url("/metrics")).call().into();
+    let open = metrics_server(options().auth);
+    let reply: Reply = agent.get(format!("{open}/metrics")).call().into();
     assert_eq!(reply.status, 200);
 }
