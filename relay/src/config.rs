@@ -116,6 +116,8 @@ pub struct Config {
     /// `authMethod` and its keys: who may publish, read and scrape the metrics.
     pub auth: AuthConfig,
 
+    /// `pathDefaults`, every key with its value: the file's, else relay's default.
+    pub path_defaults: PathDefaults,
     /// `paths`, by name, with what each inherits from `pathDefaults` filled in.
     pub paths: BTreeMap<String, PathConfig>,
     /// The `paths` entries that stand for many names (`~regex`, `all_others`), in the
@@ -169,6 +171,12 @@ impl<S> PathConfig<S> {
         }
     }
 }
+
+/// `pathDefaults` as the API reports it and the config writes it back (MediaMTX's
+/// `/v3/config/pathdefaults/get`): every key of a path, set. What paths inherit from it
+/// is applied to them at load already.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PathDefaults(RawPath);
 
 /// A `paths` entry whose key stands for every path name its regular expression
 /// matches, as in MediaMTX: `~REGEX`, and `all_others` (or the older `all`), which
@@ -596,6 +604,56 @@ struct RawPath {
     run_on_unread: Option<String>,
 }
 
+impl RawPath {
+    /// `path` as written, every key set: a hook it lacks is written empty, so that it
+    /// does not inherit pathDefaults' when read back (MediaMTX's file writes them so);
+    /// the sourceOnDemand timeouts are written when it is off too.
+    fn written(path: &PathConfig<String>, rtp_sdp: Option<&str>) -> RawPath {
+        let on_demand = path.on_demand.unwrap_or_default();
+        let command = |hook: &Option<Hook>| Some(hook.as_ref().map_or("", |h| &h.command).into());
+        let restart = |hook: &Option<Hook>| Some(hook.as_ref().is_some_and(|h| h.restart));
+        let once = |command: &Option<String>| Some(command.clone().unwrap_or_default());
+        let hooks = &path.hooks;
+        RawPath {
+            source: Some(path.source.clone()),
+            rtp_sdp: Some(rtp_sdp.unwrap_or_default().to_owned()),
+            max_readers: Some(path.max_readers),
+            rtsp_transport: Some(path.rtsp_transport),
+            source_on_demand: Some(path.on_demand.is_some()),
+            source_on_demand_start_timeout: Some(on_demand.start_timeout),
+            source_on_demand_close_after: Some(on_demand.close_after),
+            override_publisher: Some(path.override_publisher),
+            source_fingerprint: None,
+            run_on_init: command(&hooks.on_init),
+            run_on_init_restart: restart(&hooks.on_init),
+            run_on_ready: command(&hooks.on_ready),
+            run_on_ready_restart: restart(&hooks.on_ready),
+            run_on_not_ready: once(&hooks.on_not_ready),
+            run_on_read: command(&hooks.on_read),
+            run_on_read_restart: restart(&hooks.on_read),
+            run_on_unread: once(&hooks.on_unread),
+        }
+    }
+
+    /// Relay's default of every key of a path (MediaMTX's).
+    fn defaults() -> RawPath {
+        let path = PathConfig::new(Source::Publisher);
+        RawPath::written(&path.with_source(path.source.to_string()), None)
+    }
+
+    /// These keys over `defaults`: the keys this leaves unset are `defaults`'.
+    fn over(&self, defaults: &RawPath) -> RawPath {
+        // Unset keys are not written, so the union of the two maps is the overlay.
+        let keys = |path: &RawPath| match serde_json::to_value(path) {
+            Ok(serde_json::Value::Object(keys)) => keys,
+            other => unreachable!("a path serializes to a map, not {other:?}"),
+        };
+        let mut merged = keys(defaults);
+        merged.extend(keys(self));
+        serde_json::from_value(merged.into()).expect("a path reads back what it writes")
+    }
+}
+
 impl Default for RawConfig {
     fn default() -> Self {
         let mut raw = RawConfig {
@@ -769,6 +827,7 @@ impl RawConfig {
         let auth = auth::check(&self, &mut problems);
         self.refuse_what_relay_cannot_honour(&mut problems);
         let (paths, path_patterns) = self.check_paths(&mut problems);
+        let path_defaults = PathDefaults(self.path_defaults.over(&RawPath::defaults()));
         let xdp_interface = set(&self.xdp_interface).map(str::to_owned);
         if let Some(media) = webrtc_local_udp_address {
             if xdp_interface.is_some() && media.port() == 0 {
@@ -845,6 +904,7 @@ impl RawConfig {
                 xdp_stun_burst: xdp_stun_burst?,
                 read_timeout: self.read_timeout,
                 auth: auth?,
+                path_defaults,
                 paths,
                 path_patterns,
             })
@@ -1113,30 +1173,15 @@ fn at_fault<'a>(error: &SourceError, source_key: &'a str, sdp_key: &'a str) -> &
 
 impl From<&Config> for RawConfig {
     fn from(config: &Config) -> RawConfig {
-        let raw = |path: &PathConfig<String>, rtp_sdp: Option<&str>| RawPath {
-            source: Some(path.source.clone()),
-            rtp_sdp: rtp_sdp.map(str::to_owned),
-            max_readers: Some(path.max_readers),
-            rtsp_transport: Some(path.rtsp_transport),
-            source_on_demand: Some(path.on_demand.is_some()),
-            source_on_demand_start_timeout: path.on_demand.map(|o| o.start_timeout),
-            source_on_demand_close_after: path.on_demand.map(|o| o.close_after),
-            override_publisher: Some(path.override_publisher),
-            source_fingerprint: None,
-            run_on_init: path.hooks.on_init.as_ref().map(|h| h.command.clone()),
-            run_on_init_restart: path.hooks.on_init.as_ref().map(|h| h.restart),
-            run_on_ready: path.hooks.on_ready.as_ref().map(|h| h.command.clone()),
-            run_on_ready_restart: path.hooks.on_ready.as_ref().map(|h| h.restart),
-            run_on_not_ready: path.hooks.on_not_ready.clone(),
-            run_on_read: path.hooks.on_read.as_ref().map(|h| h.command.clone()),
-            run_on_read_restart: path.hooks.on_read.as_ref().map(|h| h.restart),
-            run_on_unread: path.hooks.on_unread.clone(),
-        };
         let named = config.paths.iter().map(|(name, path)| {
             let written = path.with_source(path.source.to_string());
-            (name.clone(), raw(&written, path.source.rtp_sdp()))
+            (
+                name.clone(),
+                RawPath::written(&written, path.source.rtp_sdp()),
+            )
         });
-        let patterns = (config.path_patterns.iter()).map(|p| (p.key.clone(), raw(&p.path, None)));
+        let patterns =
+            (config.path_patterns.iter()).map(|p| (p.key.clone(), RawPath::written(&p.path, None)));
         let mut raw = RawConfig {
             log_level: config.log_level,
             log_structured: config.log_structured,
@@ -1171,8 +1216,8 @@ impl From<&Config> for RawConfig {
             xdp_stun_rate: config.xdp_stun_rate.get(),
             xdp_stun_burst: config.xdp_stun_burst.get(),
             read_timeout: config.read_timeout,
-            // Every path is written whole: nothing is left to inherit.
-            path_defaults: RawPath::default(),
+            // Paths are written whole: pathDefaults changes none of them.
+            path_defaults: config.path_defaults.0.clone(),
             paths: named.chain(patterns).collect(),
             ..RawConfig::default()
         };
@@ -2368,6 +2413,44 @@ mod tests {
         let back = Config::from_yaml(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
         assert_eq!(&back, config, "{yaml}");
         yaml
+    }
+
+    #[test]
+    fn path_defaults_hold_every_key_the_files_else_relays() {
+        let config = Config::from_yaml(
+            "pathDefaults:\n  maxReaders: 3\n  runOnInit: echo init\n  sourceOnDemandCloseAfter: 1m\n\
+             paths:\n  a:\n    source: demo\n    runOnInit: ''\n  b:\n",
+        )
+        .unwrap();
+        let Ok(serde_json::Value::Object(written)) = serde_json::to_value(&config.path_defaults.0)
+        else {
+            unreachable!("a path is a map")
+        };
+        // Every key of a path but the aliases and the one only read to be refused.
+        let mut keys: Vec<&str> = written.keys().map(String::as_str).collect();
+        let mut every: Vec<&str> = field_names::<RawPath>()
+            .iter()
+            .copied()
+            .filter(|k| !k.starts_with("runOnAvailable") && *k != "runOnUnavailable")
+            .filter(|k| *k != "sourceFingerprint")
+            .collect();
+        keys.sort_unstable();
+        every.sort_unstable();
+        assert_eq!(keys, every);
+        assert_eq!(written["maxReaders"], 3);
+        assert_eq!(written["runOnInit"], "echo init");
+        assert_eq!(written["sourceOnDemandCloseAfter"], "1m");
+        assert_eq!(written["source"], "publisher");
+        assert_eq!(written["runOnInitRestart"], false);
+        assert_eq!(written["rtpSDP"], "");
+        // Written back whole, a path that turned a default hook off keeps it off.
+        assert_eq!(config.paths["a"].hooks.on_init, None);
+        assert!(config.paths["b"].hooks.on_init.is_some());
+        round_trip(&config);
+        assert_eq!(
+            Config::default().path_defaults,
+            PathDefaults(RawPath::defaults())
+        );
     }
 
     #[test]

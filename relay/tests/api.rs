@@ -256,7 +256,8 @@ fn every_route_answers_what_api_openapi_yaml_describes_and_a_kick_ends_the_viewe
     assert!(info["version"].as_str().unwrap().starts_with('v'));
     let global = api.get("/v3/config/global/get", "/v3/config/global/get");
     assert_eq!(global["api"], true);
-    api.get("/v3/config/pathdefaults/get", "/v3/config/pathdefaults/get");
+    let defaults = api.get("/v3/config/pathdefaults/get", "/v3/config/pathdefaults/get");
+    assert_eq!(defaults["source"], "publisher");
     let confs = api.get("/v3/config/paths/list", "/v3/config/paths/list");
     assert_eq!(confs["itemCount"], 2);
     let conf = api.get("/v3/config/paths/get/{name}", "/v3/config/paths/get/live");

@@ -20,10 +20,13 @@ struct TestBackend {
 impl TestBackend {
     /// `cams/front` plays the demo and has viewer `v2`; `live` waits for a publisher
     /// and has viewer `v1`; `other` was made from `all_others` for someone's request.
+    /// pathDefaults sets one key.
     fn new() -> TestBackend {
-        let config =
-            Config::from_yaml("paths:\n  cams/front:\n    source: demo\n  live:\n  all_others:\n")
-                .unwrap();
+        let config = Config::from_yaml(
+            "pathDefaults:\n  sourceOnDemandStartTimeout: 20s\n\
+             paths:\n  cams/front:\n    source: demo\n  live:\n  all_others:\n",
+        )
+        .unwrap();
         TestBackend {
             paths: vec![
                 Arc::new(ServedPath::ready("cams/front", 0, Vec::new())),
@@ -186,6 +189,15 @@ fn routes_answer_mediamtx_objects_and_errors() {
     assert_eq!(global["apiAddress"], ":9997");
     assert_eq!(global["webrtcAddress"], ":8889");
     assert!(global.get("paths").is_none() && global.get("pathDefaults").is_none());
+    // Every key: the file's, else relay's default (as MediaMTX answers).
+    let (status, defaults) = call(&base, "GET", "/v3/config/pathdefaults/get");
+    assert_eq!(status, 200);
+    assert_eq!(defaults["sourceOnDemandStartTimeout"], "20s");
+    assert_eq!(defaults["sourceOnDemandCloseAfter"], "10s");
+    assert_eq!(defaults["source"], "publisher");
+    assert_eq!(defaults["maxReaders"], 0);
+    assert_eq!(defaults["overridePublisher"], true);
+    assert_eq!(defaults["runOnReady"], "");
     let (status, conf) = call(&base, "GET", "/v3/config/paths/get/cams/front");
     assert_eq!(status, 200);
     assert_eq!(conf["name"], "cams/front");
