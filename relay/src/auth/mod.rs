@@ -20,7 +20,6 @@ mod tests;
 
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -336,7 +335,7 @@ pub struct Authenticator {
     config: AuthConfig,
     /// For the http hook and the JWKS: `readTimeout` bounds each call.
     agent: ureq::Agent,
-    jwks: Mutex<Jwks>,
+    jwks: Jwks,
 }
 
 impl Authenticator {
@@ -349,12 +348,18 @@ impl Authenticator {
         Authenticator {
             config,
             agent,
-            jwks: Mutex::new(Jwks::default()),
+            jwks: Jwks::default(),
         }
     }
 
     /// Allows or refuses `request`. Blocking: the http and jwt methods ask a server.
     pub fn authenticate(&self, request: &Request) -> Result<(), Denied> {
+        self.authenticate_at(request, Instant::now())
+    }
+
+    /// [`Authenticator::authenticate`] at `now`, which says whether the JWKS is due to
+    /// be fetched again.
+    fn authenticate_at(&self, request: &Request, now: Instant) -> Result<(), Denied> {
         let result = match &self.config {
             AuthConfig::Internal(users) => {
                 if users.iter().any(|u| u.allows(request)) {
@@ -390,13 +395,7 @@ impl Authenticator {
                             audience: audience.as_deref(),
                         };
                         let keys = |url: &str| self.fetch_jwks(url);
-                        let permissions = self.jwks.lock().unwrap().verify(
-                            jwks,
-                            token,
-                            &claims,
-                            Instant::now(),
-                            keys,
-                        );
+                        let permissions = self.jwks.verify(jwks, token, &claims, now, keys);
                         permissions.and_then(|p| {
                             if permits(&p, request.action, request.path) {
                                 Ok(())
