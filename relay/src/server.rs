@@ -41,7 +41,7 @@ struct Control {
 }
 
 impl Viewers for Control {
-    fn create(&self, path: &str, offer: &str) -> Result<Created, WhepError> {
+    fn create(&self, path: &str, offer: &str, query: &str) -> Result<Created, WhepError> {
         let (id, p) = self.new_session(path)?;
         let tracks = p
             .tracks()
@@ -56,10 +56,10 @@ impl Viewers for Control {
                 WhepError::BadOffer(e.to_string())
             })?;
         info!(session = %id, path, "viewer answered");
-        Ok(self.register(id, &p, session, answer, now))
+        Ok(self.register(id, &p, session, answer, now, query))
     }
 
-    fn publish(&self, path: &str, offer: &str) -> Result<Created, WhepError> {
+    fn publish(&self, path: &str, offer: &str, query: &str) -> Result<Created, WhepError> {
         let (id, p) = self.new_session(path)?;
         let now = Instant::now();
         let (mut session, answer) = Session::publisher(now, offer, &self.session)
@@ -71,9 +71,11 @@ impl Viewers for Control {
         let writers = p.take_writers(&session.published_tracks());
         let tracks: Vec<_> = writers.iter().map(|w| w.track().clone()).collect();
         session.start_publishing(writers);
-        p.set_state(PathState::ready(tracks));
         info!(session = %id, path, "publisher answered");
-        Ok(self.register(id, &p, session, answer, now))
+        // Registered first: the path's runOnReady finds its publisher (MTX_QUERY).
+        let created = self.register(id, &p, session, answer, now, query);
+        p.set_state(PathState::ready(tracks));
+        Ok(created)
     }
 
     fn delete(&self, path: &str, id: &str) -> Result<(), WhepError> {
@@ -135,9 +137,10 @@ impl Control {
         session: Session,
         answer: String,
         now: Instant,
+        query: &str,
     ) -> Created {
-        self.registry
-            .add(Pending::new(id.clone(), path.clone(), session, now));
+        let pending = Pending::new(id.clone(), path.clone(), session, now, query.to_owned());
+        self.registry.add(pending);
         Created { id, answer }
     }
 }

@@ -418,7 +418,7 @@ fn the_checker_refuses_what_the_file_does_not_describe() {
     let schema = json!({"$ref": "#/components/schemas/WebRTCSessionList"});
     let session = json!({
         "id": "ab", "created": "2026-01-01T00:00:00Z", "remoteAddr": "", "state": "read",
-        "peerConnectionEstablished": false, "path": "demo", "inboundBytes": 0,
+        "peerConnectionEstablished": false, "path": "demo", "query": "", "inboundBytes": 0,
         "inboundRTPPackets": 0, "inboundRTCPPackets": 0, "outboundBytes": 0,
         "outboundRTPPackets": 0, "outboundRTCPPackets": 0, "outboundRTPPacketsLost": 0,
         "outboundRTPPacketsJitter": 0.0, "rtt": null,

@@ -34,11 +34,17 @@ impl TestBackend {
                 Arc::new(ServedPath::new("other", 0, PathState::WaitingForPublisher)),
             ],
             sessions: Mutex::new(vec![
-                Arc::new(SessionInfo::new("v1".into(), "live".into(), Role::Read)),
+                Arc::new(SessionInfo::new(
+                    "v1".into(),
+                    "live".into(),
+                    Role::Read,
+                    "lang=en".into(),
+                )),
                 Arc::new(SessionInfo::new(
                     "v2".into(),
                     "cams/front".into(),
                     Role::Read,
+                    String::new(),
                 )),
             ]),
             config,
@@ -262,6 +268,7 @@ fn kicked_sessions_are_gone() {
     let (status, session) = call(&base, "GET", "/v3/webrtcsessions/get/v1");
     assert_eq!(status, 200);
     assert_eq!(session["state"], "read");
+    assert_eq!(session["query"], "lang=en");
     assert_eq!(session["peerConnectionEstablished"], false);
     assert_eq!(session["rtt"], Value::Null);
     assert_eq!(

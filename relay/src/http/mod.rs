@@ -57,10 +57,12 @@ use crate::paths::{PathError, PublishRefused, ServedPath};
 
 /// What the HTTP layer asks of the relay.
 pub trait Viewers: Send + Sync + 'static {
-    /// Creates a viewer of `path` from a WHEP offer; returns its id and the SDP answer.
-    fn create(&self, path: &str, offer: &str) -> Result<Created, WhepError>;
-    /// Creates the publisher of `path` from a WHIP offer; returns its id and the answer.
-    fn publish(&self, path: &str, offer: &str) -> Result<Created, WhepError>;
+    /// Creates a viewer of `path` from a WHEP offer POSTed to a URL with `query`;
+    /// returns its id and the SDP answer.
+    fn create(&self, path: &str, offer: &str, query: &str) -> Result<Created, WhepError>;
+    /// Creates the publisher of `path` from a WHIP offer POSTed to a URL with `query`;
+    /// returns its id and the answer.
+    fn publish(&self, path: &str, offer: &str, query: &str) -> Result<Created, WhepError>;
     /// Ends session `id` (a viewer or the publisher) of `path`.
     fn delete(&self, path: &str, id: &str) -> Result<(), WhepError>;
     /// The path named `path` (made now if a `~regex` or `all_others` entry of the
@@ -439,6 +441,7 @@ async fn create(
         Some(t) if t.eq_ignore_ascii_case(SDP) => {}
         other => return unsupported_type(SDP, other),
     }
+    let query = request.uri().query().unwrap_or_default().to_owned();
     let offer = match tokio::time::timeout(read_timeout, Bytes::from_request(request, &())).await {
         Ok(Ok(body)) => body,
         Ok(Err(BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)))) => {
@@ -479,8 +482,8 @@ async fn create(
     let path = served.name.clone();
     let location_path = path.clone();
     let created = match call_viewers(move || match signal {
-        Signal::Whep => viewers.create(&path, &offer),
-        Signal::Whip => viewers.publish(&path, &offer),
+        Signal::Whep => viewers.create(&path, &offer, &query),
+        Signal::Whip => viewers.publish(&path, &offer, &query),
     })
     .await
     {

@@ -24,6 +24,8 @@ struct TestViewers {
     sessions: Mutex<BTreeMap<String, String>>,
     /// Every offer `create` received, as received.
     offers: Mutex<Vec<String>>,
+    /// The query of each of those offers' URL.
+    queries: Mutex<Vec<String>>,
 }
 
 impl TestViewers {
@@ -37,15 +39,17 @@ impl TestViewers {
             next_id: AtomicU32::new(1),
             sessions: Mutex::default(),
             offers: Mutex::default(),
+            queries: Mutex::default(),
         }
     }
 }
 
 impl Viewers for TestViewers {
-    fn create(&self, path: &str, offer: &str) -> Result<Created, WhepError> {
+    fn create(&self, path: &str, offer: &str, query: &str) -> Result<Created, WhepError> {
         self.path(path)?;
         assert_ne!(path, "boom", "a Viewers implementation that panics");
         self.offers.lock().unwrap().push(offer.into());
+        self.queries.lock().unwrap().push(query.into());
         if !offer.starts_with("v=0") {
             return Err(WhepError::BadOffer("it does not start with v=0".into()));
         }
@@ -61,11 +65,11 @@ impl Viewers for TestViewers {
         })
     }
 
-    fn publish(&self, path: &str, offer: &str) -> Result<Created, WhepError> {
+    fn publish(&self, path: &str, offer: &str, query: &str) -> Result<Created, WhepError> {
         if path == "busy" {
             return Err(PublishRefused::Busy(path.into()).into());
         }
-        self.create(path, offer)
+        self.create(path, offer, query)
     }
 
     fn delete(&self, path: &str, id: &str) -> Result<(), WhepError> {
@@ -356,6 +360,20 @@ fn offers_over_64_kib_are_refused() {
         .into();
     chunked.assert_error(413, "larger than 64 KiB");
     assert_eq!(server.viewers.offers.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn the_query_of_an_offers_url_reaches_the_relay_as_sent() {
+    let server = Server::start(TestViewers::new(&["cam"]), options());
+    assert_eq!(
+        server.post_offer("/cam/whep?lang=en&x=%20", OFFER).status,
+        201
+    );
+    assert_eq!(server.post_offer("/cam/whip", OFFER).status, 201);
+    assert_eq!(
+        *server.viewers.queries.lock().unwrap(),
+        ["lang=en&x=%20", ""]
+    );
 }
 
 #[test]
