@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use relay::config::{Config, LogLevel};
 use relay::ingest::rtsp::RtspTransport;
-use relay_testkit::config::{demo, loopback, metrics_from_anywhere, paths, rtp_push, rtsp_pull};
+use relay_testkit::config::{demo, loopback, paths, rtp_push, rtsp_pull, LOOPBACK_ANY_PORT};
 
 /// The path every viewer of the demo watches.
 pub const PATH: &str = "demo";
@@ -52,18 +52,20 @@ pub fn rtsp_pull_on_loopback(
 }
 
 /// The demo clip at `demo` in the XDP tools' relay namespace: HTTP on `ip` with a
-/// kernel-chosen port, media on `ip:media_port`; with `xdp_interface`, XDP mode on it
-/// (one worker per RX queue), else portable mode with `workers` UDP sockets.
+/// kernel-chosen port, media on `ip:media_port`, metrics on the namespace's loopback;
+/// with `xdp_interface`, XDP mode on it (one worker per RX queue), else portable mode
+/// with `workers` UDP sockets.
 pub fn demo_on(ip: IpAddr, media_port: u16, workers: usize, xdp_interface: Option<&str>) -> Config {
     Config {
         log_level: LogLevel::Warn,
         webrtc_address: SocketAddr::new(ip, 0),
         webrtc_local_udp_address: SocketAddr::new(ip, media_port),
         webrtc_ips_from_interfaces: false,
+        metrics: true,
+        metrics_address: LOOPBACK_ANY_PORT,
         workers,
         xdp_interface: xdp_interface.map(str::to_owned),
         paths: paths([(PATH, demo())]),
-        auth: metrics_from_anywhere(),
         ..Config::default()
     }
 }
@@ -128,6 +130,8 @@ mod tests {
                 "10.79.0.1:8189".parse().unwrap()
             );
             assert_eq!(c.xdp_interface.as_deref(), xdp);
+            assert!(c.metrics);
+            assert_eq!(c.metrics_address, "127.0.0.1:0".parse().unwrap());
             assert_eq!(c.workers, 2);
             assert!(c.paths.contains_key(PATH), "serves the demo path");
         }

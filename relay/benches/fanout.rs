@@ -111,6 +111,7 @@ fn viewers(profile: Profile, n: usize, first: &Packet) -> Vec<ViewerEgress> {
                     format!("v{i}"),
                     "bench".into(),
                     Role::Read,
+                    String::new(),
                 )),
                 sent: SessionCounts::default(),
             }

@@ -41,8 +41,7 @@ pub struct Config {
     /// `logStructured`: one JSON object per log line instead of text.
     pub log_structured: bool,
 
-    /// `webrtcAddress`: the HTTP listener (WHEP endpoints, player pages and, unless
-    /// `metrics_address` is set, metrics).
+    /// `webrtcAddress`: the HTTP listener of WHEP and WHIP and their pages.
     pub webrtc_address: SocketAddr,
     /// `webrtcLocalUDPAddress`: the one UDP port every WebRTC session uses (ICE-lite,
     /// DTLS, SRTP); port 0: the kernel picks one.
@@ -78,11 +77,10 @@ pub struct Config {
     /// `udpReadBufferSize`: SO_RCVBUF of the UDP sockets, 0: the system default.
     pub udp_read_buffer_size: usize,
 
-    /// `metrics`: serve Prometheus metrics at /metrics.
+    /// `metrics`: serve Prometheus metrics at /metrics on `metrics_address`.
     pub metrics: bool,
-    /// `metricsAddress`: a listener of their own for the metrics; `None`: served on
-    /// `webrtc_address`.
-    pub metrics_address: Option<SocketAddr>,
+    /// `metricsAddress`: the metrics' listener.
+    pub metrics_address: SocketAddr,
 
     /// `pprof`, `pprofAddress`: CPU profiles in pprof's format on a listener of their
     /// own; `None`: off.
@@ -120,6 +118,8 @@ pub struct Config {
     /// `authMethod` and its keys: who may publish, read and scrape the metrics.
     pub auth: AuthConfig,
 
+    /// `pathDefaults`, every key with its value: the file's, else relay's default.
+    pub path_defaults: PathDefaults,
     /// `paths`, by name, with what each inherits from `pathDefaults` filled in.
     pub paths: BTreeMap<String, PathConfig>,
     /// The `paths` entries that stand for many names (`~regex`, `all_others`), in the
@@ -173,6 +173,12 @@ impl<S> PathConfig<S> {
         }
     }
 }
+
+/// `pathDefaults` as the API reports it and the config writes it back (MediaMTX's
+/// `/v3/config/pathdefaults/get`): every key of a path, set. What paths inherit from it
+/// is applied to them at load already.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PathDefaults(RawPath);
 
 /// A `paths` entry whose key stands for every path name its regular expression
 /// matches, as in MediaMTX: `~REGEX`, and `all_others` (or the older `all`), which
@@ -489,7 +495,6 @@ struct RawConfig {
 
     #[serde(deserialize_with = "yes_no")]
     metrics: bool,
-    /// Empty: none.
     metrics_address: String,
     #[serde(deserialize_with = "yes_no")]
     pprof: bool,
@@ -650,6 +655,67 @@ struct RawPath {
     run_on_undemand: Option<String>,
 }
 
+impl RawPath {
+    /// `path` as written, every key set: a hook it lacks is written empty, so that it
+    /// does not inherit pathDefaults' when read back (MediaMTX's file writes them so);
+    /// the sourceOnDemand timeouts are written when it is off too.
+    fn written(path: &PathConfig<String>, rtp_sdp: Option<&str>) -> RawPath {
+        let on_demand = path.on_demand.unwrap_or_default();
+        let command = |hook: &Option<Hook>| Some(hook.as_ref().map_or("", |h| &h.command).into());
+        let restart = |hook: &Option<Hook>| Some(hook.as_ref().is_some_and(|h| h.restart));
+        let once = |command: &Option<String>| Some(command.clone().unwrap_or_default());
+        let hooks = &path.hooks;
+        // runOnDemand's timeouts have sourceOnDemand's defaults.
+        let demand = hooks.on_demand.as_ref();
+        RawPath {
+            source: Some(path.source.clone()),
+            rtp_sdp: Some(rtp_sdp.unwrap_or_default().to_owned()),
+            max_readers: Some(path.max_readers),
+            rtsp_transport: Some(path.rtsp_transport),
+            source_on_demand: Some(path.on_demand.is_some()),
+            source_on_demand_start_timeout: Some(on_demand.start_timeout),
+            source_on_demand_close_after: Some(on_demand.close_after),
+            override_publisher: Some(path.override_publisher),
+            source_fingerprint: None,
+            run_on_init: command(&hooks.on_init),
+            run_on_init_restart: restart(&hooks.on_init),
+            run_on_ready: command(&hooks.on_ready),
+            run_on_ready_restart: restart(&hooks.on_ready),
+            run_on_not_ready: once(&hooks.on_not_ready),
+            run_on_read: command(&hooks.on_read),
+            run_on_read_restart: restart(&hooks.on_read),
+            run_on_unread: once(&hooks.on_unread),
+            run_on_demand: command(&demand.map(|d| d.hook.clone())),
+            run_on_demand_restart: restart(&demand.map(|d| d.hook.clone())),
+            run_on_demand_start_timeout: Some(
+                demand.map_or(on_demand.start_timeout, |d| d.start_timeout),
+            ),
+            run_on_demand_close_after: Some(
+                demand.map_or(on_demand.close_after, |d| d.close_after),
+            ),
+            run_on_undemand: once(&demand.and_then(|d| d.on_undemand.clone())),
+        }
+    }
+
+    /// Relay's default of every key of a path (MediaMTX's).
+    fn defaults() -> RawPath {
+        let path = PathConfig::new(Source::Publisher);
+        RawPath::written(&path.with_source(path.source.to_string()), None)
+    }
+
+    /// These keys over `defaults`: the keys this leaves unset are `defaults`'.
+    fn over(&self, defaults: &RawPath) -> RawPath {
+        // Unset keys are not written, so the union of the two maps is the overlay.
+        let keys = |path: &RawPath| match serde_json::to_value(path) {
+            Ok(serde_json::Value::Object(keys)) => keys,
+            other => unreachable!("a path serializes to a map, not {other:?}"),
+        };
+        let mut merged = keys(defaults);
+        merged.extend(keys(self));
+        serde_json::from_value(merged.into()).expect("a path reads back what it writes")
+    }
+}
+
 impl Default for RawConfig {
     fn default() -> Self {
         let mut raw = RawConfig {
@@ -670,8 +736,8 @@ impl Default for RawConfig {
             rtcp_sender_report_interval: Duration::from_secs(1),
             udp_max_payload_size: 1452,
             udp_read_buffer_size: 0,
-            metrics: true,
-            metrics_address: String::new(),
+            metrics: false,
+            metrics_address: ":9998".into(),
             pprof: false,
             pprof_address: ":9999".into(),
             pprof_encryption: false,
@@ -762,10 +828,7 @@ impl RawConfig {
             "webrtcLocalUDPAddress",
             parse_listen(&self.webrtc_local_udp_address),
         );
-        let metrics_address = problems.take(
-            "metricsAddress",
-            set(&self.metrics_address).map(parse_listen).transpose(),
-        );
+        let metrics_address = problems.take("metricsAddress", parse_listen(&self.metrics_address));
         let pprof_address = problems.take("pprofAddress", parse_listen(&self.pprof_address));
         let api_address = problems.take("apiAddress", parse_listen(&self.api_address));
         for (key, origins) in [
@@ -826,16 +889,7 @@ impl RawConfig {
         let auth = auth::check(&self, &mut problems);
         self.refuse_what_relay_cannot_honour(&mut problems);
         let (paths, path_patterns) = self.check_paths(&mut problems);
-        if self.metrics
-            && set(&self.metrics_address).is_none()
-            && self.paths.contains_key("metrics")
-        {
-            problems.add(
-                "paths.metrics",
-                "/metrics serves the metrics on webrtcAddress: rename the path or set \
-                 metricsAddress",
-            );
-        }
+        let path_defaults = PathDefaults(self.path_defaults.over(&RawPath::defaults()));
         let xdp_interface = set(&self.xdp_interface).map(str::to_owned);
         if let Some(media) = webrtc_local_udp_address {
             if xdp_interface.is_some() && media.port() == 0 {
@@ -859,12 +913,10 @@ impl RawConfig {
             }
         }
         // Listeners that would take one another's port: the second bind would fail.
-        let metrics_listener = metrics_address.flatten().filter(|_| self.metrics);
-        let pprof_listener = pprof_address.filter(|_| self.pprof);
         let tcp = [
             ("webrtcAddress", webrtc_address),
-            ("metricsAddress", metrics_listener),
-            ("pprofAddress", pprof_listener),
+            ("metricsAddress", metrics_address.filter(|_| self.metrics)),
+            ("pprofAddress", pprof_address.filter(|_| self.pprof)),
             ("apiAddress", api_address.filter(|_| self.api)),
         ];
         check_overlaps(&mut problems, tcp.iter().map(|(k, a)| (k.to_string(), *a)));
@@ -914,6 +966,7 @@ impl RawConfig {
                 xdp_stun_burst: xdp_stun_burst?,
                 read_timeout: self.read_timeout,
                 auth: auth?,
+                path_defaults,
                 paths,
                 path_patterns,
             })
@@ -1252,39 +1305,15 @@ fn at_fault<'a>(error: &SourceError, source_key: &'a str, sdp_key: &'a str) -> &
 
 impl From<&Config> for RawConfig {
     fn from(config: &Config) -> RawConfig {
-        let raw = |path: &PathConfig<String>, rtp_sdp: Option<&str>| RawPath {
-            source: Some(path.source.clone()),
-            rtp_sdp: rtp_sdp.map(str::to_owned),
-            max_readers: Some(path.max_readers),
-            rtsp_transport: Some(path.rtsp_transport),
-            source_on_demand: Some(path.on_demand.is_some()),
-            source_on_demand_start_timeout: path.on_demand.map(|o| o.start_timeout),
-            source_on_demand_close_after: path.on_demand.map(|o| o.close_after),
-            override_publisher: Some(path.override_publisher),
-            source_fingerprint: None,
-            run_on_init: path.hooks.on_init.as_ref().map(|h| h.command.clone()),
-            run_on_init_restart: path.hooks.on_init.as_ref().map(|h| h.restart),
-            run_on_ready: path.hooks.on_ready.as_ref().map(|h| h.command.clone()),
-            run_on_ready_restart: path.hooks.on_ready.as_ref().map(|h| h.restart),
-            run_on_not_ready: path.hooks.on_not_ready.clone(),
-            run_on_read: path.hooks.on_read.as_ref().map(|h| h.command.clone()),
-            run_on_read_restart: path.hooks.on_read.as_ref().map(|h| h.restart),
-            run_on_unread: path.hooks.on_unread.clone(),
-            run_on_demand: path
-                .hooks
-                .on_demand
-                .as_ref()
-                .map(|d| d.hook.command.clone()),
-            run_on_demand_restart: path.hooks.on_demand.as_ref().map(|d| d.hook.restart),
-            run_on_demand_start_timeout: path.hooks.on_demand.as_ref().map(|d| d.start_timeout),
-            run_on_demand_close_after: path.hooks.on_demand.as_ref().map(|d| d.close_after),
-            run_on_undemand: (path.hooks.on_demand.as_ref()).and_then(|d| d.on_undemand.clone()),
-        };
         let named = config.paths.iter().map(|(name, path)| {
             let written = path.with_source(path.source.to_string());
-            (name.clone(), raw(&written, path.source.rtp_sdp()))
+            (
+                name.clone(),
+                RawPath::written(&written, path.source.rtp_sdp()),
+            )
         });
-        let patterns = (config.path_patterns.iter()).map(|p| (p.key.clone(), raw(&p.path, None)));
+        let patterns =
+            (config.path_patterns.iter()).map(|p| (p.key.clone(), RawPath::written(&p.path, None)));
         let mut raw = RawConfig {
             log_level: config.log_level,
             log_structured: config.log_structured,
@@ -1304,7 +1333,7 @@ impl From<&Config> for RawConfig {
             udp_max_payload_size: config.udp_max_payload_size,
             udp_read_buffer_size: config.udp_read_buffer_size,
             metrics: config.metrics,
-            metrics_address: config.metrics_address.map(write_listen).unwrap_or_default(),
+            metrics_address: write_listen(config.metrics_address),
             pprof: config.pprof_address.is_some(),
             pprof_address: config
                 .pprof_address
@@ -1319,8 +1348,8 @@ impl From<&Config> for RawConfig {
             xdp_stun_rate: config.xdp_stun_rate.get(),
             xdp_stun_burst: config.xdp_stun_burst.get(),
             read_timeout: config.read_timeout,
-            // Every path is written whole: nothing is left to inherit.
-            path_defaults: RawPath::default(),
+            // Paths are written whole: pathDefaults changes none of them.
+            path_defaults: config.path_defaults.0.clone(),
             paths: named.chain(patterns).collect(),
             ..RawConfig::default()
         };
@@ -1972,15 +2001,8 @@ mod tests {
     }
 
     #[test]
-    fn path_named_metrics_collides_only_when_metrics_share_the_listener() {
-        let e = refused("paths:\n  metrics:\n");
-        assert!(
-            e.contains("paths.metrics: /metrics serves the metrics"),
-            "{e}"
-        );
-        let metrics = "paths:\n  metrics:\n    source: demo\n";
-        Config::from_yaml(&format!("metricsAddress: ':9998'\n{metrics}")).unwrap();
-        Config::from_yaml(&format!("metrics: no\n{metrics}")).unwrap();
+    fn a_path_may_be_named_metrics_they_have_a_listener_of_their_own() {
+        Config::from_yaml("metrics: yes\npaths:\n  metrics:\n    source: demo\n").unwrap();
     }
 
     #[test]
@@ -2249,9 +2271,16 @@ mod tests {
             e.contains("paths.c.source: [::]:8189 takes the port webrtcLocalUDPAddress"),
             "{e}"
         );
-        let e = refused("webrtcAddress: 127.0.0.1:9000\nmetricsAddress: ':9000'\n");
+        let e = refused("metrics: yes\nwebrtcAddress: 127.0.0.1:9000\nmetricsAddress: ':9000'\n");
         assert!(
             e.contains("metricsAddress: 0.0.0.0:9000 takes the port webrtcAddress"),
+            "{e}"
+        );
+        let e =
+            refused("metrics: yes\napi: yes\npprof: yes\napiAddress: :9998\npprofAddress: :9998\n");
+        assert!(
+            e.contains("pprofAddress: 0.0.0.0:9998 takes the port metricsAddress")
+                && e.contains("apiAddress: 0.0.0.0:9998 takes the port metricsAddress"),
             "{e}"
         );
         // Different addresses, port 0 (the kernel picks), metrics off: no overlap.
@@ -2261,8 +2290,12 @@ mod tests {
             rtp("b", "127.0.0.2:5004")
         ))
         .unwrap();
-        Config::from_yaml("webrtcAddress: 127.0.0.1:0\nmetricsAddress: 127.0.0.1:0\n").unwrap();
-        Config::from_yaml("metrics: no\nwebrtcAddress: :9000\nmetricsAddress: :9000\n").unwrap();
+        Config::from_yaml(
+            "metrics: yes\nwebrtcAddress: 127.0.0.1:0\nmetricsAddress: 127.0.0.1:0\n",
+        )
+        .unwrap();
+        Config::from_yaml("webrtcAddress: :9000\nmetricsAddress: :9000\napiAddress: :9000\n")
+            .unwrap();
     }
 
     #[test]
@@ -2366,13 +2399,11 @@ mod tests {
     fn typed_values() {
         let config = Config::default();
         assert_eq!(config.webrtc_address, "0.0.0.0:8889".parse().unwrap());
-        assert_eq!(config.metrics_address, None);
+        assert!(!config.metrics, "MediaMTX's default");
+        assert_eq!(config.metrics_address, "0.0.0.0:9998".parse().unwrap());
         assert_eq!(config.xdp_stun_rate.get(), 50);
-        let config = Config::from_yaml("metricsAddress: 127.0.0.1:9998\n").unwrap();
-        assert_eq!(
-            config.metrics_address,
-            Some("127.0.0.1:9998".parse().unwrap())
-        );
+        let config = Config::from_yaml("metricsAddress: 127.0.0.1:9999\n").unwrap();
+        assert_eq!(config.metrics_address, "127.0.0.1:9999".parse().unwrap());
         let e = refused("xdpSTUNRate: 0\nxdpSTUNBurst: 0\n");
         assert!(
             e.contains("xdpSTUNRate: must be at least 1")
@@ -2519,6 +2550,44 @@ mod tests {
         let back = Config::from_yaml(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
         assert_eq!(&back, config, "{yaml}");
         yaml
+    }
+
+    #[test]
+    fn path_defaults_hold_every_key_the_files_else_relays() {
+        let config = Config::from_yaml(
+            "pathDefaults:\n  maxReaders: 3\n  runOnInit: echo init\n  sourceOnDemandCloseAfter: 1m\n\
+             paths:\n  a:\n    source: demo\n    runOnInit: ''\n  b:\n",
+        )
+        .unwrap();
+        let Ok(serde_json::Value::Object(written)) = serde_json::to_value(&config.path_defaults.0)
+        else {
+            unreachable!("a path is a map")
+        };
+        // Every key of a path but the aliases and the one only read to be refused.
+        let mut keys: Vec<&str> = written.keys().map(String::as_str).collect();
+        let mut every: Vec<&str> = field_names::<RawPath>()
+            .iter()
+            .copied()
+            .filter(|k| !k.starts_with("runOnAvailable") && *k != "runOnUnavailable")
+            .filter(|k| *k != "sourceFingerprint")
+            .collect();
+        keys.sort_unstable();
+        every.sort_unstable();
+        assert_eq!(keys, every);
+        assert_eq!(written["maxReaders"], 3);
+        assert_eq!(written["runOnInit"], "echo init");
+        assert_eq!(written["sourceOnDemandCloseAfter"], "1m");
+        assert_eq!(written["source"], "publisher");
+        assert_eq!(written["runOnInitRestart"], false);
+        assert_eq!(written["rtpSDP"], "");
+        // Written back whole, a path that turned a default hook off keeps it off.
+        assert_eq!(config.paths["a"].hooks.on_init, None);
+        assert!(config.paths["b"].hooks.on_init.is_some());
+        round_trip(&config);
+        assert_eq!(
+            Config::default().path_defaults,
+            PathDefaults(RawPath::defaults())
+        );
     }
 
     #[test]

@@ -111,7 +111,13 @@ impl ConsentRun {
             path.add_reader();
             Arc::new(path)
         };
-        registry.add(Pending::new("fuzz".into(), path, session, now));
+        registry.add(Pending::new(
+            "fuzz".into(),
+            path,
+            session,
+            now,
+            String::new(),
+        ));
         let (cores, stats) = Core::in_memory(2, &registry, now, SystemTime::UNIX_EPOCH);
         let mut run = ConsentRun {
             now,

@@ -3,6 +3,9 @@
 //! `runOnUnavailable`), and when a viewer starts and stops reading (`runOnRead`/
 //! `runOnUnread`), with MediaMTX's environment (`MTX_PATH`, `MTX_SOURCE_TYPE`,
 //! `MTX_SOURCE_ID`, `MTX_READER_TYPE`, `MTX_READER_ID`, `MTX_QUERY`, `RTSP_PORT`).
+//! `MTX_QUERY` is the query of the reader's WHEP request, or of the WHIP publisher's
+//! that made the path ready, escaped as MediaMTX does (Go's `url.QueryEscape`), so that
+//! a `$MTX_QUERY` expanded into a command line cannot become shell syntax.
 //!
 //! As MediaMTX runs them: the command line is split as a shell would (no shell runs),
 //! `$VARIABLE`s in it are expanded, the command gets a process group of its own and
@@ -15,11 +18,14 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
+
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::paths::{PathState, ServedPath};
 use crate::worker::registry::Registry;
+use crate::worker::session_info::{Role, SessionInfo};
 
 /// MediaMTX's pause before a command with `...Restart` is started again.
 const RESTART_PAUSE: Duration = Duration::from_secs(5);
@@ -69,6 +75,19 @@ impl PathHooks {
 }
 
 type Env = Vec<(&'static str, String)>;
+
+/// What Go's `url.QueryEscape` leaves as it is (a URL's query never holds a space,
+/// which Go would write `+`).
+const QUERY_KEEPS: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// A request's query as MediaMTX gives it to hooks in `MTX_QUERY`.
+fn query_escape(query: &str) -> String {
+    percent_encoding::utf8_percent_encode(query, QUERY_KEEPS).to_string()
+}
 
 /// A command running while its owner lives: dropping it ends the command with SIGINT
 /// to its process group, sent at once (so also when the runtime is shutting down).
@@ -241,7 +260,7 @@ pub async fn watch_path(
 ) {
     let base: Env = vec![("MTX_PATH", name.clone()), ("RTSP_PORT", String::new())];
     let _init = hooks.on_init.as_ref().map(|h| start(h, base.clone()));
-    let ready = watch_ready(states.clone(), source_type, &hooks, &base);
+    let ready = watch_ready(&name, states.clone(), source_type, &hooks, &base, &registry);
     let readers = watch_readers(&name, states.clone(), &hooks, &base, &registry);
     tokio::join!(ready, readers, until_ended(states));
 }
@@ -258,29 +277,40 @@ fn ended(states: &watch::Receiver<PathState>) -> bool {
 }
 
 async fn watch_ready(
+    name: &str,
     mut states: watch::Receiver<PathState>,
     source_type: &'static str,
     hooks: &PathHooks,
     base: &Env,
+    registry: &Registry,
 ) {
     if hooks.on_ready.is_none() && hooks.on_not_ready.is_none() {
         return;
     }
     let mut running: Option<Running> = None;
     let mut was_ready = false;
+    // Made when the path becomes ready, for runOnNotReady too (as MediaMTX).
+    let mut env = base.clone();
     loop {
         let ready = states.borrow_and_update().is_ready();
         if ready != was_ready {
-            let mut env = base.clone();
-            env.push(("MTX_SOURCE_TYPE", source_type.into()));
-            env.push(("MTX_SOURCE_ID", String::new()));
-            env.push(("MTX_QUERY", String::new()));
             if ready {
-                running = hooks.on_ready.as_ref().map(|h| start(h, env));
+                env = base.clone();
+                env.push(("MTX_SOURCE_TYPE", source_type.into()));
+                // A WHIP publisher is registered before its path turns ready; the
+                // newest, while one it replaced may still be leaving.
+                let publisher = (registry.sessions().into_iter())
+                    .filter(|s| s.path == name && s.role == Role::Publish)
+                    .max_by_key(|s| s.created);
+                let (id, query) = publisher
+                    .map_or_else(Default::default, |s| (s.id.clone(), query_escape(&s.query)));
+                env.push(("MTX_SOURCE_ID", id));
+                env.push(("MTX_QUERY", query));
+                running = hooks.on_ready.as_ref().map(|h| start(h, env.clone()));
             } else {
                 running = None;
                 if let Some(command) = &hooks.on_not_ready {
-                    run_once(command, env);
+                    run_once(command, env.clone());
                 }
             }
             was_ready = ready;
@@ -302,40 +332,39 @@ async fn watch_readers(
     if hooks.on_read.is_none() && hooks.on_unread.is_none() {
         return;
     }
-    let mut reading: HashMap<String, Option<Running>> = HashMap::new();
+    // Each reader's runOnRead, and the environment its runOnUnread gets too.
+    let mut reading: HashMap<String, (Option<Running>, Env)> = HashMap::new();
     loop {
         // The path's end ends the readings it had (its sessions are closed with it).
-        let now: Vec<String> = match ended(&states) {
+        let now: Vec<Arc<SessionInfo>> = match ended(&states) {
             true => Vec::new(),
-            false => registry
-                .sessions()
-                .into_iter()
-                .filter(|s| s.path == name && s.role == crate::worker::session_info::Role::Read)
-                .map(|s| s.id.clone())
+            false => (registry.sessions().into_iter())
+                .filter(|s| s.path == name && s.role == Role::Read)
                 .collect(),
         };
-        let env = |id: &str| {
-            let mut env = base.clone();
-            env.push(("MTX_READER_TYPE", "webRTCSession".into()));
-            env.push(("MTX_READER_ID", id.to_owned()));
-            env.push(("MTX_QUERY", String::new()));
-            env
-        };
-        for id in &now {
-            if !reading.contains_key(id) {
-                let running = hooks.on_read.as_ref().map(|h| start(h, env(id)));
-                reading.insert(id.clone(), running);
+        for session in &now {
+            if !reading.contains_key(&session.id) {
+                let mut env = base.clone();
+                env.push(("MTX_READER_TYPE", "webRTCSession".into()));
+                env.push(("MTX_READER_ID", session.id.clone()));
+                env.push(("MTX_QUERY", query_escape(&session.query)));
+                let running = hooks.on_read.as_ref().map(|h| start(h, env.clone()));
+                reading.insert(session.id.clone(), (running, env));
             }
         }
         let gone: Vec<String> = reading
             .keys()
-            .filter(|id| !now.contains(id))
+            .filter(|id| !now.iter().any(|s| s.id == **id))
             .cloned()
             .collect();
         for id in gone {
-            reading.remove(&id);
+            let Some((running, env)) = reading.remove(&id) else {
+                continue;
+            };
+            // runOnRead ends (SIGINT) before runOnUnread starts.
+            drop(running);
             if let Some(command) = &hooks.on_unread {
-                run_once(command, env(&id));
+                run_once(command, env);
             }
         }
         if ended(&states) {

@@ -100,11 +100,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if !not_run.is_empty() {
                 println!("  warning: {not_run}");
             }
+            let metrics = match config.metrics {
+                true => format!("on {}", config.metrics_address),
+                false => "off".into(),
+            };
             println!(
-                "  webrtcAddress {}, webrtcLocalUDPAddress {}, metrics {}",
-                config.webrtc_address,
-                config.webrtc_local_udp_address,
-                if config.metrics { "on" } else { "off" }
+                "  webrtcAddress {}, webrtcLocalUDPAddress {}, metrics {metrics}",
+                config.webrtc_address, config.webrtc_local_udp_address,
             );
             for (name, path) in &config.paths {
                 println!("  path '{name}': source {}", path.source);

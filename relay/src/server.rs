@@ -44,7 +44,7 @@ struct Control {
 }
 
 impl Viewers for Control {
-    fn create(&self, path: &str, offer: &str) -> Result<Created, WhepError> {
+    fn create(&self, path: &str, offer: &str, query: &str) -> Result<Created, WhepError> {
         let (id, p) = self.new_session(path)?;
         let tracks = p
             .tracks()
@@ -59,10 +59,10 @@ impl Viewers for Control {
                 WhepError::BadOffer(e.to_string())
             })?;
         info!(session = %id, path, "viewer answered");
-        Ok(self.register(id, &p, session, answer, now))
+        Ok(self.register(id, &p, session, answer, now, query))
     }
 
-    fn publish(&self, path: &str, offer: &str) -> Result<Created, WhepError> {
+    fn publish(&self, path: &str, offer: &str, query: &str) -> Result<Created, WhepError> {
         let (id, p) = self.new_session(path)?;
         let now = Instant::now();
         let (mut session, answer) = Session::publisher(now, offer, &self.session)
@@ -74,9 +74,11 @@ impl Viewers for Control {
         let writers = p.take_writers(&session.published_tracks());
         let tracks: Vec<_> = writers.iter().map(|w| w.track().clone()).collect();
         session.start_publishing(writers);
-        p.set_state(PathState::ready(tracks));
         info!(session = %id, path, "publisher answered");
-        Ok(self.register(id, &p, session, answer, now))
+        // Registered first: the path's runOnReady finds its publisher (MTX_QUERY).
+        let created = self.register(id, &p, session, answer, now, query);
+        p.set_state(PathState::ready(tracks));
+        Ok(created)
     }
 
     fn delete(&self, path: &str, id: &str) -> Result<(), WhepError> {
@@ -141,9 +143,10 @@ impl Control {
         session: Session,
         answer: String,
         now: Instant,
+        query: &str,
     ) -> Created {
-        self.registry
-            .add(Pending::new(id.clone(), path.clone(), session, now));
+        let pending = Pending::new(id.clone(), path.clone(), session, now, query.to_owned());
+        self.registry.add(pending);
         Created { id, answer }
     }
 }
@@ -458,8 +461,8 @@ impl PathStarter {
     }
 }
 
-/// HTTP (WHEP, pages, metrics) and housekeeping, until a signal or a dead data-plane
-/// thread.
+/// HTTP (WHEP, pages, metrics, the API) and housekeeping, until a signal or a dead
+/// data-plane thread.
 async fn control_plane(
     config: &Config,
     listener: std::net::TcpListener,
@@ -469,29 +472,27 @@ async fn control_plane(
     lifeline: &Lifeline,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
-    let registry_metrics = config
-        .metrics
-        .then(|| Arc::new(metrics.clone()) as Arc<dyn http::Scrape>);
-    let mut http_opts = http::HttpOptions {
+    let http_opts = http::HttpOptions {
         allow_origins: config.webrtc_allow_origins.clone(),
-        metrics: None,
         read_timeout: config.read_timeout,
         auth: auth.clone(),
     };
-    match (config.metrics_address, registry_metrics) {
-        (Some(addr), Some(registry)) => {
-            let l = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr} (metricsAddress)"))?;
-            tokio::spawn(http::serve_metrics(
-                l,
-                registry,
-                config.read_timeout,
-                auth.clone(),
-            ));
-        }
-        (None, registry) => http_opts.metrics = registry,
-        (Some(_), None) => {}
+    if config.metrics {
+        let addr = config.metrics_address;
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (metricsAddress)"))?;
+        let local = l.local_addr()?;
+        info!("metrics at http://{local}/metrics");
+        // Before the paths' URLs, as the API's.
+        println!("relay: metrics at http://{local}");
+        let registry = Arc::new(metrics.clone());
+        tokio::spawn(http::serve_metrics(
+            l,
+            registry,
+            config.read_timeout,
+            auth.clone(),
+        ));
     }
     if let Some(addr) = config.pprof_address {
         let l = tokio::net::TcpListener::bind(addr)

@@ -281,7 +281,8 @@ fn every_route_answers_what_api_openapi_yaml_describes_and_a_kick_ends_the_viewe
     assert!(info["version"].as_str().unwrap().starts_with('v'));
     let global = api.get("/v3/config/global/get", "/v3/config/global/get");
     assert_eq!(global["api"], true);
-    api.get("/v3/config/pathdefaults/get", "/v3/config/pathdefaults/get");
+    let defaults = api.get("/v3/config/pathdefaults/get", "/v3/config/pathdefaults/get");
+    assert_eq!(defaults["source"], "publisher");
     let confs = api.get("/v3/config/paths/list", "/v3/config/paths/list");
     assert_eq!(confs["itemCount"], 2);
     let conf = api.get("/v3/config/paths/get/{name}", "/v3/config/paths/get/live");
@@ -484,7 +485,7 @@ fn the_checker_refuses_what_the_file_does_not_describe() {
     let schema = json!({"$ref": "#/components/schemas/WebRTCSessionList"});
     let session = json!({
         "id": "ab", "created": "2026-01-01T00:00:00Z", "remoteAddr": "", "state": "read",
-        "peerConnectionEstablished": false, "path": "demo", "inboundBytes": 0,
+        "peerConnectionEstablished": false, "path": "demo", "query": "", "inboundBytes": 0,
         "inboundRTPPackets": 0, "inboundRTCPPackets": 0, "outboundBytes": 0,
         "outboundRTPPackets": 0, "outboundRTCPPackets": 0, "outboundRTPPacketsLost": 0,
         "outboundRTPPacketsJitter": 0.0, "rtt": null,

@@ -211,25 +211,19 @@ fn closed_by_relay(stream: &mut TcpStream, since: Instant) -> Duration {
 #[test]
 fn idle_and_slow_http_clients_are_cut_off_at_read_timeout() {
     let read_timeout = Duration::from_millis(500);
-    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
     let relay = start(&Config {
         read_timeout,
-        metrics_address: Some(metrics),
         ..demo_config()
     });
-    let http = relay.http.strip_prefix("http://").unwrap();
-
-    for address in [http.to_owned(), metrics.to_string()] {
+    let metrics = relay.metrics_http().unwrap();
+    for address in [&relay.http, metrics].map(|url| url.strip_prefix("http://").unwrap()) {
         let start = Instant::now();
-        let mut idle = TcpStream::connect(&address).unwrap();
+        let mut idle = TcpStream::connect(address).unwrap();
         let after = closed_by_relay(&mut idle, start);
         assert!(after >= read_timeout, "{address}: closed after {after:?}");
 
         let start = Instant::now();
-        let mut partial = TcpStream::connect(&address).unwrap();
+        let mut partial = TcpStream::connect(address).unwrap();
         partial
             .write_all(b"GET /metrics HTTP/1.1\r\nHost: rel")
             .unwrap();

@@ -322,15 +322,16 @@ fn yaml_blocks(markdown: &str) -> Vec<(usize, String)> {
     blocks
 }
 
-/// `text` with its HTTP listener on `http`, its media port and its `udp+rtp://` sources
-/// on free loopback ports, so that it runs beside anything else; `text` itself if it is
-/// not a YAML mapping.
+/// `text` with its HTTP listener on `http`, its metrics, media port and `udp+rtp://`
+/// sources on free loopback ports, so that it runs beside anything else; `text` itself
+/// if it is not a YAML mapping.
 fn on_free_ports(text: &str, http: SocketAddr, ports: &mut Ports) -> String {
     use serde_yaml_ng::{Mapping, Value};
     let Ok(Value::Mapping(mut config)) = serde_yaml_ng::from_str::<Value>(text) else {
         return text.to_owned();
     };
     config.insert("webrtcAddress".into(), http.to_string().into());
+    config.insert("metricsAddress".into(), "127.0.0.1:0".into());
     // Not port 0: XDP needs a fixed one.
     config.insert(
         "webrtcLocalUDPAddress".into(),
@@ -416,7 +417,7 @@ fn hand_written(ports: &mut Ports) -> Vec<Case> {
         (
             "metrics on the HTTP port",
             "metricsAddress",
-            "metricsAddress: '{http}'\n".into(),
+            "metrics: yes\nmetricsAddress: '{http}'\n".into(),
         ),
         // XDP without a fixed media port: refused before anything needs privileges.
         (
@@ -447,11 +448,6 @@ fn hand_written(ports: &mut Ports) -> Vec<Case> {
             "paths.cam1/whep",
             "paths:\n  cam1/whep:\n    source: demo\n".into(),
         ),
-        (
-            "path shadowing /metrics",
-            "paths.metrics",
-            "paths:\n  metrics:\n    source: demo\n".into(),
-        ),
     ];
     let accepted: Vec<(&str, String)> = vec![
         // A URL's empty path: the same address.
@@ -463,12 +459,10 @@ fn hand_written(ports: &mut Ports) -> Vec<Case> {
             "paths inheriting their source",
             "pathDefaults:\n  source: demo\npaths:\n  a:\n  b:\n    maxReaders: 1\n".into(),
         ),
+        // The metrics have a listener of their own.
         (
-            "a path named metrics, metrics apart",
-            format!(
-                "metricsAddress: '{}'\npaths:\n  metrics:\n    source: demo\n",
-                ports.tcp()
-            ),
+            "a path named metrics",
+            "metrics: yes\npaths:\n  metrics:\n    source: demo\n".into(),
         ),
     ];
     let cases = refused
@@ -489,6 +483,9 @@ fn hand_written(ports: &mut Ports) -> Vec<Case> {
             }
             if !body.contains("webrtcLocalUDPAddress:") {
                 text.push_str("webrtcLocalUDPAddress: 127.0.0.1:0\n");
+            }
+            if !body.contains("metricsAddress:") {
+                text.push_str("metricsAddress: 127.0.0.1:0\n");
             }
             text.push_str(&body.replace("{http}", &http.to_string()));
             Case {

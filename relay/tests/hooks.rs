@@ -48,16 +48,16 @@ fn hooks_run_with_mediamtx_environment_and_end_with_sigint() {
         on_init: Some(lasting(&events, "init $MTX_PATH", "init-ended")),
         on_ready: Some(lasting(
             &events,
-            "ready $MTX_PATH $MTX_SOURCE_TYPE",
+            "ready $MTX_PATH $MTX_SOURCE_TYPE $MTX_SOURCE_ID $MTX_QUERY",
             "ready-ended",
         )),
-        on_not_ready: Some(sh(&format!("echo not-ready $MTX_PATH >> {f}"))),
+        on_not_ready: Some(sh(&format!("echo not-ready $MTX_PATH $MTX_QUERY >> {f}"))),
         on_read: Some(lasting(
             &events,
-            "read $MTX_READER_TYPE $MTX_READER_ID",
+            "read $MTX_READER_TYPE $MTX_READER_ID $MTX_QUERY",
             "read-ended $MTX_READER_ID",
         )),
-        on_unread: Some(sh(&format!("echo unread $MTX_READER_ID >> {f}"))),
+        on_unread: Some(sh(&format!("echo unread $MTX_READER_ID $MTX_QUERY >> {f}"))),
         on_demand: None,
     };
     let mut relay = start(&Config {
@@ -72,19 +72,27 @@ fn hooks_run_with_mediamtx_environment_and_end_with_sigint() {
     });
     assert!(has(&events, "init live"), "runOnInit did not run");
 
-    let mut publisher = Publisher::connect(&relay.http, "live").expect("the publisher is taken");
+    // MTX_QUERY is the request's query escaped as Go's url.QueryEscape (MediaMTX's),
+    // so that the shell the command line starts sees no syntax in it: no $(id) runs.
+    let mut publisher =
+        Publisher::connect(&relay.http, "live?from=cam&n=1").expect("the publisher is taken");
+    let publisher_id = publisher.session.rsplit('/').next().unwrap().to_owned();
     publisher.run_for(Duration::from_millis(800));
     assert!(
-        has(&events, "ready live webRTCSession"),
-        "runOnReady did not run"
+        has(
+            &events,
+            &format!("ready live webRTCSession {publisher_id} from%3Dcam%26n%3D1")
+        ),
+        "runOnReady did not run with the publisher's id and query"
     );
 
-    let mut viewer = Viewer::connect(&relay.http, "live");
+    let mut viewer = Viewer::connect(&relay.http, "live?lang=en&x=$(id)");
     let id = viewer.session_id().to_owned();
+    let query = "lang%3Den%26x%3D%24%28id%29";
     viewer.run_for(Duration::from_millis(500));
     assert!(
-        has(&events, &format!("read webRTCSession {id}")),
-        "runOnRead did not run"
+        has(&events, &format!("read webRTCSession {id} {query}")),
+        "runOnRead did not run with the viewer's id and query"
     );
     assert_eq!(viewer.delete(), 200);
     assert!(
@@ -92,13 +100,16 @@ fn hooks_run_with_mediamtx_environment_and_end_with_sigint() {
         "runOnRead got no SIGINT"
     );
     assert!(
-        has(&events, &format!("unread {id}")),
+        has(&events, &format!("unread {id} {query}")),
         "runOnUnread did not run"
     );
 
     assert_eq!(publisher.delete(), 200);
     assert!(has(&events, "ready-ended"), "runOnReady got no SIGINT");
-    assert!(has(&events, "not-ready live"), "runOnNotReady did not run");
+    assert!(
+        has(&events, "not-ready live from%3Dcam%26n%3D1"),
+        "runOnNotReady did not run with what runOnReady got"
+    );
 
     relay.terminate(Duration::from_secs(15)).unwrap();
     assert!(

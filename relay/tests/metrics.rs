@@ -24,6 +24,7 @@ fn path_and_session_counters_agree_with_the_clients() {
         rtcp_sender_report_interval: Duration::from_millis(200),
         ..loopback(WORKERS)
     });
+    let metrics = relay.metrics_http().unwrap();
     let mut p = Publisher::connect(&relay.http, "live").expect("the publisher is taken");
     let publisher_id = p.session.rsplit('/').next().unwrap().to_owned();
     let publishing = thread::spawn(move || {
@@ -36,7 +37,7 @@ fn path_and_session_counters_agree_with_the_clients() {
     // Driven all along: a viewer not read from loses what overflows its socket.
     let v = Driven::start(v);
     thread::sleep(Duration::from_secs(2));
-    let during = fetch_filtered(&relay.http, "").unwrap();
+    let during = fetch_filtered(metrics, "").unwrap();
     let p = publishing.join().unwrap();
     // The publisher is silent now: what it sent reaches the viewer and the counters.
     thread::sleep(Duration::from_secs(1));
@@ -45,7 +46,7 @@ fn path_and_session_counters_agree_with_the_clients() {
     assert!(received > 100, "the viewer got {received} packets");
 
     let session = |id: &str, name: &str| -> f64 {
-        let text = fetch_filtered(&relay.http, &format!("webrtc_session={id}")).unwrap();
+        let text = fetch_filtered(metrics, &format!("webrtc_session={id}")).unwrap();
         exported(&text, name).unwrap()
     };
     // Settled: the relay published its counts after the last packet.
@@ -59,7 +60,7 @@ fn path_and_session_counters_agree_with_the_clients() {
     assert!(
         sent <= received as f64 * 1.01 + 5.0,
         "counted {sent} sent for {received} received; {}",
-        fetch_filtered(&relay.http, "type=relay").unwrap()
+        fetch_filtered(metrics, "type=relay").unwrap()
     );
     let inbound = session(&publisher_id, "webrtc_sessions_inbound_rtp_packets");
     assert!(
@@ -71,7 +72,7 @@ fn path_and_session_counters_agree_with_the_clients() {
     assert!(session(&viewer_id, "webrtc_sessions_inbound_rtcp_packets") > 0.0);
 
     // Labels as MediaMTX writes them.
-    let text = fetch_filtered(&relay.http, "type=webrtc_sessions").unwrap();
+    let text = fetch_filtered(metrics, "type=webrtc_sessions").unwrap();
     let sessions = samples(&text, "webrtc_sessions");
     assert_eq!(sessions.len(), 2, "{text}");
     let viewer = sessions
@@ -90,7 +91,7 @@ fn path_and_session_counters_agree_with_the_clients() {
         "type=webrtc_sessions shows only sessions"
     );
 
-    let paths_text = fetch_filtered(&relay.http, "type=paths&path=live").unwrap();
+    let paths_text = fetch_filtered(metrics, "type=paths&path=live").unwrap();
     assert_eq!(
         exported(&paths_text, "paths{name=\"live\",state=\"ready\"}").unwrap(),
         1.0
@@ -115,16 +116,20 @@ fn path_and_session_counters_agree_with_the_clients() {
     assert!(during.contains("relay_rtp_packets_sent_total"));
     assert!(exported(&during, "paths_inbound_bytes").unwrap() < inbound_bytes);
 
-    let bad = relay_testkit::http::agent(Duration::from_secs(5))
-        .get(format!("{}/metrics?type=hls_muxers", relay.http))
+    let agent = relay_testkit::http::agent(Duration::from_secs(5));
+    let bad = agent
+        .get(format!("{metrics}/metrics?type=hls_muxers"))
         .call()
         .unwrap();
     assert_eq!(bad.status(), 400);
+    // Only on metricsAddress, as MediaMTX.
+    let on_whep = agent.get(format!("{}/metrics", relay.http)).call().unwrap();
+    assert_eq!(on_whep.status(), 404);
 
     // A viewer that leaves is gone from the metrics.
     assert_eq!(v.delete(), 200);
     let gone = || {
-        let text = fetch_filtered(&relay.http, "type=webrtc_sessions").unwrap();
+        let text = fetch_filtered(metrics, "type=webrtc_sessions").unwrap();
         !text.contains(&viewer_id)
     };
     assert!(

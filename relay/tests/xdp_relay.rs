@@ -13,7 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use relay::config::{Config, XdpMode};
-use relay_testkit::config::{demo, metrics_from_anywhere, paths, to_yaml};
+use relay_testkit::config::{demo, paths, to_yaml, LOOPBACK_ANY_PORT};
 use relay_testkit::metrics::exported;
 use relay_testkit::netns::{Netns, Pair};
 use relay_testkit::process::{Launch, RelayProcess};
@@ -49,15 +49,17 @@ fn alone() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// A relay config: HTTP on the relay's address, media on port 8189 of every address
-/// (`[::]`: IPv4 and IPv6), XDP on the relay's veth end, the demo at /demo/.
+/// A relay config: HTTP on the relay's address, metrics on the namespace's loopback,
+/// media on port 8189 of every address (`[::]`: IPv4 and IPv6), XDP on the relay's veth
+/// end, the demo at /demo/.
 fn config() -> Config {
     Config {
         webrtc_address: format!("{RELAY4}:0").parse().unwrap(),
         webrtc_local_udp_address: format!("[::]:{MEDIA_PORT}").parse().unwrap(),
         xdp_interface: Some(RELAY_IF.into()),
         paths: paths([("demo", demo())]),
-        auth: metrics_from_anywhere(),
+        metrics: true,
+        metrics_address: LOOPBACK_ANY_PORT,
         ..Config::default()
     }
 }

@@ -2,44 +2,32 @@
 //! loads by serde, so that every key is spelled as the relay reads it.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use relay::auth::{Action, AuthConfig, PathRule, Permission, Secret, User};
 use relay::config::{Config, PathConfig};
 use relay::ingest::rtsp::RtspTransport;
 use relay::ingest::Source;
 
 use crate::tempdir::TempDir;
 
+/// 127.0.0.1 with a port the kernel picks: for `metricsAddress`, so that relays run
+/// side by side (the relay prints where it listens). Scraped from this host, or from
+/// inside a test's namespace (its `lo` is up), MediaMTX's default users allow it.
+pub const LOOPBACK_ANY_PORT: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+
 /// Everything on 127.0.0.1 with ports the kernel picks, no interface addresses
-/// advertised, `workers` data-plane workers and no paths yet: a relay that only this
-/// host reaches, and that runs beside any other.
+/// advertised, `workers` data-plane workers, metrics on and no paths yet: a relay that
+/// only this host reaches, and that runs beside any other.
 pub fn loopback(workers: usize) -> Config {
     Config {
         webrtc_address: "127.0.0.1:0".parse().unwrap(),
         webrtc_local_udp_address: "127.0.0.1:0".parse().unwrap(),
         webrtc_ips_from_interfaces: false,
+        metrics: true,
+        metrics_address: LOOPBACK_ANY_PORT,
         workers,
         ..Config::default()
     }
-}
-
-/// MediaMTX's default users, with the metrics open to every address too: for a relay
-/// in a test's namespace, scraped from an address of that namespace, not 127.0.0.1.
-pub fn metrics_from_anywhere() -> AuthConfig {
-    let AuthConfig::Internal(mut users) = AuthConfig::mediamtx_default() else {
-        unreachable!("MediaMTX's default is internal users")
-    };
-    users.push(User {
-        user: None,
-        pass: Secret::parse("").expect("no password"),
-        ips: Vec::new(),
-        permissions: vec![Permission {
-            action: Action::Metrics,
-            path: PathRule::Any,
-        }],
-    });
-    AuthConfig::Internal(users)
 }
 
 /// A path that plays the built-in demo clip.
@@ -136,6 +124,8 @@ mod tests {
         assert_eq!(c.webrtc_address, "127.0.0.1:0".parse().unwrap());
         assert_eq!(c.webrtc_local_udp_address, "127.0.0.1:0".parse().unwrap());
         assert!(!c.webrtc_ips_from_interfaces);
+        assert!(c.metrics);
+        assert_eq!(c.metrics_address, "127.0.0.1:0".parse().unwrap());
         assert_eq!(c.workers, 3);
     }
 }

@@ -91,12 +91,14 @@ impl Launch {
             child,
             http: String::new(),
             api: None,
+            metrics_http: None,
             log,
             netns: self.netns.clone(),
             config_file: dir.path().join(CONFIG_FILE),
             _dir: dir,
         };
-        // "relay: API at http://127.0.0.1:PORT" (with `api`), then
+        // "relay: API at http://127.0.0.1:PORT" (with `api`), "relay: metrics at
+        // http://127.0.0.1:PORT" (with `metrics`), then
         // "relay: watch 'demo' at http://127.0.0.1:PORT/demo/" for each path.
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
@@ -115,6 +117,8 @@ impl Launch {
             let origin = crate::http::origin(url.trim()).to_string();
             if line.starts_with("relay: API at ") {
                 relay.api = Some(origin);
+            } else if line.starts_with("relay: metrics at ") {
+                relay.metrics_http = Some(origin);
             } else {
                 relay.http = origin;
                 return Ok(relay);
@@ -190,11 +194,12 @@ const CONFIG_FILE: &str = "relay.yml";
 /// A running relay, killed (SIGKILL) on drop.
 pub struct RelayProcess {
     child: Child,
-    /// `http://IP:PORT`, where it serves WHEP and (unless `metricsAddress` is set) its
-    /// metrics.
+    /// `http://IP:PORT`, where it serves WHEP and WHIP.
     pub http: String,
     /// `http://IP:PORT` of the control API, when `api` is on.
     pub api: Option<String>,
+    /// `http://IP:PORT` of the metrics, when `metrics` is on.
+    metrics_http: Option<String>,
     log: Log,
     /// The network namespace it runs in, if not this process's.
     netns: Option<String>,
@@ -275,11 +280,19 @@ impl RelayProcess {
             .find_map(|l| log_field(l, "worker")?.parse().ok())
     }
 
+    /// Where the relay serves its metrics; an error if it does not.
+    pub fn metrics_http(&self) -> anyhow::Result<&str> {
+        self.metrics_http
+            .as_deref()
+            .context("the relay serves no metrics: start it with metrics: yes")
+    }
+
     /// The Prometheus text, fetched from inside the relay's namespace.
     pub fn metrics(&self) -> anyhow::Result<String> {
+        let http = self.metrics_http()?;
         match &self.netns {
-            Some(netns) => crate::netns::within(netns, || crate::metrics::fetch(&self.http)),
-            None => crate::metrics::fetch(&self.http),
+            Some(netns) => crate::netns::within(netns, || crate::metrics::fetch(http)),
+            None => crate::metrics::fetch(http),
         }
     }
 

@@ -21,9 +21,9 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 const OPUS_SILENCE: [u8; 3] = [0xf8, 0xff, 0xfe];
 const OPUS_FRAME: Duration = Duration::from_millis(20);
 
-/// The WHIP endpoint of `path` on the relay serving at `http`.
+/// The WHIP endpoint of `path` (a query after it too) on the relay serving at `http`.
 pub fn endpoint(http: &str, path: &str) -> String {
-    format!("{http}/{path}/whip")
+    crate::whep::signalling(http, path, "whip")
 }
 
 /// One m-line the publisher sends on, and where its packets are numbered.

@@ -4,9 +4,18 @@
 
 use anyhow::{bail, Context as _};
 
-/// The WHEP endpoint of `path` on the relay serving at `http`.
+/// The WHEP endpoint of `path` (a query after it too) on the relay serving at `http`.
 pub fn endpoint(http: &str, path: &str) -> String {
-    format!("{http}/{path}/whep")
+    signalling(http, path, "whep")
+}
+
+/// The `signal` (`whep`, `whip`) endpoint of `path` on the relay serving at `http`; a
+/// query after the path goes after the endpoint (`live?a=1`: `/live/whep?a=1`).
+pub(crate) fn signalling(http: &str, path: &str, signal: &str) -> String {
+    match path.split_once('?') {
+        Some((path, query)) => format!("{http}/{path}/{signal}?{query}"),
+        None => format!("{http}/{path}/{signal}"),
+    }
 }
 
 /// What the server said to an offer.

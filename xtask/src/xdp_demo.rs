@@ -22,6 +22,9 @@ const SUBNET: &str = "10.78.0.0/30";
 const RELAY_IP: &str = "10.78.0.1";
 const HOST_IP: &str = "10.78.0.2";
 const HTTP_PORT: u16 = 8889;
+/// MediaMTX's metrics port, on the namespace's loopback: MediaMTX's default users let
+/// only this host scrape.
+const METRICS: &str = "127.0.0.1:9998";
 
 /// Fails unless this process may make namespaces and load XDP programs; before the
 /// build, so that a user without root learns it at once.
@@ -79,8 +82,8 @@ pub fn run(relay: &Path, args: &[std::ffi::OsString]) -> anyhow::Result<ExitCode
             announced = true;
             println!(
                 "\nxdp-demo: open http://{RELAY_IP}:{HTTP_PORT}/demo/ in a browser on this host \
-                 (metrics: http://{RELAY_IP}:{HTTP_PORT}/metrics). Ctrl-C stops the relay and \
-                 removes the namespace.\n"
+                 (metrics: ip netns exec {NETNS} curl http://{METRICS}/metrics). Ctrl-C stops \
+                 the relay and removes the namespace.\n"
             );
         }
         thread::sleep(Duration::from_millis(100));
@@ -100,6 +103,8 @@ fn config_yaml() -> String {
          webrtcAddress: {RELAY_IP}:{HTTP_PORT}\n\
          webrtcLocalUDPAddress: {RELAY_IP}:8189\n\
          xdpInterface: {RELAY_IF}\n\
+         metrics: yes\n\
+         metricsAddress: {METRICS}\n\
          paths:\n  demo:\n    source: demo\n"
     )
 }

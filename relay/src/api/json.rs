@@ -209,6 +209,8 @@ pub(super) struct WebRtcSession {
     peer_connection_established: bool,
     state: &'static str,
     path: String,
+    /// The query string of its WHEP or WHIP request.
+    query: String,
     inbound_bytes: u64,
     #[serde(rename = "inboundRTPPackets")]
     inbound_rtp_packets: u64,
@@ -240,6 +242,7 @@ impl WebRtcSession {
             peer_connection_established: remote.is_some(),
             state: session.role.name(),
             path: session.path.clone(),
+            query: session.query.clone(),
             inbound_bytes: counts.inbound_bytes,
             inbound_rtp_packets: counts.inbound_rtp_packets,
             inbound_rtcp_packets: counts.inbound_rtcp_packets,

@@ -6,7 +6,7 @@
 //! |-------------------------------------------|-----------------------------------------|
 //! | `GET /v3/info`                            | `Info`                                  |
 //! | `GET /v3/config/global/get`               | the loaded config, without its paths    |
-//! | `GET /v3/config/pathdefaults/get`         | `pathDefaults` as the config writes it  |
+//! | `GET /v3/config/pathdefaults/get`         | `pathDefaults`: every key, the file's or relay's default |
 //! | `GET /v3/config/paths/list`, `get/{name}` | the configured paths (`PathConf`)       |
 //! | `GET /v3/paths/list`, `get/{name}`        | the paths served now (`Path`)           |
 //! | `GET /v3/webrtcsessions/list`, `get/{id}` | viewers and publishers (`WebRTCSession`)|

@@ -21,12 +21,13 @@ struct TestBackend {
 
 const CONFIG: &str = "authInternalUsers:\n- user: admin\n  pass: secret\n  \
                       permissions:\n  - action: api\n- user: any\n  permissions:\n  \
-                      - action: read\npaths:\n  cams/front:\n    source: demo\n  live:\n  \
+                      - action: read\npathDefaults:\n  sourceOnDemandStartTimeout: 20s\npaths:\n  cams/front:\n    source: demo\n  live:\n  \
                       all_others:\n";
 
 impl TestBackend {
     /// `cams/front` plays the demo and has viewer `v2`; `live` waits for a publisher
     /// and has viewer `v1`; `other` was made from `all_others` for someone's request.
+    /// pathDefaults sets one key.
     fn new() -> TestBackend {
         let document = Document::parse(CONFIG).unwrap();
         let config = Arc::new(Config::from_yaml(CONFIG).unwrap());
@@ -37,11 +38,17 @@ impl TestBackend {
                 Arc::new(ServedPath::new("other", 0, PathState::WaitingForPublisher)),
             ],
             sessions: Mutex::new(vec![
-                Arc::new(SessionInfo::new("v1".into(), "live".into(), Role::Read)),
+                Arc::new(SessionInfo::new(
+                    "v1".into(),
+                    "live".into(),
+                    Role::Read,
+                    "lang=en".into(),
+                )),
                 Arc::new(SessionInfo::new(
                     "v2".into(),
                     "cams/front".into(),
                     Role::Read,
+                    String::new(),
                 )),
             ]),
             config: Mutex::new((document, config)),
@@ -204,6 +211,15 @@ fn routes_answer_mediamtx_objects_and_errors() {
     assert_eq!(global["apiAddress"], ":9997");
     assert_eq!(global["webrtcAddress"], ":8889");
     assert!(global.get("paths").is_none() && global.get("pathDefaults").is_none());
+    // Every key: the file's, else relay's default (as MediaMTX answers).
+    let (status, defaults) = call(&base, "GET", "/v3/config/pathdefaults/get");
+    assert_eq!(status, 200);
+    assert_eq!(defaults["sourceOnDemandStartTimeout"], "20s");
+    assert_eq!(defaults["sourceOnDemandCloseAfter"], "10s");
+    assert_eq!(defaults["source"], "publisher");
+    assert_eq!(defaults["maxReaders"], 0);
+    assert_eq!(defaults["overridePublisher"], true);
+    assert_eq!(defaults["runOnReady"], "");
     let (status, conf) = call(&base, "GET", "/v3/config/paths/get/cams/front");
     assert_eq!(status, 200);
     assert_eq!(conf["name"], "cams/front");
@@ -401,6 +417,7 @@ fn kicked_sessions_are_gone() {
     let (status, session) = call(&base, "GET", "/v3/webrtcsessions/get/v1");
     assert_eq!(status, 200);
     assert_eq!(session["state"], "read");
+    assert_eq!(session["query"], "lang=en");
     assert_eq!(session["peerConnectionEstablished"], false);
     assert_eq!(session["rtt"], Value::Null);
     assert_eq!(

@@ -2,10 +2,14 @@
 //! permissions in a claim (MediaMTX's `mediamtx_permissions` by default).
 //!
 //! The key set is fetched on first use and again after [`REFRESH`], or when a token
-//! names a key it does not hold (a rotated key), at most once per [`RETRY`]. A token's
-//! algorithm must be one of its key's family, so that no token can pick a weaker check
-//! than the key was published for (e.g. HMAC with an RSA public key as the secret).
+//! names a key it does not hold (a rotated key), at most once per [`RETRY`]. One fetch
+//! runs at a time, and no lock is held while it waits on the server: a token whose key
+//! is held is checked meanwhile (even while the set's refresh is under way), one naming
+//! another key waits for the fetch. A token's algorithm must be one of its key's
+//! family, so that no token can pick a weaker check than the key was published for
+//! (e.g. HMAC with an RSA public key as the secret).
 
+use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet};
@@ -15,9 +19,9 @@ use serde::Deserialize;
 use super::{PathRule, Permission};
 
 /// How long a fetched key set is used (MediaMTX: one hour).
-const REFRESH: Duration = Duration::from_secs(3600);
+pub(super) const REFRESH: Duration = Duration::from_secs(3600);
 /// The least time between two fetches, however many tokens name unknown keys.
-const RETRY: Duration = Duration::from_secs(10);
+pub(super) const RETRY: Duration = Duration::from_secs(10);
 /// Largest key set read (MediaMTX: 128 KiB).
 pub const MAX_JWKS: u64 = 128 * 1024;
 
@@ -29,18 +33,62 @@ pub struct Claims<'a> {
     pub audience: Option<&'a str>,
 }
 
-/// The key set last fetched.
+/// The key set, shared by the requests being authenticated.
 #[derive(Default)]
 pub struct Jwks {
+    held: Mutex<Held>,
+    /// Taken for a fetch, so that there is one at a time.
+    fetching: Mutex<()>,
+}
+
+/// The key set last fetched, and when a fetch was last tried.
+#[derive(Default)]
+struct Held {
     keys: Option<JwkSet>,
     fetched: Option<Instant>,
 }
 
+impl Held {
+    fn due(&self, now: Instant, since: Duration) -> bool {
+        self.fetched
+            .is_none_or(|at| now.saturating_duration_since(at) >= since)
+    }
+
+    /// The key `header` names, or the only key when it names none.
+    fn key(&self, header: &jsonwebtoken::Header) -> Option<&Jwk> {
+        let keys = &self.keys.as_ref()?.keys;
+        match &header.kid {
+            Some(kid) => keys
+                .iter()
+                .find(|k| k.common.key_id.as_deref() == Some(kid)),
+            None if keys.len() == 1 => keys.first(),
+            None => None,
+        }
+    }
+
+    /// The key for `header`, unless the set must be fetched first.
+    fn usable(&self, header: &jsonwebtoken::Header, now: Instant) -> Option<Jwk> {
+        let stale = self.keys.is_none() || self.due(now, REFRESH);
+        self.key(header).filter(|_| !stale).cloned()
+    }
+}
+
+/// A panic elsewhere leaves the keys as they were: still usable.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Jwks {
+    /// Drops the keys held: the next token fetches the set again.
+    pub fn forget(&self) {
+        *lock(&self.held) = Held::default();
+    }
+
     /// Checks `token` and returns the permissions it grants. `fetch` gets the key set's
-    /// JSON from `url` when it is due.
+    /// JSON from `url` when it is due; it is called with no lock held but the one that
+    /// keeps other fetches waiting.
     pub fn verify(
-        &mut self,
+        &self,
         url: &str,
         token: &str,
         claims: &Claims,
@@ -48,23 +96,11 @@ impl Jwks {
         fetch: impl Fn(&str) -> Result<String, String>,
     ) -> Result<Vec<Permission>, String> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| format!("not a JWT: {e}"))?;
-        let due = |since: Duration| self.fetched.is_none_or(|at| now - at >= since);
-        if self.keys.is_none() || due(REFRESH) || (self.key(&header).is_none() && due(RETRY)) {
-            self.fetched = Some(now);
-            let set = serde_json::from_str::<JwkSet>(&fetch(url)?)
-                .map_err(|e| format!("authJWTJWKS {url} is not a JWK set: {e}"))?;
-            self.keys = Some(set);
-        }
-        let jwk = self.key(&header).ok_or_else(|| {
-            format!(
-                "no key of authJWTJWKS signs this JWT (kid {:?})",
-                header.kid
-            )
-        })?;
-        if !family(jwk).contains(&header.alg) {
+        let jwk = self.key(url, &header, now, fetch)?;
+        if !family(&jwk).contains(&header.alg) {
             return Err(format!("the JWT's {:?} does not fit its key", header.alg));
         }
-        let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("unusable JWK: {e}"))?;
+        let key = DecodingKey::from_jwk(&jwk).map_err(|e| format!("unusable JWK: {e}"))?;
         let mut validation = Validation::new(header.alg);
         // exp and nbf are checked when present (as MediaMTX's library does), not required.
         validation.required_spec_claims.clear();
@@ -88,16 +124,55 @@ impl Jwks {
         permissions(data.claims.get(claims.key), claims.key)
     }
 
-    /// The key `header` names, or the only key when it names none.
-    fn key(&self, header: &jsonwebtoken::Header) -> Option<&Jwk> {
-        let keys = &self.keys.as_ref()?.keys;
-        match &header.kid {
-            Some(kid) => keys
-                .iter()
-                .find(|k| k.common.key_id.as_deref() == Some(kid)),
-            None if keys.len() == 1 => keys.first(),
-            None => None,
+    /// The key that checks a token with `header`, fetching the set first when it is
+    /// due.
+    fn key(
+        &self,
+        url: &str,
+        header: &jsonwebtoken::Header,
+        now: Instant,
+        fetch: impl Fn(&str) -> Result<String, String>,
+    ) -> Result<Jwk, String> {
+        if let Some(key) = lock(&self.held).usable(header, now) {
+            return Ok(key);
         }
+        let _one_fetch = match self.fetching.try_lock() {
+            Ok(fetching) => fetching,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            // Another request fetches: a held key serves meanwhile, even from a set due
+            // for its refresh; a key the set lacks may come with the fetch.
+            Err(TryLockError::WouldBlock) => {
+                if let Some(key) = lock(&self.held).key(header) {
+                    return Ok(key.clone());
+                }
+                lock(&self.fetching)
+            }
+        };
+        let missing = || {
+            format!(
+                "no key of authJWTJWKS signs this JWT (kid {:?})",
+                header.kid
+            )
+        };
+        {
+            let held = lock(&self.held);
+            // What the fetch just waited for may have brought it.
+            if let Some(key) = held.usable(header, now) {
+                return Ok(key);
+            }
+            // A fresh set lacks the key: fetched again only once per RETRY.
+            if held.keys.is_some() && !held.due(now, RETRY) {
+                return Err(missing());
+            }
+        }
+        let fetched = fetch(url).and_then(|json| {
+            serde_json::from_str::<JwkSet>(&json)
+                .map_err(|e| format!("authJWTJWKS {url} is not a JWK set: {e}"))
+        });
+        let mut held = lock(&self.held);
+        held.fetched = Some(now);
+        held.keys = Some(fetched?);
+        held.key(header).cloned().ok_or_else(missing)
     }
 }
 

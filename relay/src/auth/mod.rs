@@ -20,7 +20,7 @@ mod tests;
 
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -338,7 +338,7 @@ pub struct Authenticator {
     config: ArcSwap<AuthConfig>,
     /// For the http hook and the JWKS: `readTimeout` bounds each call.
     agent: ureq::Agent,
-    jwks: Mutex<Jwks>,
+    jwks: Jwks,
 }
 
 impl Authenticator {
@@ -351,7 +351,7 @@ impl Authenticator {
         Authenticator {
             config: ArcSwap::from_pointee(config),
             agent,
-            jwks: Mutex::new(Jwks::default()),
+            jwks: Jwks::default(),
         }
     }
 
@@ -359,11 +359,17 @@ impl Authenticator {
     /// forgotten: a new key set (or none) must not let the old one's tokens in.
     pub fn replace(&self, config: AuthConfig) {
         self.config.store(Arc::new(config));
-        *self.jwks.lock().unwrap_or_else(|e| e.into_inner()) = Jwks::default();
+        self.jwks.forget();
     }
 
     /// Allows or refuses `request`. Blocking: the http and jwt methods ask a server.
     pub fn authenticate(&self, request: &Request) -> Result<(), Denied> {
+        self.authenticate_at(request, Instant::now())
+    }
+
+    /// [`Authenticator::authenticate`] at `now`, which says whether the JWKS is due to
+    /// be fetched again.
+    fn authenticate_at(&self, request: &Request, now: Instant) -> Result<(), Denied> {
         let config = self.config.load();
         let result = match &**config {
             AuthConfig::Internal(users) => {
@@ -400,13 +406,7 @@ impl Authenticator {
                             audience: audience.as_deref(),
                         };
                         let keys = |url: &str| self.fetch_jwks(url);
-                        let permissions = self.jwks.lock().unwrap().verify(
-                            jwks,
-                            token,
-                            &claims,
-                            Instant::now(),
-                            keys,
-                        );
+                        let permissions = self.jwks.verify(jwks, token, &claims, now, keys);
                         permissions.and_then(|p| {
                             if permits(&p, request.action, request.path) {
                                 Ok(())

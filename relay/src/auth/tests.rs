@@ -1,10 +1,13 @@
-use std::net::IpAddr;
+use std::io::{Read as _, Write as _};
+use std::net::{IpAddr, TcpListener};
+use std::sync::mpsc;
+use std::thread;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 
 use super::failures::Verdict;
-use super::jwt::{Claims, Jwks};
+use super::jwt::{self, Claims, Jwks};
 use super::*;
 use relay_testkit::jwt::{now as now_secs, Signer};
 
@@ -255,7 +258,7 @@ fn jwt_grants_its_claims_permissions_when_signed_by_the_set() {
         fetches.set(fetches.get() + 1);
         Ok(signer.jwks.clone())
     };
-    let mut jwks = Jwks::default();
+    let jwks = Jwks::default();
     let t0 = Instant::now();
     let good = serde_json::json!({
         "iss": "https://id.example", "exp": now_secs() + 60,
@@ -281,20 +284,20 @@ fn jwt_grants_its_claims_permissions_when_signed_by_the_set() {
     assert_eq!(granted, vec![permission(Action::Read, "~^c")]);
     assert_eq!(fetches.get(), 1, "the set is fetched once");
 
-    let refused = |token: String, jwks: &mut Jwks| jwks.verify("u", &token, &claims, t0, fetch);
+    let refused = |token: String| jwks.verify("u", &token, &claims, t0, fetch);
     let mut expired = good.clone();
     expired["exp"] = (now_secs() - 3600).into();
-    assert!(refused(signer.sign(&expired), &mut jwks).is_err());
+    assert!(refused(signer.sign(&expired)).is_err());
     let mut wrong_issuer = good.clone();
     wrong_issuer["iss"] = "https://evil.example".into();
-    assert!(refused(signer.sign(&wrong_issuer), &mut jwks).is_err());
+    assert!(refused(signer.sign(&wrong_issuer)).is_err());
     assert!(
-        refused(other.sign(&good), &mut jwks).is_err(),
+        refused(other.sign(&good)).is_err(),
         "signed by a key not in the set"
     );
-    assert!(refused("not.a.jwt".into(), &mut jwks).is_err());
+    assert!(refused("not.a.jwt".into()).is_err());
     for junk in ["", ".", "..", "a.b", "\u{0}"] {
-        assert!(refused(junk.into(), &mut jwks).is_err(), "{junk:?}");
+        assert!(refused(junk.into()).is_err(), "{junk:?}");
     }
     assert!(query_has_credentials("user") && !query_has_credentials(""));
     let mut no_claim = good.clone();
@@ -302,13 +305,13 @@ fn jwt_grants_its_claims_permissions_when_signed_by_the_set() {
         .as_object_mut()
         .unwrap()
         .remove("mediamtx_permissions");
-    assert!(refused(signer.sign(&no_claim), &mut jwks)
+    assert!(refused(signer.sign(&no_claim))
         .unwrap_err()
         .contains("mediamtx_permissions"));
     // An unknown kid fetches the set again, once per RETRY.
     let rotated = Signer::new("k2");
-    assert!(refused(rotated.sign(&good), &mut jwks).is_err());
-    assert!(refused(rotated.sign(&good), &mut jwks).is_err());
+    assert!(refused(rotated.sign(&good)).is_err());
+    assert!(refused(rotated.sign(&good)).is_err());
     assert_eq!(fetches.get(), 1, "not within RETRY of the first fetch");
 }
 
@@ -336,4 +339,123 @@ fn a_jwt_cannot_choose_hmac_with_the_public_key_as_secret() {
         })
         .unwrap_err();
     assert!(error.contains("does not fit"), "{error}");
+}
+
+/// A JWKS server on loopback that answers its requests in turn with `sets`, each only
+/// once the test says so, and tells when a request has arrived: a test can hold a fetch
+/// in flight. Done with `sets`, it stops listening.
+struct HeldJwks {
+    url: String,
+    arrived: mpsc::Receiver<()>,
+    answer: mpsc::Sender<()>,
+    /// For each request, whether it was answered when the test said so, rather than
+    /// after [`HeldJwks::PATIENCE`] (which only keeps a failing test from hanging).
+    served: thread::JoinHandle<Vec<bool>>,
+}
+
+impl HeldJwks {
+    const PATIENCE: Duration = Duration::from_secs(10);
+
+    fn start(sets: Vec<String>) -> HeldJwks {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+        let (arrived_tx, arrived) = mpsc::channel();
+        let (answer, answer_rx) = mpsc::channel();
+        let served = thread::spawn(move || {
+            let serve = |set: &String| {
+                let (mut stream, _) = listener.accept().unwrap();
+                let mut head = Vec::new();
+                while !head.ends_with(b"\r\n\r\n") {
+                    let mut byte = [0u8];
+                    stream.read_exact(&mut byte).unwrap();
+                    head.push(byte[0]);
+                }
+                arrived_tx.send(()).unwrap();
+                let when_told = answer_rx.recv_timeout(Self::PATIENCE).is_ok();
+                let length = set.len();
+                write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                     Content-Length: {length}\r\nConnection: close\r\n\r\n{set}"
+                )
+                .unwrap();
+                when_told
+            };
+            sets.iter().map(serve).collect()
+        });
+        HeldJwks {
+            url,
+            arrived,
+            answer,
+            served,
+        }
+    }
+}
+
+/// The key set of `signers` together.
+fn key_set(signers: &[&Signer]) -> String {
+    let keys: Vec<serde_json::Value> = signers
+        .iter()
+        .flat_map(|s| {
+            let set: serde_json::Value = serde_json::from_str(&s.jwks).unwrap();
+            set["keys"].as_array().unwrap().clone()
+        })
+        .collect();
+    serde_json::json!({ "keys": keys }).to_string()
+}
+
+#[test]
+fn a_token_whose_key_is_held_does_not_wait_for_a_fetch_of_the_set() {
+    let (held, rotated) = (Signer::new("k1"), Signer::new("k2"));
+    let both = key_set(&[&held, &rotated]);
+    let server = HeldJwks::start(vec![key_set(&[&held]), both.clone(), both]);
+    let config = AuthConfig::Jwt {
+        jwks: server.url.clone(),
+        claim_key: "mediamtx_permissions".into(),
+        issuer: None,
+        audience: None,
+        exclude: Vec::new(),
+    };
+    let auth = Authenticator::new(config, Duration::from_secs(60));
+    let claims = serde_json::json!({
+        "exp": now_secs() + 600, "mediamtx_permissions": [{"action": "read"}],
+    });
+    let (held, rotated) = (&held, &rotated);
+    let reads = |signer: &Signer, now: Instant| {
+        let mut request = request(Action::Read, "cam", "192.0.2.1", "", "");
+        request.credentials.token = signer.sign(&claims);
+        auth.authenticate_at(&request, now)
+    };
+    // The first token fetches the set.
+    server.answer.send(()).unwrap();
+    let t0 = Instant::now();
+    reads(held, t0).unwrap();
+    server.arrived.recv().unwrap();
+    thread::scope(|scope| {
+        // A token of a key the set lacks fetches it again, and waits for it...
+        let later = t0 + jwt::RETRY;
+        let new_key = scope.spawn(move || reads(rotated, later));
+        server.arrived.recv().unwrap();
+        // ...while a token of a held key is decided.
+        let decided = reads(held, later);
+        server.answer.send(()).unwrap();
+        assert!(decided.is_ok(), "{decided:?}");
+        assert!(new_key.join().unwrap().is_ok(), "the fetch brought k2");
+
+        // Due for its refresh, the set is fetched by the first token to find it so;
+        // the others use the set held meanwhile.
+        let hour = later + jwt::REFRESH;
+        let refreshing = scope.spawn(move || reads(held, hour));
+        server.arrived.recv().unwrap();
+        let decided = reads(rotated, hour);
+        server.answer.send(()).unwrap();
+        assert!(decided.is_ok(), "{decided:?}");
+        assert!(refreshing.join().unwrap().is_ok());
+    });
+    assert_eq!(
+        server.served.join().unwrap(),
+        [true; 3],
+        "a fetch was answered only after the test gave up waiting: a token of a held key \
+         waited for it"
+    );
 }

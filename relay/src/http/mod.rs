@@ -14,7 +14,9 @@
 //! | `GET /<path>/`                   | the player page                                |
 //! | `GET /<path>/publish`            | the publish page (camera and microphone by WHIP) |
 //! | `GET /<path>`                    | redirect to `/<path>/`                         |
-//! | `GET /metrics`                   | Prometheus / OpenMetrics text, when enabled    |
+//!
+//! The metrics have a listener of their own (`metricsAddress`, [`serve_metrics`]): `GET
+//! /metrics` there answers Prometheus / OpenMetrics text.
 //!
 //! Publishing, reading and the metrics are authenticated first (auth/, `authMethod`),
 //! before the path is looked up, so that no one learns which paths exist without the
@@ -55,10 +57,12 @@ use crate::paths::{PathError, PublishRefused, ServedPath};
 
 /// What the HTTP layer asks of the relay.
 pub trait Viewers: Send + Sync + 'static {
-    /// Creates a viewer of `path` from a WHEP offer; returns its id and the SDP answer.
-    fn create(&self, path: &str, offer: &str) -> Result<Created, WhepError>;
-    /// Creates the publisher of `path` from a WHIP offer; returns its id and the answer.
-    fn publish(&self, path: &str, offer: &str) -> Result<Created, WhepError>;
+    /// Creates a viewer of `path` from a WHEP offer POSTed to a URL with `query`;
+    /// returns its id and the SDP answer.
+    fn create(&self, path: &str, offer: &str, query: &str) -> Result<Created, WhepError>;
+    /// Creates the publisher of `path` from a WHIP offer POSTed to a URL with `query`;
+    /// returns its id and the answer.
+    fn publish(&self, path: &str, offer: &str, query: &str) -> Result<Created, WhepError>;
     /// Ends session `id` (a viewer or the publisher) of `path`.
     fn delete(&self, path: &str, id: &str) -> Result<(), WhepError>;
     /// The path named `path` (made now if a `~regex` or `all_others` entry of the
@@ -97,26 +101,21 @@ pub enum WhepError {
 pub struct HttpOptions {
     /// `webrtcAllowOrigins`: exact origins, or `*` for any.
     pub allow_origins: Vec<String>,
-    /// Serve these metrics at `/metrics` on the same listener.
-    pub metrics: Option<Arc<dyn Scrape>>,
     /// `readTimeout`: how long a client has to send a request's header, from when it
     /// connects or had its previous response, and then an offer's body.
     pub read_timeout: Duration,
-    /// Who may publish, read and scrape the metrics.
+    /// Who may publish and read.
     pub auth: Arc<Authenticator>,
 }
 
-/// Serves WHEP, the player pages and (if `opts.metrics`) `/metrics`; drop the future
-/// to stop.
+/// Serves WHEP, WHIP and their pages; drop the future to stop.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     viewers: Arc<dyn Viewers>,
     opts: HttpOptions,
 ) {
     let app = App {
-        viewers: Some(viewers),
-        metrics: opts.metrics,
-        pprof: false,
+        serves: Serves::Signalling(viewers),
         read_timeout: opts.read_timeout,
         gate: Gate::new(opts.auth),
     };
@@ -127,8 +126,8 @@ pub async fn serve(
     serve_connections(listener, with_logging(router), opts.read_timeout).await
 }
 
-/// Serves only `/metrics` (for `metricsAddress`), with the same `readTimeout` and
-/// authentication.
+/// Serves only `/metrics` (on `metricsAddress`), with the same `readTimeout` and
+/// authentication (action `metrics`).
 pub async fn serve_metrics(
     listener: tokio::net::TcpListener,
     registry: Arc<dyn Scrape>,
@@ -136,9 +135,7 @@ pub async fn serve_metrics(
     auth: Arc<Authenticator>,
 ) {
     let app = App {
-        viewers: None,
-        metrics: Some(registry),
-        pprof: false,
+        serves: Serves::Metrics(registry),
         read_timeout,
         gate: Gate::new(auth),
     };
@@ -153,9 +150,7 @@ pub async fn serve_pprof(
     auth: Arc<Authenticator>,
 ) {
     let app = App {
-        viewers: None,
-        metrics: None,
-        pprof: true,
+        serves: Serves::Pprof,
         read_timeout,
         gate: Gate::new(auth),
     };
@@ -224,13 +219,19 @@ const ACCEPT_POST: HeaderName = HeaderName::from_static("accept-post");
 const ACCEPT_PATCH: HeaderName = HeaderName::from_static("accept-patch");
 
 struct App {
-    /// None on the metrics-only listener.
-    viewers: Option<Arc<dyn Viewers>>,
-    metrics: Option<Arc<dyn Scrape>>,
-    /// The profiling listener's.
-    pprof: bool,
+    serves: Serves,
     read_timeout: Duration,
     gate: Gate,
+}
+
+/// What a listener serves: each of these has its own.
+enum Serves {
+    /// WHEP, WHIP and their pages (`webrtcAddress`).
+    Signalling(Arc<dyn Viewers>),
+    /// `/metrics` (`metricsAddress`).
+    Metrics(Arc<dyn Scrape>),
+    /// CPU profiles (`pprofAddress`).
+    Pprof,
 }
 
 /// The address of the connection a request came on (authentication's `ip`).
@@ -334,38 +335,39 @@ impl<'a> Route<'a> {
 
 async fn dispatch(State(app): State<Arc<App>>, request: Request) -> Response {
     let method = request.method().clone();
-    if let (Some(registry), "/metrics") = (&app.metrics, request.uri().path()) {
-        return match method {
-            Method::GET | Method::HEAD => {
-                match app.gate.authorize(&request, Action::Metrics, "").await {
-                    Ok(()) => metrics(&**registry, request.uri().query().unwrap_or_default()),
-                    Err(refused) => refused.respond(text),
+    let viewers = match &app.serves {
+        Serves::Signalling(viewers) => viewers,
+        Serves::Metrics(registry) => {
+            return match (request.uri().path(), method) {
+                ("/metrics", Method::GET | Method::HEAD) => {
+                    match app.gate.authorize(&request, Action::Metrics, "").await {
+                        Ok(()) => metrics(&**registry, request.uri().query().unwrap_or_default()),
+                        Err(refused) => refused.respond(text),
+                    }
                 }
-            }
-            _ => method_not_allowed(&method, "GET, HEAD"),
-        };
-    }
-    if app.pprof {
-        return match (request.uri().path(), method) {
-            (pprof::PROFILE, Method::GET) => {
-                match app.gate.authorize(&request, Action::Pprof, "").await {
-                    Ok(()) => pprof::profile(request.uri().query().unwrap_or_default()).await,
-                    Err(refused) => refused.respond(text),
+                ("/metrics", method) => method_not_allowed(&method, "GET, HEAD"),
+                _ => text(
+                    StatusCode::NOT_FOUND,
+                    "nothing here: metrics are at /metrics",
+                ),
+            };
+        }
+        Serves::Pprof => {
+            return match (request.uri().path(), method) {
+                (pprof::PROFILE, Method::GET) => {
+                    match app.gate.authorize(&request, Action::Pprof, "").await {
+                        Ok(()) => pprof::profile(request.uri().query().unwrap_or_default()).await,
+                        Err(refused) => refused.respond(text),
+                    }
                 }
-            }
-            (pprof::PROFILE, method) => method_not_allowed(&method, "GET"),
-            _ => text(
-                StatusCode::NOT_FOUND,
-                "nothing here: CPU profiles are at /debug/pprof/profile?seconds=N (heap \
-                 profiles are not served)",
-            ),
-        };
-    }
-    let Some(viewers) = &app.viewers else {
-        return text(
-            StatusCode::NOT_FOUND,
-            "nothing here: metrics are at /metrics",
-        );
+                (pprof::PROFILE, method) => method_not_allowed(&method, "GET"),
+                _ => text(
+                    StatusCode::NOT_FOUND,
+                    "nothing here: CPU profiles are at /debug/pprof/profile?seconds=N (heap \
+                     profiles are not served)",
+                ),
+            };
+        }
     };
     let Some(route) = Route::parse(request.uri().path()) else {
         return not_found();
@@ -439,6 +441,7 @@ async fn create(
         Some(t) if t.eq_ignore_ascii_case(SDP) => {}
         other => return unsupported_type(SDP, other),
     }
+    let query = request.uri().query().unwrap_or_default().to_owned();
     let offer = match tokio::time::timeout(read_timeout, Bytes::from_request(request, &())).await {
         Ok(Ok(body)) => body,
         Ok(Err(BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)))) => {
@@ -479,8 +482,8 @@ async fn create(
     let path = served.name.clone();
     let location_path = path.clone();
     let created = match call_viewers(move || match signal {
-        Signal::Whep => viewers.create(&path, &offer),
-        Signal::Whip => viewers.publish(&path, &offer),
+        Signal::Whep => viewers.create(&path, &offer, &query),
+        Signal::Whip => viewers.publish(&path, &offer, &query),
     })
     .await
     {

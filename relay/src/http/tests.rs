@@ -24,6 +24,8 @@ struct TestViewers {
     sessions: Mutex<BTreeMap<String, String>>,
     /// Every offer `create` received, as received.
     offers: Mutex<Vec<String>>,
+    /// The query of each of those offers' URL.
+    queries: Mutex<Vec<String>>,
 }
 
 impl TestViewers {
@@ -37,15 +39,17 @@ impl TestViewers {
             next_id: AtomicU32::new(1),
             sessions: Mutex::default(),
             offers: Mutex::default(),
+            queries: Mutex::default(),
         }
     }
 }
 
 impl Viewers for TestViewers {
-    fn create(&self, path: &str, offer: &str) -> Result<Created, WhepError> {
+    fn create(&self, path: &str, offer: &str, query: &str) -> Result<Created, WhepError> {
         self.path(path)?;
         assert_ne!(path, "boom", "a Viewers implementation that panics");
         self.offers.lock().unwrap().push(offer.into());
+        self.queries.lock().unwrap().push(query.into());
         if !offer.starts_with("v=0") {
             return Err(WhepError::BadOffer("it does not start with v=0".into()));
         }
@@ -61,11 +65,11 @@ impl Viewers for TestViewers {
         })
     }
 
-    fn publish(&self, path: &str, offer: &str) -> Result<Created, WhepError> {
+    fn publish(&self, path: &str, offer: &str, query: &str) -> Result<Created, WhepError> {
         if path == "busy" {
             return Err(PublishRefused::Busy(path.into()).into());
         }
-        self.create(path, offer)
+        self.create(path, offer, query)
     }
 
     fn delete(&self, path: &str, id: &str) -> Result<(), WhepError> {
@@ -190,7 +194,6 @@ impl From<Result<ureq::http::Response<ureq::Body>, ureq::Error>> for Reply {
 fn options() -> HttpOptions {
     HttpOptions {
         allow_origins: vec!["*".into()],
-        metrics: None,
         read_timeout: Duration::from_secs(10),
         auth: authenticator(AuthConfig::mediamtx_default()),
     }
@@ -360,6 +363,20 @@ fn offers_over_64_kib_are_refused() {
 }
 
 #[test]
+fn the_query_of_an_offers_url_reaches_the_relay_as_sent() {
+    let server = Server::start(TestViewers::new(&["cam"]), options());
+    assert_eq!(
+        server.post_offer("/cam/whep?lang=en&x=%20", OFFER).status,
+        201
+    );
+    assert_eq!(server.post_offer("/cam/whip", OFFER).status, 201);
+    assert_eq!(
+        *server.viewers.queries.lock().unwrap(),
+        ["lang=en&x=%20", ""]
+    );
+}
+
+#[test]
 fn unknown_paths_routes_and_sessions_are_404() {
     let server = Server::start(TestViewers::new(&["cam"]), options());
     server
@@ -370,6 +387,7 @@ fn unknown_paths_routes_and_sessions_are_404() {
     get("/nope").assert_error(404, "WHEP endpoint /<path>/whep");
     get("/").assert_error(404, "nothing here");
     get("/cam/whep/").assert_error(404, "no path named 'cam/whep'");
+    // The metrics have a listener of their own (metricsAddress).
     get("/metrics").assert_error(404, "nothing here");
     let gone: Reply = server
         .agent
@@ -629,14 +647,16 @@ fn registry() -> Arc<dyn Scrape> {
     Arc::new(registry)
 }
 
+/// A metrics listener serving `registry()` to whom `auth` allows; its base URL.
+fn metrics_server(auth: Arc<Authenticator>) -> String {
+    spawn(|listener| serve_metrics(listener, registry(), Duration::from_secs(10), auth))
+}
+
 #[test]
-fn metrics_on_the_main_listener() {
-    let opts = HttpOptions {
-        metrics: Some(registry()),
-        ..options()
-    };
-    let server = Server::start(TestViewers::new(&["cam"]), opts);
-    let metrics: Reply = server.agent.get(server.url("/metrics")).call().into();
+fn metrics_on_their_own_listener() {
+    let base = metrics_server(options().auth);
+    let agent = agent();
+    let metrics: Reply = agent.get(format!("{base}/metrics")).call().into();
     assert_eq!(metrics.status, 200, "{metrics:?}");
     assert_eq!(
         metrics.header("content-type"),
@@ -648,24 +668,6 @@ fn metrics_on_the_main_listener() {
         metrics.body
     );
     assert!(metrics.body.ends_with("# EOF\n"), "{}", metrics.body);
-    // The rest is still served.
-    assert_eq!(server.post_offer("/cam/whep", OFFER).status, 201);
-}
-
-#[test]
-fn metrics_on_their_own_listener() {
-    let base = spawn(|listener| {
-        serve_metrics(
-            listener,
-            registry(),
-            Duration::from_secs(10),
-            options().auth,
-        )
-    });
-    let agent = agent();
-    let metrics: Reply = agent.get(format!("{base}/metrics")).call().into();
-    assert_eq!(metrics.status, 200, "{metrics:?}");
-    assert!(metrics.body.contains("relay_viewers_created_total 3\n"));
     let page: Reply = agent.get(format!("{base}/cam/")).call().into();
     page.assert_error(404, "metrics are at /metrics");
     let post: Reply = agent.post(format!("{base}/metrics")).send("").into();
@@ -840,7 +842,6 @@ fn guarded() -> HttpOptions {
         path: PathRule::parse(path).unwrap(),
     };
     HttpOptions {
-        metrics: Some(registry()),
         auth: authenticator(AuthConfig::Internal(vec![
             user("reader", &[], vec![permission(Action::Read, "cam")]),
             user(
@@ -949,16 +950,14 @@ fn an_address_that_fails_too_often_is_refused_for_a_while_without_a_check() {
         .parse()
         .unwrap();
     assert!((1..=60).contains(&retry), "Retry-After {retry}");
-    // Metrics share the listener's count: the same address is limited there too.
-    let metrics: Reply = server.agent.get(server.url("/metrics")).call().into();
-    assert_eq!(metrics.status, 429);
 }
 
 #[test]
 fn metrics_are_authenticated_like_the_rest() {
-    let server = Server::start(TestViewers::new(&["cam"]), guarded());
+    let base = metrics_server(guarded().auth);
+    let agent = agent();
     let get = |auth: Option<&str>| -> Reply {
-        let request = server.agent.get(server.url("/metrics"));
+        let request = agent.get(format!("{base}/metrics"));
         match auth {
             Some(a) => request.header("Authorization", a).call().into(),
             None => request.call().into(),
@@ -970,13 +969,7 @@ fn metrics_are_authenticated_like_the_rest() {
     assert_eq!(scraped.status, 200, "{scraped:?}");
     assert!(scraped.body.contains("relay_viewers_created_total"));
     // MediaMTX's defaults: from this host, without credentials.
-    let open = Server::start(
-        TestViewers::new(&["cam"]),
-        HttpOptions {
-            metrics: Some(registry()),
-            ..options()
-        },
-    );
-    let reply: Reply = open.agent.get(open.url("/metrics")).call().into();
+    let open = metrics_server(options().auth);
+    let reply: Reply = agent.get(format!("{open}/metrics")).call().into();
     assert_eq!(reply.status, 200);
 }

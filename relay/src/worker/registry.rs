@@ -35,13 +35,20 @@ pub struct Pending {
 }
 
 impl Pending {
-    pub fn new(id: String, path: Arc<ServedPath>, session: Session, created: Instant) -> Pending {
+    /// Session `id` of `path`, answered at `created` to a request whose URL had `query`.
+    pub fn new(
+        id: String,
+        path: Arc<ServedPath>,
+        session: Session,
+        created: Instant,
+        query: String,
+    ) -> Pending {
         let role = if session.is_publisher() {
             Role::Publish
         } else {
             Role::Read
         };
-        let info = Arc::new(SessionInfo::new(id.clone(), path.name.clone(), role));
+        let info = Arc::new(SessionInfo::new(id.clone(), path.name.clone(), role, query));
         Pending {
             id,
             path,
@@ -296,7 +303,7 @@ mod tests {
             &config,
         )
         .unwrap();
-        let p = Pending::new("s1".into(), path.clone(), session, now);
+        let p = Pending::new("s1".into(), path.clone(), session, now, String::new());
         (p, path)
     }
 

@@ -30,6 +30,9 @@ pub struct SessionInfo {
     pub path: String,
     pub role: Role,
     pub created: SystemTime,
+    /// The query string of the WHEP or WHIP request that made it, as sent (hooks'
+    /// `MTX_QUERY`, the API's `query`).
+    pub query: String,
     /// The peer's address once its connectivity check was authenticated.
     remote: Mutex<Option<SocketAddr>>,
     inbound_bytes: AtomicU64,
@@ -67,12 +70,13 @@ fn add(counter: &AtomicU64, n: u64) {
 }
 
 impl SessionInfo {
-    pub fn new(id: String, path: String, role: Role) -> SessionInfo {
+    pub fn new(id: String, path: String, role: Role, query: String) -> SessionInfo {
         SessionInfo {
             id,
             path,
             role,
             created: SystemTime::now(),
+            query,
             remote: Mutex::new(None),
             inbound_bytes: AtomicU64::new(0),
             inbound_rtp_packets: AtomicU64::new(0),

@@ -383,8 +383,13 @@ impl Net {
                     .ok()
             })
             .unwrap_or_else(|| panic!("{codec:?} in the answer: {answer}"));
-        self.registry
-            .add(Pending::new(id, self.path.clone(), session, self.now));
+        self.registry.add(Pending::new(
+            id,
+            self.path.clone(),
+            session,
+            self.now,
+            String::new(),
+        ));
         self.viewers.push(Viewer {
             frames: Some(Frames {
                 codec,
@@ -425,6 +430,7 @@ impl Net {
             self.path.clone(),
             session,
             self.now,
+            String::new(),
         ));
         self.viewers
             .push(Viewer::new(rtc, mid, addr, worker, relay_ufrag, self.now));
