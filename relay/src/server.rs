@@ -479,9 +479,12 @@ async fn control_plane(
     };
     if config.metrics {
         let addr = config.metrics_address;
-        let l = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr} (metricsAddress)"))?;
+        let l = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+            format!(
+                "cannot listen on {addr} (metricsAddress): is another relay or MediaMTX \
+                     using it? Give metricsAddress a free port"
+            )
+        })?;
         let local = l.local_addr()?;
         info!("metrics at http://{local}/metrics");
         // Before the paths' URLs, as the API's.
