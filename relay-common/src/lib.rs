@@ -11,6 +11,10 @@ use core::num::NonZeroU32;
 pub const PROGRAM: &str = "relay";
 /// The global [`Config`] the loader patches with `EbpfLoader::override_global`.
 pub const CONFIG_GLOBAL: &str = "RELAY_CONFIG";
+/// The log target of the program's own records (its decisions, at debug level), as
+/// aya-log forwards them to userspace's `log`: under `relay`, so `RUST_LOG=relay=debug`
+/// shows them, and `relay::xdp_program=debug` shows them alone.
+pub const LOG_TARGET: &str = "relay::xdp_program";
 /// `XSKMAP` from RX queue index to the AF_XDP socket bound on that queue.
 pub const XSK_MAP: &str = "XSKS";
 /// Per-CPU `u64` packet counters, indexed by [`Counter`].

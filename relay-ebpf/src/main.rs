@@ -3,6 +3,10 @@
 //! rate-limited STUN, and leaves everything else to the kernel (DESIGN.md, invariants 5
 //! and 6). Every packet moves exactly one per-CPU counter (`relay_common::Counter`).
 //!
+//! What it does with each datagram to the media port is logged at debug level through
+//! aya-log (`log_decision`); at the default level the loader turns that off before the
+//! verifier runs, which then removes the logging code.
+//!
 //! Headers are parsed by hand at fixed offsets: this is the fast path, each field is
 //! one load after one bounds check the verifier can follow.
 #![no_std]
@@ -15,9 +19,13 @@ use aya_ebpf::{
     maps::{HashMap, LruHashMap, PerCpuArray, XskMap},
     programs::XdpContext,
 };
+use aya_log_ebpf::{
+    debug,
+    macro_support::{level_enabled, Level},
+};
 use relay_common::{
     classify, gcra, Class, Config, Counter, Remote, RemoteIp, ADMITTED_LEN, COUNTERS_LEN,
-    STUN_BUCKETS_LEN,
+    LOG_TARGET, STUN_BUCKETS_LEN,
 };
 
 /// Patched by the loader (`relay_common::CONFIG_GLOBAL`). Read with a volatile load so
@@ -70,14 +78,15 @@ enum Verdict {
 
 #[xdp]
 pub fn relay(ctx: XdpContext) -> u32 {
-    let (action, counter) = match steer(&ctx) {
-        Verdict::Pass(counter) => (XDP_PASS, counter),
-        Verdict::Drop(counter) => (XDP_DROP, counter),
-        // XDP_PASS in the flags: a queue with no socket gives the packet to the kernel.
-        Verdict::Redirect(counter) => match XSKS.redirect(ctx.rx_queue_index(), XDP_PASS.into()) {
-            Ok(_) => (XDP_REDIRECT, counter),
-            Err(_) => (XDP_PASS, Counter::PassedNoSocket),
-        },
+    let (action, counter) = match datagram(&ctx) {
+        Ok(datagram) => {
+            let (action, counter) = decide(&ctx, &datagram);
+            log_decision(&ctx, counter, &datagram.remote);
+            (action, counter)
+        }
+        // Counted, not logged: a log line for each of the host's other packets would
+        // drown the log (and, over SSH, feed itself).
+        Err(why) => (XDP_PASS, why),
     };
     if let Some(count) = COUNTERS.get_ptr_mut(counter.index()) {
         // SAFETY: the map value is this CPU's own u64; nothing else writes it meanwhile.
@@ -86,12 +95,22 @@ pub fn relay(ctx: XdpContext) -> u32 {
     action
 }
 
+/// The action for a datagram to the media port and the counter that says why.
 #[inline(always)]
-fn steer(ctx: &XdpContext) -> Verdict {
-    let datagram = match datagram(ctx) {
-        Ok(datagram) => datagram,
-        Err(why) => return Verdict::Pass(why),
-    };
+fn decide(ctx: &XdpContext, datagram: &Datagram) -> (u32, Counter) {
+    match steer(datagram) {
+        Verdict::Pass(counter) => (XDP_PASS, counter),
+        Verdict::Drop(counter) => (XDP_DROP, counter),
+        // XDP_PASS in the flags: a queue with no socket gives the packet to the kernel.
+        Verdict::Redirect(counter) => match XSKS.redirect(ctx.rx_queue_index(), XDP_PASS.into()) {
+            Ok(_) => (XDP_REDIRECT, counter),
+            Err(_) => (XDP_PASS, Counter::PassedNoSocket),
+        },
+    }
+}
+
+#[inline(always)]
+fn steer(datagram: &Datagram) -> Verdict {
     if unsafe { ADMITTED.get(&datagram.remote) }.is_some() {
         return match Counter::redirected(datagram.class) {
             Some(counter) => Verdict::Redirect(counter),
@@ -104,6 +123,75 @@ fn steer(ctx: &XdpContext) -> Verdict {
         }
         Class::Stun => Verdict::Drop(Counter::DroppedStunRateLimit),
         _ => Verdict::Drop(Counter::DroppedUnknownSource),
+    }
+}
+
+/// Logs at debug level what was done with a datagram to the media port from `remote`,
+/// and why (`counter`). Each message is a literal: a string chosen at run time would
+/// need a copy of variable length, which the verifier does not follow.
+#[inline(always)]
+fn log_decision(ctx: &XdpContext, counter: Counter, remote: &Remote) {
+    // The check each statement below makes (aya-log's macro support, what its macros
+    // expand to; the version is pinned), made once before the choice among them: with
+    // debug off the verifier then removes the choice too, not only the statements
+    // (5 instructions stay on the path instead of about 60).
+    if !level_enabled(Level::Debug) {
+        return;
+    }
+    let (ip, port) = (remote.ip, u16::from_be_bytes(remote.port));
+    match counter {
+        Counter::RedirectedStun => debug!(
+            ctx,
+            target: LOG_TARGET,
+            "redirected STUN from {:i} port {} to the socket of queue {}",
+            ip,
+            port,
+            ctx.rx_queue_index()
+        ),
+        Counter::RedirectedDtls => debug!(
+            ctx,
+            target: LOG_TARGET,
+            "redirected DTLS from {:i} port {} to the socket of queue {}",
+            ip,
+            port,
+            ctx.rx_queue_index()
+        ),
+        // The media itself, many datagrams a second from every session: counted only.
+        Counter::RedirectedRtp => {}
+        Counter::DroppedUnknownSource => debug!(
+            ctx,
+            target: LOG_TARGET,
+            "dropped a datagram from {:i} port {}: unknown source, and not STUN",
+            ip,
+            port
+        ),
+        Counter::DroppedStunRateLimit => debug!(
+            ctx,
+            target: LOG_TARGET,
+            "dropped STUN from {:i} port {}: unknown source over its STUN rate",
+            ip,
+            port
+        ),
+        Counter::PassedOtherClass => debug!(
+            ctx,
+            target: LOG_TARGET,
+            "passed a datagram from {:i} port {} to the kernel: of no RFC 7983 class",
+            ip,
+            port
+        ),
+        Counter::PassedNoSocket => debug!(
+            ctx,
+            target: LOG_TARGET,
+            "passed a datagram from {:i} port {} to the kernel: no socket on queue {}",
+            ip,
+            port,
+            ctx.rx_queue_index()
+        ),
+        // Decided before there was a datagram: never logged.
+        Counter::PassedNotOurs
+        | Counter::PassedFragment
+        | Counter::PassedIpv6Extension
+        | Counter::PassedTruncated => {}
     }
 }
 

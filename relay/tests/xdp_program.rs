@@ -13,7 +13,7 @@ use std::{io, thread};
 
 use common::netns::require_root;
 use common::xdp::{moved, options, MEDIA_PORT};
-use relay::io::xdp::{XdpError, XdpMode, XdpProgram};
+use relay::io::xdp::{XdpError, XdpMode, XdpOptions, XdpProgram};
 use relay_common::{ADMITTED_LEN, ADMITTED_MAP, COUNTERS_MAP, STUN_BUCKETS_MAP, XSK_MAP};
 
 const XDP_DROP: u32 = 1;
@@ -576,17 +576,42 @@ fn a_missing_interface_is_named_with_the_way_out() {
     assert!(message.contains("without --xdp"), "{message}");
 }
 
-#[test]
-fn the_program_is_small_and_verified() {
-    let program = load(10, 5);
+/// Instructions after the verifier (what runs) and instructions it verified.
+fn size(program: &XdpProgram) -> (u32, u32) {
     let info = program.info().unwrap();
     let translated = info.size_translated().expect("xlated size") / 8;
     let verified = info.verified_instruction_count().expect("verified count");
+    (translated, verified)
+}
+
+#[test]
+fn the_program_is_small_and_verified() {
+    let (translated, verified) = size(&load(10, 5));
     println!("XDP program: {translated} instructions, {verified} verified");
     // Far from the verifier's limits (4096 instructions for unprivileged programs, 1M
     // verified): every path is short, with no loop to unroll.
     assert!(translated < 1_000, "{translated} instructions");
     assert!(verified < 10_000, "{verified} instructions verified");
+}
+
+#[test]
+fn debug_logs_are_verified_and_cost_nothing_when_off() {
+    require_root();
+    let with_logs = XdpProgram::load(&XdpOptions {
+        debug_logs: true,
+        ..options(XdpMode::Native, 10, 5)
+    })
+    .unwrap_or_else(|error| panic!("{error}"));
+    let (on, on_verified) = size(&with_logs);
+    let (off, off_verified) = size(&load(10, 5));
+    println!(
+        "XDP program with debug logs: {on} instructions, {on_verified} verified; \
+         with logs off: {off}, {off_verified} verified"
+    );
+    // Far from the verifier's 1M, though each statement is a few hundred instructions.
+    assert!(on_verified < 100_000, "{on_verified} instructions verified");
+    // With the level off the verifier removed the statements: one check of it is left.
+    assert!(off * 4 < on, "{off} instructions with logs off, {on} with");
 }
 
 #[test]

@@ -12,12 +12,14 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use relay::config::{Config, XdpMode};
+use relay::config::{Config, LogLevel, XdpMode};
+use relay_common::LOG_TARGET;
 use relay_testkit::config::{demo, paths, to_yaml, LOOPBACK_ANY_PORT};
 use relay_testkit::metrics::exported;
 use relay_testkit::netns::{Netns, Pair};
 use relay_testkit::process::{Launch, RelayProcess};
 use relay_testkit::viewer::Viewer;
+use relay_testkit::wait::eventually;
 
 use common::netns::{
     attacker, check_other_traffic, net, wait_until_detached, xdp_on_relay_interface, ATTACKER4,
@@ -361,6 +363,81 @@ fn a_stun_flood_from_one_address_is_rate_limited_in_xdp_not_the_viewers_stun() {
     );
     assert!(v.connected, "the viewer's ICE went through meanwhile");
     assert_demo_stream(&v);
+}
+
+/// Sends, from a fresh port of the client, what an unknown source may and may not send:
+/// RTP (dropped in XDP) and a STUN check (redirected to a worker). Returns the port.
+fn rtp_then_stun_from_the_client(net: &Pair) -> u16 {
+    let socket = net.client.enter(|| UdpSocket::bind((CLIENT4, 0)).unwrap());
+    let to = SocketAddr::new(RELAY4.parse().unwrap(), MEDIA_PORT);
+    socket.send_to(&[0x80; 20], to).unwrap();
+    socket.send_to(&guessed_binding_request(1), to).unwrap();
+    socket.local_addr().unwrap().port()
+}
+
+/// The relay at `logLevel: debug` logs the XDP program's decisions through aya-log,
+/// with the source of each datagram (IPv4 as the program keys it: v4-mapped).
+fn decisions_are_logged_at_debug_level(structured: bool) {
+    let net = net(2);
+    let debug = Config {
+        log_level: LogLevel::Debug,
+        log_structured: structured,
+        ..config()
+    };
+    let relay = in_net(&net, &debug).start().expect("the relay starts");
+    let port = rtp_then_stun_from_the_client(&net);
+    let source = format!("::ffff:{CLIENT4} port {port}");
+    let expected = [
+        format!("dropped a datagram from {source}: unknown source, and not STUN"),
+        format!("redirected STUN from {source} to the socket of queue"),
+    ];
+    let logged = |line: &String, message: &str| {
+        line.contains(message)
+            && line.contains(LOG_TARGET)
+            && line.contains("DEBUG")
+            && line.starts_with('{') == structured
+    };
+    let all_logged = eventually(Duration::from_secs(5), || {
+        let log = relay.log();
+        expected
+            .iter()
+            .all(|message| log.iter().any(|line| logged(line, message)))
+    });
+    assert!(all_logged, "{expected:?} not logged:\n{}", relay.log_tail());
+}
+
+#[test]
+fn at_debug_level_the_programs_decisions_are_in_the_log() {
+    decisions_are_logged_at_debug_level(false);
+}
+
+#[test]
+fn at_debug_level_the_programs_decisions_are_in_the_structured_log() {
+    decisions_are_logged_at_debug_level(true);
+}
+
+#[test]
+fn at_the_default_level_the_program_logs_nothing() {
+    let net = net(2);
+    let relay = launch(&net);
+    let watched = [DROPPED_UNKNOWN_SOURCE, REDIRECTED];
+    let before = read(&relay, watched);
+    rtp_then_stun_from_the_client(&net);
+    let decided = eventually(Duration::from_secs(5), || {
+        let after = read(&relay, watched);
+        (0..watched.len()).all(|i| after[i] > before[i])
+    });
+    assert!(
+        decided,
+        "XDP dropped and redirected: {:?}",
+        read(&relay, watched)
+    );
+    let program_lines: Vec<String> = relay
+        .log()
+        .into_iter()
+        .filter(|line| line.contains(LOG_TARGET))
+        .collect();
+    assert!(program_lines.is_empty(), "{program_lines:#?}");
 }
 
 /// The id of the XDP program on the relay's interface (`ip -d link`: "prog/xdp id N").

@@ -85,6 +85,7 @@ fn relay(net: &Pair, local: SocketAddr, opts: &XskOptions) -> Relay {
             stun_rate: NonZeroU32::new(10_000_000).unwrap(),
             stun_burst: NonZeroU32::new(10_000_000).unwrap(),
             queues: NonZeroU32::new(1).unwrap(),
+            debug_logs: false,
         };
         let mut program = XdpProgram::attach(RELAY_IF, &options).unwrap_or_else(|e| panic!("{e}"));
         let (rx, tx) = xdp::open(RELAY_IF, 0, local, opts).expect("AF_XDP socket");

@@ -15,6 +15,7 @@ pub fn options(mode: XdpMode, stun_rate: u32, stun_burst: u32) -> XdpOptions {
         stun_rate: NonZeroU32::new(stun_rate).unwrap(),
         stun_burst: NonZeroU32::new(stun_burst).unwrap(),
         queues: NonZeroU32::new(2).unwrap(),
+        debug_logs: false,
     }
 }
 

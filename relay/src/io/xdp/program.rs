@@ -1,6 +1,8 @@
 //! Loads the embedded XDP program, attaches it to one interface and gives userspace its
 //! three levers: which AF_XDP socket serves each RX queue, which remotes are admitted
 //! (the rest reach userspace only as rate-limited STUN), and the program's counters.
+//! With `XdpOptions::debug_logs` the program also logs its decisions, read here on a
+//! thread of their own.
 //!
 //! The attachment is a BPF link owned by this process: the kernel detaches the program
 //! when the last descriptor of the link closes, on drop and on any exit, `kill -9`
@@ -12,11 +14,15 @@ use std::io;
 use std::net::SocketAddr;
 use std::num::{NonZeroU16, NonZeroU32};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use aya::maps::{HashMap, IterableMap, Map, MapData, MapError, PerCpuArray, XskMap};
 use aya::programs::links::FdLink;
 use aya::programs::{ProgramError, ProgramInfo, Xdp, XdpMode as AyaXdpMode};
 use aya::{Ebpf, EbpfLoader};
+use aya_log::EbpfLogger;
 use relay_common::{
     Config, Counter, Remote, ADMITTED_LEN, ADMITTED_MAP, ADMITTED_VALUE, CONFIG_GLOBAL,
     COUNTERS_MAP, PROGRAM, XSK_MAP,
@@ -50,6 +56,10 @@ pub struct XdpOptions {
     pub stun_burst: NonZeroU32,
     /// RX queues that may get an AF_XDP socket: queue indices `0..queues`.
     pub queues: NonZeroU32,
+    /// The program logs what it does with each datagram to the media port at debug
+    /// level (target `relay_common::LOG_TARGET`, through the `log` crate). Off, the
+    /// verifier removes the logging code: it costs the packets nothing.
+    pub debug_logs: bool,
 }
 
 /// Why the XDP program cannot be used, or a later operation on it failed. The messages
@@ -124,6 +134,7 @@ pub struct XdpProgram {
     // Fields drop in order: the link first, so the program leaves the interface before
     // its maps go.
     link: Option<FdLink>,
+    logs: Option<ProgramLogs>,
     xsks: XskMap<MapData>,
     counters: PerCpuArray<MapData, u64>,
     admission: Admission,
@@ -149,8 +160,16 @@ impl XdpProgram {
             options.stun_rate,
             options.stun_burst,
         );
+        // aya-log's level in the program (0: below error, every statement off). The
+        // verifier sees the patched value and removes the statements it disables.
+        let log_level = if options.debug_logs {
+            aya_log::Level::Debug as u8
+        } else {
+            0
+        };
         let mut ebpf = EbpfLoader::new()
             .override_global(CONFIG_GLOBAL, &config, true)
+            .override_global(aya_log::LEVEL, &log_level, true)
             .map_max_entries(XSK_MAP, options.queues.get())
             .load(object)
             .map_err(|error| from_load_error("creating the XDP program's maps", error))?;
@@ -184,8 +203,13 @@ impl XdpProgram {
             .map_err(map_error("typing", XSK_MAP))?;
         let counters = PerCpuArray::try_from(take_map(&mut ebpf, COUNTERS_MAP)?)
             .map_err(map_error("typing", COUNTERS_MAP))?;
+        let logs = options
+            .debug_logs
+            .then(|| ProgramLogs::start(&mut ebpf))
+            .transpose()?;
         Ok(XdpProgram {
             link: None,
+            logs,
             xsks,
             counters,
             admission: Admission { map: admitted },
@@ -284,7 +308,64 @@ impl fmt::Debug for XdpProgram {
         f.debug_struct("XdpProgram")
             .field("attached", &self.link.is_some())
             .field("queues", &self.xsks.len())
+            .field("debug_logs", &self.logs.is_some())
             .finish_non_exhaustive()
+    }
+}
+
+/// Reads the program's log records (its ring buffer) on a thread of its own, off the
+/// workers', and hands them to the `log` crate, which tracing-subscriber bridges into
+/// the relay's log. Dropping it stops the thread.
+struct ProgramLogs {
+    stop: Arc<AtomicBool>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl ProgramLogs {
+    /// How long the reader sleeps without records before it checks `stop`.
+    const STOP_CHECK_MS: libc::c_int = 200;
+
+    fn start(ebpf: &mut Ebpf) -> Result<ProgramLogs, XdpError> {
+        let mut logger = EbpfLogger::init(ebpf).map_err(|error| XdpError::Kernel {
+            step: "opening the XDP program's log",
+            source: error.into(),
+        })?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = std::thread::Builder::new()
+            .name("xdp-logs".to_owned())
+            .spawn({
+                let stop = stop.clone();
+                move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let mut ready = libc::pollfd {
+                            fd: logger.as_raw_fd(),
+                            events: libc::POLLIN,
+                            revents: 0,
+                        };
+                        // SAFETY: one valid pollfd. Woken or timed out, flush reads
+                        // whatever is there.
+                        unsafe { libc::poll(&mut ready, 1, Self::STOP_CHECK_MS) };
+                        logger.flush();
+                    }
+                }
+            })
+            .map_err(|error| XdpError::Kernel {
+                step: "starting the XDP program's log reader",
+                source: error.into(),
+            })?;
+        Ok(ProgramLogs {
+            stop,
+            reader: Some(reader),
+        })
+    }
+}
+
+impl Drop for ProgramLogs {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
     }
 }
 
