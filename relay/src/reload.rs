@@ -136,13 +136,14 @@ impl Reloader {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The config in effect once `new` is applied: its paths and authentication, the
-    /// running config's other keys.
+    /// The config in effect once `new` is applied: its paths (and pathDefaults) and
+    /// authentication, the running config's other keys.
     fn effective(&self, new: &Config) -> Config {
         Config {
             auth: new.auth.clone(),
             paths: new.paths.clone(),
             path_patterns: new.path_patterns.clone(),
+            path_defaults: new.path_defaults.clone(),
             ..(*self.current.load_full()).clone()
         }
     }

@@ -62,11 +62,14 @@ fn path_and_session_counters_agree_with_the_clients() {
         "counted {sent} sent for {received} received; {}",
         fetch_filtered(metrics, "type=relay").unwrap()
     );
-    let inbound = session(&publisher_id, "webrtc_sessions_inbound_rtp_packets");
+    // Settled too: a busy machine may still be handing the last datagrams over.
+    let inbound = || session(&publisher_id, "webrtc_sessions_inbound_rtp_packets");
+    let agree = |inbound: f64| (inbound - p.sent as f64).abs() <= p.sent as f64 * 0.01 + 5.0;
     assert!(
-        (inbound - p.sent as f64).abs() <= p.sent as f64 * 0.01 + 5.0,
-        "the publisher sent {}, the relay counts {inbound} received",
-        p.sent
+        eventually(Duration::from_secs(5), || agree(inbound())),
+        "the publisher sent {}, the relay counts {} received",
+        p.sent,
+        inbound()
     );
     assert!(session(&viewer_id, "webrtc_sessions_outbound_rtcp_packets") > 0.0);
     assert!(session(&viewer_id, "webrtc_sessions_inbound_rtcp_packets") > 0.0);
