@@ -10,6 +10,7 @@ use std::time::Duration;
 use relay::config::{Config, PathConfig};
 use relay::hooks::{DemandHook, Hook, PathHooks};
 use relay_testkit::config::{demo, loopback, paths, publisher, rtp_push};
+use relay_testkit::process::RelayProcess;
 use relay_testkit::publisher::Publisher;
 use relay_testkit::tempdir::TempDir;
 use relay_testkit::viewer::{Driven, Viewer};
@@ -207,6 +208,21 @@ fn lines(file: &Path) -> Vec<String> {
     text.lines().map(str::to_owned).collect()
 }
 
+/// The relay with one publisher path, `cam`, that runs `demand`.
+fn on_demand_relay(demand: DemandHook) -> RelayProcess {
+    let path = PathConfig {
+        hooks: PathHooks {
+            on_demand: Some(demand),
+            ..PathHooks::default()
+        },
+        ..publisher(false)
+    };
+    start(&Config {
+        paths: paths([("cam", path)]),
+        ..loopback(WORKERS)
+    })
+}
+
 #[test]
 fn run_on_demand_starts_for_a_viewer_and_stops_when_nobody_watches() {
     let dir = TempDir::new("on-demand");
@@ -217,17 +233,7 @@ fn run_on_demand_starts_for_a_viewer_and_stops_when_nobody_watches() {
         close_after: Duration::from_secs(1),
         on_undemand: Some(format!("sh -c 'echo undemand >> {}'", file.display())),
     };
-    let path = PathConfig {
-        hooks: PathHooks {
-            on_demand: Some(demand),
-            ..PathHooks::default()
-        },
-        ..publisher(false)
-    };
-    let relay = start(&Config {
-        paths: paths([("cam", path)]),
-        ..loopback(WORKERS)
-    });
+    let relay = on_demand_relay(demand);
     thread::sleep(Duration::from_millis(500));
     assert_eq!(lines(&file), Vec::<String>::new(), "nobody asked yet");
 
@@ -264,17 +270,7 @@ fn run_on_demand_is_stopped_when_it_does_not_publish_in_time() {
         close_after: Duration::from_secs(10),
         on_undemand: None,
     };
-    let path = PathConfig {
-        hooks: PathHooks {
-            on_demand: Some(demand),
-            ..PathHooks::default()
-        },
-        ..publisher(false)
-    };
-    let relay = start(&Config {
-        paths: paths([("cam", path)]),
-        ..loopback(WORKERS)
-    });
+    let relay = on_demand_relay(demand);
     common::eventually_404(&relay.http, "cam", "waiting for a publisher");
     let stopped = eventually(Duration::from_secs(10), || {
         lines(&file) == ["start", "stop"]
