@@ -8,6 +8,7 @@ pub mod auth;
 pub mod config;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
+pub mod heap;
 pub mod hooks;
 pub mod http;
 pub mod ingest;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use ring::rand::{SecureRandom, SystemRandom};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::api::{self, ApiOptions};
 use crate::auth::Authenticator;
@@ -168,6 +168,12 @@ fn session_id(rng: &dyn SecureRandom) -> Result<String, ring::error::Unspecified
 /// data-plane thread dies: an error).
 pub fn serve(source: ConfigSource, loaded: Loaded) -> anyhow::Result<()> {
     let config = loaded.config.clone();
+    // Go samples its heap from the start; relay does too, when it serves profiles.
+    if config.pprof_address.is_some() {
+        if let Err(e) = crate::heap::start_sampling() {
+            warn!("heap profiles will be empty: {e}");
+        }
+    }
     let xdp = config.xdp_interface.as_deref();
     let workers = worker_count(&config)?;
     let ports = Ports::take(&config)?;
@@ -501,7 +507,10 @@ async fn control_plane(
         let l = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr} (pprofAddress)"))?;
-        info!(address = %l.local_addr()?, "CPU profiles at /debug/pprof/profile");
+        info!(
+            address = %l.local_addr()?,
+            "CPU profiles at /debug/pprof/profile, heap profiles at /debug/pprof/heap"
+        );
         tokio::spawn(http::serve_pprof(l, config.read_timeout, auth.clone()));
     }
     if config.api {
@@ -597,9 +606,8 @@ async fn housekeeping(
             log_stats(&last, &now, 10);
             last = now;
             // A session sheds str0m (~70 KB) once live; a burst of joins leaves that much
-            // freed heap behind, which malloc keeps unless asked.
-            // SAFETY: plain glibc call, safe at any time from any thread.
-            unsafe { libc::malloc_trim(0) };
+            // freed heap behind, in arenas that may then allocate nothing for a while.
+            crate::heap::trim();
         }
     }
 }

@@ -142,8 +142,8 @@ pub async fn serve_metrics(
     serve_connections(listener, with_logging(router(app)), read_timeout).await
 }
 
-/// Serves only CPU profiles (`pprof: yes`, see [`pprof`]) on `pprofAddress`, with the
-/// same `readTimeout` and authentication (action `pprof`).
+/// Serves only CPU and heap profiles (`pprof: yes`, see [`pprof`]) on `pprofAddress`,
+/// with the same `readTimeout` and authentication (action `pprof`).
 pub async fn serve_pprof(
     listener: tokio::net::TcpListener,
     read_timeout: Duration,
@@ -360,11 +360,17 @@ async fn dispatch(State(app): State<Arc<App>>, request: Request) -> Response {
                         Err(refused) => refused.respond(text),
                     }
                 }
-                (pprof::PROFILE, method) => method_not_allowed(&method, "GET"),
+                (pprof::HEAP, Method::GET) => {
+                    match app.gate.authorize(&request, Action::Pprof, "").await {
+                        Ok(()) => pprof::heap().await,
+                        Err(refused) => refused.respond(text),
+                    }
+                }
+                (pprof::PROFILE | pprof::HEAP, method) => method_not_allowed(&method, "GET"),
                 _ => text(
                     StatusCode::NOT_FOUND,
-                    "nothing here: CPU profiles are at /debug/pprof/profile?seconds=N (heap \
-                     profiles are not served)",
+                    "nothing here: CPU profiles are at /debug/pprof/profile?seconds=N, heap \
+                     profiles at /debug/pprof/heap",
                 ),
             };
         }

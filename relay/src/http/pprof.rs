@@ -1,9 +1,10 @@
-//! `pprof: yes`: CPU profiles as Go's net/http/pprof serves them, because that is how
-//! MediaMTX's users diagnose a server: `GET /debug/pprof/profile?seconds=N` samples
-//! every thread for N seconds (default 30, at most 300) at 99 Hz and answers a
-//! gzip-compressed profile.proto that `go tool pprof`, `pprof` and speedscope read.
-//! pprof-rs samples with SIGPROF only while a profile is being taken, so a relay with
-//! `pprof: yes` costs nothing until someone asks. One profile at a time.
+//! `pprof: yes`: CPU and heap profiles as Go's net/http/pprof serves them, because that
+//! is how MediaMTX's users diagnose a server: `GET /debug/pprof/profile?seconds=N`
+//! samples every thread for N seconds (default 30, at most 300) at 99 Hz, `GET
+//! /debug/pprof/heap` reads the live heap's sampled allocations (crate::heap); both
+//! answer a gzip-compressed profile.proto that `go tool pprof`, `pprof` and speedscope
+//! read. pprof-rs samples with SIGPROF only while a profile is being taken, so a relay
+//! with `pprof: yes` costs nothing there until someone asks. One CPU profile at a time.
 
 use std::io::Write;
 use std::time::Duration;
@@ -19,6 +20,7 @@ const MAX_SECONDS: u64 = 300;
 const FREQUENCY: i32 = 99;
 
 pub const PROFILE: &str = "/debug/pprof/profile";
+pub const HEAP: &str = "/debug/pprof/heap";
 
 /// The `seconds` of a profile request, or why not.
 fn seconds(query: &str) -> Result<u64, String> {
@@ -60,9 +62,30 @@ pub async fn profile(query: &str) -> Response {
         }
     };
     tokio::time::sleep(Duration::from_secs(seconds)).await;
-    let encoded = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
+    respond("profile", move || {
         let report = guard.report().build().map_err(|e| e.to_string())?;
-        let profile = report.pprof().map_err(|e| e.to_string())?;
+        report.pprof().map_err(|e| e.to_string())
+    })
+    .await
+}
+
+/// The live heap by allocating stack.
+pub async fn heap() -> Response {
+    respond("heap", crate::heap::profile).await
+}
+
+/// Answers the profile `take` makes (off the async threads: it symbolizes), gzipped as
+/// Go serves profiles, as a download named `name`.
+async fn respond(
+    name: &str,
+    take: impl FnOnce() -> Result<pprof::protos::Profile, String> + Send + 'static,
+) -> Response {
+    let encoded = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
+        let profile = take();
+        // Naming the functions mapped the binary's debug info and parsed it: ~250 MB of
+        // RSS at W1 that the symbolizer would otherwise keep for the next profile.
+        backtrace::clear_symbol_cache();
+        let profile = profile?;
         let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         gzip.write_all(&prost::Message::encode_to_vec(&profile))
             .map_err(|e| e.to_string())?;
@@ -72,10 +95,10 @@ pub async fn profile(query: &str) -> Response {
     match encoded {
         Ok(Ok(body)) => (
             [
-                (header::CONTENT_TYPE, "application/octet-stream"),
+                (header::CONTENT_TYPE, "application/octet-stream".to_string()),
                 (
                     header::CONTENT_DISPOSITION,
-                    "attachment; filename=\"profile\"",
+                    format!("attachment; filename=\"{name}\""),
                 ),
             ],
             body,
