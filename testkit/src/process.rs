@@ -266,6 +266,14 @@ impl RelayProcess {
         self.log.lines()
     }
 
+    /// Whether the relay logs a line containing `needle` within a few seconds: its log
+    /// arrives through a pipe, after the answer that a test may have read already.
+    pub fn logs_eventually(&self, needle: &str) -> bool {
+        crate::wait::eventually(Duration::from_secs(5), || {
+            self.log().iter().any(|l| l.contains(needle))
+        })
+    }
+
     /// The last lines the relay logged, to explain a failure.
     pub fn log_tail(&self) -> String {
         self.log.tail(LOG_TAIL)
