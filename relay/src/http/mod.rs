@@ -567,6 +567,10 @@ impl Refusal {
     pub(crate) fn respond(self, body: fn(StatusCode, String) -> Response) -> Response {
         let mut response = body(self.status(), self.message());
         let headers = response.headers_mut();
+        // Refused before its body is read, so the server closes the connection after
+        // the answer: said, a client does not send its next request on it to find it
+        // closed (ureq's pool did, in the tests).
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         match self {
             Refusal::CredentialsNeeded | Refusal::Failed => {
                 headers.insert(

@@ -889,6 +889,8 @@ fn reading_needs_the_right_user_and_nothing_leaks_before() {
             reply.headers.get("www-authenticate").unwrap(),
             "Basic realm=\"relay\""
         );
+        // Its body unread, the connection is closed: said, so that it is not reused.
+        assert_eq!(reply.header("connection"), "close");
     }
     assert_eq!(
         server
