@@ -25,9 +25,8 @@ use anyhow::{anyhow, bail, Context};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 
-use crate::io::udp::{self, UdpOptions, UdpReceiver};
+use crate::io::udp::{self, RecvBatch, UdpInput, UdpOptions};
 use crate::io::wake::Wakers;
-use crate::io::Receiver;
 use crate::lifeline::Lifeline;
 use crate::track::history::Retention;
 use crate::track::{Track, TrackWriter};
@@ -315,10 +314,6 @@ impl Ingest {
         let udp = UdpOptions {
             recv_buffer: opts.recv_buffer,
             send_buffer: 0,
-            // A source sends a frame's packets at a time; sockets are drained in turns of
-            // up to MAX_BATCHES batches. Each socket's buffer is batch x 2 KiB: with dozens
-            // of sources, the workers' 64 would be megabytes that hold nothing.
-            batch: 16,
             ..UdpOptions::default()
         };
         Ok(Ingest {
@@ -400,7 +395,7 @@ impl Ingest {
                 (Input::Demo(input), vec![track])
             }
             Source::Rtp { listen, sdp } => {
-                let (receiver, _) = udp::bind(*listen, &self.udp)
+                let receiver = udp::bind_input(*listen, &self.udp)
                     .with_context(|| format!("listening on udp {listen}"))?;
                 let token = Token(self.next_token.fetch_add(1, Ordering::Relaxed));
                 self.registry
@@ -421,7 +416,6 @@ impl Ingest {
                     path,
                     counters,
                     receiver,
-                    batch: self.udp.batch,
                     demux: RtpDemux::new(writers),
                 };
                 (Input::Rtp(token, input), tracks)
@@ -475,9 +469,7 @@ enum Input {
 struct RtpInput {
     path: String,
     counters: PathCounters,
-    receiver: UdpReceiver,
-    /// Datagrams per receive call: a shorter batch means the socket was emptied.
-    batch: usize,
+    receiver: UdpInput,
     demux: RtpDemux,
 }
 
@@ -526,6 +518,8 @@ impl Inputs {
 const WAKE: Token = Token(usize::MAX);
 /// Batches taken from one socket per wakeup before the others (and the demo) get a turn.
 const MAX_BATCHES: usize = 16;
+/// Datagrams per receive call (as a worker's): a source sends a frame's packets at once.
+const RECV_BATCH: usize = 64;
 
 /// Starts the ingest thread and adds every source ([`Ingest::add`]); returns the tracks
 /// of the paths it reads (demo and RTP).
@@ -550,6 +544,8 @@ pub fn start(
 
 fn run(mut poll: Poll, inbox: &mpsc::Receiver<Command>, wakers: &Wakers, stop: &AtomicBool) {
     let mut events = Events::with_capacity(64);
+    // One for every source: they are read in turn, and their payloads copied out at once.
+    let mut slots = RecvBatch::new(RECV_BATCH);
     let mut inputs = Inputs::default();
     while !stop.load(Ordering::Acquire) {
         let timeout = if inputs.pending.is_empty() {
@@ -580,7 +576,10 @@ fn run(mut poll: Poll, inbox: &mpsc::Receiver<Command>, wakers: &Wakers, stop: &
             demos,
             pending,
         } = &mut inputs;
-        pending.retain(|token| rtp.get_mut(token).is_some_and(|i| drain(i, wakers)));
+        pending.retain(|token| {
+            rtp.get_mut(token)
+                .is_some_and(|i| drain(i, &mut slots, wakers))
+        });
         let now = Instant::now();
         let mut wake = 0;
         for d in demos {
@@ -602,19 +601,19 @@ fn run(mut poll: Poll, inbox: &mpsc::Receiver<Command>, wakers: &Wakers, stop: &
 }
 
 /// Takes up to MAX_BATCHES batches from one socket; true when more may be waiting.
-fn drain(input: &mut RtpInput, wakers: &Wakers) -> bool {
+fn drain(input: &mut RtpInput, slots: &mut RecvBatch, wakers: &Wakers) -> bool {
     let (demux, counters) = (&mut input.demux, &input.counters);
     for _ in 0..MAX_BATCHES {
         let arrival = Instant::now();
         let result = input
             .receiver
-            .recv(&mut |d| demux.on_datagram(d.data, arrival, counters));
+            .recv_into(slots, &mut |d| demux.on_datagram(d.data, arrival, counters));
         let wake = demux.take_wake_mask();
         if wake != 0 {
             wakers.wake(wake);
         }
         match result {
-            Ok(n) if n < input.batch => return false,
+            Ok(n) if n < slots.len() => return false,
             Ok(_) => {}
             Err(e) => {
                 tracing::warn!("ingest: receiving for '{}': {e}", input.path);
