@@ -613,7 +613,7 @@ fn drain(input: &mut RtpInput, slots: &mut RecvBatch, wakers: &Wakers) -> bool {
             wakers.wake(wake);
         }
         match result {
-            Ok(n) if n < slots.len() => return false,
+            Ok(n) if n < slots.capacity() => return false,
             Ok(_) => {}
             Err(e) => {
                 tracing::warn!("ingest: receiving for '{}': {e}", input.path);

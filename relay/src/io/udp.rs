@@ -170,7 +170,7 @@ impl RecvBatch {
     }
 
     /// Datagrams per call: a call that returns fewer emptied the socket.
-    pub fn len(&self) -> usize {
+    pub fn capacity(&self) -> usize {
         self.len
     }
 }
