@@ -17,7 +17,6 @@
 
 use std::collections::HashMap;
 use std::ffi::{c_void, CString};
-use std::ptr;
 use std::time::SystemTime;
 
 use pprof::protos;
@@ -28,23 +27,6 @@ pub fn start_sampling() -> Result<(), String> {
     // when jemalloc runs without its profiler.
     unsafe { tikv_jemalloc_ctl::raw::write(b"prof.active\0", true) }
         .map_err(|e| format!("jemalloc's profiler is off ({e})"))
-}
-
-/// Gives back to the OS the pages of memory freed more than `dirty_decay_ms` ago
-/// (main.rs), also in arenas that allocate nothing now: jemalloc decays an arena's pages
-/// as it allocates, so a burst of joins on threads that then sit idle would keep them.
-pub fn trim() {
-    // arena.<MALLCTL_ARENAS_ALL>.decay takes no value: jemalloc refuses a pointer to one.
-    // SAFETY: a NUL-terminated name and no old or new value, as jemalloc(3) documents.
-    unsafe {
-        tikv_jemalloc_sys::mallctl(
-            c"arena.4096.decay".as_ptr(),
-            ptr::null_mut(),
-            ptr::null_mut(),
-            ptr::null_mut(),
-            0,
-        )
-    };
 }
 
 /// The live heap as Go's `/debug/pprof/heap` serves it: samples by stack, with

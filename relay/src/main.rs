@@ -60,12 +60,14 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// jemalloc's options, read before `main`: its profiler built in but not sampling until
 /// `pprof: yes` turns it on (relay::heap::start_sampling), one sample per 2^19 bytes
 /// (512 KiB, Go's rate), and each stack's total allocations kept for alloc_space. Freed
-/// pages go back to the OS after 1 s rather than jemalloc's 10 s: at W1 (the ingest
-/// allocates ~40 MB/s) 10 s kept 3.4 MiB more RSS than glibc's malloc, 1 s 1.5 MiB less
-/// (docs/benchmarks.md, section 9). MALLOC_CONF overrides these.
+/// pages go back to the OS at once (jemalloc's default keeps them 10 s): at W1, where
+/// the ingest allocates and frees ~40 MB/s, that held ~4 MB less than 1 s did, for
+/// ~3,000 page faults/s instead of ~1,300 (docs/benchmarks.md, section 9); it also
+/// returns what a burst of joins freed in arenas that then allocate nothing. MALLOC_CONF
+/// overrides these.
 #[export_name = "malloc_conf"]
-static MALLOC_CONF: &[u8; 82] =
-    b"prof:true,prof_active:false,prof_accum:true,lg_prof_sample:19,dirty_decay_ms:1000\0";
+static MALLOC_CONF: &[u8; 79] =
+    b"prof:true,prof_active:false,prof_accum:true,lg_prof_sample:19,dirty_decay_ms:0\0";
 
 fn main() -> ExitCode {
     match run(Cli::parse()) {

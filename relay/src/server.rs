@@ -605,9 +605,6 @@ async fn housekeeping(
             let now = metrics.totals();
             log_stats(&last, &now, 10);
             last = now;
-            // A session sheds str0m (~70 KB) once live; a burst of joins leaves that much
-            // freed heap behind, in arenas that may then allocate nothing for a while.
-            crate::heap::trim();
         }
     }
 }
