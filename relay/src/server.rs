@@ -177,6 +177,9 @@ pub fn serve(source: ConfigSource, loaded: Loaded) -> anyhow::Result<()> {
     let xdp = config.xdp_interface.as_deref();
     let workers = worker_count(&config)?;
     let ports = Ports::take(&config)?;
+    // The DTLS certificate every session shares is made now, not in the first viewer's
+    // request: making it seeds aws-lc's entropy pool, tens of ms once per process.
+    crate::session::keys::certificate();
     match (xdp, crate::io::xdp::program()) {
         (Some(_), _) => {}
         (None, Ok(_)) => info!("portable mode (UDP sockets); set xdpInterface for kernel bypass"),

@@ -911,3 +911,17 @@ fn fifty_viewers_asking_for_a_keyframe_at_once_cost_the_publisher_one_pli_per_in
         "nobody asked since"
     );
 }
+
+#[test]
+fn a_viewers_handshake_waits_for_no_timer() {
+    let mut net = Net::new(30, 2);
+    // Between two points of the workers' 100 ms timer grid.
+    net.run_for(Duration::from_millis(1037));
+    let v = net.join(0);
+    // Every step of ICE, DTLS and the keys follows a datagram at once: the handshake
+    // is over at the instant the viewer starts it, before anybody's timer (a step left
+    // to a timer would wait for the grid).
+    net.run_for(Duration::from_micros(1));
+    assert!(net.viewers[v].connected, "DTLS is not done");
+    assert_eq!(net.count(|s| &s.sessions), 1);
+}
