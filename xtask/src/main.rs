@@ -1,6 +1,7 @@
 //! `cargo xtask`: the two commands a newcomer needs (`run`, `test`), the steps they
-//! take (`setup`, `build`), `xdp-demo` and `bench`. Every command sets the machine up first, so a fresh
-//! Debian 12 with stable Rust needs nothing else.
+//! take (`setup`, `build`), `dist` (the build to ship), `xdp-demo` and `bench`. Every
+//! command sets the machine up first, so a fresh Debian 12 with stable Rust needs
+//! nothing else.
 
 #[path = "../../relay/build/ebpf_toolchain.rs"]
 mod ebpf_toolchain;
@@ -24,6 +25,10 @@ enum Task {
     Setup,
     /// Set up, then build the release relay with its XDP program embedded.
     Build,
+    /// Set up, then build the relay to ship: the `dist` profile (one codegen unit, fat
+    /// LTO), into target/dist/relay. Slower to build than `build`; smaller and less
+    /// resident (docs/benchmarks.md, section 8).
+    Dist,
     /// Build, then run `relay serve` with the arguments that follow.
     Run {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -63,6 +68,11 @@ fn main() -> anyhow::Result<ExitCode> {
             setup::run()?;
             build(root)?;
         }
+        Task::Dist => {
+            setup::run()?;
+            cargo_build(root, &["--profile", "dist", "--package", "relay"])?;
+            println!("{}", target_dir(root).join("dist/relay").display());
+        }
         Task::Run { args } => {
             setup::run()?;
             build(root)?;
@@ -80,13 +90,7 @@ fn main() -> anyhow::Result<ExitCode> {
         Task::Bench { args } => {
             setup::run()?;
             build(root)?;
-            let status = cargo(root)
-                .args(["build", "--release", "--package", "relay-benches"])
-                .status()
-                .context("cannot run cargo")?;
-            if !status.success() {
-                bail!("cargo build failed ({status})");
-            }
+            cargo_build(root, &["--release", "--package", "relay-benches"])?;
             let tool = target_dir(root).join("release/relay-bench");
             let relay = target_dir(root).join("release/relay");
             let status = Command::new(&tool)
@@ -125,8 +129,13 @@ fn main() -> anyhow::Result<ExitCode> {
 }
 
 fn build(root: &Path) -> anyhow::Result<()> {
+    cargo_build(root, &["--release", "--package", "relay"])
+}
+
+fn cargo_build(root: &Path, args: &[&str]) -> anyhow::Result<()> {
     let status = cargo(root)
-        .args(["build", "--release", "--package", "relay"])
+        .arg("build")
+        .args(args)
         .status()
         .context("cannot run cargo")?;
     if !status.success() {
