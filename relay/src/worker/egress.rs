@@ -277,11 +277,8 @@ impl Egress {
         {
             return None;
         }
-        let Some(m) = v
-            .media
-            .iter_mut()
-            .position(|m| m.ssrc == block.ssrc && m.on_report(block, arrival))
-        else {
+        let m = v.media.iter().position(|m| m.ssrc == block.ssrc);
+        let Some(m) = m.filter(|&m| v.media[m].on_report(block, arrival)) else {
             self.stats.report_blocks_dropped += 1;
             return None;
         };
