@@ -488,7 +488,7 @@ fn the_checker_refuses_what_the_file_does_not_describe() {
         "peerConnectionEstablished": false, "path": "demo", "query": "", "inboundBytes": 0,
         "inboundRTPPackets": 0, "inboundRTCPPackets": 0, "outboundBytes": 0,
         "outboundRTPPackets": 0, "outboundRTCPPackets": 0, "outboundRTPPacketsLost": 0,
-        "outboundRTPPacketsJitter": 0.0, "rtt": null,
+        "outboundRTPPacketsJitter": 0.0, "rtt": null, "congestionSkips": 0,
     });
     let list = |s: Value| json!({"pageCount": 1, "itemCount": 1, "items": [s]});
     assert_eq!(

@@ -6,6 +6,10 @@
 //! recovered and what it cost (docs/benchmarks.md, "Loss recovery"):
 //!
 //! `RELAY_EBPF=off cargo test --release -p relay --test loss -- --nocapture --test-threads=1`
+//!
+//! And loss no NACK can mend: a viewer behind a link narrower than the stream is judged
+//! slow from its reports and skipped to keyframes, while a viewer of the same path
+//! beside it loses nothing.
 
 mod common;
 
@@ -13,7 +17,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use relay_testkit::process::RelayProcess;
-use relay_testkit::viewer::{h264_config, Arrival, Loss, Viewer};
+use relay_testkit::viewer::{h264_config, run_all, Arrival, Loss, Viewer};
 use str0m::media::MediaKind;
 
 use common::{assert_demo_stream, demo_config, start};
@@ -182,5 +186,53 @@ fn report(
         retransmitted / lost as f64,
         resent_bytes / (bytes - resent_bytes) * 100.0,
         bytes - resent_bytes,
+    );
+}
+
+/// A third of the demo's ~80 kB/s, with a queue of about 100 ms of it.
+const NARROW: f64 = 25_000.0;
+const QUEUE: f64 = 2_500.0;
+
+#[test]
+fn a_viewer_behind_a_narrow_link_skips_to_keyframes_and_costs_the_other_nothing() {
+    let relay = start(&demo_config());
+    let fine = Viewer::connect(&relay.http, "demo");
+    let mut slow = Viewer::connect(&relay.http, "demo");
+    slow.loss = Loss::bottleneck(NARROW, QUEUE);
+    let ids = [fine.session_id().to_string(), slow.session_id().to_string()];
+    let viewers = run_all(vec![fine, slow], LOSSY);
+    let (fine, slow) = (&viewers[0], &viewers[1]);
+    assert!(
+        slow.dropped_count > 100,
+        "the narrow link dropped {}",
+        slow.dropped_count
+    );
+
+    let session = |id: &str, name: &str| relay.metric(&format!("{name}{{id=\"{id}\"}}")).unwrap();
+    let skips = |id: &str| session(id, "webrtc_sessions_congestion_skips");
+    // Published at each sender report: a second at most after the last skip.
+    let total = || relay.metric("relay_congestion_skips_total").unwrap();
+    let settled = relay_testkit::wait::eventually(Duration::from_secs(3), || {
+        skips(&ids[1]) > 0.0 && skips(&ids[1]) == total()
+    });
+    assert!(
+        settled,
+        "the slow viewer's skips: {} of {} in all",
+        skips(&ids[1]),
+        total()
+    );
+    // The other viewer of the path: every packet, no loss reported, never skipped.
+    assert_demo_stream(fine);
+    assert_eq!(skips(&ids[0]), 0.0);
+    assert_eq!(
+        session(&ids[0], "webrtc_sessions_outbound_rtp_packets_lost"),
+        0.0
+    );
+    println!(
+        "narrow link of {NARROW} B/s: {} datagrams dropped, {} congestion skips; the other \
+         viewer decoded {} packets without a gap",
+        slow.dropped_count,
+        skips(&ids[1]),
+        fine.packets()
     );
 }

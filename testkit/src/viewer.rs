@@ -53,6 +53,15 @@ pub enum Loss {
         fraction: f64,
         rng: fastrand::Rng,
     },
+    /// Each RTP datagram (resends too) that finds the link full: a link that takes
+    /// `rate` bytes a second and holds `depth` bytes (a token bucket), as a bottleneck
+    /// drops what its queue cannot hold.
+    Bottleneck {
+        rate: f64,
+        depth: f64,
+        tokens: f64,
+        at: Instant,
+    },
 }
 
 impl Loss {
@@ -60,6 +69,16 @@ impl Loss {
         Loss::Random {
             fraction,
             rng: fastrand::Rng::with_seed(seed),
+        }
+    }
+
+    /// A link of `rate` bytes a second holding `depth` bytes, full from the start.
+    pub fn bottleneck(rate: f64, depth: f64) -> Loss {
+        Loss::Bottleneck {
+            rate,
+            depth,
+            tokens: depth,
+            at: Instant::now(),
         }
     }
 }
@@ -257,6 +276,21 @@ impl Viewer {
                 Loss::None => false,
                 Loss::Every(n) => seq.is_multiple_of(*n) && !self.dropped.contains(&(ssrc, seq)),
                 Loss::Random { fraction, rng } => rng.f64() < *fraction,
+                Loss::Bottleneck {
+                    rate,
+                    depth,
+                    tokens,
+                    at,
+                } => {
+                    let now = Instant::now();
+                    *tokens = (*tokens + *rate * (now - *at).as_secs_f64()).min(*depth);
+                    *at = now;
+                    let fits = *tokens >= data.len() as f64;
+                    if fits {
+                        *tokens -= data.len() as f64;
+                    }
+                    !fits
+                }
             };
         if drop {
             self.dropped.insert((ssrc, seq));

@@ -229,6 +229,9 @@ pub(super) struct WebRtcSession {
     outbound_rtp_packets_jitter: f64,
     /// relay's own: the last round trip measured, in seconds; null until one is.
     rtt: Option<f64>,
+    /// relay's own: times the viewer's video skipped to the next keyframe because its
+    /// link could not take the stream.
+    congestion_skips: u64,
 }
 
 impl WebRtcSession {
@@ -252,6 +255,7 @@ impl WebRtcSession {
             outbound_rtp_packets_lost: counts.outbound_rtp_packets_lost,
             outbound_rtp_packets_jitter: counts.jitter.as_secs_f64(),
             rtt: counts.rtt.map(|r| r.as_secs_f64()),
+            congestion_skips: counts.congestion_skips,
         }
     }
 }

@@ -96,7 +96,7 @@ pub struct MediaMtx {
 type SessionGauge = (&'static str, fn(&SessionCounts) -> f64);
 
 /// MediaMTX's per-session gauges relay measures, and relay's own beside them (what the
-/// viewer reports of what it received, and the round trip).
+/// viewer reports of what it received, the round trip, and the skips its reports caused).
 const SESSION_GAUGES: &[SessionGauge] = &[
     ("webrtc_sessions_inbound_bytes", |c| c.inbound_bytes as f64),
     ("webrtc_sessions_inbound_rtp_packets", |c| {
@@ -122,6 +122,9 @@ const SESSION_GAUGES: &[SessionGauge] = &[
     }),
     ("webrtc_sessions_rtt", |c| {
         c.rtt.map_or(0.0, |r| r.as_secs_f64())
+    }),
+    ("webrtc_sessions_congestion_skips", |c| {
+        c.congestion_skips as f64
     }),
 ];
 

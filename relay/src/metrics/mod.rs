@@ -331,6 +331,11 @@ const WORKER_COUNTERS: &[WorkerCounter] = &[
         |s| &s.skipped_to_keyframe,
     ),
     (
+        "congestion_skips",
+        "Viewers' video sent on to the next keyframe because their reports showed a link that cannot take the stream.",
+        |s| &s.congestion_skips,
+    ),
+    (
         "send_dropped",
         "Datagrams dropped because the socket's send buffer was full.",
         |s| &s.send_dropped,

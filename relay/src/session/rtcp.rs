@@ -38,6 +38,8 @@ pub struct ReportBlock {
     pub fraction_lost: u8,
     /// Signed 24 bits on the wire: duplicates can make it negative.
     pub cumulative_lost: i32,
+    /// The extended highest sequence number received (RFC 3550 6.4.1).
+    pub highest_seq: u32,
     pub jitter: u32,
     /// Middle 32 bits of the NTP time of our last SR, and the delay since (1/65536 s).
     pub last_sr: u32,
@@ -110,6 +112,7 @@ fn report_blocks(buf: &[u8], count: u8, on: &mut dyn FnMut(Feedback)) -> Result<
             fraction_lost: b[4],
             // Sign-extends the low 24 bits.
             cumulative_lost: ((word(4) << 8) as i32) >> 8,
+            highest_seq: word(8),
             jitter: word(12),
             last_sr: word(16),
             delay_since_last_sr: word(20),
@@ -295,6 +298,7 @@ mod tests {
                     ssrc: 9,
                     fraction_lost: 5,
                     cumulative_lost: 3,
+                    highest_seq: 0x1000,
                     jitter: 42,
                     last_sr: 0xaabbccdd,
                     delay_since_last_sr: 0x10000,

@@ -401,6 +401,7 @@ impl<S: Sender> Core<S> {
                 rtt = ?r.rtt,
                 nacks = r.nacks,
                 retransmitted = r.retransmitted,
+                congestion_skips = r.congestion_skips,
                 "viewer stream reception"
             );
         }

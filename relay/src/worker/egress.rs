@@ -18,7 +18,7 @@ use crate::session::rtcp::{self, ReportBlock};
 use crate::session::{Binding, Route};
 use crate::srtp::Outbound;
 use crate::track::rewrite::RtxStream;
-use crate::track::{Packet, Track};
+use crate::track::{MediaKind, Packet, Track};
 
 /// The sender report interval of cores built for tests (`rtcpSenderReportInterval`'s
 /// default).
@@ -277,15 +277,18 @@ impl Egress {
         {
             return None;
         }
-        let taken = v
-            .media
-            .iter_mut()
-            .find(|m| m.ssrc == block.ssrc)
-            .and_then(|m| m.on_report(block, arrival).then_some(m.reception));
-        if taken.is_none() {
+        let m = v.media.iter().position(|m| m.ssrc == block.ssrc);
+        let Some(m) = m.filter(|&m| v.media[m].on_report(block, arrival)) else {
             self.stats.report_blocks_dropped += 1;
+            return None;
+        };
+        // Only video skips: audio is a small part of the stream, and a gap in it is heard.
+        if let Some(f) = self.feeds[v.media[m].feed].as_ref() {
+            if f.track.info.kind() == MediaKind::Video {
+                v.judge(m, block, f.cursor, &mut self.stats);
+            }
         }
-        taken
+        Some(v.media[m].reception)
     }
 
     /// When the next reports are due.

@@ -48,6 +48,8 @@ pub struct SessionInfo {
     jitter_us: AtomicU64,
     /// The latest round trip measured, in microseconds; 0: none yet.
     rtt_us: AtomicU64,
+    /// Times its video skipped to the next keyframe because its link could not take it.
+    congestion_skips: AtomicU64,
 }
 
 /// Counts at one instant, for metrics and the API.
@@ -62,6 +64,7 @@ pub struct SessionCounts {
     pub outbound_rtp_packets_lost: u64,
     pub jitter: Duration,
     pub rtt: Option<Duration>,
+    pub congestion_skips: u64,
 }
 
 /// A single writer adds with a load and a store: no locked instruction.
@@ -87,6 +90,7 @@ impl SessionInfo {
             outbound_rtp_packets_lost: AtomicU64::new(0),
             jitter_us: AtomicU64::new(0),
             rtt_us: AtomicU64::new(0),
+            congestion_skips: AtomicU64::new(0),
         }
     }
 
@@ -121,6 +125,7 @@ impl SessionInfo {
             &self.rtt_us,
             totals.rtt.map_or(0, |r| r.as_micros().max(1) as u64),
         );
+        set(&self.congestion_skips, totals.congestion_skips);
     }
 
     pub fn counts(&self) -> SessionCounts {
@@ -137,6 +142,7 @@ impl SessionInfo {
             rtt: Some(get(&self.rtt_us))
                 .filter(|&us| us > 0)
                 .map(Duration::from_micros),
+            congestion_skips: get(&self.congestion_skips),
         }
     }
 }

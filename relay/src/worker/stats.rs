@@ -32,6 +32,7 @@ pub struct WorkerStats {
     pub lagged: AtomicU64,
     pub instant_starts: AtomicU64,
     pub skipped_to_keyframe: AtomicU64,
+    pub congestion_skips: AtomicU64,
     pub oversized: AtomicU64,
     pub sessions: AtomicU64,
     pub send_dropped: AtomicU64,
@@ -67,6 +68,9 @@ pub struct EgressStats {
     pub instant_starts: u64,
     /// Viewers too slow to catch up on a cached GOP, sent on to the next keyframe.
     pub skipped_to_keyframe: u64,
+    /// Video streams of viewers whose links could not take them, sent on to the next
+    /// keyframe.
+    pub congestion_skips: u64,
     pub oversized: u64,
 }
 
@@ -85,6 +89,7 @@ impl EgressStats {
         add(&into.lagged, self.lagged);
         add(&into.instant_starts, self.instant_starts);
         add(&into.skipped_to_keyframe, self.skipped_to_keyframe);
+        add(&into.congestion_skips, self.congestion_skips);
         add(&into.oversized, self.oversized);
     }
 }

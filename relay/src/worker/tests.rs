@@ -925,3 +925,95 @@ fn a_viewers_handshake_waits_for_no_timer() {
     assert!(net.viewers[v].connected, "DTLS is not done");
     assert_eq!(net.count(|s| &s.sessions), 1);
 }
+
+#[test]
+fn a_viewer_whose_link_cannot_take_the_stream_skips_to_the_next_keyframe_alone() {
+    // 10 packets a frame (300 a second), a keyframe every second; both viewers on one
+    // worker, fanned out from the same batches.
+    let mut net = Net::new(30, 10);
+    let fine = net.join(0);
+    let slow = net.join(0);
+    net.run_for(Duration::from_secs(2));
+    assert_eq!(net.count(|s| &s.congestion_skips), 0, "no loss, no skip");
+    // Its link lets one packet in four through (resends alike): far more lost than the
+    // retransmission budget mends, report after report.
+    net.viewers[slow].lose = Box::new(|seq| !seq.is_multiple_of(4));
+    let lossy_since = net.now;
+    while net.count(|s| &s.congestion_skips) == 0 {
+        assert!(
+            net.now - lossy_since < Duration::from_secs(5),
+            "never judged slow"
+        );
+        net.run_for(Duration::from_millis(1));
+    }
+    assert!(
+        net.now - lossy_since > REPORT_INTERVAL,
+        "judged on one report"
+    );
+    // Judged: its link is fine again from here, what it lost stays lost.
+    net.viewers[slow].lose = Box::new(|_| false);
+    let before = net.viewers[slow].got.len();
+    let newest_before = net.viewers[slow]
+        .got
+        .iter()
+        .map(|(s, ..)| *s)
+        .max()
+        .unwrap();
+    let (resent, nacks) = (net.count(|s| &s.retransmitted), net.count(|s| &s.nacks));
+    // It waits for the next keyframe, sent nothing, its NACKs for what it lost not
+    // answered.
+    while net.viewers[slow].got.len() == before {
+        assert!(
+            net.now - lossy_since < Duration::from_secs(10),
+            "never resumed"
+        );
+        net.run_for(Duration::from_millis(1));
+    }
+    assert_eq!(
+        net.count(|s| &s.retransmitted),
+        resent,
+        "resent while it waited"
+    );
+    assert!(
+        net.count(|s| &s.nacks) > nacks,
+        "it NACKed what it lost while it waited"
+    );
+    // It goes on at the keyframe (its SPS first), numbered on from what it was sent.
+    let resumed = &net.viewers[slow].got[before..];
+    assert_eq!(resumed[0].2[0] & 0x1f, 7, "resumes on a keyframe's SPS");
+    let frame = frame_of(&resumed[2].2).unwrap();
+    assert!(frame.is_multiple_of(30), "frame {frame} is no keyframe");
+    assert!(
+        (1..=4).contains(&(resumed[0].0 - newest_before)),
+        "numbering unbroken: {} after {newest_before}",
+        resumed[0].0
+    );
+    // Its reports are good again: it plays on, no more skips.
+    net.run_for(Duration::from_secs(3));
+    assert_eq!(net.count(|s| &s.congestion_skips), 1);
+    let seqs: BTreeSet<u64> = net.viewers[slow].got[before..]
+        .iter()
+        .map(|(s, ..)| *s)
+        .collect();
+    assert_eq!(
+        seqs.len() as u64,
+        seqs.last().unwrap() - seqs.first().unwrap() + 1,
+        "a gap after it resumed"
+    );
+    // A link that stays too narrow skips again and again (each skip counted, once
+    // logged), and never costs the other viewer a packet.
+    net.viewers[slow].lose = Box::new(|seq| !seq.is_multiple_of(4));
+    net.run_for(Duration::from_secs(10));
+    assert!(
+        net.count(|s| &s.congestion_skips) >= 3,
+        "{} skips",
+        net.count(|s| &s.congestion_skips)
+    );
+    assert_continuous(&net.viewers[fine]);
+    let track = &net.path.tracks().unwrap()[0];
+    assert_eq!(
+        net.viewers[fine].got.len() as u64,
+        track.head(),
+        "the other viewer got every packet the track holds"
+    );
+}

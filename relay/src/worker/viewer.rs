@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use tracing::info;
 
 use super::session_info::{SessionCounts, SessionInfo};
 use super::stats::EgressStats;
@@ -52,6 +53,8 @@ pub struct MediaOut {
     pub sr_sent: [u32; 4],
     pub reports: usize,
     pub reception: Reception,
+    /// Whether the viewer's link takes this stream, as its reports tell (video only).
+    pub congestion: Congestion,
 }
 
 /// What a sender report counts of one stream (RFC 3550 6.4.1: they wrap).
@@ -73,6 +76,85 @@ pub struct Reception {
     pub rtt: Option<Duration>,
     pub nacks: u64,
     pub retransmitted: u64,
+    /// Times the stream skipped to the next keyframe because the viewer's link could
+    /// not take it.
+    pub congestion_skips: u64,
+}
+
+/// Loss (of 256) at which a viewer's link counts as not taking the stream: over 10%,
+/// where GCC's loss-based controller (draft-ietf-rmcat-gcc-02 6) takes the send rate to
+/// be above the link's capacity. Receivers count resends that arrive as received, so
+/// this is loss NACKs did not mend; the few percent a lossy but wide enough link shows
+/// are mended and stay well under it.
+pub const CONGESTED_LOSS: u8 = 26;
+/// Packets a judgement is made on: loss is counted from the report blocks' cumulative
+/// loss and highest sequence number between reports this many packets apart. Reports
+/// come with every NACK (RTCP is compound), many a second on a lossy link, each about a
+/// handful of packets (2 lost of 14 is 14%): too small a sample alone.
+pub const JUDGED_PACKETS: u32 = 100;
+/// Judgements in a row that must find heavy loss before the viewer is judged too slow:
+/// one alone may be a burst (a Wi-Fi handover) that NACKs still mend, and a skip freezes
+/// the picture for up to a GOP.
+pub const CONGESTED_JUDGEMENTS: u8 = 2;
+
+/// Whether a viewer's link takes a video stream, from its reports: heavy loss in
+/// [`CONGESTED_JUDGEMENTS`] spans of [`JUDGED_PACKETS`] in a row make it slow; it stays
+/// slow, each further lossy span another skip, until a span shows less loss.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Congestion {
+    /// Where the span being counted began: a report's extended highest sequence number
+    /// and cumulative loss. None: the next report begins one.
+    from: Option<(u32, i32)>,
+    /// Spans of heavy loss in a row.
+    lossy: u8,
+}
+
+/// What a report makes of a stream's [`Congestion`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Too few packets since the span began to judge.
+    Open,
+    Fine,
+    /// Heavy loss, not yet for long enough.
+    Lossy,
+    /// Too slow: skip to the next keyframe. `first` in a spell of heavy loss.
+    Skip {
+        first: bool,
+    },
+}
+
+impl Congestion {
+    /// Takes a report's extended highest sequence number and cumulative loss.
+    pub fn judge(&mut self, highest_seq: u32, cumulative_lost: i32) -> Verdict {
+        let Some((seq, lost)) = self.from else {
+            self.from = Some((highest_seq, cumulative_lost));
+            return Verdict::Open;
+        };
+        let expected = highest_seq.wrapping_sub(seq);
+        // Fewer, or a report older than the span (reordered): not yet.
+        if !(JUDGED_PACKETS..1 << 31).contains(&expected) {
+            return Verdict::Open;
+        }
+        self.from = Some((highest_seq, cumulative_lost));
+        let lost = i64::from(cumulative_lost) - i64::from(lost);
+        if lost * 256 < i64::from(CONGESTED_LOSS) * i64::from(expected) {
+            self.lossy = 0;
+            return Verdict::Fine;
+        }
+        self.lossy = self.lossy.saturating_add(1);
+        match self.lossy.cmp(&CONGESTED_JUDGEMENTS) {
+            std::cmp::Ordering::Less => Verdict::Lossy,
+            ordering => Verdict::Skip {
+                first: ordering == std::cmp::Ordering::Equal,
+            },
+        }
+    }
+
+    /// The stream skipped: what was lost before is judged no more (the next span
+    /// begins at the next report), while a spell of heavy loss goes on.
+    fn restart(&mut self) {
+        self.from = None;
+    }
 }
 
 pub enum MediaState {
@@ -144,6 +226,7 @@ impl MediaOut {
             sr_sent: [0; 4],
             reports: 0,
             reception: Reception::default(),
+            congestion: Congestion::default(),
         }
     }
 
@@ -377,6 +460,43 @@ impl ViewerEgress {
         }
     }
 
+    /// Judges the video stream `media` by `block`, a report about it. A viewer whose
+    /// link cannot take the stream drops the rest of the GOP and waits for a keyframe
+    /// at or after ring index `next` (the fan-out's next), its numbering going on
+    /// unbroken from there: no queue builds up for it, and NACKs for what it was sent
+    /// before are no longer answered (none while it waits; after, the rewrite maps none
+    /// from before its new anchor), so resends do not crowd its link either.
+    pub fn judge(&mut self, media: usize, block: &ReportBlock, next: u64, stats: &mut EgressStats) {
+        let out = &mut self.media[media];
+        let verdict = out
+            .congestion
+            .judge(block.highest_seq, block.cumulative_lost);
+        let Verdict::Skip { first } = verdict else {
+            return;
+        };
+        if matches!(out.state, MediaState::Waiting { .. }) {
+            return;
+        }
+        out.congestion.restart();
+        out.state = MediaState::Waiting {
+            since: next,
+            cached: false,
+        };
+        out.reception.congestion_skips += 1;
+        self.sent.congestion_skips += 1;
+        stats.congestion_skips += 1;
+        // Once per spell of heavy loss; the skips it goes on making are counted.
+        if first {
+            info!(
+                session = %self.info.id,
+                path = %self.info.path,
+                ssrc = out.ssrc,
+                fraction_lost = f64::from(out.reception.fraction_lost) / 256.0,
+                "viewer too slow for the stream: skipping to the next keyframe"
+            );
+        }
+    }
+
     /// Publishes what was sent, and what the viewer last reported of it, to the
     /// control plane.
     pub fn publish_counts(&mut self) {
@@ -531,6 +651,7 @@ mod tests {
             ssrc: 7,
             fraction_lost: 64,
             cumulative_lost: -1,
+            highest_seq: 1000,
             jitter: 900,
             last_sr: rtcp::ntp_middle(sent),
             // Held 100 ms: 200 ms on the way there and back.
@@ -564,6 +685,51 @@ mod tests {
             ..block
         };
         assert!(m.on_report(&rounded, arrival));
+    }
+
+    #[test]
+    fn heavy_loss_in_spans_in_a_row_skips_until_a_span_shows_less() {
+        let mut c = Congestion::default();
+        let span = JUDGED_PACKETS;
+        let heavy = (span * u32::from(CONGESTED_LOSS)).div_ceil(256) as i32;
+        let (mut seq, mut lost) = (65_000u32, 0i32);
+        let mut report = |c: &mut Congestion, packets: u32, lose: i32| {
+            seq += packets;
+            lost += lose;
+            c.judge(seq, lost)
+        };
+        assert_eq!(
+            report(&mut c, 0, 0),
+            Verdict::Open,
+            "the first report begins"
+        );
+        // Reports with every NACK: each about a few packets, judged together.
+        assert_eq!(report(&mut c, span / 4, heavy), Verdict::Open);
+        assert_eq!(report(&mut c, span - span / 4, 0), Verdict::Lossy);
+        assert_eq!(report(&mut c, span, heavy - 1), Verdict::Fine);
+        // A good span between two heavy ones: it starts over.
+        assert_eq!(report(&mut c, span, heavy), Verdict::Lossy);
+        assert_eq!(report(&mut c, span, heavy), Verdict::Skip { first: true });
+        // Skipped: what came before is not judged again; a spell that goes on skips
+        // again, without a new one to log.
+        c.restart();
+        assert_eq!(report(&mut c, span, span as i32), Verdict::Open);
+        assert_eq!(
+            report(&mut c, span, span as i32),
+            Verdict::Skip { first: false }
+        );
+        for _ in 0..300 {
+            let verdict = report(&mut c, 2 * span, 2 * heavy);
+            assert_eq!(verdict, Verdict::Skip { first: false });
+        }
+        // Resends that arrive late make up for loss counted before.
+        assert_eq!(report(&mut c, span, -5), Verdict::Fine);
+        assert_eq!(report(&mut c, span, heavy), Verdict::Lossy);
+        // A report older than the span is no judgement.
+        assert_eq!(
+            report(&mut c, 0u32.wrapping_sub(span), heavy),
+            Verdict::Open
+        );
     }
 
     #[test]
