@@ -27,7 +27,7 @@ enum Task {
     Build,
     /// Set up, then build the relay to ship: the `dist` profile (one codegen unit, fat
     /// LTO), into target/dist/relay. Slower to build than `build`; smaller and less
-    /// resident (docs/benchmarks.md, section 8).
+    /// resident (docs/benchmarks.md, section 10).
     Dist,
     /// Build, then run `relay serve` with the arguments that follow.
     Run {
