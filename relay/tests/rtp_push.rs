@@ -69,7 +69,10 @@ fn pushed_video_and_audio_reach_the_viewer_byte_for_byte() {
     let mut viewer = None;
     let start = Instant::now();
     let (mut vseq, mut aseq) = (40_000u16, 7u16);
-    // 4 s of a 25 fps camera with 20 ms audio; the viewer joins after 0.5 s.
+    // 4 s of a 25 fps camera with 20 ms audio, a keyframe every 15 frames (0.6 s). The
+    // viewer joins just after the second keyframe: it starts on it from the cache, well
+    // before the next one, which would end its catching up and restart it there (a
+    // jump within the first packets, which this test does not follow).
     for tick in 0..200u32 {
         if tick % 2 == 0 {
             let frame = tick / 2;
@@ -92,7 +95,7 @@ fn pushed_video_and_audio_reach_the_viewer_byte_for_byte() {
             .unwrap();
         sent_audio.push(opus);
         aseq = aseq.wrapping_add(1);
-        if tick == 25 {
+        if tick == 32 {
             viewer = Some(std::thread::spawn({
                 let http = relay.http.clone();
                 move || {
@@ -121,7 +124,10 @@ fn pushed_video_and_audio_reach_the_viewer_byte_for_byte() {
         // Keyframes repeat their SPS and PPS: anchor on the first few packets together.
         let at = (0..sent.len())
             .find(|&at| (0..4).all(|i| sent.get(at + i) == Some(&got[&seqs[i]])))
-            .expect("the first packets are a run of what was sent");
+            .unwrap_or_else(|| {
+                let head: Vec<_> = seqs.iter().take(6).map(|s| (got[s].len(), got[s][0])).collect();
+                panic!("{kind}: the first packets are no run of what was sent: (length, first byte) {head:?}")
+            });
         for (i, s) in seqs.iter().enumerate() {
             assert!(got[s] == sent[at + i], "{kind} packet {i} differs");
         }
