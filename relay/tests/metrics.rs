@@ -62,9 +62,14 @@ fn path_and_session_counters_agree_with_the_clients() {
         "counted {sent} sent for {received} received; {}",
         fetch_filtered(metrics, "type=relay").unwrap()
     );
-    // Settled too: a busy machine may still be handing the last datagrams over.
+    // Settled too: a busy machine may still be handing the last datagrams over. And its
+    // first packets may come before the relay has its keys (on a loaded machine its last
+    // DTLS step can lag the publisher's by ~0.1 s: 12 of 566 packets once): those are
+    // dropped, not counted.
     let inbound = || session(&publisher_id, "webrtc_sessions_inbound_rtp_packets");
-    let agree = |inbound: f64| (inbound - p.sent as f64).abs() <= p.sent as f64 * 0.01 + 5.0;
+    let published = p.sent as f64;
+    let agree =
+        |inbound: f64| inbound <= published * 1.01 + 5.0 && inbound >= published * 0.95 - 5.0;
     assert!(
         eventually(Duration::from_secs(5), || agree(inbound())),
         "the publisher sent {}, the relay counts {} received",

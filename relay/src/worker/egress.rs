@@ -47,6 +47,9 @@ pub(crate) struct Egress {
     viewers: Vec<Option<ViewerEgress>>,
     /// The packets of one feed's turn, reused.
     batch: Vec<Arc<Packet>>,
+    /// Streams of viewers started since the last fan-out, (viewer slot, media): they
+    /// start from the history at once rather than at their track's next packet.
+    starting: Vec<(usize, usize)>,
     next_reports: Instant,
     report_interval: Duration,
     /// Retransmissions each viewer may have per report interval.
@@ -78,6 +81,7 @@ impl Egress {
             report_interval,
             budget: retransmit_budget(report_interval),
             stats: EgressStats::default(),
+            starting: Vec::new(),
             rng,
         }
     }
@@ -97,6 +101,7 @@ impl Egress {
             let feed = self.feed(&b.track);
             let f = self.feeds[feed].as_mut().expect("feed just found");
             f.subscribers.push((slot, i));
+            self.starting.push((slot, i));
             // Its own random start (RFC 4588 8.3 numbers it as any RTP stream).
             let rtx = b
                 .rtx
@@ -176,8 +181,36 @@ impl Egress {
         Some(v)
     }
 
-    /// New packets of every followed track, to every viewer of it here.
+    /// New packets of every followed track, to every viewer of it here; viewers started
+    /// since the last call first get what the history has for them (a cached GOP).
     pub fn fan_out(&mut self, now: Instant, tx: &mut dyn Sender) {
+        for (slot, m) in std::mem::take(&mut self.starting) {
+            let Some(Some(v)) = self.viewers.get_mut(slot) else {
+                continue; // stopped meanwhile
+            };
+            let Some(feed) = self.feeds[v.media[m].feed].as_ref() else {
+                continue;
+            };
+            // A keyframe this worker has not fanned out yet comes with this turn's
+            // packets, below, as for a viewer started earlier.
+            if !feed
+                .track
+                .last_keyframe()
+                .is_some_and(|k| k.index < feed.cursor)
+            {
+                continue;
+            }
+            v.fan_out(
+                m,
+                &feed.track,
+                &[],
+                feed.cursor,
+                now,
+                tx,
+                &mut self.stats,
+                &mut self.rng,
+            );
+        }
         for feed in self.feeds.iter_mut().flatten() {
             let head = feed.track.head();
             if head == feed.cursor {

@@ -927,6 +927,24 @@ fn a_viewers_handshake_waits_for_no_timer() {
 }
 
 #[test]
+fn a_late_viewer_gets_the_cached_keyframe_as_it_goes_live_not_at_the_next_packet() {
+    // One packet a frame at 30 fps, a keyframe every second: joined 10 ms after the
+    // keyframe of frame 30, 23 ms before the track's next packet.
+    let mut net = Net::new(30, 1);
+    net.run_for(Duration::from_millis(1010));
+    let v = net.join(0);
+    net.run_for(Duration::from_micros(1));
+    assert!(net.viewers[v].connected, "DTLS is not done");
+    let got = &net.viewers[v].got;
+    let first = got
+        .first()
+        .expect("nothing sent before the track's next packet");
+    assert_eq!(first.2[0] & 0x1f, 7, "starts on the keyframe's SPS");
+    let frames: BTreeSet<u64> = got.iter().filter_map(|(.., p)| frame_of(p)).collect();
+    assert_eq!(frames, BTreeSet::from([30]), "the cached keyframe, alone");
+}
+
+#[test]
 fn a_viewer_whose_link_cannot_take_the_stream_skips_to_the_next_keyframe_alone() {
     // 10 packets a frame (300 a second), a keyframe every second; both viewers on one
     // worker, fanned out from the same batches.
