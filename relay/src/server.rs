@@ -17,7 +17,7 @@ use crate::config::{
     additional_host, Config, Edit, EditError, Loaded, PathConfig, XdpMode as ConfigXdpMode,
 };
 use crate::hooks;
-use crate::http::{self, Created, Viewers, WhepError};
+use crate::http::{self, Created, Offer, Viewers, WhepError};
 use crate::ingest::rtsp::{self, RtspOptions, RtspUrl};
 use crate::ingest::{Ingest, IngestOptions, PathCounters, Source};
 use crate::io::udp::{self, UdpOptions};
@@ -45,43 +45,33 @@ struct Control {
 }
 
 impl Viewers for Control {
-    fn create(
-        &self,
-        path: &str,
-        offer: &str,
-        query: &str,
-        client: IpAddr,
-    ) -> Result<Created, WhepError> {
+    fn create(&self, offer: &Offer) -> Result<Created, WhepError> {
+        let path = offer.path;
         let (id, p) = self.new_session(path)?;
         let tracks = p
             .tracks()
             .ok_or_else(|| WhepError::NoStream(path.to_string(), p.state().to_string()))?;
         let now = Instant::now();
-        let place = self.registry.admit(client, now)?;
+        let place = self.registry.admit(offer.client, now)?;
         if !p.add_reader() {
             return Err(WhepError::TooManyReaders(path.to_string()));
         }
         let (session, answer) =
-            Session::viewer(now, offer, &tracks, &self.session).map_err(|e| {
+            Session::viewer(now, offer.sdp, &tracks, &self.session).map_err(|e| {
                 p.remove_reader();
                 WhepError::BadOffer(e.to_string())
             })?;
         info!(session = %id, path, "viewer answered");
-        Ok(register(place, id, &p, session, answer, query))
+        Ok(register(place, id, &p, session, answer, offer.query))
     }
 
-    fn publish(
-        &self,
-        path: &str,
-        offer: &str,
-        query: &str,
-        client: IpAddr,
-    ) -> Result<Created, WhepError> {
+    fn publish(&self, offer: &Offer) -> Result<Created, WhepError> {
+        let path = offer.path;
         let (id, p) = self.new_session(path)?;
         let now = Instant::now();
         // Before the offer is parsed and a publisher replaced.
-        let place = self.registry.admit(client, now)?;
-        let (mut session, answer) = Session::publisher(now, offer, &self.session)
+        let place = self.registry.admit(offer.client, now)?;
+        let (mut session, answer) = Session::publisher(now, offer.sdp, &self.session)
             .map_err(|e| WhepError::BadOffer(e.to_string()))?;
         p.claim_publisher(&id, TAKEOVER_WAIT, |old| {
             info!(session = %old, path, "publisher replaced (overridePublisher)");
@@ -92,7 +82,7 @@ impl Viewers for Control {
         session.start_publishing(writers);
         info!(session = %id, path, "publisher answered");
         // Registered first: the path's runOnReady finds its publisher (MTX_QUERY).
-        let created = register(place, id, &p, session, answer, query);
+        let created = register(place, id, &p, session, answer, offer.query);
         p.set_state(PathState::ready(tracks));
         Ok(created)
     }

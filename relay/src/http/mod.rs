@@ -62,29 +62,26 @@ use crate::worker::admission::Crowded;
 
 /// What the HTTP layer asks of the relay.
 pub trait Viewers: Send + Sync + 'static {
-    /// Creates a viewer of `path` from a WHEP offer POSTed by `client` to a URL with
-    /// `query`; returns its id and the SDP answer.
-    fn create(
-        &self,
-        path: &str,
-        offer: &str,
-        query: &str,
-        client: IpAddr,
-    ) -> Result<Created, WhepError>;
-    /// Creates the publisher of `path` from a WHIP offer POSTed by `client` to a URL
-    /// with `query`; returns its id and the answer.
-    fn publish(
-        &self,
-        path: &str,
-        offer: &str,
-        query: &str,
-        client: IpAddr,
-    ) -> Result<Created, WhepError>;
+    /// Creates a viewer from a WHEP offer; returns its id and the SDP answer.
+    fn create(&self, offer: &Offer) -> Result<Created, WhepError>;
+    /// Creates the publisher of a path from a WHIP offer; returns its id and the answer.
+    fn publish(&self, offer: &Offer) -> Result<Created, WhepError>;
     /// Ends session `id` (a viewer or the publisher) of `path`.
     fn delete(&self, path: &str, id: &str) -> Result<(), WhepError>;
     /// The path named `path` (made now if a `~regex` or `all_others` entry of the
     /// config stands for it): HTTP waits on its state before `create`.
     fn path(&self, path: &str) -> Result<Arc<ServedPath>, PathError>;
+}
+
+/// An SDP offer POSTed to a path's endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct Offer<'a> {
+    pub path: &'a str,
+    pub sdp: &'a str,
+    /// The query of the URL it was POSTed to.
+    pub query: &'a str,
+    /// Who POSTed it: the HTTP client's address.
+    pub client: IpAddr,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -508,9 +505,17 @@ async fn create(
     }
     let path = served.name.clone();
     let location_path = path.clone();
-    let created = match call_viewers(move || match signal {
-        Signal::Whep => viewers.create(&path, &offer, &query, client),
-        Signal::Whip => viewers.publish(&path, &offer, &query, client),
+    let created = match call_viewers(move || {
+        let offer = Offer {
+            path: &path,
+            sdp: &offer,
+            query: &query,
+            client,
+        };
+        match signal {
+            Signal::Whep => viewers.create(&offer),
+            Signal::Whip => viewers.publish(&offer),
+        }
     })
     .await
     {

@@ -45,13 +45,13 @@ impl TestViewers {
 }
 
 impl Viewers for TestViewers {
-    fn create(
-        &self,
-        path: &str,
-        offer: &str,
-        query: &str,
-        client: IpAddr,
-    ) -> Result<Created, WhepError> {
+    fn create(&self, offer: &Offer) -> Result<Created, WhepError> {
+        let Offer {
+            path,
+            sdp: offer,
+            query,
+            client,
+        } = *offer;
         self.path(path)?;
         assert_ne!(path, "boom", "a Viewers implementation that panics");
         assert_eq!(
@@ -80,17 +80,11 @@ impl Viewers for TestViewers {
         })
     }
 
-    fn publish(
-        &self,
-        path: &str,
-        offer: &str,
-        query: &str,
-        client: IpAddr,
-    ) -> Result<Created, WhepError> {
-        if path == "busy" {
-            return Err(PublishRefused::Busy(path.into()).into());
+    fn publish(&self, offer: &Offer) -> Result<Created, WhepError> {
+        if offer.path == "busy" {
+            return Err(PublishRefused::Busy(offer.path.into()).into());
         }
-        self.create(path, offer, query, client)
+        self.create(offer)
     }
 
     fn delete(&self, path: &str, id: &str) -> Result<(), WhepError> {
