@@ -25,6 +25,7 @@ use crate::hooks::{DemandHook, Hook, PathHooks};
 use crate::ingest::rtsp::RtspTransport;
 use crate::ingest::{Source, SourceError};
 use crate::track::history::Retention;
+use crate::worker::admission::PendingLimits;
 
 mod auth;
 mod document;
@@ -60,6 +61,12 @@ pub struct Config {
     pub webrtc_handshake_timeout: Duration,
     /// `webrtcAllowLegacySrtp`: accept AES_CM_128_HMAC_SHA1_80 (AES-GCM is preferred).
     pub webrtc_allow_legacy_srtp: bool,
+    /// `webrtcMaxPendingSessionsPerIP` (relay's own; 0: no limit): sessions answered to
+    /// one client address and not yet connected, at most; more offers are answered 429.
+    pub webrtc_max_pending_sessions_per_ip: usize,
+    /// `webrtcMaxPendingSessions` (relay's own; 0: no limit): the same, over all
+    /// addresses.
+    pub webrtc_max_pending_sessions: usize,
     /// `keyframeRequestInterval` (relay's own; more than 0): viewers' PLI/FIR reach a
     /// publisher at most once per track per this interval.
     pub keyframe_request_interval: Duration,
@@ -480,6 +487,9 @@ struct RawConfig {
     webrtc_handshake_timeout: Duration,
     #[serde(deserialize_with = "yes_no")]
     webrtc_allow_legacy_srtp: bool,
+    #[serde(rename = "webrtcMaxPendingSessionsPerIP")]
+    webrtc_max_pending_sessions_per_ip: usize,
+    webrtc_max_pending_sessions: usize,
     #[serde(with = "humantime_serde")]
     keyframe_request_interval: Duration,
     #[serde(with = "humantime_serde")]
@@ -729,6 +739,8 @@ impl Default for RawConfig {
             webrtc_allow_origins: vec!["*".into()],
             webrtc_handshake_timeout: Duration::from_secs(10),
             webrtc_allow_legacy_srtp: true,
+            webrtc_max_pending_sessions_per_ip: PendingLimits::default().per_address,
+            webrtc_max_pending_sessions: PendingLimits::default().total,
             keyframe_request_interval: Duration::from_secs(1),
             history_duration: Retention::default().duration,
             history_max_bytes: Retention::default().max_bytes,
@@ -939,6 +951,8 @@ impl RawConfig {
                 webrtc_allow_origins: self.webrtc_allow_origins,
                 webrtc_handshake_timeout: self.webrtc_handshake_timeout,
                 webrtc_allow_legacy_srtp: self.webrtc_allow_legacy_srtp,
+                webrtc_max_pending_sessions_per_ip: self.webrtc_max_pending_sessions_per_ip,
+                webrtc_max_pending_sessions: self.webrtc_max_pending_sessions,
                 keyframe_request_interval: self.keyframe_request_interval,
                 history: Retention {
                     duration: self.history_duration,
@@ -1325,6 +1339,8 @@ impl From<&Config> for RawConfig {
             webrtc_allow_origins: config.webrtc_allow_origins.clone(),
             webrtc_handshake_timeout: config.webrtc_handshake_timeout,
             webrtc_allow_legacy_srtp: config.webrtc_allow_legacy_srtp,
+            webrtc_max_pending_sessions_per_ip: config.webrtc_max_pending_sessions_per_ip,
+            webrtc_max_pending_sessions: config.webrtc_max_pending_sessions,
             keyframe_request_interval: config.keyframe_request_interval,
             history_duration: config.history.duration,
             history_max_bytes: config.history.max_bytes,
@@ -1672,7 +1688,7 @@ mod tests {
             .collect();
         let config_fields = field_names::<RawConfig>();
         let path_fields = field_names::<RawPath>();
-        assert_eq!(config_fields.len(), 54);
+        assert_eq!(config_fields.len(), 56);
         assert_eq!(
             path_fields,
             [
@@ -2616,6 +2632,8 @@ mod tests {
              webrtcAllowOrigins: ['https://a.example', 'http://b.example:8080']\n\
              webrtcHandshakeTimeout: 1500ms\n\
              webrtcAllowLegacySrtp: no\n\
+             webrtcMaxPendingSessionsPerIP: 0\n\
+             webrtcMaxPendingSessions: 500\n\
              udpMaxPayloadSize: 1200\n\
              udpReadBufferSize: 8388608\n\
              metrics: yes\n\
@@ -2652,6 +2670,8 @@ mod tests {
             "webrtcLocalUDPAddress: '[::1]:9189'",
             "xdpSTUNBurst: 9",
             "webrtcHandshakeTimeout: 1s 500ms",
+            "webrtcMaxPendingSessionsPerIP: 0",
+            "webrtcMaxPendingSessions: 500",
         ] {
             assert!(yaml.contains(line), "{line} not in:\n{yaml}");
         }

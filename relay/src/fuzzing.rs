@@ -20,7 +20,8 @@ use crate::session::ice::{hmac_sha1, IceCredentials};
 use crate::session::{Binding, Route, Session};
 use crate::srtp::{MasterKey, Outbound, Profile};
 use crate::track::{Codec, SourcePacket, Track, TrackInfo, TrackWriter};
-use crate::worker::registry::{Pending, Registry};
+use crate::worker::admission::PendingLimits;
+use crate::worker::registry::Registry;
 use crate::worker::{Core, WorkerStats};
 
 const RELAY: &str = "10.9.0.2:8189";
@@ -105,19 +106,16 @@ impl ConsentRun {
         let session =
             Session::live_without_str0m(now, ice, route, (&relay_key, &viewer_key), vec![binding]);
         let wakers = wakers();
-        let registry = Arc::new(Registry::new(wakers.clone()));
+        let registry = Arc::new(Registry::new(wakers.clone(), PendingLimits::default()));
         let path = {
             let path = ServedPath::ready("fuzz", 0, vec![track]);
             path.add_reader();
             Arc::new(path)
         };
-        registry.add(Pending::new(
-            "fuzz".into(),
-            path,
-            session,
-            now,
-            String::new(),
-        ));
+        let place = registry
+            .admit(source(0).ip(), now)
+            .expect("the first place");
+        place.park("fuzz".into(), path, session, String::new());
         let (cores, stats) = Core::in_memory(2, &registry, now, SystemTime::UNIX_EPOCH);
         let mut run = ConsentRun {
             now,

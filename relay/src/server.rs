@@ -17,7 +17,7 @@ use crate::config::{
     additional_host, Config, Edit, EditError, Loaded, PathConfig, XdpMode as ConfigXdpMode,
 };
 use crate::hooks;
-use crate::http::{self, Created, Viewers, WhepError};
+use crate::http::{self, Created, Offer, Viewers, WhepError};
 use crate::ingest::rtsp::{self, RtspOptions, RtspUrl};
 use crate::ingest::{Ingest, IngestOptions, PathCounters, Source};
 use crate::io::udp::{self, UdpOptions};
@@ -30,7 +30,8 @@ use crate::paths::{PathError, PathLife, PathState, Paths, ServedPath};
 use crate::reload::{self, ConfigSource, Reloader};
 use crate::session::{Session, SessionConfig};
 use crate::track::history::Retention;
-use crate::worker::registry::{Pending, Registry};
+use crate::worker::admission::PendingLimits;
+use crate::worker::registry::{Place, Registry};
 use crate::worker::session_info::SessionInfo;
 use crate::worker::{Worker, WorkerStats};
 
@@ -44,28 +45,33 @@ struct Control {
 }
 
 impl Viewers for Control {
-    fn create(&self, path: &str, offer: &str, query: &str) -> Result<Created, WhepError> {
+    fn create(&self, offer: &Offer) -> Result<Created, WhepError> {
+        let path = offer.path;
         let (id, p) = self.new_session(path)?;
         let tracks = p
             .tracks()
             .ok_or_else(|| WhepError::NoStream(path.to_string(), p.state().to_string()))?;
+        let now = Instant::now();
+        let place = self.registry.admit(offer.client, now)?;
         if !p.add_reader() {
             return Err(WhepError::TooManyReaders(path.to_string()));
         }
-        let now = Instant::now();
         let (session, answer) =
-            Session::viewer(now, offer, &tracks, &self.session).map_err(|e| {
+            Session::viewer(now, offer.sdp, &tracks, &self.session).map_err(|e| {
                 p.remove_reader();
                 WhepError::BadOffer(e.to_string())
             })?;
         info!(session = %id, path, "viewer answered");
-        Ok(self.register(id, &p, session, answer, now, query))
+        Ok(register(place, id, &p, session, answer, offer.query))
     }
 
-    fn publish(&self, path: &str, offer: &str, query: &str) -> Result<Created, WhepError> {
+    fn publish(&self, offer: &Offer) -> Result<Created, WhepError> {
+        let path = offer.path;
         let (id, p) = self.new_session(path)?;
         let now = Instant::now();
-        let (mut session, answer) = Session::publisher(now, offer, &self.session)
+        // Before the offer is parsed and a publisher replaced.
+        let place = self.registry.admit(offer.client, now)?;
+        let (mut session, answer) = Session::publisher(now, offer.sdp, &self.session)
             .map_err(|e| WhepError::BadOffer(e.to_string()))?;
         p.claim_publisher(&id, TAKEOVER_WAIT, |old| {
             info!(session = %old, path, "publisher replaced (overridePublisher)");
@@ -76,7 +82,7 @@ impl Viewers for Control {
         session.start_publishing(writers);
         info!(session = %id, path, "publisher answered");
         // Registered first: the path's runOnReady finds its publisher (MTX_QUERY).
-        let created = self.register(id, &p, session, answer, now, query);
+        let created = register(place, id, &p, session, answer, offer.query);
         p.set_state(PathState::ready(tracks));
         Ok(created)
     }
@@ -134,21 +140,19 @@ impl Control {
         let id = session_id(&self.rng).expect("the OS random number generator failed");
         Ok((id, self.paths.get(path)?))
     }
+}
 
-    /// Hands an answered session to the workers, which claim it at its first check.
-    fn register(
-        &self,
-        id: String,
-        path: &Arc<ServedPath>,
-        session: Session,
-        answer: String,
-        now: Instant,
-        query: &str,
-    ) -> Created {
-        let pending = Pending::new(id.clone(), path.clone(), session, now, query.to_owned());
-        self.registry.add(pending);
-        Created { id, answer }
-    }
+/// Hands an answered session to the workers, which claim it at its first check.
+fn register(
+    place: Place<'_>,
+    id: String,
+    path: &Arc<ServedPath>,
+    session: Session,
+    answer: String,
+    query: &str,
+) -> Created {
+    place.park(id.clone(), path.clone(), session, query.to_owned());
+    Created { id, answer }
 }
 
 /// How long a new publisher waits for the one it replaces to leave (its worker closes
@@ -188,7 +192,14 @@ pub fn serve(source: ConfigSource, loaded: Loaded) -> anyhow::Result<()> {
 
     let wakers = Arc::new(Wakers::new(workers)?);
     let lifeline = Arc::new(Lifeline::default());
-    let registry = Arc::new(Registry::new(wakers.clone()));
+    let registry = Arc::new(Registry::new(
+        wakers.clone(),
+        PendingLimits {
+            per_address: config.webrtc_max_pending_sessions_per_ip,
+            total: config.webrtc_max_pending_sessions,
+            timeout: config.webrtc_handshake_timeout,
+        },
+    ));
     let (ingest, pulled, paths) = start_sources(&config, &wakers, &registry, &lifeline)?;
     let stop = Arc::new(AtomicBool::new(false));
     let threads = Threads {

@@ -126,3 +126,80 @@ fn sigterm_closes_every_session_and_exits_cleanly_in_bounded_time() {
         );
     }
 }
+
+/// POSTs `sdp` to `path`'s WHEP endpoint on `http` over a connection from `from`: the
+/// status line and headers of the answer.
+fn post_offer_from(http: &str, path: &str, sdp: &str, from: Ipv4Addr) -> String {
+    use std::io::{Read, Write};
+    let server: SocketAddr = http.trim_start_matches("http://").parse().unwrap();
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&SocketAddr::new(from.into(), 0).into())
+        .unwrap();
+    socket.connect(&server.into()).unwrap();
+    let mut stream = std::net::TcpStream::from(socket);
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let request = format!(
+        "POST /{path}/whep HTTP/1.1\r\nHost: relay\r\nContent-Type: application/sdp\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    reply
+}
+
+#[test]
+fn offers_one_address_never_connects_are_limited_and_others_still_watch() {
+    const LIMIT: usize = 4;
+    let relay = start(&Config {
+        webrtc_max_pending_sessions_per_ip: LIMIT,
+        ..demo_config()
+    });
+    let flooder = Ipv4Addr::new(127, 0, 0, 2);
+    let (_, offer) = Client::offer(
+        SocketAddr::new(flooder.into(), 0),
+        &[MediaKind::Video, MediaKind::Audio],
+    )
+    .unwrap();
+    // Answered, never connected: each holds its place until webrtcHandshakeTimeout.
+    for _ in 0..LIMIT {
+        let reply = post_offer_from(&relay.http, "demo", &offer.sdp, flooder);
+        assert!(reply.starts_with("HTTP/1.1 201"), "{reply}");
+    }
+    for _ in 0..3 {
+        let reply = post_offer_from(&relay.http, "demo", &offer.sdp, flooder);
+        assert!(reply.starts_with("HTTP/1.1 429"), "{reply}");
+        assert!(reply.contains("webrtcMaxPendingSessionsPerIP"), "{reply}");
+        let retry: u64 = (reply.lines())
+            .find_map(|l| l.strip_prefix("retry-after: "))
+            .unwrap_or_else(|| panic!("no Retry-After: {reply}"))
+            .trim()
+            .parse()
+            .unwrap();
+        assert!((1..=10).contains(&retry), "Retry-After {retry}");
+    }
+
+    // Another address connects, and its place frees when it does.
+    let mut v = Viewer::connect(&relay.http, "demo");
+    v.run_for(Duration::from_secs(2));
+    assert!(v.connected, "ICE and DTLS completed");
+    assert!(
+        assert_demo_stream(&v) > 30,
+        "the honest viewer gets the stream"
+    );
+    let text = relay_testkit::metrics::fetch(relay.metrics_http().unwrap()).unwrap();
+    let metric = |selector| relay_testkit::metrics::exported(&text, selector).unwrap();
+    assert_eq!(
+        metric("relay_pending_refused_total{reason=\"address\"}"),
+        3.0
+    );
+    assert_eq!(metric("relay_pending_sessions"), LIMIT as f64);
+    assert_eq!(
+        metric("relay_pending_sessions_most_of_one_ip"),
+        LIMIT as f64
+    );
+}

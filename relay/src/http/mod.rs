@@ -21,7 +21,10 @@
 //! Publishing, reading and the metrics are authenticated first (auth/, `authMethod`),
 //! before the path is looked up, so that no one learns which paths exist without the
 //! right to read them: 401 with `WWW-Authenticate` (the pages then ask for
-//! credentials), 429 with `Retry-After` for an address that failed too often.
+//! credentials), 429 with `Retry-After` for an address that failed too often. An offer
+//! is also answered 429 with `Retry-After` when too many sessions, of its address or
+//! overall, are answered and not yet connected (`webrtcMaxPendingSessionsPerIP`,
+//! `webrtcMaxPendingSessions`, [`Crowded`]).
 //! Credentials in the URL's query are refused (400).
 //!
 //! Path names may contain slashes (`cams/front`), so the routes are parsed from the
@@ -38,6 +41,7 @@ mod pprof;
 #[cfg(test)]
 pub(crate) mod tests;
 
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -54,20 +58,30 @@ use tracing::Level;
 
 use crate::auth::{self, Action, Authenticator, Credentials, Failures};
 use crate::paths::{PathError, PublishRefused, ServedPath};
+use crate::worker::admission::Crowded;
 
 /// What the HTTP layer asks of the relay.
 pub trait Viewers: Send + Sync + 'static {
-    /// Creates a viewer of `path` from a WHEP offer POSTed to a URL with `query`;
-    /// returns its id and the SDP answer.
-    fn create(&self, path: &str, offer: &str, query: &str) -> Result<Created, WhepError>;
-    /// Creates the publisher of `path` from a WHIP offer POSTed to a URL with `query`;
-    /// returns its id and the answer.
-    fn publish(&self, path: &str, offer: &str, query: &str) -> Result<Created, WhepError>;
+    /// Creates a viewer from a WHEP offer; returns its id and the SDP answer.
+    fn create(&self, offer: &Offer) -> Result<Created, WhepError>;
+    /// Creates the publisher of a path from a WHIP offer; returns its id and the answer.
+    fn publish(&self, offer: &Offer) -> Result<Created, WhepError>;
     /// Ends session `id` (a viewer or the publisher) of `path`.
     fn delete(&self, path: &str, id: &str) -> Result<(), WhepError>;
     /// The path named `path` (made now if a `~regex` or `all_others` entry of the
     /// config stands for it): HTTP waits on its state before `create`.
     fn path(&self, path: &str) -> Result<Arc<ServedPath>, PathError>;
+}
+
+/// An SDP offer POSTed to a path's endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct Offer<'a> {
+    pub path: &'a str,
+    pub sdp: &'a str,
+    /// The query of the URL it was POSTed to.
+    pub query: &'a str,
+    /// Who POSTed it: the HTTP client's address.
+    pub client: IpAddr,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +110,9 @@ pub enum WhepError {
     /// 409 when busy, 400 when the path has another source, 503 when a takeover stalls
     #[error(transparent)]
     Publish(#[from] PublishRefused),
+    /// 429 with `Retry-After`: too many sessions answered and not yet connected
+    #[error(transparent)]
+    Crowded(#[from] Crowded),
 }
 
 pub struct HttpOptions {
@@ -448,6 +465,7 @@ async fn create(
         other => return unsupported_type(SDP, other),
     }
     let query = request.uri().query().unwrap_or_default().to_owned();
+    let client = client_ip(&request);
     let offer = match tokio::time::timeout(read_timeout, Bytes::from_request(request, &())).await {
         Ok(Ok(body)) => body,
         Ok(Err(BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)))) => {
@@ -487,9 +505,17 @@ async fn create(
     }
     let path = served.name.clone();
     let location_path = path.clone();
-    let created = match call_viewers(move || match signal {
-        Signal::Whep => viewers.create(&path, &offer, &query),
-        Signal::Whip => viewers.publish(&path, &offer, &query),
+    let created = match call_viewers(move || {
+        let offer = Offer {
+            path: &path,
+            sdp: &offer,
+            query: &query,
+            client,
+        };
+        match signal {
+            Signal::Whep => viewers.create(&offer),
+            Signal::Whip => viewers.publish(&offer),
+        }
     })
     .await
     {
@@ -579,10 +605,7 @@ impl Refusal {
                 );
             }
             Refusal::TooManyFailures(wait) => {
-                headers.insert(
-                    header::RETRY_AFTER,
-                    HeaderValue::from(wait.as_secs().max(1)),
-                );
+                headers.insert(header::RETRY_AFTER, retry_after(wait));
             }
             Refusal::CredentialsInQuery | Refusal::Internal => {}
         }
@@ -608,11 +631,7 @@ impl Gate {
     ) -> impl std::future::Future<Output = Result<(), Refusal>> + Send + 'static {
         // What the decision needs, taken before waiting (a request body is not Sync).
         let query = request.uri().query().unwrap_or_default().to_owned();
-        // No address (a request made in process): one no `ips` rule matches.
-        let ip = request
-            .extensions()
-            .get::<Client>()
-            .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |c| c.0.ip());
+        let ip = client_ip(request);
         let header = request.headers().get(header::AUTHORIZATION);
         let credentials = Credentials::from_header(header.and_then(|v| v.to_str().ok()));
         let (authenticator, failures, path) =
@@ -685,6 +704,21 @@ async fn decide(
     Err(Refusal::Failed)
 }
 
+/// The address `request` came from; none (a request made in process): 0.0.0.0, which
+/// no `ips` rule matches.
+fn client_ip(request: &Request) -> IpAddr {
+    request
+        .extensions()
+        .get::<Client>()
+        .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |c| c.0.ip())
+}
+
+/// `Retry-After` in whole seconds, rounded up, at least one.
+fn retry_after(wait: Duration) -> HeaderValue {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    HeaderValue::from(seconds.max(1))
+}
+
 /// Runs a [`Viewers`] call off the async threads (the trait is synchronous and may
 /// wait on the data plane) and turns its error into the response.
 async fn call_viewers<T: Send + 'static>(
@@ -748,8 +782,13 @@ fn whep_error(e: WhepError) -> Response {
         WhepError::Publish(PublishRefused::Busy(_)) => StatusCode::CONFLICT,
         WhepError::Publish(PublishRefused::NotPublisherPath(_)) => StatusCode::BAD_REQUEST,
         WhepError::Publish(PublishRefused::TakeoverTimedOut(_)) => StatusCode::SERVICE_UNAVAILABLE,
+        WhepError::Crowded(_) => StatusCode::TOO_MANY_REQUESTS,
     };
-    text(status, e.to_string())
+    let mut response = text(status, e.to_string());
+    if let WhepError::Crowded(crowded) = e {
+        (response.headers_mut()).insert(header::RETRY_AFTER, retry_after(crowded.wait()));
+    }
+    response
 }
 
 fn unsupported_type(expected: &str, got: Option<&str>) -> Response {

@@ -45,9 +45,24 @@ impl TestViewers {
 }
 
 impl Viewers for TestViewers {
-    fn create(&self, path: &str, offer: &str, query: &str) -> Result<Created, WhepError> {
+    fn create(&self, offer: &Offer) -> Result<Created, WhepError> {
+        let Offer {
+            path,
+            sdp: offer,
+            query,
+            client,
+        } = *offer;
         self.path(path)?;
         assert_ne!(path, "boom", "a Viewers implementation that panics");
+        assert_eq!(
+            client,
+            IpAddr::from([127, 0, 0, 1]),
+            "the HTTP client's address"
+        );
+        if path == "crowded" {
+            let wait = Duration::from_millis(2300);
+            return Err(Crowded::Address { limit: 16, wait }.into());
+        }
         self.offers.lock().unwrap().push(offer.into());
         self.queries.lock().unwrap().push(query.into());
         if !offer.starts_with("v=0") {
@@ -65,11 +80,11 @@ impl Viewers for TestViewers {
         })
     }
 
-    fn publish(&self, path: &str, offer: &str, query: &str) -> Result<Created, WhepError> {
-        if path == "busy" {
-            return Err(PublishRefused::Busy(path.into()).into());
+    fn publish(&self, offer: &Offer) -> Result<Created, WhepError> {
+        if offer.path == "busy" {
+            return Err(PublishRefused::Busy(offer.path.into()).into());
         }
-        self.create(path, offer, query)
+        self.create(offer)
     }
 
     fn delete(&self, path: &str, id: &str) -> Result<(), WhepError> {
@@ -952,6 +967,16 @@ fn an_address_that_fails_too_often_is_refused_for_a_while_without_a_check() {
         .parse()
         .unwrap();
     assert!((1..=60).contains(&retry), "Retry-After {retry}");
+}
+
+#[test]
+fn offers_past_the_pending_limit_are_429_with_retry_after_rounded_up() {
+    let server = Server::start(TestViewers::new(&["crowded"]), options());
+    for endpoint in ["/crowded/whep", "/crowded/whip"] {
+        let refused = server.post_offer(endpoint, OFFER);
+        refused.assert_error(429, "16 sessions from this address are answered but not");
+        assert_eq!(refused.header("retry-after"), "3", "2.3 s, rounded up");
+    }
 }
 
 #[test]

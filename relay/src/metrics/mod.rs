@@ -165,6 +165,53 @@ impl crate::http::Scrape for Metrics {
     }
 }
 
+impl Metrics {
+    /// Sessions answered and not yet connected, their limits, and the offers refused
+    /// for them (worker/admission.rs).
+    fn encode_pending(&self, encoder: &mut DescriptorEncoder) -> Result<(), Error> {
+        let a = self.sessions.admission();
+        let gauges = [
+            (
+                "pending_sessions",
+                "Sessions answered and not yet connected (no ICE check signed with their password yet).",
+                a.pending,
+            ),
+            (
+                "pending_sessions_most_of_one_ip",
+                "The most pending sessions any one client address has.",
+                a.most_of_one_address,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            ConstGauge::new(value as i64).encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                MetricType::Gauge,
+            )?)?;
+        }
+        let mut limits = encoder.encode_descriptor(
+            "pending_sessions_limit",
+            "Pending sessions allowed per client address (webrtcMaxPendingSessionsPerIP) and in total (webrtcMaxPendingSessions); 0: no limit.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (scope, limit) in [("address", a.limits.per_address), ("total", a.limits.total)] {
+            ConstGauge::new(limit as i64).encode(limits.encode_family(&[("scope", scope)])?)?;
+        }
+        let mut refused = encoder.encode_descriptor(
+            "pending_refused",
+            "Offers answered 429 because a pending-session limit was reached, by the limit (address, total).",
+            None,
+            MetricType::Counter,
+        )?;
+        for (reason, n) in [("address", a.refused_address), ("total", a.refused_total)] {
+            ConstCounter::new(n).encode(refused.encode_family(&[("reason", reason)])?)?;
+        }
+        Ok(())
+    }
+}
+
 /// Totals for the periodic stats line in the log.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Totals {
@@ -366,6 +413,7 @@ impl Collector for Metrics {
             ConstGauge::new(w.sessions.load(Ordering::Relaxed) as i64)
                 .encode(sessions.encode_family(&labels)?)?;
         }
+        self.encode_pending(&mut encoder)?;
 
         // The paths of this scrape: those made from patterns come and go.
         let paths = self.paths.all();

@@ -6,6 +6,7 @@
 //! waits in its inbox), or the core's next timer is due. Each turn takes what woke it,
 //! then fans out, runs due timers and sends the batch.
 
+pub mod admission;
 mod core;
 mod demux;
 mod egress;

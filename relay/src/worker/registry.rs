@@ -13,10 +13,11 @@
 //! on the forger's worker nor teach a worker where an address's traffic belongs.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use super::admission::{Admission, AdmissionStats, Crowded, PendingLimits};
 use super::session_info::{Role, SessionInfo};
 use crate::io::wake::Wakers;
 use crate::paths::ServedPath;
@@ -30,17 +31,19 @@ pub struct Pending {
     pub path: Arc<ServedPath>,
     pub session: Box<Session>,
     pub created: Instant,
+    /// Whose offer it answered: the HTTP client's address.
+    client: IpAddr,
     /// What the control plane sees of it, from now until it ends.
     pub info: Arc<SessionInfo>,
 }
 
 impl Pending {
-    /// Session `id` of `path`, answered at `created` to a request whose URL had `query`.
-    pub fn new(
+    /// Session `id` of `path`, answered at `created` to `client`, whose URL had `query`.
+    fn new(
         id: String,
         path: Arc<ServedPath>,
         session: Session,
-        created: Instant,
+        (client, created): (IpAddr, Instant),
         query: String,
     ) -> Pending {
         let role = if session.is_publisher() {
@@ -54,6 +57,7 @@ impl Pending {
             path,
             session: Box::new(session),
             created,
+            client,
             info,
         }
     }
@@ -93,9 +97,11 @@ pub enum Claim {
     Forged,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Inner {
     pending: HashMap<String, Pending>,
+    /// The places of the pending sessions, per client address and overall.
+    admission: Admission,
     /// ufrag -> owning worker and the session's credentials, for claimed sessions.
     owners: HashMap<String, (usize, Arc<IceCredentials>)>,
     /// session id -> (path name, ufrag), and what the control plane sees of it.
@@ -109,9 +115,14 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn new(wakers: Arc<Wakers>) -> Registry {
+    pub fn new(wakers: Arc<Wakers>, limits: PendingLimits) -> Registry {
         Registry {
-            inner: Mutex::default(),
+            inner: Mutex::new(Inner {
+                pending: HashMap::new(),
+                admission: Admission::new(limits),
+                owners: HashMap::new(),
+                ids: HashMap::new(),
+            }),
             inboxes: (0..wakers.len()).map(|_| Mutex::default()).collect(),
             wakers,
         }
@@ -121,9 +132,26 @@ impl Registry {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// A place for a session answering `client`'s offer at `now`, taken before the
+    /// offer costs anything; given back unless [`Place::park`]ed.
+    pub fn admit(&self, client: IpAddr, now: Instant) -> Result<Place<'_>, Crowded> {
+        self.lock().admission.admit(client, now)?;
+        Ok(Place {
+            registry: self,
+            client,
+            at: now,
+            parked: false,
+        })
+    }
+
+    /// The pending sessions, their limits and the offers refused.
+    pub fn admission(&self) -> AdmissionStats {
+        self.lock().admission.stats()
+    }
+
     /// Parks a new session until a worker claims it. The caller counted it in
     /// `path.readers` already.
-    pub fn add(&self, pending: Pending) {
+    fn add(&self, pending: Pending) {
         let mut inner = self.lock();
         let ufrag = pending.session.ufrag().to_string();
         inner.ids.insert(
@@ -154,6 +182,7 @@ impl Registry {
         }
         let ice = Arc::new(p.session.credentials().clone());
         let p = inner.pending.remove(ufrag).expect("just found");
+        inner.admission.release(p.client, p.created);
         inner.owners.insert(ufrag.to_string(), (worker, ice));
         Claim::Mine(p)
     }
@@ -170,6 +199,7 @@ impl Registry {
         }
         if let Some(mut pending) = inner.pending.remove(&ufrag) {
             inner.ids.remove(id);
+            inner.admission.release(pending.client, pending.created);
             drop(inner);
             leave_path(id, &pending.path, &mut pending.session);
             return true;
@@ -215,6 +245,7 @@ impl Registry {
         for ufrag in &stale {
             if let Some(p) = inner.pending.remove(ufrag) {
                 inner.ids.remove(&p.id);
+                inner.admission.release(p.client, p.created);
                 expired.push(p);
             }
         }
@@ -263,6 +294,33 @@ impl Registry {
     }
 }
 
+/// A pending session's place, between the offer and the session's answer.
+#[must_use = "a place not parked is given back"]
+pub struct Place<'a> {
+    registry: &'a Registry,
+    client: IpAddr,
+    at: Instant,
+    parked: bool,
+}
+
+impl Place<'_> {
+    /// Parks session `id` of `path`, answered to a request whose URL had `query`,
+    /// until a worker claims it; it keeps this place until then.
+    pub fn park(mut self, id: String, path: Arc<ServedPath>, session: Session, query: String) {
+        self.parked = true;
+        let pending = Pending::new(id, path, session, (self.client, self.at), query);
+        self.registry.add(pending);
+    }
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        if !self.parked {
+            self.registry.lock().admission.release(self.client, self.at);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,7 +329,14 @@ mod tests {
     use crate::track::{Codec, Track, TrackInfo};
     use str0m::media::{Direction, MediaKind};
 
-    fn pending(now: Instant) -> (Pending, Arc<ServedPath>) {
+    const CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
+
+    fn registry(limits: PendingLimits) -> Registry {
+        Registry::new(Arc::new(Wakers::new(2).unwrap()), limits)
+    }
+
+    /// A viewer's session of a path, answered at `now`, and the path.
+    fn viewer(now: Instant) -> (Session, Arc<ServedPath>) {
         let track = Track::new(
             TrackInfo {
                 codec: Codec::H264,
@@ -303,16 +368,22 @@ mod tests {
             &config,
         )
         .unwrap();
-        let p = Pending::new("s1".into(), path.clone(), session, now, String::new());
-        (p, path)
+        (session, path)
+    }
+
+    /// Parks session `id` answered to CLIENT at `now`; its ICE credentials.
+    fn park(registry: &Registry, id: &str, now: Instant) -> Result<IceCredentials, Crowded> {
+        let place = registry.admit(CLIENT, now)?;
+        let (session, path) = viewer(now);
+        let ice = session.credentials().clone();
+        place.park(id.into(), path, session, String::new());
+        Ok(ice)
     }
 
     #[test]
     fn only_a_check_signed_with_the_password_claims_or_routes() {
-        let registry = Registry::new(Arc::new(Wakers::new(2).unwrap()));
-        let (p, _path) = pending(Instant::now());
-        let ice = p.session.credentials().clone();
-        registry.add(p);
+        let registry = registry(PendingLimits::default());
+        let ice = park(&registry, "s1", Instant::now()).unwrap();
         let username = format!("{}:theirs", ice.ufrag);
         let forged = check(&username, "a-password-of-22-chars", false);
         let signed = check(&username, &ice.password, false);
@@ -339,5 +410,62 @@ mod tests {
             Claim::Forged
         ));
         assert!(matches!(registry.claim(&ice.ufrag, &[], 0), Claim::Forged));
+    }
+
+    #[test]
+    fn a_pending_place_frees_when_its_session_goes_live_is_closed_or_expires() {
+        let timeout = Duration::from_secs(10);
+        let registry = registry(PendingLimits {
+            per_address: 2,
+            total: 100,
+            timeout,
+        });
+        let t0 = Instant::now();
+        let full = |at| match registry.admit(CLIENT, at) {
+            Err(crowded) => crowded,
+            Ok(_) => panic!("admitted over the limit"),
+        };
+
+        let ice = park(&registry, "live", t0).unwrap();
+        park(&registry, "closed", t0).unwrap();
+        assert_eq!(full(t0).wait(), timeout);
+        assert_eq!(registry.admission().pending, 2);
+        // A forged check proves nothing: the place stays taken.
+        let username = format!("{}:theirs", ice.ufrag);
+        let forged = check(&username, "a-password-of-22-chars", false);
+        assert!(matches!(
+            registry.claim(&ice.ufrag, &forged, 0),
+            Claim::Forged
+        ));
+        full(t0);
+        // Live: a check signed with the password claims it.
+        let signed = check(&username, &ice.password, false);
+        assert!(matches!(
+            registry.claim(&ice.ufrag, &signed, 0),
+            Claim::Mine(_)
+        ));
+        assert_eq!(registry.admission().pending, 1);
+        let t1 = t0 + Duration::from_secs(1);
+        park(&registry, "expires", t1).unwrap();
+        full(t1);
+        // Closed (WHEP DELETE) while pending.
+        assert!(registry.close("cam", "closed"));
+        park(&registry, "expires too", t1).unwrap();
+        assert_eq!(
+            full(t1 + Duration::from_secs(3)).wait(),
+            Duration::from_secs(7)
+        );
+        // Expired.
+        assert_eq!(
+            registry.expire(t1 + timeout + Duration::from_millis(1), timeout),
+            2
+        );
+        assert_eq!(registry.admission().pending, 0);
+        // An offer refused after its place was taken (a bad SDP) gives it back.
+        drop(registry.admit(CLIENT, t1).unwrap());
+        drop(registry.admit(CLIENT, t1).unwrap());
+        assert_eq!(registry.admission().pending, 0);
+        let stats = registry.admission();
+        assert_eq!((stats.refused_address, stats.refused_total), (4, 0));
     }
 }

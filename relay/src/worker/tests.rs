@@ -19,8 +19,9 @@ use str0m::rtp::rtcp::SenderInfo;
 use str0m::rtp::RtpWrite;
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
+use super::admission::PendingLimits;
 use super::egress::{retransmit_budget, REPORT_INTERVAL};
-use super::registry::{Pending, Registry};
+use super::registry::Registry;
 use super::{Core, WorkerStats};
 use crate::io::memory::MemorySender;
 use crate::io::wake::Wakers;
@@ -293,7 +294,8 @@ impl Net {
             },
             retention,
         );
-        let registry = Arc::new(Registry::new(Arc::new(Wakers::new(2).unwrap())));
+        let wakers = Arc::new(Wakers::new(2).unwrap());
+        let registry = Arc::new(Registry::new(wakers, PendingLimits::default()));
         let wall = SystemTime::UNIX_EPOCH + WALL_START;
         let (cores, stats) = Core::in_memory(2, &registry, start, wall);
         Net {
@@ -383,13 +385,8 @@ impl Net {
                     .ok()
             })
             .unwrap_or_else(|| panic!("{codec:?} in the answer: {answer}"));
-        self.registry.add(Pending::new(
-            id,
-            self.path.clone(),
-            session,
-            self.now,
-            String::new(),
-        ));
+        let place = self.registry.admit(addr.ip(), self.now).unwrap();
+        place.park(id, self.path.clone(), session, String::new());
         self.viewers.push(Viewer {
             frames: Some(Frames {
                 codec,
@@ -425,13 +422,13 @@ impl Net {
             .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
             .unwrap();
         assert!(self.path.add_reader());
-        self.registry.add(Pending::new(
+        let place = self.registry.admit(addr.ip(), self.now).unwrap();
+        place.park(
             format!("viewer-{n}"),
             self.path.clone(),
             session,
-            self.now,
             String::new(),
-        ));
+        );
         self.viewers
             .push(Viewer::new(rtc, mid, addr, worker, relay_ufrag, self.now));
         n
