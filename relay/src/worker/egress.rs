@@ -193,10 +193,10 @@ impl Egress {
             };
             // A keyframe this worker has not fanned out yet comes with this turn's
             // packets, below, as for a viewer started earlier.
-            if !feed
+            if feed
                 .track
                 .last_keyframe()
-                .is_some_and(|k| k.index < feed.cursor)
+                .is_none_or(|k| k.index >= feed.cursor)
             {
                 continue;
             }
