@@ -313,6 +313,16 @@ struct AccessUnit {
     timestamp: u32,
     start: u64,
     marked: bool,
+    /// Its parameter sets so far: (VPS, SPS, PPS).
+    sets: (bool, bool, bool),
+}
+
+impl AccessUnit {
+    /// Carries every parameter set its codec needs (H265: VPS too), whatever their order.
+    fn carries_sets(&self, codec: Codec) -> bool {
+        let (vps, sps, pps) = self.sets;
+        sps && pps && (vps || codec != Codec::H265)
+    }
 }
 
 /// The single writer of a track. Not `Clone`: one thread owns it.
@@ -513,9 +523,15 @@ impl TrackWriter {
                 timestamp,
                 start: index,
                 marked: false,
+                sets: (false, false, false),
             }),
         };
         let has_sets = s.vps.is_some() || s.sps.is_some() || s.pps.is_some();
+        let carried_sets = au.carries_sets(codec);
+        au.sets.0 |= s.vps.is_some();
+        au.sets.1 |= s.sps.is_some();
+        au.sets.2 |= s.pps.is_some();
+        let carries_sets = au.carries_sets(codec);
         if has_sets {
             // Parameter sets often come in separate packets: publish once all are known.
             let seen = &mut self.parameter_sets;
@@ -534,9 +550,12 @@ impl TrackWriter {
                 self.track.parameter_sets.store(Some(Arc::new(sets)));
             }
         }
-        if !au.marked && (has_sets || s.keyframe) {
+        // Marked at its first set or slice; said to carry its sets only once all came
+        // (a camera's SPS lost over UDP: its viewers get the last known sets first).
+        let completed = au.marked && carries_sets && !carried_sets;
+        if (!au.marked && (has_sets || s.keyframe)) || completed {
             au.marked = true;
-            let v = ((au.start + 1) << 1) | has_sets as u64;
+            let v = ((au.start + 1) << 1) | carries_sets as u64;
             self.track.keyframe.store(v, Ordering::Release);
         }
     }
@@ -798,12 +817,21 @@ mod tests {
         let sets = track.parameter_sets().unwrap();
         assert_eq!(&sets.sps[..], b"\x67\x42\xe0\x1f");
         assert_eq!(&sets.pps[..], b"\x68\xce");
-        // An IDR without parameter sets in band.
-        w.push(pkt(1, 6, 6000, b"\x7c\x85", t0));
+        // Its SPS lost: the PPS alone does not make the keyframe carry its sets.
+        w.push(pkt(1, 6, 4500, b"\x68\xce", t0));
         assert_eq!(
             track.last_keyframe(),
             Some(Keyframe {
                 index: 5,
+                has_parameter_sets: false
+            })
+        );
+        // An IDR without parameter sets in band.
+        w.push(pkt(1, 7, 6000, b"\x7c\x85", t0));
+        assert_eq!(
+            track.last_keyframe(),
+            Some(Keyframe {
+                index: 6,
                 has_parameter_sets: false
             })
         );
