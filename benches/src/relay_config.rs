@@ -5,19 +5,30 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use relay::config::{Config, LogLevel};
+use relay::config::{Config, LogLevel, PathConfig};
 use relay::ingest::rtsp::RtspTransport;
 use relay_testkit::config::{demo, loopback, paths, rtp_push, rtsp_pull, LOOPBACK_ANY_PORT};
 
 /// The path every viewer of the demo watches.
 pub const PATH: &str = "demo";
 
+/// The load tools' viewers come from one address (or a few): to the relay they look
+/// like a large NAT, whose sessions may all be answered and not yet connected at once.
+fn for_load(config: Config) -> Config {
+    const PENDING: usize = 100_000;
+    Config {
+        webrtc_max_pending_sessions_per_ip: PENDING,
+        webrtc_max_pending_sessions: PENDING,
+        ..config
+    }
+}
+
 /// The demo clip at `demo` on loopback, with `workers` workers.
 pub fn demo_on_loopback(workers: usize) -> Config {
     Config {
         log_level: LogLevel::Warn,
         paths: paths([(PATH, demo())]),
-        ..loopback(workers)
+        ..for_load(loopback(workers))
     }
 }
 
@@ -31,7 +42,7 @@ pub fn rtp_push_on_loopback(workers: usize, streams: &[(&str, u16, String)]) -> 
     Config {
         log_level: LogLevel::Warn,
         paths: paths(streams),
-        ..loopback(workers)
+        ..for_load(loopback(workers))
     }
 }
 
@@ -47,15 +58,21 @@ pub fn rtsp_pull_on_loopback(
     Config {
         log_level: LogLevel::Warn,
         paths: paths(streams),
-        ..loopback(workers)
+        ..for_load(loopback(workers))
     }
 }
 
-/// The demo clip at `demo` in the XDP tools' relay namespace: HTTP on `ip` with a
+/// `source` at [`PATH`] in the XDP tools' relay namespace: HTTP on `ip` with a
 /// kernel-chosen port, media on `ip:media_port`, metrics on the namespace's loopback;
 /// with `xdp_interface`, XDP mode on it (one worker per RX queue), else portable mode
 /// with `workers` UDP sockets.
-pub fn demo_on(ip: IpAddr, media_port: u16, workers: usize, xdp_interface: Option<&str>) -> Config {
+pub fn on_veth(
+    ip: IpAddr,
+    media_port: u16,
+    workers: usize,
+    xdp_interface: Option<&str>,
+    source: PathConfig,
+) -> Config {
     Config {
         log_level: LogLevel::Warn,
         webrtc_address: SocketAddr::new(ip, 0),
@@ -65,8 +82,8 @@ pub fn demo_on(ip: IpAddr, media_port: u16, workers: usize, xdp_interface: Optio
         metrics_address: LOOPBACK_ANY_PORT,
         workers,
         xdp_interface: xdp_interface.map(str::to_owned),
-        paths: paths([(PATH, demo())]),
-        ..Config::default()
+        paths: paths([(PATH, source)]),
+        ..for_load(Config::default())
     }
 }
 
@@ -120,10 +137,10 @@ mod tests {
     /// The relay loads the namespace config, which puts HTTP and media on the given
     /// address and asks for XDP only when given an interface.
     #[test]
-    fn demo_on_loads_in_both_modes() {
+    fn on_veth_loads_in_both_modes() {
         let ip: IpAddr = "10.79.0.1".parse().unwrap();
         for xdp in [None, Some("rb-relay")] {
-            let c = reloaded(&demo_on(ip, 8189, 2, xdp)).unwrap();
+            let c = reloaded(&on_veth(ip, 8189, 2, xdp, demo())).unwrap();
             assert_eq!(c.webrtc_address, "10.79.0.1:0".parse().unwrap());
             assert_eq!(
                 c.webrtc_local_udp_address,

@@ -372,6 +372,8 @@ pub fn main(args: &Args) -> anyhow::Result<()> {
             viewers: args.xdp_viewers.clone(),
             full_clients: 2,
             modes: vec![Mode::Xdp, Mode::Portable],
+            rounds: 1,
+            clip: args.clip.clone().map(ClipSource::File),
             window: args.window,
             warmup: 3.0,
             queues: 1,

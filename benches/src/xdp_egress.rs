@@ -9,6 +9,9 @@
 //! kernel never builds a socket buffer for it, while their STUN and DTLS reach str0m.
 //! A few viewers are full clients outside the sink's port range: str0m decrypts their
 //! media and the tool checks its continuity.
+//!
+//! The stream is what a camera sends: `relay-bench publish`'s ~2 Mbit/s 720p30 H264 clip
+//! (about 9 packets per frame), pushed over RTP to the relay inside its namespace.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -17,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use relay_sink_ebpf::SinkCount;
+use relay_testkit::config::rtp_push;
 use relay_testkit::metrics::exported;
 use relay_testkit::netns::{require_root, Pair};
 use relay_testkit::process::{Launch, RelayProcess};
@@ -28,13 +32,19 @@ use crate::netns::{
     RELAY_IF, RELAY_IP, VIEWERS_IF, VIEWERS_IP,
 };
 use crate::procfs;
-use crate::relay_config::{demo_on, PATH};
+use crate::publish::{self, ClipSource, PublishArgs, Publisher};
+use crate::relay_config::{on_veth, PATH};
 use crate::report::{growth, host, progress, progress_done, sleep_with_progress};
 use crate::sink::{wait_until_receiving, Driver, Offering, Readiness};
 use crate::xdp_sink::XdpSink;
 
 /// The relay's media port (XDP mode needs a fixed one).
 pub const MEDIA_PORT: u16 = 8189;
+/// Where the publisher pushes the stream, on the relay namespace's loopback.
+const PUSH_PORT: u16 = 5004;
+const PAYLOAD_TYPE: u8 = 96;
+/// The publisher's largest RTP payload, as a camera's.
+const MAX_PAYLOAD: usize = 1200;
 /// Sink viewer i binds port `SINK_FIRST_PORT + i`; full clients take ephemeral ports
 /// (32768 and up here), outside the sink's range.
 pub const SINK_FIRST_PORT: u16 = 20_000;
@@ -78,6 +88,15 @@ pub struct Args {
     /// Relay modes, run in this order for each viewer count.
     #[arg(long, value_delimiter = ',', default_values = ["xdp", "portable"])]
     pub modes: Vec<Mode>,
+    /// Runs of every mode per viewer count, the modes alternating; the ratio pools them
+    /// (all CPU over all packets of each mode).
+    #[arg(long, default_value_t = 1)]
+    pub rounds: usize,
+    /// What the publisher streams: an Annex B H264 file, or `demo` for relay's built-in
+    /// clip (~68 packets/s, ~2 per frame). Default: 1280x720 30 fps ~2 Mbit/s (~9 packets
+    /// per frame), made once with ffmpeg.
+    #[arg(long, value_name = "FILE|demo")]
+    pub clip: Option<ClipSource>,
     /// Measurement window, in seconds.
     #[arg(long, default_value_t = 10.0)]
     pub window: f64,
@@ -165,6 +184,11 @@ pub struct Ratio {
     pub viewers: usize,
     pub xdp_us_per_packet: f64,
     pub portable_us_per_packet: f64,
+    /// The user-space parts of those (the relay's own code); absent from older runs.
+    #[serde(default)]
+    pub xdp_user_us_per_packet: f64,
+    #[serde(default)]
+    pub portable_user_us_per_packet: f64,
     pub xdp_over_portable: f64,
     /// XDP's user-space part alone over portable's whole cost: where the ratio heads
     /// when the kernel's copy-mode transmit goes away (zero-copy NIC). An estimate, not
@@ -200,8 +224,8 @@ pub fn measure_all(args: &Args) -> anyhow::Result<(Vec<Run>, Vec<Ratio>)> {
         );
     }
     crate::xdp_sink::program()?;
-    if args.viewers.contains(&0) || args.window <= 0.0 || args.queues == 0 {
-        bail!("viewer counts, the window and the queues must be positive");
+    if args.viewers.contains(&0) || args.window <= 0.0 || args.queues == 0 || args.rounds == 0 {
+        bail!("viewer counts, the window, the queues and the rounds must be positive");
     }
     let most_sinks = args
         .viewers
@@ -256,7 +280,7 @@ pub fn measure_all(args: &Args) -> anyhow::Result<(Vec<Run>, Vec<Ratio>)> {
     )?;
     let mut runs = Vec::new();
     for &n in &args.viewers {
-        for &mode in &args.modes {
+        for mode in (0..args.rounds).flat_map(|_| args.modes.iter().copied()) {
             let run = run(args, &pair, &sink, &sink_ips, n, mode, host.cores)
                 .with_context(|| format!("{mode:?} with {n} viewers"))?;
             progress(&format!(
@@ -367,10 +391,25 @@ fn run(
     cores: usize,
 ) -> anyhow::Result<Run> {
     let xdp = (mode == Mode::Xdp).then_some(RELAY_IF);
-    let config = demo_on(IpAddr::V4(RELAY_IP), MEDIA_PORT, args.queues, xdp);
+    let pushed_to = SocketAddr::from((Ipv4Addr::LOCALHOST, PUSH_PORT));
+    let source = rtp_push(pushed_to, &publish::sdp(PAYLOAD_TYPE, PUSH_PORT));
+    let config = on_veth(IpAddr::V4(RELAY_IP), MEDIA_PORT, args.queues, xdp, source);
     let relay = Launch::new(&args.relay, &config)
         .in_netns(&pair.relay)
         .start()?;
+    // Its socket and thread live in the relay's namespace, its CPU is the tool's.
+    let publisher = pair.relay.enter(|| {
+        Publisher::start(&PublishArgs {
+            target: pushed_to,
+            port_step: 2,
+            streams: 1,
+            duration: Duration::from_secs(24 * 3600),
+            clip: args.clip.clone(),
+            gop: publish::DEFAULT_GOP,
+            payload_type: PAYLOAD_TYPE,
+            max_payload: MAX_PAYLOAD,
+        })
+    })?;
     let comm = std::fs::read_to_string(format!("/proc/{}/comm", relay.pid()))?;
     if comm.trim() != "relay" {
         bail!(
@@ -390,8 +429,11 @@ fn run(
         sink,
         sink_ips,
     };
-    pair.client
-        .enter(|| measure(args, &setup, n, mode, pin, rss_idle_kib))
+    let run = pair
+        .client
+        .enter(|| measure(args, &setup, n, mode, pin, rss_idle_kib));
+    publisher.stop()?;
+    run
 }
 
 /// What a run measures with.
@@ -587,21 +629,35 @@ fn summarize(
     }
 }
 
-/// XDP over portable, for each viewer count that ran in both modes.
+/// XDP over portable, for each viewer count that ran in both modes: each mode's CPU
+/// over its packets, pooled over its rounds.
 fn ratios(runs: &[Run]) -> Vec<Ratio> {
-    let find = |n: usize, mode: Mode| runs.iter().find(|r| r.viewers == n && r.mode == mode);
+    // (all, user-space) CPU per delivered packet of one mode, in us.
+    let pooled = |n: usize, mode: Mode| {
+        let runs = runs.iter().filter(|r| r.viewers == n && r.mode == mode);
+        let (mut packets, mut cpu, mut user) = (0.0, 0.0, 0.0);
+        for r in runs {
+            packets += r.delivered as f64;
+            cpu += r.relay_cpu_s;
+            user += r.relay_user_us_per_packet * r.delivered as f64 / 1e6;
+        }
+        (packets > 0.0).then(|| (cpu * 1e6 / packets, user * 1e6 / packets))
+    };
     let mut counts: Vec<usize> = runs.iter().map(|r| r.viewers).collect();
     counts.dedup();
     counts
         .into_iter()
         .filter_map(|n| {
-            let (xdp, portable) = (find(n, Mode::Xdp)?, find(n, Mode::Portable)?);
+            let ((xdp, xdp_user), (portable, portable_user)) =
+                (pooled(n, Mode::Xdp)?, pooled(n, Mode::Portable)?);
             Some(Ratio {
                 viewers: n,
-                xdp_us_per_packet: xdp.relay_us_per_packet,
-                portable_us_per_packet: portable.relay_us_per_packet,
-                xdp_over_portable: xdp.relay_us_per_packet / portable.relay_us_per_packet,
-                xdp_user_over_portable: xdp.relay_user_us_per_packet / portable.relay_us_per_packet,
+                xdp_us_per_packet: xdp,
+                portable_us_per_packet: portable,
+                xdp_user_us_per_packet: xdp_user,
+                portable_user_us_per_packet: portable_user,
+                xdp_over_portable: xdp / portable,
+                xdp_user_over_portable: xdp_user / portable,
             })
         })
         .collect()

@@ -27,10 +27,11 @@ use crate::netns::{
     VIEWERS_MAC,
 };
 use crate::procfs;
-use crate::relay_config::{demo_on, PATH};
+use crate::relay_config::{on_veth, PATH};
 use crate::report::{host, progress, progress_done};
 use crate::sink::{Driver, Offering};
 use crate::xdp_egress::MEDIA_PORT;
+use relay_testkit::config::demo;
 
 /// Threaded NAPI pollers of the relay's veth end, where its XDP program runs.
 const RELAY_NAPI: &str = "napi/rb-relay-";
@@ -118,11 +119,12 @@ pub fn main(args: &Args) -> anyhow::Result<()> {
         },
     );
     let pair = crate::netns::pair(args.queues)?;
-    let config = demo_on(
+    let config = on_veth(
         IpAddr::V4(RELAY_IP),
         MEDIA_PORT,
         args.queues,
         Some(RELAY_IF),
+        demo(),
     );
     let relay = Launch::new(&args.relay, &config)
         .in_netns(&pair.relay)

@@ -56,6 +56,8 @@ fn xdp_egress_measures_both_modes_with_sinks_and_full_clients() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let json = relay_bench_json(&[
         "xdp-egress",
+        "--clip",
+        "demo",
         "--viewers",
         "4",
         "--window",
@@ -68,7 +70,7 @@ fn xdp_egress_measures_both_modes_with_sinks_and_full_clients() {
     for run in runs {
         let mode = run["mode"].as_str().unwrap();
         assert_eq!((num(run, "sinks"), num(run, "full_clients")), (2.0, 2.0));
-        // The demo sends ~68 RTP packets/s to each viewer: the sinks' count (XDP) and
+        // The demo clip is ~68 RTP packets/s to each viewer: the sinks' count (XDP) and
         // the full clients' (sockets) both show every viewer getting all of it.
         assert!(num(run, "viewer_pps_min") > 50.0, "{mode}: {run}");
         assert!(num(run, "viewer_pps_max") < 100.0, "{mode}: {run}");

@@ -12,7 +12,7 @@ mod umem;
 pub use program::{Admission, XdpError, XdpMode, XdpOptions, XdpProgram};
 pub use relay_common::Counter;
 pub use socket::{
-    open, KernelStats, RecvStats, SendDrops, XskError, XskOptions, XskReceiver, XskSender,
+    open, KernelStats, RecvStats, SendDrops, XskError, XskOptions, XskReceiver, XskSender, TX_BATCH,
 };
 
 /// The embedded XDP program (an eBPF ELF object), or why this binary has none.

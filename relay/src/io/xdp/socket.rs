@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use tracing::warn;
 
-use super::frame::{self, Mac, NextHop, MAX_HEADERS};
+use super::frame::{self, Mac, NextHop, UdpChecksum, MAX_HEADERS, TX_METADATA_LEN};
 use super::program::{Admission, RUN_PORTABLE};
 use super::umem::{self, Consumer, Producer, Umem};
 use crate::io::{Datagram, Receiver, SendStats, Sender, MAX_DATAGRAM};
@@ -39,6 +39,12 @@ const RX_BATCH: u32 = 64;
 /// Kicks per flush at most: copy mode sends only inside them, and says EAGAIN while
 /// its per-call budget runs out or the driver's queue is busy.
 const MAX_KICKS: u32 = 64;
+/// Frames queued before the sender flushes on its own. The frames a flush completes go
+/// back on top of the free list and are the next ones written, so the sender's working
+/// set stays this many frames (256 KiB of 2 KiB frames, within L2), not a burst's
+/// thousands: sealing into a frame that left the cache long ago costs a read of it
+/// from memory first. The price is a kick per this many frames.
+pub const TX_BATCH: u32 = 128;
 /// How long a send may wait for the device when every frame or ring slot is in flight,
 /// in steps of TX_WAIT_STEP.
 const TX_WAIT: Duration = Duration::from_millis(2);
@@ -48,8 +54,9 @@ const TX_WAIT_STEP: Duration = Duration::from_micros(250);
 const MAX_REMOTES: usize = 1 << 16;
 /// Microseconds a busy-polling syscall spins on the driver.
 const BUSY_POLL_USECS: libc::c_int = 20;
-/// Where an outgoing payload starts in its frame: after room for the longest headers.
-const PAYLOAD_AT: usize = MAX_HEADERS;
+/// Where an outgoing payload starts in its frame: after room for the TX metadata and the
+/// longest headers.
+const PAYLOAD_AT: usize = TX_METADATA_LEN + MAX_HEADERS;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct XskOptions {
@@ -65,6 +72,15 @@ pub struct XskOptions {
     /// Busy-poll the driver from `recv` (SO_PREFER_BUSY_POLL) instead of waiting for
     /// interrupts: lower latency for more CPU.
     pub busy_poll: bool,
+    /// In copy mode, leave each UDP checksum to the device (AF_XDP TX metadata), as the
+    /// kernel's UDP stack does for its own datagrams; the kernel computes it in software
+    /// for a device that cannot. Zero-copy mode, and kernels before 6.8, always get the
+    /// relay's own checksums: a zero-copy driver may ignore the request.
+    pub checksum_offload: bool,
+    /// Have the kernel compute offloaded checksums on the CPU before the device
+    /// (XDP_UMEM_TX_SW_CSUM). For tests: a veth peer trusts a checksum left to the
+    /// device without looking at it.
+    pub checksum_in_kernel: bool,
 }
 
 impl Default for XskOptions {
@@ -79,6 +95,8 @@ impl Default for XskOptions {
             fill_ring: 8192,
             comp_ring: 8192,
             busy_poll: false,
+            checksum_offload: true,
+            checksum_in_kernel: false,
         }
     }
 }
@@ -170,17 +188,30 @@ pub fn open(
     let step = |step| move |source| XskError::Setup { step, source };
 
     let umem = Umem::new(opts.frames, opts.frame_size).map_err(step("mapping the UMEM"))?;
-    umem.register(raw)
-        .map_err(|source| match source.raw_os_error() {
-            // The kernel charges the UMEM to RLIMIT_MEMLOCK unless we have CAP_IPC_LOCK.
-            Some(libc::ENOBUFS) => XskError::MemlockLimit {
-                mib: (u64::from(opts.frames) * u64::from(opts.frame_size)) >> 20,
-            },
-            _ => XskError::Setup {
-                step: "registering the UMEM",
-                source,
-            },
-        })?;
+    // TX metadata (Linux 6.8+) lets a frame ask for its UDP checksum; older kernels
+    // refuse the registration, and then the relay computes every checksum itself.
+    let sw_csum = if opts.checksum_in_kernel {
+        libc::XDP_UMEM_TX_SW_CSUM
+    } else {
+        0
+    };
+    let tx_metadata =
+        opts.checksum_offload && umem.register(raw, TX_METADATA_LEN as u32, sw_csum).is_ok();
+    if tx_metadata {
+        Ok(())
+    } else {
+        umem.register(raw, 0, 0)
+    }
+    .map_err(|source| match source.raw_os_error() {
+        // The kernel charges the UMEM to RLIMIT_MEMLOCK unless we have CAP_IPC_LOCK.
+        Some(libc::ENOBUFS) => XskError::MemlockLimit {
+            mib: (u64::from(opts.frames) * u64::from(opts.frame_size)) >> 20,
+        },
+        _ => XskError::Setup {
+            step: "registering the UMEM",
+            source,
+        },
+    })?;
     let sizes = [
         (libc::XDP_UMEM_FILL_RING, opts.fill_ring),
         (libc::XDP_UMEM_COMPLETION_RING, opts.comp_ring),
@@ -262,6 +293,7 @@ pub fn open(
     let zero_copy =
         xdp_options(raw).map_err(step("reading XDP_OPTIONS"))? & libc::XDP_OPTIONS_ZEROCOPY != 0;
 
+    let checksum_offload = tx_metadata && !zero_copy;
     let xsk = Arc::new(Xsk {
         fd,
         umem,
@@ -297,6 +329,7 @@ pub fn open(
         stats: SendStats::default(),
         drops: SendDrops::default(),
         admission: None,
+        checksum_offload,
     };
     Ok((receiver, sender))
 }
@@ -645,8 +678,9 @@ pub struct XskSender {
     xsk: Arc<Xsk>,
     tx: Producer<libc::xdp_desc>,
     completions: Consumer<u64>,
-    /// Frames free to send from. Its capacity holds all of the sender's frames, so
-    /// returning them never allocates.
+    /// Frames free to send from, a stack: the frames the kernel completed last are
+    /// written next, while still in cache. Its capacity holds all of the sender's
+    /// frames, so returning them never allocates.
     free: Vec<u64>,
     /// The frame the last `buffer()` handed out, until `commit` queues it.
     current: Option<u64>,
@@ -664,6 +698,8 @@ pub struct XskSender {
     drops: SendDrops,
     /// The program's table of remotes let past it with more than STUN.
     admission: Option<Admission>,
+    /// UDP checksums are left to the device: frames carry TX metadata asking for them.
+    checksum_offload: bool,
 }
 
 impl XskSender {
@@ -680,6 +716,11 @@ impl XskSender {
 
     pub fn zero_copy(&self) -> bool {
         self.xsk.zero_copy
+    }
+
+    /// Whether the device (or the kernel, for one that cannot) computes UDP checksums.
+    pub fn checksum_offload(&self) -> bool {
+        self.checksum_offload
     }
 
     fn drop_frame(&mut self, frame: u64, why: fn(&mut SendDrops) -> &mut u64) {
@@ -805,24 +846,38 @@ impl Sender for XskSender {
         }
         // SAFETY: as in `buffer`: the frame is the sender's own until queued below.
         let bytes = unsafe { self.xsk.umem.frame_mut(frame) };
+        let checksum = if self.checksum_offload {
+            UdpChecksum::Device
+        } else {
+            UdpChecksum::Full
+        };
         let Some(start) = frame::write_headers(
             bytes,
             PAYLOAD_AT,
             len,
-            self.own_mac,
-            &hop,
-            source,
-            destination,
+            (self.own_mac, &hop),
+            (source, destination),
+            checksum,
         ) else {
             return self.drop_frame(frame, |d| &mut d.invalid);
         };
+        let mut options = 0;
+        if self.checksum_offload {
+            // The checksum field, from the frame's start (the UDP header's offset 6).
+            let udp = (PAYLOAD_AT - frame::UDP_HLEN - start) as u16;
+            bytes[start - TX_METADATA_LEN..start].copy_from_slice(&frame::checksum_request(udp, 6));
+            options = libc::XDP_TX_METADATA;
+        }
         let desc = libc::xdp_desc {
             addr: frame + start as u64,
             len: (PAYLOAD_AT + len - start) as u32,
-            options: 0,
+            options,
         };
         self.tx.write(self.queued, desc);
         self.queued += 1;
+        if self.queued >= TX_BATCH {
+            self.flush();
+        }
     }
 
     fn flush(&mut self) {

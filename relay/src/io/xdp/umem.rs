@@ -74,15 +74,20 @@ impl Umem {
         })
     }
 
-    /// Registers the memory with AF_XDP socket `fd` (XDP_UMEM_REG).
-    pub fn register(&self, fd: RawFd) -> io::Result<()> {
+    /// Registers the memory with AF_XDP socket `fd` (XDP_UMEM_REG), with `tx_metadata`
+    /// bytes of TX metadata before every frame sent (0: none), and `flags`.
+    pub fn register(&self, fd: RawFd, tx_metadata: u32, flags: u32) -> io::Result<()> {
         let reg = libc::xdp_umem_reg {
             addr: self.area.ptr.as_ptr() as u64,
             len: self.area.len as u64,
             chunk_size: self.frame_size,
             headroom: 0,
-            flags: 0,
-            tx_metadata_len: 0,
+            flags: if tx_metadata > 0 {
+                flags | libc::XDP_UMEM_TX_METADATA_LEN
+            } else {
+                flags
+            },
+            tx_metadata_len: tx_metadata,
         };
         set_option(fd, libc::SOL_XDP, libc::XDP_UMEM_REG, &reg)
     }
