@@ -67,6 +67,10 @@ pub struct Config {
     /// `webrtcMaxPendingSessions` (relay's own; 0: no limit): the same, over all
     /// addresses.
     pub webrtc_max_pending_sessions: usize,
+    /// `ingestBatchWindow` (relay's own; 0: none): the RTP ingest reads its sources at
+    /// most once per this window, so that one pass, and one wake-up of each worker, serves
+    /// every stream that sent meanwhile. A packet waits at most this much longer.
+    pub ingest_batch_window: Duration,
     /// `keyframeRequestInterval` (relay's own; more than 0): viewers' PLI/FIR reach a
     /// publisher at most once per track per this interval.
     pub keyframe_request_interval: Duration,
@@ -491,6 +495,8 @@ struct RawConfig {
     webrtc_max_pending_sessions_per_ip: usize,
     webrtc_max_pending_sessions: usize,
     #[serde(with = "humantime_serde")]
+    ingest_batch_window: Duration,
+    #[serde(with = "humantime_serde")]
     keyframe_request_interval: Duration,
     #[serde(with = "humantime_serde")]
     history_duration: Duration,
@@ -741,6 +747,7 @@ impl Default for RawConfig {
             webrtc_allow_legacy_srtp: true,
             webrtc_max_pending_sessions_per_ip: PendingLimits::default().per_address,
             webrtc_max_pending_sessions: PendingLimits::default().total,
+            ingest_batch_window: Duration::from_millis(1),
             keyframe_request_interval: Duration::from_secs(1),
             history_duration: Retention::default().duration,
             history_max_bytes: Retention::default().max_bytes,
@@ -793,6 +800,8 @@ impl Default for RawConfig {
 
 /// The least `historyMaxBytes`: a large keyframe of a 1080p stream.
 const HISTORY_MIN_BYTES: usize = 256 << 10;
+/// Longest `ingestBatchWindow`: longer would add a visible delay to every stream.
+const MAX_INGEST_BATCH_WINDOW: Duration = Duration::from_millis(20);
 
 /// MediaMTX's `overridePublisher` default.
 const OVERRIDE_PUBLISHER: bool = true;
@@ -862,6 +871,12 @@ impl RawConfig {
         let xdp_stun_burst = problems.take("xdpSTUNBurst", at_least_one(self.xdp_stun_burst));
         if self.keyframe_request_interval.is_zero() {
             problems.add("keyframeRequestInterval", "must be more than 0s, e.g. 1s");
+        }
+        if self.ingest_batch_window > MAX_INGEST_BATCH_WINDOW {
+            problems.add(
+                "ingestBatchWindow",
+                "must be at most 20ms (every packet may wait that long), e.g. 1ms; 0 for none",
+            );
         }
         if self.history_duration.is_zero() {
             problems.add(
@@ -953,6 +968,7 @@ impl RawConfig {
                 webrtc_allow_legacy_srtp: self.webrtc_allow_legacy_srtp,
                 webrtc_max_pending_sessions_per_ip: self.webrtc_max_pending_sessions_per_ip,
                 webrtc_max_pending_sessions: self.webrtc_max_pending_sessions,
+                ingest_batch_window: self.ingest_batch_window,
                 keyframe_request_interval: self.keyframe_request_interval,
                 history: Retention {
                     duration: self.history_duration,
@@ -1341,6 +1357,7 @@ impl From<&Config> for RawConfig {
             webrtc_allow_legacy_srtp: config.webrtc_allow_legacy_srtp,
             webrtc_max_pending_sessions_per_ip: config.webrtc_max_pending_sessions_per_ip,
             webrtc_max_pending_sessions: config.webrtc_max_pending_sessions,
+            ingest_batch_window: config.ingest_batch_window,
             keyframe_request_interval: config.keyframe_request_interval,
             history_duration: config.history.duration,
             history_max_bytes: config.history.max_bytes,
@@ -1688,7 +1705,7 @@ mod tests {
             .collect();
         let config_fields = field_names::<RawConfig>();
         let path_fields = field_names::<RawPath>();
-        assert_eq!(config_fields.len(), 56);
+        assert_eq!(config_fields.len(), 57);
         assert_eq!(
             path_fields,
             [

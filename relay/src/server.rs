@@ -342,6 +342,7 @@ fn start_sources(
             max_payload: config.udp_max_payload_size,
             recv_buffer: config.udp_read_buffer_size,
             history: config.history,
+            batch_window: config.ingest_batch_window,
         },
         lifeline.clone(),
     )?;

@@ -170,6 +170,8 @@ pub struct IngestOptions {
     pub recv_buffer: usize,
     /// historyDuration, historyMaxBytes, keyframeCache: what each track keeps.
     pub history: Retention,
+    /// ingestBatchWindow: passes over the RTP sockets at most this often while busy.
+    pub batch_window: Duration,
 }
 
 impl Default for IngestOptions {
@@ -178,6 +180,7 @@ impl Default for IngestOptions {
             max_payload: 1452,
             recv_buffer: 0,
             history: Retention::default(),
+            batch_window: Duration::ZERO,
         }
     }
 }
@@ -299,13 +302,14 @@ impl Ingest {
         let waker = Waker::new(poll.registry(), WAKE).context("ingest: creating waker")?;
         let (commands, inbox) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
+        let spacing = Spacing::new(opts.batch_window);
         let thread = {
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name("ingest".into())
                 .spawn(move || {
                     lifeline.guard("ingest", &stop, || {
-                        run(poll, &inbox, &wakers, &stop);
+                        run(poll, &inbox, &wakers, spacing, &stop);
                         Ok::<(), std::convert::Infallible>(())
                     })
                 })
@@ -542,7 +546,13 @@ pub fn start(
     Ok((ingest, published))
 }
 
-fn run(mut poll: Poll, inbox: &mpsc::Receiver<Command>, wakers: &Wakers, stop: &AtomicBool) {
+fn run(
+    mut poll: Poll,
+    inbox: &mpsc::Receiver<Command>,
+    wakers: &Wakers,
+    mut spacing: Spacing,
+    stop: &AtomicBool,
+) {
     let mut events = Events::with_capacity(64);
     // One for every source: they are read in turn, and their payloads copied out at once.
     let mut slots = RecvBatch::new(RECV_BATCH);
@@ -576,12 +586,15 @@ fn run(mut poll: Poll, inbox: &mpsc::Receiver<Command>, wakers: &Wakers, stop: &
             demos,
             pending,
         } = &mut inputs;
+        let read = !pending.is_empty();
+        let started = Instant::now();
+        // Each worker is woken once for the whole pass, however many streams fed it.
+        let mut wake = 0;
         pending.retain(|token| {
             rtp.get_mut(token)
-                .is_some_and(|i| drain(i, &mut slots, wakers))
+                .is_some_and(|i| drain(i, &mut slots, &mut wake))
         });
         let now = Instant::now();
-        let mut wake = 0;
         for d in demos {
             let writer = &mut d.writer;
             let sent = d.player.play(now, &mut |p| {
@@ -597,21 +610,53 @@ fn run(mut poll: Poll, inbox: &mpsc::Receiver<Command>, wakers: &Wakers, stop: &
         if wake != 0 {
             wakers.wake(wake);
         }
+        if read {
+            if let Some(until) = spacing.after_pass(started) {
+                std::thread::sleep(until.saturating_duration_since(Instant::now()));
+            }
+        }
     }
 }
 
-/// Takes up to MAX_BATCHES batches from one socket; true when more may be waiting.
-fn drain(input: &mut RtpInput, slots: &mut RecvBatch, wakers: &Wakers) -> bool {
+/// Spaces the ingest's passes over its sockets while streams keep it busy. Without it,
+/// 64 cameras at 30 fps, staggered, wake the ingest and the workers they feed ~2,000
+/// times a second each, for one frame of one stream each time: on a VM a wake-up costs
+/// as much as tens of packets. A pass that follows the one before by less than two
+/// windows is followed by a sleep to one window after it started, so that a busy
+/// ingest makes at most one pass per window, each serving every stream that sent
+/// meanwhile; a lone stream's frames, further apart, are read at once. A packet waits
+/// at most a window longer.
+#[derive(Debug, Clone, Copy)]
+struct Spacing {
+    window: Duration,
+    last: Option<Instant>,
+}
+
+impl Spacing {
+    fn new(window: Duration) -> Spacing {
+        Spacing { window, last: None }
+    }
+
+    /// A pass that read sockets started at `started`: until when to sleep, if at all.
+    fn after_pass(&mut self, started: Instant) -> Option<Instant> {
+        let busy = self
+            .last
+            .is_some_and(|last| started.saturating_duration_since(last) < 2 * self.window);
+        self.last = Some(started);
+        (busy && !self.window.is_zero()).then(|| started + self.window)
+    }
+}
+
+/// Takes up to MAX_BATCHES batches from one socket, adding the workers to wake to
+/// `wake`; true when more may be waiting.
+fn drain(input: &mut RtpInput, slots: &mut RecvBatch, wake: &mut u64) -> bool {
     let (demux, counters) = (&mut input.demux, &input.counters);
     for _ in 0..MAX_BATCHES {
         let arrival = Instant::now();
         let result = input
             .receiver
             .recv_into(slots, &mut |d| demux.on_datagram(d.data, arrival, counters));
-        let wake = demux.take_wake_mask();
-        if wake != 0 {
-            wakers.wake(wake);
-        }
+        *wake |= demux.take_wake_mask();
         match result {
             Ok(n) if n < slots.capacity() => return false,
             Ok(_) => {}

@@ -499,3 +499,34 @@ fn ffmpeg_opus_and_pcmu_on_one_port() {
     );
     assert_eq!((stats.malformed, stats.unknown_payload_type), (0, 0));
 }
+
+/// Passes `gaps_ms` apart (the first at t0): whether a sleep followed each, and to when.
+fn spaced(window_ms: u64, gaps_ms: &[u64]) -> Vec<Option<u64>> {
+    let t0 = Instant::now();
+    let mut spacing = Spacing::new(Duration::from_millis(window_ms));
+    let mut at = 0;
+    let mut sleeps = vec![spacing.after_pass(t0).map(|_| 0)];
+    for gap in gaps_ms {
+        at += gap;
+        let until = spacing.after_pass(t0 + Duration::from_millis(at));
+        sleeps.push(until.map(|u| (u - t0).as_millis() as u64));
+    }
+    sleeps
+}
+
+#[test]
+fn a_busy_ingest_passes_once_per_window_and_a_lone_stream_at_once() {
+    // Streams every 0.5 ms would wake it 2,000 times a second: after the second pass
+    // it sleeps to a window after each start, and the next pass finds data waiting.
+    assert_eq!(
+        spaced(1, &[0, 1, 1, 1]),
+        vec![None, Some(1), Some(2), Some(3), Some(4)]
+    );
+    // One camera's frames, 33 ms apart: never held back.
+    assert_eq!(spaced(1, &[33, 33, 33]), vec![None; 4]);
+    // A frame's packets read in two passes 1 ms apart, then the next frame: the second
+    // pass sleeps (the rest of its frame comes with it), the next frame's does not.
+    assert_eq!(spaced(2, &[1, 32]), vec![None, Some(3), None]);
+    // No window: never.
+    assert_eq!(spaced(0, &[0, 0, 1]), vec![None; 4]);
+}
