@@ -94,6 +94,10 @@ pub struct Args {
     /// each stream is kept beside `historyDuration`).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub keyframe_cache: bool,
+    /// The relay's `ingestBatchWindow` (how long a busy ingest waits between passes over
+    /// the publishers' sockets, e.g. `1ms`; `0s` for none); default: the relay's.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub ingest_batch_window: Option<Duration>,
     /// Seconds measured per run (after a warm-up of 2 s).
     #[arg(long, default_value_t = 15.0)]
     pub window: f64,
@@ -144,6 +148,9 @@ impl Server {
                     } => relay_rtsp_config(streams, url_template, *transport)?,
                 };
                 config.history.keyframe_cache = args.keyframe_cache;
+                if let Some(window) = args.ingest_batch_window {
+                    config.ingest_batch_window = window;
+                }
                 Ok(Server::Relay(Launch::new(&args.relay, &config).start()?))
             }
             ServerKind::Janus => {
