@@ -170,17 +170,20 @@ pub enum Counter {
     PassedFragment = 6,
     /// IPv6 with an extension header before any UDP header (any port): passed.
     PassedIpv6Extension = 7,
-    /// A header (Ethernet, VLAN, IP, UDP) or the first payload byte cut short: passed.
+    /// A header (Ethernet, VLAN, IP, UDP) cut short: passed.
     PassedTruncated = 8,
     /// To the media port from an admitted remote but of no RFC 7983 class: passed.
     PassedOtherClass = 9,
     /// Would have been redirected, but no AF_XDP socket is registered for its RX queue:
     /// passed to the kernel (the redirect's fallback).
     PassedNoSocket = 10,
+    /// To the media port, but the UDP length runs past the IP packet (or is under 8), or
+    /// the IP packet's length past the frame: passed, for the kernel to drop and count.
+    PassedBadLength = 11,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 11] = [
+    pub const ALL: [Counter; 12] = [
         Counter::RedirectedStun,
         Counter::RedirectedDtls,
         Counter::RedirectedRtp,
@@ -192,6 +195,7 @@ impl Counter {
         Counter::PassedTruncated,
         Counter::PassedOtherClass,
         Counter::PassedNoSocket,
+        Counter::PassedBadLength,
     ];
 
     /// Index of this counter in [`COUNTERS_MAP`].
@@ -225,6 +229,7 @@ impl Counter {
             Counter::PassedTruncated => "passed_truncated",
             Counter::PassedOtherClass => "passed_other_class",
             Counter::PassedNoSocket => "passed_no_socket",
+            Counter::PassedBadLength => "passed_bad_length",
         }
     }
 

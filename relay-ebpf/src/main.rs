@@ -191,7 +191,8 @@ fn log_decision(ctx: &XdpContext, counter: Counter, remote: &Remote) {
         Counter::PassedNotOurs
         | Counter::PassedFragment
         | Counter::PassedIpv6Extension
-        | Counter::PassedTruncated => {}
+        | Counter::PassedTruncated
+        | Counter::PassedBadLength => {}
     }
 }
 
@@ -206,7 +207,7 @@ struct Datagram {
 #[inline(always)]
 fn datagram(ctx: &XdpContext) -> Result<Datagram, Counter> {
     let (ether_type, l3) = ether_type(ctx)?;
-    let (ip, l4) = match ether_type {
+    let (ip, l4, ip_end) = match ether_type {
         ETH_P_IP => ipv4_udp(ctx, l3)?,
         ETH_P_IPV6 => ipv6_udp(ctx, l3)?,
         _ => return Err(Counter::PassedNotOurs),
@@ -219,10 +220,16 @@ fn datagram(ctx: &XdpContext) -> Result<Datagram, Counter> {
         return Err(Counter::PassedNotOurs);
     }
     // The UDP length, not the frame length: a short frame's Ethernet padding is not payload.
+    // The datagram must lie within its IP packet, the packet within the frame: the kernel
+    // drops one that claims more than it carries, so such a frame is left to it.
     let udp_len = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
-    let class = if udp_len <= UDP_HLEN {
+    if udp_len < UDP_HLEN || l4 + udp_len > ip_end || !fits(ctx, ip_end) {
+        return Err(Counter::PassedBadLength);
+    }
+    let class = if udp_len == UDP_HLEN {
         Class::Other
     } else {
+        // Inside the frame after the checks above; the verifier wants its own check.
         let [first] = bytes::<1>(ctx, l4 + UDP_HLEN)?;
         classify(*first)
     };
@@ -273,10 +280,10 @@ fn ether_type(ctx: &XdpContext) -> Result<(u16, usize), Counter> {
     Ok((u16::from_be_bytes([vlan[2], vlan[3]]), ETH_HLEN + VLAN_HLEN))
 }
 
-/// The source address (v4-mapped) and the offset of the UDP header of an unfragmented
-/// IPv4 UDP packet.
+/// The source address (v4-mapped), the offset of the UDP header and the offset of the
+/// packet's end (by its total length) of an unfragmented IPv4 UDP packet.
 #[inline(always)]
-fn ipv4_udp(ctx: &XdpContext, l3: usize) -> Result<(RemoteIp, usize), Counter> {
+fn ipv4_udp(ctx: &XdpContext, l3: usize) -> Result<(RemoteIp, usize, usize), Counter> {
     let ip = bytes::<IPV4_MIN_HLEN>(ctx, l3)?;
     let header_len = usize::from(ip[0] & 0x0f) * 4;
     if ip[0] >> 4 != 4 || header_len < IPV4_MIN_HLEN || ip[9] != IPPROTO_UDP {
@@ -285,14 +292,15 @@ fn ipv4_udp(ctx: &XdpContext, l3: usize) -> Result<(RemoteIp, usize), Counter> {
     if u16::from_be_bytes([ip[6], ip[7]]) & IP_MF_AND_OFFSET != 0 {
         return Err(Counter::PassedFragment);
     }
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
     let source = Remote::v4_mapped([ip[12], ip[13], ip[14], ip[15]]);
-    Ok((source, l3 + header_len))
+    Ok((source, l3 + header_len, l3 + total))
 }
 
-/// The source address and the offset of the UDP header of an IPv6 packet whose first
-/// next header is UDP.
+/// The source address, the offset of the UDP header and the offset of the packet's end
+/// (by its payload length) of an IPv6 packet whose first next header is UDP.
 #[inline(always)]
-fn ipv6_udp(ctx: &XdpContext, l3: usize) -> Result<(RemoteIp, usize), Counter> {
+fn ipv6_udp(ctx: &XdpContext, l3: usize) -> Result<(RemoteIp, usize, usize), Counter> {
     let ip = bytes::<IPV6_HLEN>(ctx, l3)?;
     if ip[0] >> 4 != 6 {
         return Err(Counter::PassedNotOurs);
@@ -305,9 +313,16 @@ fn ipv6_udp(ctx: &XdpContext, l3: usize) -> Result<(RemoteIp, usize), Counter> {
         0 | 43 | 44 | 50 | 51 | 60 | 135 | 139 | 140 => return Err(Counter::PassedIpv6Extension),
         _ => return Err(Counter::PassedNotOurs),
     }
+    let payload_len = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
     let mut source = [0; 16];
     source.copy_from_slice(&ip[8..24]);
-    Ok((source, l3 + IPV6_HLEN))
+    Ok((source, l3 + IPV6_HLEN, l3 + IPV6_HLEN + payload_len))
+}
+
+/// Whether the packet holds at least `len` bytes.
+#[inline(always)]
+fn fits(ctx: &XdpContext, len: usize) -> bool {
+    ctx.data() + len <= ctx.data_end()
 }
 
 /// The `N` packet bytes at `offset`, or `PassedTruncated` if the packet ends first.
