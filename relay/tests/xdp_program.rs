@@ -5,7 +5,8 @@
 
 mod common;
 
-use std::net::{Ipv6Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::num::NonZeroU32;
 use std::os::fd::AsFd;
 use std::process::Command;
 use std::thread;
@@ -18,7 +19,9 @@ use common::xdp::{
     XDP_REDIRECT,
 };
 use relay::io::xdp::{XdpError, XdpMode, XdpOptions, XdpProgram};
-use relay_common::{ADMITTED_LEN, ADMITTED_MAP, COUNTERS_MAP, STUN_BUCKETS_MAP, XSK_MAP};
+use relay_common::{
+    ADMITTED_LEN, ADMITTED_MAP, COUNTERS_MAP, STUN_BUCKETS_MAP, STUN_GLOBAL_MAP, XSK_MAP,
+};
 
 #[test]
 fn truncated_headers_pass_and_are_counted() {
@@ -325,6 +328,89 @@ fn unknown_sources_reach_userspace_only_with_stun_within_their_burst() {
 }
 
 #[test]
+fn unknown_sources_share_a_global_stun_budget() {
+    require_root();
+    // All unknown sources: 1 a second, 64 at once, split between the 2 queues of
+    // `options` (test runs arrive on queue 0): 32 at once, one every 2 s. Each source
+    // alone may send far more.
+    let mut program = XdpProgram::load(&XdpOptions {
+        stun_global_rate: NonZeroU32::new(1).unwrap(),
+        stun_global_burst: NonZeroU32::new(64).unwrap(),
+        ..options(XdpMode::Native, 1_000, 1_000)
+    })
+    .unwrap_or_else(|error| panic!("{error}"));
+    let _socket = with_socket(&mut program);
+    let admitted = SocketAddr::from((CLIENT4, CLIENT_PORT));
+    program.admission().unwrap().admit(admitted).unwrap();
+    let (share_burst, share_interval_s) = (32, 2);
+    // STUN from 1000 addresses never seen, one datagram each: the per-source buckets
+    // all let theirs through, the queue's share of the global budget does not.
+    let fresh = |i: u32| {
+        let source = SocketAddr::from((Ipv4Addr::from(0x0a50_0000 + i), 9));
+        Frame::udp(source, &datagram(STUN)).bytes()
+    };
+    let start = Instant::now();
+    let verdicts: Vec<u32> = (0..1_000).map(|i| verdict(&program, &fresh(i))).collect();
+    // The same datagram 1000 times more through the kernel's repeat count: a source
+    // within its own burst, the budget still spent.
+    let (last, _) = test_run(program.fd().unwrap(), &fresh(1_000), 1_000).unwrap();
+    let elapsed = start.elapsed().as_secs();
+    let redirected = verdicts.iter().filter(|&&v| v == XDP_REDIRECT).count() as u64;
+    // The burst first, then at most what the rate refilled meanwhile, however slow the
+    // machine: the bound grows with the time the runs took.
+    assert_eq!(verdicts[..share_burst], [XDP_REDIRECT; 32]);
+    let refilled = elapsed / share_interval_s + 1;
+    let counters = moved(&program);
+    let redirected_stun = counters.iter().find(|c| c.0 == "redirected_stun");
+    let redirected_stun = redirected_stun.map_or(0, |c| c.1);
+    assert!(
+        redirected_stun <= share_burst as u64 + refilled,
+        "{redirected_stun} let through in {elapsed} s: {counters:?}"
+    );
+    assert!(redirected >= share_burst as u64);
+    let dropped = 2_000 - redirected_stun;
+    assert_eq!(
+        counters,
+        [
+            ("redirected_stun", redirected_stun),
+            ("dropped_stun_global_limit", dropped)
+        ]
+    );
+    if refilled == 1 {
+        // Nothing can have refilled in under 2 s: the last of the repeats was dropped.
+        assert_eq!(last, XDP_DROP);
+    }
+
+    // Admitted remotes pass neither limit: all their datagrams, STUN included, go on.
+    for first in [STUN, DTLS, RTP] {
+        let frame = Frame::udp(admitted, &datagram(first)).bytes();
+        assert_eq!(verdict(&program, &frame), XDP_REDIRECT, "{first:#x}");
+    }
+    // A source over its own rate is counted there, and spends none of the budget: of
+    // a share of 2, one is left for the next source.
+    let loud = XdpProgram::load(&XdpOptions {
+        stun_global_rate: NonZeroU32::new(1).unwrap(),
+        stun_global_burst: NonZeroU32::new(4).unwrap(),
+        ..options(XdpMode::Native, 1, 1)
+    })
+    .unwrap_or_else(|error| panic!("{error}"));
+    let start = Instant::now();
+    test_run(loud.fd().unwrap(), &fresh(0), 100).unwrap();
+    let next = verdict(&loud, &fresh(1));
+    // Exact only if no second passed, in which the loud source would get another token.
+    if start.elapsed() < Duration::from_secs(1) {
+        assert_eq!(
+            next, XDP_PASS,
+            "the share's second datagram (no socket: passed)"
+        );
+        assert_eq!(
+            moved(&loud),
+            [("dropped_stun_rate_limit", 99), ("passed_no_socket", 2)]
+        );
+    }
+}
+
+#[test]
 fn stun_buckets_refill_at_the_configured_rate() {
     let mut program = load(4, 1);
     let _socket = with_socket(&mut program);
@@ -497,7 +583,13 @@ fn embedded_program_has_the_maps_relay_common_names() {
         })
         .collect();
     // The kernel keeps the first 15 bytes of a name; .rodata holds the patched config.
-    for name in [ADMITTED_MAP, STUN_BUCKETS_MAP, COUNTERS_MAP, XSK_MAP] {
+    for name in [
+        ADMITTED_MAP,
+        STUN_BUCKETS_MAP,
+        STUN_GLOBAL_MAP,
+        COUNTERS_MAP,
+        XSK_MAP,
+    ] {
         assert!(
             names.iter().any(|n| n == name),
             "no map {name} among {names:?}"

@@ -78,12 +78,14 @@ struct Relay {
 fn relay(net: &Pair, local: SocketAddr, opts: &XskOptions) -> Relay {
     net.relay.enter(|| {
         // Peers here are unknown sources sending STUN-class payloads (see `payload`):
-        // a bucket this large lets all of them through to the socket under test.
+        // buckets this large let all of them through to the socket under test.
         let options = XdpOptions {
             media_port: NonZeroU16::new(local.port()).unwrap(),
             mode: XdpMode::Native,
             stun_rate: NonZeroU32::new(10_000_000).unwrap(),
             stun_burst: NonZeroU32::new(10_000_000).unwrap(),
+            stun_global_rate: NonZeroU32::new(10_000_000).unwrap(),
+            stun_global_burst: NonZeroU32::new(10_000_000).unwrap(),
             queues: NonZeroU32::new(1).unwrap(),
             debug_logs: false,
         };

@@ -19,6 +19,9 @@ pub fn options(mode: XdpMode, stun_rate: u32, stun_burst: u32) -> XdpOptions {
         mode,
         stun_rate: NonZeroU32::new(stun_rate).unwrap(),
         stun_burst: NonZeroU32::new(stun_burst).unwrap(),
+        // Out of reach unless a test sets its own.
+        stun_global_rate: NonZeroU32::new(1_000_000_000).unwrap(),
+        stun_global_burst: NonZeroU32::new(1_000_000_000).unwrap(),
         queues: NonZeroU32::new(2).unwrap(),
         debug_logs: false,
     }
