@@ -1709,7 +1709,7 @@ mod tests {
             .collect();
         let config_fields = field_names::<RawConfig>();
         let path_fields = field_names::<RawPath>();
-        assert_eq!(config_fields.len(), 56);
+        assert_eq!(config_fields.len(), 58);
         assert_eq!(
             path_fields,
             [
