@@ -176,7 +176,8 @@ pub const fn classify(first_byte: u8) -> Class {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Counter {
     /// To the media port, redirected to the RX queue's AF_XDP socket: STUN from an
-    /// admitted remote or, within its source's bucket, from an unknown one.
+    /// admitted remote or, within its source's bucket and the global budget, from an
+    /// unknown one.
     RedirectedStun = 0,
     /// DTLS from an admitted remote, redirected.
     RedirectedDtls = 1,
@@ -435,7 +436,7 @@ mod tests {
             stun_interval_ns: interval,
             stun_tolerance_ns: tolerance,
             ..
-        } = Config::new(1, nz(10), nz(3));
+        } = Config::new(1, nz(10), nz(3), nz(1), nz(1), nz(1));
         let start = 5_000_000_000;
         // A new bucket (tat 0) takes a burst of 3 at one instant, not a 4th.
         let mut tat = 0;

@@ -21,8 +21,8 @@ use std::os::fd::OwnedFd;
 
 use common::netns::require_root;
 use common::xdp::{
-    datagram, ipv4_header, ipv6_header, moved, options, verdict, with_socket, Frame, CLIENT4,
-    CLIENT6, CLIENT_PORT, DTLS, MEDIA_PORT, OTHER, RTCP, RTP, STUN, XDP_DROP, XDP_PASS,
+    admit_clients, datagram, ipv4_header, ipv6_header, moved, options, verdict, with_socket, Frame,
+    CLIENT4, CLIENT6, CLIENT_PORT, DTLS, MEDIA_PORT, OTHER, RTCP, RTP, STUN, XDP_DROP, XDP_PASS,
     XDP_REDIRECT,
 };
 use relay::io::xdp::{XdpMode, XdpProgram};
@@ -43,7 +43,7 @@ fn load() -> XdpProgram {
         .unwrap_or_else(|error| panic!("{error}"))
 }
 
-/// The remotes the runs admit: one IPv4, one IPv6.
+/// The remotes `admit_clients` admits: one IPv4, one IPv6.
 fn admitted() -> HashSet<Remote> {
     [
         SocketAddr::from((CLIENT4, CLIENT_PORT)),
@@ -54,17 +54,11 @@ fn admitted() -> HashSet<Remote> {
     .collect()
 }
 
-/// The program with a socket on RX queue 0 (so redirects take) and `admitted()` admitted.
+/// The program with a socket on RX queue 0 (so redirects take) and the clients admitted.
 fn ready() -> (XdpProgram, OwnedFd) {
     let mut program = load();
     let socket = with_socket(&mut program);
-    let mut admission = program.admission().unwrap();
-    admission
-        .admit(SocketAddr::from((CLIENT4, CLIENT_PORT)))
-        .unwrap();
-    admission
-        .admit(SocketAddr::from((CLIENT6, CLIENT_PORT)))
-        .unwrap();
+    admit_clients(&program);
     (program, socket)
 }
 

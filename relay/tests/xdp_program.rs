@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use common::netns::require_root;
 use common::xdp::{
-    datagram, ipv4_header, ipv6_header, load, moved, options, test_run, verdict, with_socket,
-    Frame, CLIENT4, CLIENT6, CLIENT_PORT, DTLS, OTHER, RTCP, RTP, STUN, XDP_DROP, XDP_PASS,
-    XDP_REDIRECT,
+    admit_clients, datagram, ipv4_header, ipv6_header, load, moved, options, test_run, verdict,
+    with_socket, Frame, CLIENT4, CLIENT6, CLIENT_PORT, DTLS, OTHER, RTCP, RTP, STUN, XDP_DROP,
+    XDP_PASS, XDP_REDIRECT,
 };
 use relay::io::xdp::{XdpError, XdpMode, XdpOptions, XdpProgram};
 use relay_common::{
@@ -64,13 +64,7 @@ fn lengths_that_disagree_with_the_frame_pass_and_are_counted() {
     let mut program = load(10, 5);
     let _socket = with_socket(&mut program);
     // Admitted, so that any slip past the checks would be redirected.
-    let mut admission = program.admission().unwrap();
-    admission
-        .admit(SocketAddr::from((CLIENT4, CLIENT_PORT)))
-        .unwrap();
-    admission
-        .admit(SocketAddr::from((CLIENT6, CLIENT_PORT)))
-        .unwrap();
+    admit_clients(&program);
     let rtp = Frame::v4(RTP).bytes();
     let rtp6 = Frame::v6(RTP).bytes();
     let with = |frame: &[u8], at: usize, value: u16| {

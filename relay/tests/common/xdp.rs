@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::num::{NonZeroU16, NonZeroU32};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
@@ -118,6 +118,16 @@ pub fn load(stun_rate: u32, stun_burst: u32) -> XdpProgram {
     require_root();
     XdpProgram::load(&options(XdpMode::Native, stun_rate, stun_burst))
         .unwrap_or_else(|error| panic!("{error}"))
+}
+
+/// Admits the clients' remotes: `CLIENT4` and `CLIENT6`, port `CLIENT_PORT`.
+pub fn admit_clients(program: &XdpProgram) {
+    let mut admission = program.admission().unwrap();
+    for address in [IpAddr::V4(CLIENT4), IpAddr::V6(CLIENT6)] {
+        admission
+            .admit(SocketAddr::new(address, CLIENT_PORT))
+            .unwrap();
+    }
 }
 
 /// An AF_XDP socket in the program's slot for RX queue 0 (the queue test runs use), so
