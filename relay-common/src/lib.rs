@@ -33,6 +33,11 @@ pub const ADMITTED_VALUE: u8 = 1;
 pub const STUN_BUCKETS_MAP: &str = "STUN_BUCKETS";
 /// Capacity of [`STUN_BUCKETS_MAP`]; the least recently used bucket makes room.
 pub const STUN_BUCKETS_LEN: u32 = 16_384;
+/// `ARRAY` of the global STUN budget of unknown sources, split evenly among the RX
+/// queues: RX queue index -> that queue's share, a token bucket kept as in
+/// [`STUN_BUCKETS_MAP`]. Only the queue's own NAPI context updates its share, so CPUs do
+/// not contend for it. The loader sizes it to the number of queues.
+pub const STUN_GLOBAL_MAP: &str = "STUN_GLOBAL";
 
 /// Set at load time; read once per packet from the program's read-only data, so the
 /// port and the STUN rate cost no map lookup.
@@ -43,6 +48,9 @@ pub struct Config {
     pub stun_interval_ns: u64,
     /// How far ahead of its rate a source may be: `(burst - 1) * stun_interval_ns`.
     pub stun_tolerance_ns: u64,
+    /// The same for one RX queue's share of the global budget ([`STUN_GLOBAL_MAP`]).
+    pub stun_global_interval_ns: u64,
+    pub stun_global_tolerance_ns: u64,
     /// UDP destination port of the relay's media, host byte order. 0 (the value in
     /// the object before patching) matches nothing: every packet passes.
     pub media_port: u16,
@@ -52,12 +60,26 @@ pub struct Config {
 
 impl Config {
     /// The config for `media_port` that lets each unknown source send `stun_rate` STUN
-    /// datagrams per second, `stun_burst` at once.
-    pub const fn new(media_port: u16, stun_rate: NonZeroU32, stun_burst: NonZeroU32) -> Config {
+    /// datagrams per second, `stun_burst` at once, and all of them together
+    /// `global_rate` a second, `global_burst` at once, split evenly among `queues` RX
+    /// queues (each queue's share rounded up to at least one datagram at once).
+    pub const fn new(
+        media_port: u16,
+        stun_rate: NonZeroU32,
+        stun_burst: NonZeroU32,
+        global_rate: NonZeroU32,
+        global_burst: NonZeroU32,
+        queues: NonZeroU32,
+    ) -> Config {
         let stun_interval_ns = 1_000_000_000 / stun_rate.get() as u64;
+        let queues = queues.get() as u64;
+        let stun_global_interval_ns = 1_000_000_000 * queues / global_rate.get() as u64;
+        let share_burst = (global_burst.get() as u64).div_ceil(queues);
         Config {
             stun_interval_ns,
             stun_tolerance_ns: stun_interval_ns * (stun_burst.get() as u64 - 1),
+            stun_global_interval_ns,
+            stun_global_tolerance_ns: stun_global_interval_ns * (share_burst - 1),
             media_port,
             reserved: [0; 6],
         }
@@ -154,7 +176,8 @@ pub const fn classify(first_byte: u8) -> Class {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Counter {
     /// To the media port, redirected to the RX queue's AF_XDP socket: STUN from an
-    /// admitted remote or, within its source's bucket, from an unknown one.
+    /// admitted remote or, within its source's bucket and the global budget, from an
+    /// unknown one.
     RedirectedStun = 0,
     /// DTLS from an admitted remote, redirected.
     RedirectedDtls = 1,
@@ -170,17 +193,23 @@ pub enum Counter {
     PassedFragment = 6,
     /// IPv6 with an extension header before any UDP header (any port): passed.
     PassedIpv6Extension = 7,
-    /// A header (Ethernet, VLAN, IP, UDP) or the first payload byte cut short: passed.
+    /// A header (Ethernet, VLAN, IP, UDP) cut short: passed.
     PassedTruncated = 8,
     /// To the media port from an admitted remote but of no RFC 7983 class: passed.
     PassedOtherClass = 9,
     /// Would have been redirected, but no AF_XDP socket is registered for its RX queue:
     /// passed to the kernel (the redirect's fallback).
     PassedNoSocket = 10,
+    /// To the media port, but the UDP length runs past the IP packet (or is under 8), or
+    /// the IP packet's length past the frame: passed, for the kernel to drop and count.
+    PassedBadLength = 11,
+    /// STUN to the media port from an unknown remote within its source's rate, but over
+    /// the global budget of all unknown sources (its RX queue's share): dropped.
+    DroppedStunGlobalLimit = 12,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 11] = [
+    pub const ALL: [Counter; 13] = [
         Counter::RedirectedStun,
         Counter::RedirectedDtls,
         Counter::RedirectedRtp,
@@ -192,6 +221,8 @@ impl Counter {
         Counter::PassedTruncated,
         Counter::PassedOtherClass,
         Counter::PassedNoSocket,
+        Counter::PassedBadLength,
+        Counter::DroppedStunGlobalLimit,
     ];
 
     /// Index of this counter in [`COUNTERS_MAP`].
@@ -225,6 +256,8 @@ impl Counter {
             Counter::PassedTruncated => "passed_truncated",
             Counter::PassedOtherClass => "passed_other_class",
             Counter::PassedNoSocket => "passed_no_socket",
+            Counter::PassedBadLength => "passed_bad_length",
+            Counter::DroppedStunGlobalLimit => "dropped_stun_global_limit",
         }
     }
 
@@ -234,7 +267,9 @@ impl Counter {
             Counter::RedirectedStun | Counter::RedirectedDtls | Counter::RedirectedRtp => {
                 "redirected"
             }
-            Counter::DroppedUnknownSource | Counter::DroppedStunRateLimit => "dropped",
+            Counter::DroppedUnknownSource
+            | Counter::DroppedStunRateLimit
+            | Counter::DroppedStunGlobalLimit => "dropped",
             _ => "passed",
         }
     }
@@ -342,7 +377,7 @@ mod tests {
     fn shared_types_have_no_padding() {
         // The loader copies these structs' bytes into the kernel: padding would leak
         // uninitialised memory, and the program's layout would disagree.
-        assert_eq!(core::mem::size_of::<Config>(), 8 + 8 + 2 + 6);
+        assert_eq!(core::mem::size_of::<Config>(), 4 * 8 + 2 + 6);
         assert_eq!(core::mem::size_of::<Remote>(), 16 + 2);
         assert_eq!(core::mem::align_of::<Remote>(), 1);
     }
@@ -370,11 +405,29 @@ mod tests {
 
     #[test]
     fn config_turns_rate_and_burst_into_interval_and_tolerance() {
-        let config = Config::new(8189, nz(4), nz(3));
+        let config = Config::new(8189, nz(4), nz(3), nz(2000), nz(2000), nz(1));
         assert_eq!(config.media_port, 8189);
         assert_eq!(config.stun_interval_ns, 250_000_000);
         assert_eq!(config.stun_tolerance_ns, 500_000_000);
-        assert_eq!(Config::new(1, nz(1), nz(1)).stun_tolerance_ns, 0);
+        assert_eq!(config.stun_global_interval_ns, 500_000);
+        assert_eq!(config.stun_global_tolerance_ns, 1999 * 500_000);
+        let one = Config::new(1, nz(1), nz(1), nz(1), nz(1), nz(1));
+        assert_eq!(
+            (one.stun_tolerance_ns, one.stun_global_tolerance_ns),
+            (0, 0)
+        );
+    }
+
+    #[test]
+    fn the_global_budget_is_split_among_the_queues() {
+        // 2000/s over 4 queues: 500/s each; a burst of 10 rounds up to 3 each.
+        let config = Config::new(1, nz(50), nz(100), nz(2000), nz(10), nz(4));
+        assert_eq!(config.stun_global_interval_ns, 2_000_000);
+        assert_eq!(config.stun_global_tolerance_ns, 2 * 2_000_000);
+        // More queues than the burst: still one datagram at once per queue.
+        let config = Config::new(1, nz(50), nz(100), nz(3), nz(2), nz(8));
+        assert_eq!(config.stun_global_interval_ns, 8_000_000_000 / 3);
+        assert_eq!(config.stun_global_tolerance_ns, 0);
     }
 
     #[test]
@@ -383,7 +436,7 @@ mod tests {
             stun_interval_ns: interval,
             stun_tolerance_ns: tolerance,
             ..
-        } = Config::new(1, nz(10), nz(3));
+        } = Config::new(1, nz(10), nz(3), nz(1), nz(1), nz(1));
         let start = 5_000_000_000;
         // A new bucket (tat 0) takes a burst of 3 at one instant, not a 4th.
         let mut tat = 0;

@@ -16,7 +16,7 @@ use aya_ebpf::{
     bindings::xdp_action::{XDP_DROP, XDP_PASS, XDP_REDIRECT},
     helpers::bpf_ktime_get_ns,
     macros::{map, xdp},
-    maps::{HashMap, LruHashMap, PerCpuArray, XskMap},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, XskMap},
     programs::XdpContext,
 };
 use aya_log_ebpf::{
@@ -34,6 +34,8 @@ use relay_common::{
 static RELAY_CONFIG: Config = Config {
     stun_interval_ns: 0,
     stun_tolerance_ns: 0,
+    stun_global_interval_ns: 0,
+    stun_global_tolerance_ns: 0,
     media_port: 0,
     reserved: [0; 6],
 };
@@ -54,6 +56,11 @@ static ADMITTED: HashMap<Remote, u8> = HashMap::with_max_entries(ADMITTED_LEN, 0
 /// STUN token bucket per unknown source address (`relay_common::STUN_BUCKETS_MAP`).
 #[map]
 static STUN_BUCKETS: LruHashMap<RemoteIp, u64> = LruHashMap::with_max_entries(STUN_BUCKETS_LEN, 0);
+
+/// Each RX queue's share of the global STUN budget of unknown sources, a token bucket
+/// (`relay_common::STUN_GLOBAL_MAP`). The loader sizes it to the number of queues.
+#[map]
+static STUN_GLOBAL: Array<u64> = Array::with_max_entries(1, 0);
 
 const ETH_HLEN: usize = 14;
 const VLAN_HLEN: usize = 4;
@@ -98,7 +105,7 @@ pub fn relay(ctx: XdpContext) -> u32 {
 /// The action for a datagram to the media port and the counter that says why.
 #[inline(always)]
 fn decide(ctx: &XdpContext, datagram: &Datagram) -> (u32, Counter) {
-    match steer(datagram) {
+    match steer(ctx, datagram) {
         Verdict::Pass(counter) => (XDP_PASS, counter),
         Verdict::Drop(counter) => (XDP_DROP, counter),
         // XDP_PASS in the flags: a queue with no socket gives the packet to the kernel.
@@ -110,19 +117,26 @@ fn decide(ctx: &XdpContext, datagram: &Datagram) -> (u32, Counter) {
 }
 
 #[inline(always)]
-fn steer(datagram: &Datagram) -> Verdict {
+fn steer(ctx: &XdpContext, datagram: &Datagram) -> Verdict {
     if unsafe { ADMITTED.get(&datagram.remote) }.is_some() {
         return match Counter::redirected(datagram.class) {
             Some(counter) => Verdict::Redirect(counter),
             None => Verdict::Pass(Counter::PassedOtherClass),
         };
     }
-    match datagram.class {
-        Class::Stun if stun_conforms(&datagram.remote.ip) => {
-            Verdict::Redirect(Counter::RedirectedStun)
-        }
-        Class::Stun => Verdict::Drop(Counter::DroppedStunRateLimit),
-        _ => Verdict::Drop(Counter::DroppedUnknownSource),
+    if datagram.class != Class::Stun {
+        return Verdict::Drop(Counter::DroppedUnknownSource);
+    }
+    // SAFETY: a plain helper call.
+    let now = unsafe { bpf_ktime_get_ns() };
+    // The source's own rate first: a few loud sources are held to theirs without
+    // spending the budget that all unknown sources share.
+    if !stun_conforms(&datagram.remote.ip, now) {
+        Verdict::Drop(Counter::DroppedStunRateLimit)
+    } else if !stun_within_global_budget(ctx.rx_queue_index(), now) {
+        Verdict::Drop(Counter::DroppedStunGlobalLimit)
+    } else {
+        Verdict::Redirect(Counter::RedirectedStun)
     }
 }
 
@@ -172,6 +186,13 @@ fn log_decision(ctx: &XdpContext, counter: Counter, remote: &Remote) {
             ip,
             port
         ),
+        Counter::DroppedStunGlobalLimit => debug!(
+            ctx,
+            target: LOG_TARGET,
+            "dropped STUN from {:i} port {}: unknown sources over their global STUN rate",
+            ip,
+            port
+        ),
         Counter::PassedOtherClass => debug!(
             ctx,
             target: LOG_TARGET,
@@ -191,7 +212,8 @@ fn log_decision(ctx: &XdpContext, counter: Counter, remote: &Remote) {
         Counter::PassedNotOurs
         | Counter::PassedFragment
         | Counter::PassedIpv6Extension
-        | Counter::PassedTruncated => {}
+        | Counter::PassedTruncated
+        | Counter::PassedBadLength => {}
     }
 }
 
@@ -206,7 +228,7 @@ struct Datagram {
 #[inline(always)]
 fn datagram(ctx: &XdpContext) -> Result<Datagram, Counter> {
     let (ether_type, l3) = ether_type(ctx)?;
-    let (ip, l4) = match ether_type {
+    let (ip, l4, ip_end) = match ether_type {
         ETH_P_IP => ipv4_udp(ctx, l3)?,
         ETH_P_IPV6 => ipv6_udp(ctx, l3)?,
         _ => return Err(Counter::PassedNotOurs),
@@ -219,10 +241,16 @@ fn datagram(ctx: &XdpContext) -> Result<Datagram, Counter> {
         return Err(Counter::PassedNotOurs);
     }
     // The UDP length, not the frame length: a short frame's Ethernet padding is not payload.
+    // The datagram must lie within its IP packet, the packet within the frame: the kernel
+    // drops one that claims more than it carries, so such a frame is left to it.
     let udp_len = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
-    let class = if udp_len <= UDP_HLEN {
+    if udp_len < UDP_HLEN || l4 + udp_len > ip_end || !fits(ctx, ip_end) {
+        return Err(Counter::PassedBadLength);
+    }
+    let class = if udp_len == UDP_HLEN {
         Class::Other
     } else {
+        // Inside the frame after the checks above; the verifier wants its own check.
         let [first] = bytes::<1>(ctx, l4 + UDP_HLEN)?;
         classify(*first)
     };
@@ -235,9 +263,10 @@ fn datagram(ctx: &XdpContext) -> Result<Datagram, Counter> {
     })
 }
 
-/// Whether STUN from the unknown source `ip` is within its token bucket (and takes a token).
+/// Whether STUN from the unknown source `ip` at `now` is within its token bucket (and
+/// takes a token).
 #[inline(always)]
-fn stun_conforms(ip: &RemoteIp) -> bool {
+fn stun_conforms(ip: &RemoteIp, now: u64) -> bool {
     // SAFETY: as above; the two fields are read separately, no struct copy on the stack.
     let (interval, tolerance) = unsafe {
         (
@@ -245,8 +274,6 @@ fn stun_conforms(ip: &RemoteIp) -> bool {
             core::ptr::read_volatile(&raw const RELAY_CONFIG.stun_tolerance_ns),
         )
     };
-    // SAFETY: a plain helper call.
-    let now = unsafe { bpf_ktime_get_ns() };
     // A bucket updated concurrently on another CPU may lose one token's worth: fine for a
     // rate limit, and cheaper than a lock.
     let tat = STUN_BUCKETS.get_ptr(ip).map_or(0, |tat| unsafe { *tat });
@@ -254,6 +281,32 @@ fn stun_conforms(ip: &RemoteIp) -> bool {
         Some(next) => {
             // A full map evicts its least recently used bucket; insert cannot fail for room.
             let _ = STUN_BUCKETS.insert(ip, next, 0);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Whether STUN from an unknown source on RX queue `queue` at `now` is within that
+/// queue's share of the global budget (and takes a token).
+#[inline(always)]
+fn stun_within_global_budget(queue: u32, now: u64) -> bool {
+    // SAFETY: as in `datagram`.
+    let (interval, tolerance) = unsafe {
+        (
+            core::ptr::read_volatile(&raw const RELAY_CONFIG.stun_global_interval_ns),
+            core::ptr::read_volatile(&raw const RELAY_CONFIG.stun_global_tolerance_ns),
+        )
+    };
+    // A queue past the map (the interface gained queues after loading) has no share.
+    let Some(tat) = STUN_GLOBAL.get_ptr_mut(queue) else {
+        return false;
+    };
+    // SAFETY: the map value is the queue's u64; the queue's packets are handled on one
+    // CPU at a time (one NAPI context per queue).
+    match gcra(unsafe { *tat }, now, interval, tolerance) {
+        Some(next) => {
+            unsafe { *tat = next };
             true
         }
         None => false,
@@ -273,10 +326,10 @@ fn ether_type(ctx: &XdpContext) -> Result<(u16, usize), Counter> {
     Ok((u16::from_be_bytes([vlan[2], vlan[3]]), ETH_HLEN + VLAN_HLEN))
 }
 
-/// The source address (v4-mapped) and the offset of the UDP header of an unfragmented
-/// IPv4 UDP packet.
+/// The source address (v4-mapped), the offset of the UDP header and the offset of the
+/// packet's end (by its total length) of an unfragmented IPv4 UDP packet.
 #[inline(always)]
-fn ipv4_udp(ctx: &XdpContext, l3: usize) -> Result<(RemoteIp, usize), Counter> {
+fn ipv4_udp(ctx: &XdpContext, l3: usize) -> Result<(RemoteIp, usize, usize), Counter> {
     let ip = bytes::<IPV4_MIN_HLEN>(ctx, l3)?;
     let header_len = usize::from(ip[0] & 0x0f) * 4;
     if ip[0] >> 4 != 4 || header_len < IPV4_MIN_HLEN || ip[9] != IPPROTO_UDP {
@@ -285,14 +338,15 @@ fn ipv4_udp(ctx: &XdpContext, l3: usize) -> Result<(RemoteIp, usize), Counter> {
     if u16::from_be_bytes([ip[6], ip[7]]) & IP_MF_AND_OFFSET != 0 {
         return Err(Counter::PassedFragment);
     }
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
     let source = Remote::v4_mapped([ip[12], ip[13], ip[14], ip[15]]);
-    Ok((source, l3 + header_len))
+    Ok((source, l3 + header_len, l3 + total))
 }
 
-/// The source address and the offset of the UDP header of an IPv6 packet whose first
-/// next header is UDP.
+/// The source address, the offset of the UDP header and the offset of the packet's end
+/// (by its payload length) of an IPv6 packet whose first next header is UDP.
 #[inline(always)]
-fn ipv6_udp(ctx: &XdpContext, l3: usize) -> Result<(RemoteIp, usize), Counter> {
+fn ipv6_udp(ctx: &XdpContext, l3: usize) -> Result<(RemoteIp, usize, usize), Counter> {
     let ip = bytes::<IPV6_HLEN>(ctx, l3)?;
     if ip[0] >> 4 != 6 {
         return Err(Counter::PassedNotOurs);
@@ -305,9 +359,16 @@ fn ipv6_udp(ctx: &XdpContext, l3: usize) -> Result<(RemoteIp, usize), Counter> {
         0 | 43 | 44 | 50 | 51 | 60 | 135 | 139 | 140 => return Err(Counter::PassedIpv6Extension),
         _ => return Err(Counter::PassedNotOurs),
     }
+    let payload_len = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
     let mut source = [0; 16];
     source.copy_from_slice(&ip[8..24]);
-    Ok((source, l3 + IPV6_HLEN))
+    Ok((source, l3 + IPV6_HLEN, l3 + IPV6_HLEN + payload_len))
+}
+
+/// Whether the packet holds at least `len` bytes.
+#[inline(always)]
+fn fits(ctx: &XdpContext, len: usize) -> bool {
+    ctx.data() + len <= ctx.data_end()
 }
 
 /// The `N` packet bytes at `offset`, or `PassedTruncated` if the packet ends first.

@@ -120,6 +120,11 @@ pub struct Config {
     pub xdp_stun_rate: NonZeroU32,
     /// `xdpSTUNBurst`: how many of those one address may send at once.
     pub xdp_stun_burst: NonZeroU32,
+    /// `xdpSTUNGlobalRate`: STUN datagrams per second the XDP program lets through from
+    /// all such addresses together (each within its own rate).
+    pub xdp_stun_global_rate: NonZeroU32,
+    /// `xdpSTUNGlobalBurst`: how many of those may come at once.
+    pub xdp_stun_global_burst: NonZeroU32,
 
     /// `readTimeout` (more than 0): how long an HTTP client has to send a request's
     /// header (from when it connects, or from its previous response on a kept-alive
@@ -536,6 +541,10 @@ struct RawConfig {
     xdp_stun_rate: u32,
     #[serde(rename = "xdpSTUNBurst")]
     xdp_stun_burst: u32,
+    #[serde(rename = "xdpSTUNGlobalRate")]
+    xdp_stun_global_rate: u32,
+    #[serde(rename = "xdpSTUNGlobalBurst")]
+    xdp_stun_global_burst: u32,
 
     #[serde(with = "humantime_serde")]
     read_timeout: Duration,
@@ -770,6 +779,8 @@ impl Default for RawConfig {
             xdp_busy_poll: false,
             xdp_stun_rate: 50,
             xdp_stun_burst: 100,
+            xdp_stun_global_rate: 2000,
+            xdp_stun_global_burst: 2000,
             read_timeout: Duration::from_secs(10),
             auth_method: auth::AuthMethod::Internal,
             auth_internal_users: Vec::new(),
@@ -869,6 +880,12 @@ impl RawConfig {
             |n| NonZeroU32::new(n).ok_or("must be at least 1 (0 would refuse every new viewer)");
         let xdp_stun_rate = problems.take("xdpSTUNRate", at_least_one(self.xdp_stun_rate));
         let xdp_stun_burst = problems.take("xdpSTUNBurst", at_least_one(self.xdp_stun_burst));
+        let xdp_stun_global_rate =
+            problems.take("xdpSTUNGlobalRate", at_least_one(self.xdp_stun_global_rate));
+        let xdp_stun_global_burst = problems.take(
+            "xdpSTUNGlobalBurst",
+            at_least_one(self.xdp_stun_global_burst),
+        );
         if self.keyframe_request_interval.is_zero() {
             problems.add("keyframeRequestInterval", "must be more than 0s, e.g. 1s");
         }
@@ -994,6 +1011,8 @@ impl RawConfig {
                 xdp_busy_poll: self.xdp_busy_poll,
                 xdp_stun_rate: xdp_stun_rate?,
                 xdp_stun_burst: xdp_stun_burst?,
+                xdp_stun_global_rate: xdp_stun_global_rate?,
+                xdp_stun_global_burst: xdp_stun_global_burst?,
                 read_timeout: self.read_timeout,
                 auth: auth?,
                 path_defaults,
@@ -1380,6 +1399,8 @@ impl From<&Config> for RawConfig {
             xdp_busy_poll: config.xdp_busy_poll,
             xdp_stun_rate: config.xdp_stun_rate.get(),
             xdp_stun_burst: config.xdp_stun_burst.get(),
+            xdp_stun_global_rate: config.xdp_stun_global_rate.get(),
+            xdp_stun_global_burst: config.xdp_stun_global_burst.get(),
             read_timeout: config.read_timeout,
             // Paths are written whole: pathDefaults changes none of them.
             path_defaults: config.path_defaults.0.clone(),
@@ -1705,7 +1726,7 @@ mod tests {
             .collect();
         let config_fields = field_names::<RawConfig>();
         let path_fields = field_names::<RawPath>();
-        assert_eq!(config_fields.len(), 57);
+        assert_eq!(config_fields.len(), 59);
         assert_eq!(
             path_fields,
             [
@@ -2435,12 +2456,14 @@ mod tests {
         assert!(!config.metrics, "MediaMTX's default");
         assert_eq!(config.metrics_address, "0.0.0.0:9998".parse().unwrap());
         assert_eq!(config.xdp_stun_rate.get(), 50);
+        assert_eq!(config.xdp_stun_global_rate.get(), 2000);
         let config = Config::from_yaml("metricsAddress: 127.0.0.1:9999\n").unwrap();
         assert_eq!(config.metrics_address, "127.0.0.1:9999".parse().unwrap());
-        let e = refused("xdpSTUNRate: 0\nxdpSTUNBurst: 0\n");
+        let e = refused("xdpSTUNRate: 0\nxdpSTUNBurst: 0\nxdpSTUNGlobalRate: 0\n");
         assert!(
             e.contains("xdpSTUNRate: must be at least 1")
-                && e.contains("xdpSTUNBurst: must be at least 1"),
+                && e.contains("xdpSTUNBurst: must be at least 1")
+                && e.contains("xdpSTUNGlobalRate: must be at least 1"),
             "{e}"
         );
     }
@@ -2664,6 +2687,8 @@ mod tests {
              xdpBusyPoll: yes\n\
              xdpSTUNRate: 7\n\
              xdpSTUNBurst: 9\n\
+             xdpSTUNGlobalRate: 300\n\
+             xdpSTUNGlobalBurst: 600\n\
              pathDefaults:\n  source: demo\n  rtpSDP: {}  maxReaders: 4\n\
              paths:\n\
              \x20 demo:\n\
@@ -2686,6 +2711,7 @@ mod tests {
         for line in [
             "webrtcLocalUDPAddress: '[::1]:9189'",
             "xdpSTUNBurst: 9",
+            "xdpSTUNGlobalBurst: 600",
             "webrtcHandshakeTimeout: 1s 500ms",
             "webrtcMaxPendingSessionsPerIP: 0",
             "webrtcMaxPendingSessions: 500",

@@ -730,6 +730,8 @@ fn xdp_plane(
         },
         stun_rate: config.xdp_stun_rate,
         stun_burst: config.xdp_stun_burst,
+        stun_global_rate: config.xdp_stun_global_rate,
+        stun_global_burst: config.xdp_stun_global_burst,
         queues: NonZeroU32::new(queues as u32).context("the interface has no RX queue")?,
         // logLevel debug, or RUST_LOG naming the target: read once, as logs are set up once.
         debug_logs: tracing::enabled!(target: relay_common::LOG_TARGET, tracing::Level::DEBUG),

@@ -6,216 +6,22 @@
 mod common;
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::num::NonZeroU32;
+use std::os::fd::AsFd;
 use std::process::Command;
+use std::thread;
 use std::time::{Duration, Instant};
-use std::{io, thread};
 
 use common::netns::require_root;
-use common::xdp::{moved, options, MEDIA_PORT};
+use common::xdp::{
+    admit_clients, datagram, ipv4_header, ipv6_header, load, moved, options, test_run, verdict,
+    with_socket, Frame, CLIENT4, CLIENT6, CLIENT_PORT, DTLS, OTHER, RTCP, RTP, STUN, XDP_DROP,
+    XDP_PASS, XDP_REDIRECT,
+};
 use relay::io::xdp::{XdpError, XdpMode, XdpOptions, XdpProgram};
-use relay_common::{ADMITTED_LEN, ADMITTED_MAP, COUNTERS_MAP, STUN_BUCKETS_MAP, XSK_MAP};
-
-const XDP_DROP: u32 = 1;
-const XDP_PASS: u32 = 2;
-const XDP_REDIRECT: u32 = 4;
-
-const STUN: u8 = 0x00;
-const DTLS: u8 = 22;
-const RTP: u8 = 0x80;
-const RTCP: u8 = 0x81;
-/// TURN channel data: of no RFC 7983 class the relay serves.
-const OTHER: u8 = 0x40;
-
-const CLIENT4: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
-const CLIENT6: Ipv6Addr = Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 2);
-const CLIENT_PORT: u16 = 40_000;
-
-/// `BPF_PROG_TEST_RUN` over libc: aya 0.14 has no helper for it. The layout is the
-/// `test` member of `union bpf_attr` (linux/bpf.h). The kernel refuses (EINVAL) any
-/// nonzero byte past the last field, so the tail padding is a field, always zero.
-#[repr(C)]
-#[derive(Default)]
-struct TestRunAttr {
-    prog_fd: u32,
-    retval: u32,
-    data_size_in: u32,
-    data_size_out: u32,
-    data_in: u64,
-    data_out: u64,
-    repeat: u32,
-    duration: u32,
-    ctx_size_in: u32,
-    ctx_size_out: u32,
-    ctx_in: u64,
-    ctx_out: u64,
-    flags: u32,
-    cpu: u32,
-    batch_size: u32,
-    tail_padding: u32,
-}
-
-/// Runs `frame` through the program `repeat` times; the verdict of the last run and
-/// the frame as the program left it.
-fn test_run(program: BorrowedFd<'_>, frame: &[u8], repeat: u32) -> io::Result<(u32, Vec<u8>)> {
-    let mut out = vec![0u8; frame.len() + 256];
-    let mut attr = TestRunAttr {
-        prog_fd: program.as_raw_fd() as u32,
-        data_size_in: frame.len() as u32,
-        data_size_out: out.len() as u32,
-        data_in: frame.as_ptr() as u64,
-        data_out: out.as_mut_ptr() as u64,
-        repeat,
-        ..TestRunAttr::default()
-    };
-    // SAFETY: attr points at valid buffers of the sizes it states, for the call's duration.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            libc::c_long::from(10), // BPF_PROG_TEST_RUN
-            &mut attr as *mut TestRunAttr,
-            std::mem::size_of::<TestRunAttr>(),
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    out.truncate(attr.data_size_out as usize);
-    Ok((attr.retval, out))
-}
-
-/// The kernel's verdict on `frame`; asserts the program left the frame as it was.
-fn verdict(program: &XdpProgram, frame: &[u8]) -> u32 {
-    let (verdict, out) = test_run(program.fd().unwrap(), frame, 1)
-        .unwrap_or_else(|error| panic!("BPF_PROG_TEST_RUN of {frame:02x?}: {error}"));
-    assert_eq!(out, frame, "the program changed the frame");
-    verdict
-}
-
-fn load(stun_rate: u32, stun_burst: u32) -> XdpProgram {
-    require_root();
-    XdpProgram::load(&options(XdpMode::Native, stun_rate, stun_burst))
-        .unwrap_or_else(|error| panic!("{error}"))
-}
-
-/// An AF_XDP socket in the program's slot for RX queue 0 (the queue test runs use), so
-/// that a redirect takes (XDP_REDIRECT) instead of falling back to XDP_PASS.
-fn with_socket(program: &mut XdpProgram) -> OwnedFd {
-    // SAFETY: a plain socket call; the descriptor is owned below.
-    let fd = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-    assert!(fd >= 0, "AF_XDP socket: {}", io::Error::last_os_error());
-    // SAFETY: fd is a fresh descriptor nobody else owns.
-    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
-    program
-        .register_socket(0, socket.as_fd())
-        .unwrap_or_else(|error| panic!("{error}"));
-    socket
-}
-
-/// Ethernet (with `tags`: VLAN TPIDs, outermost first) + IP + UDP frames.
-struct Frame {
-    tags: Vec<u16>,
-    source: SocketAddr,
-    destination_port: u16,
-    payload: Vec<u8>,
-}
-
-impl Frame {
-    fn udp(source: SocketAddr, payload: &[u8]) -> Frame {
-        Frame {
-            tags: Vec::new(),
-            source,
-            destination_port: MEDIA_PORT,
-            payload: payload.to_vec(),
-        }
-    }
-
-    fn v4(first_byte: u8) -> Frame {
-        Frame::udp(
-            SocketAddr::from((CLIENT4, CLIENT_PORT)),
-            &datagram(first_byte),
-        )
-    }
-
-    fn v6(first_byte: u8) -> Frame {
-        Frame::udp(
-            SocketAddr::from((CLIENT6, CLIENT_PORT)),
-            &datagram(first_byte),
-        )
-    }
-
-    fn tagged(mut self, tpid: u16) -> Frame {
-        self.tags.push(tpid);
-        self
-    }
-
-    fn for_port(mut self, port: u16) -> Frame {
-        self.destination_port = port;
-        self
-    }
-
-    fn udp_header(&self) -> Vec<u8> {
-        let mut udp = Vec::new();
-        udp.extend(self.source.port().to_be_bytes());
-        udp.extend(self.destination_port.to_be_bytes());
-        udp.extend((8 + self.payload.len() as u16).to_be_bytes());
-        udp.extend([0, 0]); // checksum: the program must not care
-        udp.extend(&self.payload);
-        udp
-    }
-
-    /// The frame, with `ip` as the IP header (it must carry the right EtherType).
-    fn build(&self, ether_type: u16, ip: Vec<u8>, l4: &[u8]) -> Vec<u8> {
-        let mut frame = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2];
-        for (i, tpid) in self.tags.iter().enumerate() {
-            frame.extend(tpid.to_be_bytes());
-            frame.extend((100 + i as u16).to_be_bytes()); // VLAN ID
-        }
-        frame.extend(ether_type.to_be_bytes());
-        frame.extend(ip);
-        frame.extend(l4);
-        frame
-    }
-
-    fn bytes(&self) -> Vec<u8> {
-        let udp = self.udp_header();
-        match self.source {
-            SocketAddr::V4(source) => {
-                self.build(0x0800, ipv4_header(*source.ip(), 17, 0, udp.len()), &udp)
-            }
-            SocketAddr::V6(source) => {
-                self.build(0x86dd, ipv6_header(*source.ip(), 17, udp.len()), &udp)
-            }
-        }
-    }
-}
-
-/// A datagram of the class `first_byte` names, of a plausible size.
-fn datagram(first_byte: u8) -> Vec<u8> {
-    let mut datagram = vec![0u8; 20];
-    datagram[0] = first_byte;
-    datagram
-}
-
-fn ipv4_header(source: Ipv4Addr, protocol: u8, fragment: u16, payload: usize) -> Vec<u8> {
-    let mut ip = vec![0x45, 0];
-    ip.extend((20 + payload as u16).to_be_bytes());
-    ip.extend([0x12, 0x34]); // identification
-    ip.extend(fragment.to_be_bytes());
-    ip.extend([64, protocol, 0, 0]); // TTL, protocol, checksum (not checked)
-    ip.extend(source.octets());
-    ip.extend([10, 77, 0, 1]);
-    ip
-}
-
-fn ipv6_header(source: Ipv6Addr, next_header: u8, payload: usize) -> Vec<u8> {
-    let mut ip = vec![0x60, 0, 0, 0];
-    ip.extend((payload as u16).to_be_bytes());
-    ip.extend([next_header, 64]);
-    ip.extend(source.octets());
-    ip.extend("fd77::1".parse::<Ipv6Addr>().unwrap().octets());
-    ip
-}
+use relay_common::{
+    ADMITTED_LEN, ADMITTED_MAP, COUNTERS_MAP, STUN_BUCKETS_MAP, STUN_GLOBAL_MAP, XSK_MAP,
+};
 
 #[test]
 fn truncated_headers_pass_and_are_counted() {
@@ -235,8 +41,6 @@ fn truncated_headers_pass_and_are_counted() {
         ("IPv6 header", rtp6[..14 + 39].to_vec()),
         ("UDP header (IPv4)", rtp[..14 + 20 + 7].to_vec()),
         ("UDP header (IPv6)", rtp6[..14 + 40 + 7].to_vec()),
-        // The UDP length promises a payload the frame does not have.
-        ("first payload byte", rtp[..14 + 20 + 8].to_vec()),
         // IPv4 options announced (IHL 15: 60 bytes), the frame ends before the UDP header.
         ("IPv4 options", {
             let mut frame = rtp.clone();
@@ -252,6 +56,68 @@ fn truncated_headers_pass_and_are_counted() {
         moved(&program),
         [("passed_truncated", cut.len() as u64)],
         "every cut frame counted as truncated, nothing else"
+    );
+}
+
+#[test]
+fn lengths_that_disagree_with_the_frame_pass_and_are_counted() {
+    let mut program = load(10, 5);
+    let _socket = with_socket(&mut program);
+    // Admitted, so that any slip past the checks would be redirected.
+    admit_clients(&program);
+    let rtp = Frame::v4(RTP).bytes();
+    let rtp6 = Frame::v6(RTP).bytes();
+    let with = |frame: &[u8], at: usize, value: u16| {
+        let mut frame = frame.to_vec();
+        frame[at..at + 2].copy_from_slice(&value.to_be_bytes());
+        frame
+    };
+    let (ip4_total, ip6_payload, udp4_len, udp6_len) = (14 + 2, 14 + 4, 14 + 20 + 4, 14 + 40 + 4);
+    let bad = [
+        // The UDP length promises a payload the frame does not have.
+        ("first payload byte", rtp[..14 + 20 + 8].to_vec()),
+        ("UDP length past the IPv4 packet", with(&rtp, udp4_len, 29)),
+        ("UDP length past the IPv6 packet", with(&rtp6, udp6_len, 29)),
+        ("UDP length under its header", with(&rtp, udp4_len, 7)),
+        ("UDP length 0", with(&rtp6, udp6_len, 0)),
+        (
+            "IPv4 total length past the frame",
+            with(&rtp, ip4_total, 49),
+        ),
+        (
+            "IPv4 total length under the UDP length",
+            with(&rtp, ip4_total, 47),
+        ),
+        (
+            "IPv4 total length under its header",
+            with(&rtp, ip4_total, 19),
+        ),
+        (
+            "IPv6 payload length past the frame",
+            with(&rtp6, ip6_payload, 29),
+        ),
+        (
+            "IPv6 payload length under the UDP length",
+            with(&rtp6, ip6_payload, 27),
+        ),
+    ];
+    for (what, frame) in &bad {
+        assert_eq!(verdict(&program, frame), XDP_PASS, "{what}");
+    }
+    // Ethernet padding after the packet, and a UDP datagram shorter than its packet,
+    // are well formed.
+    let mut padded = rtp.clone();
+    padded.extend([0; 18]);
+    let short_udp = with(&rtp6, udp6_len, 8 + 1);
+    for frame in [&rtp, &rtp6, &padded, &short_udp] {
+        assert_eq!(verdict(&program, frame), XDP_REDIRECT);
+    }
+    assert_eq!(
+        moved(&program),
+        [
+            ("redirected_rtp", 4),
+            ("passed_bad_length", bad.len() as u64)
+        ]
     );
 }
 
@@ -456,6 +322,89 @@ fn unknown_sources_reach_userspace_only_with_stun_within_their_burst() {
 }
 
 #[test]
+fn unknown_sources_share_a_global_stun_budget() {
+    require_root();
+    // All unknown sources: 1 a second, 64 at once, split between the 2 queues of
+    // `options` (test runs arrive on queue 0): 32 at once, one every 2 s. Each source
+    // alone may send far more.
+    let mut program = XdpProgram::load(&XdpOptions {
+        stun_global_rate: NonZeroU32::new(1).unwrap(),
+        stun_global_burst: NonZeroU32::new(64).unwrap(),
+        ..options(XdpMode::Native, 1_000, 1_000)
+    })
+    .unwrap_or_else(|error| panic!("{error}"));
+    let _socket = with_socket(&mut program);
+    let admitted = SocketAddr::from((CLIENT4, CLIENT_PORT));
+    program.admission().unwrap().admit(admitted).unwrap();
+    let (share_burst, share_interval_s) = (32, 2);
+    // STUN from 1000 addresses never seen, one datagram each: the per-source buckets
+    // all let theirs through, the queue's share of the global budget does not.
+    let fresh = |i: u32| {
+        let source = SocketAddr::from((Ipv4Addr::from(0x0a50_0000 + i), 9));
+        Frame::udp(source, &datagram(STUN)).bytes()
+    };
+    let start = Instant::now();
+    let verdicts: Vec<u32> = (0..1_000).map(|i| verdict(&program, &fresh(i))).collect();
+    // The same datagram 1000 times more through the kernel's repeat count: a source
+    // within its own burst, the budget still spent.
+    let (last, _) = test_run(program.fd().unwrap(), &fresh(1_000), 1_000).unwrap();
+    let elapsed = start.elapsed().as_secs();
+    let redirected = verdicts.iter().filter(|&&v| v == XDP_REDIRECT).count() as u64;
+    // The burst first, then at most what the rate refilled meanwhile, however slow the
+    // machine: the bound grows with the time the runs took.
+    assert_eq!(verdicts[..share_burst], [XDP_REDIRECT; 32]);
+    let refilled = elapsed / share_interval_s + 1;
+    let counters = moved(&program);
+    let redirected_stun = counters.iter().find(|c| c.0 == "redirected_stun");
+    let redirected_stun = redirected_stun.map_or(0, |c| c.1);
+    assert!(
+        redirected_stun <= share_burst as u64 + refilled,
+        "{redirected_stun} let through in {elapsed} s: {counters:?}"
+    );
+    assert!(redirected >= share_burst as u64);
+    let dropped = 2_000 - redirected_stun;
+    assert_eq!(
+        counters,
+        [
+            ("redirected_stun", redirected_stun),
+            ("dropped_stun_global_limit", dropped)
+        ]
+    );
+    if refilled == 1 {
+        // Nothing can have refilled in under 2 s: the last of the repeats was dropped.
+        assert_eq!(last, XDP_DROP);
+    }
+
+    // Admitted remotes pass neither limit: all their datagrams, STUN included, go on.
+    for first in [STUN, DTLS, RTP] {
+        let frame = Frame::udp(admitted, &datagram(first)).bytes();
+        assert_eq!(verdict(&program, &frame), XDP_REDIRECT, "{first:#x}");
+    }
+    // A source over its own rate is counted there, and spends none of the budget: of
+    // a share of 2, one is left for the next source.
+    let loud = XdpProgram::load(&XdpOptions {
+        stun_global_rate: NonZeroU32::new(1).unwrap(),
+        stun_global_burst: NonZeroU32::new(4).unwrap(),
+        ..options(XdpMode::Native, 1, 1)
+    })
+    .unwrap_or_else(|error| panic!("{error}"));
+    let start = Instant::now();
+    test_run(loud.fd().unwrap(), &fresh(0), 100).unwrap();
+    let next = verdict(&loud, &fresh(1));
+    // Exact only if no second passed, in which the loud source would get another token.
+    if start.elapsed() < Duration::from_secs(1) {
+        assert_eq!(
+            next, XDP_PASS,
+            "the share's second datagram (no socket: passed)"
+        );
+        assert_eq!(
+            moved(&loud),
+            [("dropped_stun_rate_limit", 99), ("passed_no_socket", 2)]
+        );
+    }
+}
+
+#[test]
 fn stun_buckets_refill_at_the_configured_rate() {
     let mut program = load(4, 1);
     let _socket = with_socket(&mut program);
@@ -628,7 +577,13 @@ fn embedded_program_has_the_maps_relay_common_names() {
         })
         .collect();
     // The kernel keeps the first 15 bytes of a name; .rodata holds the patched config.
-    for name in [ADMITTED_MAP, STUN_BUCKETS_MAP, COUNTERS_MAP, XSK_MAP] {
+    for name in [
+        ADMITTED_MAP,
+        STUN_BUCKETS_MAP,
+        STUN_GLOBAL_MAP,
+        COUNTERS_MAP,
+        XSK_MAP,
+    ] {
         assert!(
             names.iter().any(|n| n == name),
             "no map {name} among {names:?}"

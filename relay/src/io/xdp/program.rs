@@ -25,7 +25,7 @@ use aya::{Ebpf, EbpfLoader};
 use aya_log::EbpfLogger;
 use relay_common::{
     Config, Counter, Remote, ADMITTED_LEN, ADMITTED_MAP, ADMITTED_VALUE, CONFIG_GLOBAL,
-    COUNTERS_MAP, PROGRAM, XSK_MAP,
+    COUNTERS_MAP, PROGRAM, STUN_GLOBAL_MAP, XSK_MAP,
 };
 
 use super::{program, Unavailable};
@@ -54,6 +54,11 @@ pub struct XdpOptions {
     pub stun_rate: NonZeroU32,
     /// STUN datagrams an unknown source address may send at once.
     pub stun_burst: NonZeroU32,
+    /// STUN datagrams per second that all unknown sources together may send (each
+    /// within its own rate first), split evenly among the `queues` RX queues.
+    pub stun_global_rate: NonZeroU32,
+    /// STUN datagrams all unknown sources together may send at once.
+    pub stun_global_burst: NonZeroU32,
     /// RX queues that may get an AF_XDP socket: queue indices `0..queues`.
     pub queues: NonZeroU32,
     /// The program logs what it does with each datagram to the media port at debug
@@ -159,6 +164,9 @@ impl XdpProgram {
             options.media_port.get(),
             options.stun_rate,
             options.stun_burst,
+            options.stun_global_rate,
+            options.stun_global_burst,
+            options.queues,
         );
         // aya-log's level in the program (0: below error, every statement off). The
         // verifier sees the patched value and removes the statements it disables.
@@ -171,6 +179,7 @@ impl XdpProgram {
             .override_global(CONFIG_GLOBAL, &config, true)
             .override_global(aya_log::LEVEL, &log_level, true)
             .map_max_entries(XSK_MAP, options.queues.get())
+            .map_max_entries(STUN_GLOBAL_MAP, options.queues.get())
             .load(object)
             .map_err(|error| from_load_error("creating the XDP program's maps", error))?;
         let xdp = xdp_program(&mut ebpf)?;
