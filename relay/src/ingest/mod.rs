@@ -3,8 +3,9 @@
 //! in [`rtsp`], async tasks on the control plane's runtime).
 //!
 //! One ingest thread serves every demo and RTP source: an epoll set over the RTP sockets (batched
-//! `recvmmsg`) with the demo's next frame as its timeout. Each received batch wakes the
-//! workers reading the tracks it fed once, not once per packet. Sources are added and
+//! `recvmmsg`) with the demo's next frame as its timeout. Each pass over the sockets wakes
+//! the workers reading the tracks it fed once, not once per packet or stream, and a busy
+//! ingest passes at most once per `ingestBatchWindow` ([`Spacing`]). Sources are added and
 //! removed while it runs ([`Ingest::add`], [`Ingest::remove`]): the caller binds, the
 //! thread is handed the socket through a channel and its waker, and owns it from then on.
 
