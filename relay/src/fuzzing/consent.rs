@@ -1,7 +1,5 @@
-//! Drivers of the cargo-fuzz targets in `fuzz/`: each turns the fuzzer's bytes into
-//! inputs for a part of the relay, deterministically, and checks what must hold
-//! whatever comes in. `cargo test` replays the checked-in corpus through them, so an
-//! input that once failed keeps being tried.
+//! `consent_datagrams`: a live viewer's session on two worker cores, fed datagrams from
+//! the viewer and from strangers.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -23,6 +21,8 @@ use crate::track::{Codec, SourcePacket, Track, TrackInfo, TrackWriter};
 use crate::worker::admission::PendingLimits;
 use crate::worker::registry::Registry;
 use crate::worker::{Core, WorkerStats};
+
+use super::{records, start};
 
 const RELAY: &str = "10.9.0.2:8189";
 /// The viewer, from two addresses (it holds the ICE password), and two strangers (they
@@ -53,11 +53,8 @@ fn is_stranger(source: usize) -> bool {
 /// nothing a stranger sends may end the session.
 pub fn consent_datagrams(data: &[u8]) {
     let mut run = ConsentRun::new();
-    let mut rest = data;
-    while let [op, len, tail @ ..] = rest {
-        let (payload, next) = tail.split_at((*len as usize).min(tail.len()));
-        rest = next;
-        run.step(*op, payload);
+    for (op, payload) in records(data) {
+        run.step(op, payload);
     }
 }
 
@@ -215,11 +212,6 @@ impl ConsentRun {
     }
 }
 
-fn start() -> Instant {
-    static START: OnceLock<Instant> = OnceLock::new();
-    *START.get_or_init(Instant::now)
-}
-
 /// One set of eventfds for every run: a fuzzer runs millions.
 fn wakers() -> Arc<Wakers> {
     static WAKERS: OnceLock<Arc<Wakers>> = OnceLock::new();
@@ -256,21 +248,6 @@ fn check(password: &str, use_candidate: bool) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Every input of the checked-in corpus (see docs/architecture.md, "Bad input").
-    #[test]
-    fn the_consent_corpus_replays_clean() {
-        let dir = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../fuzz/corpus/consent_datagrams"
-        );
-        let mut inputs = 0;
-        for entry in std::fs::read_dir(dir).expect("the corpus is checked in") {
-            consent_datagrams(&std::fs::read(entry.unwrap().path()).unwrap());
-            inputs += 1;
-        }
-        assert!(inputs > 0);
-    }
 
     /// The runts of the security report, from each source to each worker, between
     /// the viewer's own checks and SRTCP: the run's checks hold.
