@@ -588,6 +588,7 @@ struct RawConfig {
     #[serde(deserialize_with = "null_default", skip_serializing)]
     api_trusted_proxies: Vec<String>,
 
+    #[serde(deserialize_with = "null_default")]
     path_defaults: RawPath,
     #[serde(deserialize_with = "paths")]
     paths: BTreeMap<String, RawPath>,
@@ -1613,9 +1614,10 @@ fn yes_no_option<'de, D: Deserializer<'de>>(de: D) -> Result<Option<bool>, D::Er
     yes_no(de).map(Some)
 }
 
-/// `paths:` entries may be empty (`cam1:` with nothing under it): all defaults.
+/// `paths:` entries may be empty (`cam1:` with nothing under it): all defaults; so may
+/// `paths:` itself.
 fn paths<'de, D: Deserializer<'de>>(de: D) -> Result<BTreeMap<String, RawPath>, D::Error> {
-    let paths = BTreeMap::<String, Option<RawPath>>::deserialize(de)?;
+    let paths: BTreeMap<String, Option<RawPath>> = null_default(de)?;
     Ok(paths
         .into_iter()
         .map(|(name, path)| (name, path.unwrap_or_default()))
@@ -2558,6 +2560,23 @@ mod tests {
                 ..Config::default()
             });
         }
+    }
+
+    /// Found by the `config_yaml` fuzz target: `pathDefaults:` with every key commented
+    /// out (as in a trimmed mediamtx.yml) loaded, but the API's document of it, written
+    /// as `pathDefaults: null`, did not, so every config change through the API failed.
+    #[test]
+    fn empty_sections_load_written_empty_or_null() {
+        let loaded = Config::load_text(
+            "pathDefaults:\n  # maxReaders: 3\npaths:\n".into(),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(loaded.config, Config::default());
+        let (checked, _) = loaded.document.check(&Overrides::default()).unwrap();
+        assert_eq!(checked, loaded.config);
+        let null = Config::from_yaml("pathDefaults: null\npaths: ~\n").unwrap();
+        assert_eq!(null, Config::default());
     }
 
     /// Writes `config` and reads it back: the same config, and MediaMTX's spellings.
