@@ -2579,6 +2579,15 @@ mod tests {
         assert_eq!(null, Config::default());
     }
 
+    /// Found by the `config_yaml` fuzz target: an empty tagged value (`source: !x`) read
+    /// as "" into the config but as null into the API's document, which then did not load.
+    #[test]
+    fn yaml_tags_are_refused() {
+        let text = "paths:\n  '~^live/(.+)$':\n    source: !publisher\n";
+        let e = Config::load_text(text.into(), &Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("YAML tags"), "{e}");
+    }
+
     /// Writes `config` and reads it back: the same config, and MediaMTX's spellings.
     fn round_trip(config: &Config) -> String {
         let yaml = config.to_yaml();

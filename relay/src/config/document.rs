@@ -59,6 +59,11 @@ impl Document {
         let mut value: Value = serde_yaml_ng::from_str(text)?;
         // `<<: *defaults` as the typed read sees it.
         value.apply_merge()?;
+        if !untagged(&value) {
+            return Err(ConfigError::Yaml(serde::de::Error::custom(
+                "a config file has no use for YAML tags (!name): remove them",
+            )));
+        }
         match value {
             Value::Mapping(keys) => Ok(Document(keys)),
             _ => Err(ConfigError::Yaml(serde::de::Error::custom(
@@ -147,6 +152,18 @@ impl Document {
             Value::Mapping(map) => map,
             _ => unreachable!("made a map above"),
         }
+    }
+}
+
+/// Whether `value` has no tag (`!name`) anywhere. The typed read and this document read a
+/// tagged value differently (an empty `!name` is "" to one and null to the other), so
+/// the API's changes would check a config other than the one that runs.
+fn untagged(value: &Value) -> bool {
+    match value {
+        Value::Tagged(_) => false,
+        Value::Sequence(items) => items.iter().all(untagged),
+        Value::Mapping(keys) => keys.iter().all(|(k, v)| untagged(k) && untagged(v)),
+        _ => true,
     }
 }
 
