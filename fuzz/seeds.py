@@ -154,6 +154,10 @@ for i, block in enumerate(re.findall(r"// v=0\n(?:// .*\n)+", parser)):
     for pick, role, direction in [(0b111110, "whep", "a=recvonly"), (0b000001, "whip", "a=sendonly")]:
         offer = text.replace("a=sendonly", direction)
         write("whep_whip_offer", "browser%d_%s" % (i, role), bytes([pick]) + offer.encode())
+# And the clients' offers of relay's own offer tests (Chromium, Firefox, GStreamer, ffmpeg).
+tests = read("relay/src/session/offer.rs").decode()
+for name, text in re.findall(r'const ([A-Z]+): &str = "(v=0\n.*?)";', tests, re.S):
+    write("whep_whip_offer", name.lower() + "_whep", bytes([0b111110]) + text.replace("\n", "\r\n").encode())
 write("whep_whip_offer", "not_sdp", b"\x02v=0\r\n")
 
 # --- cameras: ffmpeg's SDPs and packets, a GStreamer-style H264 + AAC description ---

@@ -19,7 +19,10 @@ pub fn config_yaml(data: &[u8]) {
     let Ok(loaded) = Config::load_text(text.to_owned(), &overrides) else {
         return;
     };
-    let (again, _) = loaded.document.check(&overrides).expect("the file's keys load");
+    let (again, _) = loaded
+        .document
+        .check(&overrides)
+        .expect("the file's keys load");
     assert_eq!(again, loaded.config);
     round_trips(&loaded.config);
 }
@@ -64,7 +67,10 @@ pub fn api_bodies(data: &[u8]) {
         let shown = config_json(&config);
         if let Some(serde_json::Value::Array(users)) = shown.get("authInternalUsers") {
             for pass in users.iter().filter_map(|u| u.get("pass")?.as_str()) {
-                assert!(pass.is_empty() || pass == REDACTED, "a password shown: {pass}");
+                assert!(
+                    pass.is_empty() || pass == REDACTED,
+                    "a password shown: {pass}"
+                );
             }
         }
         let listed = path_confs(&config)

@@ -106,7 +106,9 @@ pub fn rtcp_compound(data: &[u8]) {
             }
             Feedback::Report(block) => {
                 let arrival = u64::from_be_bytes(*data.first_chunk().unwrap_or(&[0; 8]));
-                if let Some(rtt) = rtcp::round_trip(arrival, block.last_sr, block.delay_since_last_sr) {
+                if let Some(rtt) =
+                    rtcp::round_trip(arrival, block.last_sr, block.delay_since_last_sr)
+                {
                     assert!(rtt <= Duration::from_secs(1 << 15), "{rtt:?}");
                 }
             }
@@ -125,7 +127,10 @@ pub fn rtcp_compound(data: &[u8]) {
     let mut buf = vec![0; 28 + 12 + 4 * cname.len() + 4 + data.len()];
     let ours = rtcp::write_sender_report(&mut buf, &sr, &cname);
     buf.truncate(ours);
-    assert_eq!(rtcp::parse_compound(&buf, &mut |f| panic!("{f:?} in our SR")), Ok(()));
+    assert_eq!(
+        rtcp::parse_compound(&buf, &mut |f| panic!("{f:?} in our SR")),
+        Ok(())
+    );
     buf.extend_from_slice(data);
     let mut again = Vec::new();
     assert_eq!(rtcp::parse_compound(&buf, &mut |f| again.push(f)), result);
@@ -145,8 +150,14 @@ pub fn track_history(data: &[u8]) {
     let Some((&setup, rest)) = data.split_first() else {
         return;
     };
-    let codec = [Codec::H264, Codec::H265, Codec::Vp8, Codec::Vp9, Codec::Av1, Codec::Opus]
-        [usize::from(setup & 7) % 6];
+    let codec = [
+        Codec::H264,
+        Codec::H265,
+        Codec::Vp8,
+        Codec::Vp9,
+        Codec::Av1,
+        Codec::Opus,
+    ][usize::from(setup & 7) % 6];
     let retention = Retention {
         duration: Duration::from_millis(50 << (setup >> 3 & 3)),
         max_bytes: 256 << (2 * (setup >> 5 & 3)),
@@ -177,8 +188,13 @@ pub fn track_history(data: &[u8]) {
         if published {
             assert_eq!(track.head(), head + 1);
             let newest = track.get(head).expect("the newest packet is held");
-            assert_eq!((&newest.payload, newest.marker), (&packet.payload, packet.marker));
-            let found = track.by_seq(newest.seq).expect("found by its sequence number");
+            assert_eq!(
+                (&newest.payload, newest.marker),
+                (&packet.payload, packet.marker)
+            );
+            let found = track
+                .by_seq(newest.seq)
+                .expect("found by its sequence number");
             assert_eq!(found.index, head);
         } else {
             assert_eq!((track.head(), duplicates(&track)), (head, dups + 1));
@@ -202,16 +218,24 @@ pub(super) fn check_track(track: &Track, now: Option<std::time::Instant>) -> Opt
     let (tail, head) = (track.tail(), track.head());
     assert!(tail <= head && head - tail <= MAX_PACKETS);
     let stats = &track.stats;
-    assert_eq!(stats.held_packets.load(Ordering::Relaxed), head - tail.min(head));
+    assert_eq!(
+        stats.held_packets.load(Ordering::Relaxed),
+        head - tail.min(head)
+    );
     let mut bytes = 0;
     for i in tail..head {
-        let p = track.get(i).unwrap_or_else(|| panic!("{i} of {tail}..{head} is gone"));
+        let p = track
+            .get(i)
+            .unwrap_or_else(|| panic!("{i} of {tail}..{head} is gone"));
         assert_eq!(p.index, i);
         bytes += p.payload.len();
     }
     if head > 0 {
         assert_eq!(stats.held_bytes.load(Ordering::Relaxed), bytes as u64);
-        assert!(bytes <= track.retention.max_bytes || head - tail == 1, "{bytes} bytes held");
+        assert!(
+            bytes <= track.retention.max_bytes || head - tail == 1,
+            "{bytes} bytes held"
+        );
     }
     let keyframe = track.last_keyframe();
     if let Some(k) = keyframe {

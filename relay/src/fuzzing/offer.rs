@@ -3,7 +3,6 @@
 //! tracks bound to the answer.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use str0m::change::SdpAnswer;
 
@@ -27,13 +26,7 @@ pub fn whep_whip_offer(data: &[u8]) {
     let Ok(offer) = std::str::from_utf8(offer) else {
         return;
     };
-    let config = SessionConfig {
-        candidates: vec!["10.9.0.2:8189".parse().unwrap()],
-        mtu: 1452,
-        handshake_timeout: Duration::from_secs(10),
-        allow_legacy_srtp: true,
-        keyframe_request_interval: Duration::from_secs(1),
-    };
+    let config = SessionConfig::for_tests();
     let tracks: Vec<Arc<Track>> = [
         (Codec::H264, "packetization-mode=1;profile-level-id=42e01f"),
         (Codec::H265, "profile-id=1;tier-flag=0;level-id=93"),

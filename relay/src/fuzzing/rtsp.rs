@@ -162,16 +162,25 @@ fn check_pieces(format: NalFormat, payload: &Bytes, budget: usize, pieces: &[Byt
         let fu_header = piece[header_len];
         let (first, last) = (i == 0, i == pieces.len() - 1);
         let (was_start, was_end) = match from_fu {
-            true => (payload[header_len] & 0x80 != 0, payload[header_len] & 0x40 != 0),
+            true => (
+                payload[header_len] & 0x80 != 0,
+                payload[header_len] & 0x40 != 0,
+            ),
             false => (true, true),
         };
-        assert_eq!(fu_header & 0x80 != 0, first && was_start, "start bit of {i}");
+        assert_eq!(
+            fu_header & 0x80 != 0,
+            first && was_start,
+            "start bit of {i}"
+        );
         assert_eq!(fu_header & 0x40 != 0, last && was_end, "end bit of {i}");
         if first && !from_fu {
             // The NAL unit header, from the FU indicator (or PayloadHdr) and FU header.
             match format {
                 NalFormat::H264 => whole.push(piece[0] & 0xe0 | fu_header & 0x1f),
-                NalFormat::H265 => whole.extend([piece[0] & 0x81 | (fu_header & 0x3f) << 1, piece[1]]),
+                NalFormat::H265 => {
+                    whole.extend([piece[0] & 0x81 | (fu_header & 0x3f) << 1, piece[1]])
+                }
             }
         }
         whole.extend_from_slice(&piece[header_len + 1..]);

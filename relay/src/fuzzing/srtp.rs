@@ -119,7 +119,10 @@ impl Run {
                 let mut packet = sealed.clone();
                 match open(&mut self.receiver, rtcp, &mut packet) {
                     Ok(len) => {
-                        assert!(must_open, "index {index} of {ssrc} opened: the model refuses it");
+                        assert!(
+                            must_open,
+                            "index {index} of {ssrc} opened: the model refuses it"
+                        );
                         assert_eq!(&packet[..len], &plain[..], "opened to something else");
                         model.accept(ssrc, index);
                     }

@@ -305,7 +305,11 @@ mod tests {
             FFMPEG_H265.replace("RAHBcoYMRiQ=", vps),
             FFMPEG_H265.replace("RAHBcoYMRiQ=", "RA=="),
         ] {
-            assert_eq!(parse(&bad).unwrap_err(), SdpError::BadParameterSets(96), "{bad}");
+            assert_eq!(
+                parse(&bad).unwrap_err(),
+                SdpError::BadParameterSets(96),
+                "{bad}"
+            );
         }
         // Of several, the last of the right type.
         let two = FFMPEG_H265.replace(vps, &format!("{vps},RAHBcoYMRiQ="));
