@@ -23,8 +23,11 @@ pub use offer::whep_whip_offer;
 pub use rtsp::rtsp_camera;
 pub use srtp::srtp_open;
 
+/// A target's driver: one input, checked.
+pub type Driver = fn(&[u8]);
+
 /// Every target by its name in `fuzz/fuzz_targets` and `fuzz/corpus`.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Driver)] = &[
     ("consent_datagrams", consent_datagrams),
     ("rtp_ingest", rtp_ingest),
     ("rtcp_compound", rtcp_compound),

@@ -142,7 +142,7 @@ fn check_pieces(format: NalFormat, payload: &Bytes, budget: usize, pieces: &[Byt
         assert!(piece.len() <= budget, "{} bytes for {budget}", piece.len());
     }
     if payload.len() <= budget {
-        return assert_eq!(pieces, [payload.clone()]);
+        return assert_eq!(pieces, std::slice::from_ref(payload));
     }
     let (fu, header_len) = match format {
         NalFormat::H264 => (h264::FU_A, 1),
