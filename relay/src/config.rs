@@ -488,9 +488,14 @@ struct RawConfig {
     webrtc_local_udp_address: String,
     #[serde(rename = "webrtcIPsFromInterfaces", deserialize_with = "yes_no")]
     webrtc_ips_from_interfaces: bool,
-    #[serde(rename = "webrtcIPsFromInterfacesList")]
+    #[serde(
+        rename = "webrtcIPsFromInterfacesList",
+        deserialize_with = "null_default"
+    )]
     webrtc_ips_from_interfaces_list: Vec<String>,
+    #[serde(deserialize_with = "null_default")]
     webrtc_additional_hosts: Vec<String>,
+    #[serde(deserialize_with = "null_default")]
     webrtc_allow_origins: Vec<String>,
     #[serde(with = "humantime_serde")]
     webrtc_handshake_timeout: Duration,
@@ -528,6 +533,7 @@ struct RawConfig {
     #[serde(deserialize_with = "yes_no")]
     api: bool,
     api_address: String,
+    #[serde(deserialize_with = "null_default")]
     api_allow_origins: Vec<String>,
 
     workers: usize,
@@ -603,6 +609,7 @@ struct RawConfig {
     #[serde(deserialize_with = "null_default", skip_serializing)]
     api_trusted_proxies: Vec<String>,
 
+    #[serde(deserialize_with = "null_default")]
     path_defaults: RawPath,
     #[serde(deserialize_with = "paths")]
     paths: BTreeMap<String, RawPath>,
@@ -1651,9 +1658,10 @@ fn yes_no_option<'de, D: Deserializer<'de>>(de: D) -> Result<Option<bool>, D::Er
     yes_no(de).map(Some)
 }
 
-/// `paths:` entries may be empty (`cam1:` with nothing under it): all defaults.
+/// `paths:` entries may be empty (`cam1:` with nothing under it): all defaults; so may
+/// `paths:` itself.
 fn paths<'de, D: Deserializer<'de>>(de: D) -> Result<BTreeMap<String, RawPath>, D::Error> {
-    let paths = BTreeMap::<String, Option<RawPath>>::deserialize(de)?;
+    let paths: BTreeMap<String, Option<RawPath>> = null_default(de)?;
     Ok(paths
         .into_iter()
         .map(|(name, path)| (name, path.unwrap_or_default()))
@@ -2598,6 +2606,55 @@ mod tests {
                 ..Config::default()
             });
         }
+    }
+
+    /// Found by the `config_yaml` fuzz target: `pathDefaults:` (or `apiAllowOrigins:`) with
+    /// every entry commented out, as in a trimmed mediamtx.yml, loaded, but the API's
+    /// document of it, written as `pathDefaults: null`, did not, so every config change
+    /// through the API failed.
+    #[test]
+    fn empty_sections_load_written_empty_or_null() {
+        let loaded = Config::load_text(
+            "pathDefaults:\n  # maxReaders: 3\npaths:\n".into(),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(loaded.config, Config::default());
+        let (checked, _) = loaded.document.check(&Overrides::default()).unwrap();
+        assert_eq!(checked, loaded.config);
+        let null = Config::from_yaml("pathDefaults: null\npaths: ~\n").unwrap();
+        assert_eq!(null, Config::default());
+        // And lists, which an empty value makes empty.
+        for key in [
+            "webrtcIPsFromInterfacesList",
+            "webrtcAdditionalHosts",
+            "webrtcAllowOrigins",
+            "apiAllowOrigins",
+        ] {
+            let empty = Config::from_yaml(&format!("{key}:\n")).unwrap();
+            assert_eq!(Config::from_yaml(&format!("{key}: null\n")).unwrap(), empty);
+        }
+    }
+
+    /// Found by the `config_yaml` fuzz target: an empty tagged value (`source: !x`) read
+    /// as "" into the config but as null into the API's document, which then did not load.
+    #[test]
+    fn yaml_tags_are_refused() {
+        let text = "paths:\n  '~^live/(.+)$':\n    source: !publisher\n";
+        let e = Config::load_text(text.into(), &Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("YAML tags"), "{e}");
+    }
+
+    /// Found by the `config_yaml` fuzz target: path names that YAML reads as numbers
+    /// (`01`, `.5`) were renamed by the API's document (`1`, `0.5`).
+    #[test]
+    fn the_documents_path_names_are_the_files() {
+        let text = "paths:\n  01:\n    source: demo\n  .5:\n  cam:\n";
+        let loaded = Config::load_text(text.into(), &Overrides::default()).unwrap();
+        let (checked, _) = loaded.document.check(&Overrides::default()).unwrap();
+        assert_eq!(checked, loaded.config);
+        let names: Vec<&String> = checked.paths.keys().collect();
+        assert_eq!(names, [".5", "01", "cam"]);
     }
 
     /// Writes `config` and reads it back: the same config, and MediaMTX's spellings.

@@ -151,7 +151,7 @@ async fn authenticate(State(gate): State<Arc<Gate>>, request: Request, next: Nex
 
 /// Why a request failed, as MediaMTX answers it.
 #[derive(Debug, thiserror::Error)]
-enum ApiError {
+pub(crate) enum ApiError {
     /// 400
     #[error("{0}")]
     BadRequest(String),
@@ -208,7 +208,7 @@ async fn info(State(app): AppState) -> Json<json::Info> {
 
 /// The config as MediaMTX's JSON: the keys of relay's config file, as it writes them,
 /// with the users' passwords redacted as MediaMTX redacts them.
-fn config_json(config: &Config) -> serde_json::Map<String, serde_json::Value> {
+pub(crate) fn config_json(config: &Config) -> serde_json::Map<String, serde_json::Value> {
     let mut keys = match serde_json::to_value(config) {
         Ok(serde_json::Value::Object(map)) => map,
         other => unreachable!("a config serializes to a map, not {other:?}"),
@@ -227,7 +227,7 @@ fn config_json(config: &Config) -> serde_json::Map<String, serde_json::Value> {
 }
 
 /// What a password reads as in the API's answers.
-const REDACTED: &str = "<redacted>";
+pub(crate) const REDACTED: &str = "<redacted>";
 
 async fn config_global(State(app): AppState) -> Json<serde_json::Value> {
     let mut global = config_json(&app.backend.config());
@@ -242,7 +242,7 @@ async fn config_path_defaults(State(app): AppState) -> Json<serde_json::Value> {
 }
 
 /// Each configured path's keys, with its `name` (MediaMTX's `PathConf`).
-fn path_confs(config: &Config) -> Vec<serde_json::Value> {
+pub(crate) fn path_confs(config: &Config) -> Vec<serde_json::Value> {
     let Some(serde_json::Value::Object(paths)) = config_json(config).remove("paths") else {
         return Vec::new();
     };
@@ -276,11 +276,11 @@ async fn config_paths_get(
 }
 
 /// A change's body: a JSON object of MediaMTX's keys.
-type Keys = serde_json::Map<String, serde_json::Value>;
+pub(crate) type Keys = serde_json::Map<String, serde_json::Value>;
 
 /// Reads a change's body, refusing what is not a JSON object with a 400 that says so
 /// (axum's own `Json` rejection is not MediaMTX's error object).
-fn keys(body: &[u8]) -> Result<Keys, ApiError> {
+pub(crate) fn keys(body: &[u8]) -> Result<Keys, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
         ApiError::BadRequest(format!(
             "the body must be a JSON object of config keys: {e}"

@@ -4,6 +4,8 @@
 //! the changes are made to the file's keys and the whole is then checked again like a
 //! file: a change is accepted exactly when a file with it would load.
 
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
 use serde_json::{Map, Value as Json};
 use serde_yaml_ng::{Mapping, Value};
 
@@ -59,12 +61,27 @@ impl Document {
         let mut value: Value = serde_yaml_ng::from_str(text)?;
         // `<<: *defaults` as the typed read sees it.
         value.apply_merge()?;
-        match value {
-            Value::Mapping(keys) => Ok(Document(keys)),
-            _ => Err(ConfigError::Yaml(serde::de::Error::custom(
-                "a config file is a map of keys (key: value), not a single value or a list",
-            ))),
+        if !untagged(&value) {
+            return Err(ConfigError::Yaml(serde::de::Error::custom(
+                "a config file has no use for YAML tags (!name): remove them",
+            )));
         }
+        let Value::Mapping(mut keys) = value else {
+            return Err(ConfigError::Yaml(serde::de::Error::custom(
+                "a config file is a map of keys (key: value), not a single value or a list",
+            )));
+        };
+        if let Some(Value::Mapping(paths)) = keys.get_mut("paths") {
+            let names: PathNames = serde_yaml_ng::from_str(text)?;
+            if names.paths.len() == paths.len() {
+                *paths = std::mem::take(paths)
+                    .into_iter()
+                    .zip(names.paths)
+                    .map(|((_, path), name)| (name.into(), path))
+                    .collect();
+            }
+        }
+        Ok(Document(keys))
     }
 
     /// What relay runs without a file: one path, `demo`.
@@ -147,6 +164,49 @@ impl Document {
             Value::Mapping(map) => map,
             _ => unreachable!("made a map above"),
         }
+    }
+}
+
+/// The path names of a file as the typed read takes them (text, in the file's order). A
+/// YAML value takes `01` or `.5` for a number, which would rename the path when written
+/// back, and the API would not find it by its name.
+#[derive(Deserialize)]
+struct PathNames {
+    #[serde(default, deserialize_with = "names")]
+    paths: Vec<String>,
+}
+
+fn names<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error> {
+    struct Names;
+    impl<'de> Visitor<'de> for Names {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a map of paths")
+        }
+        fn visit_unit<E>(self) -> Result<Vec<String>, E> {
+            Ok(Vec::new())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<String>, A::Error> {
+            let mut names = Vec::new();
+            while let Some(name) = map.next_key()? {
+                map.next_value::<IgnoredAny>()?;
+                names.push(name);
+            }
+            Ok(names)
+        }
+    }
+    de.deserialize_any(Names)
+}
+
+/// Whether `value` has no tag (`!name`) anywhere. The typed read and this document read a
+/// tagged value differently (an empty `!name` is "" to one and null to the other), so
+/// the API's changes would check a config other than the one that runs.
+fn untagged(value: &Value) -> bool {
+    match value {
+        Value::Tagged(_) => false,
+        Value::Sequence(items) => items.iter().all(untagged),
+        Value::Mapping(keys) => keys.iter().all(|(k, v)| untagged(k) && untagged(v)),
+        _ => true,
     }
 }
 

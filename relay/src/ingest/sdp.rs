@@ -6,7 +6,7 @@ use std::io::Cursor;
 use base64::Engine;
 use bytes::Bytes;
 
-use crate::track::{fmtp, h264, Codec, ParameterSets, TrackInfo};
+use crate::track::{fmtp, h264, h265, Codec, ParameterSets, TrackInfo};
 
 /// One payload type announced by the SDP.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,15 +207,24 @@ fn sprop_parameter_sets(fmtp: &str, pt: u8) -> Result<Option<ParameterSets>, Sdp
     }
 }
 
-/// RFC 7798 7.1 `sprop-vps`, `sprop-sps`, `sprop-pps`: all three or none.
+/// RFC 7798 7.1 `sprop-vps`, `sprop-sps`, `sprop-pps`: all three or none, each with a
+/// NAL unit of its type (an empty or misplaced one would go to viewers before keyframes).
 fn h265_sprops(fmtp: &str, pt: u8) -> Result<Option<ParameterSets>, SdpError> {
-    let last = |key| -> Result<Option<Bytes>, SdpError> {
+    let last = |key, nal_type| -> Result<Option<Bytes>, SdpError> {
         let Some(value) = fmtp::param(fmtp, key) else {
             return Ok(None);
         };
-        Ok(base64_nal_units(value, pt)?.pop())
+        let nal = base64_nal_units(value, pt)?
+            .into_iter()
+            .rfind(|nal| nal.len() >= 2 && h265::nal_type(nal[0]) == nal_type);
+        nal.map(Some).ok_or(SdpError::BadParameterSets(pt))
     };
-    match (last("sprop-vps")?, last("sprop-sps")?, last("sprop-pps")?) {
+    let (vps, sps, pps) = (
+        last("sprop-vps", h265::NAL_VPS)?,
+        last("sprop-sps", h265::NAL_SPS)?,
+        last("sprop-pps", h265::NAL_PPS)?,
+    );
+    match (vps, sps, pps) {
         (None, None, None) => Ok(None),
         (Some(vps), Some(sps), Some(pps)) => Ok(Some(ParameterSets {
             vps: Some(vps),
@@ -284,6 +293,28 @@ mod tests {
         // Two of the three are no usable set.
         let partial = FFMPEG_H265.replace("sprop-vps", "x-vps");
         assert_eq!(parse(&partial).unwrap_err(), SdpError::BadParameterSets(96));
+    }
+
+    /// Found by the `rtsp_camera` fuzz target's check that parameter sets are NAL units
+    /// of their type: an empty `sprop-vps`, or a VPS given as the PPS, was taken as is.
+    #[test]
+    fn h265_parameter_sets_must_be_nal_units_of_their_type() {
+        let vps = "QAEMAf//BAgAAAMAnggAAAMAADyVmAk=";
+        for bad in [
+            FFMPEG_H265.replace(vps, ""),
+            FFMPEG_H265.replace("RAHBcoYMRiQ=", vps),
+            FFMPEG_H265.replace("RAHBcoYMRiQ=", "RA=="),
+        ] {
+            assert_eq!(
+                parse(&bad).unwrap_err(),
+                SdpError::BadParameterSets(96),
+                "{bad}"
+            );
+        }
+        // Of several, the last of the right type.
+        let two = FFMPEG_H265.replace(vps, &format!("{vps},RAHBcoYMRiQ="));
+        let sets = parse(&two).unwrap()[0].parameter_sets.clone().unwrap();
+        assert_eq!(h265::nal_type(sets.vps.unwrap()[0]), h265::NAL_VPS);
     }
 
     fn session(media: &str) -> String {

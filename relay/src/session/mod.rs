@@ -68,6 +68,20 @@ pub struct SessionConfig {
     pub keyframe_request_interval: Duration,
 }
 
+#[cfg(any(test, feature = "fuzzing"))]
+impl SessionConfig {
+    /// What tests and fuzz targets answer offers with: one host candidate, 10.9.0.2:8189.
+    pub fn for_tests() -> SessionConfig {
+        SessionConfig {
+            candidates: vec!["10.9.0.2:8189".parse().unwrap()],
+            mtu: 1452,
+            handshake_timeout: Duration::from_secs(10),
+            allow_legacy_srtp: true,
+            keyframe_request_interval: Duration::from_secs(1),
+        }
+    }
+}
+
 /// One track sent on one m-line of the viewer's session.
 #[derive(Debug, Clone)]
 pub struct Binding {

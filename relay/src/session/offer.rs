@@ -328,7 +328,7 @@ fn excerpt(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::time::{Duration, Instant};
+    use std::time::Instant;
 
     use str0m::change::SdpOffer;
     use str0m::media::{Direction, MediaKind};
@@ -514,13 +514,7 @@ a=fmtp:106 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01
             crate::track::history::Retention::default(),
         )
         .0;
-        let config = SessionConfig {
-            candidates: vec!["10.9.0.2:8189".parse().unwrap()],
-            mtu: 1452,
-            handshake_timeout: Duration::from_secs(10),
-            allow_legacy_srtp: true,
-            keyframe_request_interval: Duration::from_secs(1),
-        };
+        let config = SessionConfig::for_tests();
         for offer in [CHROMIUM, FIREFOX, GSTREAMER, FFMPEG] {
             let offer = offer.replace('\n', "\r\n");
             let (session, answer) =

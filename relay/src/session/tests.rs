@@ -45,13 +45,7 @@ fn client(video: bool, audio: bool) -> (Rtc, String, str0m::change::SdpPendingOf
 }
 
 fn config() -> SessionConfig {
-    SessionConfig {
-        candidates: vec![RELAY.parse().unwrap()],
-        mtu: 1452,
-        handshake_timeout: Duration::from_secs(10),
-        allow_legacy_srtp: true,
-        keyframe_request_interval: Duration::from_secs(1),
-    }
+    SessionConfig::for_tests()
 }
 
 /// A video-only client and our session answering it, ICE and DTLS not yet run.

@@ -131,12 +131,50 @@ struct Carried {
     how: Carry,
 }
 
-enum Carry {
+pub(crate) enum Carry {
     /// The camera's payloads as they are, re-cut only where over udpMaxPayloadSize
     /// (with the sequence numbers the extra pieces take), and for other codecs as is.
     Passthrough { shift: u16 },
     /// AAC, which browsers do not play, transcoded once to Opus.
     Transcoded(Box<AacToOpus>, OpusSource),
+}
+
+impl Carry {
+    /// Passes one of the camera's packets to `writer`: H264 and H265 payloads re-cut to
+    /// `budget` bytes, AAC transcoded, the rest as it came.
+    pub(crate) fn push(
+        &mut self,
+        writer: &mut TrackWriter,
+        budget: usize,
+        p: SourcePacket,
+    ) -> Result<(), fragment::FragmentError> {
+        match (self, NalFormat::of(writer.track().info.codec)) {
+            (Carry::Passthrough { shift }, Some(format)) => {
+                let pieces = fragment::fit(format, p.payload, budget)?;
+                let last = pieces.len() - 1;
+                for (i, piece) in pieces.into_iter().enumerate() {
+                    writer.push(SourcePacket {
+                        seq: p.seq.wrapping_add(*shift).wrapping_add(i as u16),
+                        marker: p.marker && i == last,
+                        payload: piece,
+                        ..p
+                    });
+                }
+                *shift = shift.wrapping_add(last as u16);
+            }
+            (Carry::Passthrough { .. }, None) => {
+                writer.push(p);
+            }
+            (Carry::Transcoded(aac, opus), _) => {
+                aac.push(p.timestamp, p.marker, &p.payload, &mut |frame| {
+                    let mut packet = opus.packet(frame, p.arrival);
+                    packet.ssrc = p.ssrc;
+                    writer.push(packet);
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 impl RtspSource {
@@ -376,47 +414,21 @@ impl RtspSource {
         let ssrc = header.ssrc().wrapping_add(self.connections);
         let (seq, timestamp, marker) =
             (header.sequence_number(), header.timestamp(), header.mark());
-        let payload = packet.into_payload_bytes();
-        let arrival = std::time::Instant::now();
+        let packet = SourcePacket {
+            ssrc,
+            seq,
+            timestamp,
+            marker,
+            payload: packet.into_payload_bytes(),
+            arrival: std::time::Instant::now(),
+        };
         self.counters.received.fetch_add(1, Ordering::Relaxed);
-        let format = NalFormat::of(writer.track().info.codec);
-        match (how, format) {
-            (Carry::Passthrough { shift }, Some(format)) => {
-                let budget = self.opts.max_payload - PACKET_OVERHEAD;
-                let Ok(pieces) = fragment::fit(format, payload, budget) else {
-                    self.counters.malformed.fetch_add(1, Ordering::Relaxed);
-                    return 0;
-                };
-                let last = pieces.len() - 1;
-                for (i, piece) in pieces.into_iter().enumerate() {
-                    writer.push(SourcePacket {
-                        ssrc,
-                        seq: seq.wrapping_add(*shift).wrapping_add(i as u16),
-                        timestamp,
-                        marker: marker && i == last,
-                        payload: piece,
-                        arrival,
-                    });
-                }
-                *shift = shift.wrapping_add(last as u16);
-            }
-            (Carry::Passthrough { .. }, None) => {
-                writer.push(SourcePacket {
-                    ssrc,
-                    seq,
-                    timestamp,
-                    marker,
-                    payload,
-                    arrival,
-                });
-            }
-            (Carry::Transcoded(aac, opus), _) => {
-                aac.push(timestamp, marker, &payload, &mut |frame| {
-                    let mut packet = opus.packet(frame, arrival);
-                    packet.ssrc = ssrc;
-                    writer.push(packet);
-                });
-            }
+        if how
+            .push(writer, self.opts.max_payload - PACKET_OVERHEAD, packet)
+            .is_err()
+        {
+            self.counters.malformed.fetch_add(1, Ordering::Relaxed);
+            return 0;
         }
         writer.track().readers()
     }
