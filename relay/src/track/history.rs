@@ -141,7 +141,10 @@ impl Arena {
         if !self.chunk.as_ref().is_some_and(room) {
             self.next_chunk(payload.len(), history_bytes);
         }
-        let chunk = self.chunk.as_mut().expect("next_chunk leaves a chunk with room");
+        let chunk = self
+            .chunk
+            .as_mut()
+            .expect("next_chunk leaves a chunk with room");
         chunk.extend_from_slice(payload);
         chunk.split().freeze()
     }
@@ -205,7 +208,11 @@ mod tests {
         // Fills the 4 KiB chunk, then needs the next: the first is still read (`kept`).
         let filler: Vec<Bytes> = (0..2).map(|_| arena.store(&[3; 1000], 0)).collect();
         let second = arena.store(&[4; 1000], 0);
-        assert_ne!(second.as_ptr(), first_chunk, "a chunk still read was reused");
+        assert_ne!(
+            second.as_ptr(),
+            first_chunk,
+            "a chunk still read was reused"
+        );
         assert_eq!(&kept[..], &[2; 1000][..]);
         // Everything in the first chunk let go: the next chunk is the first again.
         drop((kept, filler));
