@@ -39,11 +39,13 @@ const RX_BATCH: u32 = 64;
 /// Kicks per flush at most: copy mode sends only inside them, and says EAGAIN while
 /// its per-call budget runs out or the driver's queue is busy.
 const MAX_KICKS: u32 = 64;
-/// Frames queued before the sender flushes on its own. The frames a flush completes go
-/// back on top of the free list and are the next ones written, so the sender's working
-/// set stays this many frames (256 KiB of 2 KiB frames, within L2), not a burst's
-/// thousands: sealing into a frame that left the cache long ago costs a read of it
-/// from memory first. The price is a kick per this many frames.
+/// Frames queued before the sender flushes on its own, rather than a whole burst (a
+/// frame of video to 1000 viewers is thousands of frames): completed frames go back on
+/// top of the free list and are the next ones written, so the fan-out writes into
+/// frames the device has just given back, not ones that left the cache long ago. In
+/// copy mode a frame completes only once the device has freed its copy (on veth: once
+/// the peer has read it), so the working set is what is in flight, not this many. The
+/// price is a kick per this many frames.
 pub const TX_BATCH: u32 = 128;
 /// How long a send may wait for the device when every frame or ring slot is in flight,
 /// in steps of TX_WAIT_STEP.
