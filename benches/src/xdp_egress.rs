@@ -11,7 +11,7 @@
 //! media and the tool checks its continuity.
 //!
 //! The stream is what a camera sends: `relay-bench publish`'s ~2 Mbit/s 720p30 H264 clip
-//! (about 9 packets per frame), pushed over RTP to the relay inside its namespace.
+//! (about 9 packets per frame), pushed over RTP to the relay from the viewers' side.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -40,7 +40,7 @@ use crate::xdp_sink::XdpSink;
 
 /// The relay's media port (XDP mode needs a fixed one).
 pub const MEDIA_PORT: u16 = 8189;
-/// Where the publisher pushes the stream, on the relay namespace's loopback.
+/// Where the publisher pushes the stream, on the relay's address.
 const PUSH_PORT: u16 = 5004;
 const PAYLOAD_TYPE: u8 = 96;
 /// The publisher's largest RTP payload, as a camera's.
@@ -391,14 +391,17 @@ fn run(
     cores: usize,
 ) -> anyhow::Result<Run> {
     let xdp = (mode == Mode::Xdp).then_some(RELAY_IF);
-    let pushed_to = SocketAddr::from((Ipv4Addr::LOCALHOST, PUSH_PORT));
+    let pushed_to = SocketAddr::from((RELAY_IP, PUSH_PORT));
     let source = rtp_push(pushed_to, &publish::sdp(PAYLOAD_TYPE, PUSH_PORT));
     let config = on_veth(IpAddr::V4(RELAY_IP), MEDIA_PORT, args.queues, xdp, source);
     let relay = Launch::new(&args.relay, &config)
         .in_netns(&pair.relay)
         .start()?;
-    // Its socket and thread live in the relay's namespace, its CPU is the tool's.
-    let publisher = pair.relay.enter(|| {
+    // The camera sends from the viewers' side of the veth pair (the XDP program passes
+    // its datagrams to the kernel): its socket and thread live in the viewers'
+    // namespace, so that the relay's namespace counts only the relay's UDP; its CPU is
+    // the tool's.
+    let publisher = pair.client.enter(|| {
         Publisher::start(&PublishArgs {
             target: pushed_to,
             port_step: 2,

@@ -70,10 +70,11 @@ fn xdp_egress_measures_both_modes_with_sinks_and_full_clients() {
     for run in runs {
         let mode = run["mode"].as_str().unwrap();
         assert_eq!((num(run, "sinks"), num(run, "full_clients")), (2.0, 2.0));
-        // The demo clip is ~68 RTP packets/s to each viewer: the sinks' count (XDP) and
-        // the full clients' (sockets) both show every viewer getting all of it.
-        assert!(num(run, "viewer_pps_min") > 50.0, "{mode}: {run}");
-        assert!(num(run, "viewer_pps_max") < 100.0, "{mode}: {run}");
+        // The demo clip in 1200-byte payloads is ~113 RTP packets/s to each viewer: the
+        // sinks' count (XDP) and the full clients' (sockets) both show every viewer
+        // getting all of it.
+        assert!(num(run, "viewer_pps_min") > 90.0, "{mode}: {run}");
+        assert!(num(run, "viewer_pps_max") < 130.0, "{mode}: {run}");
         assert!(num(run, "sink_rtcp") > 0.0, "sender reports counted: {run}");
         assert!(num(run, "loss_percent").abs() < 1.0, "{mode}: {run}");
         // The full clients decrypted their share with no gap.
