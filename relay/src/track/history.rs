@@ -196,6 +196,15 @@ mod tests {
         assert_eq!(big.len(), MAX_CHUNK + 1);
     }
 
+    /// An empty payload (a peer may send one) is stored as nothing, first or later.
+    #[test]
+    fn an_empty_payload_is_stored_as_nothing() {
+        let mut arena = Arena::default();
+        assert!(arena.store(&[], 0).is_empty());
+        assert_eq!(&arena.store(&[9; 3], 0)[..], &[9; 3]);
+        assert!(arena.store(&[], 0).is_empty());
+    }
+
     /// A chunk whose payloads are all gone is written again, not a new one allocated;
     /// one whose payload someone still holds is not touched.
     #[test]
