@@ -782,6 +782,7 @@ fn whep_error(e: WhepError) -> Response {
         WhepError::Publish(PublishRefused::Busy(_)) => StatusCode::CONFLICT,
         WhepError::Publish(PublishRefused::NotPublisherPath(_)) => StatusCode::BAD_REQUEST,
         WhepError::Publish(PublishRefused::TakeoverTimedOut(_)) => StatusCode::SERVICE_UNAVAILABLE,
+        WhepError::Crowded(Crowded::Full { .. }) => StatusCode::SERVICE_UNAVAILABLE,
         WhepError::Crowded(_) => StatusCode::TOO_MANY_REQUESTS,
     };
     let mut response = text(status, e.to_string());

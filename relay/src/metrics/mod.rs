@@ -181,6 +181,11 @@ impl Metrics {
                 "The most pending sessions any one client address has.",
                 a.most_of_one_address,
             ),
+            (
+                "workers_full",
+                "Workers behind with their viewers' media for a second or more: while any is, offers are refused (503).",
+                self.sessions.workers_full() as usize,
+            ),
         ];
         for (name, help, value) in gauges {
             ConstGauge::new(value as i64).encode(encoder.encode_descriptor(
@@ -201,11 +206,16 @@ impl Metrics {
         }
         let mut refused = encoder.encode_descriptor(
             "pending_refused",
-            "Offers answered 429 because a pending-session limit was reached, by the limit (address, total).",
+            "Offers refused before they cost anything: 429 past a pending-session limit (address, total), 503 while a worker is full (full).",
             None,
             MetricType::Counter,
         )?;
-        for (reason, n) in [("address", a.refused_address), ("total", a.refused_total)] {
+        let reasons = [
+            ("address", a.refused_address),
+            ("total", a.refused_total),
+            ("full", a.refused_full),
+        ];
+        for (reason, n) in reasons {
             ConstCounter::new(n).encode(refused.encode_family(&[("reason", reason)])?)?;
         }
         Ok(())

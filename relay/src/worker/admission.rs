@@ -45,13 +45,20 @@ pub enum Crowded {
          try again later"
     )]
     Total { limit: usize, wait: Duration },
+    #[error(
+        "the relay is at capacity: a worker has been behind with its viewers' media for \
+         a second, and new sessions would stall in their handshakes; try again later"
+    )]
+    Full { wait: Duration },
 }
 
 impl Crowded {
     /// Until the oldest pending session in the way expires.
     pub fn wait(&self) -> Duration {
         match *self {
-            Crowded::Address { wait, .. } | Crowded::Total { wait, .. } => wait,
+            Crowded::Address { wait, .. }
+            | Crowded::Total { wait, .. }
+            | Crowded::Full { wait } => wait,
         }
     }
 
@@ -60,6 +67,7 @@ impl Crowded {
         match self {
             Crowded::Address { .. } => "address",
             Crowded::Total { .. } => "total",
+            Crowded::Full { .. } => "full",
         }
     }
 }
@@ -73,8 +81,8 @@ pub struct Admission {
     /// All of them by age: answered at -> how many.
     by_age: BTreeMap<Instant, usize>,
     taken: usize,
-    /// Refused offers, by [`Crowded::reason`]: address, total.
-    refused: [u64; 2],
+    /// Refused offers, by [`Crowded::reason`]: address, total, full.
+    refused: [u64; 3],
 }
 
 /// What the metrics show of an [`Admission`].
@@ -86,6 +94,7 @@ pub struct AdmissionStats {
     pub most_of_one_address: usize,
     pub refused_address: u64,
     pub refused_total: u64,
+    pub refused_full: u64,
 }
 
 impl Admission {
@@ -96,8 +105,9 @@ impl Admission {
         }
     }
 
-    /// Takes a place for an offer from `client` answered at `now`, or says why not.
-    pub fn admit(&mut self, client: IpAddr, now: Instant) -> Result<(), Crowded> {
+    /// Takes a place for an offer from `client` answered at `now`, or says why not;
+    /// none while a worker is `full`.
+    pub fn admit(&mut self, client: IpAddr, now: Instant, full: bool) -> Result<(), Crowded> {
         let PendingLimits {
             per_address,
             total,
@@ -112,7 +122,11 @@ impl Admission {
                 .max(Duration::from_secs(1))
         };
         let mine = self.by_address.get(&client).map_or(&[][..], Vec::as_slice);
-        let crowded = if per_address > 0 && mine.len() >= per_address {
+        let crowded = if full {
+            Some(Crowded::Full {
+                wait: Duration::from_secs(1),
+            })
+        } else if per_address > 0 && mine.len() >= per_address {
             Some(Crowded::Address {
                 limit: per_address,
                 wait: wait(mine.iter().min()),
@@ -126,7 +140,11 @@ impl Admission {
             None
         };
         if let Some(crowded) = crowded {
-            self.refused[usize::from(matches!(crowded, Crowded::Total { .. }))] += 1;
+            self.refused[match crowded {
+                Crowded::Address { .. } => 0,
+                Crowded::Total { .. } => 1,
+                Crowded::Full { .. } => 2,
+            }] += 1;
             return Err(crowded);
         }
         self.by_address.entry(client).or_default().push(now);
@@ -164,6 +182,7 @@ impl Admission {
             most_of_one_address: self.by_address.values().map(Vec::len).max().unwrap_or(0),
             refused_address: self.refused[0],
             refused_total: self.refused[1],
+            refused_full: self.refused[2],
         }
     }
 }
@@ -188,9 +207,9 @@ mod tests {
     fn an_address_over_its_limit_waits_for_its_oldest_to_expire() {
         let mut a = admission(2, 100);
         let t0 = Instant::now();
-        a.admit(A, t0).unwrap();
-        a.admit(A, t0 + Duration::from_millis(2500)).unwrap();
-        let refused = a.admit(A, t0 + Duration::from_secs(4)).unwrap_err();
+        a.admit(A, t0, false).unwrap();
+        a.admit(A, t0 + Duration::from_millis(2500), false).unwrap();
+        let refused = a.admit(A, t0 + Duration::from_secs(4), false).unwrap_err();
         assert_eq!(
             refused,
             Crowded::Address {
@@ -199,9 +218,9 @@ mod tests {
             }
         );
         // Another address is not in the way.
-        a.admit(B, t0 + Duration::from_secs(4)).unwrap();
+        a.admit(B, t0 + Duration::from_secs(4), false).unwrap();
         // Past the oldest's expiry but before housekeeping frees it: a second.
-        let late = a.admit(A, t0 + Duration::from_secs(11)).unwrap_err();
+        let late = a.admit(A, t0 + Duration::from_secs(11), false).unwrap_err();
         assert_eq!(late.wait(), Duration::from_secs(1));
         let stats = a.stats();
         assert_eq!(
@@ -216,10 +235,10 @@ mod tests {
     fn all_addresses_together_wait_for_the_oldest_of_all() {
         let mut a = admission(2, 3);
         let t0 = Instant::now();
-        a.admit(A, t0 + Duration::from_secs(1)).unwrap();
-        a.admit(B, t0).unwrap();
-        a.admit(B, t0 + Duration::from_secs(2)).unwrap();
-        let refused = a.admit(C, t0 + Duration::from_secs(3)).unwrap_err();
+        a.admit(A, t0 + Duration::from_secs(1), false).unwrap();
+        a.admit(B, t0, false).unwrap();
+        a.admit(B, t0 + Duration::from_secs(2), false).unwrap();
+        let refused = a.admit(C, t0 + Duration::from_secs(3), false).unwrap_err();
         assert_eq!(
             refused,
             Crowded::Total {
@@ -236,15 +255,18 @@ mod tests {
         let mut a = admission(1, 2);
         let t0 = Instant::now();
         let t1 = t0 + Duration::from_secs(1);
-        a.admit(A, t0).unwrap();
-        a.admit(B, t0).unwrap();
-        assert!(matches!(a.admit(A, t1), Err(Crowded::Address { .. })));
-        assert!(matches!(a.admit(C, t1), Err(Crowded::Total { .. })));
+        a.admit(A, t0, false).unwrap();
+        a.admit(B, t0, false).unwrap();
+        assert!(matches!(
+            a.admit(A, t1, false),
+            Err(Crowded::Address { .. })
+        ));
+        assert!(matches!(a.admit(C, t1, false), Err(Crowded::Total { .. })));
         // A's session went live (or expired): A and the total have room again.
         a.release(A, t0);
-        a.admit(C, t1).unwrap();
+        a.admit(C, t1, false).unwrap();
         a.release(C, t1);
-        a.admit(A, t1).unwrap();
+        a.admit(A, t1, false).unwrap();
         // Releasing what was never taken changes nothing.
         a.release(C, t0);
         a.release(A, t0);
@@ -260,8 +282,20 @@ mod tests {
         let mut a = admission(0, 0);
         let t0 = Instant::now();
         for _ in 0..1000 {
-            a.admit(A, t0).unwrap();
+            a.admit(A, t0, false).unwrap();
         }
         assert_eq!(a.stats().pending, 1000);
+    }
+
+    #[test]
+    fn while_a_worker_is_full_every_offer_is_refused_and_counted() {
+        let mut a = admission(0, 0);
+        let t0 = Instant::now();
+        let refused = a.admit(A, t0, true).unwrap_err();
+        assert_eq!(refused.reason(), "full");
+        assert_eq!(refused.wait(), Duration::from_secs(1));
+        assert_eq!((a.stats().pending, a.stats().refused_full), (0, 1));
+        a.admit(A, t0, false).unwrap();
+        assert_eq!(a.stats().pending, 1);
     }
 }

@@ -110,6 +110,12 @@ impl<S: Sender> Core<S> {
         }
     }
 
+    /// Sets the fan-out's budget, for tests that need it small.
+    #[cfg(test)]
+    pub fn set_fan_out_budget(&mut self, packets: usize) {
+        self.egress.set_fan_out_budget(packets);
+    }
+
     /// The sender, to read what an in-memory one holds.
     #[cfg(any(test, feature = "fuzzing"))]
     pub fn sender(&mut self) -> &mut S {
@@ -174,13 +180,17 @@ impl<S: Sender> Core<S> {
     }
 
     /// The end of every turn: what publishers sent goes to its readers, their viewers'
-    /// keyframe requests to them; new packets out, due timers, one flush.
-    pub fn finish_turn(&mut self, now: Instant) {
+    /// keyframe requests to them; new packets out (within the fan-out's budget), due
+    /// timers, one flush. True if the fan-out stopped short: the worker reads its
+    /// socket and comes back at once.
+    pub fn finish_turn(&mut self, now: Instant) -> bool {
         self.on_publishers(now);
-        self.egress.fan_out(now, &mut self.tx);
+        let behind = self.egress.fan_out(now, &mut self.tx);
+        self.registry.set_full(self.id, self.egress.full(now));
         self.on_timers(now);
         self.tx.flush();
         self.publish_stats();
+        behind
     }
 
     /// When the core must be called again at the latest (`finish_turn`).

@@ -28,6 +28,15 @@ pub const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 /// stream, and a cap on what a lying viewer can make the relay send. Granted per report
 /// interval, in proportion.
 pub const RETRANSMIT_PER_SECOND: u32 = 100;
+/// Packets one fan-out sends at most (a few milliseconds of a core) before the worker
+/// reads its socket again: a worker saturated by sending still answers handshakes and
+/// feedback within that, rather than after a whole frame to thousands of viewers, and
+/// its socket's buffer does not overflow with them meanwhile.
+pub const FAN_OUT_BUDGET: usize = 4096;
+/// A worker that has not caught up with its fan-out for this long is full: new offers
+/// are refused (503) until it has, rather than admitted into handshakes it would stall.
+/// Longer than any keyframe's burst at a size one core can serve.
+pub const FULL_AFTER: Duration = Duration::from_secs(1);
 
 /// A track read by this worker, and who reads it here.
 struct Feed {
@@ -36,6 +45,15 @@ struct Feed {
     cursor: u64,
     /// (viewer slot, index into its `ViewerEgress::media`).
     subscribers: Vec<(usize, usize)>,
+    /// A fan-out the budget cut short: the packets up to this index have been sent to
+    /// the subscribers before `next` only.
+    unfinished: Option<Unfinished>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Unfinished {
+    end: u64,
+    next: usize,
 }
 
 pub(crate) struct Egress {
@@ -54,6 +72,12 @@ pub(crate) struct Egress {
     report_interval: Duration,
     /// Retransmissions each viewer may have per report interval.
     budget: u32,
+    /// Packets a fan-out sends at most ([`FAN_OUT_BUDGET`]).
+    fan_out_budget: usize,
+    /// The feed the next fan-out starts at: the one the budget cut short, if any.
+    resume: usize,
+    /// Since when the fan-out has been cut short, turn after turn.
+    behind_since: Option<Instant>,
     stats: EgressStats,
     rng: fastrand::Rng,
 }
@@ -80,6 +104,9 @@ impl Egress {
             next_reports: now + report_interval,
             report_interval,
             budget: retransmit_budget(report_interval),
+            fan_out_budget: FAN_OUT_BUDGET,
+            resume: 0,
+            behind_since: None,
             stats: EgressStats::default(),
             starting: Vec::new(),
             rng,
@@ -150,6 +177,7 @@ impl Egress {
             track: track.clone(),
             cursor: track.head(),
             subscribers: Vec::new(),
+            unfinished: None,
         });
         track.add_reader(self.worker);
         self.feed_of_track.insert(key, f);
@@ -171,7 +199,15 @@ impl Egress {
             let Some(f) = self.feeds[m.feed].as_mut() else {
                 continue;
             };
-            f.subscribers.retain(|&(s, _)| s != slot);
+            let Some(i) = f.subscribers.iter().position(|&(s, _)| s == slot) else {
+                continue;
+            };
+            f.subscribers.remove(i);
+            // The subscribers after it moved up one: none is skipped in an unfinished
+            // fan-out.
+            if let Some(u) = f.unfinished.as_mut().filter(|u| i < u.next) {
+                u.next -= 1;
+            }
             if f.subscribers.is_empty() {
                 f.track.remove_reader(self.worker);
                 self.feed_of_track.remove(&(Arc::as_ptr(&f.track) as usize));
@@ -183,7 +219,9 @@ impl Egress {
 
     /// New packets of every followed track, to every viewer of it here; viewers started
     /// since the last call first get what the history has for them (a cached GOP).
-    pub fn fan_out(&mut self, now: Instant, tx: &mut dyn Sender) {
+    /// Sends about [`FAN_OUT_BUDGET`] packets at most, feed after feed from where the
+    /// last call stopped; true if it stopped short, to be called again soon.
+    pub fn fan_out(&mut self, now: Instant, tx: &mut dyn Sender) -> bool {
         for (slot, m) in std::mem::take(&mut self.starting) {
             let Some(Some(v)) = self.viewers.get_mut(slot) else {
                 continue; // stopped meanwhile
@@ -211,35 +249,74 @@ impl Egress {
                 &mut self.rng,
             );
         }
-        for feed in self.feeds.iter_mut().flatten() {
-            let head = feed.track.head();
-            if head == feed.cursor {
-                continue;
-            }
-            let oldest = feed.track.tail();
-            if feed.cursor < oldest {
-                self.stats.lagged += oldest - feed.cursor;
-                feed.cursor = oldest;
-            }
-            self.batch.clear();
-            self.batch.extend(feed.track.range(feed.cursor, head));
-            feed.cursor = head;
-            for &(slot, m) in &feed.subscribers {
-                if let Some(Some(v)) = self.viewers.get_mut(slot) {
-                    v.fan_out(
-                        m,
-                        &feed.track,
-                        &self.batch,
-                        head,
-                        now,
-                        tx,
-                        &mut self.stats,
-                        &mut self.rng,
-                    );
+        let mut budget = self.fan_out_budget;
+        let (feeds, resume) = (self.feeds.len(), self.resume);
+        let behind = 'feeds: {
+            for i in (0..feeds).map(|k| (resume + k) % feeds) {
+                let Some(feed) = self.feeds[i].as_mut() else {
+                    continue;
+                };
+                let Unfinished { end, next } = feed.unfinished.take().unwrap_or(Unfinished {
+                    end: feed.track.head(),
+                    next: 0,
+                });
+                if end == feed.cursor {
+                    continue;
+                }
+                let oldest = feed.track.tail();
+                if feed.cursor < oldest {
+                    self.stats.lagged += oldest - feed.cursor;
+                    feed.cursor = oldest.min(end);
+                }
+                self.batch.clear();
+                self.batch.extend(feed.track.range(feed.cursor, end));
+                for (n, &(slot, m)) in feed.subscribers.iter().enumerate().skip(next) {
+                    if budget == 0 {
+                        feed.unfinished = Some(Unfinished { end, next: n });
+                        self.resume = i;
+                        break 'feeds true;
+                    }
+                    if let Some(Some(v)) = self.viewers.get_mut(slot) {
+                        v.fan_out(
+                            m,
+                            &feed.track,
+                            &self.batch,
+                            end,
+                            now,
+                            tx,
+                            &mut self.stats,
+                            &mut self.rng,
+                        );
+                    }
+                    budget = budget.saturating_sub(self.batch.len().max(1));
+                }
+                feed.cursor = end;
+                // Its next packets are this feed's turn again, first thing next call.
+                if budget == 0 && feed.track.head() != end {
+                    self.resume = i;
+                    break 'feeds true;
                 }
             }
-        }
+            false
+        };
         self.batch.clear();
+        match behind {
+            true => _ = self.behind_since.get_or_insert(now),
+            false => self.behind_since = None,
+        }
+        behind
+    }
+
+    /// True once the fan-out has been cut short turn after turn for [`FULL_AFTER`].
+    pub fn full(&self, now: Instant) -> bool {
+        self.behind_since
+            .is_some_and(|since| now.saturating_duration_since(since) >= FULL_AFTER)
+    }
+
+    /// Sets the fan-out's budget, for tests that need it small.
+    #[cfg(test)]
+    pub fn set_fan_out_budget(&mut self, packets: usize) {
+        self.fan_out_budget = packets;
     }
 
     /// A generic NACK (RFC 4585 6.2.1) from the viewer in `slot`: the packets it names

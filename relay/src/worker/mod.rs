@@ -92,10 +92,11 @@ impl<R: Receiver, S: Sender> Worker<R, S> {
         register(self.wakers.fd(self.id), WAKER)?;
         let mut events = Events::with_capacity(4);
         // mio is edge-triggered: a socket a turn left datagrams in is read again
-        // without waiting for a new edge.
-        let mut socket_left = false;
+        // without waiting for a new edge. A fan-out cut short by its budget goes on
+        // without sleeping too.
+        let (mut socket_left, mut behind) = (false, false);
         while !stop.load(Ordering::Relaxed) {
-            let wait = match self.busy_poll || socket_left {
+            let wait = match self.busy_poll || socket_left || behind {
                 true => Duration::ZERO,
                 false => self
                     .core
@@ -109,15 +110,15 @@ impl<R: Receiver, S: Sender> Worker<R, S> {
             }
             let socket = socket_left || events.iter().any(|e| e.token() == SOCKET);
             let woken = events.iter().any(|e| e.token() == WAKER);
-            socket_left = self.turn(Instant::now(), socket, woken)?;
+            (socket_left, behind) = self.turn(Instant::now(), socket, woken)?;
         }
         self.core.shutdown();
         Ok(())
     }
 
-    /// One pass over what woke the worker, then the core's end of turn. True if the
-    /// socket may still hold datagrams.
-    fn turn(&mut self, now: Instant, socket: bool, woken: bool) -> io::Result<bool> {
+    /// One pass over what woke the worker, then the core's end of turn. Whether the
+    /// socket may still hold datagrams, and whether the fan-out stopped short.
+    fn turn(&mut self, now: Instant, socket: bool, woken: bool) -> io::Result<(bool, bool)> {
         if woken {
             self.wakers.drain(self.id);
             self.core.on_commands();
@@ -135,7 +136,7 @@ impl<R: Receiver, S: Sender> Worker<R, S> {
                 }
             }
         }
-        self.core.finish_turn(now);
-        Ok(left)
+        let behind = self.core.finish_turn(now);
+        Ok((left, behind))
     }
 }

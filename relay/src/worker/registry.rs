@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -110,6 +111,9 @@ struct Inner {
 
 pub struct Registry {
     inner: Mutex<Inner>,
+    /// Workers whose fan-out is behind (`Egress::full`), a bit each: no new sessions
+    /// while any is, since the kernel, not the relay, picks a session's worker.
+    full: AtomicU64,
     inboxes: Vec<Mutex<Vec<Command>>>,
     wakers: Arc<Wakers>,
 }
@@ -123,6 +127,7 @@ impl Registry {
                 owners: HashMap::new(),
                 ids: HashMap::new(),
             }),
+            full: AtomicU64::new(0),
             inboxes: (0..wakers.len()).map(|_| Mutex::default()).collect(),
             wakers,
         }
@@ -135,13 +140,31 @@ impl Registry {
     /// A place for a session answering `client`'s offer at `now`, taken before the
     /// offer costs anything; given back unless [`Place::park`]ed.
     pub fn admit(&self, client: IpAddr, now: Instant) -> Result<Place<'_>, Crowded> {
-        self.lock().admission.admit(client, now)?;
+        let full = self.full.load(Ordering::Relaxed) != 0;
+        self.lock().admission.admit(client, now, full)?;
         Ok(Place {
             registry: self,
             client,
             at: now,
             parked: false,
         })
+    }
+
+    /// Worker `worker` is full, or no longer.
+    pub fn set_full(&self, worker: usize, full: bool) {
+        let bit = 1 << worker;
+        // Read first: most turns change nothing, and a shared line stays shared.
+        if (self.full.load(Ordering::Relaxed) & bit != 0) != full {
+            match full {
+                true => self.full.fetch_or(bit, Ordering::Relaxed),
+                false => self.full.fetch_and(!bit, Ordering::Relaxed),
+            };
+        }
+    }
+
+    /// How many workers are full.
+    pub fn workers_full(&self) -> u32 {
+        self.full.load(Ordering::Relaxed).count_ones()
     }
 
     /// The pending sessions, their limits and the offers refused.

@@ -474,41 +474,74 @@ impl Net {
         }
     }
 
-    /// Datagrams back and forth until nobody has anything more to send.
+    /// Datagrams back and forth until nobody has anything more to send, and every
+    /// fan-out is done.
     fn exchange(&mut self) {
-        let relay: SocketAddr = RELAY.parse().unwrap();
         let mut moved = true;
         while moved {
-            moved = false;
-            for i in 0..self.viewers.len() {
-                let (worker, source) = (self.viewers[i].worker, self.viewers[i].addr);
-                for data in self.viewers[i].drain() {
-                    moved = true;
-                    if data[0] <= 3 {
-                        self.viewers[i].last_check = self.now;
-                    }
-                    let d = Datagram {
-                        source,
-                        destination: relay,
-                        data: &data,
-                    };
-                    self.cores[worker].on_datagram(self.now, d);
-                }
-            }
-            for core in &mut self.cores {
-                core.on_commands();
-                core.finish_turn(self.now);
-                for sent in core.sender().sent.drain(..) {
-                    moved = true;
-                    assert_eq!(sent.source, relay, "the relay answers from its address");
-                    let Some(v) = self.viewers.iter_mut().find(|v| v.addr == sent.destination)
-                    else {
-                        panic!("sent to {}, no viewer's address", sent.destination);
-                    };
-                    v.receive(self.now, &sent.data);
-                }
+            moved = self.send_to_workers(None) > 0;
+            for worker in 0..self.cores.len() {
+                let turn = self.end_turn(worker);
+                moved |= turn.behind || turn.datagrams > 0;
             }
         }
+    }
+
+    /// One turn of `worker`, as its thread takes it: the datagrams its viewers have
+    /// for it, then the end of its turn.
+    fn turn(&mut self, worker: usize) -> Turn {
+        let datagrams = self.send_to_workers(Some(worker));
+        let turn = self.end_turn(worker);
+        Turn {
+            datagrams: datagrams + turn.datagrams,
+            ..turn
+        }
+    }
+
+    /// What the viewers have to send, to their workers (or to `only` this one's);
+    /// returns how many datagrams.
+    fn send_to_workers(&mut self, only: Option<usize>) -> usize {
+        let relay: SocketAddr = RELAY.parse().unwrap();
+        let mut n = 0;
+        for v in &mut self.viewers {
+            if only.is_some_and(|w| w != v.worker) {
+                continue;
+            }
+            for data in v.drain() {
+                n += 1;
+                if data[0] <= 3 {
+                    v.last_check = self.now;
+                }
+                let d = Datagram {
+                    source: v.addr,
+                    destination: relay,
+                    data: &data,
+                };
+                self.cores[v.worker].on_datagram(self.now, d);
+            }
+        }
+        n
+    }
+
+    /// The commands `worker` has, then the end of its turn: what it sent reaches the
+    /// viewers.
+    fn end_turn(&mut self, worker: usize) -> Turn {
+        let relay: SocketAddr = RELAY.parse().unwrap();
+        let core = &mut self.cores[worker];
+        core.on_commands();
+        let mut turn = Turn {
+            behind: core.finish_turn(self.now),
+            ..Turn::default()
+        };
+        for sent in core.sender().sent.drain(..) {
+            turn.datagrams += 1;
+            assert_eq!(sent.source, relay, "the relay answers from its address");
+            let Some(v) = self.viewers.iter_mut().find(|v| v.addr == sent.destination) else {
+                panic!("sent to {}, no viewer's address", sent.destination);
+            };
+            v.receive(self.now, &sent.data);
+        }
+        turn
     }
 
     fn sessions(&self, worker: usize) -> u64 {
@@ -521,6 +554,15 @@ impl Net {
             .map(|s| counter(s).load(Ordering::Relaxed))
             .sum()
     }
+}
+
+/// What one turn of a worker did.
+#[derive(Debug, Default)]
+struct Turn {
+    /// Its fan-out stopped short of its budget.
+    behind: bool,
+    /// Datagrams in and out.
+    datagrams: usize,
 }
 
 /// The viewer got every media packet from its first on, once each, in order.
@@ -1031,4 +1073,106 @@ fn a_viewer_whose_link_cannot_take_the_stream_skips_to_the_next_keyframe_alone()
         track.head(),
         "the other viewer got every packet the track holds"
     );
+}
+
+#[test]
+fn a_fan_out_over_its_budget_yields_to_handshakes_and_loses_nothing() {
+    // 4 packets a frame to 12 viewers: with a budget of 4 packets, a viewer a turn.
+    let mut net = Net::new(30, 4);
+    for _ in 0..12 {
+        net.join(0);
+    }
+    net.run_for(Duration::from_secs(1));
+    let got = |net: &Net| net.viewers.iter().map(|v| v.got.len()).collect::<Vec<_>>();
+    let before = got(&net);
+    assert!(before.iter().all(|&n| n > 0), "every viewer is live");
+    net.cores[0].set_fan_out_budget(4);
+
+    let source = net.source.as_mut().unwrap();
+    net.now = source.next;
+    source.due(net.now);
+    let first = net.turn(0);
+    assert!(first.behind, "12 viewers x 4 packets are over the budget");
+    assert_eq!(
+        got(&net).iter().sum::<usize>(),
+        before.iter().sum::<usize>() + 4
+    );
+    // Mid-way, viewer 0 (served already) leaves, and a new one starts its handshake.
+    assert!(net.registry.close("cam", "viewer-0"));
+    let late = net.join(0);
+    let now = net.now;
+    net.viewers[late]
+        .rtc
+        .handle_input(Input::Timeout(now))
+        .unwrap();
+    let mut turns = 1;
+    let mut connected_while_behind = false;
+    loop {
+        let earlier: usize = got(&net)[..12].iter().sum();
+        let turn = net.turn(0);
+        turns += 1;
+        let sent = got(&net)[..12].iter().sum::<usize>() - earlier;
+        assert!(
+            sent <= 4,
+            "a turn sent {sent} media packets to the earlier viewers"
+        );
+        connected_while_behind |= turn.behind && net.viewers[late].connected;
+        if !turn.behind && turn.datagrams == 0 {
+            break;
+        }
+        assert!(turns < 100, "the fan-out never ends");
+    }
+    assert!(
+        connected_while_behind,
+        "the new viewer's ICE and DTLS went on between the fan-out's slices"
+    );
+    assert_eq!(net.sessions(0), 12);
+    // Everybody else got the frame, once: nobody was skipped when viewer 0 left.
+    let after = got(&net);
+    for v in 1..12 {
+        assert_eq!(after[v] - before[v], 4, "viewer {v}");
+        assert_continuous(&net.viewers[v]);
+    }
+    assert_eq!(
+        net.count(|s| &s.retransmitted),
+        0,
+        "nothing was lost to resend"
+    );
+}
+
+#[test]
+fn a_worker_behind_for_a_second_refuses_new_sessions_until_it_catches_up() {
+    let mut net = Net::new(30, 4);
+    for _ in 0..4 {
+        net.join(0);
+    }
+    net.run_for(Duration::from_secs(1));
+    // A packet a turn, and a turn a frame: the worker falls further behind each frame.
+    net.cores[0].set_fan_out_budget(1);
+    let client = "10.9.0.1".parse().unwrap();
+    let mut refused_at = None;
+    for frame in 0..60 {
+        let source = net.source.as_mut().unwrap();
+        net.now = source.next;
+        source.due(net.now);
+        assert!(net.turn(0).behind);
+        if net.registry.admit(client, net.now).is_err() {
+            refused_at = Some(frame);
+            break;
+        }
+    }
+    let refused_at = refused_at.expect("a worker behind for 2 s still admits offers");
+    assert!(
+        refused_at >= 29,
+        "refused after {refused_at} frames, under a second"
+    );
+    let refusal = net.registry.admit(client, net.now).err().unwrap();
+    assert_eq!(refusal.reason(), "full");
+    assert_eq!(net.registry.workers_full(), 1);
+    // Given its budget back, it catches up and admits again.
+    net.cores[0].set_fan_out_budget(super::egress::FAN_OUT_BUDGET);
+    assert!(!net.turn(0).behind);
+    assert_eq!(net.registry.workers_full(), 0);
+    assert!(net.registry.admit(client, net.now).is_ok());
+    assert_eq!(net.registry.admission().refused_full, 2);
 }
