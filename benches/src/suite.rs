@@ -639,6 +639,7 @@ fn churn(args: &Args, kind: ServerKind) -> anyhow::Result<Churn> {
     let server = Server::start(kind, args, 1, &Feed::Rtp)?;
     let publisher = Publisher::start(&publish_args(args, 1))?;
     std::thread::sleep(Duration::from_secs(1));
+    let idle_before = idle_cpu(&server, &format!("{tag}: idle before"))?;
     // Viewers count datagrams on their sockets here: sink ports would run out.
     let capacity = args.w3_viewers + (args.w3_seconds * args.w3_viewers as f64 / 5.0) as usize + 16;
     let mut swarm = Swarm::new(server.signaling(), capacity, LOOPBACK, None, None)?;
@@ -684,10 +685,28 @@ fn churn(args: &Args, kind: ServerKind) -> anyhow::Result<Churn> {
     let t1 = swarm.totals()?;
     let joins = swarm.len();
     let window = t1.since(&t0, &[]);
+    // Everybody leaves; then nothing may be left behind, and the server idles as before.
+    let present: Vec<usize> = swarm.present().collect();
+    for i in present {
+        swarm.leave(i)?;
+    }
     swarm.stop();
+    std::thread::sleep(Duration::from_secs(2));
+    let idle_after = idle_cpu(&server, &format!("{tag}: idle after"))?;
+    let u2 = Usage::read(server.pid())?;
+    samples.push((start.elapsed().as_secs_f64(), u2.rss_kib, u2.fds));
+    let sessions_left = match &server {
+        Server::Relay(relay) => {
+            Some(relay.metric("relay_sessions")? + relay.metric("relay_pending_sessions")?)
+        }
+        Server::Janus(_) => None,
+    };
     publisher.stop()?;
     server.stop();
     Ok(Churn {
+        idle_cpu_before: Some(idle_before),
+        idle_cpu_after: Some(idle_after),
+        sessions_left,
         server: kind,
         viewers: args.w3_viewers,
         joins,
@@ -697,6 +716,14 @@ fn churn(args: &Args, kind: ServerKind) -> anyhow::Result<Churn> {
             * 100.0,
         loss: window.loss,
     })
+}
+
+/// The server's CPU (% of one core) over 5 s.
+fn idle_cpu(server: &Server, tag: &str) -> anyhow::Result<f64> {
+    let u0 = Usage::read(server.pid())?;
+    sleep_with_progress(5.0, |t| format!("{tag}: {t:.0}/5 s"));
+    let u1 = Usage::read(server.pid())?;
+    Ok((u1.cpu - u0.cpu).as_secs_f64() / u1.at.duration_since(u0.at).as_secs_f64() * 100.0)
 }
 
 /// W4: sessions set up at each rate in turn (each leaves 2 s after it joined), until

@@ -196,12 +196,14 @@ fn section(r: &Results, command: &str) -> String {
         );
     }
     if !r.churn.is_empty() {
-        s.push_str("\n### W3: churn\n\n| server | viewers at once | sessions | failed | CPU % | RSS first / last KiB | fds first / last | loss % (verifying) |\n|---|---|---|---|---|---|---|---|\n");
+        s.push_str("\n### W3: churn\n\nThe last sample of RSS and descriptors is taken after every viewer left; idle CPU is the server's over 5 s with the stream and no viewer, before the churn and after it.\n\n| server | viewers at once | sessions | failed | CPU % | RSS first / last KiB | fds first / last | loss % (verifying) | idle CPU % before / after | sessions left |\n|---|---|---|---|---|---|---|---|---|---|\n");
+        let or_dash =
+            |v: Option<f64>, digits: usize| v.map_or("-".into(), |v| format!("{v:.digits$}"));
         for c in &r.churn {
             let (first, last) = (c.samples.first(), c.samples.last());
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {:.1} | {} / {} | {} / {} | {:.3} |",
+                "| {} | {} | {} | {} | {:.1} | {} / {} | {} / {} | {:.3} | {} / {} | {} |",
                 name(c.server),
                 c.viewers,
                 c.joins,
@@ -211,7 +213,10 @@ fn section(r: &Results, command: &str) -> String {
                 last.map_or(0, |l| l.1),
                 first.map_or(0, |f| f.2),
                 last.map_or(0, |l| l.2),
-                c.loss * 100.0
+                c.loss * 100.0,
+                or_dash(c.idle_cpu_before, 2),
+                or_dash(c.idle_cpu_after, 2),
+                or_dash(c.sessions_left, 0),
             );
         }
         s.push_str("\n![RSS during churn](plots/w3-rss.svg)\n![Open descriptors during churn](plots/w3-fds.svg)\n");

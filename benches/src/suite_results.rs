@@ -100,6 +100,15 @@ pub struct Churn {
     pub samples: Vec<(f64, u64, usize)>,
     pub cpu_percent: f64,
     pub loss: f64,
+    /// The server's CPU (% of a core) over 5 s with the stream and no viewer, before
+    /// the churn and after every viewer left.
+    #[serde(default)]
+    pub idle_cpu_before: Option<f64>,
+    #[serde(default)]
+    pub idle_cpu_after: Option<f64>,
+    /// The relay's sessions, live and pending, after every viewer left (its metrics).
+    #[serde(default)]
+    pub sessions_left: Option<f64>,
 }
 
 /// W4: setup times at one join rate.
