@@ -258,7 +258,8 @@ const STATUSES: [u16; 9] = [0, 200, 201, 400, 404, 429, 431, 503, 999];
 
 impl Tally {
     fn count(&self, status: u16) {
-        self.requests.fetch_add(u64::from(status != 0), Ordering::Relaxed);
+        self.requests
+            .fetch_add(u64::from(status != 0), Ordering::Relaxed);
         let i = STATUSES
             .iter()
             .position(|&s| s == status)
@@ -361,7 +362,10 @@ fn run_case(
         driver.add(offering.accept(&reply.body)?);
         *sinks += 1;
     } else {
-        progress(&format!("{case}: the viewer got {}: {}", reply.status, reply.body));
+        progress(&format!(
+            "{case}: the viewer got {}: {}",
+            reply.status, reply.body
+        ));
     }
     while Instant::now() < end {
         observe(relay)?;
@@ -447,9 +451,7 @@ fn start_abuse(
                 };
                 threads.push(spawn(
                     format!("abuser{t}"),
-                    Box::new(move || {
-                        flood(case, &addresses, &offer, server, &tally, &stop, end)
-                    }),
+                    Box::new(move || flood(case, &addresses, &offer, server, &tally, &stop, end)),
                 )?);
             }
         }
@@ -628,7 +630,10 @@ fn raise_open_files() -> anyhow::Result<()> {
         }
     };
     if !ok {
-        bail!("cannot raise the open files limit: {}", io::Error::last_os_error());
+        bail!(
+            "cannot raise the open files limit: {}",
+            io::Error::last_os_error()
+        );
     }
     Ok(())
 }

@@ -22,10 +22,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::auth::AuthConfig;
 use crate::hooks::{DemandHook, Hook, PathHooks};
+use crate::http::connections::ConnectionLimits;
 use crate::ingest::rtsp::RtspTransport;
 use crate::ingest::{Source, SourceError};
 use crate::track::history::Retention;
-use crate::http::connections::ConnectionLimits;
 use crate::worker::admission::PendingLimits;
 
 mod auth;

@@ -33,7 +33,9 @@ fn config(per_address: usize, total: usize) -> Config {
 fn connect_from(relay: &RelayProcess, from: Ipv4Addr) -> TcpStream {
     let server: SocketAddr = relay.http.trim_start_matches("http://").parse().unwrap();
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.bind(&SocketAddr::new(from.into(), 0).into()).unwrap();
+    socket
+        .bind(&SocketAddr::new(from.into(), 0).into())
+        .unwrap();
     socket.connect(&server.into()).unwrap();
     let stream = TcpStream::from(socket);
     stream
@@ -70,7 +72,10 @@ fn watch(relay: &RelayProcess) {
     let mut viewer = Viewer::connect(&relay.http, "demo");
     viewer.run_for(Duration::from_secs(2));
     assert!(viewer.connected, "ICE and DTLS completed");
-    assert!(assert_demo_stream(&viewer) > 30, "the viewer gets the stream");
+    assert!(
+        assert_demo_stream(&viewer) > 30,
+        "the viewer gets the stream"
+    );
     assert_eq!(viewer.delete(), 200);
 }
 

@@ -61,9 +61,9 @@ use tower_http::trace::{DefaultMakeSpan, DefaultOnFailure, DefaultOnResponse, Tr
 use tracing::Level;
 
 use crate::auth::{self, Action, Authenticator, Credentials, Failures};
-use connections::Connections;
 use crate::paths::{PathError, PublishRefused, ServedPath};
 use crate::worker::admission::Crowded;
+use connections::Connections;
 
 /// What the HTTP layer asks of the relay.
 pub trait Viewers: Send + Sync + 'static {
@@ -147,7 +147,13 @@ pub async fn serve(
         Arc::new(cors::Cors::new(opts.allow_origins)),
         cors::cors,
     ));
-    serve_connections(listener, with_logging(router), opts.read_timeout, opts.connections).await
+    serve_connections(
+        listener,
+        with_logging(router),
+        opts.read_timeout,
+        opts.connections,
+    )
+    .await
 }
 
 /// Serves only `/metrics` (on `metricsAddress`), with the same `readTimeout` and
@@ -164,7 +170,13 @@ pub async fn serve_metrics(
         read_timeout,
         gate: Gate::new(auth),
     };
-    serve_connections(listener, with_logging(router(app)), read_timeout, connections).await
+    serve_connections(
+        listener,
+        with_logging(router(app)),
+        read_timeout,
+        connections,
+    )
+    .await
 }
 
 /// Serves only CPU and heap profiles (`pprof: yes`, see [`pprof`]) on `pprofAddress`,
@@ -180,7 +192,13 @@ pub async fn serve_pprof(
         read_timeout,
         gate: Gate::new(auth),
     };
-    serve_connections(listener, with_logging(router(app)), read_timeout, connections).await
+    serve_connections(
+        listener,
+        with_logging(router(app)),
+        read_timeout,
+        connections,
+    )
+    .await
 }
 
 /// Largest SDP offer accepted (browsers send 3-10 KiB).

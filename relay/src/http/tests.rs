@@ -674,7 +674,15 @@ fn registry() -> Arc<dyn Scrape> {
 
 /// A metrics listener serving `registry()` to whom `auth` allows; its base URL.
 fn metrics_server(auth: Arc<Authenticator>) -> String {
-    spawn(|listener| serve_metrics(listener, registry(), Duration::from_secs(10), auth, unlimited()))
+    spawn(|listener| {
+        serve_metrics(
+            listener,
+            registry(),
+            Duration::from_secs(10),
+            auth,
+            unlimited(),
+        )
+    })
 }
 
 #[test]
@@ -844,7 +852,8 @@ fn headers_over_32_kib_are_a_431() {
 
 #[test]
 fn the_metrics_listener_closes_idle_connections_too() {
-    let base = spawn(|listener| serve_metrics(listener, registry(), SHORT, options().auth, unlimited()));
+    let base =
+        spawn(|listener| serve_metrics(listener, registry(), SHORT, options().auth, unlimited()));
     let start = Instant::now();
     let mut idle = connect(&base);
     let (_, after) = read_until_closed(&mut idle, start);

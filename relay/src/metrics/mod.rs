@@ -228,7 +228,8 @@ impl Metrics {
             MetricType::Gauge,
         )?;
         for (listener, s) in &listeners {
-            ConstGauge::new(s.open as i64).encode(open.encode_family(&[("listener", *listener)])?)?;
+            ConstGauge::new(s.open as i64)
+                .encode(open.encode_family(&[("listener", *listener)])?)?;
         }
         let mut most = encoder.encode_descriptor(
             "http_connections_most_of_one_ip",
