@@ -1749,7 +1749,7 @@ mod tests {
             .collect();
         let config_fields = field_names::<RawConfig>();
         let path_fields = field_names::<RawPath>();
-        assert_eq!(config_fields.len(), 59);
+        assert_eq!(config_fields.len(), 61);
         assert_eq!(
             path_fields,
             [
