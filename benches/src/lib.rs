@@ -7,6 +7,8 @@
 //! - `relay-bench xdp-egress`: the relay in XDP mode against portable mode on one veth
 //!   pair, viewers counted by a sink XDP program (`xdp_sink`, `sink-ebpf/`).
 //! - `relay-bench xdp-flood`: the relay's XDP program under a flood from unknown sources.
+//! - `relay-bench http-abuse`: the relay's HTTP listener under idle, slow and flooding
+//!   clients and offers never connected, while an honest viewer joins (`http_abuse`).
 //! - `relay-bench publish`: N RTP streams of a recorded H264 clip at real-time pace, with
 //!   a send-time stamp (`stamp`) before every frame, to any RTP-ingesting server.
 //! - `relay-bench swarm`: WHEP viewers against any server (`swarm`, `sink`), verifying
@@ -24,6 +26,7 @@
 pub mod baseline;
 pub mod first_frame;
 pub mod flood;
+pub mod http_abuse;
 pub mod janus;
 pub mod netns;
 pub mod plot;

@@ -22,6 +22,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::auth::AuthConfig;
 use crate::hooks::{DemandHook, Hook, PathHooks};
+use crate::http::connections::ConnectionLimits;
 use crate::ingest::rtsp::RtspTransport;
 use crate::ingest::{Source, SourceError};
 use crate::track::history::Retention;
@@ -130,6 +131,11 @@ pub struct Config {
     /// header (from when it connects, or from its previous response on a kept-alive
     /// connection), and then an offer's body.
     pub read_timeout: Duration,
+    /// `httpMaxConnectionsPerIP` (relay's own; 0: no limit): connections each HTTP
+    /// listener holds open from one client address; more are answered 503 and closed.
+    pub http_max_connections_per_ip: usize,
+    /// `httpMaxConnections` (relay's own; 0: no limit): the same, over all addresses.
+    pub http_max_connections: usize,
 
     /// `authMethod` and its keys: who may publish, read and scrape the metrics.
     pub auth: AuthConfig,
@@ -554,6 +560,9 @@ struct RawConfig {
 
     #[serde(with = "humantime_serde")]
     read_timeout: Duration,
+    #[serde(rename = "httpMaxConnectionsPerIP")]
+    http_max_connections_per_ip: usize,
+    http_max_connections: usize,
 
     auth_method: auth::AuthMethod,
     #[serde(deserialize_with = "null_default")]
@@ -789,6 +798,8 @@ impl Default for RawConfig {
             xdp_stun_global_rate: 2000,
             xdp_stun_global_burst: 2000,
             read_timeout: Duration::from_secs(10),
+            http_max_connections_per_ip: ConnectionLimits::default().per_address,
+            http_max_connections: ConnectionLimits::default().total,
             auth_method: auth::AuthMethod::Internal,
             auth_internal_users: Vec::new(),
             auth_http_address: String::new(),
@@ -1021,6 +1032,8 @@ impl RawConfig {
                 xdp_stun_global_rate: xdp_stun_global_rate?,
                 xdp_stun_global_burst: xdp_stun_global_burst?,
                 read_timeout: self.read_timeout,
+                http_max_connections_per_ip: self.http_max_connections_per_ip,
+                http_max_connections: self.http_max_connections,
                 auth: auth?,
                 path_defaults,
                 paths,
@@ -1409,6 +1422,8 @@ impl From<&Config> for RawConfig {
             xdp_stun_global_rate: config.xdp_stun_global_rate.get(),
             xdp_stun_global_burst: config.xdp_stun_global_burst.get(),
             read_timeout: config.read_timeout,
+            http_max_connections_per_ip: config.http_max_connections_per_ip,
+            http_max_connections: config.http_max_connections,
             // Paths are written whole: pathDefaults changes none of them.
             path_defaults: config.path_defaults.0.clone(),
             paths: named.chain(patterns).collect(),
@@ -1734,7 +1749,7 @@ mod tests {
             .collect();
         let config_fields = field_names::<RawConfig>();
         let path_fields = field_names::<RawPath>();
-        assert_eq!(config_fields.len(), 59);
+        assert_eq!(config_fields.len(), 61);
         assert_eq!(
             path_fields,
             [
@@ -2721,6 +2736,8 @@ mod tests {
             "logLevel: debug\n\
              logStructured: yes\n\
              readTimeout: 1m2s\n\
+             httpMaxConnectionsPerIP: 0\n\
+             httpMaxConnections: 100\n\
              webrtcAddress: 127.0.0.1:9889\n\
              webrtcLocalUDPAddress: '[::1]:9189'\n\
              webrtcIPsFromInterfaces: no\n\
@@ -2772,6 +2789,8 @@ mod tests {
             "webrtcHandshakeTimeout: 1s 500ms",
             "webrtcMaxPendingSessionsPerIP: 0",
             "webrtcMaxPendingSessions: 500",
+            "httpMaxConnectionsPerIP: 0",
+            "httpMaxConnections: 100",
         ] {
             assert!(yaml.contains(line), "{line} not in:\n{yaml}");
         }

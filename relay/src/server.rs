@@ -17,6 +17,7 @@ use crate::config::{
     additional_host, Config, Edit, EditError, Loaded, PathConfig, XdpMode as ConfigXdpMode,
 };
 use crate::hooks;
+use crate::http::connections::{ConnectionLimits, Listeners};
 use crate::http::{self, Created, Offer, Viewers, WhepError};
 use crate::ingest::rtsp::{self, RtspOptions, RtspUrl};
 use crate::ingest::{Ingest, IngestOptions, PathCounters, Source};
@@ -172,6 +173,7 @@ fn session_id(rng: &dyn SecureRandom) -> Result<String, ring::error::Unspecified
 /// data-plane thread dies: an error).
 pub fn serve(source: ConfigSource, loaded: Loaded) -> anyhow::Result<()> {
     let config = loaded.config.clone();
+    raise_open_files(&config);
     // Go samples its heap from the start; relay does too, when it serves profiles.
     if config.pprof_address.is_some() {
         if let Err(e) = crate::heap::start_sampling() {
@@ -224,12 +226,17 @@ pub fn serve(source: ConfigSource, loaded: Loaded) -> anyhow::Result<()> {
         xdp: xdp_program,
         ..
     } = plane;
+    let listeners = Arc::new(Listeners::new(ConnectionLimits {
+        per_address: config.http_max_connections_per_ip,
+        total: config.http_max_connections,
+    }));
     let metrics = Metrics::new(
         stats,
         paths.clone(),
         ingest.counters(),
         xdp_program,
         registry.clone(),
+        listeners.clone(),
     );
     let auth = Arc::new(Authenticator::new(config.auth.clone(), config.read_timeout));
     let reloader = Reloader::new(source, loaded, paths.clone(), auth.clone());
@@ -252,7 +259,7 @@ pub fn serve(source: ConfigSource, loaded: Loaded) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let result = runtime.block_on(control_plane(
-        &config, ports.http, control, auth, metrics, &lifeline,
+        &config, ports.http, control, auth, metrics, &listeners, &lifeline,
     ));
     info!("shutting down");
     bound_shutdown(SHUTDOWN_LIMIT);
@@ -281,6 +288,39 @@ fn bound_shutdown(limit: Duration) {
         tracing::error!("shutdown took longer than {limit:?}; exiting now");
         std::process::exit(1);
     });
+}
+
+/// Raises the soft limit of open files to the hard one, as Go's runtime does for
+/// MediaMTX: the usual soft default, 1024, is below what `httpMaxConnections` lets the
+/// WHEP listener alone hold, and accept fails for everyone once descriptors run out.
+/// Warns when even the hard limit is below that.
+fn raise_open_files(config: &Config) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write the struct they are given.
+    let raised = unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0
+        }
+    };
+    if !raised {
+        warn!(error = %std::io::Error::last_os_error(), "cannot raise the open files limit");
+        return;
+    }
+    // The WHEP listener's connections, and as many again for sockets, files and the
+    // other listeners.
+    let wanted = (config.http_max_connections as u64).saturating_mul(2);
+    if limit.rlim_cur < wanted {
+        warn!(
+            open_files = limit.rlim_cur,
+            httpMaxConnections = config.http_max_connections,
+            "the open files limit (ulimit -n, LimitNOFILE) is below twice httpMaxConnections: \
+             connections may fail for want of descriptors before the limit refuses them"
+        );
+    }
 }
 
 /// Workers to run: one per RX queue with XDP (each owns that queue's AF_XDP socket),
@@ -490,6 +530,7 @@ async fn control_plane(
     control: Arc<Control>,
     auth: Arc<Authenticator>,
     metrics: Metrics,
+    listeners: &Listeners,
     lifeline: &Lifeline,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
@@ -497,6 +538,7 @@ async fn control_plane(
         allow_origins: config.webrtc_allow_origins.clone(),
         read_timeout: config.read_timeout,
         auth: auth.clone(),
+        connections: listeners.webrtc.clone(),
     };
     if config.metrics {
         let addr = config.metrics_address;
@@ -516,6 +558,7 @@ async fn control_plane(
             registry,
             config.read_timeout,
             auth.clone(),
+            listeners.metrics.clone(),
         ));
     }
     if let Some(addr) = config.pprof_address {
@@ -526,7 +569,12 @@ async fn control_plane(
             address = %l.local_addr()?,
             "CPU profiles at /debug/pprof/profile, heap profiles at /debug/pprof/heap"
         );
-        tokio::spawn(http::serve_pprof(l, config.read_timeout, auth.clone()));
+        tokio::spawn(http::serve_pprof(
+            l,
+            config.read_timeout,
+            auth.clone(),
+            listeners.pprof.clone(),
+        ));
     }
     if config.api {
         let addr = config.api_address;
@@ -541,6 +589,7 @@ async fn control_plane(
             allow_origins: config.api_allow_origins.clone(),
             read_timeout: config.read_timeout,
             auth: auth.clone(),
+            connections: listeners.api.clone(),
         };
         tokio::spawn(api::serve(l, control.clone(), opts));
     }

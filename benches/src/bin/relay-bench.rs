@@ -115,6 +115,18 @@ enum Tool {
     ///
     /// Prints progress on stderr, a table and then one JSON line on stdout.
     Publish(PublishArgs),
+    /// The relay's HTTP listener under abuse, one bounded case at a time: thousands of
+    /// idle or slow (slowloris) connections, oversized headers, floods of requests from
+    /// one address over kept-alive and new connections (pages, bad offers, DELETEs of
+    /// unknown sessions), and floods of valid offers never connected, from one address
+    /// and from 200. An honest str0m viewer from another address joins 1 s into each
+    /// case and must get its answer and every packet. Reports the relay's RSS and open
+    /// descriptors before, at most during, and after each case, what the abusers got,
+    /// and what the relay refused (`httpMaxConnections*`, `webrtcMaxPendingSessions*`).
+    ///
+    /// Prints progress on stderr, a table and then one JSON line on stdout; fails if the
+    /// viewer was hurt.
+    HttpAbuse(relay_benches::http_abuse::Args),
     /// Time to the first decoded frame for a browser joining mid-GOP: headless Chromium
     /// opens the relay's player page N times, at points spread over the GOP of an
     /// RTP-pushed clip (default: 1280x720 30 fps ~2 Mbit/s H264, a keyframe every 4 s).
@@ -156,6 +168,7 @@ fn main() -> anyhow::Result<()> {
         Tool::Swarm(args) => relay_benches::swarm::main(&args),
         Tool::Suite(args) => relay_benches::suite::main(&args),
         Tool::XdpFlood(args) => relay_benches::xdp_flood::main(&args),
+        Tool::HttpAbuse(args) => relay_benches::http_abuse::run(&args),
         Tool::Publish(args) => publish(&args),
         Tool::FirstFrame(args) => relay_benches::first_frame::main(&args),
     }

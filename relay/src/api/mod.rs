@@ -77,6 +77,8 @@ pub struct ApiOptions {
     pub read_timeout: Duration,
     /// Who may use the API (action `api`).
     pub auth: Arc<Authenticator>,
+    /// The listener's open connections and their limits.
+    pub connections: Arc<http::connections::Connections>,
 }
 
 /// Serves the API on `listener`; drop the future to stop.
@@ -94,7 +96,13 @@ pub async fn serve(listener: tokio::net::TcpListener, backend: Arc<dyn Backend>,
             Arc::new(Cors::new(opts.allow_origins)),
             http::cors::cors,
         ));
-    http::serve_connections(listener, http::with_logging(router), opts.read_timeout).await
+    http::serve_connections(
+        listener,
+        http::with_logging(router),
+        opts.read_timeout,
+        opts.connections,
+    )
+    .await
 }
 
 struct App {

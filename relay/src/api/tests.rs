@@ -98,6 +98,7 @@ fn start(auth: AuthConfig) -> String {
         allow_origins: vec!["https://console.example".into()],
         read_timeout: Duration::from_secs(10),
         auth: Arc::new(Authenticator::new(auth, Duration::from_secs(10))),
+        connections: crate::http::tests::unlimited(),
     };
     crate::http::tests::spawn(move |listener| serve(listener, Arc::new(TestBackend::new()), opts))
 }

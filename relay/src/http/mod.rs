@@ -34,8 +34,12 @@
 //! Connections are HTTP/1.1, served by hyper directly (axum::serve has no timeouts): a
 //! client must send each request's header within `readTimeout` of connecting or of its
 //! previous response, and the body of an offer within `readTimeout` more, or it is cut
-//! off. So idle and slow clients cannot hold connections, and their buffers, open.
+//! off. So idle and slow clients cannot hold connections, and their buffers, open. Each
+//! listener holds at most `httpMaxConnectionsPerIP` connections of one address and
+//! `httpMaxConnections` in all ([`connections`]): past them a connection is answered 503
+//! and closed, so that one address cannot take every file descriptor in the meantime.
 
+pub mod connections;
 pub(crate) mod cors;
 mod pprof;
 #[cfg(test)]
@@ -59,6 +63,7 @@ use tracing::Level;
 use crate::auth::{self, Action, Authenticator, Credentials, Failures};
 use crate::paths::{PathError, PublishRefused, ServedPath};
 use crate::worker::admission::Crowded;
+use connections::Connections;
 
 /// What the HTTP layer asks of the relay.
 pub trait Viewers: Send + Sync + 'static {
@@ -123,6 +128,8 @@ pub struct HttpOptions {
     pub read_timeout: Duration,
     /// Who may publish and read.
     pub auth: Arc<Authenticator>,
+    /// The listener's open connections and their limits.
+    pub connections: Arc<Connections>,
 }
 
 /// Serves WHEP, WHIP and their pages; drop the future to stop.
@@ -140,7 +147,13 @@ pub async fn serve(
         Arc::new(cors::Cors::new(opts.allow_origins)),
         cors::cors,
     ));
-    serve_connections(listener, with_logging(router), opts.read_timeout).await
+    serve_connections(
+        listener,
+        with_logging(router),
+        opts.read_timeout,
+        opts.connections,
+    )
+    .await
 }
 
 /// Serves only `/metrics` (on `metricsAddress`), with the same `readTimeout` and
@@ -150,13 +163,20 @@ pub async fn serve_metrics(
     registry: Arc<dyn Scrape>,
     read_timeout: Duration,
     auth: Arc<Authenticator>,
+    connections: Arc<Connections>,
 ) {
     let app = App {
         serves: Serves::Metrics(registry),
         read_timeout,
         gate: Gate::new(auth),
     };
-    serve_connections(listener, with_logging(router(app)), read_timeout).await
+    serve_connections(
+        listener,
+        with_logging(router(app)),
+        read_timeout,
+        connections,
+    )
+    .await
 }
 
 /// Serves only CPU and heap profiles (`pprof: yes`, see [`pprof`]) on `pprofAddress`,
@@ -165,13 +185,20 @@ pub async fn serve_pprof(
     listener: tokio::net::TcpListener,
     read_timeout: Duration,
     auth: Arc<Authenticator>,
+    connections: Arc<Connections>,
 ) {
     let app = App {
         serves: Serves::Pprof,
         read_timeout,
         gate: Gate::new(auth),
     };
-    serve_connections(listener, with_logging(router(app)), read_timeout).await
+    serve_connections(
+        listener,
+        with_logging(router(app)),
+        read_timeout,
+        connections,
+    )
+    .await
 }
 
 /// Largest SDP offer accepted (browsers send 3-10 KiB).
@@ -182,11 +209,13 @@ const MAX_OFFER: usize = 64 * 1024;
 /// hyper's read buffer, ~400 KiB per connection.)
 const MAX_HEADER: usize = 32 * 1024;
 
-/// Serves HTTP/1.1 on every connection `listener` accepts, each in its own task.
+/// Serves HTTP/1.1 on every connection `listener` accepts, each in its own task, as
+/// long as `connections` has a place for it.
 pub(crate) async fn serve_connections(
     listener: tokio::net::TcpListener,
     router: Router,
     read_timeout: Duration,
+    connections: Arc<Connections>,
 ) {
     let mut http = hyper::server::conn::http1::Builder::new();
     // hyper runs the header read timeout whenever it waits for a request: on a new
@@ -202,10 +231,21 @@ pub(crate) async fn serve_connections(
                 continue;
             }
         };
+        let held = match connections.admit(client.ip()) {
+            Ok(held) => held,
+            Err(full) => {
+                // Best effort, without waiting: the socket's buffer is empty, and a
+                // client that cannot take 200 bytes now learns it from the close.
+                let _ = stream.try_write(full.response().as_bytes());
+                tracing::debug!(%client, reason = full.reason(), "HTTP connection refused");
+                continue;
+            }
+        };
         let service = router.clone().layer(axum::Extension(Client(client)));
         let connection =
             http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
         tokio::spawn(async move {
+            let _held = held;
             if let Err(e) = connection.await {
                 tracing::debug!("HTTP connection ended: {e}");
             }

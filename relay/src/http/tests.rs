@@ -13,6 +13,7 @@ use prometheus_client::registry::Registry;
 
 use super::*;
 use crate::auth::{AuthConfig, PathRule, Permission, Secret, User};
+use connections::ConnectionLimits;
 
 const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n";
 
@@ -211,7 +212,16 @@ fn options() -> HttpOptions {
         allow_origins: vec!["*".into()],
         read_timeout: Duration::from_secs(10),
         auth: authenticator(AuthConfig::mediamtx_default()),
+        connections: unlimited(),
     }
+}
+
+/// A listener's connections without limits.
+pub(crate) fn unlimited() -> Arc<Connections> {
+    Connections::new(ConnectionLimits {
+        per_address: 0,
+        total: 0,
+    })
 }
 
 fn authenticator(config: AuthConfig) -> Arc<Authenticator> {
@@ -664,7 +674,15 @@ fn registry() -> Arc<dyn Scrape> {
 
 /// A metrics listener serving `registry()` to whom `auth` allows; its base URL.
 fn metrics_server(auth: Arc<Authenticator>) -> String {
-    spawn(|listener| serve_metrics(listener, registry(), Duration::from_secs(10), auth))
+    spawn(|listener| {
+        serve_metrics(
+            listener,
+            registry(),
+            Duration::from_secs(10),
+            auth,
+            unlimited(),
+        )
+    })
 }
 
 #[test]
@@ -834,7 +852,8 @@ fn headers_over_32_kib_are_a_431() {
 
 #[test]
 fn the_metrics_listener_closes_idle_connections_too() {
-    let base = spawn(|listener| serve_metrics(listener, registry(), SHORT, options().auth));
+    let base =
+        spawn(|listener| serve_metrics(listener, registry(), SHORT, options().auth, unlimited()));
     let start = Instant::now();
     let mut idle = connect(&base);
     let (_, after) = read_until_closed(&mut idle, start);

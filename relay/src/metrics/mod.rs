@@ -16,6 +16,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+use crate::http::connections::Listeners;
 use crate::ingest::{IngestCounters, PathStats};
 use crate::io::xdp::XdpProgram;
 use crate::paths::Paths;
@@ -111,6 +112,7 @@ pub struct Metrics {
     ingest: IngestCounters,
     xdp: Option<Arc<Mutex<XdpProgram>>>,
     sessions: Arc<Sessions>,
+    http: Arc<Listeners>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -128,6 +130,7 @@ impl Metrics {
         ingest: IngestCounters,
         xdp: Option<Arc<Mutex<XdpProgram>>>,
         sessions: Arc<Sessions>,
+        http: Arc<Listeners>,
     ) -> Metrics {
         Metrics {
             workers,
@@ -135,6 +138,7 @@ impl Metrics {
             ingest,
             xdp,
             sessions,
+            http,
         }
     }
 
@@ -217,6 +221,58 @@ impl Metrics {
         ];
         for (reason, n) in reasons {
             ConstCounter::new(n).encode(refused.encode_family(&[("reason", reason)])?)?;
+        }
+        Ok(())
+    }
+}
+
+impl Metrics {
+    /// Each HTTP listener's open connections, their limits and the connections refused
+    /// (http/connections.rs).
+    fn encode_http_connections(&self, encoder: &mut DescriptorEncoder) -> Result<(), Error> {
+        let listeners = self.http.all().map(|(name, c)| (name, c.stats()));
+        let mut open = encoder.encode_descriptor(
+            "http_connections",
+            "HTTP connections open, by listener (webrtc, metrics, api, pprof).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (listener, s) in &listeners {
+            ConstGauge::new(s.open as i64)
+                .encode(open.encode_family(&[("listener", *listener)])?)?;
+        }
+        let mut most = encoder.encode_descriptor(
+            "http_connections_most_of_one_ip",
+            "The most HTTP connections any one client address holds open, by listener.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (listener, s) in &listeners {
+            ConstGauge::new(s.most_of_one_address as i64)
+                .encode(most.encode_family(&[("listener", *listener)])?)?;
+        }
+        let mut limits = encoder.encode_descriptor(
+            "http_connections_limit",
+            "HTTP connections each listener holds open per client address (httpMaxConnectionsPerIP) and in total (httpMaxConnections); 0: no limit.",
+            None,
+            MetricType::Gauge,
+        )?;
+        let l = listeners[0].1.limits;
+        for (scope, limit) in [("address", l.per_address), ("total", l.total)] {
+            ConstGauge::new(limit as i64).encode(limits.encode_family(&[("scope", scope)])?)?;
+        }
+        let mut refused = encoder.encode_descriptor(
+            "http_connections_refused",
+            "HTTP connections answered 503 and closed at once because a limit was reached, by listener and limit (address, total).",
+            None,
+            MetricType::Counter,
+        )?;
+        for (listener, s) in &listeners {
+            for (reason, n) in [("address", s.refused_address), ("total", s.refused_total)] {
+                ConstCounter::new(n).encode(
+                    refused.encode_family(&[("listener", *listener), ("reason", reason)])?,
+                )?;
+            }
         }
         Ok(())
     }
@@ -424,6 +480,7 @@ impl Collector for Metrics {
                 .encode(sessions.encode_family(&labels)?)?;
         }
         self.encode_pending(&mut encoder)?;
+        self.encode_http_connections(&mut encoder)?;
 
         // The paths of this scrape: those made from patterns come and go.
         let paths = self.paths.all();
