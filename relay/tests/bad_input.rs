@@ -129,6 +129,12 @@ fn spray(socket: &UdpSocket, to: std::net::SocketAddr, n: usize) {
     }
 }
 
+/// UDP datagrams the kernel dropped here because a socket's buffer was full.
+fn receive_buffer_drops() -> u64 {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap();
+    relay_testkit::netns::udp_counter(&snmp, "RcvbufErrors").unwrap()
+}
+
 #[test]
 fn garbage_datagrams_are_counted_and_dropped_without_disturbing_a_viewer() {
     let relay = start(&demo_config());
@@ -143,6 +149,7 @@ fn garbage_datagrams_are_counted_and_dropped_without_disturbing_a_viewer() {
     assert!(hostile.connected);
 
     let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dropped_before = receive_buffer_drops();
     let start = Instant::now();
     let attack = std::thread::spawn(move || {
         spray(&stranger, media, 3000);
@@ -172,7 +179,12 @@ fn garbage_datagrams_are_counted_and_dropped_without_disturbing_a_viewer() {
 
     let unknown = relay.metric("relay_dropped_unknown_source_total").unwrap()
         + relay.metric("relay_dropped_unknown_ufrag_total").unwrap();
-    assert!(unknown >= 2900.0, "stranger's datagrams counted: {unknown}");
+    // What a busy machine's kernel dropped for want of buffer never reached the relay.
+    let kernel = (receive_buffer_drops() - dropped_before) as f64;
+    assert!(
+        unknown + kernel >= 2900.0,
+        "stranger's datagrams counted: {unknown} (and {kernel} dropped by the kernel)"
+    );
     let session_level = relay.metric("relay_dropped_malformed_total").unwrap()
         + relay.metric("relay_dropped_srtcp_auth_total").unwrap()
         + relay
