@@ -76,9 +76,17 @@ fn a_vanished_publisher_is_replaced_and_viewers_go_on_or_offer_again() {
 
     // Video only: not the tracks the viewer negotiated.
     let third = publish_for(connect(true).unwrap(), Duration::from_millis(3000));
-    let ended = eventually(Duration::from_secs(3), || watched.delete() == 404);
+    let readers = r#"relay_path_readers{path="live"}"#;
+    let ended = eventually(Duration::from_secs(3), || {
+        relay.metric(readers).unwrap() == 0.0
+    });
     assert!(ended, "the viewer of the replaced tracks was closed");
-    assert!(relay.logs_eventually("its viewers were closed, to offer again"));
+    assert_eq!(watched.delete(), 404, "its session is gone");
+    let said = relay
+        .log()
+        .iter()
+        .any(|l| l.contains("its viewers were closed, to offer again") && l.contains("viewers=1"));
+    assert!(said, "the log says how many viewers were closed");
     let mut again = Viewer::connect(&relay.http, "live");
     again.run_for(Duration::from_millis(2000));
     assert!(again.connected);
