@@ -14,6 +14,7 @@ pub mod http;
 pub mod ingest;
 pub mod io;
 pub mod lifeline;
+pub mod logs;
 pub mod metrics;
 pub mod paths;
 pub mod reload;

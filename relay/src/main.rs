@@ -1,3 +1,4 @@
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -73,7 +74,8 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("relay: {e:#}");
+            // Not eprintln!: it panics when stderr is a full disk.
+            let _ = writeln!(std::io::stderr(), "relay: {e:#}");
             ExitCode::FAILURE
         }
     }
@@ -148,9 +150,12 @@ fn init_logs(config: &Config) {
     // str0m is chatty at info; its warnings are what an operator needs.
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("{level},str0m=warn,dimpl=warn,is=warn")));
+    // A line the disk refuses is counted and dropped (relay::logs), never reported on
+    // stderr again.
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(relay::logs::Stderr)
+        .log_internal_errors(false);
     if config.log_structured {
         logs.json().init();
     } else {

@@ -419,7 +419,12 @@ pub struct ServedPath {
     publisher: Option<PublisherSeat>,
     /// What its viewers report receiving (metrics).
     pub reception: ReceptionHistograms,
+    /// Ends the viewers of path NAME (how many): those of tracks a source replaced.
+    close_viewers: Option<CloseViewers>,
 }
+
+/// Ends the viewer sessions of a path, given its name; returns how many.
+pub type CloseViewers = Box<dyn Fn(&str) -> usize + Send + Sync>;
 
 impl fmt::Debug for ServedPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -446,6 +451,17 @@ impl ServedPath {
             last_failure: Mutex::new(None),
             publisher: None,
             reception: ReceptionHistograms::default(),
+            close_viewers: None,
+        }
+    }
+
+    /// A source whose tracks are not the previous source's (another codec, a track
+    /// more or less) ends the path's viewers with `close`: they watch tracks nothing
+    /// writes any more, and must offer again to get the new ones.
+    pub fn with_close_viewers(self, close: CloseViewers) -> Self {
+        ServedPath {
+            close_viewers: Some(close),
+            ..self
         }
     }
 
@@ -665,7 +681,8 @@ impl ServedPath {
     }
 
     /// Writers for tracks described by `infos`: the ones kept from the previous source
-    /// when it had the same tracks, so that their viewers go on; new ones otherwise.
+    /// when it had the same tracks, so that their viewers go on; new ones otherwise,
+    /// and then the previous source's viewers are ended ([`ServedPath::with_close_viewers`]).
     pub fn take_writers(&self, infos: &[TrackInfo]) -> Vec<TrackWriter> {
         let mut kept = self.writers.lock().unwrap_or_else(|e| e.into_inner());
         let same =
@@ -673,7 +690,16 @@ impl ServedPath {
         if same {
             return std::mem::take(&mut *kept);
         }
-        kept.clear();
+        let replaced = std::mem::take(&mut *kept);
+        drop(kept);
+        if let (false, Some(close)) = (replaced.is_empty(), &self.close_viewers) {
+            let closed = close(&self.name);
+            tracing::info!(
+                path = %self.name,
+                viewers = closed,
+                "the new source's tracks are not the last one's: its viewers were closed, to offer again"
+            );
+        }
         infos
             .iter()
             .map(|i| Track::new(i.clone(), self.retention).1)
@@ -864,7 +890,14 @@ mod tests {
 
     #[test]
     fn writers_are_kept_for_a_source_with_the_same_tracks() {
-        let p = ServedPath::new("cam", 0, PathState::Connecting);
+        let closes = Arc::new(AtomicUsize::new(0));
+        let counted = closes.clone();
+        let p = ServedPath::new("cam", 0, PathState::Connecting).with_close_viewers(Box::new(
+            move |name| {
+                assert_eq!(name, "cam");
+                counted.fetch_add(1, Ordering::Relaxed)
+            },
+        ));
         let infos = [info(Codec::H264), info(Codec::Opus)];
         let writers = p.take_writers(&infos);
         let first = writers[0].track().clone();
@@ -872,10 +905,20 @@ mod tests {
         let again = p.take_writers(&infos);
         assert!(Arc::ptr_eq(again[0].track(), &first), "same track goes on");
         p.return_writers(again);
+        assert_eq!(
+            closes.load(Ordering::Relaxed),
+            0,
+            "the first source and the same tracks strand no viewer"
+        );
         let other = p.take_writers(&[info(Codec::H265)]);
         assert!(
             !Arc::ptr_eq(other[0].track(), &first),
             "new codec, new track"
+        );
+        assert_eq!(
+            closes.load(Ordering::Relaxed),
+            1,
+            "the old track's viewers are ended"
         );
     }
 

@@ -27,7 +27,7 @@ use crate::io::xdp::{self, XdpError, XdpMode, XdpOptions, XdpProgram, XskOptions
 use crate::io::{Receiver, Sender};
 use crate::lifeline::Lifeline;
 use crate::metrics::{Metrics, Totals};
-use crate::paths::{PathError, PathLife, PathState, Paths, ServedPath};
+use crate::paths::{CloseViewers, PathError, PathLife, PathState, Paths, ServedPath};
 use crate::reload::{self, ConfigSource, Reloader};
 use crate::session::{Session, SessionConfig};
 use crate::track::history::Retention;
@@ -467,10 +467,17 @@ impl PathLife for PathStarter {
 }
 
 impl PathStarter {
+    /// Ends a path's viewers whose tracks a new source replaced.
+    fn viewer_closer(&self) -> CloseViewers {
+        let registry = self.registry.clone();
+        Box::new(move |name| registry.close_viewers(name))
+    }
+
     /// A `publisher` path, with its `runOnDemand` command if it has one.
     fn start_publisher(&self, name: &str, path: &PathConfig, made: bool) -> Arc<ServedPath> {
         let mut served = ServedPath::for_publisher(name, path.max_readers, path.override_publisher)
-            .with_retention(self.history);
+            .with_retention(self.history)
+            .with_close_viewers(self.viewer_closer());
         let Some(demand) = path.hooks.on_demand.clone() else {
             return Arc::new(served);
         };
@@ -494,8 +501,9 @@ impl PathStarter {
             Some(_) => PathState::Idle,
             None => PathState::Connecting,
         };
-        let mut served =
-            ServedPath::new(name, path.max_readers, initial).with_retention(self.history);
+        let mut served = ServedPath::new(name, path.max_readers, initial)
+            .with_retention(self.history)
+            .with_close_viewers(self.viewer_closer());
         if let Some(on_demand) = path.on_demand {
             served = served.with_on_demand(on_demand.start_timeout);
         }
@@ -551,7 +559,7 @@ async fn control_plane(
         let local = l.local_addr()?;
         info!("metrics at http://{local}/metrics");
         // Before the paths' URLs, as the API's.
-        println!("relay: metrics at http://{local}");
+        crate::logs::say(format_args!("relay: metrics at http://{local}"));
         let registry = Arc::new(metrics.clone());
         tokio::spawn(http::serve_metrics(
             l,
@@ -584,7 +592,7 @@ async fn control_plane(
         let local = l.local_addr()?;
         info!("control API at http://{local}/v3/");
         // Before the paths' URLs: tests and scripts read it from stdout until those.
-        println!("relay: API at http://{local}");
+        crate::logs::say(format_args!("relay: API at http://{local}"));
         let opts = ApiOptions {
             allow_origins: config.api_allow_origins.clone(),
             read_timeout: config.read_timeout,
@@ -642,18 +650,19 @@ fn announce(config: &Config, local: SocketAddr) {
     for name in config.paths.keys() {
         let url = format!("{origin}/{name}/");
         info!("path '{name}': watch at {url}");
-        println!("relay: watch '{name}' at {url}");
+        crate::logs::say(format_args!("relay: watch '{name}' at {url}"));
     }
     for pattern in &config.path_patterns {
         let key = &pattern.key;
         let url = format!("{origin}/NAME/");
         info!("paths matching '{key}': publish to and watch any such NAME at {url}");
-        println!("relay: watch paths matching '{key}' at {url}");
+        crate::logs::say(format_args!("relay: watch paths matching '{key}' at {url}"));
     }
 }
 
 /// Once a second: drop sessions no viewer reached in time and the paths made from
-/// patterns that are no longer used; every ten, the stats line and heap trimming.
+/// patterns that are no longer used, and attach XDP again if someone detached it;
+/// every ten, the stats line and heap trimming.
 async fn housekeeping(
     registry: Arc<Registry>,
     paths: Arc<Paths>,
@@ -661,15 +670,48 @@ async fn housekeeping(
     metrics: Metrics,
 ) {
     let mut last = metrics.totals();
+    let xdp = metrics.xdp();
+    let mut reattach_failed = false;
     for tick in 1u64.. {
         tokio::time::sleep(Duration::from_secs(1)).await;
         registry.expire(Instant::now(), handshake_timeout);
         paths.remove_unused();
+        if let Some(xdp) = &xdp {
+            keep_xdp_attached(xdp, &mut reattach_failed);
+        }
         if tick % 10 == 0 {
             let now = metrics.totals();
             log_stats(&last, &now, 10);
             last = now;
         }
+    }
+}
+
+/// Attaches the XDP program again if its link was detached by hand: until then the
+/// media port's traffic (viewers' ICE checks, RTCP, new viewers) goes to the kernel,
+/// which holds the port and reads nothing. Media to viewers goes on meanwhile (AF_XDP
+/// transmits without the program). A failure is logged once and tried every second.
+fn keep_xdp_attached(xdp: &Mutex<XdpProgram>, failed: &mut bool) {
+    let mut program = xdp.lock().unwrap_or_else(|e| e.into_inner());
+    let interface = program.interface().unwrap_or_default().to_string();
+    match program.reattach_if_detached() {
+        Ok(false) => {}
+        Ok(true) => {
+            *failed = false;
+            warn!(
+                interface = %interface,
+                "the XDP program was detached from its interface by someone else; attached it again"
+            );
+        }
+        Err(e) if !*failed => {
+            *failed = true;
+            tracing::error!(
+                interface = %interface,
+                "the XDP program was detached from its interface by someone else, and \
+                 attaching it again failed (retrying every second): {e}"
+            );
+        }
+        Err(_) => {}
     }
 }
 

@@ -3,61 +3,17 @@
 
 mod common;
 
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use relay::config::Config;
-use relay_testkit::config::{loopback, paths, rtp_push};
-use relay_testkit::process::RelayProcess;
 use relay_testkit::viewer::Viewer;
 use str0m::media::MediaKind;
 
-use common::{start, WORKERS};
-
-/// The relay with one path, `cam1`, fed by RTP pushed to 127.0.0.1:`port` as `sdp` says.
-fn relay_with_cam1(port: u16, sdp: &str) -> RelayProcess {
-    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    start(&Config {
-        paths: paths([("cam1", rtp_push(address, sdp))]),
-        ..loopback(WORKERS)
-    })
-}
-
-fn rtp(pt: u8, seq: u16, ts: u32, ssrc: u32, marker: bool, payload: &[u8]) -> Vec<u8> {
-    let mut p = vec![0x80, pt | if marker { 0x80 } else { 0 }];
-    p.extend_from_slice(&seq.to_be_bytes());
-    p.extend_from_slice(&ts.to_be_bytes());
-    p.extend_from_slice(&ssrc.to_be_bytes());
-    p.extend_from_slice(payload);
-    p
-}
-
-/// A video access unit: keyframes carry SPS, PPS and an IDR slice; others one P slice.
-fn video_frame(i: u32) -> Vec<Vec<u8>> {
-    let tag = |nal: u8| {
-        let mut v = vec![nal];
-        v.extend_from_slice(&i.to_be_bytes());
-        v.extend((0..200).map(|_| fastrand::u8(..)));
-        v
-    };
-    if i.is_multiple_of(15) {
-        vec![
-            vec![0x67, 0x42, 0xe0, 0x1f, 0xda],
-            vec![0x68, 0xce, 0x38, 0x80],
-            tag(0x65),
-        ]
-    } else {
-        vec![tag(0x41)]
-    }
-}
+use common::rtp::{free_port, relay_with_cam1, rtp, video_frame};
 
 #[test]
 fn pushed_video_and_audio_reach_the_viewer_byte_for_byte() {
-    let port = UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let sdp = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=cam\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
                m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
                a=fmtp:96 packetization-mode=1;profile-level-id=42e01f\r\n\
@@ -147,11 +103,7 @@ fn pushed_video_and_audio_reach_the_viewer_byte_for_byte() {
 /// A real encoder: ffmpeg pushes H264 and Opus to one port, as the operations doc shows.
 #[test]
 fn ffmpeg_push_reaches_a_viewer_with_video_from_a_keyframe_and_audio() {
-    let port = UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let sdp = "v=0\no=- 0 0 IN IP4 127.0.0.1\ns=No Name\nt=0 0\n\
                m=video 0 RTP/AVP 96\nc=IN IP4 127.0.0.1\na=rtpmap:96 H264/90000\n\
                a=fmtp:96 packetization-mode=1\n\

@@ -42,7 +42,8 @@ pub struct Publisher {
     /// PLI and FIR the relay sent.
     pub keyframe_requests: usize,
     video: Outgoing,
-    audio: Outgoing,
+    /// None for a publisher of video only.
+    audio: Option<Outgoing>,
     clip: DemoPlayer,
     next_audio: Instant,
     audio_frames: u32,
@@ -63,19 +64,34 @@ impl Publisher {
         path: &str,
         authorization: Option<&str>,
     ) -> Result<Publisher, Reply> {
+        Publisher::connect_kinds(
+            http,
+            path,
+            authorization,
+            &[MediaKind::Video, MediaKind::Audio],
+        )
+    }
+
+    /// [`Publisher::connect`] offering H264 only: a publisher whose tracks are not
+    /// another's of H264 and Opus.
+    pub fn connect_video_only(http: &str, path: &str) -> Result<Publisher, Reply> {
+        Publisher::connect_kinds(http, path, None, &[MediaKind::Video])
+    }
+
+    fn connect_kinds(
+        http: &str,
+        path: &str,
+        authorization: Option<&str>,
+        kinds: &[MediaKind],
+    ) -> Result<Publisher, Reply> {
         let local = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
         let rtc = Rtc::builder()
             .set_rtp_mode(true)
             .clear_codecs()
             .enable_h264(true)
             .enable_opus(true, false);
-        let (mut client, offer) = Client::offer_with(
-            rtc,
-            local,
-            &[MediaKind::Video, MediaKind::Audio],
-            Direction::SendOnly,
-        )
-        .unwrap_or_else(|e| panic!("a client on {local}: {e}"));
+        let (mut client, offer) = Client::offer_with(rtc, local, kinds, Direction::SendOnly)
+            .unwrap_or_else(|e| panic!("a client on {local}: {e}"));
         let agent = crate::http::agent(HTTP_TIMEOUT);
         let reply =
             crate::whep::post_offer_as(&agent, &endpoint(http, path), &offer.sdp, authorization)
@@ -83,19 +99,16 @@ impl Publisher {
         if reply.status != 201 {
             return Err(reply);
         }
-        let mid_of = |kind| {
-            let (mid, _) = offer.kinds.iter().find(|(_, k)| **k == kind).unwrap();
-            *mid
+        let outgoing = |kind, codec: &str| {
+            let (mid, _) = offer.kinds.iter().find(|(_, k)| **k == kind)?;
+            Some(Outgoing {
+                mid: *mid,
+                pt: payload_type(&reply.body, codec).expect("the codec in the answer"),
+                seq: 1,
+            })
         };
-        let outgoing = |kind, codec: &str| Outgoing {
-            mid: mid_of(kind),
-            pt: payload_type(&reply.body, codec).expect("the codec in the answer"),
-            seq: 1,
-        };
-        let (video, audio) = (
-            outgoing(MediaKind::Video, "H264"),
-            outgoing(MediaKind::Audio, "opus"),
-        );
+        let video = outgoing(MediaKind::Video, "H264").expect("a video m-line");
+        let audio = outgoing(MediaKind::Audio, "opus");
         client.accept(offer, &reply.body).expect("answer accepted");
         let clip = Arc::new(Clip::demo(1200).expect("the demo clip"));
         let now = Instant::now();
@@ -132,8 +145,11 @@ impl Publisher {
             if self.connected {
                 self.send_due(Instant::now());
             }
+            let next = match self.audio {
+                Some(_) => next.min(self.next_audio),
+                None => next,
+            };
             let wait = next
-                .min(self.next_audio)
                 .saturating_duration_since(Instant::now())
                 .clamp(Duration::from_millis(1), Duration::from_millis(5));
             self.client.socket.set_read_timeout(Some(wait)).unwrap();
@@ -162,7 +178,10 @@ impl Publisher {
                 sent += 1;
             });
         }
-        let audio = &mut self.audio;
+        let Some(audio) = &mut self.audio else {
+            self.sent += sent;
+            return;
+        };
         if let Some(stream) = api.stream_tx_by_mid(audio.mid, None) {
             while self.next_audio <= now {
                 let timestamp = self.audio_frames.wrapping_mul(960);

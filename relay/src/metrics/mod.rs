@@ -143,6 +143,11 @@ impl Metrics {
     }
 
     /// The OpenMetrics text of what `filter` selects.
+    /// The XDP program whose counters it reads, if the relay runs one.
+    pub fn xdp(&self) -> Option<Arc<Mutex<XdpProgram>>> {
+        self.xdp.clone()
+    }
+
     pub fn scrape(&self, filter: &Filter) -> Result<String, Error> {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(mediamtx::MediaMtx {
@@ -481,6 +486,12 @@ impl Collector for Metrics {
         }
         self.encode_pending(&mut encoder)?;
         self.encode_http_connections(&mut encoder)?;
+        ConstCounter::new(crate::logs::write_errors()).encode(encoder.encode_descriptor(
+            "log_write_errors",
+            "Log lines stderr refused (a full disk, say), dropped.",
+            None,
+            MetricType::Counter,
+        )?)?;
 
         // The paths of this scrape: those made from patterns come and go.
         let paths = self.paths.all();
@@ -644,10 +655,16 @@ impl Collector for Metrics {
         }
         if let Some(xdp) = &self.xdp {
             // A failed read leaves the XDP counters out of this scrape, nothing more.
-            let counters = xdp
-                .lock()
-                .map(|p| p.counters())
-                .unwrap_or_else(|e| e.into_inner().counters());
+            let (counters, reattached) = {
+                let program = xdp.lock().unwrap_or_else(|e| e.into_inner());
+                (program.counters(), program.reattached())
+            };
+            ConstCounter::new(reattached).encode(encoder.encode_descriptor(
+                "xdp_reattached",
+                "Times the XDP program was found detached from its interface (by hand) and attached again.",
+                None,
+                MetricType::Counter,
+            )?)?;
             if let Ok(counters) = counters {
                 let mut family = encoder.encode_descriptor(
                     "xdp_packets",

@@ -238,8 +238,18 @@ impl Registry {
     /// Ends every session of `path` (its publisher and viewers): the path left the
     /// config. Returns how many.
     pub fn close_path(&self, path: &str) -> usize {
+        self.close_where(path, |_| true)
+    }
+
+    /// Ends the viewers of `path`, answered or live: their tracks were replaced.
+    /// Returns how many.
+    pub fn close_viewers(&self, path: &str) -> usize {
+        self.close_where(path, |info| info.role == Role::Read)
+    }
+
+    fn close_where(&self, path: &str, which: impl Fn(&SessionInfo) -> bool) -> usize {
         let ids: Vec<String> = (self.lock().ids.iter())
-            .filter(|(_, (p, ..))| p == path)
+            .filter(|(_, (p, _, info))| p == path && which(info))
             .map(|(id, _)| id.clone())
             .collect();
         ids.iter().filter(|id| self.close(path, id)).count()

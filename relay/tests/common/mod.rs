@@ -12,6 +12,7 @@ use relay_testkit::process::{Launch, RelayProcess};
 use relay_testkit::viewer::{run_all, Loss, Viewer};
 
 pub mod netns;
+pub mod rtp;
 pub mod xdp;
 
 /// The relay binary cargo built for these tests.

@@ -138,7 +138,9 @@ pub enum XdpError {
 pub struct XdpProgram {
     // Fields drop in order: the link first, so the program leaves the interface before
     // its maps go.
-    link: Option<FdLink>,
+    link: Option<Attached>,
+    /// Times the link was found detached and the program attached again.
+    reattached: u64,
     logs: Option<ProgramLogs>,
     xsks: XskMap<MapData>,
     counters: PerCpuArray<MapData, u64>,
@@ -218,6 +220,7 @@ impl XdpProgram {
             .transpose()?;
         Ok(XdpProgram {
             link: None,
+            reattached: 0,
             logs,
             xsks,
             counters,
@@ -252,8 +255,43 @@ impl XdpProgram {
                    without one a killed relay would leave its program on the interface",
             release: kernel_release(),
         })?;
-        self.link = Some(link);
+        let fd = link.info().ok().and_then(|info| link_fd(info.id()));
+        self.link = Some(Attached {
+            _link: link,
+            fd,
+            interface: interface.to_string(),
+            mode,
+        });
         Ok(())
+    }
+
+    /// Attaches the program again if its link was detached from the interface by hand
+    /// (`bpftool link detach`; the kernel refuses `ip link set dev IFACE xdp off` while
+    /// the link holds it). Until then the media port's traffic goes to the kernel, where
+    /// nothing reads it. True when it attached it again.
+    pub fn reattach_if_detached(&mut self) -> Result<bool, XdpError> {
+        let Some(attached) = &self.link else {
+            return Ok(false);
+        };
+        if attached.is_attached() {
+            return Ok(false);
+        }
+        let (interface, mode) = (attached.interface.clone(), attached.mode);
+        // The detached link stays until a new one replaces it, so that a failure here
+        // is found again on the next call.
+        self.attach_link(&interface, mode)?;
+        self.reattached += 1;
+        Ok(true)
+    }
+
+    /// Times [`XdpProgram::reattach_if_detached`] attached the program again.
+    pub fn reattached(&self) -> u64 {
+        self.reattached
+    }
+
+    /// The interface the program is attached to (or was, if detached by hand).
+    pub fn interface(&self) -> Option<&str> {
+        self.link.as_ref().map(|a| a.interface.as_str())
     }
 
     /// Steers the media packets of RX queue `queue` to `socket`, an AF_XDP socket bound
@@ -315,11 +353,57 @@ impl XdpProgram {
 impl fmt::Debug for XdpProgram {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("XdpProgram")
-            .field("attached", &self.link.is_some())
+            .field("attached", &self.link.as_ref().map(|a| &a.interface))
             .field("queues", &self.xsks.len())
             .field("debug_logs", &self.logs.is_some())
             .finish_non_exhaustive()
     }
+}
+
+/// The program's link to its interface, and what it takes to notice that someone
+/// detached it.
+struct Attached {
+    /// Held, not read: the program stays on the interface while it is open.
+    _link: FdLink,
+    /// The link's descriptor in this process, if found: /proc/self/fdinfo/FD names the
+    /// interface it holds (aya gives neither the descriptor nor that part of its info).
+    fd: Option<i32>,
+    interface: String,
+    mode: XdpMode,
+}
+
+impl Attached {
+    /// False once the kernel says the link holds no interface (`ifindex: 0`); true when
+    /// it cannot tell.
+    fn is_attached(&self) -> bool {
+        let Some(fd) = self.fd else {
+            return true;
+        };
+        let Ok(info) = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")) else {
+            return true;
+        };
+        fdinfo_field(&info, "ifindex") != Some(0)
+    }
+}
+
+/// The descriptor of this process's BPF link `id`, found in /proc/self/fdinfo.
+fn link_fd(id: u32) -> Option<i32> {
+    std::fs::read_dir("/proc/self/fdinfo")
+        .ok()?
+        .filter_map(Result::ok)
+        .find_map(|entry| {
+            let info = std::fs::read_to_string(entry.path()).ok()?;
+            let fd = entry.file_name().to_str()?.parse().ok()?;
+            (fdinfo_field(&info, "link_id") == Some(id)).then_some(fd)
+        })
+}
+
+/// A number of a descriptor's fdinfo ("ifindex:\t3").
+fn fdinfo_field(info: &str, name: &str) -> Option<u32> {
+    info.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        (key == name).then(|| value.trim().parse().ok())?
+    })
 }
 
 /// Reads the program's log records (its ring buffer) on a thread of its own, off the
@@ -546,5 +630,21 @@ fn kernel_release() -> String {
         std::ffi::CStr::from_ptr(name.release.as_ptr())
             .to_string_lossy()
             .into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fdinfo_field;
+
+    #[test]
+    fn fdinfo_fields_are_read_by_their_whole_name() {
+        // A detached XDP link, as Linux 6.x prints it.
+        let info = "pos:\t0\nflags:\t02000002\nmnt_id:\t15\nlink_type:\txdp\nlink_id:\t12\n\
+                    prog_tag:\tb1c8d6f2e0a3c4d5\nprog_id:\t34\nifindex:\t0\n";
+        assert_eq!(fdinfo_field(info, "link_id"), Some(12));
+        assert_eq!(fdinfo_field(info, "ifindex"), Some(0));
+        assert_eq!(fdinfo_field(info, "link_type"), None, "not a number");
+        assert_eq!(fdinfo_field(info, "prog"), None);
     }
 }
