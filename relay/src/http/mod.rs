@@ -165,18 +165,8 @@ pub async fn serve_metrics(
     auth: Arc<Authenticator>,
     connections: Arc<Connections>,
 ) {
-    let app = App {
-        serves: Serves::Metrics(registry),
-        read_timeout,
-        gate: Gate::new(auth),
-    };
-    serve_connections(
-        listener,
-        with_logging(router(app)),
-        read_timeout,
-        connections,
-    )
-    .await
+    let serves = Serves::Metrics(registry);
+    serve_only(listener, serves, read_timeout, auth, connections).await
 }
 
 /// Serves only CPU and heap profiles (`pprof: yes`, see [`pprof`]) on `pprofAddress`,
@@ -187,18 +177,24 @@ pub async fn serve_pprof(
     auth: Arc<Authenticator>,
     connections: Arc<Connections>,
 ) {
+    serve_only(listener, Serves::Pprof, read_timeout, auth, connections).await
+}
+
+/// A listener of its own for what `serves` names.
+async fn serve_only(
+    listener: tokio::net::TcpListener,
+    serves: Serves,
+    read_timeout: Duration,
+    auth: Arc<Authenticator>,
+    connections: Arc<Connections>,
+) {
     let app = App {
-        serves: Serves::Pprof,
+        serves,
         read_timeout,
         gate: Gate::new(auth),
     };
-    serve_connections(
-        listener,
-        with_logging(router(app)),
-        read_timeout,
-        connections,
-    )
-    .await
+    let router = with_logging(router(app));
+    serve_connections(listener, router, read_timeout, connections).await
 }
 
 /// Largest SDP offer accepted (browsers send 3-10 KiB).
