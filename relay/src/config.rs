@@ -122,7 +122,8 @@ pub struct Config {
     /// `xdpSTUNBurst`: how many of those one address may send at once.
     pub xdp_stun_burst: NonZeroU32,
     /// `xdpSTUNGlobalRate`: STUN datagrams per second the XDP program lets through from
-    /// all such addresses together (each within its own rate).
+    /// all such addresses together (each within its own rate); without XDP, the checks
+    /// the workers look up for such addresses.
     pub xdp_stun_global_rate: NonZeroU32,
     /// `xdpSTUNGlobalBurst`: how many of those may come at once.
     pub xdp_stun_global_burst: NonZeroU32,

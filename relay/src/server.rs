@@ -758,6 +758,16 @@ struct DataPlane {
     xdp: Option<Arc<Mutex<XdpProgram>>>,
 }
 
+/// One worker's share of `xdpSTUNGlobalRate` and `xdpSTUNGlobalBurst` (a burst of at
+/// least one), as the XDP program shares them over its queues: checks from addresses
+/// no session has yet that may go on to a claim.
+fn claim_share(config: &Config, workers: usize) -> (f64, f64) {
+    let n = workers.max(1) as f64;
+    let rate = f64::from(config.xdp_stun_global_rate.get()) / n;
+    let burst = (f64::from(config.xdp_stun_global_burst.get()) / n).max(1.0);
+    (rate, burst)
+}
+
 /// Portable mode: one UDP socket per worker on the same port (SO_REUSEPORT); the kernel
 /// spreads viewers over them by address. Port 0 picks one port for all.
 fn portable_plane(
@@ -785,6 +795,7 @@ fn portable_plane(
             format!("cannot bind the media port {media_addr} (webrtcLocalUDPAddress)")
         })?;
         media_addr = rx.local_addr();
+        let (rate, burst) = claim_share(config, workers);
         let worker = Worker::new(
             id,
             (rx, tx),
@@ -792,7 +803,8 @@ fn portable_plane(
             wakers.clone(),
             plane.stat(),
             config.rtcp_sender_report_interval,
-        );
+        )
+        .with_claim_budget(rate, burst);
         plane.spawn(id, worker, threads)?;
     }
     plane.media_addr = media_addr;
@@ -843,6 +855,7 @@ fn xdp_plane(
         // SAFETY: the descriptor stays open inside `rx`, which the worker keeps alive.
         program.register_socket(queue as u32, unsafe { BorrowedFd::borrow_raw(rx.raw_fd()) })?;
         let tx = tx.with_admission(program.admission()?);
+        let (rate, burst) = claim_share(config, queues);
         let worker = Worker::new(
             queue,
             (rx, tx),
@@ -851,6 +864,7 @@ fn xdp_plane(
             plane.stat(),
             config.rtcp_sender_report_interval,
         )
+        .with_claim_budget(rate, burst)
         .with_busy_poll(config.xdp_busy_poll);
         plane.spawn(queue, worker, threads)?;
     }

@@ -346,6 +346,11 @@ const WORKER_COUNTERS: &[WorkerCounter] = &[
         |s| &s.unknown_ufrag,
     ),
     (
+        "dropped_stun_global_limit",
+        "STUN checks from addresses no session of the worker has, past the workers' share of xdpSTUNGlobalRate/xdpSTUNGlobalBurst: dropped before any lookup.",
+        |s| &s.stun_global_limit,
+    ),
+    (
         "dropped_unauthenticated",
         "STUN checks not signed with the session's ICE password, and anything else from an address that never sent a valid one: dropped.",
         |s| &s.unauthenticated,

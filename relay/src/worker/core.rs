@@ -20,6 +20,7 @@ use super::egress::Egress;
 use super::registry::{Claim, Command, Pending, Registry};
 use super::session_info::SessionInfo;
 use super::stats::{add, WorkerStats};
+use super::stun::ClaimBudget;
 use crate::io::{Datagram, Sender};
 use crate::paths::ServedPath;
 use crate::session::rtcp::{self, Feedback};
@@ -77,6 +78,8 @@ pub(crate) struct Core<S: Sender> {
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
     start: Start,
     commands: Vec<Command>,
+    /// Checks from addresses no session here has yet, allowed on to a claim.
+    claims: ClaimBudget,
 }
 
 impl<S: Sender> Core<S> {
@@ -107,7 +110,15 @@ impl<S: Sender> Core<S> {
             timers: BinaryHeap::new(),
             start,
             commands: Vec::new(),
+            // The config's defaults for one worker; `set_claim_budget` gives its share.
+            claims: ClaimBudget::new(2000.0, 2000.0),
         }
+    }
+
+    /// This worker's share of the checks that may go on to a claim: `rate` a second,
+    /// `burst` at once.
+    pub fn set_claim_budget(&mut self, rate: f64, burst: f64) {
+        self.claims = ClaimBudget::new(rate, burst);
     }
 
     /// Sets the fan-out's budget, for tests that need it small.
@@ -127,6 +138,7 @@ impl<S: Sender> Core<S> {
         match self.demux.target(&d) {
             Target::Session(slot) => self.deliver(slot, now, d),
             Target::Worker(owner) => self.forward(owner, now, d),
+            Target::Claim(_) if !self.claims.take(now) => add(&self.stats.stun_global_limit, 1),
             Target::Claim(ufrag) => match self.registry.claim(ufrag, d.data, self.id) {
                 Claim::Mine(pending) => {
                     let slot = self.adopt(pending);

@@ -118,7 +118,7 @@ impl Demux {
 }
 
 #[cfg(test)]
-mod tests {
+pub(in crate::worker) mod tests {
     use super::*;
 
     const LOCAL: &str = "10.0.0.1:8189";
@@ -132,7 +132,8 @@ mod tests {
     }
 
     /// A binding request whose USERNAME is `username` (no integrity: routing only).
-    fn check(username: &str) -> Vec<u8> {
+    /// A binding request with `username` (`ours:theirs`), unsigned.
+    pub(in crate::worker) fn check(username: &str) -> Vec<u8> {
         let mut attr = vec![0, 6];
         attr.extend((username.len() as u16).to_be_bytes());
         attr.extend(username.as_bytes());

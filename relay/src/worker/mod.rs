@@ -75,6 +75,13 @@ impl<R: Receiver, S: Sender> Worker<R, S> {
         }
     }
 
+    /// This worker's share of the checks that may go on to a claim
+    /// (`xdpSTUNGlobalRate`/`xdpSTUNGlobalBurst` over the workers).
+    pub fn with_claim_budget(mut self, rate: f64, burst: f64) -> Self {
+        self.core.set_claim_budget(rate, burst);
+        self
+    }
+
     /// Spins instead of sleeping: lowest latency, a core kept busy.
     pub fn with_busy_poll(mut self, busy_poll: bool) -> Self {
         self.busy_poll = busy_poll;

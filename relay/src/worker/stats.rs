@@ -9,6 +9,8 @@ pub struct WorkerStats {
     pub datagrams_in: AtomicU64,
     pub unknown_source: AtomicU64,
     pub unknown_ufrag: AtomicU64,
+    /// Checks past the claim budget ([`super::stun::ClaimBudget`]).
+    pub stun_global_limit: AtomicU64,
     /// Checks not signed with the session's ICE password, and datagrams from an
     /// address of a session that never sent one.
     pub unauthenticated: AtomicU64,

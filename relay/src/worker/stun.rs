@@ -1,6 +1,8 @@
 //! Which session a STUN check is for, before any session owns the sender's address.
 //! str0m validates the message (integrity, fingerprint); this only routes it.
 
+use std::time::Instant;
+
 const MAGIC_COOKIE: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
 const BINDING_REQUEST: [u8; 2] = [0x00, 0x01];
 const USERNAME: u16 = 0x0006;
@@ -23,6 +25,47 @@ pub fn local_ufrag(packet: &[u8]) -> Option<&str> {
         attrs = attrs.get(4 + alen.next_multiple_of(4)..)?;
     }
     None
+}
+
+/// How many checks from addresses no session of this worker has yet may go on to a
+/// claim (the registry's lock, and a password check when the ufrag is pending): a
+/// token bucket, the workers' share of `xdpSTUNGlobalRate`/`xdpSTUNGlobalBurst`. It is
+/// the first thing such a check meets in portable mode, before any lookup, so that a
+/// flood of checks from many addresses (each new, each within any per-address limit)
+/// costs the workers a compare each past the budget; in XDP mode the program has
+/// applied the same budget already.
+#[derive(Debug, Clone)]
+pub struct ClaimBudget {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    at: Option<Instant>,
+}
+
+impl ClaimBudget {
+    /// `rate` checks a second, `burst` at once; full at first.
+    pub fn new(rate: f64, burst: f64) -> ClaimBudget {
+        ClaimBudget {
+            rate,
+            burst,
+            tokens: burst,
+            at: None,
+        }
+    }
+
+    /// Whether one more check may go on at `now`.
+    pub fn take(&mut self, now: Instant) -> bool {
+        if let Some(at) = self.at {
+            let refill = now.saturating_duration_since(at).as_secs_f64() * self.rate;
+            self.tokens = (self.tokens + refill).min(self.burst);
+        }
+        self.at = Some(now);
+        if self.tokens < 1.0 {
+            return false;
+        }
+        self.tokens -= 1.0;
+        true
+    }
 }
 
 #[cfg(test)]
@@ -64,5 +107,17 @@ mod tests {
             let p = request(&[0, 6, 0, 4, b'a', b':', b'b', b'c']);
             let _ = local_ufrag(&p[..cut]);
         }
+    }
+
+    #[test]
+    fn the_claim_budget_lets_its_burst_through_then_its_rate() {
+        let t0 = Instant::now();
+        let mut budget = ClaimBudget::new(100.0, 5.0);
+        assert_eq!((0..10).filter(|_| budget.take(t0)).count(), 5);
+        // 100 a second: one every 10 ms, never more than the burst however long it waited.
+        let t1 = t0 + std::time::Duration::from_millis(30);
+        assert_eq!((0..10).filter(|_| budget.take(t1)).count(), 3);
+        let t2 = t1 + std::time::Duration::from_secs(60);
+        assert_eq!((0..10).filter(|_| budget.take(t2)).count(), 5);
     }
 }

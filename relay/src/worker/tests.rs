@@ -1176,3 +1176,33 @@ fn a_worker_behind_for_a_second_refuses_new_sessions_until_it_catches_up() {
     assert!(net.registry.admit(client, net.now).is_ok());
     assert_eq!(net.registry.admission().refused_full, 2);
 }
+
+#[test]
+fn a_check_flood_from_many_addresses_stops_at_the_claim_budget_and_viewers_go_on() {
+    let mut net = Net::new(30, 2);
+    let watching = net.join(0);
+    net.run_for(Duration::from_secs(1));
+    net.cores[0].set_claim_budget(100.0, 10.0);
+    // 5,000 checks with made-up ufrags, each from an address of its own, at once.
+    let relay: SocketAddr = RELAY.parse().unwrap();
+    for i in 0..5000u32 {
+        let check = super::demux::tests::check(&format!("guess{i}:x"));
+        let [_, _, hi, lo] = i.to_be_bytes();
+        let d = Datagram {
+            source: SocketAddr::from(([10, 9, hi, lo], 5000)),
+            destination: relay,
+            data: &check,
+        };
+        net.cores[0].on_datagram(net.now, d);
+    }
+    // The burst went on to the registry (and found nothing), the rest stopped there.
+    assert_eq!(net.count(|s| &s.unknown_ufrag), 10);
+    assert_eq!(net.count(|s| &s.stun_global_limit), 4990);
+    // The budget refills at its rate: a viewer joining after lets its checks through.
+    net.run_for(Duration::from_millis(500));
+    let late = net.join(0);
+    net.run_for(Duration::from_secs(1));
+    assert!(net.viewers[late].connected, "the new viewer got in");
+    assert_eq!(net.sessions(0), 2);
+    assert_continuous(&net.viewers[watching]);
+}
