@@ -222,9 +222,16 @@ impl Server {
         }
     }
 
+    /// Stops the server as a supervisor would: the relay gets SIGTERM and exits, so
+    /// that an instrumented build (`cargo xtask dist --pgo`'s training) writes its
+    /// profile; killed if it has not exited in 10 s.
     fn stop(self) {
         match self {
-            Server::Relay(r) => drop(r),
+            Server::Relay(mut r) => {
+                if let Err(e) = r.terminate(Duration::from_secs(10)) {
+                    eprintln!("the relay did not stop on SIGTERM: {e:#}");
+                }
+            }
             Server::Janus(j) => j.stop(),
         }
     }

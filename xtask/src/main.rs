@@ -5,6 +5,7 @@
 
 #[path = "../../relay/build/ebpf_toolchain.rs"]
 mod ebpf_toolchain;
+mod pgo;
 mod setup;
 mod xdp_demo;
 
@@ -28,7 +29,13 @@ enum Task {
     /// Set up, then build the relay to ship: the `dist` profile (one codegen unit, fat
     /// LTO), into target/dist/relay. Slower to build than `build`; smaller and less
     /// resident (docs/benchmarks.md, section 10).
-    Dist,
+    Dist {
+        /// Profile-guided: build an instrumented relay, run it under W1 and W2 of
+        /// `relay-bench suite` (needs root; about 2 minutes), build it again with that
+        /// profile into target/dist-pgo/relay. Takes two dist builds.
+        #[arg(long)]
+        pgo: bool,
+    },
     /// Build, then run `relay serve` with the arguments that follow.
     Run {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -68,10 +75,17 @@ fn main() -> anyhow::Result<ExitCode> {
             setup::run()?;
             build(root)?;
         }
-        Task::Dist => {
+        Task::Dist { pgo: false } => {
             setup::run()?;
             cargo_build(root, &["--profile", "dist", "--package", "relay"])?;
             println!("{}", target_dir(root).join("dist/relay").display());
+        }
+        Task::Dist { pgo: true } => {
+            setup::run()?;
+            cargo_build(root, &["--release", "--package", "relay-benches"])?;
+            let target = target_dir(root);
+            let tool = target.join("release/relay-bench");
+            println!("{}", pgo::dist(root, &target, &tool)?.display());
         }
         Task::Run { args } => {
             setup::run()?;
