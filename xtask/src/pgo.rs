@@ -47,7 +47,12 @@ pub fn dist(root: &Path, target: &Path, relay_bench: &Path) -> anyhow::Result<Pa
     std::fs::create_dir_all(&profiles)?;
 
     let instrumented = dir.join("relay-instrumented");
-    build(root, &dir, &flag("-Cprofile-generate=", &profiles), &instrumented)?;
+    build(
+        root,
+        &dir,
+        &flag("-Cprofile-generate=", &profiles),
+        &instrumented,
+    )?;
     println!("pgo: training {} on W1 and W2", instrumented.display());
     let status = Command::new(relay_bench)
         .current_dir(root)
