@@ -76,6 +76,14 @@ pub fn udp_datagrams(pid: u32) -> io::Result<(u64, u64)> {
         .ok_or_else(|| io::Error::other(format!("no Udp counters in /proc/{pid}/net/snmp")))
 }
 
+/// Datagrams the kernel dropped for a full receive buffer (UDP `RcvbufErrors`) in the
+/// network namespace process `pid` is in.
+pub fn udp_rcvbuf_errors(pid: u32) -> io::Result<u64> {
+    let snmp = std::fs::read_to_string(format!("/proc/{pid}/net/snmp"))?;
+    udp_counter(&snmp, "RcvbufErrors")
+        .ok_or_else(|| io::Error::other(format!("no Udp counters in /proc/{pid}/net/snmp")))
+}
+
 /// CPU time all cores spent busy (not idle, not waiting for I/O) since boot, from the
 /// `cpu` line of /proc/stat.
 pub fn machine_busy() -> io::Result<Duration> {

@@ -17,6 +17,7 @@ use anyhow::{bail, Context};
 use relay_testkit::netns::require_root;
 use relay_testkit::process::{Launch, RelayProcess};
 use relay_testkit::rtsp_server::{RtpCameras, RtspServer};
+use relay_testkit::whep;
 
 use crate::janus::{JanusOptions, JanusProcess};
 use crate::procfs;
@@ -502,10 +503,11 @@ fn steady(
     }
     let sink = sink_ports(first_sink_port, viewers)?;
     let mut swarm = Swarm::new(server.signaling(), viewers, LOOPBACK, Some(sink), None)?;
-    join(&mut swarm, &tag, viewers, streams, verifying, 100.0)?;
+    let refused = join(&mut swarm, &tag, viewers, streams, verifying, 100.0)?;
+    let joined = viewers - refused;
     wait_until_receiving(
         &tag,
-        viewers,
+        joined,
         Duration::from_secs(60),
         || {
             let t = swarm.totals()?;
@@ -556,7 +558,8 @@ fn steady(
     let published = (p1 - p0) as f64;
     // Every viewer of a stream should get every packet of it; an RTSP server that
     // packetizes again sends other packets, and then only the gaps count.
-    let expected = published * viewers_per_stream as f64;
+    // Refused viewers are left out: the rest spread over the streams.
+    let expected = published * joined as f64 / streams as f64;
     let counted = rtsp.is_none() || !args.rtsp_repay;
     let loss = if counted {
         (1.0 - delivered as f64 / expected.max(1.0)).max(window.loss)
@@ -575,7 +578,8 @@ fn steady(
         published_pps: published / seconds,
         loss,
         rss_kib: u1.rss_kib,
-        rss_per_viewer_kib: u1.rss_kib.saturating_sub(idle_rss) as f64 / viewers as f64,
+        rss_per_viewer_kib: u1.rss_kib.saturating_sub(idle_rss) as f64 / joined.max(1) as f64,
+        refused,
         fds: u1.fds,
         viewers_window: window,
         tool_cpu_percent: (u1.tool_cpu - u0.tool_cpu).as_secs_f64() / seconds * 100.0,
@@ -618,7 +622,9 @@ fn delivered(before: &Totals, after: &Totals) -> u64 {
         .sum()
 }
 
-/// Joins `viewers` at `rate` per second, spread over `streams`.
+/// Joins `viewers` at `rate` per second, spread over `streams`: how many the server
+/// refused as full (503, a worker behind its media; docs/architecture.md, "Handshakes
+/// before media"). Any other refusal fails the run.
 fn join(
     swarm: &mut Swarm,
     tag: &str,
@@ -626,17 +632,27 @@ fn join(
     streams: usize,
     verifying: usize,
     rate: f64,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<usize> {
     let start = Instant::now();
     let period = Duration::from_secs_f64(1.0 / rate);
+    let mut refused = 0;
     for i in 0..viewers {
         std::thread::sleep((start + period * i as u32).saturating_duration_since(Instant::now()));
-        swarm.join(i % streams, i < verifying)?;
+        match swarm.join(i % streams, i < verifying) {
+            Ok(_) => {}
+            Err(e) if e.downcast_ref::<whep::Refused>().is_some_and(|r| r.status == 503) => {
+                refused += 1
+            }
+            Err(e) => return Err(e),
+        }
         if i % 100 == 0 || i + 1 == viewers {
-            progress(&format!("{tag}: joining {}/{viewers}", i + 1));
+            progress(&format!(
+                "{tag}: joining {}/{viewers}, {refused} refused as full",
+                i + 1
+            ));
         }
     }
-    Ok(())
+    Ok(refused)
 }
 
 /// W3: `w3_viewers` present at once, each staying 5-15 s and replaced when it leaves,

@@ -324,11 +324,15 @@ fn steady_table(s: &mut String, r: &Results, w: Workload, title: &str) {
         "\n{title}\n\n| server | viewers | CPU % | us/pkt | delivered pkt/s | loss % | latency p50 / p99 ms | first keyframe p50 ms | RSS MiB | RSS/viewer KiB | tool CPU % | publisher CPU % |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for run in runs(r, w) {
+        let viewers = match run.refused {
+            0 => run.viewers.to_string(),
+            n => format!("{} ({n} refused 503)", run.viewers),
+        };
         let _ = writeln!(
             s,
             "| {} | {} | {} | {:.1} | {:.1} | {:.1} |",
             name(run.server),
-            run.viewers,
+            viewers,
             steady_cells(run),
             run.rss_per_viewer_kib,
             run.tool_cpu_percent,

@@ -48,6 +48,10 @@ pub struct Run {
     pub rss_kib: u64,
     /// RSS over the server's RSS with no viewers, per viewer.
     pub rss_per_viewer_kib: f64,
+    /// Viewers the server refused as full (503) while they joined; `viewers` counts them,
+    /// the measurements do not.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub refused: usize,
     pub fds: usize,
     pub viewers_window: Window,
     /// The tool (publisher, viewers, readings), % of one core.
@@ -139,4 +143,8 @@ pub struct Results {
     pub xdp: Vec<xdp_egress::Run>,
     #[serde(default)]
     pub xdp_ratios: Vec<xdp_egress::Ratio>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }

@@ -1,11 +1,12 @@
 //! `relay-bench xdp-flood`: floods the relay's media port with RTP-class and STUN-class
 //! datagrams from unknown sources and reports what its XDP program did with them.
 //!
-//! The relay runs in XDP mode in its own namespace, as for `xdp-egress`; one full
-//! client watches the demo from the viewers' namespace and checks that it loses
-//! nothing meanwhile. The generator (`flood`) writes spoofed frames to the viewers'
-//! veth end with an AF_PACKET socket. The program's counters come from the relay's
-//! /metrics (`relay_xdp_packets_total`), read before and after each pattern.
+//! The relay runs in XDP mode in its own namespace, as for `xdp-egress` (or, with
+//! `--portable`, over UDP sockets); one full client watches the demo from the viewers'
+//! namespace and checks that it loses nothing meanwhile. The generator (`flood`) writes
+//! spoofed frames to the viewers' veth end with an AF_PACKET socket. The program's
+//! counters come from the relay's /metrics (`relay_xdp_packets_total`), read before and
+//! after each pattern, with the workers' own drops and the kernel's.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -63,6 +64,15 @@ pub struct Args {
     /// softirq, instead of in its own kernel thread (threaded NAPI).
     #[arg(long)]
     pub inline_napi: bool,
+    /// The relay in portable mode (UDP sockets, no XDP program): what reaches user
+    /// space is then bounded only by the workers' own budget for strangers' checks.
+    #[arg(long)]
+    pub portable: bool,
+    /// The relay's `xdpSTUNGlobalRate` (and `xdpSTUNGlobalBurst`, the same), in both
+    /// modes; unset: the relay's default (2000). A large value shows the flood without
+    /// the budget.
+    #[arg(long)]
+    pub stun_global_rate: Option<std::num::NonZeroU32>,
 }
 
 /// One pattern's flood.
@@ -79,9 +89,18 @@ pub struct FloodRun {
     pub dropped_pps: f64,
     pub redirected_pps: f64,
     pub passed_pps: f64,
-    /// Datagrams per second the relay's workers took from their AF_XDP sockets.
+    /// Datagrams per second the relay's workers took from their sockets (AF_XDP, or UDP
+    /// in portable mode).
     pub userspace_pps: f64,
+    /// Of those, strangers' checks the workers dropped past their share of the global
+    /// STUN budget (`relay_dropped_stun_global_limit_total`), per second.
+    pub worker_budget_dropped_pps: f64,
+    /// Datagrams per second the kernel dropped for a full socket buffer in the relay's
+    /// namespace (UDP `RcvbufErrors`; portable mode).
+    pub kernel_dropped_pps: f64,
     pub relay_cpu_percent: f64,
+    /// The user-space part of that (utime; the rest is the kernel's, stime).
+    pub relay_user_cpu_percent: f64,
     /// The relay's veth NAPI thread (the XDP program runs there), % of one core; 0 with
     /// `--inline-napi`.
     pub relay_napi_cpu_percent: f64,
@@ -106,30 +125,35 @@ pub fn main(args: &Args) -> anyhow::Result<()> {
     }
     let host = host();
     eprintln!(
-        "relay-bench xdp-flood: {} on {} cores ({}, kernel {}), {} s per pattern, relay's NAPI {}",
+        "relay-bench xdp-flood: {} ({}) on {} cores ({}, kernel {}), {} s per pattern, relay's NAPI {}",
         args.relay.display(),
+        if args.portable { "portable" } else { "XDP" },
         host.cores,
         host.cpu,
         host.kernel,
         args.seconds,
-        if args.inline_napi {
-            "inline"
-        } else {
+        if threaded_napi(args) {
             "threaded"
+        } else {
+            "inline"
         },
     );
     let pair = crate::netns::pair(args.queues)?;
-    let config = on_veth(
+    let mut config = on_veth(
         IpAddr::V4(RELAY_IP),
         MEDIA_PORT,
         args.queues,
-        Some(RELAY_IF),
+        (!args.portable).then_some(RELAY_IF),
         demo(),
     );
+    if let Some(rate) = args.stun_global_rate {
+        config.xdp_stun_global_rate = rate;
+        config.xdp_stun_global_burst = rate;
+    }
     let relay = Launch::new(&args.relay, &config)
         .in_netns(&pair.relay)
         .start()?;
-    if !args.inline_napi {
+    if threaded_napi(args) {
         // The relay attached its program, so the veth end has NAPI instances now.
         write_sys(&pair.relay, RELAY_IF, "threaded", "1")?;
     }
@@ -143,11 +167,19 @@ pub fn main(args: &Args) -> anyhow::Result<()> {
         "host": host,
         "relay": args.relay,
         "queues": args.queues,
-        "relay_napi": if args.inline_napi { "inline" } else { "threaded" },
+        "mode": if args.portable { "portable" } else { "xdp" },
+        "stun_global_rate": args.stun_global_rate,
+        "relay_napi": if threaded_napi(args) { "threaded" } else { "inline" },
         "runs": runs,
     });
     println!("{json}");
     Ok(())
+}
+
+/// A veth end has NAPI instances (which can have threads of their own) only while an
+/// XDP program is attached: in portable mode its receive runs in the sender's softirq.
+fn threaded_napi(args: &Args) -> bool {
+    !args.inline_napi && !args.portable
 }
 
 /// In the viewers' namespace: one watching client, then each pattern's flood.
@@ -216,7 +248,10 @@ struct Reading {
     metrics: String,
     /// Datagrams the relay's workers took from their sockets so far.
     received: f64,
-    relay_cpu: Duration,
+    budget_dropped: f64,
+    kernel_dropped: u64,
+    /// utime, stime.
+    relay_cpu: (Duration, Duration),
     napi_cpu: Duration,
     decrypted: u64,
     gaps: u64,
@@ -229,8 +264,10 @@ impl Reading {
         Ok(Reading {
             at: Instant::now(),
             received: exported(&metrics, "relay_datagrams_received_total")?,
+            budget_dropped: exported(&metrics, "relay_dropped_stun_global_limit_total")?,
+            kernel_dropped: procfs::udp_rcvbuf_errors(relay.pid())?,
             metrics,
-            relay_cpu: procfs::process_cpu(relay.pid())?,
+            relay_cpu: procfs::process_cpu_split(relay.pid())?,
             napi_cpu: kernel_threads_cpu(RELAY_NAPI),
             decrypted: viewer.decrypted.load(Ordering::Relaxed),
             gaps: viewer.gaps.load(Ordering::Relaxed),
@@ -291,7 +328,17 @@ fn summarize(
         passed_pps: by_action("passed"),
         xdp_pps,
         userspace_pps: (after.received - before.received) / elapsed,
-        relay_cpu_percent: (after.relay_cpu - before.relay_cpu).as_secs_f64() / window * 100.0,
+        worker_budget_dropped_pps: (after.budget_dropped - before.budget_dropped) / elapsed,
+        kernel_dropped_pps: after.kernel_dropped.saturating_sub(before.kernel_dropped) as f64
+            / elapsed,
+        relay_cpu_percent: (after.relay_cpu.0 + after.relay_cpu.1
+            - before.relay_cpu.0
+            - before.relay_cpu.1)
+            .as_secs_f64()
+            / window
+            * 100.0,
+        relay_user_cpu_percent: (after.relay_cpu.0 - before.relay_cpu.0).as_secs_f64() / window
+            * 100.0,
         relay_napi_cpu_percent: napi_s / window * 100.0,
         napi_ns_per_packet: if seen > 0.0 {
             napi_s * 1e9 / (seen * elapsed)
@@ -315,7 +362,10 @@ fn print_table(runs: &[FloodRun]) {
         ("redirect", "pkt/s"),
         ("passed", "pkt/s"),
         ("to user", "pkt/s"),
+        ("wk budget", "drop/s"),
+        ("kernel", "drop/s"),
         ("relay", "CPU %"),
+        ("of it user", "CPU %"),
         ("XDP NAPI", "CPU %"),
         ("NAPI", "ns/pkt"),
         ("viewer", "gaps"),
@@ -337,7 +387,10 @@ fn print_table(runs: &[FloodRun]) {
             format!("{:>11.0}", r.redirected_pps),
             format!("{:>11.0}", r.passed_pps),
             format!("{:>11.0}", r.userspace_pps),
+            format!("{:>11.0}", r.worker_budget_dropped_pps),
+            format!("{:>11.0}", r.kernel_dropped_pps),
             format!("{:>11.1}", r.relay_cpu_percent),
+            format!("{:>11.1}", r.relay_user_cpu_percent),
             format!("{:>11.1}", r.relay_napi_cpu_percent),
             format!("{:>11.0}", r.napi_ns_per_packet),
             format!("{:>11}", r.viewer_gaps),

@@ -2,7 +2,7 @@
 //! answers with 201 Created, its SDP answer and the session's URL in `Location`, and
 //! the viewer leaves with DELETE on that URL.
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 
 /// The WHEP endpoint of `path` (a query after it too) on the relay serving at `http`.
 pub fn endpoint(http: &str, path: &str) -> String {
@@ -60,8 +60,29 @@ pub fn post_offer_as(
     })
 }
 
+/// An offer the server did not take: a caller that expects refusals (a full server's
+/// 503, a limit's 429) finds this under the error's context with `downcast_ref`.
+#[derive(Debug)]
+pub struct Refused {
+    pub endpoint: String,
+    pub status: u16,
+    pub body: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(
+            f,
+            "WHEP offer to {} refused with HTTP {}: {}",
+            self.endpoint, self.status, self.body
+        )
+    }
+}
+
+impl std::error::Error for Refused {}
+
 /// POSTs an offer the server must take (201 Created): its SDP answer and the session's
-/// URL.
+/// URL; any other status is a [`Refused`].
 pub fn answer(
     agent: &ureq::Agent,
     endpoint: &str,
@@ -69,11 +90,12 @@ pub fn answer(
 ) -> anyhow::Result<(String, Option<String>)> {
     let reply = post_offer(agent, endpoint, sdp)?;
     if reply.status != 201 {
-        bail!(
-            "WHEP offer to {endpoint} refused with HTTP {}: {}",
-            reply.status,
-            reply.body
-        );
+        return Err(Refused {
+            endpoint: endpoint.to_string(),
+            status: reply.status,
+            body: reply.body,
+        }
+        .into());
     }
     Ok((reply.body, reply.location))
 }
