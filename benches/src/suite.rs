@@ -640,7 +640,10 @@ fn join(
         std::thread::sleep((start + period * i as u32).saturating_duration_since(Instant::now()));
         match swarm.join(i % streams, i < verifying) {
             Ok(_) => {}
-            Err(e) if e.downcast_ref::<whep::Refused>().is_some_and(|r| r.status == 503) => {
+            Err(e)
+                if e.downcast_ref::<whep::Refused>()
+                    .is_some_and(|r| r.status == 503) =>
+            {
                 refused += 1
             }
             Err(e) => return Err(e),

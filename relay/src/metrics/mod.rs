@@ -192,7 +192,7 @@ impl Metrics {
             ),
             (
                 "workers_full",
-                "Workers behind with their viewers' media for a second or more: while any is, offers are refused (503).",
+                "Workers whose media to their viewers is 250 ms late (until back within 50 ms): while any is, offers are refused (503).",
                 self.sessions.workers_full() as usize,
             ),
         ];

@@ -46,8 +46,8 @@ pub enum Crowded {
     )]
     Total { limit: usize, wait: Duration },
     #[error(
-        "the relay is at capacity: a worker has been behind with its viewers' media for \
-         a second, and new sessions would stall in their handshakes; try again later"
+        "the relay is at capacity: a worker's media to its viewers is running late, and \
+         new sessions would stall in their handshakes; try again later"
     )]
     Full { wait: Duration },
 }

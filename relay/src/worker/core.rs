@@ -198,7 +198,7 @@ impl<S: Sender> Core<S> {
     pub fn finish_turn(&mut self, now: Instant) -> bool {
         self.on_publishers(now);
         let behind = self.egress.fan_out(now, &mut self.tx);
-        self.registry.set_full(self.id, self.egress.full(now));
+        self.registry.set_full(self.id, self.egress.full());
         self.on_timers(now);
         self.tx.flush();
         self.publish_stats();

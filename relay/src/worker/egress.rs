@@ -33,10 +33,17 @@ pub const RETRANSMIT_PER_SECOND: u32 = 100;
 /// feedback within that, rather than after a whole frame to thousands of viewers, and
 /// its socket's buffer does not overflow with them meanwhile.
 pub const FAN_OUT_BUDGET: usize = 4096;
-/// A worker that has not caught up with its fan-out for this long is full: new offers
-/// are refused (503) until it has, rather than admitted into handshakes it would stall.
-/// Longer than any keyframe's burst at a size one core can serve.
-pub const FULL_AFTER: Duration = Duration::from_secs(1);
+/// A worker whose fan-out is this late (the oldest packet it has yet to send to every
+/// viewer arrived this long ago) is full: new offers are refused (503) until it has
+/// caught up, rather than admitted into handshakes it would stall. Far above what a
+/// keyframe's burst costs at a size one core can serve (a latency p99 of ~30 ms at
+/// 3,000 viewers of a 2 Mbit/s stream), and reached within moments by a worker that
+/// cannot keep up, whose lag grows without end. Measured as lag, not as time spent
+/// behind: a worker past its capacity still finishes each batch now and then, late.
+pub const FULL_LAG: Duration = Duration::from_millis(250);
+/// A full worker opens again once its lag is under this: it has caught up, not merely
+/// dipped under the mark.
+pub const OPEN_LAG: Duration = Duration::from_millis(50);
 
 /// A track read by this worker, and who reads it here.
 struct Feed {
@@ -76,8 +83,9 @@ pub(crate) struct Egress {
     fan_out_budget: usize,
     /// The feed the next fan-out starts at: the one the budget cut short, if any.
     resume: usize,
-    /// Since when the fan-out has been cut short, turn after turn.
-    behind_since: Option<Instant>,
+    /// Refusing new sessions: its lag passed [`FULL_LAG`] and has not yet fallen under
+    /// [`OPEN_LAG`].
+    full: bool,
     stats: EgressStats,
     rng: fastrand::Rng,
 }
@@ -106,7 +114,7 @@ impl Egress {
             budget: retransmit_budget(report_interval),
             fan_out_budget: FAN_OUT_BUDGET,
             resume: 0,
-            behind_since: None,
+            full: false,
             stats: EgressStats::default(),
             starting: Vec::new(),
             rng,
@@ -300,17 +308,33 @@ impl Egress {
             false
         };
         self.batch.clear();
-        match behind {
-            true => _ = self.behind_since.get_or_insert(now),
-            false => self.behind_since = None,
-        }
+        // A fan-out that finished sent all that had arrived when it began: what came
+        // meanwhile is late only for a worker already late (its batches are long).
+        let lag = match behind || self.full {
+            true => self.lag(now),
+            false => Duration::ZERO,
+        };
+        self.full = match self.full {
+            false => lag >= FULL_LAG,
+            true => lag >= OPEN_LAG,
+        };
         behind
     }
 
-    /// True once the fan-out has been cut short turn after turn for [`FULL_AFTER`].
-    pub fn full(&self, now: Instant) -> bool {
-        self.behind_since
-            .is_some_and(|since| now.saturating_duration_since(since) >= FULL_AFTER)
+    /// How long ago the oldest packet not yet sent to all its feed's viewers arrived.
+    fn lag(&self, now: Instant) -> Duration {
+        self.feeds
+            .iter()
+            .flatten()
+            .filter_map(|feed| feed.track.get(feed.cursor.max(feed.track.tail())))
+            .map(|oldest| now.saturating_duration_since(oldest.arrival))
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// Too late with its fan-out to take new sessions ([`FULL_LAG`]).
+    pub fn full(&self) -> bool {
+        self.full
     }
 
     /// Sets the fan-out's budget, for tests that need it small.

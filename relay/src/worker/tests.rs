@@ -20,7 +20,7 @@ use str0m::rtp::RtpWrite;
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
 use super::admission::PendingLimits;
-use super::egress::{retransmit_budget, REPORT_INTERVAL};
+use super::egress::{retransmit_budget, FULL_LAG, REPORT_INTERVAL};
 use super::registry::Registry;
 use super::{Core, WorkerStats};
 use crate::io::memory::MemorySender;
@@ -1140,41 +1140,91 @@ fn a_fan_out_over_its_budget_yields_to_handshakes_and_loses_nothing() {
     );
 }
 
+/// A frame's packets arrive, then the worker takes one turn, `frames` times: whether
+/// each turn's fan-out was cut short, and whether the worker then admitted an offer.
+fn turn_a_frame(net: &mut Net, frames: usize) -> Vec<(Instant, bool, Result<(), &'static str>)> {
+    let client = "10.9.0.1".parse().unwrap();
+    (0..frames)
+        .map(|_| {
+            let source = net.source.as_mut().unwrap();
+            net.now = source.next;
+            source.due(net.now);
+            let behind = net.turn(0).behind;
+            let admitted = net
+                .registry
+                .admit(client, net.now)
+                .map(drop)
+                .map_err(|refusal| refusal.reason());
+            (net.now, behind, admitted)
+        })
+        .collect()
+}
+
 #[test]
-fn a_worker_behind_for_a_second_refuses_new_sessions_until_it_catches_up() {
+fn a_worker_cut_short_turn_after_turn_but_keeping_up_stays_open() {
     let mut net = Net::new(30, 4);
-    for _ in 0..4 {
+    for _ in 0..6 {
         net.join(0);
     }
     net.run_for(Duration::from_secs(1));
-    // A packet a turn, and a turn a frame: the worker falls further behind each frame.
-    net.cores[0].set_fan_out_budget(1);
-    let client = "10.9.0.1".parse().unwrap();
-    let mut refused_at = None;
-    for frame in 0..60 {
-        let source = net.source.as_mut().unwrap();
-        net.now = source.next;
-        source.due(net.now);
-        assert!(net.turn(0).behind);
-        if net.registry.admit(client, net.now).is_err() {
-            refused_at = Some(frame);
-            break;
-        }
-    }
-    let refused_at = refused_at.expect("a worker behind for 2 s still admits offers");
+    // 20 packets a turn against 24 a frame: every turn stops short, yet each sends
+    // whole batches to a viewer at a time and so keeps within a frame of the source.
+    net.cores[0].set_fan_out_budget(20);
+    let turns = turn_a_frame(&mut net, 90);
     assert!(
-        refused_at >= 29,
-        "refused after {refused_at} frames, under a second"
+        turns[2..].iter().all(|&(_, behind, _)| behind),
+        "the budget cut every fan-out short after the first two"
     );
-    let refusal = net.registry.admit(client, net.now).err().unwrap();
-    assert_eq!(refusal.reason(), "full");
+    assert!(
+        turns.iter().all(|(_, _, admitted)| admitted.is_ok()),
+        "a worker within a frame of its source refused an offer"
+    );
+    assert_eq!(net.registry.workers_full(), 0);
+    for v in &net.viewers {
+        assert_continuous(v);
+    }
+}
+
+#[test]
+fn a_worker_late_with_its_media_refuses_new_sessions_until_it_catches_up() {
+    let mut net = Net::new(30, 4);
+    for _ in 0..12 {
+        net.join(0);
+    }
+    net.run_for(Duration::from_secs(1));
+    // A viewer a turn and a turn a frame: a frame's fan-out takes 12 frames' time, and
+    // the next covers the 12 frames that came meanwhile.
+    net.cores[0].set_fan_out_budget(1);
+    let first_late = net.source.as_ref().unwrap().next;
+    let turns = turn_a_frame(&mut net, 60);
+    let refused = turns
+        .iter()
+        .position(|(_, _, admitted)| admitted.is_err())
+        .expect("a worker 12 frames behind its source still admits offers");
+    // What it had not sent arrived at `first_late` or after: it is refused only once
+    // that can be FULL_LAG old, and from then on while it stays late.
+    let (refused_at, _, refusal) = turns[refused];
+    assert_eq!(refusal, Err("full"));
+    let late = refused_at - first_late;
+    assert!(
+        (FULL_LAG..FULL_LAG * 2).contains(&late),
+        "refused {late:?} after falling behind"
+    );
+    assert!(
+        turns[refused..]
+            .iter()
+            .all(|(_, _, admitted)| admitted.is_err()),
+        "opened again while still late"
+    );
     assert_eq!(net.registry.workers_full(), 1);
     // Given its budget back, it catches up and admits again.
     net.cores[0].set_fan_out_budget(super::egress::FAN_OUT_BUDGET);
     assert!(!net.turn(0).behind);
     assert_eq!(net.registry.workers_full(), 0);
-    assert!(net.registry.admit(client, net.now).is_ok());
-    assert_eq!(net.registry.admission().refused_full, 2);
+    assert!(net
+        .registry
+        .admit("10.9.0.1".parse().unwrap(), net.now)
+        .is_ok());
 }
 
 #[test]
