@@ -9,9 +9,15 @@
 //! session an instance belongs to. `build_rtc` parks the session's slot in a
 //! thread-local just before `RtcConfig::build` (which creates the instance, once, on
 //! this thread), and the provider takes it from there.
+//!
+//! The instance is dimpl's, as str0m's aws-lc-rs provider makes it, but from one
+//! `dimpl::Config` for the process: that provider builds a config per instance, and
+//! each build runs dimpl's self-test of its crypto provider (an ECDH exchange in every
+//! group, P-384 among them, and an ECDSA verification), which was a quarter of the
+//! control plane's CPU at 200 new sessions a second.
 
 use std::cell::RefCell;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use str0m::config::{CryptoProvider, DtlsCert};
@@ -115,9 +121,21 @@ impl DtlsProvider for CapturingProvider {
         version: DtlsVersion,
         mtu: Option<usize>,
     ) -> Result<Box<dyn DtlsInstance>, CryptoError> {
-        let inner = default_provider()
-            .dtls_provider
-            .new_dtls(cert, now, version, mtu)?;
+        let config = dimpl_config(mtu)?;
+        let cert = dimpl::DtlsCertificate {
+            certificate: cert.certificate.clone(),
+            private_key: cert.private_key.clone(),
+        };
+        let inner = match version {
+            DtlsVersion::Dtls12 => dimpl::Dtls::new_12(config, cert, now),
+            DtlsVersion::Dtls13 => dimpl::Dtls::new_13(config, cert, now),
+            DtlsVersion::Auto => dimpl::Dtls::new_auto(config, cert, now),
+            other => {
+                return Err(CryptoError::Other(format!(
+                    "unsupported DTLS version {other}"
+                )))
+            }
+        };
         // An Rtc built without build_rtc gets a slot nobody reads: no media, no harm.
         let slot = NEXT_SLOT
             .with(|s| s.borrow_mut().take())
@@ -126,10 +144,37 @@ impl DtlsProvider for CapturingProvider {
     }
 }
 
-#[derive(Debug)]
+/// The process's dimpl config for an MTU (str0m passes the same one every time), as
+/// str0m's aws-lc-rs provider sets it: no server cookie, since ICE has already
+/// checked that the peer's address answers.
+fn dimpl_config(mtu: Option<usize>) -> Result<Arc<dimpl::Config>, CryptoError> {
+    static CONFIGS: Mutex<Vec<(Option<usize>, Arc<dimpl::Config>)>> = Mutex::new(Vec::new());
+    let mut configs = CONFIGS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, config)) = configs.iter().find(|(m, _)| *m == mtu) {
+        return Ok(config.clone());
+    }
+    let mut builder = dimpl::Config::builder().use_server_cookie(false);
+    if let Some(mtu) = mtu {
+        builder = builder.mtu(mtu);
+    }
+    let config = Arc::new(
+        builder
+            .build()
+            .map_err(|e| CryptoError::Other(format!("dimpl config: {e}")))?,
+    );
+    configs.push((mtu, config.clone()));
+    Ok(config)
+}
+
 struct CapturingDtls {
-    inner: Box<dyn DtlsInstance>,
+    inner: dimpl::Dtls,
     slot: Arc<KeySlot>,
+}
+
+impl std::fmt::Debug for CapturingDtls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CapturingDtls").finish_non_exhaustive()
+    }
 }
 
 impl DtlsInstance for CapturingDtls {
@@ -189,5 +234,18 @@ impl DtlsInstance for CapturingDtls {
 
     fn close(&mut self) -> Result<(), DtlsImplError> {
         self.inner.close()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// dimpl's config (and its self-test) is built once per MTU, not per session.
+    #[test]
+    fn sessions_share_one_dimpl_config_per_mtu() {
+        let a = dimpl_config(Some(1150)).unwrap();
+        assert!(Arc::ptr_eq(&a, &dimpl_config(Some(1150)).unwrap()));
+        assert!(!Arc::ptr_eq(&a, &dimpl_config(None).unwrap()));
     }
 }
