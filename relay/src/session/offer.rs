@@ -270,7 +270,9 @@ pub fn unreadable(offer: &str, error: &SdpError) -> OfferFault {
     });
     // The rest of the message is combine's lists of tokens ("Unexpected `x`", "Expected
     // `y`", "sdp line"), which say little to a person, and str0m's own sentences.
-    let detail: Vec<String> = message
+    // str0m's sentences quote the offer too ("Media is missing a=mid: <media>"): the
+    // whole detail is one excerpt.
+    let detail: Vec<&str> = message
         .lines()
         .filter(|l| !l.is_empty() && *l != "sdp line")
         .filter(|l| {
@@ -278,11 +280,10 @@ pub fn unreadable(offer: &str, error: &SdpError) -> OfferFault {
                 .iter()
                 .any(|p| l.starts_with(p))
         })
-        .map(|l| excerpt(l, DETAIL))
         .collect();
     OfferFault::Unreadable {
         at,
-        detail: (!detail.is_empty()).then(|| detail.join("; ")),
+        detail: (!detail.is_empty()).then(|| excerpt(&detail.join("; "), DETAIL)),
     }
 }
 
@@ -311,16 +312,19 @@ fn unreadable_message(at: &Option<(usize, String)>, detail: &Option<String>) -> 
     message
 }
 
-/// The start of a client's text for a message, at most `max` characters: control
-/// characters and quotes escaped.
+/// The start of a client's text for a message: control characters and quotes escaped,
+/// at most `max` characters as printed (an escape counts for all it prints), then
+/// "..." if there was more.
 fn excerpt(text: &str, max: usize) -> String {
-    let mut out: String = text
-        .chars()
-        .take(max)
-        .flat_map(char::escape_debug)
-        .collect();
-    if text.chars().nth(max).is_some() {
-        out.push_str("...");
+    let (mut out, mut printed) = (String::new(), 0);
+    for c in text.chars() {
+        let escaped = c.escape_debug();
+        printed += escaped.len();
+        if printed > max {
+            out.push_str("...");
+            break;
+        }
+        out.extend(escaped);
     }
     out
 }
@@ -549,10 +553,11 @@ a=fmtp:106 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01
         assert_eq!(check("v=0\n\no=x"), not_sdp(2, ""));
         let blank = edit(CHROMIUM, "m=audio", "\nm=audio");
         assert_eq!(check(&blank), not_sdp(line_of(&blank, "m=audio") - 1, ""));
-        // Control characters and quotes are escaped, long lines cut.
+        // Control characters and quotes are escaped, long lines cut: 40 characters as
+        // printed, escapes counted whole.
         assert_eq!(
             check(&format!("v=0\n'\u{1b}[2J{}", "x".repeat(100))),
-            not_sdp(2, &format!("\\'\\u{{1b}}[2J{}...", "x".repeat(35)))
+            not_sdp(2, &format!("\\'\\u{{1b}}[2J{}...", "x".repeat(29)))
         );
 
         assert_eq!(
@@ -815,6 +820,27 @@ a=fmtp:106 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01
                 assert!(!message.contains(internal), "{message}");
             }
         }
+        // str0m's own sentences quote the offer too: an m-line of control characters
+        // (6 printed characters each) without its a=mid (what the fuzzer found) is told
+        // in a bounded message all the same.
+        let offer = format!(
+            "{FFMPEG}m=appl{}ication 9 UDP/DTLS/SCTP webrtc-datachannel\nc=IN IP4 0.0.0.0\n\
+             a=ice-ufrag:HhS+\na=ice-pwd:FhYTGhlAtKCe6KFIX8b+AThW\n",
+            "\u{11}".repeat(600)
+        )
+        .replace('\n', "\r\n");
+        assert_eq!(check(&offer), Ok(()));
+        let error = SdpOffer::from_sdp_string(&offer).unwrap_err();
+        let message = unreadable(&offer, &error).to_string();
+        assert!(
+            message.contains("Media is missing a=mid: appl\\u{11}"),
+            "{message}"
+        );
+        assert!(
+            message.len() < 400,
+            "{} characters: {message}",
+            message.len()
+        );
         assert_eq!(
             unreadable(
                 FFMPEG,
