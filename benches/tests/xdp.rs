@@ -76,7 +76,11 @@ fn xdp_egress_measures_both_modes_with_sinks_and_full_clients() {
         assert!(num(run, "viewer_pps_min") > 90.0, "{mode}: {run}");
         assert!(num(run, "viewer_pps_max") < 130.0, "{mode}: {run}");
         assert!(num(run, "sink_rtcp") > 0.0, "sender reports counted: {run}");
-        assert!(num(run, "loss_percent").abs() < 1.0, "{mode}: {run}");
+        // Under 1% lost; delivered may exceed published by what the window's first
+        // edge caught in flight (a loaded machine's relay a frame or two behind: 16
+        // packets of 1,452 were seen), not by more.
+        let loss = num(run, "loss_percent");
+        assert!((-3.0..1.0).contains(&loss), "{mode}: {run}");
         // The full clients decrypted their share with no gap.
         assert!(
             num(run, "full_decrypted") > 2.0 * 50.0 * 2.5,
