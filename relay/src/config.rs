@@ -422,8 +422,24 @@ impl Config {
     pub fn load_text(text: String, overrides: &Overrides) -> Result<Loaded, ConfigError> {
         // Checked as written, so that errors give the file's own lines.
         let (config, not_run) = Config::read(Some(&text), overrides)?;
+        let document = Document::parse(&text)?;
+        // The API edits the document: it must read as the file does, or the API's
+        // changes would check a config other than the one that runs. YAML tags are
+        // read differently by the two (Document::parse refuses the `!name` it sees; a
+        // `!!name` on an empty value it does not see, as the fuzzer found).
+        let disagree = |how: String| {
+            ConfigError::Yaml(serde::de::Error::custom(format!(
+                "relay's API would read this file differently from relay ({how}); YAML tags \
+                 (!name, !!name) are the usual cause: remove them"
+            )))
+        };
+        match document.check(overrides) {
+            Ok((again, _)) if again == config => {}
+            Ok(_) => return Err(disagree("another config".into())),
+            Err(e) => return Err(disagree(e.to_string())),
+        }
         Ok(Loaded {
-            document: Document::parse(&text)?,
+            document,
             text: Some(text),
             config,
             not_run,
@@ -2657,6 +2673,11 @@ mod tests {
     #[test]
     fn yaml_tags_are_refused() {
         let text = "paths:\n  '~^live/(.+)$':\n    source: !publisher\n";
+        let e = Config::load_text(text.into(), &Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("YAML tags"), "{e}");
+        // A `!!` tag (with an anchor) on an empty value: the document read did not see
+        // it, the typed read did (also found by the fuzzer).
+        let text = "paths:\n  !!!!!!!!! &s";
         let e = Config::load_text(text.into(), &Overrides::default()).unwrap_err();
         assert!(e.to_string().contains("YAML tags"), "{e}");
     }
