@@ -1140,6 +1140,16 @@ fn a_fan_out_over_its_budget_yields_to_handshakes_and_loses_nothing() {
     );
 }
 
+/// A source of 4 packets a frame, and `viewers` of it on worker 0, live for a second.
+fn watched_by(viewers: usize) -> Net {
+    let mut net = Net::new(30, 4);
+    for _ in 0..viewers {
+        net.join(0);
+    }
+    net.run_for(Duration::from_secs(1));
+    net
+}
+
 /// A frame's packets arrive, then the worker takes one turn, `frames` times: whether
 /// each turn's fan-out was cut short, and whether the worker then admitted an offer.
 fn turn_a_frame(net: &mut Net, frames: usize) -> Vec<(Instant, bool, Result<(), &'static str>)> {
@@ -1162,11 +1172,7 @@ fn turn_a_frame(net: &mut Net, frames: usize) -> Vec<(Instant, bool, Result<(), 
 
 #[test]
 fn a_worker_cut_short_turn_after_turn_but_keeping_up_stays_open() {
-    let mut net = Net::new(30, 4);
-    for _ in 0..6 {
-        net.join(0);
-    }
-    net.run_for(Duration::from_secs(1));
+    let mut net = watched_by(6);
     // 20 packets a turn against 24 a frame: every turn stops short, yet each sends
     // whole batches to a viewer at a time and so keeps within a frame of the source.
     net.cores[0].set_fan_out_budget(20);
@@ -1187,11 +1193,7 @@ fn a_worker_cut_short_turn_after_turn_but_keeping_up_stays_open() {
 
 #[test]
 fn a_worker_late_with_its_media_refuses_new_sessions_until_it_catches_up() {
-    let mut net = Net::new(30, 4);
-    for _ in 0..12 {
-        net.join(0);
-    }
-    net.run_for(Duration::from_secs(1));
+    let mut net = watched_by(12);
     // A viewer a turn and a turn a frame: a frame's fan-out takes 12 frames' time, and
     // the next covers the 12 frames that came meanwhile.
     net.cores[0].set_fan_out_budget(1);
