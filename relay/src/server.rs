@@ -19,7 +19,7 @@ use crate::config::{
 use crate::hooks;
 use crate::http::connections::{ConnectionLimits, Listeners};
 use crate::http::{self, Created, Offer, Viewers, WhepError};
-use crate::ingest::rtsp::{self, RtspOptions, RtspUrl};
+use crate::ingest::rtsp::{self, RtspOptions, RtspUrl, SpacedWakes};
 use crate::ingest::{Ingest, IngestOptions, PathCounters, Source};
 use crate::io::udp::{self, UdpOptions};
 use crate::io::wake::Wakers;
@@ -398,11 +398,13 @@ fn start_sources(
         .enable_all()
         .build()
         .context("starting the runtime of the RTSP sources")?;
+    let rtsp_wakes = SpacedWakes::new(wakers.clone(), config.ingest_batch_window);
+    pulled.spawn(rtsp_wakes.clone().run());
     let starter = PathStarter {
         history: config.history,
         read_timeout: config.read_timeout,
         max_payload: config.udp_max_payload_size,
-        wakers: wakers.clone(),
+        rtsp_wakes,
         registry: registry.clone(),
         ingest: ingest.clone(),
         pulled: pulled.handle().clone(),
@@ -420,7 +422,8 @@ struct PathStarter {
     history: Retention,
     read_timeout: Duration,
     max_payload: usize,
-    wakers: Arc<Wakers>,
+    /// The RTSP sources wake the workers through it, spaced as the ingest's passes.
+    rtsp_wakes: Arc<SpacedWakes>,
     /// Knows the sessions of a path: hooks follow its viewers, a stop ends them.
     registry: Arc<Registry>,
     /// Reads the RTP and demo sources, and counts what every named path receives.
@@ -523,7 +526,7 @@ impl PathStarter {
             served.clone(),
             url.clone(),
             opts,
-            self.wakers.clone(),
+            self.rtsp_wakes.clone(),
             counters.unwrap_or_else(PathCounters::unlisted),
         ));
         served

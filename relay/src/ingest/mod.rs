@@ -5,7 +5,8 @@
 //! One ingest thread serves every demo and RTP source: an epoll set over the RTP sockets (batched
 //! `recvmmsg`) with the demo's next frame as its timeout. Each pass over the sockets wakes
 //! the workers reading the tracks it fed once, not once per packet or stream, and a busy
-//! ingest passes at most once per `ingestBatchWindow` ([`Spacing`]). Sources are added and
+//! ingest passes at most once per `ingestBatchWindow` ([`Spacing`]); the RTSP sources'
+//! wake-ups are spaced the same way ([`rtsp::SpacedWakes`]). Sources are added and
 //! removed while it runs ([`Ingest::add`], [`Ingest::remove`]): the caller binds, the
 //! thread is handed the socket through a channel and its waker, and owns it from then on.
 
@@ -628,18 +629,18 @@ fn run(
 /// meanwhile; a lone stream's frames, further apart, are read at once. A packet waits
 /// at most a window longer.
 #[derive(Debug, Clone, Copy)]
-struct Spacing {
+pub(crate) struct Spacing {
     window: Duration,
     last: Option<Instant>,
 }
 
 impl Spacing {
-    fn new(window: Duration) -> Spacing {
+    pub(crate) fn new(window: Duration) -> Spacing {
         Spacing { window, last: None }
     }
 
     /// A pass that read sockets started at `started`: until when to sleep, if at all.
-    fn after_pass(&mut self, started: Instant) -> Option<Instant> {
+    pub(crate) fn after_pass(&mut self, started: Instant) -> Option<Instant> {
         let busy = self
             .last
             .is_some_and(|last| started.saturating_duration_since(last) < 2 * self.window);

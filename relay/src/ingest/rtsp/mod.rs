@@ -10,6 +10,9 @@
 
 mod schedule;
 mod url;
+mod wakes;
+
+pub use wakes::SpacedWakes;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -27,7 +30,6 @@ use super::demo::PACKET_OVERHEAD;
 use super::sdp;
 use super::PathCounters;
 use crate::audio::{AacToOpus, OpusSource};
-use crate::io::wake::Wakers;
 use crate::paths::{PathState, ServedPath};
 use crate::track::fragment::{self, NalFormat};
 use crate::track::{Codec, ParameterSets, SourcePacket, TrackInfo, TrackWriter};
@@ -71,7 +73,7 @@ pub async fn run(
     path: Arc<ServedPath>,
     url: RtspUrl,
     opts: RtspOptions,
-    wakers: Arc<Wakers>,
+    wakers: Arc<SpacedWakes>,
     counters: PathCounters,
 ) {
     let mut source = RtspSource {
@@ -94,7 +96,7 @@ struct RtspSource {
     path: Arc<ServedPath>,
     url: RtspUrl,
     opts: RtspOptions,
-    wakers: Arc<Wakers>,
+    wakers: Arc<SpacedWakes>,
     counters: PathCounters,
     /// `automatic` saw UDP fail with this camera: TCP from now on.
     udp_failed: bool,
