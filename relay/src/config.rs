@@ -70,7 +70,8 @@ pub struct Config {
     pub webrtc_max_pending_sessions: usize,
     /// `ingestBatchWindow` (relay's own; 0: none): the RTP ingest reads its sources at
     /// most once per this window, so that one pass, and one wake-up of each worker, serves
-    /// every stream that sent meanwhile. A packet waits at most this much longer.
+    /// every stream that sent meanwhile; the RTSP sources' wake-ups are spaced the same
+    /// way. A packet waits at most this much longer.
     pub ingest_batch_window: Duration,
     /// `keyframeRequestInterval` (relay's own; more than 0): viewers' PLI/FIR reach a
     /// publisher at most once per track per this interval.
