@@ -27,6 +27,7 @@ pub mod rtcp;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -859,10 +860,20 @@ fn answer(
             rtc.add_local_candidate(c);
         }
     }
-    let answer = rtc
-        .sdp_api()
-        .accept_offer(offer)
-        .map_err(|e| OfferError::Negotiation(e.to_string()))?;
+    // str0m asserts on some payload-type clashes in an offer rather than refusing them
+    // ("Pt locked multiple times", found by the whep_whip_offer fuzzer): the offer's
+    // fault, refused like any other, and the Rtc it left half-changed is dropped.
+    let accepted = catch_unwind(AssertUnwindSafe(|| rtc.sdp_api().accept_offer(offer)));
+    let answer = match accepted {
+        Ok(answer) => answer.map_err(|e| OfferError::Negotiation(e.to_string()))?,
+        Err(panic) => {
+            return Err(OfferError::Negotiation(format!(
+                "relay's WebRTC stack (str0m) cannot negotiate this offer ({}): give each \
+                 payload type one codec across all m-lines",
+                crate::lifeline::panic_message(&*panic)
+            )))
+        }
+    };
     Ok((rtc, keys, answer.to_sdp_string()))
 }
 

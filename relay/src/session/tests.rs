@@ -734,3 +734,19 @@ fn nothing_a_stranger_sends_reaches_a_publishers_tracks() {
     assert!(session.stats.unauthenticated > 0);
     assert_eq!(track.head(), 0, "nothing reached the track");
 }
+
+/// The whep_whip_offer fuzzer's offer on which str0m's negotiation asserts ("Pt locked
+/// multiple times"): refused with a reason, the relay's thread unharmed.
+#[test]
+fn an_offer_str0m_panics_on_is_refused_in_words() {
+    let input =
+        include_bytes!("../../../fuzz/corpus/whep_whip_offer/regression_str0m_pt_locked_twice");
+    // The fuzz driver's first byte picks WHIP; the rest is the offer.
+    let offer = std::str::from_utf8(&input[1..]).unwrap();
+    let Err(OfferError::Negotiation(why)) = Session::publisher(Instant::now(), offer, &config())
+    else {
+        panic!("str0m's assertion was not turned into a refusal")
+    };
+    assert!(why.contains("cannot negotiate this offer"), "{why}");
+    assert!(why.contains("Pt locked multiple times"), "{why}");
+}
