@@ -2,7 +2,7 @@
 //! everything the HTTP handler calls: our checks, str0m's parser and negotiation, the
 //! tracks bound to the answer.
 
-use std::sync::Arc;
+use std::sync::{Arc, Once};
 
 use str0m::change::SdpAnswer;
 
@@ -20,6 +20,11 @@ use super::start;
 /// credentials, and at most one track per path track (a viewer) or at least one
 /// track (a publisher); one our checks refuse says why in a bounded message.
 pub fn whep_whip_offer(data: &[u8]) {
+    // A panic str0m raises on an offer is caught and the offer refused (session::answer),
+    // but libFuzzer's panic hook aborts before anything is caught: the default hook
+    // instead. A panic nothing catches still unwinds to libFuzzer, which aborts on it.
+    static DEFAULT_HOOK: Once = Once::new();
+    DEFAULT_HOOK.call_once(|| drop(std::panic::take_hook()));
     let Some((&pick, offer)) = data.split_first() else {
         return;
     };
