@@ -2,8 +2,8 @@
 //!
 //! str0m has no key-export call. Its crypto is pluggable, though: a `DtlsProvider`
 //! makes one `DtlsInstance` per `Rtc`, and the instance's `poll_output` hands str0m
-//! `KeyingMaterial(material, profile)` when the handshake ends. We wrap the default
-//! provider and copy that output into a slot the session holds.
+//! `KeyingMaterial(material, profile)` when the handshake ends. Our provider's instances
+//! copy that output into a slot the session holds.
 //!
 //! The provider is `&'static` and shared by every session, so it cannot know which
 //! session an instance belongs to. `build_rtc` parks the session's slot in a
