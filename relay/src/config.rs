@@ -371,6 +371,10 @@ fn list(problems: &[Problem]) -> String {
     )
 }
 
+/// `xdpSTUNGlobalRate` and `xdpSTUNGlobalBurst` unless set: strangers' checks a second,
+/// and at once, over all workers.
+pub const STUN_GLOBAL_DEFAULT: u32 = 2000;
+
 /// Smallest `udpMaxPayloadSize`: the 576-byte datagram every IPv4 host must accept,
 /// less the IPv4 (20) and UDP (8) headers.
 pub const UDP_PAYLOAD_MIN: usize = 576 - 20 - 8;
@@ -813,8 +817,8 @@ impl Default for RawConfig {
             xdp_busy_poll: false,
             xdp_stun_rate: 50,
             xdp_stun_burst: 100,
-            xdp_stun_global_rate: 2000,
-            xdp_stun_global_burst: 2000,
+            xdp_stun_global_rate: STUN_GLOBAL_DEFAULT,
+            xdp_stun_global_burst: STUN_GLOBAL_DEFAULT,
             read_timeout: Duration::from_secs(10),
             http_max_connections_per_ip: ConnectionLimits::default().per_address,
             http_max_connections: ConnectionLimits::default().total,

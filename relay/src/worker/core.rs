@@ -111,7 +111,10 @@ impl<S: Sender> Core<S> {
             start,
             commands: Vec::new(),
             // The config's defaults for one worker; `set_claim_budget` gives its share.
-            claims: ClaimBudget::new(2000.0, 2000.0),
+            claims: ClaimBudget::new(
+                f64::from(crate::config::STUN_GLOBAL_DEFAULT),
+                f64::from(crate::config::STUN_GLOBAL_DEFAULT),
+            ),
         }
     }
 
