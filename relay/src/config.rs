@@ -2687,6 +2687,16 @@ mod tests {
         assert!(e.to_string().contains("YAML tags"), "{e}");
     }
 
+    /// An empty file (or only comments) is the defaults, and the API's document of it
+    /// checks to the same config: the agreement `load_text` now requires.
+    #[test]
+    fn an_empty_file_loads_as_the_defaults() {
+        for text in ["", "# nothing\n"] {
+            let loaded = Config::load_text(text.into(), &Overrides::default()).unwrap();
+            assert_eq!(loaded.config, Config::default());
+        }
+    }
+
     /// Found by the `config_yaml` fuzz target: path names that YAML reads as numbers
     /// (`01`, `.5`) were renamed by the API's document (`1`, `0.5`).
     #[test]

@@ -784,6 +784,16 @@ a=fmtp:106 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01
     }
 
     #[test]
+    fn excerpts_are_bounded_as_printed_from_empty_on() {
+        assert_eq!(excerpt("", 10), "");
+        assert_eq!(excerpt("abc", 3), "abc", "what fits is not cut");
+        assert_eq!(excerpt("abcd", 3), "abc...");
+        // An escape is not split: ESC prints as 6 characters, which 5 cannot hold.
+        assert_eq!(excerpt("\u{1b}", 5), "...");
+        assert_eq!(excerpt("\u{1b}", 6), "\\u{1b}");
+    }
+
+    #[test]
     fn what_str0m_cannot_read_is_told_by_line_in_words() {
         // Each passes `check`; str0m's parser refuses it.
         for (from, to, line, detail) in [

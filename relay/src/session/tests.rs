@@ -735,6 +735,20 @@ fn nothing_a_stranger_sends_reaches_a_publishers_tracks() {
     assert_eq!(track.head(), 0, "nothing reached the track");
 }
 
+/// An empty offer, as a viewer's or a publisher's, is refused before str0m sees it.
+#[test]
+fn an_empty_offer_is_refused() {
+    let now = Instant::now();
+    assert!(matches!(
+        Session::publisher(now, "", &config()),
+        Err(OfferError::Invalid(_))
+    ));
+    assert!(matches!(
+        Session::viewer(now, "", &[], &config()),
+        Err(OfferError::Invalid(_))
+    ));
+}
+
 /// The whep_whip_offer fuzzer's offer on which str0m's negotiation asserts ("Pt locked
 /// multiple times"): refused with a reason, the relay's thread unharmed.
 #[test]
