@@ -7,8 +7,10 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
 use std::time::Instant;
 
+use relay::session::keys;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::media::{Direction, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
@@ -88,7 +90,14 @@ impl Client {
     fn bind(local: SocketAddr, rtc: RtcConfig) -> io::Result<Client> {
         let socket = UdpSocket::bind(local)?;
         let local = socket.local_addr()?;
-        let mut rtc = rtc.build(Instant::now());
+        // The relay's certificate and DTLS provider, made once per process: str0m's
+        // defaults make a key pair and a self-tested dimpl config per client, which
+        // cost a load tool setting up hundreds of viewers a second more than the
+        // relay it measures.
+        let mut rtc = rtc
+            .set_dtls_cert(keys::certificate().clone())
+            .set_crypto_provider(Arc::new(keys::provider().clone()))
+            .build(Instant::now());
         let candidate = Candidate::host(local, "udp").map_err(io::Error::other)?;
         rtc.add_local_candidate(candidate);
         Ok(Client { rtc, socket, local })
