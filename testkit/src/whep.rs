@@ -2,6 +2,8 @@
 //! answers with 201 Created, its SDP answer and the session's URL in `Location`, and
 //! the viewer leaves with DELETE on that URL.
 
+use std::time::{Duration, Instant};
+
 use anyhow::Context as _;
 
 /// The WHEP endpoint of `path` (a query after it too) on the relay serving at `http`.
@@ -24,6 +26,9 @@ pub struct Reply {
     pub status: u16,
     /// The session's URL, absolute.
     pub location: Option<String>,
+    /// How long the server asked to wait before offering again (`Retry-After`, in
+    /// seconds), on a refusal for being busy.
+    pub retry_after: Option<Duration>,
     pub body: String,
 }
 
@@ -53,9 +58,15 @@ pub fn post_offer_as(
         .get("location")
         .and_then(|l| l.to_str().ok())
         .map(|l| crate::http::absolute(endpoint, l));
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|r| r.to_str().ok()?.trim().parse().ok())
+        .map(Duration::from_secs);
     Ok(Reply {
         status: response.status().as_u16(),
         location,
+        retry_after,
         body: response.body_mut().read_to_string()?,
     })
 }
@@ -88,16 +99,41 @@ pub fn answer(
     endpoint: &str,
     sdp: &str,
 ) -> anyhow::Result<(String, Option<String>)> {
-    let reply = post_offer(agent, endpoint, sdp)?;
-    if reply.status != 201 {
-        return Err(Refused {
-            endpoint: endpoint.to_string(),
-            status: reply.status,
-            body: reply.body,
+    answer_patiently(agent, endpoint, sdp, Duration::ZERO)
+}
+
+/// How long a load tool keeps offering to a relay that says it is busy: a worker
+/// catching up after a burst of joins takes a second or two.
+pub const BUSY_PATIENCE: Duration = Duration::from_secs(30);
+
+/// [`answer`], but an offer refused for the server being busy (503: a worker running
+/// late; 429: too many sessions not yet connected) is made again after the reply's
+/// `Retry-After`, as a WHEP player does, for at most `patience`. For load tools that
+/// need all their viewers: a relay at capacity refuses while its workers catch up.
+pub fn answer_patiently(
+    agent: &ureq::Agent,
+    endpoint: &str,
+    sdp: &str,
+    patience: Duration,
+) -> anyhow::Result<(String, Option<String>)> {
+    let give_up = Instant::now() + patience;
+    loop {
+        let reply = post_offer(agent, endpoint, sdp)?;
+        match (reply.status, reply.retry_after) {
+            (201, _) => return Ok((reply.body, reply.location)),
+            (429 | 503, Some(wait)) if Instant::now() + wait <= give_up => {
+                std::thread::sleep(wait)
+            }
+            (status, _) => {
+                return Err(Refused {
+                    endpoint: endpoint.to_string(),
+                    status,
+                    body: reply.body,
+                }
+                .into())
+            }
         }
-        .into());
     }
-    Ok((reply.body, reply.location))
 }
 
 /// Ends the session at `url` (the `Location` of its offer): the HTTP status.
