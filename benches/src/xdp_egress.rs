@@ -479,8 +479,9 @@ fn measure(
         };
         let offering = Offering::bind(local, i < full)
             .with_context(|| format!("viewer {i}: binding {local}"))?;
-        let (answer, _) = whep::answer_patiently(&agent, &endpoint, offering.sdp(), whep::BUSY_PATIENCE)
-            .with_context(|| format!("viewer {i}; relay log:\n{}", relay.log_tail()))?;
+        let (answer, _) =
+            whep::answer_patiently(&agent, &endpoint, offering.sdp(), whep::BUSY_PATIENCE)
+                .with_context(|| format!("viewer {i}; relay log:\n{}", relay.log_tail()))?;
         driver.add(offering.accept(&answer)?);
     }
     let viewers = Viewers {

@@ -121,9 +121,7 @@ pub fn answer_patiently(
         let reply = post_offer(agent, endpoint, sdp)?;
         match (reply.status, reply.retry_after) {
             (201, _) => return Ok((reply.body, reply.location)),
-            (429 | 503, Some(wait)) if Instant::now() + wait <= give_up => {
-                std::thread::sleep(wait)
-            }
+            (429 | 503, Some(wait)) if Instant::now() + wait <= give_up => std::thread::sleep(wait),
             (status, _) => {
                 return Err(Refused {
                     endpoint: endpoint.to_string(),

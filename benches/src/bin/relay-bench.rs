@@ -384,8 +384,9 @@ fn run(args: &EgressArgs, n: usize, cores: usize) -> anyhow::Result<Run> {
     for i in 0..n {
         progress(&format!("{n} viewers: offering {}/{n}", i + 1));
         let offering = Offering::new()?;
-        let (answer, _) = whep::answer_patiently(&agent, &endpoint, offering.sdp(), whep::BUSY_PATIENCE)
-            .with_context(|| format!("viewer {i}; relay log:\n{}", relay.log_tail()))?;
+        let (answer, _) =
+            whep::answer_patiently(&agent, &endpoint, offering.sdp(), whep::BUSY_PATIENCE)
+                .with_context(|| format!("viewer {i}; relay log:\n{}", relay.log_tail()))?;
         let sink = offering.accept(&answer)?;
         addrs.push(sink.local_addr());
         driver.add(sink);

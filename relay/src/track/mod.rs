@@ -254,7 +254,12 @@ impl Track {
     /// The packets `from..to` still held, in order.
     pub fn range(&self, from: u64, to: u64) -> impl Iterator<Item = Arc<Packet>> + '_ {
         let ring = self.ring.load_full();
-        (from.max(self.tail())..to).filter_map(move |i| ring.get(i))
+        // Pinned once for the whole range: each read's own pin is then a count.
+        let pinned = crossbeam_epoch::pin();
+        (from.max(self.tail())..to).filter_map(move |i| {
+            let _ = &pinned;
+            ring.get(i)
+        })
     }
 
     /// The packet with extended sequence number `seq`, if it is still held.

@@ -56,6 +56,8 @@ const TX_WAIT_STEP: Duration = Duration::from_micros(250);
 const MAX_REMOTES: usize = 1 << 16;
 /// Microseconds a busy-polling syscall spins on the driver.
 const BUSY_POLL_USECS: libc::c_int = 20;
+/// Payload bytes of the next frame to be written fetched ahead: a video packet's.
+const WARM_PAYLOAD: usize = 1200;
 /// Where an outgoing payload starts in its frame: after room for the TX metadata and the
 /// longest headers.
 const PAYLOAD_AT: usize = TX_METADATA_LEN + MAX_HEADERS;
@@ -93,7 +95,10 @@ impl Default for XskOptions {
             frames: 16384,
             frame_size: 2048,
             rx_ring: 8192,
-            tx_ring: 4096,
+            // The frames written ahead of the device are the fan-out's working set: with
+            // 4096 of them (8 MiB) a burst to 1000 viewers wrote into frames that had
+            // left the cache, and the seal ran slower than into portable mode's buffer.
+            tx_ring: 1024,
             fill_ring: 8192,
             comp_ring: 8192,
             busy_poll: false,
@@ -326,6 +331,7 @@ pub fn open(
         own_mac: link.mac,
         mtu: link.mtu,
         hops: HashMap::new(),
+        last_hop: None,
         learned,
         counted: 0,
         stats: SendStats::default(),
@@ -476,13 +482,15 @@ impl Learned {
         self.fresh.store(true, Ordering::Release);
     }
 
-    /// Moves what was published into `hops`; one relaxed load when there is nothing.
-    fn take_into(&self, hops: &mut HashMap<IpAddr, NextHop>) {
+    /// Moves what was published into `hops`, true if anything; one relaxed load when
+    /// there is nothing.
+    fn take_into(&self, hops: &mut HashMap<IpAddr, NextHop>) -> bool {
         if !self.fresh.load(Ordering::Relaxed) || !self.fresh.swap(false, Ordering::Acquire) {
-            return;
+            return false;
         }
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
         hops.extend(pending.drain(..));
+        true
     }
 }
 
@@ -693,6 +701,9 @@ pub struct XskSender {
     own_mac: Mac,
     mtu: usize,
     hops: HashMap<IpAddr, NextHop>,
+    /// The hop of the last datagram's destination: a viewer's burst (a frame of video)
+    /// costs one hash lookup, not one per datagram.
+    last_hop: Option<(IpAddr, NextHop)>,
     learned: Arc<Learned>,
     /// The TX ring's consumer index already counted into `stats.sent`.
     counted: u32,
@@ -755,6 +766,26 @@ impl XskSender {
             self.free.pop()
         } else {
             None
+        }
+    }
+
+    /// The next hop towards `ip`, if the receiver has learned one.
+    fn next_hop(&mut self, ip: IpAddr) -> Option<NextHop> {
+        self.take_learned();
+        match self.last_hop {
+            Some((last, hop)) if last == ip => Some(hop),
+            _ => {
+                let hop = *self.hops.get(&ip)?;
+                self.last_hop = Some((ip, hop));
+                Some(hop)
+            }
+        }
+    }
+
+    /// Takes the hops the receiver learned since; a learned hop may replace the last one.
+    fn take_learned(&mut self) {
+        if self.learned.take_into(&mut self.hops) {
+            self.last_hop = None;
         }
     }
 
@@ -822,6 +853,11 @@ impl Sender for XskSender {
     fn buffer(&mut self) -> &mut [u8] {
         if self.current.is_none() {
             self.current = self.take_frame();
+            if let Some(&next) = self.free.last() {
+                self.xsk
+                    .umem
+                    .prefetch_for_write(next, PAYLOAD_AT + WARM_PAYLOAD);
+            }
         }
         match self.current {
             Some(frame) => {
@@ -839,8 +875,7 @@ impl Sender for XskSender {
             self.stats.dropped += 1;
             return;
         };
-        self.learned.take_into(&mut self.hops);
-        let Some(&hop) = self.hops.get(&destination.ip()) else {
+        let Some(hop) = self.next_hop(destination.ip()) else {
             return self.drop_frame(frame, |d| &mut d.no_next_hop);
         };
         if len > MAX_DATAGRAM || frame::ip_headers_len(destination.is_ipv6()) + len > self.mtu {
@@ -883,7 +918,7 @@ impl Sender for XskSender {
     }
 
     fn flush(&mut self) {
-        self.learned.take_into(&mut self.hops);
+        self.take_learned();
         if self.queued > 0 {
             self.tx.submit(self.queued);
             self.queued = 0;
