@@ -20,7 +20,7 @@ use crate::hooks;
 use crate::http::connections::{ConnectionLimits, Listeners};
 use crate::http::{self, Created, Offer, Viewers, WhepError};
 use crate::ingest::rtsp::{self, RtspOptions, RtspUrl, SpacedWakes};
-use crate::ingest::{Ingest, IngestOptions, PathCounters, Source};
+use crate::ingest::{Ingest, IngestOptions, PathCounters, Reader, Source};
 use crate::io::udp::{self, UdpOptions};
 use crate::io::wake::Wakers;
 use crate::io::xdp::{self, XdpError, XdpMode, XdpOptions, XdpProgram, XskOptions};
@@ -202,18 +202,27 @@ pub fn serve(source: ConfigSource, loaded: Loaded) -> anyhow::Result<()> {
             timeout: config.webrtc_handshake_timeout,
         },
     ));
-    let (ingest, pulled, paths) = start_sources(&config, &wakers, &registry, &lifeline)?;
+    let Sources {
+        ingest,
+        hosted,
+        pulled,
+        paths,
+    } = start_sources(&config, workers, &wakers, &registry, &lifeline)?;
     let stop = Arc::new(AtomicBool::new(false));
     let threads = Threads {
         stop: stop.clone(),
         lifeline: lifeline.clone(),
     };
     let media_addr = config.webrtc_local_udp_address;
+    let crew = Crew {
+        registry: &registry,
+        wakers: &wakers,
+        threads: &threads,
+        ingest: hosted,
+    };
     let plane = match xdp {
-        Some(iface) => xdp_plane(
-            &config, iface, media_addr, workers, &registry, &wakers, &threads,
-        )?,
-        None => portable_plane(&config, media_addr, workers, &registry, &wakers, &threads)?,
+        Some(iface) => xdp_plane(&config, iface, media_addr, workers, crew)?,
+        None => portable_plane(&config, media_addr, workers, crew)?,
     };
     let candidates = candidates(&config, plane.media_addr, xdp)?;
     if candidates.is_empty() {
@@ -368,24 +377,37 @@ impl Ports {
     }
 }
 
+/// What [`start_sources`] started.
+struct Sources {
+    ingest: Arc<Ingest>,
+    /// The ingest's reader, for the one worker to run.
+    hosted: Option<Reader>,
+    pulled: tokio::runtime::Runtime,
+    paths: Arc<Paths>,
+}
+
 /// The ingest for every configured path, the runtime of the pulled (RTSP) sources and
-/// of the hooks, and the paths as the rest of the relay shares them, started.
+/// of the hooks, and the paths as the rest of the relay shares them, started. With one
+/// worker the ingest's reader is returned for that worker to run: a thread of its own
+/// would wake, then wake the worker, at every pass. With more, it gets its own thread,
+/// so that no worker's fan-out delays the others' packets.
 fn start_sources(
     config: &Config,
+    workers: usize,
     wakers: &Arc<Wakers>,
     registry: &Arc<Registry>,
     lifeline: &Arc<Lifeline>,
-) -> anyhow::Result<(Arc<Ingest>, tokio::runtime::Runtime, Arc<Paths>)> {
-    let ingest = Ingest::spawn(
-        wakers.clone(),
-        IngestOptions {
-            max_payload: config.udp_max_payload_size,
-            recv_buffer: config.udp_read_buffer_size,
-            history: config.history,
-            batch_window: config.ingest_batch_window,
-        },
-        lifeline.clone(),
-    )?;
+) -> anyhow::Result<Sources> {
+    let opts = IngestOptions {
+        max_payload: config.udp_max_payload_size,
+        recv_buffer: config.udp_read_buffer_size,
+        history: config.history,
+        batch_window: config.ingest_batch_window,
+    };
+    let (ingest, hosted) = match workers {
+        1 => Ingest::hosted(opts).map(|(ingest, reader)| (ingest, Some(reader)))?,
+        _ => (Ingest::spawn(wakers.clone(), opts, lifeline.clone())?, None),
+    };
     let ingest = Arc::new(ingest);
     // RTSP sessions are async (retina runs on tokio). They get a runtime of their own,
     // not the HTTP one: every camera's media goes through it all the time, while HTTP
@@ -414,7 +436,12 @@ fn start_sources(
     if let Some((name, why)) = changes.failed.first() {
         bail!("path '{name}' cannot start: {why}");
     }
-    Ok((ingest, pulled, paths))
+    Ok(Sources {
+        ingest,
+        hosted,
+        pulled,
+        paths,
+    })
 }
 
 /// How the relay starts and stops a path: its source, then its hooks.
@@ -777,9 +804,7 @@ fn portable_plane(
     config: &Config,
     media_addr: SocketAddr,
     workers: usize,
-    registry: &Arc<Registry>,
-    wakers: &Arc<Wakers>,
-    threads: &Threads,
+    mut crew: Crew,
 ) -> anyhow::Result<DataPlane> {
     let opts = UdpOptions {
         reuse_port: true,
@@ -802,13 +827,13 @@ fn portable_plane(
         let worker = Worker::new(
             id,
             (rx, tx),
-            registry.clone(),
-            wakers.clone(),
+            crew.registry.clone(),
+            crew.wakers.clone(),
             plane.stat(),
             config.rtcp_sender_report_interval,
         )
         .with_claim_budget(rate, burst);
-        plane.spawn(id, worker, threads)?;
+        plane.spawn(id, crew.with_ingest(worker), crew.threads)?;
     }
     plane.media_addr = media_addr;
     Ok(plane)
@@ -821,9 +846,7 @@ fn xdp_plane(
     iface: &str,
     media_addr: SocketAddr,
     queues: usize,
-    registry: &Arc<Registry>,
-    wakers: &Arc<Wakers>,
-    threads: &Threads,
+    mut crew: Crew,
 ) -> anyhow::Result<DataPlane> {
     let media_port = NonZeroU16::new(media_addr.port()).context(
         "xdpInterface needs a fixed media port: set webrtcLocalUDPAddress to e.g. :8189",
@@ -862,14 +885,14 @@ fn xdp_plane(
         let worker = Worker::new(
             queue,
             (rx, tx),
-            registry.clone(),
-            wakers.clone(),
+            crew.registry.clone(),
+            crew.wakers.clone(),
             plane.stat(),
             config.rtcp_sender_report_interval,
         )
         .with_claim_budget(rate, burst)
         .with_busy_poll(config.xdp_busy_poll);
-        plane.spawn(queue, worker, threads)?;
+        plane.spawn(queue, crew.with_ingest(worker), crew.threads)?;
     }
     info!(
         interface = iface,
@@ -910,6 +933,25 @@ impl DataPlane {
                 })?,
         );
         Ok(())
+    }
+}
+
+/// What the workers are started with, besides their sockets.
+struct Crew<'a> {
+    registry: &'a Arc<Registry>,
+    wakers: &'a Arc<Wakers>,
+    threads: &'a Threads,
+    /// The ingest's reader, for the first worker to run (one worker only).
+    ingest: Option<Reader>,
+}
+
+impl Crew<'_> {
+    /// `worker`, running the ingest's reader if it is the first.
+    fn with_ingest<R: Receiver, S: Sender>(&mut self, worker: Worker<R, S>) -> Worker<R, S> {
+        match self.ingest.take() {
+            Some(reader) => worker.with_ingest(reader),
+            None => worker,
+        }
     }
 }
 

@@ -9,16 +9,26 @@ use std::time::{Duration, Instant};
 use relay_testkit::viewer::Viewer;
 use str0m::media::MediaKind;
 
-use common::rtp::{free_port, relay_with_cam1, rtp, video_frame};
+use common::rtp::{free_port, relay_with_cam1, relay_with_cam1_on, rtp, video_frame};
 
 #[test]
 fn pushed_video_and_audio_reach_the_viewer_byte_for_byte() {
+    pushed_video_and_audio_reach_the_viewer_on(common::WORKERS);
+}
+
+/// With one worker, the worker reads the sources too (no ingest thread).
+#[test]
+fn pushed_video_and_audio_reach_the_viewer_of_a_worker_that_reads_them() {
+    pushed_video_and_audio_reach_the_viewer_on(1);
+}
+
+fn pushed_video_and_audio_reach_the_viewer_on(workers: usize) {
     let port = free_port();
     let sdp = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=cam\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
                m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
                a=fmtp:96 packetization-mode=1;profile-level-id=42e01f\r\n\
                m=audio 0 RTP/AVP 111\r\na=rtpmap:111 opus/48000/2\r\n";
-    let relay = relay_with_cam1(port, sdp);
+    let relay = relay_with_cam1_on(port, sdp, workers);
     let camera = UdpSocket::bind("127.0.0.1:0").unwrap();
     let target = format!("127.0.0.1:{port}");
     let (mut sent_video, mut sent_audio) = (Vec::new(), Vec::new());

@@ -18,6 +18,7 @@ pub mod sdp;
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -296,6 +297,28 @@ impl Ingest {
         opts: IngestOptions,
         lifeline: Arc<Lifeline>,
     ) -> anyhow::Result<Ingest> {
+        let (mut ingest, reader) = Ingest::new(opts)?;
+        let stop = ingest.stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("ingest".into())
+            .spawn(move || {
+                lifeline.guard("ingest", &stop, || {
+                    run(reader, &wakers, &stop);
+                    Ok::<(), std::convert::Infallible>(())
+                })
+            })
+            .context("ingest: spawning thread")?;
+        ingest.thread = Some(thread);
+        Ok(ingest)
+    }
+
+    /// The ingest, reading no source yet, and its reader for a worker to run in its own
+    /// loop ([`Reader::on_turn`]) rather than on a thread of its own.
+    pub fn hosted(opts: IngestOptions) -> anyhow::Result<(Ingest, Reader)> {
+        Ingest::new(opts)
+    }
+
+    fn new(opts: IngestOptions) -> anyhow::Result<(Ingest, Reader)> {
         let poll = Poll::new().context("ingest: creating epoll")?;
         let registry = poll
             .registry()
@@ -303,26 +326,22 @@ impl Ingest {
             .context("ingest: sharing epoll")?;
         let waker = Waker::new(poll.registry(), WAKE).context("ingest: creating waker")?;
         let (commands, inbox) = mpsc::channel();
-        let stop = Arc::new(AtomicBool::new(false));
-        let spacing = Spacing::new(opts.batch_window);
-        let thread = {
-            let stop = stop.clone();
-            std::thread::Builder::new()
-                .name("ingest".into())
-                .spawn(move || {
-                    lifeline.guard("ingest", &stop, || {
-                        run(poll, &inbox, &wakers, spacing, &stop);
-                        Ok::<(), std::convert::Infallible>(())
-                    })
-                })
-                .context("ingest: spawning thread")?
+        let reader = Reader {
+            poll,
+            inbox,
+            events: Events::with_capacity(64),
+            slots: RecvBatch::new(RECV_BATCH),
+            inputs: Inputs::default(),
+            spacing: Spacing::new(opts.batch_window),
+            not_before: None,
+            ready: true,
         };
         let udp = UdpOptions {
             recv_buffer: opts.recv_buffer,
             send_buffer: 0,
             ..UdpOptions::default()
         };
-        Ok(Ingest {
+        let ingest = Ingest {
             commands,
             waker,
             registry,
@@ -331,9 +350,10 @@ impl Ingest {
             opts,
             clip: Mutex::new(None),
             counters: IngestCounters::default(),
-            stop,
-            thread: Some(thread),
-        })
+            stop: Arc::new(AtomicBool::new(false)),
+            thread: None,
+        };
+        Ok((ingest, reader))
     }
 
     /// Starts reading `source` for path `name`, listing its counters, and returns its
@@ -548,38 +568,108 @@ pub fn start(
     Ok((ingest, published))
 }
 
-fn run(
-    mut poll: Poll,
-    inbox: &mpsc::Receiver<Command>,
-    wakers: &Wakers,
-    mut spacing: Spacing,
-    stop: &AtomicBool,
-) {
-    let mut events = Events::with_capacity(64);
-    // One for every source: they are read in turn, and their payloads copied out at once.
-    let mut slots = RecvBatch::new(RECV_BATCH);
-    let mut inputs = Inputs::default();
+/// The ingest's thread: passes until `stop`, sleeping between them as [`Spacing`] says.
+fn run(mut reader: Reader, wakers: &Wakers, stop: &AtomicBool) {
     while !stop.load(Ordering::Acquire) {
-        let timeout = if inputs.pending.is_empty() {
-            inputs
-                .demos
-                .iter()
-                .map(|d| d.player.next_due())
-                .min()
-                .map(|due| due.saturating_duration_since(Instant::now()))
-        } else {
-            Some(Duration::ZERO)
-        };
-        if let Err(e) = poll.poll(&mut events, timeout) {
+        let timeout = reader.timeout(Instant::now());
+        if let Err(e) = reader.pass(timeout, wakers, None) {
+            tracing::error!("ingest: epoll failed, stopping: {e}");
+            return;
+        }
+        if let Some(until) = reader.not_before {
+            std::thread::sleep(until.saturating_duration_since(Instant::now()));
+        }
+    }
+}
+
+/// What reads every demo and RTP source: an epoll set over their sockets and the
+/// waker of the ingest's commands. It runs on the ingest's thread ([`Ingest::spawn`])
+/// or inside a worker's loop ([`Ingest::hosted`]): with one worker, a thread of its own
+/// only added a wake-up to every pass (the ingest's, then the worker's).
+pub struct Reader {
+    poll: Poll,
+    inbox: mpsc::Receiver<Command>,
+    events: Events,
+    /// One for every source: they are read in turn, and their payloads copied out at once.
+    slots: RecvBatch,
+    inputs: Inputs,
+    spacing: Spacing,
+    /// A busy reader's next pass, not before ([`Spacing`]).
+    not_before: Option<Instant>,
+    /// Its epoll set may have something since the last pass (a worker's epoll set says
+    /// so once, edge-triggered). True at first: commands may be waiting.
+    ready: bool,
+}
+
+impl Reader {
+    /// The reader's epoll set, for a worker's own: readable when a source or a command
+    /// is waiting.
+    pub fn fd(&self) -> RawFd {
+        self.poll.as_raw_fd()
+    }
+
+    /// How long a pass may wait for its epoll set: until the next demo frame, not at all
+    /// while sockets may hold datagrams.
+    fn timeout(&self, now: Instant) -> Option<Duration> {
+        if !self.inputs.pending.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        self.next_demo()
+            .map(|due| due.saturating_duration_since(now))
+    }
+
+    fn next_demo(&self) -> Option<Instant> {
+        self.inputs.demos.iter().map(|d| d.player.next_due()).min()
+    }
+
+    /// When the worker running the reader must call [`Reader::on_turn`] next: as soon as
+    /// the spacing allows if something is waiting, else at the next demo frame.
+    pub fn next_due(&self, now: Instant) -> Option<Instant> {
+        let waiting = self.ready || !self.inputs.pending.is_empty();
+        let work = waiting.then(|| self.not_before.map_or(now, |t| t.max(now)));
+        match (work, self.next_demo()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// A turn of the worker `host` running the reader (`ready`: its epoll set said so):
+    /// a pass if one is due, and whether it made one. The workers reading what it fed
+    /// are woken, but `host`, which fans out next in the same turn.
+    pub fn on_turn(
+        &mut self,
+        now: Instant,
+        ready: bool,
+        wakers: &Wakers,
+        host: usize,
+    ) -> std::io::Result<bool> {
+        self.ready |= ready;
+        if self.next_due(now).is_none_or(|due| due > now) {
+            return Ok(false);
+        }
+        self.ready = false;
+        self.pass(Some(Duration::ZERO), wakers, Some(host))?;
+        Ok(true)
+    }
+
+    /// Takes what epoll reports within `timeout` (commands first), reads every socket
+    /// that may hold datagrams and plays the demo frames due, then wakes each worker
+    /// reading what it fed once (but `host`, if any), however many streams fed it.
+    fn pass(
+        &mut self,
+        timeout: Option<Duration>,
+        wakers: &Wakers,
+        host: Option<usize>,
+    ) -> std::io::Result<()> {
+        if let Err(e) = self.poll.poll(&mut self.events, timeout) {
             if e.kind() != std::io::ErrorKind::Interrupted {
-                tracing::error!("ingest: epoll failed, stopping: {e}");
-                return;
+                return Err(e);
             }
         }
-        for event in events.iter() {
+        for event in self.events.iter() {
             match event.token() {
-                WAKE => inbox.try_iter().for_each(|c| inputs.apply(c)),
-                token if !inputs.pending.contains(&token) => inputs.pending.push(token),
+                WAKE => self.inbox.try_iter().for_each(|c| self.inputs.apply(c)),
+                token if !self.inputs.pending.contains(&token) => self.inputs.pending.push(token),
                 _ => {}
             }
         }
@@ -587,14 +677,14 @@ fn run(
             rtp,
             demos,
             pending,
-        } = &mut inputs;
+        } = &mut self.inputs;
         let read = !pending.is_empty();
         let started = Instant::now();
-        // Each worker is woken once for the whole pass, however many streams fed it.
+        let slots = &mut self.slots;
         let mut wake = 0;
         pending.retain(|token| {
             rtp.get_mut(token)
-                .is_some_and(|i| drain(i, &mut slots, &mut wake))
+                .is_some_and(|i| drain(i, slots, &mut wake))
         });
         let now = Instant::now();
         for d in demos {
@@ -609,14 +699,16 @@ fn run(
                 wake |= writer.track().readers();
             }
         }
+        if let Some(host) = host {
+            wake &= !(1 << host);
+        }
         if wake != 0 {
             wakers.wake(wake);
         }
         if read {
-            if let Some(until) = spacing.after_pass(started) {
-                std::thread::sleep(until.saturating_duration_since(Instant::now()));
-            }
+            self.not_before = self.spacing.after_pass(started);
         }
+        Ok(())
     }
 }
 

@@ -293,6 +293,58 @@ fn demo_plays_in_real_time_and_wakes_readers() {
     assert_eq!(track.head(), head, "stopped on drop");
 }
 
+/// With one worker, the worker runs the reader in its own loop: a turn after its epoll
+/// set says so reads the commands and the datagrams in one pass, wakes the other workers
+/// reading the track but not the host (it fans out in that same turn), and a busy
+/// reader's next pass waits for the window.
+#[test]
+fn a_hosted_reader_passes_on_its_workers_turns_and_wakes_only_the_others() {
+    let wakers = Wakers::new(2).unwrap();
+    let (ingest, mut reader) = Ingest::hosted(IngestOptions {
+        history: KEEP_ALL,
+        batch_window: Duration::from_secs(60),
+        ..IngestOptions::default()
+    })
+    .unwrap();
+    let port = free_port();
+    let track = ingest.add("cam", &pcmu_on(port)).unwrap().remove(0);
+    track.add_reader(0);
+    track.add_reader(1);
+    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut seq = 0;
+    send_pcmu(&sender, port, &mut seq, 5);
+    assert!(readable(reader.fd(), 1000), "its epoll set is readable");
+    // The first pass: the source (a command) and its datagrams.
+    reader.on_turn(Instant::now(), true, &wakers, 0).unwrap();
+    assert_eq!(track.head(), 5);
+    assert!(readable(wakers.fd(1), 0), "the other reader is woken");
+    assert!(
+        !readable(wakers.fd(0), 0),
+        "the host is not: it fans out next"
+    );
+    wakers.drain(1);
+    // A second at once: busy from now on.
+    send_pcmu(&sender, port, &mut seq, 5);
+    assert!(readable(reader.fd(), 1000));
+    reader.on_turn(Instant::now(), true, &wakers, 0).unwrap();
+    assert_eq!(track.head(), 10);
+    send_pcmu(&sender, port, &mut seq, 5);
+    assert!(readable(reader.fd(), 1000));
+    let now = Instant::now();
+    reader.on_turn(now, true, &wakers, 0).unwrap();
+    assert_eq!(track.head(), 10, "read within the window");
+    let due = reader.next_due(now).expect("something waits");
+    assert!(
+        due > now + Duration::from_secs(50),
+        "due {:?} on",
+        due - now
+    );
+    // Its time come, without a new readiness: what waited is read.
+    reader.on_turn(due, false, &wakers, 0).unwrap();
+    assert_eq!(track.head(), 15);
+    assert_eq!(reader.next_due(due), None, "nothing waits, no demo");
+}
+
 fn free_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()

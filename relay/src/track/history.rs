@@ -165,6 +165,14 @@ const CHUNKS_PER_HISTORY: usize = 16;
 /// keyframe cache hold at once, with room to spare.
 const MAX_RETIRED: usize = 4 * CHUNKS_PER_HISTORY;
 
+/// Takes a retired chunk back whole (its whole allocation, empty) if nothing points into
+/// it any more. Asking `try_reclaim` for more than the chunk's tail has left makes it
+/// check that: a smaller ask is granted from the tail at once, read or not, and a chunk
+/// retires with a few bytes left more often than not.
+fn take_back(chunk: &mut BytesMut) -> bool {
+    chunk.try_reclaim(chunk.capacity() + 1)
+}
+
 /// Payloads packed back to back in shared chunks (written only by the track's writer).
 ///
 /// A filled chunk is kept, and written again once the history and every reader have
@@ -204,16 +212,25 @@ impl Arena {
             .clamp(MIN_CHUNK, MAX_CHUNK)
             .max(at_least);
         self.retired.extend(self.chunk.take());
+        // The packets let go meanwhile were handed to the epoch's garbage 64 at a time
+        // (`retire`): passed on now, those no reader can see any more are dropped, and
+        // their chunks come free in the order they filled.
+        epoch::pin().flush();
+        // A chunk nothing reads any more is taken back whole and written again if it is
+        // at least half the size wanted: the size follows the history, which the
+        // keyframe cache moves back and forth across a power of two. Other free ones are
+        // freed: kept, the many a keyframe lets go would hold a track's memory at its
+        // largest for a GOP to come.
+        let usable = (size / 2).max(at_least);
         let mut reused = None;
-        // A chunk nothing reads is taken back whole (`try_reclaim`): written again if big
-        // enough, else freed (it was sized for a smaller history).
         self.retired.retain_mut(|c| {
-            if reused.is_none() && c.try_reclaim(size) {
-                reused = Some(std::mem::take(c));
-                return false;
+            if !take_back(c) {
+                return true; // still read
             }
-            // Still read: kept.
-            !c.try_reclaim(1)
+            if reused.is_none() && c.capacity() >= usable {
+                reused = Some(std::mem::take(c));
+            }
+            false
         });
         if self.retired.len() > MAX_RETIRED {
             // Freed when its last payload is.
@@ -362,6 +379,35 @@ mod tests {
         for reader in readers {
             assert!(reader.join().expect("a reader panicked") > 0);
         }
+    }
+
+    /// Chunks retire with room left in their tail more often than not: such a chunk is
+    /// not taken back while a payload in it is read (a small ask of `try_reclaim` would
+    /// be granted from the tail at once), and is written again once none is.
+    #[test]
+    fn a_chunk_retired_with_room_left_is_reused_only_once_free() {
+        let mut arena = Arena::default();
+        let read = arena.store(&[1; 3000], 0);
+        let first_chunk = read.as_ptr();
+        // 1,096 bytes are left in the first 4 KiB chunk: these take the next two.
+        let second = arena.store(&[2; 2000], 0);
+        let third = arena.store(&[3; 3000], 0);
+        for later in [&second, &third] {
+            assert!(!(first_chunk..first_chunk.wrapping_add(4096)).contains(&later.as_ptr()));
+        }
+        assert_eq!(
+            arena.retired.len(),
+            2,
+            "chunks still read are kept, not dropped"
+        );
+        drop(read);
+        let fourth = arena.store(&[4; 3000], 0);
+        assert_eq!(
+            fourth.as_ptr(),
+            first_chunk,
+            "the free chunk was not reused"
+        );
+        assert_eq!((&second[..], &third[..]), (&[2; 2000][..], &[3; 3000][..]));
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub(crate) use self::core::Core;
 pub use self::core::Start;
 pub use stats::WorkerStats;
 
+use crate::ingest::Reader;
 use crate::io::wake::Wakers;
 use crate::io::{Receiver, Sender};
 use registry::Registry;
@@ -44,6 +45,7 @@ const MAX_SLEEP: Duration = Duration::from_millis(100);
 
 const SOCKET: Token = Token(0);
 const WAKER: Token = Token(1);
+const INGEST: Token = Token(2);
 
 pub struct Worker<R: Receiver, S: Sender> {
     id: usize,
@@ -52,6 +54,8 @@ pub struct Worker<R: Receiver, S: Sender> {
     wakers: Arc<Wakers>,
     stats: Arc<WorkerStats>,
     busy_poll: bool,
+    /// The ingest's reader, when this worker runs it.
+    ingest: Option<Reader>,
 }
 
 impl<R: Receiver, S: Sender> Worker<R, S> {
@@ -72,7 +76,14 @@ impl<R: Receiver, S: Sender> Worker<R, S> {
             wakers,
             stats,
             busy_poll: false,
+            ingest: None,
         }
+    }
+
+    /// Runs the ingest's reader in this worker's loop ([`crate::ingest::Ingest::hosted`]).
+    pub fn with_ingest(mut self, reader: Reader) -> Self {
+        self.ingest = Some(reader);
+        self
     }
 
     /// This worker's share of the checks that may go on to a claim
@@ -91,12 +102,18 @@ impl<R: Receiver, S: Sender> Worker<R, S> {
     /// Runs until `stop` is set (checked at least every `MAX_SLEEP`).
     pub fn run(mut self, stop: &AtomicBool) -> io::Result<()> {
         let mut poll = Poll::new()?;
-        let register = |fd: RawFd, token| {
-            poll.registry()
-                .register(&mut SourceFd(&fd), token, Interest::READABLE)
-        };
+        let registry = poll.registry().try_clone()?;
+        let register =
+            |fd: RawFd, token| registry.register(&mut SourceFd(&fd), token, Interest::READABLE);
         register(self.rx.fd(), SOCKET)?;
         register(self.wakers.fd(self.id), WAKER)?;
+        // Whether the reader's epoll set is in the worker's: taken out while a pass waits
+        // for its window, since every datagram arriving meanwhile would wake the worker.
+        let mut hearing = false;
+        if let Some(reader) = &self.ingest {
+            register(reader.fd(), INGEST)?;
+            hearing = true;
+        }
         let mut events = Events::with_capacity(4);
         // mio is edge-triggered: a socket a turn left datagrams in is read again
         // without waiting for a new edge. A fan-out cut short by its budget goes on
@@ -105,11 +122,15 @@ impl<R: Receiver, S: Sender> Worker<R, S> {
         while !stop.load(Ordering::Relaxed) {
             let wait = match self.busy_poll || socket_left || behind {
                 true => Duration::ZERO,
-                false => self
-                    .core
-                    .next_deadline()
-                    .saturating_duration_since(Instant::now())
-                    .min(MAX_SLEEP),
+                false => {
+                    let now = Instant::now();
+                    let ingest = self.ingest.as_ref().and_then(|r| r.next_due(now));
+                    let deadline = self.core.next_deadline();
+                    ingest
+                        .map_or(deadline, |due| due.min(deadline))
+                        .saturating_duration_since(now)
+                        .min(MAX_SLEEP)
+                }
             };
             match poll.poll(&mut events, Some(wait)) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -117,7 +138,20 @@ impl<R: Receiver, S: Sender> Worker<R, S> {
             }
             let socket = socket_left || events.iter().any(|e| e.token() == SOCKET);
             let woken = events.iter().any(|e| e.token() == WAKER);
-            (socket_left, behind) = self.turn(Instant::now(), socket, woken)?;
+            let now = Instant::now();
+            if let Some(reader) = &mut self.ingest {
+                let ready = events.iter().any(|e| e.token() == INGEST);
+                let passed = reader.on_turn(now, ready, &self.wakers, self.id)?;
+                let fd = reader.fd();
+                if passed && !hearing {
+                    register(fd, INGEST)?;
+                    hearing = true;
+                } else if ready && !passed {
+                    registry.deregister(&mut SourceFd(&fd))?;
+                    hearing = false;
+                }
+            }
+            (socket_left, behind) = self.turn(now, socket, woken)?;
         }
         self.core.shutdown();
         Ok(())

@@ -15,10 +15,15 @@ pub fn free_port() -> u16 {
 
 /// The relay with one path, `cam1`, fed by RTP pushed to 127.0.0.1:`port` as `sdp` says.
 pub fn relay_with_cam1(port: u16, sdp: &str) -> RelayProcess {
+    relay_with_cam1_on(port, sdp, super::WORKERS)
+}
+
+/// [`relay_with_cam1`] with `workers` workers (with one, it also runs the ingest).
+pub fn relay_with_cam1_on(port: u16, sdp: &str, workers: usize) -> RelayProcess {
     let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     super::start(&Config {
         paths: paths([("cam1", rtp_push(address, sdp))]),
-        ..loopback(super::WORKERS)
+        ..loopback(workers)
     })
 }
 
