@@ -2,13 +2,14 @@
 //! `udp+rtp://` sources described by `rtpSDP`) and RTSP cameras pulled (`rtsp://`,
 //! in [`rtsp`], async tasks on the control plane's runtime).
 //!
-//! One ingest thread serves every demo and RTP source: an epoll set over the RTP sockets (batched
-//! `recvmmsg`) with the demo's next frame as its timeout. Each pass over the sockets wakes
+//! One [`Reader`] serves every demo and RTP source: an epoll set over the RTP sockets
+//! (batched `recvmmsg`) with the demo's next frame as its timeout, on a thread of its own
+//! or, with one worker, in that worker's loop. Each pass over the sockets wakes
 //! the workers reading the tracks it fed once, not once per packet or stream, and a busy
 //! ingest passes at most once per `ingestBatchWindow` ([`Spacing`]); the RTSP sources'
 //! wake-ups are spaced the same way ([`rtsp::SpacedWakes`]). Sources are added and
 //! removed while it runs ([`Ingest::add`], [`Ingest::remove`]): the caller binds, the
-//! thread is handed the socket through a channel and its waker, and owns it from then on.
+//! reader is handed the socket through a channel and its waker, and owns it from then on.
 
 pub mod demo;
 pub mod rtp;
@@ -297,7 +298,7 @@ impl Ingest {
         opts: IngestOptions,
         lifeline: Arc<Lifeline>,
     ) -> anyhow::Result<Ingest> {
-        let (mut ingest, reader) = Ingest::new(opts)?;
+        let (mut ingest, reader) = Ingest::hosted(opts)?;
         let stop = ingest.stop.clone();
         let thread = std::thread::Builder::new()
             .name("ingest".into())
@@ -315,10 +316,6 @@ impl Ingest {
     /// The ingest, reading no source yet, and its reader for a worker to run in its own
     /// loop ([`Reader::on_turn`]) rather than on a thread of its own.
     pub fn hosted(opts: IngestOptions) -> anyhow::Result<(Ingest, Reader)> {
-        Ingest::new(opts)
-    }
-
-    fn new(opts: IngestOptions) -> anyhow::Result<(Ingest, Reader)> {
         let poll = Poll::new().context("ingest: creating epoll")?;
         let registry = poll
             .registry()
