@@ -619,34 +619,45 @@ impl Reader {
         self.inputs.demos.iter().map(|d| d.player.next_due()).min()
     }
 
-    /// When the worker running the reader must call [`Reader::on_turn`] next: as soon as
-    /// the spacing allows if something is waiting, else at the next demo frame.
+    /// When the worker running the reader must call [`Reader::on_turn`] next: at the end
+    /// of the window while passes keep reading (it passes then whatever its epoll set
+    /// says, see [`Reader::listens`]), at once if something is waiting, else at the
+    /// next demo frame.
     pub fn next_due(&self, now: Instant) -> Option<Instant> {
         let waiting = self.ready || !self.inputs.pending.is_empty();
-        let work = waiting.then(|| self.not_before.map_or(now, |t| t.max(now)));
+        let work = match self.not_before {
+            Some(t) => Some(t.max(now)),
+            None => waiting.then_some(now),
+        };
         match (work, self.next_demo()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
     }
 
+    /// Whether the worker running the reader should have its epoll set in its own: not
+    /// while a busy reader waits for its window, when every datagram arriving would
+    /// wake the worker for nothing. Its next pass is due at the window's end anyway.
+    pub fn listens(&self) -> bool {
+        self.not_before.is_none()
+    }
+
     /// A turn of the worker `host` running the reader (`ready`: its epoll set said so):
-    /// a pass if one is due, and whether it made one. The workers reading what it fed
-    /// are woken, but `host`, which fans out next in the same turn.
+    /// a pass if one is due. The workers reading what it fed are woken, but `host`,
+    /// which fans out next in the same turn.
     pub fn on_turn(
         &mut self,
         now: Instant,
         ready: bool,
         wakers: &Wakers,
         host: usize,
-    ) -> std::io::Result<bool> {
+    ) -> std::io::Result<()> {
         self.ready |= ready;
         if self.next_due(now).is_none_or(|due| due > now) {
-            return Ok(false);
+            return Ok(());
         }
         self.ready = false;
-        self.pass(Some(Duration::ZERO), wakers, Some(host))?;
-        Ok(true)
+        self.pass(Some(Duration::ZERO), wakers, Some(host))
     }
 
     /// Takes what epoll reports within `timeout` (commands first), reads every socket
@@ -702,9 +713,11 @@ impl Reader {
         if wake != 0 {
             wakers.wake(wake);
         }
-        if read {
-            self.not_before = self.spacing.after_pass(started);
-        }
+        // A pass that read nothing ends a busy spell.
+        self.not_before = match read {
+            true => self.spacing.after_pass(started),
+            false => None,
+        };
         Ok(())
     }
 }

@@ -323,26 +323,33 @@ fn a_hosted_reader_passes_on_its_workers_turns_and_wakes_only_the_others() {
         "the host is not: it fans out next"
     );
     wakers.drain(1);
-    // A second at once: busy from now on.
+    assert!(reader.listens());
+    // A second at once: busy from now on, its epoll set no longer heard.
     send_pcmu(&sender, port, &mut seq, 5);
     assert!(readable(reader.fd(), 1000));
     reader.on_turn(Instant::now(), true, &wakers, 0).unwrap();
     assert_eq!(track.head(), 10);
+    assert!(!reader.listens(), "a busy reader waits for its window");
     send_pcmu(&sender, port, &mut seq, 5);
     assert!(readable(reader.fd(), 1000));
     let now = Instant::now();
     reader.on_turn(now, true, &wakers, 0).unwrap();
     assert_eq!(track.head(), 10, "read within the window");
-    let due = reader.next_due(now).expect("something waits");
+    let due = reader.next_due(now).expect("the window's end");
     assert!(
         due > now + Duration::from_secs(50),
         "due {:?} on",
         due - now
     );
-    // Its time come, without a new readiness: what waited is read.
+    // Its time come, with no readiness heard: what waited is read.
     reader.on_turn(due, false, &wakers, 0).unwrap();
     assert_eq!(track.head(), 15);
-    assert_eq!(reader.next_due(due), None, "nothing waits, no demo");
+    // A pass at the next window's end that finds nothing ends the busy spell.
+    let next = reader.next_due(due).expect("the next window's end");
+    reader.on_turn(next, false, &wakers, 0).unwrap();
+    assert_eq!(track.head(), 15);
+    assert!(reader.listens());
+    assert_eq!(reader.next_due(next), None, "nothing waits, no demo");
 }
 
 fn free_port() -> u16 {

@@ -107,8 +107,7 @@ impl<R: Receiver, S: Sender> Worker<R, S> {
             |fd: RawFd, token| registry.register(&mut SourceFd(&fd), token, Interest::READABLE);
         register(self.rx.fd(), SOCKET)?;
         register(self.wakers.fd(self.id), WAKER)?;
-        // Whether the reader's epoll set is in the worker's: taken out while a pass waits
-        // for its window, since every datagram arriving meanwhile would wake the worker.
+        // Whether the reader's epoll set is in the worker's ([`Reader::listens`]).
         let mut hearing = false;
         if let Some(reader) = &self.ingest {
             register(reader.fd(), INGEST)?;
@@ -141,15 +140,14 @@ impl<R: Receiver, S: Sender> Worker<R, S> {
             let now = Instant::now();
             if let Some(reader) = &mut self.ingest {
                 let ready = events.iter().any(|e| e.token() == INGEST);
-                let passed = reader.on_turn(now, ready, &self.wakers, self.id)?;
+                reader.on_turn(now, ready, &self.wakers, self.id)?;
                 let fd = reader.fd();
-                if passed && !hearing {
-                    register(fd, INGEST)?;
-                    hearing = true;
-                } else if ready && !passed {
-                    registry.deregister(&mut SourceFd(&fd))?;
-                    hearing = false;
+                match (reader.listens(), hearing) {
+                    (true, false) => register(fd, INGEST)?,
+                    (false, true) => registry.deregister(&mut SourceFd(&fd))?,
+                    _ => {}
                 }
+                hearing = reader.listens();
             }
             (socket_left, behind) = self.turn(now, socket, woken)?;
         }
