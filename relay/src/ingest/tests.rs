@@ -312,11 +312,15 @@ fn a_hosted_reader_passes_on_its_workers_turns_and_wakes_only_the_others() {
     track.add_reader(1);
     let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut seq = 0;
+    // An empty datagram first, as a stranger may send: counted, dropped, the rest read.
+    sender.send_to(&[], ("127.0.0.1", port)).unwrap();
     send_pcmu(&sender, port, &mut seq, 5);
     assert!(readable(reader.fd(), 1000), "its epoll set is readable");
     // The first pass: the source (a command) and its datagrams.
     reader.on_turn(Instant::now(), true, &wakers, 0).unwrap();
     assert_eq!(track.head(), 5);
+    let counters = ingest.counters().of("cam").unwrap();
+    assert_eq!(counters.malformed.load(Ordering::Relaxed), 1);
     assert!(readable(wakers.fd(1), 0), "the other reader is woken");
     assert!(
         !readable(wakers.fd(0), 0),

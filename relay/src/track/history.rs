@@ -414,14 +414,7 @@ mod tests {
     fn a_grown_ring_holds_the_same_packets() {
         let ring = Ring::with_capacity(64);
         for i in 10..70u64 {
-            ring.put(Arc::new(Packet {
-                index: i,
-                seq: 1000 + i,
-                timestamp: 0,
-                marker: false,
-                payload: Bytes::new(),
-                arrival: std::time::Instant::now(),
-            }));
+            ring.put(packet(i, Bytes::new()));
         }
         let bigger = ring.grown(10, 70);
         assert_eq!(bigger.capacity(), 128);
