@@ -6,6 +6,7 @@
 //! Outgoing datagrams are written in place into buffers the backend owns (a slot of
 //! the `sendmmsg` batch, or a UMEM frame), and leave in one syscall or kick per batch.
 
+pub mod epoll;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod memory;
 pub mod udp;

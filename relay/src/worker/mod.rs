@@ -1,7 +1,7 @@
 //! The per-core worker: a [`Core`] (sessions, demultiplexing, egress; sans-IO) driven
 //! by a receive half of an I/O backend and a sleep until something happens.
 //!
-//! A worker sleeps (through mio) until its socket is readable, its eventfd is rung (by
+//! A worker sleeps (on its epoll set, [`crate::io::epoll`]) until its socket is readable, its eventfd is rung (by
 //! the ingest when a track it reads has new packets, by the registry when a command
 //! waits in its inbox), or the core's next timer is due. Each turn takes what woke it,
 //! then fans out, runs due timers and sends the batch.
@@ -19,19 +19,16 @@ mod tests;
 pub mod viewer;
 
 use std::io;
-use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token};
 
 pub(crate) use self::core::Core;
 pub use self::core::Start;
 pub use stats::WorkerStats;
 
 use crate::ingest::Reader;
+use crate::io::epoll::{Epoll, Token};
 use crate::io::wake::Wakers;
 use crate::io::{Receiver, Sender};
 use registry::Registry;
@@ -101,20 +98,16 @@ impl<R: Receiver, S: Sender> Worker<R, S> {
 
     /// Runs until `stop` is set (checked at least every `MAX_SLEEP`).
     pub fn run(mut self, stop: &AtomicBool) -> io::Result<()> {
-        let mut poll = Poll::new()?;
-        let registry = poll.registry().try_clone()?;
-        let register =
-            |fd: RawFd, token| registry.register(&mut SourceFd(&fd), token, Interest::READABLE);
-        register(self.rx.fd(), SOCKET)?;
-        register(self.wakers.fd(self.id), WAKER)?;
+        let mut epoll = Epoll::new()?;
+        epoll.add(self.rx.fd(), SOCKET)?;
+        epoll.add(self.wakers.fd(self.id), WAKER)?;
         // Whether the reader's epoll set is in the worker's ([`Reader::listens`]).
         let mut hearing = false;
         if let Some(reader) = &self.ingest {
-            register(reader.fd(), INGEST)?;
+            epoll.add(reader.fd(), INGEST)?;
             hearing = true;
         }
-        let mut events = Events::with_capacity(4);
-        // mio is edge-triggered: a socket a turn left datagrams in is read again
+        // The set is edge-triggered: a socket a turn left datagrams in is read again
         // without waiting for a new edge. A fan-out cut short by its budget goes on
         // without sleeping too.
         let (mut socket_left, mut behind) = (false, false);
@@ -131,20 +124,16 @@ impl<R: Receiver, S: Sender> Worker<R, S> {
                         .min(MAX_SLEEP)
                 }
             };
-            match poll.poll(&mut events, Some(wait)) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                result => result?,
-            }
-            let socket = socket_left || events.iter().any(|e| e.token() == SOCKET);
-            let woken = events.iter().any(|e| e.token() == WAKER);
+            let ready = epoll.wait(wait)?;
+            let socket = socket_left || ready.has(SOCKET);
+            let woken = ready.has(WAKER);
             let now = Instant::now();
             if let Some(reader) = &mut self.ingest {
-                let ready = events.iter().any(|e| e.token() == INGEST);
-                reader.on_turn(now, ready, &self.wakers, self.id)?;
+                reader.on_turn(now, ready.has(INGEST), &self.wakers, self.id)?;
                 let fd = reader.fd();
                 match (reader.listens(), hearing) {
-                    (true, false) => register(fd, INGEST)?,
-                    (false, true) => registry.deregister(&mut SourceFd(&fd))?,
+                    (true, false) => epoll.add(fd, INGEST)?,
+                    (false, true) => epoll.remove(fd)?,
                     _ => {}
                 }
                 hearing = reader.listens();
