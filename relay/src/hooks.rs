@@ -11,12 +11,13 @@
 //! `$VARIABLE`s in it are expanded, the command gets a process group of its own and
 //! is ended with SIGINT to that group when what started it ends; a command with
 //! `...Restart` is started again 5 s after it exits. Commands that mark an end
-//! (`runOnNotReady`, `runOnUnread`) run once and are not waited for.
+//! (`runOnNotReady`, `runOnUnread`) run once and are not waited for. At shutdown every
+//! command still running gets SIGINT and is waited for ([`end_all`]), as in MediaMTX.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 
@@ -87,6 +88,43 @@ const QUERY_KEEPS: &AsciiSet = &NON_ALPHANUMERIC
 /// A request's query as MediaMTX gives it to hooks in `MTX_QUERY`.
 fn query_escape(query: &str) -> String {
     percent_encoding::utf8_percent_encode(query, QUERY_KEEPS).to_string()
+}
+
+/// The process groups of the commands [`start`] made that have not been reaped. The
+/// process's own record, not a task's: a command outlives the relay unless signalled,
+/// and at shutdown the tasks that started them may be gone ([`end_all`]).
+static GROUPS: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+
+fn groups() -> MutexGuard<'static, BTreeSet<i32>> {
+    GROUPS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// SIGINT to the process group of every command [`start`] made that is still running,
+/// then waits up to `limit` for them to exit (reaping them: the runtime that would
+/// have is gone by then). For the end of the process.
+pub fn end_all(limit: Duration) {
+    let running: Vec<i32> = groups().iter().copied().collect();
+    for &group in &running {
+        // SAFETY: kill(2) on a process group made for a command.
+        unsafe { libc::kill(-group, libc::SIGINT) };
+    }
+    let end = Instant::now() + limit;
+    for pid in running {
+        // The group's leader is the command; what it started is its to end.
+        loop {
+            let mut status = 0;
+            // SAFETY: waitpid(2) on a child of this process, not blocking.
+            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+            // Reaped, or not ours to wait for any more (ECHILD).
+            if r != 0 || Instant::now() >= end {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        groups().remove(&pid);
+    }
 }
 
 /// A command running while its owner lives: dropping it ends the command with SIGINT
@@ -201,10 +239,15 @@ pub fn start(hook: &Hook, env: Env) -> Running {
                     return;
                 }
             };
-            running.store(child.id().unwrap_or(0) as i32, Ordering::SeqCst);
+            let pid = child.id().map_or(0, |id| id as i32);
+            running.store(pid, Ordering::SeqCst);
+            if pid > 0 {
+                groups().insert(pid);
+            }
             tokio::select! {
                 status = child.wait() => {
                     running.store(0, Ordering::SeqCst);
+                    groups().remove(&pid);
                     info!(command = %hook.command, ?status, "hook exited");
                 }
                 // Running's drop sent SIGINT, unless it came before the group was known.
@@ -215,6 +258,7 @@ pub fn start(hook: &Hook, env: Env) -> Running {
                         unsafe { libc::kill(-group, libc::SIGINT) };
                     }
                     let _ = child.wait().await;
+                    groups().remove(&pid);
                     return;
                 }
             }
@@ -446,6 +490,47 @@ async fn keep_while_wanted(path: &ServedPath, demand: &DemandHook) -> &'static s
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn end_all_ends_and_reaps_commands_whose_owner_was_never_dropped() {
+        let file = std::env::temp_dir().join(format!("relay-end-all-{}", std::process::id()));
+        let _ = std::fs::remove_file(&file);
+        let f = file.display();
+        let hook = Hook {
+            command: format!(
+                "sh -c 'trap \"echo ended >> {f}; exit 0\" INT; echo started >> {f}; \
+                 while :; do sleep 0.1; done'"
+            ),
+            restart: false,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let lines = || std::fs::read_to_string(&file).unwrap_or_default();
+        let running = runtime.block_on(async {
+            let running = start(&hook, Vec::new());
+            while !lines().contains("started") {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            running
+        });
+        let pid = running.group.load(Ordering::SeqCst);
+        assert!(pid > 0 && groups().contains(&pid));
+        // Its owner lost (no SIGINT from its drop), its task dropped with the runtime.
+        std::mem::forget(running);
+        drop(runtime);
+        assert_eq!(lines(), "started\n", "nothing has signalled it yet");
+
+        end_all(Duration::from_secs(10));
+        assert_eq!(lines(), "started\nended\n", "SIGINT, and waited for");
+        assert!(!groups().contains(&pid));
+        // Reaped: no child of that pid is left.
+        // SAFETY: waitpid(2), not blocking.
+        let r = unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+        assert_eq!(r, -1);
+        let _ = std::fs::remove_file(&file);
+    }
 
     #[test]
     fn command_lines_split_as_a_shell_would_and_expand_like_mediamtx() {

@@ -272,6 +272,10 @@ pub fn serve(source: ConfigSource, loaded: Loaded) -> anyhow::Result<()> {
     ));
     info!("shutting down");
     bound_shutdown(SHUTDOWN_LIMIT);
+    // The pulled sources and the hooks' tasks end first; the hooks' commands get SIGINT
+    // and are waited for, as MediaMTX waits for them.
+    drop(pulled);
+    crate::hooks::end_all(HOOKS_EXIT_WAIT);
     stop.store(true, Ordering::Relaxed);
     wakers.wake(u64::MAX);
     for t in threads {
@@ -279,9 +283,12 @@ pub fn serve(source: ConfigSource, loaded: Loaded) -> anyhow::Result<()> {
         let _ = t.join();
     }
     drop(ingest);
-    drop(pulled);
     result
 }
+
+/// How long the hooks' commands are given to exit after SIGINT at shutdown: within
+/// [`SHUTDOWN_LIMIT`], with time left for the rest.
+const HOOKS_EXIT_WAIT: Duration = Duration::from_secs(3);
 
 /// The longest a shutdown may take: workers close their sessions in one turn, but a
 /// source stuck in a blocking call (an RTSP camera's socket, say) must not keep a
@@ -295,6 +302,8 @@ fn bound_shutdown(limit: Duration) {
     std::thread::spawn(move || {
         std::thread::sleep(limit);
         tracing::error!("shutdown took longer than {limit:?}; exiting now");
+        // The hooks' commands would outlive the relay: SIGINT, not waited for.
+        crate::hooks::end_all(Duration::ZERO);
         std::process::exit(1);
     });
 }
