@@ -98,6 +98,18 @@ impl Ring {
         (p.index == index).then_some(p)
     }
 
+    /// What `read` makes of the packet at `index`, if this ring holds it: borrowed under
+    /// the epoch, without the two atomic counts of [`Ring::get`] on a packet that is
+    /// likely cold (the writer looks at its oldest).
+    pub(super) fn peek<R>(&self, index: u64, read: impl FnOnce(&Packet) -> R) -> Option<R> {
+        let _pinned = epoch::pin();
+        let p = self.slots[(index & self.mask) as usize].load(Ordering::Acquire);
+        // SAFETY: as in `get`: pinned before the load, so `p` is not dropped before the
+        // guard is, and the borrow does not outlive it.
+        let p = unsafe { p.as_ref() }?;
+        (p.index == index).then(|| read(p))
+    }
+
     /// The index of the packet with extended sequence number `seq`, if it was stored here.
     pub(super) fn index_of_seq(&self, seq: u64) -> Option<u64> {
         self.by_seq[(seq & self.mask) as usize]
@@ -338,6 +350,21 @@ mod tests {
         ring.put(p);
         drop(ring);
         assert!(watch.upgrade().is_none(), "the ring leaked its packet");
+    }
+
+    /// A peek reads the packet at its index in place, without a count taken, and
+    /// nothing for an index whose slot holds another packet or none.
+    #[test]
+    fn a_peek_reads_only_the_packet_at_its_index() {
+        let ring = Ring::with_capacity(64);
+        let p = packet(3, Bytes::from_static(b"three"));
+        ring.put(p.clone());
+        assert_eq!(ring.peek(3, |p| (p.seq, p.payload.len())), Some((1003, 5)));
+        assert_eq!(Arc::strong_count(&p), 2, "the ring's and ours: no count left");
+        assert_eq!(ring.peek(3 + ring.capacity(), |p| p.seq), None);
+        assert_eq!(ring.peek(4, |p| p.seq), None);
+        ring.clear(3);
+        assert_eq!(ring.peek(3, |p| p.seq), None);
     }
 
     /// Readers racing the writer over the same slots (it stores a packet and lets go

@@ -330,6 +330,15 @@ impl AccessUnit {
     }
 }
 
+/// What the writer reads of the oldest packet it holds: read once per push, as the
+/// packet is a second old and out of the cache by then.
+#[derive(Debug, Clone, Copy)]
+struct Oldest {
+    seq: u64,
+    arrival: Instant,
+    len: usize,
+}
+
 /// The single writer of a track. Not `Clone`: one thread owns it.
 pub struct TrackWriter {
     track: Arc<Track>,
@@ -367,10 +376,10 @@ impl TrackWriter {
         stats
             .bytes
             .fetch_add(p.payload.len() as u64, Ordering::Relaxed);
-        self.let_go(index, p.arrival, p.payload.len());
+        let oldest = self.let_go(index, p.arrival, p.payload.len());
         let payload = self.arena.store(&p.payload, self.held_bytes);
         self.held_bytes += payload.len();
-        self.make_room(index, seq);
+        self.make_room(index, seq, oldest);
         let packet = Packet {
             index,
             seq,
@@ -381,15 +390,15 @@ impl TrackWriter {
         };
         self.track.ring.load().put(Arc::new(packet));
         self.track.head.store(index + 1, Ordering::Release);
-        self.publish_held(index, p.arrival);
+        self.publish_held(index, p.arrival, oldest);
         true
     }
 
     /// Lets go of the oldest packets while the history is over its limits, `next` being
     /// the index about to be written, `now` its arrival and `incoming` its size: older
     /// than the duration (unless the keyframe cache keeps them), more bytes than
-    /// allowed, more packets than a ring may hold.
-    fn let_go(&mut self, next: u64, now: Instant, incoming: usize) {
+    /// allowed, more packets than a ring may hold. Returns the oldest packet kept.
+    fn let_go(&mut self, next: u64, now: Instant, incoming: usize) -> Option<Oldest> {
         let track = &*self.track;
         let retention = track.retention;
         let cached_from = match (retention.keyframe_cache, track.last_keyframe()) {
@@ -398,7 +407,12 @@ impl TrackWriter {
         };
         let ring = track.ring.load();
         while self.tail < next {
-            let Some(oldest) = ring.get(self.tail) else {
+            let oldest = ring.peek(self.tail, |p| Oldest {
+                seq: p.seq,
+                arrival: p.arrival,
+                len: p.payload.len(),
+            });
+            let Some(oldest) = oldest else {
                 self.tail += 1;
                 continue;
             };
@@ -407,35 +421,32 @@ impl TrackWriter {
             let too_big = self.held_bytes + incoming > retention.max_bytes;
             let too_many = next - self.tail >= MAX_PACKETS;
             if !(too_old || too_big || too_many) {
-                break;
+                return Some(oldest);
             }
-            self.held_bytes -= oldest.payload.len();
+            self.held_bytes -= oldest.len;
+            ring.clear(self.tail);
             self.tail += 1;
             track.tail.store(self.tail, Ordering::Release);
-            ring.clear(oldest.index);
         }
+        None
     }
 
     /// Replaces the ring by a bigger one if packet `next` (numbered `seq`) would take the
-    /// slot of one still held, by index or (after losses) by sequence number.
-    fn make_room(&mut self, next: u64, seq: u64) {
+    /// slot of one still held (the oldest is `oldest`), by index or (after losses) by
+    /// sequence number.
+    fn make_room(&mut self, next: u64, seq: u64, oldest: Option<Oldest>) {
         let track = &*self.track;
         let ring = track.ring.load();
-        let seq_span = ring.get(self.tail).map_or(0, |oldest| {
-            seq.saturating_sub(oldest.seq) + MAX_MISORDER as u64
-        });
+        let seq_span = oldest.map_or(0, |o| seq.saturating_sub(o.seq) + MAX_MISORDER as u64);
         let needed = (next - self.tail).max(seq_span);
         if needed >= ring.capacity() && ring.capacity() < MAX_PACKETS {
             track.ring.store(Arc::new(ring.grown(self.tail, next)));
         }
     }
 
-    fn publish_held(&self, newest: u64, now: Instant) {
+    fn publish_held(&self, newest: u64, now: Instant, oldest: Option<Oldest>) {
         let stats = &self.track.stats;
-        let span = self
-            .track
-            .get(self.tail)
-            .map_or(Duration::ZERO, |p| now.saturating_duration_since(p.arrival));
+        let span = oldest.map_or(Duration::ZERO, |o| now.saturating_duration_since(o.arrival));
         stats
             .held_packets
             .store(newest + 1 - self.tail, Ordering::Relaxed);
