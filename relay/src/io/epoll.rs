@@ -4,7 +4,8 @@
 //! is in whole milliseconds, rounded up. A worker running the ingest's reader sleeps to
 //! the end of a batch window (1 ms by default), and rounding made that up to 2 ms: the
 //! p99 of W1's added latency went from 1.3-1.8 to 2.0-2.1 ms. `epoll_pwait2` (Linux
-//! 5.11) takes a timespec; older kernels get `epoll_wait`, rounded up as mio does.
+//! 5.11) takes a timespec; where it is missing or refused, `epoll_wait` is used, rounded
+//! up as mio does.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -26,7 +27,7 @@ impl Ready {
 
 pub struct Epoll {
     fd: OwnedFd,
-    /// Whether `epoll_pwait2` is there (until it says ENOSYS).
+    /// Whether `epoll_pwait2` may be called (until it is refused).
     fine: bool,
 }
 
@@ -91,7 +92,9 @@ impl Epoll {
             }
             let e = io::Error::last_os_error();
             match e.raw_os_error() {
-                Some(libc::ENOSYS) if self.fine => self.fine = false,
+                // ENOSYS before Linux 5.11; EPERM where a seccomp profile (an older
+                // container runtime's) does not know it.
+                Some(libc::ENOSYS | libc::EPERM) if self.fine => self.fine = false,
                 Some(libc::EINTR) => return Ok(Ready::default()),
                 _ => return Err(e),
             }

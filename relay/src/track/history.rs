@@ -360,7 +360,11 @@ mod tests {
         let p = packet(3, Bytes::from_static(b"three"));
         ring.put(p.clone());
         assert_eq!(ring.peek(3, |p| (p.seq, p.payload.len())), Some((1003, 5)));
-        assert_eq!(Arc::strong_count(&p), 2, "the ring's and ours: no count left");
+        assert_eq!(
+            Arc::strong_count(&p),
+            2,
+            "the ring's and ours: no count left"
+        );
         assert_eq!(ring.peek(3 + ring.capacity(), |p| p.seq), None);
         assert_eq!(ring.peek(4, |p| p.seq), None);
         ring.clear(3);
