@@ -99,6 +99,10 @@ pub struct Args {
     /// the publishers' sockets, e.g. `1ms`; `0s` for none); default: the relay's.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub ingest_batch_window: Option<Duration>,
+    /// The relay's `workers` (1: what one core does; 0: one per core, the relay's
+    /// default).
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
     /// Seconds measured per run (after a warm-up of 2 s).
     #[arg(long, default_value_t = 15.0)]
     pub window: f64,
@@ -152,6 +156,7 @@ impl Server {
                 if let Some(window) = args.ingest_batch_window {
                     config.ingest_batch_window = window;
                 }
+                config.workers = args.workers;
                 Ok(Server::Relay(Launch::new(&args.relay, &config).start()?))
             }
             ServerKind::Janus => {
@@ -239,7 +244,7 @@ impl Server {
 }
 
 /// The relay's config for `streams` RTP paths cam0.. on the publisher's ports, one
-/// worker (the workloads measure what one core does).
+/// worker (the workloads measure what one core does; `--workers` changes it).
 fn relay_config(streams: usize) -> relay::config::Config {
     let paths: Vec<(String, u16)> = (0..streams)
         .map(|i| (format!("cam{i}"), FIRST_RTP_PORT + 2 * i as u16))
