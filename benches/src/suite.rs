@@ -85,7 +85,7 @@ pub struct Args {
     #[arg(long, default_value_t = 5.0)]
     pub w4_step: f64,
     /// The relay in XDP mode against portable mode (`relay-bench xdp-egress`: a veth
-    /// pair, the demo stream, the same viewers), after the workloads: viewer counts.
+    /// pair, the publisher's clip, the same viewers), after the workloads: viewer counts.
     #[arg(long, value_delimiter = ',', default_value = "100,1000,3000")]
     pub xdp_viewers: Vec<usize>,
     /// Leave the XDP comparison out.
