@@ -28,7 +28,7 @@ impl Ready {
 pub struct Epoll {
     fd: OwnedFd,
     /// Whether `epoll_pwait2` may be called (until it is refused).
-    fine: bool,
+    pwait2: bool,
 }
 
 /// Events taken per wait: a worker's set holds a few descriptors.
@@ -43,7 +43,7 @@ impl Epoll {
         }
         // SAFETY: fd is a fresh descriptor that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(Epoll { fd, fine: true })
+        Ok(Epoll { fd, pwait2: true })
     }
 
     /// Adds `fd`, readable (edge-triggered: reported once per arrival, as mio does).
@@ -75,8 +75,8 @@ impl Epoll {
     pub fn wait(&mut self, timeout: Duration) -> io::Result<Ready> {
         let mut events = [libc::epoll_event { events: 0, u64: 0 }; EVENTS];
         let n = loop {
-            let n = match self.fine {
-                true => self.wait_fine(&mut events, timeout),
+            let n = match self.pwait2 {
+                true => self.wait_pwait2(&mut events, timeout),
                 // SAFETY: `events` is live and holds EVENTS entries.
                 false => unsafe {
                     libc::epoll_wait(
@@ -94,7 +94,7 @@ impl Epoll {
             match e.raw_os_error() {
                 // ENOSYS before Linux 5.11; EPERM where a seccomp profile (an older
                 // container runtime's) does not know it.
-                Some(libc::ENOSYS | libc::EPERM) if self.fine => self.fine = false,
+                Some(libc::ENOSYS | libc::EPERM) if self.pwait2 => self.pwait2 = false,
                 Some(libc::EINTR) => return Ok(Ready::default()),
                 _ => return Err(e),
             }
@@ -103,7 +103,7 @@ impl Epoll {
         Ok(Ready(ready))
     }
 
-    fn wait_fine(&self, events: &mut [libc::epoll_event; EVENTS], timeout: Duration) -> i32 {
+    fn wait_pwait2(&self, events: &mut [libc::epoll_event; EVENTS], timeout: Duration) -> i32 {
         let timespec = libc::timespec {
             tv_sec: timeout.as_secs().min(i64::MAX as u64) as i64,
             tv_nsec: timeout.subsec_nanos() as i64,
@@ -164,6 +164,6 @@ mod tests {
         let mut epoll = Epoll::new().unwrap();
         epoll.wait(Duration::from_micros(10)).unwrap();
         // Kernel 5.11 or later (this project's tests run on one) has epoll_pwait2.
-        assert!(epoll.fine, "epoll_pwait2 is there");
+        assert!(epoll.pwait2, "epoll_pwait2 is there");
     }
 }

@@ -1,9 +1,10 @@
 //! The per-core worker: a [`Core`] (sessions, demultiplexing, egress; sans-IO) driven
 //! by a receive half of an I/O backend and a sleep until something happens.
 //!
-//! A worker sleeps (on its epoll set, [`crate::io::epoll`]) until its socket is readable, its eventfd is rung (by
-//! the ingest when a track it reads has new packets, by the registry when a command
-//! waits in its inbox), or the core's next timer is due. Each turn takes what woke it,
+//! A worker sleeps (on its epoll set, [`crate::io::epoll`]) until its socket is
+//! readable, its eventfd is rung (by the ingest when a track it reads has new packets,
+//! by the registry when a command waits in its inbox), or the core's next timer (or
+//! the hosted ingest's next pass) is due. Each turn takes what woke it,
 //! then fans out, runs due timers and sends the batch.
 
 pub mod admission;
