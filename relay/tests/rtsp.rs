@@ -70,8 +70,14 @@ fn contiguous(v: &mut Viewer, kind: MediaKind) -> Vec<u64> {
         .map(|s| s.keys().copied().collect())
         .unwrap_or_default();
     assert!(!seqs.is_empty(), "no {kind:?} packet on SSRC {ssrc}");
-    let span = seqs.last().unwrap() - seqs[0] + 1;
-    assert_eq!(span, seqs.len() as u64, "{kind:?} has a gap");
+    let gap = seqs.windows(2).position(|w| w[1] != w[0] + 1);
+    assert_eq!(
+        gap,
+        None,
+        "{kind:?} has a gap after the first {} of {} packets",
+        gap.map_or(0, |i| i + 1),
+        seqs.len()
+    );
     seqs
 }
 
@@ -83,21 +89,26 @@ fn audio_arrived(relay: &RelayProcess, paths: &[&str]) -> bool {
     })
 }
 
-/// The video a viewer got: no gap, starting on a keyframe; how many packets.
+/// The video a viewer got: no gap, starting on a keyframe a decoder can start on (SPS
+/// and PPS before its first slice, which opens an IDR picture); how many packets.
 fn contiguous_video(v: &mut Viewer) -> usize {
     let seqs = contiguous(v, MediaKind::Video);
     let ssrc = v.ssrc_of(MediaKind::Video).unwrap();
     let got = &v.received.streams[&ssrc];
-    // The keyframe's access unit may open with a delimiter (9) or SEI (6).
-    let first = seqs
+    let (mut sps, mut pps) = (false, false);
+    let first_slice = seqs
         .iter()
-        .map(|s| got[s].clone())
-        .find(|p| !matches!(p[0] & 0x1f, 6 | 9))
-        .expect("a slice or parameter set");
-    let summary = relay::track::h264::summarize(&first.into());
+        .map(|s| relay::track::h264::summarize(&got[s].clone().into()))
+        .find(|p| {
+            sps |= p.sps.is_some();
+            pps |= p.pps.is_some();
+            p.slice
+        })
+        .expect("a slice");
     assert!(
-        summary.sps.is_some() || summary.keyframe,
-        "video starts on a keyframe: {summary:?}"
+        sps && pps && first_slice.keyframe,
+        "video starts on a keyframe with its sets: SPS {sps}, PPS {pps}, first slice {first_slice:?}, first packets {:02x?}",
+        seqs.iter().take(6).map(|s| &got[s][..got[s].len().min(3)]).collect::<Vec<_>>()
     );
     seqs.len()
 }
@@ -218,6 +229,18 @@ fn h264_with_aac_is_pulled_over_udp_and_tcp_and_reaches_viewers_as_h264_and_opus
         udp_max_payload_size: SMALL_PAYLOAD,
         ..loopback(WORKERS)
     });
+    // GStreamer's server now and then aborts on an assertion as the three sessions
+    // start its shared pipeline at once (`gst_rtsp_media_get_rates`, about 1 run in 30
+    // here): that camera is started again, as a camera that rebooted.
+    let ready = |relay: &RelayProcess| {
+        ["udp", "tcp", "auto"]
+            .iter()
+            .all(|p| state(relay, p) == "ready")
+    };
+    eventually(SETTLE, || ready(&relay) || camera.exited());
+    if camera.exited() {
+        camera.restart().unwrap();
+    }
     for path in ["udp", "tcp", "auto"] {
         wait_state(&relay, path, "ready");
     }

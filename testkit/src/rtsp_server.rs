@@ -95,6 +95,14 @@ impl RtspServer {
         }
     }
 
+    /// Whether the server ended by itself (GStreamer's server aborts on an assertion
+    /// now and then).
+    pub fn exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_some())
+    }
+
     /// Starts the server (again) on its port.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.stop();

@@ -450,7 +450,7 @@ fn keyframe_track(start: Instant) -> Arc<Track> {
         seq: 1,
         timestamp: 0,
         marker: true,
-        payload: Bytes::from_static(b"\x65idr"),
+        payload: Bytes::from_static(b"\x65\x88idr"),
         arrival: start,
     });
     track
@@ -673,7 +673,7 @@ fn an_offer_that_makes_us_the_dtls_client_works() {
         seq: 1,
         timestamp: 0,
         marker: true,
-        payload: Bytes::from_static(b"\x65idr"),
+        payload: Bytes::from_static(b"\x65\x88idr"),
         arrival: now,
     });
     let b = &session.media[0];

@@ -278,9 +278,9 @@ mod tests {
     fn nal(format: NalFormat, len: usize) -> Bytes {
         let header: &[u8] = match format {
             // NRI 3, IDR.
-            NalFormat::H264 => &[0x65],
-            // IDR_W_RADL, layer 0, TID 1.
-            NalFormat::H265 => &[19 << 1, 1],
+            NalFormat::H264 => &[0x65, 0x88],
+            // IDR_W_RADL, layer 0, TID 1; the slice header opens the picture.
+            NalFormat::H265 => &[19 << 1, 1, 0xaf],
         };
         let mut n = header.to_vec();
         n.extend((0..len - header.len()).map(|i| (i * 7 + 3) as u8));

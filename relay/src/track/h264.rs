@@ -3,8 +3,10 @@
 use bytes::Bytes;
 
 use super::fragment::aggregated_nal_units;
-use super::PayloadSummary;
+use super::{opens_picture, PayloadSummary};
 
+/// Coded slices (VCL NAL units), the IDR's included.
+const SLICES: std::ops::RangeInclusive<u8> = 1..=5;
 pub const NAL_IDR: u8 = 5;
 pub const NAL_SPS: u8 = 7;
 pub const NAL_PPS: u8 = 8;
@@ -26,8 +28,9 @@ pub fn summarize(payload: &Bytes) -> PayloadSummary {
         }
         FU_A => {
             if let Some(&fu) = payload.get(1) {
-                let start = fu & 0x80 != 0;
-                s.keyframe = start && fu & 0x1f == NAL_IDR;
+                let (start, nal_type) = (fu & 0x80 != 0, fu & 0x1f);
+                s.slice = SLICES.contains(&nal_type);
+                s.keyframe = start && nal_type == NAL_IDR && opens_picture(payload.get(2));
             }
         }
         1..=23 => note_nal(&mut s, payload.clone()),
@@ -37,8 +40,10 @@ pub fn summarize(payload: &Bytes) -> PayloadSummary {
 }
 
 fn note_nal(s: &mut PayloadSummary, nal: Bytes) {
-    match nal[0] & 0x1f {
-        NAL_IDR => s.keyframe = true,
+    let nal_type = nal[0] & 0x1f;
+    s.slice |= SLICES.contains(&nal_type);
+    match nal_type {
+        NAL_IDR => s.keyframe |= opens_picture(nal.get(1)),
         NAL_SPS => s.sps = Some(nal),
         NAL_PPS => s.pps = Some(nal),
         _ => {}
@@ -64,11 +69,22 @@ mod tests {
 
     #[test]
     fn single_nal_idr_and_parameter_sets() {
-        assert!(summarize(&Bytes::from_static(&[0x65, 1, 2])).keyframe);
+        let s = summarize(&Bytes::from_static(&[0x65, 0x88, 2]));
+        assert!(s.keyframe && s.slice);
+        // The IDR's slice after the first: a slice, no place to start.
+        let s = summarize(&Bytes::from_static(&[0x65, 0x08, 2]));
+        assert!(!s.keyframe && s.slice);
         let s = summarize(&Bytes::from_static(&[0x67, 0x42, 0xe0, 0x1f]));
         assert_eq!(s.sps.as_deref(), Some(&[0x67, 0x42, 0xe0, 0x1f][..]));
-        assert!(!s.keyframe);
-        assert!(!summarize(&Bytes::from_static(&[0x41, 1, 2])).keyframe);
+        assert!(!s.keyframe && !s.slice);
+        let s = summarize(&Bytes::from_static(&[0x41, 0x9a, 2]));
+        assert!(!s.keyframe && s.slice);
+        // SEI (6) and a delimiter (9) are not slices.
+        assert!(!summarize(&Bytes::from_static(&[0x06, 5, 1])).slice);
+        assert!(!summarize(&Bytes::from_static(&[0x09, 0x10])).slice);
+        // Any fragment of a slice is a slice; a fragmented SEI is not.
+        assert!(summarize(&Bytes::from_static(&[0x7c, 0x05, 0x11])).slice);
+        assert!(!summarize(&Bytes::from_static(&[0x7c, 0x86, 0x05])).slice);
     }
 
     #[test]
@@ -90,7 +106,10 @@ mod tests {
 
     #[test]
     fn fu_a_only_start_fragment_of_idr_counts() {
-        assert!(summarize(&Bytes::from_static(&[0x7c, 0x85, 0])).keyframe);
+        assert!(summarize(&Bytes::from_static(&[0x7c, 0x85, 0x88])).keyframe);
+        // The IDR's second slice (first_mb_in_slice 1): joined mid-picture.
+        assert!(!summarize(&Bytes::from_static(&[0x7c, 0x85, 0x40])).keyframe);
+        assert!(!summarize(&Bytes::from_static(&[0x7c, 0x85])).keyframe);
         assert!(!summarize(&Bytes::from_static(&[0x7c, 0x05, 0])).keyframe);
         assert!(!summarize(&Bytes::from_static(&[0x7c, 0x81, 0])).keyframe);
         assert!(!summarize(&Bytes::from_static(&[0x7c])).keyframe);

@@ -6,10 +6,12 @@
 use bytes::Bytes;
 
 use super::fragment::aggregated_nal_units;
-use super::PayloadSummary;
+use super::{opens_picture, PayloadSummary};
 
 /// IRAP pictures (BLA, IDR, CRA: types 16..=21): a decoder can start at them.
 pub const IRAP: std::ops::RangeInclusive<u8> = 16..=21;
+/// Coded slice segments (VCL NAL units), the IRAPs' included.
+const SLICES: std::ops::RangeInclusive<u8> = 0..=31;
 pub const NAL_VPS: u8 = 32;
 pub const NAL_SPS: u8 = 33;
 pub const NAL_PPS: u8 = 34;
@@ -38,8 +40,9 @@ pub fn summarize(payload: &Bytes) -> PayloadSummary {
         }
         FU => {
             if let Some(&fu) = payload.get(2) {
-                let start = fu & 0x80 != 0;
-                s.keyframe = start && IRAP.contains(&(fu & 0x3f));
+                let (start, nal_type) = (fu & 0x80 != 0, fu & 0x3f);
+                s.slice = SLICES.contains(&nal_type);
+                s.keyframe = start && IRAP.contains(&nal_type) && opens_picture(payload.get(3));
             }
         }
         0..=47 => note_nal(&mut s, payload.clone()),
@@ -49,8 +52,10 @@ pub fn summarize(payload: &Bytes) -> PayloadSummary {
 }
 
 fn note_nal(s: &mut PayloadSummary, nal: Bytes) {
-    match nal_type(nal[0]) {
-        t if IRAP.contains(&t) => s.keyframe = true,
+    let t = nal_type(nal[0]);
+    s.slice |= SLICES.contains(&t);
+    match t {
+        t if IRAP.contains(&t) => s.keyframe |= opens_picture(nal.get(2)),
         NAL_VPS => s.vps = Some(nal),
         NAL_SPS => s.sps = Some(nal),
         NAL_PPS => s.pps = Some(nal),
@@ -90,12 +95,16 @@ mod tests {
                 "type {t}"
             );
         }
+        // An IDR's second slice segment (first_slice_segment_in_pic_flag clear).
+        let s = summarize(&Bytes::from(nal(19, &[0x2f])));
+        assert!(!s.keyframe && s.slice);
         // TRAIL_R (1) and RASL (8) are not keyframes.
         assert!(!summarize(&Bytes::from(nal(1, &[0xaf]))).keyframe);
+        assert!(summarize(&Bytes::from(nal(1, &[0xaf]))).slice);
         assert!(!summarize(&Bytes::from(nal(8, &[0xaf]))).keyframe);
         let s = summarize(&Bytes::from(nal(NAL_SPS, &[1, 2])));
         assert_eq!(s.sps.as_deref(), Some(&nal(NAL_SPS, &[1, 2])[..]));
-        assert!(s.vps.is_none() && s.pps.is_none() && !s.keyframe);
+        assert!(s.vps.is_none() && s.pps.is_none() && !s.keyframe && !s.slice);
     }
 
     #[test]
@@ -105,7 +114,12 @@ mod tests {
             nal(NAL_SPS, &[2, 2]),
             nal(NAL_PPS, &[3]),
         );
-        let s = summarize(&ap(&[vps.clone(), sps.clone(), pps.clone(), nal(19, &[9])]));
+        let s = summarize(&ap(&[
+            vps.clone(),
+            sps.clone(),
+            pps.clone(),
+            nal(19, &[0x89]),
+        ]));
         assert!(s.keyframe);
         assert_eq!(s.vps.as_deref(), Some(&vps[..]));
         assert_eq!(s.sps.as_deref(), Some(&sps[..]));

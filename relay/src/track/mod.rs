@@ -122,13 +122,24 @@ pub struct Packet {
 /// What one H264 or H265 payload carries that matters for starting a viewer.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PayloadSummary {
-    /// A keyframe starts in this payload (H264 IDR, H265 IRAP; whole, aggregated or the
-    /// first fragment).
+    /// A keyframe starts in this payload: the first slice of an H264 IDR or H265 IRAP
+    /// picture, whole, aggregated or its first fragment.
     pub keyframe: bool,
+    /// It carries a slice or a part of one (any picture's); every payload of the
+    /// codecs without NAL units.
+    pub slice: bool,
     /// Parameter sets found whole in this payload (`vps` only in H265).
     pub vps: Option<Bytes>,
     pub sps: Option<Bytes>,
     pub pps: Option<Bytes>,
+}
+
+/// Whether a slice header (given its first byte) opens its picture: H264's starts with
+/// `first_mb_in_slice`, ue(v), whose 0 is the single bit 1; H265's with
+/// `first_slice_segment_in_pic_flag`. A picture joined after its first slice (a source
+/// joined mid-picture) cannot be decoded whole, so it is no place to start a viewer.
+fn opens_picture(slice_header: Option<&u8>) -> bool {
+    slice_header.is_some_and(|b| b & 0x80 != 0)
 }
 
 /// Parameter sets, kept to start viewers at keyframes that do not carry them.
@@ -317,13 +328,17 @@ struct SourceState {
 struct AccessUnit {
     timestamp: u32,
     start: u64,
-    marked: bool,
-    /// Its parameter sets so far: (VPS, SPS, PPS).
+    /// The sequence number that would follow its newest packet.
+    next_seq: u64,
+    /// Its first slice has come: it was judged then.
+    sliced: bool,
+    /// Its parameter sets before its first slice: (VPS, SPS, PPS).
     sets: (bool, bool, bool),
 }
 
 impl AccessUnit {
-    /// Carries every parameter set its codec needs (H265: VPS too), whatever their order.
+    /// Carries every parameter set its codec needs (H265: VPS too) ahead of its slices,
+    /// in whatever order.
     fn carries_sets(&self, codec: Codec) -> bool {
         let (vps, sps, pps) = self.sets;
         sps && pps && (vps || codec != Codec::H265)
@@ -370,7 +385,7 @@ impl TrackWriter {
             return false;
         };
         let index = self.track.head.load(Ordering::Relaxed);
-        self.note_keyframe(index, timestamp, &p.payload);
+        self.note_keyframe(index, seq, timestamp, &p.payload);
         let stats = &self.track.stats;
         stats.packets.fetch_add(1, Ordering::Relaxed);
         stats
@@ -519,10 +534,11 @@ impl TrackWriter {
     }
 
     /// Tracks access units and marks the newest keyframe's first packet (video).
-    fn note_keyframe(&mut self, index: u64, timestamp: u32, payload: &Bytes) {
+    fn note_keyframe(&mut self, index: u64, seq: u64, timestamp: u32, payload: &Bytes) {
         let codec = self.track.info.codec;
         let keyframe_only = |keyframe| PayloadSummary {
             keyframe,
+            slice: true,
             ..PayloadSummary::default()
         };
         let s = match codec {
@@ -538,17 +554,36 @@ impl TrackWriter {
             slot => slot.insert(AccessUnit {
                 timestamp,
                 start: index,
-                marked: false,
+                next_seq: seq,
+                sliced: false,
                 sets: (false, false, false),
             }),
         };
-        let has_sets = s.vps.is_some() || s.sps.is_some() || s.pps.is_some();
-        let carried_sets = au.carries_sets(codec);
-        au.sets.0 |= s.vps.is_some();
-        au.sets.1 |= s.sps.is_some();
-        au.sets.2 |= s.pps.is_some();
-        let carries_sets = au.carries_sets(codec);
-        if has_sets {
+        if !au.sliced && seq != au.next_seq {
+            // A packet the source lost ahead of the unit's first slice: the unit starts
+            // after the hole, as a receiver cannot assemble a frame across one (it would
+            // ask for the packet, which the relay never had, then for a keyframe).
+            au.start = index;
+            au.sets = (false, false, false);
+        }
+        au.next_seq = seq + 1;
+        // An access unit is judged at its first slice: a keyframe if that slice opens an
+        // IDR (IRAP) picture, carrying its sets if all came before it. Sets after it (a
+        // source joined mid-unit, after the unit's first SPS) come too late for a decoder:
+        // its viewers get the last known sets first.
+        if !au.sliced {
+            au.sets.0 |= s.vps.is_some();
+            au.sets.1 |= s.sps.is_some();
+            au.sets.2 |= s.pps.is_some();
+            if s.slice {
+                au.sliced = true;
+                if s.keyframe {
+                    let v = ((au.start + 1) << 1) | au.carries_sets(codec) as u64;
+                    self.track.keyframe.store(v, Ordering::Release);
+                }
+            }
+        }
+        if s.vps.is_some() || s.sps.is_some() || s.pps.is_some() {
             // Parameter sets often come in separate packets: publish once all are known.
             let seen = &mut self.parameter_sets;
             // Copied: a slice would keep the source's whole receive chunk alive.
@@ -565,14 +600,6 @@ impl TrackWriter {
                 };
                 self.track.parameter_sets.store(Some(Arc::new(sets)));
             }
-        }
-        // Marked at its first set or slice; said to carry its sets only once all came
-        // (a camera's SPS lost over UDP: its viewers get the last known sets first).
-        let completed = au.marked && carries_sets && !carried_sets;
-        if (!au.marked && (has_sets || s.keyframe)) || completed {
-            au.marked = true;
-            let v = ((au.start + 1) << 1) | carries_sets as u64;
-            self.track.keyframe.store(v, Ordering::Release);
         }
     }
 }
@@ -711,6 +738,7 @@ mod tests {
         static IDR: [u8; 1000] = {
             let mut p = [0u8; 1000];
             p[0] = 0x65;
+            p[1] = 0x88;
             p
         };
         static P: [u8; 1000] = [0x41; 1000];
@@ -822,7 +850,12 @@ mod tests {
         w.push(pkt(1, 2, 3000, b"\x09\x10", t0));
         w.push(pkt(1, 3, 3000, b"\x67\x42\xe0\x1f", t0));
         w.push(pkt(1, 4, 3000, b"\x68\xce", t0));
-        w.push(pkt(1, 5, 3000, b"\x7c\x85", t0));
+        assert_eq!(
+            track.last_keyframe(),
+            None,
+            "sets alone are no keyframe yet"
+        );
+        w.push(pkt(1, 5, 3000, b"\x7c\x85\x88", t0));
         assert_eq!(
             track.last_keyframe(),
             Some(Keyframe {
@@ -835,6 +868,7 @@ mod tests {
         assert_eq!(&sets.pps[..], b"\x68\xce");
         // Its SPS lost: the PPS alone does not make the keyframe carry its sets.
         w.push(pkt(1, 6, 4500, b"\x68\xce", t0));
+        w.push(pkt(1, 7, 4500, b"\x65\x88", t0));
         assert_eq!(
             track.last_keyframe(),
             Some(Keyframe {
@@ -843,13 +877,85 @@ mod tests {
             })
         );
         // An IDR without parameter sets in band.
-        w.push(pkt(1, 7, 6000, b"\x7c\x85", t0));
+        w.push(pkt(1, 8, 6000, b"\x7c\x85\x88", t0));
         assert_eq!(
             track.last_keyframe(),
             Some(Keyframe {
-                index: 6,
+                index: 7,
                 has_parameter_sets: false
             })
+        );
+    }
+
+    /// A source joined mid-unit: what comes after the unit's first slice can neither
+    /// make it a keyframe nor give it its sets, as a decoder needs them first.
+    #[test]
+    fn an_access_unit_is_judged_at_its_first_slice() {
+        let (track, mut w) = Track::new(video(), Retention::default());
+        let t0 = Instant::now();
+        // Joined after the unit's SPS: PPS, the IDR's first slice, then the sets again
+        // before its second slice (GStreamer's config-interval=-1 repeats them so).
+        w.push(pkt(1, 1, 3000, b"\x68\xce", t0));
+        w.push(pkt(1, 2, 3000, b"\x65\x88", t0));
+        w.push(pkt(1, 3, 3000, b"\x67\x42\xe0\x1f", t0));
+        w.push(pkt(1, 4, 3000, b"\x68\xce", t0));
+        w.push(pkt(1, 5, 3000, b"\x65\x08", t0));
+        assert_eq!(
+            track.last_keyframe(),
+            Some(Keyframe {
+                index: 0,
+                has_parameter_sets: false
+            }),
+            "its viewers get the known sets injected first"
+        );
+        assert!(
+            track.parameter_sets().is_some(),
+            "the sets are still learnt"
+        );
+        // Joined after the IDR's first slice: the unit is no keyframe.
+        let (track, mut w) = Track::new(video(), Retention::default());
+        w.push(pkt(1, 1, 3000, b"\x67\x42\xe0\x1f", t0));
+        w.push(pkt(1, 2, 3000, b"\x68\xce", t0));
+        w.push(pkt(1, 3, 3000, b"\x65\x08", t0));
+        w.push(pkt(1, 4, 3000, b"\x65\x88", t0));
+        assert_eq!(track.last_keyframe(), None);
+        // Sets with a P frame (some cameras repeat them on every frame): no keyframe.
+        w.push(pkt(1, 5, 6000, b"\x67\x42\xe0\x1f", t0));
+        w.push(pkt(1, 6, 6000, b"\x68\xce", t0));
+        w.push(pkt(1, 7, 6000, b"\x41\x9a", t0));
+        assert_eq!(track.last_keyframe(), None);
+        // A fragmented SEI before the sets is no slice: the unit starts at it.
+        w.push(pkt(1, 8, 9000, b"\x7c\x86\x05", t0));
+        w.push(pkt(1, 9, 9000, b"\x7c\x46\x61", t0));
+        w.push(pkt(
+            1,
+            10,
+            9000,
+            b"\x78\x00\x04\x67\x42\xe0\x1f\x00\x02\x68\xce",
+            t0,
+        ));
+        w.push(pkt(1, 11, 9000, b"\x65\x88", t0));
+        assert_eq!(
+            track.last_keyframe(),
+            Some(Keyframe {
+                index: 7,
+                has_parameter_sets: true
+            })
+        );
+        // A hole ahead of the first slice (the source lost a packet): the unit starts
+        // after it, with the sets that came after it.
+        w.push(pkt(1, 12, 12000, b"\x09\x10", t0));
+        w.push(pkt(1, 13, 12000, b"\x67\x42\xe0\x1f", t0));
+        w.push(pkt(1, 15, 12000, b"\x09\x10", t0));
+        w.push(pkt(1, 16, 12000, b"\x68\xce", t0));
+        w.push(pkt(1, 17, 12000, b"\x65\x88", t0));
+        assert_eq!(
+            track.last_keyframe(),
+            Some(Keyframe {
+                index: 13,
+                has_parameter_sets: false
+            }),
+            "the SPS before the hole does not count"
         );
     }
 

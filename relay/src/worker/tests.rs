@@ -29,7 +29,7 @@ use crate::io::Datagram;
 use crate::paths::{PathState, ServedPath};
 use crate::session::consent::CONSENT_TIMEOUT;
 use crate::session::{Session, SessionConfig};
-use crate::track::{h265, keyframes, Codec, SourcePacket, Track, TrackInfo, TrackWriter};
+use crate::track::{h264, h265, keyframes, Codec, SourcePacket, Track, TrackInfo, TrackWriter};
 
 const RELAY: &str = "10.1.0.1:8189";
 const FRAME: Duration = Duration::from_micros(33_333);
@@ -47,6 +47,8 @@ struct Source {
     packets: usize,
     /// Each slice payload padded to this many bytes (at least 4).
     size: usize,
+    /// Packets of the stream's start the track never gets (a camera joined mid-unit).
+    unseen: usize,
 }
 
 impl Source {
@@ -60,12 +62,19 @@ impl Source {
             }
             let kind = if keyframe { 0x65 } else { 0x41 };
             for i in 0..self.packets {
-                let mut nal = vec![kind, i as u8, (self.frame >> 8) as u8, self.frame as u8];
+                // The first slice opens the picture (first_mb_in_slice 0: its top bit).
+                let slice = if i == 0 { 0x80 } else { i as u8 };
+                let mut nal = vec![kind, slice, (self.frame >> 8) as u8, self.frame as u8];
                 nal.resize(self.size.max(4), 0);
                 nals.push(nal);
             }
             let last = nals.len() - 1;
             for (i, nal) in nals.into_iter().enumerate() {
+                if self.unseen > 0 {
+                    self.unseen -= 1;
+                    self.seq = self.seq.wrapping_add(1);
+                    continue;
+                }
                 self.writer.push(SourcePacket {
                     ssrc: 42,
                     seq: self.seq,
@@ -221,7 +230,8 @@ fn frame_payloads(codec: Codec, keyframe: bool, n: u8) -> Vec<Vec<u8>> {
             vec![0x40, 0x01, 0x0c],
             vec![0x42, 0x01, 0x01],
             vec![0x44, 0x01, 0xc1],
-            vec![0x26, 0x01, n],
+            // first_slice_segment_in_pic_flag set.
+            vec![0x26, 0x01, 0x80 | n],
         ],
         (Codec::H265, false) => vec![vec![0x02, 0x01, n]],
         // S, partition 0; the frame header's P bit clear on key frames.
@@ -313,6 +323,7 @@ impl Net {
                 gop,
                 packets,
                 size: 4,
+                unseen: 0,
             }),
             viewers: Vec::new(),
         }
@@ -828,6 +839,33 @@ fn with_the_keyframe_cache_a_late_viewer_starts_at_once_on_the_gop_paced_then_li
     assert_continuous(&net.viewers[early]);
     assert_eq!(net.stats[1].instant_starts.load(Ordering::Relaxed), 1);
     assert_eq!(net.count(|s| &s.skipped_to_keyframe), 0);
+}
+
+/// A track that began after its first unit's SPS: a viewer starting on that unit gets
+/// the parameter sets first (in one aggregate, numbered just before it), then the unit
+/// as it came, with no gap.
+#[test]
+fn a_viewer_starting_on_a_unit_joined_after_its_sps_gets_the_sets_first() {
+    let mut net = Net::new(60, 2);
+    let source = net.source.as_mut().unwrap();
+    source.unseen = 1;
+    source
+        .writer
+        .set_parameter_sets(crate::track::ParameterSets {
+            vps: None,
+            sps: Bytes::from_static(&[0x67, 0x42, 0xe0, 0x1f]),
+            pps: Bytes::from_static(&[0x68, 0xce, 0x3c, 0x80]),
+        });
+    net.run_for(Duration::from_millis(500));
+    let late = net.join(1);
+    net.run_for(Duration::from_millis(500));
+    let got = &net.viewers[late].got;
+    let kinds: Vec<u8> = got.iter().take(5).map(|(.., p)| p[0] & 0x1f).collect();
+    assert_eq!(kinds, [24, 8, 5, 5, 1], "{kinds:?}");
+    let sets = h264::summarize(&Bytes::copy_from_slice(&got[0].2));
+    assert!(sets.sps.is_some() && sets.pps.is_some(), "{sets:?}");
+    assert_eq!(frame_of(&got[2].2), Some(0), "the unit it joined in");
+    assert_continuous(&net.viewers[late]);
 }
 
 #[test]

@@ -40,7 +40,8 @@ pub fn rtp(pt: u8, seq: u16, ts: u32, ssrc: u32, marker: bool, payload: &[u8]) -
 /// A video access unit: keyframes carry SPS, PPS and an IDR slice; others one P slice.
 pub fn video_frame(i: u32) -> Vec<Vec<u8>> {
     let tag = |nal: u8| {
-        let mut v = vec![nal];
+        // A slice header opening its picture (first_mb_in_slice 0).
+        let mut v = vec![nal, 0x88];
         v.extend_from_slice(&i.to_be_bytes());
         v.extend((0..200).map(|_| fastrand::u8(..)));
         v
