@@ -773,6 +773,7 @@ fn setup_rate(args: &Args, kind: ServerKind) -> anyhow::Result<Vec<SetupStep>> {
         let sessions = (rate * args.w4_step).ceil() as usize;
         let mut swarm = Swarm::new(server.signaling(), sessions, LOOPBACK, None, None)?;
         let u0 = Usage::read(server.pid())?;
+        let slow0 = slow_setups(&server)?;
         let start = Instant::now();
         let period = Duration::from_secs_f64(1.0 / rate);
         let mut failed = 0;
@@ -812,6 +813,7 @@ fn setup_rate(args: &Args, kind: ServerKind) -> anyhow::Result<Vec<SetupStep>> {
             setup_p50_ms: ms(0.5),
             setup_p99_ms: ms(0.99),
             cpu_percent: (u1.cpu - u0.cpu).as_secs_f64() / seconds * 100.0,
+            server_over_15ms: slow_setups(&server)?.zip(slow0).map(|(a, b)| a - b),
         };
         let over = step.setup_p99_ms.is_none_or(|p99| p99 > 100.0) || step.failed > 0;
         steps.push(step);
@@ -822,6 +824,22 @@ fn setup_rate(args: &Args, kind: ServerKind) -> anyhow::Result<Vec<SetupStep>> {
     publisher.stop()?;
     server.stop();
     Ok(steps)
+}
+
+/// How many viewers the relay has timed so far at over 15 ms from answer to DTLS done
+/// (its `relay_viewer_setup_seconds` histogram, all paths). None for Janus.
+fn slow_setups(server: &Server) -> anyhow::Result<Option<u64>> {
+    let Server::Relay(relay) = server else {
+        return Ok(None);
+    };
+    let count = relay.metric("relay_viewer_setup_seconds_count")?;
+    let text = relay.metrics()?;
+    let within: f64 = relay_testkit::metrics::samples(&text, "relay_viewer_setup_seconds_bucket")
+        .iter()
+        .filter(|(labels, _)| labels.contains("le=\"0.015\""))
+        .map(|(_, v)| v)
+        .sum();
+    Ok(Some((count - within) as u64))
 }
 
 fn print_summary(r: &Results) {

@@ -125,6 +125,11 @@ pub struct SetupStep {
     pub setup_p50_ms: Option<f64>,
     pub setup_p99_ms: Option<f64>,
     pub cpu_percent: f64,
+    /// The relay's own count of this step's sessions whose setup (answer to DTLS done,
+    /// `relay_viewer_setup_seconds`) took over 15 ms: slow sessions the tool saw and
+    /// the relay did not waited in the tool. None for Janus.
+    #[serde(default)]
+    pub server_over_15ms: Option<u64>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -176,6 +176,10 @@ fn report(
         metric("relay_viewer_rtt_seconds_count") > 0.0,
         "round trips measured from the viewer's reports"
     );
+    assert!(
+        metric("relay_viewer_setup_seconds_count") >= 1.0,
+        "the viewer's setup timed"
+    );
     println!(
         "loss {:.0}% over {over}: {packets} packets decoded, {lost} lost on the media stream \
          ({} datagrams dropped, resends included), {lost} recovered (100%); relay resent \

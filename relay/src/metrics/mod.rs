@@ -75,13 +75,16 @@ impl AtomicHistogram {
     }
 }
 
-/// What viewers of a path report receiving, one observation per report block: how a
-/// path's audience fares without a time series per viewer.
+/// What viewers of a path report receiving, one observation per report block, and how
+/// long they took to start: how a path's audience fares without a time series per
+/// viewer.
 #[derive(Debug)]
 pub struct ReceptionHistograms {
     pub rtt: AtomicHistogram,
     pub jitter: AtomicHistogram,
     pub fraction_lost: AtomicHistogram,
+    /// From the WHEP answer to the viewer's DTLS done, one observation per viewer.
+    pub setup: AtomicHistogram,
 }
 
 impl Default for ReceptionHistograms {
@@ -90,6 +93,9 @@ impl Default for ReceptionHistograms {
             rtt: AtomicHistogram::new(&[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0]),
             jitter: AtomicHistogram::new(&[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25]),
             fraction_lost: AtomicHistogram::new(&[0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5]),
+            setup: AtomicHistogram::new(&[
+                0.002, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
         }
     }
 }
@@ -555,6 +561,11 @@ impl Collector for Metrics {
                 "viewer_fraction_lost",
                 "Fraction of packets lost since their previous report, as viewers report it.",
                 |r| &r.fraction_lost,
+            ),
+            (
+                "viewer_setup_seconds",
+                "Time from the WHEP answer to the viewer's DTLS handshake done (its ICE checks and handshake as the relay saw them), one observation per viewer.",
+                |r| &r.setup,
             ),
         ];
         for (name, help, field) in RECEPTION {

@@ -112,6 +112,9 @@ pub enum SessionEvent {
     Live {
         srtp: Box<Outbound>,
         route: Route,
+        /// From the answer to now, on the session's clock: the peer's ICE checks and
+        /// the DTLS handshake, as the relay saw them.
+        setup: Duration,
     },
     /// The viewer's nominated address changed.
     Moved(Route),
@@ -218,6 +221,8 @@ pub struct Session {
     /// A publisher's tracks, once the path gave it their writers.
     publication: Option<Publication>,
     keyframe_request_interval: Duration,
+    /// When it answered the offer: its setup is timed from here.
+    created: Instant,
 }
 
 impl std::fmt::Debug for Session {
@@ -332,6 +337,7 @@ impl Session {
             offered: Vec::new(),
             publication: None,
             keyframe_request_interval: config.keyframe_request_interval,
+            created: now,
         }
     }
 
@@ -425,6 +431,7 @@ impl Session {
             offered: Vec::new(),
             publication: None,
             keyframe_request_interval: Duration::from_secs(1),
+            created: now,
         };
         session.authenticate(route.remote);
         session
@@ -432,6 +439,7 @@ impl Session {
             .push_back(SessionOutput::Event(SessionEvent::Live {
                 srtp: Box::new(Outbound::new(local)),
                 route,
+                setup: Duration::ZERO,
             }));
         session
     }
@@ -764,6 +772,7 @@ impl Session {
             .push_back(SessionOutput::Event(SessionEvent::Live {
                 srtp: Box::new(Outbound::new(&local)),
                 route,
+                setup: now.saturating_duration_since(self.created),
             }));
     }
 

@@ -161,7 +161,7 @@ fn connect_on(
             session,
             now,
             &mut |e| {
-                if let SessionEvent::Live { srtp, route } = e {
+                if let SessionEvent::Live { srtp, route, .. } = e {
                     live = Some((srtp, route));
                 }
             },

@@ -327,10 +327,13 @@ impl<S: Sender> Core<S> {
 
     fn on_event(&mut self, slot: usize, event: SessionEvent) {
         match event {
-            SessionEvent::Live { srtp, route } => {
+            SessionEvent::Live { srtp, route, setup } => {
                 let Some(v) = self.viewers[slot].as_ref() else {
                     return;
                 };
+                if !v.session.is_publisher() {
+                    v.path.reception.setup.observe(setup.as_secs_f64());
+                }
                 v.info.set_remote(route.remote);
                 self.egress
                     .start(slot, &v.session.media, *srtp, route, v.info.clone());
@@ -341,7 +344,8 @@ impl<S: Sender> Core<S> {
                         self.registry.wake(b.track.keyframe_requests.ask());
                     }
                 }
-                info!(session = %v.id, path = %v.path.name, remote = %route.remote, worker = self.id, "viewer live");
+                let setup_ms = setup.as_secs_f64() * 1e3;
+                info!(session = %v.id, path = %v.path.name, remote = %route.remote, worker = self.id, setup_ms, "viewer live");
             }
             SessionEvent::Moved(route) => {
                 if let Some(v) = self.viewers[slot].as_ref() {

@@ -1003,6 +1003,22 @@ fn a_viewers_handshake_waits_for_no_timer() {
     assert_eq!(net.count(|s| &s.sessions), 1);
 }
 
+/// A path's setup histogram times each viewer from its answer to DTLS done, on the
+/// core's clock (not read in it): a viewer that starts its checks 40 ms after its answer
+/// took 40 ms.
+#[test]
+fn a_viewers_setup_is_timed_from_its_answer_on_the_time_the_core_is_given() {
+    let mut net = Net::new(30, 2);
+    net.run_for(Duration::from_millis(1037));
+    let v = net.join(0);
+    net.now += Duration::from_millis(40);
+    net.run_for(Duration::from_micros(1));
+    assert!(net.viewers[v].connected, "DTLS is not done");
+    let (count, sum) = net.path.reception.setup.totals();
+    assert_eq!(count, 1);
+    assert!((sum - 0.040).abs() < 1e-5, "{sum} s");
+}
+
 #[test]
 fn a_late_viewer_gets_the_cached_keyframe_as_it_goes_live_not_at_the_next_packet() {
     // One packet a frame at 30 fps, a keyframe every second: joined 10 ms after the
