@@ -38,10 +38,13 @@ fn every_workload_runs_against_both_servers_and_lands_in_the_docs() {
         let num = |k: &str| run[k].as_f64().unwrap_or_else(|| panic!("{k} in {run}"));
         let w = &run["viewers_window"];
         assert_every_viewer_got_its_stream(run);
-        // The relay loses nothing here; Janus's loss is its own, recorded in the docs
-        // (a 3 s window on a busy machine has shown it 0.5% short).
+        // The relay loses nothing here: its verifying viewers see no sequence gap. (The
+        // run's own loss also counts the packets in flight at the window's edges: a
+        // keyframe's burst is 0.1% of a 3 s window here.) Janus's loss is its own,
+        // recorded in the docs (a 3 s window on a busy machine has shown it 0.5% short).
         if run["server"] == "relay" {
-            assert!(num("loss") <= 0.001, "{run}");
+            assert_eq!(w["loss"].as_f64(), Some(0.0), "{run}");
+            assert!(num("loss") <= 0.01, "{run}");
         } else {
             assert!((0.0..=1.0).contains(&num("loss")), "{run}");
         }
