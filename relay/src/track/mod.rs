@@ -636,6 +636,14 @@ mod tests {
         }
     }
 
+    /// The newest keyframe `last_keyframe` should give.
+    fn keyframe_at(index: u64, has_parameter_sets: bool) -> Option<Keyframe> {
+        Some(Keyframe {
+            index,
+            has_parameter_sets,
+        })
+    }
+
     fn at(t0: Instant, ms: u64) -> Instant {
         t0 + Duration::from_millis(ms)
     }
@@ -856,35 +864,17 @@ mod tests {
             "sets alone are no keyframe yet"
         );
         w.push(pkt(1, 5, 3000, b"\x7c\x85\x88", t0));
-        assert_eq!(
-            track.last_keyframe(),
-            Some(Keyframe {
-                index: 1,
-                has_parameter_sets: true
-            })
-        );
+        assert_eq!(track.last_keyframe(), keyframe_at(1, true));
         let sets = track.parameter_sets().unwrap();
         assert_eq!(&sets.sps[..], b"\x67\x42\xe0\x1f");
         assert_eq!(&sets.pps[..], b"\x68\xce");
         // Its SPS lost: the PPS alone does not make the keyframe carry its sets.
         w.push(pkt(1, 6, 4500, b"\x68\xce", t0));
         w.push(pkt(1, 7, 4500, b"\x65\x88", t0));
-        assert_eq!(
-            track.last_keyframe(),
-            Some(Keyframe {
-                index: 5,
-                has_parameter_sets: false
-            })
-        );
+        assert_eq!(track.last_keyframe(), keyframe_at(5, false));
         // An IDR without parameter sets in band.
         w.push(pkt(1, 8, 6000, b"\x7c\x85\x88", t0));
-        assert_eq!(
-            track.last_keyframe(),
-            Some(Keyframe {
-                index: 7,
-                has_parameter_sets: false
-            })
-        );
+        assert_eq!(track.last_keyframe(), keyframe_at(7, false));
     }
 
     /// A source joined mid-unit: what comes after the unit's first slice can neither
@@ -902,10 +892,7 @@ mod tests {
         w.push(pkt(1, 5, 3000, b"\x65\x08", t0));
         assert_eq!(
             track.last_keyframe(),
-            Some(Keyframe {
-                index: 0,
-                has_parameter_sets: false
-            }),
+            keyframe_at(0, false),
             "its viewers get the known sets injected first"
         );
         assert!(
@@ -935,13 +922,7 @@ mod tests {
             t0,
         ));
         w.push(pkt(1, 11, 9000, b"\x65\x88", t0));
-        assert_eq!(
-            track.last_keyframe(),
-            Some(Keyframe {
-                index: 7,
-                has_parameter_sets: true
-            })
-        );
+        assert_eq!(track.last_keyframe(), keyframe_at(7, true));
         // A hole ahead of the first slice (the source lost a packet): the unit starts
         // after it, with the sets that came after it.
         w.push(pkt(1, 12, 12000, b"\x09\x10", t0));
@@ -951,10 +932,7 @@ mod tests {
         w.push(pkt(1, 17, 12000, b"\x65\x88", t0));
         assert_eq!(
             track.last_keyframe(),
-            Some(Keyframe {
-                index: 13,
-                has_parameter_sets: false
-            }),
+            keyframe_at(13, false),
             "the SPS before the hole does not count"
         );
     }
@@ -974,13 +952,7 @@ mod tests {
         w.push(pkt(1, 3, 3000, &[32 << 1, 1, 0x0c], t0));
         // The CRA's first fragment.
         w.push(pkt(1, 4, 3000, &[49 << 1, 1, 0x80 | 21, 0xaa], t0));
-        assert_eq!(
-            track.last_keyframe(),
-            Some(Keyframe {
-                index: 0,
-                has_parameter_sets: true
-            })
-        );
+        assert_eq!(track.last_keyframe(), keyframe_at(0, true));
         let sets = track.parameter_sets().unwrap();
         assert_eq!(sets.vps.as_deref(), Some(&[32 << 1, 1, 0x0c][..]));
         assert_eq!(sets.nal_units().len(), 3);
@@ -988,13 +960,7 @@ mod tests {
         w.push(pkt(1, 5, 6000, &[1 << 1, 1, 0xbb], t0));
         assert_eq!(track.last_keyframe().unwrap().index, 0);
         w.push(pkt(1, 6, 9000, &[19 << 1, 1, 0xaf], t0));
-        assert_eq!(
-            track.last_keyframe(),
-            Some(Keyframe {
-                index: 5,
-                has_parameter_sets: false
-            })
-        );
+        assert_eq!(track.last_keyframe(), keyframe_at(5, false));
     }
 
     #[test]
