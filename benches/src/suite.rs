@@ -813,8 +813,10 @@ fn setup_rate(args: &Args, kind: ServerKind) -> anyhow::Result<Vec<SetupStep>> {
             setup_p50_ms: ms(0.5),
             setup_p99_ms: ms(0.99),
             cpu_percent: (u1.cpu - u0.cpu).as_secs_f64() / seconds * 100.0,
-            over_15ms: Some(t.setup_us.iter().filter(|&&us| us > 15_000).count()),
-            server_over_15ms: slow_setups(&server)?.zip(slow0).map(|(a, b)| a - b),
+            over_15ms: Some(t.setup_us.iter().filter(|&&us| us > 15_000).count() as u64),
+            server_over_15ms: slow_setups(&server)?
+                .zip(slow0)
+                .map(|(a, b)| a.saturating_sub(b)),
         };
         let over = step.setup_p99_ms.is_none_or(|p99| p99 > 100.0) || step.failed > 0;
         steps.push(step);

@@ -234,12 +234,8 @@ fn section(r: &Results, command: &str) -> String {
                 ms(st.setup_p50_ms),
                 ms(st.setup_p99_ms),
                 {
-                    let count = |n: Option<_>| n.map_or("-".into(), |n: usize| n.to_string());
-                    format!(
-                        "{} / {}",
-                        count(st.over_15ms),
-                        count(st.server_over_15ms.map(|n| n as usize))
-                    )
+                    let count = |n: Option<u64>| n.map_or("-".into(), |n| n.to_string());
+                    format!("{} / {}", count(st.over_15ms), count(st.server_over_15ms))
                 },
                 st.cpu_percent
             );

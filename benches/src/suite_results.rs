@@ -128,7 +128,7 @@ pub struct SetupStep {
     /// Sessions the tool saw take over 15 ms (W4's target for the p99); None in runs
     /// from before it was counted.
     #[serde(default)]
-    pub over_15ms: Option<usize>,
+    pub over_15ms: Option<u64>,
     /// The relay's own count of this step's sessions whose setup (answer to DTLS done,
     /// `relay_viewer_setup_seconds`) took over 15 ms: slow sessions the tool saw and
     /// the relay did not waited in the tool. None for Janus.

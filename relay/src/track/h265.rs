@@ -148,6 +148,9 @@ mod tests {
         ]));
         assert_eq!(s, PayloadSummary::default());
         assert_eq!(summarize(&Bytes::new()), PayloadSummary::default());
+        // An IRAP's first fragment cut before its slice header: a slice, no keyframe.
+        let s = summarize(&Bytes::from_static(&[FU << 1, 1, 0x80 | 19]));
+        assert!(s.slice && !s.keyframe);
         assert_eq!(
             summarize(&Bytes::from_static(&[0x26])),
             PayloadSummary::default()

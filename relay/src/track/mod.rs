@@ -886,10 +886,13 @@ mod tests {
         // Joined after the unit's SPS: PPS, the IDR's first slice, then the sets again
         // before its second slice (GStreamer's config-interval=-1 repeats them so).
         w.push(pkt(1, 1, 3000, b"\x68\xce", t0));
-        w.push(pkt(1, 2, 3000, b"\x65\x88", t0));
-        w.push(pkt(1, 3, 3000, b"\x67\x42\xe0\x1f", t0));
-        w.push(pkt(1, 4, 3000, b"\x68\xce", t0));
-        w.push(pkt(1, 5, 3000, b"\x65\x08", t0));
+        // An empty payload (a peer's malformed packet) is no slice: nothing is judged.
+        w.push(pkt(1, 2, 3000, b"", t0));
+        assert_eq!(track.last_keyframe(), None);
+        w.push(pkt(1, 3, 3000, b"\x65\x88", t0));
+        w.push(pkt(1, 4, 3000, b"\x67\x42\xe0\x1f", t0));
+        w.push(pkt(1, 5, 3000, b"\x68\xce", t0));
+        w.push(pkt(1, 6, 3000, b"\x65\x08", t0));
         assert_eq!(
             track.last_keyframe(),
             keyframe_at(0, false),
