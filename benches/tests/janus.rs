@@ -102,7 +102,7 @@ fn send_clip(port: u16, duration: Duration) -> u64 {
             datagram.extend_from_slice(&p.seq.to_be_bytes());
             datagram.extend_from_slice(&p.timestamp.to_be_bytes());
             datagram.extend_from_slice(&p.ssrc.to_be_bytes());
-            datagram.extend_from_slice(&p.payload);
+            datagram.extend_from_slice(p.payload);
             socket.send_to(&datagram, ("127.0.0.1", port)).unwrap();
             sent += 1;
         });

@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use bytes::Bytes;
 use criterion::{Criterion, Throughput};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_128_GCM, AES_256_GCM};
 
@@ -75,7 +74,7 @@ fn ring_packet() -> (std::sync::Arc<Track>, std::sync::Arc<Packet>) {
         seq: 1000,
         timestamp: 90_000,
         marker: false,
-        payload: Bytes::from(payload),
+        payload: &payload,
         arrival: Instant::now(),
     });
     let packet = track.get(0).expect("just pushed");

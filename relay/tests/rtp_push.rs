@@ -162,7 +162,7 @@ fn ffmpeg_push_reaches_a_viewer_with_video_from_a_keyframe_and_audio() {
     }
     // ffmpeg aggregates SPS and PPS in a STAP-A before the IDR.
     let first = v.received.streams[&video].values().next().unwrap().clone();
-    let summary = relay::track::h264::summarize(&first.into());
+    let summary = relay::track::h264::summarize(&first);
     assert!(
         summary.sps.is_some() || summary.keyframe,
         "video starts on a keyframe: {summary:?}"

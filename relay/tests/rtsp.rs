@@ -98,7 +98,7 @@ fn contiguous_video(v: &mut Viewer) -> usize {
     let (mut sps, mut pps) = (false, false);
     let first_slice = seqs
         .iter()
-        .map(|s| relay::track::h264::summarize(&got[s].clone().into()))
+        .map(|s| relay::track::h264::summarize(&got[s]))
         .find(|p| {
             sps |= p.sps.is_some();
             pps |= p.pps.is_some();
@@ -156,7 +156,7 @@ fn h265_goes_to_viewers_that_negotiate_it() {
     assert!(seqs.len() > 45, "only {} H265 packets", seqs.len());
     let ssrc = v.ssrc_of(MediaKind::Video).unwrap();
     let got = &v.received.streams[&ssrc];
-    let first = relay::track::h265::summarize(&got[&seqs[0]].clone().into());
+    let first = relay::track::h265::summarize(&got[&seqs[0]]);
     assert!(
         first.vps.is_some() || first.keyframe,
         "H265 starts with its parameter sets or a keyframe: {first:?}"

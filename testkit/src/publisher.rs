@@ -171,7 +171,7 @@ impl Publisher {
                     video.seq.into(),
                     p.timestamp,
                     now,
-                    &p.payload[..],
+                    p.payload,
                 );
                 stream.write_rtp(rtp.marker(p.marker));
                 video.seq += 1;

@@ -9,7 +9,7 @@
 //! let mut aac = AacToOpus::from_sdp("mpeg4-generic", 44_100, fmtp)?; // once per track
 //! let mut opus = OpusSource::new(ssrc);
 //! aac.push(rtp.timestamp, rtp.marker, &rtp.payload, &mut |frame| {
-//!     writer.push(opus.packet(frame, arrival));
+//!     writer.push(opus.packet(&frame, arrival));
 //! });
 //! ```
 
@@ -94,7 +94,7 @@ impl OpusSource {
 
     /// The frame as the next packet: consecutive sequence numbers, no marker (no DTX,
     /// so no talkspurts to mark).
-    pub fn packet(&mut self, frame: OpusFrame, arrival: Instant) -> SourcePacket {
+    pub fn packet<'a>(&mut self, frame: &'a OpusFrame, arrival: Instant) -> SourcePacket<'a> {
         let seq = self.next_seq;
         self.next_seq = seq.wrapping_add(1);
         SourcePacket {
@@ -102,7 +102,7 @@ impl OpusSource {
             seq,
             timestamp: frame.timestamp,
             marker: false,
-            payload: frame.payload,
+            payload: &frame.payload,
             arrival,
         }
     }

@@ -261,8 +261,9 @@ fn opus_source_numbers_frames_consecutively() {
         timestamp,
         payload: Bytes::from_static(b"\xfc"),
     };
-    let a = source.packet(frame(960), now);
-    let b = source.packet(frame(1920), now);
+    let (first, second) = (frame(960), frame(1920));
+    let a = source.packet(&first, now);
+    let b = source.packet(&second, now);
     assert_eq!((a.ssrc, a.seq, a.timestamp), (7, 0, 960));
     assert_eq!((b.seq, b.timestamp), (1, 1920));
 }

@@ -6,7 +6,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
 use is::stun::{StunMessage, TransId};
 use str0m::media::Mid;
 
@@ -79,7 +78,7 @@ impl ConsentRun {
             crate::track::history::Retention::default(),
         );
         for (i, nal) in [0x65u8, 0x41, 0x41, 0x41].into_iter().enumerate() {
-            writer.push(packet(i as u16, nal, now));
+            push(&mut writer, i as u16, nal, now);
         }
         let ice = IceCredentials {
             ufrag: UFRAG.into(),
@@ -140,11 +139,8 @@ impl ConsentRun {
         if elapsed >= Duration::from_secs(1) {
             let seq = self.next_seq;
             self.next_seq = seq.wrapping_add(1);
-            self.writer.push(packet(
-                seq,
-                if seq.is_multiple_of(8) { 0x65 } else { 0x41 },
-                self.now,
-            ));
+            let nal = if seq.is_multiple_of(8) { 0x65 } else { 0x41 };
+            push(&mut self.writer, seq, nal, self.now);
         }
         self.now += elapsed;
         let datagram = match op >> 3 & 3 {
@@ -224,15 +220,16 @@ fn source(i: usize) -> SocketAddr {
     SOURCES[i].parse().unwrap()
 }
 
-fn packet(seq: u16, nal: u8, arrival: Instant) -> SourcePacket {
-    SourcePacket {
+/// Pushes a one-packet frame, a NAL unit of type `nal`.
+fn push(writer: &mut TrackWriter, seq: u16, nal: u8, arrival: Instant) {
+    writer.push(SourcePacket {
         ssrc: 7,
         seq,
         timestamp: u32::from(seq) * 3000,
         marker: true,
-        payload: Bytes::from(vec![nal, 0xab, 0xcd, seq as u8]),
+        payload: &[nal, 0xab, 0xcd, seq as u8],
         arrival,
-    }
+    });
 }
 
 /// A binding request naming our ufrag, signed with `password`.

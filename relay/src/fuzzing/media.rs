@@ -6,8 +6,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-
 use crate::ingest::rtp::{self, Counters, RtpDemux};
 use crate::session::rtcp::{self, Feedback, SenderInfo};
 use crate::track::history::{Retention, MAX_PACKETS};
@@ -180,17 +178,17 @@ pub fn track_history(data: &[u8]) {
             seq: *seq,
             timestamp: *ts,
             marker: op & 4 != 0,
-            payload: Bytes::copy_from_slice(&payload[3..]),
+            payload: &payload[3..],
             arrival: now,
         };
         let (head, dups) = (track.head(), duplicates(&track));
-        let published = writer.push(packet.clone());
+        let published = writer.push(packet);
         if published {
             assert_eq!(track.head(), head + 1);
             let newest = track.get(head).expect("the newest packet is held");
             assert_eq!(
-                (&newest.payload, newest.marker),
-                (&packet.payload, packet.marker)
+                (&newest.payload[..], newest.marker),
+                (packet.payload, packet.marker)
             );
             let found = track
                 .by_seq(newest.seq)

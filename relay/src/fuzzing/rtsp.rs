@@ -99,7 +99,7 @@ pub fn rtsp_camera(data: &[u8]) {
             seq: p.seq,
             timestamp: p.timestamp,
             marker: p.marker,
-            payload,
+            payload: &payload,
             arrival: now,
         };
         assert_eq!(how.push(writer, budget, packet).is_ok(), fits);

@@ -4,8 +4,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use bytes::Bytes;
-
 use crate::track::{SourcePacket, TrackWriter};
 
 /// An RTP packet borrowed from a receive buffer.
@@ -139,17 +137,15 @@ impl RtpDemux {
             return Counters::add(&counters.unknown_payload_type);
         };
         Counters::add(&counters.received);
-        // Out of the receive batch for the writer, which packs it into the track's
-        // history at once: a short-lived copy (a chunk kept per source here would be
-        // 64 KiB a source of memory holding nothing).
-        let payload = Bytes::copy_from_slice(p.payload);
+        // Straight out of the receive batch: the writer copies it into the track's
+        // history.
         let writer = &mut self.writers[track as usize];
         writer.push(SourcePacket {
             ssrc: p.ssrc,
             seq: p.seq,
             timestamp: p.timestamp,
             marker: p.marker,
-            payload,
+            payload: p.payload,
             arrival,
         });
         self.wake |= writer.track().readers();

@@ -799,7 +799,7 @@ impl Session {
                 seq: p.header.sequence_number,
                 timestamp: p.header.timestamp,
                 marker: p.header.marker,
-                payload: publish::payload(p.payload),
+                payload: &p.payload,
                 arrival: p.timestamp,
             },
         );

@@ -7,7 +7,6 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use str0m::media::Mid;
 
 use crate::track::keyframe_requests::Forward;
@@ -193,11 +192,6 @@ impl Publication {
         }
         self.inlets.into_iter().map(|i| i.writer).collect()
     }
-}
-
-/// A str0m payload as the ring keeps it, without a copy.
-pub fn payload(data: std::sync::Arc<[u8]>) -> Bytes {
-    Bytes::from_owner(data)
 }
 
 #[cfg(test)]

@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use str0m::change::SdpAnswer;
 use str0m::media::{Direction, MediaKind as StrKind};
 use str0m::net::{Protocol, Receive};
@@ -278,7 +277,7 @@ fn media_we_seal_opens_in_str0m_and_its_feedback_opens_here() {
             seq: 100 + i,
             timestamp: 3000 * i as u32,
             marker: true,
-            payload: Bytes::from(vec![0x41, i as u8, 0xaa, 0xbb]),
+            payload: &[0x41, i as u8, 0xaa, 0xbb],
             arrival: now,
         });
     }
@@ -450,7 +449,7 @@ fn keyframe_track(start: Instant) -> Arc<Track> {
         seq: 1,
         timestamp: 0,
         marker: true,
-        payload: Bytes::from_static(b"\x65\x88idr"),
+        payload: b"\x65\x88idr",
         arrival: start,
     });
     track
@@ -673,7 +672,7 @@ fn an_offer_that_makes_us_the_dtls_client_works() {
         seq: 1,
         timestamp: 0,
         marker: true,
-        payload: Bytes::from_static(b"\x65\x88idr"),
+        payload: b"\x65\x88idr",
         arrival: now,
     });
     let b = &session.media[0];

@@ -126,7 +126,7 @@ pub fn fit(
         Kind::Single => fragment_nal(format, &payload, max_payload, &mut out),
         Kind::Aggregate => {
             for nal in aggregated_nal_units(&payload, format.header_len()) {
-                out.extend(fit(format, nal?, max_payload)?);
+                out.extend(fit(format, payload.slice_ref(nal?), max_payload)?);
             }
         }
         Kind::Fragment => {
@@ -177,9 +177,9 @@ fn split(data: &[u8], size: usize) -> std::slice::Chunks<'_, u8> {
 /// The NAL units of a STAP-A or AP (`header_len`: 1 or 2), as slices of it, up to the
 /// first that is shorter than a NAL unit header or overruns the payload.
 pub fn aggregated_nal_units(
-    payload: &Bytes,
+    payload: &[u8],
     header_len: usize,
-) -> impl Iterator<Item = Result<Bytes, FragmentError>> + '_ {
+) -> impl Iterator<Item = Result<&[u8], FragmentError>> + '_ {
     let mut at = header_len;
     std::iter::from_fn(move || {
         if at >= payload.len() {
@@ -189,7 +189,7 @@ pub fn aggregated_nal_units(
             .get(at..at + 2)
             .map(|b| u16::from_be_bytes([b[0], b[1]]) as usize)
             .filter(|&len| len >= header_len && at + 2 + len <= payload.len())
-            .map(|len| payload.slice(at + 2..at + 2 + len));
+            .map(|len| &payload[at + 2..at + 2 + len]);
         at = match &nal {
             Some(nal) => at + 2 + nal.len(),
             // Nothing after the damage can be trusted.

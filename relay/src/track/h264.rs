@@ -15,7 +15,7 @@ pub const FU_A: u8 = 28;
 
 /// Scans a payload without copying (the parameter sets are `Bytes` slices of it).
 /// Malformed payloads (truncated aggregates) give what was found before the damage.
-pub fn summarize(payload: &Bytes) -> PayloadSummary {
+pub fn summarize(payload: &[u8]) -> PayloadSummary {
     let mut s = PayloadSummary::default();
     let Some(&first) = payload.first() else {
         return s;
@@ -33,19 +33,19 @@ pub fn summarize(payload: &Bytes) -> PayloadSummary {
                 s.keyframe = start && nal_type == NAL_IDR && opens_picture(payload.get(2));
             }
         }
-        1..=23 => note_nal(&mut s, payload.clone()),
+        1..=23 => note_nal(&mut s, payload),
         _ => {}
     }
     s
 }
 
-fn note_nal(s: &mut PayloadSummary, nal: Bytes) {
+fn note_nal(s: &mut PayloadSummary, nal: &[u8]) {
     let nal_type = nal[0] & 0x1f;
     s.slice |= SLICES.contains(&nal_type);
     match nal_type {
         NAL_IDR => s.keyframe |= opens_picture(nal.get(1)),
-        NAL_SPS => s.sps = Some(nal),
-        NAL_PPS => s.pps = Some(nal),
+        NAL_SPS => s.sps = Some(Bytes::copy_from_slice(nal)),
+        NAL_PPS => s.pps = Some(Bytes::copy_from_slice(nal)),
         _ => {}
     }
 }

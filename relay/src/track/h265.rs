@@ -27,7 +27,7 @@ pub fn nal_type(first: u8) -> u8 {
 
 /// Scans a payload without copying (the parameter sets are `Bytes` slices of it).
 /// Malformed payloads (truncated aggregates) give what was found before the damage.
-pub fn summarize(payload: &Bytes) -> PayloadSummary {
+pub fn summarize(payload: &[u8]) -> PayloadSummary {
     let mut s = PayloadSummary::default();
     if payload.len() < 2 {
         return s;
@@ -45,20 +45,20 @@ pub fn summarize(payload: &Bytes) -> PayloadSummary {
                 s.keyframe = start && IRAP.contains(&nal_type) && opens_picture(payload.get(3));
             }
         }
-        0..=47 => note_nal(&mut s, payload.clone()),
+        0..=47 => note_nal(&mut s, payload),
         _ => {}
     }
     s
 }
 
-fn note_nal(s: &mut PayloadSummary, nal: Bytes) {
+fn note_nal(s: &mut PayloadSummary, nal: &[u8]) {
     let t = nal_type(nal[0]);
     s.slice |= SLICES.contains(&t);
     match t {
         t if IRAP.contains(&t) => s.keyframe |= opens_picture(nal.get(2)),
-        NAL_VPS => s.vps = Some(nal),
-        NAL_SPS => s.sps = Some(nal),
-        NAL_PPS => s.pps = Some(nal),
+        NAL_VPS => s.vps = Some(Bytes::copy_from_slice(nal)),
+        NAL_SPS => s.sps = Some(Bytes::copy_from_slice(nal)),
+        NAL_PPS => s.pps = Some(Bytes::copy_from_slice(nal)),
         _ => {}
     }
 }

@@ -95,13 +95,15 @@ impl TrackInfo {
 }
 
 /// A packet as a source delivered it (header fields parsed, payload without padding).
-#[derive(Debug, Clone)]
-pub struct SourcePacket {
+/// The payload is borrowed: the writer copies it into the track's history, so a source
+/// need not allocate one per packet (the RTP ingest hands a slice of its receive batch).
+#[derive(Debug, Clone, Copy)]
+pub struct SourcePacket<'a> {
     pub ssrc: u32,
     pub seq: u16,
     pub timestamp: u32,
     pub marker: bool,
-    pub payload: Bytes,
+    pub payload: &'a [u8],
     pub arrival: Instant,
 }
 
@@ -379,20 +381,20 @@ impl TrackWriter {
 
     /// Appends a packet. Returns false when it was dropped as a duplicate.
     /// Call `Track::readers()` afterwards (once per batch) to know whom to wake.
-    pub fn push(&mut self, p: SourcePacket) -> bool {
+    pub fn push(&mut self, p: SourcePacket<'_>) -> bool {
         let Some((seq, timestamp)) = self.number(&p) else {
             self.track.stats.duplicates.fetch_add(1, Ordering::Relaxed);
             return false;
         };
         let index = self.track.head.load(Ordering::Relaxed);
-        self.note_keyframe(index, seq, timestamp, &p.payload);
+        self.note_keyframe(index, seq, timestamp, p.payload);
         let stats = &self.track.stats;
         stats.packets.fetch_add(1, Ordering::Relaxed);
         stats
             .bytes
             .fetch_add(p.payload.len() as u64, Ordering::Relaxed);
         let oldest = self.let_go(index, p.arrival, p.payload.len());
-        let payload = self.arena.store(&p.payload, self.held_bytes);
+        let payload = self.arena.store(p.payload, self.held_bytes);
         self.held_bytes += payload.len();
         self.make_room(index, seq, oldest);
         let packet = Packet {
@@ -474,7 +476,7 @@ impl TrackWriter {
     }
 
     /// Maps the source's numbering to the track's; None for a duplicate.
-    fn number(&mut self, p: &SourcePacket) -> Option<(u64, u32)> {
+    fn number(&mut self, p: &SourcePacket<'_>) -> Option<(u64, u32)> {
         let restart = match &self.source {
             None => true,
             Some(s) if s.ssrc != p.ssrc => true,
@@ -502,7 +504,7 @@ impl TrackWriter {
     }
 
     /// Starts a new mapping so that the track's numbering continues where it was.
-    fn rebase(&mut self, p: &SourcePacket) {
+    fn rebase(&mut self, p: &SourcePacket<'_>) {
         // Extended numbers start at 1 << 16 so that early reordering never goes below zero.
         let ext = (1u64 << 16) | p.seq as u64;
         let (seq_offset, ts_offset) = match &self.source {
@@ -534,7 +536,7 @@ impl TrackWriter {
     }
 
     /// Tracks access units and marks the newest keyframe's first packet (video).
-    fn note_keyframe(&mut self, index: u64, seq: u64, timestamp: u32, payload: &Bytes) {
+    fn note_keyframe(&mut self, index: u64, seq: u64, timestamp: u32, payload: &[u8]) {
         let codec = self.track.info.codec;
         let keyframe_only = |keyframe| PayloadSummary {
             keyframe,
@@ -616,13 +618,13 @@ mod tests {
         }
     }
 
-    fn pkt(ssrc: u32, seq: u16, ts: u32, payload: &'static [u8], at: Instant) -> SourcePacket {
+    fn pkt(ssrc: u32, seq: u16, ts: u32, payload: &[u8], at: Instant) -> SourcePacket<'_> {
         SourcePacket {
             ssrc,
             seq,
             timestamp: ts,
             marker: false,
-            payload: Bytes::from_static(payload),
+            payload,
             arrival: at,
         }
     }
@@ -787,7 +789,7 @@ mod tests {
                     payload[0] = 0x65; // an IDR
                 }
                 let p = SourcePacket {
-                    payload: Bytes::from(payload),
+                    payload: &payload,
                     ..pkt(1, seq, (ms * 90) as u32, b"", at(t0, ms))
                 };
                 let arrival = p.arrival;

@@ -80,7 +80,7 @@ impl Source {
                     seq: self.seq,
                     timestamp: (self.frame * 3000) as u32,
                     marker: i == last,
-                    payload: Bytes::from(nal),
+                    payload: &nal,
                     arrival: self.next,
                 });
                 self.seq = self.seq.wrapping_add(1);

@@ -620,13 +620,13 @@ mod tests {
     use super::*;
     use crate::track::{h264, h265, Codec, ParameterSets, SourcePacket, TrackInfo};
 
-    fn packet(seq: u16, payload: &'static [u8]) -> SourcePacket {
+    fn packet(seq: u16, payload: &[u8]) -> SourcePacket<'_> {
         SourcePacket {
             ssrc: 1,
             seq,
             timestamp: u32::from(seq) * 3000,
             marker: true,
-            payload: Bytes::from_static(payload),
+            payload,
             arrival: Instant::now(),
         }
     }

@@ -148,13 +148,15 @@ impl Carry {
         &mut self,
         writer: &mut TrackWriter,
         budget: usize,
-        p: SourcePacket,
+        p: SourcePacket<'_>,
     ) -> Result<(), fragment::FragmentError> {
         match (self, NalFormat::of(writer.track().info.codec)) {
-            (Carry::Passthrough { shift }, Some(format)) => {
-                let pieces = fragment::fit(format, p.payload, budget)?;
+            (Carry::Passthrough { shift }, Some(format)) if p.payload.len() > budget => {
+                // Cut into new payloads (fit allocates each piece).
+                let pieces =
+                    fragment::fit(format, bytes::Bytes::copy_from_slice(p.payload), budget)?;
                 let last = pieces.len() - 1;
-                for (i, piece) in pieces.into_iter().enumerate() {
+                for (i, piece) in pieces.iter().enumerate() {
                     writer.push(SourcePacket {
                         seq: p.seq.wrapping_add(*shift).wrapping_add(i as u16),
                         marker: p.marker && i == last,
@@ -164,12 +166,15 @@ impl Carry {
                 }
                 *shift = shift.wrapping_add(last as u16);
             }
-            (Carry::Passthrough { .. }, None) => {
-                writer.push(p);
+            (Carry::Passthrough { shift }, _) => {
+                writer.push(SourcePacket {
+                    seq: p.seq.wrapping_add(*shift),
+                    ..p
+                });
             }
             (Carry::Transcoded(aac, opus), _) => {
-                aac.push(p.timestamp, p.marker, &p.payload, &mut |frame| {
-                    let mut packet = opus.packet(frame, p.arrival);
+                aac.push(p.timestamp, p.marker, p.payload, &mut |frame| {
+                    let mut packet = opus.packet(&frame, p.arrival);
                     packet.ssrc = p.ssrc;
                     writer.push(packet);
                 });
@@ -421,7 +426,7 @@ impl RtspSource {
             seq,
             timestamp,
             marker,
-            payload: packet.into_payload_bytes(),
+            payload: packet.payload(),
             arrival: std::time::Instant::now(),
         };
         self.counters.received.fetch_add(1, Ordering::Relaxed);
