@@ -514,3 +514,60 @@ fn retina_text(e: &retina::Error, has_credentials: bool) -> String {
 fn first_line(text: &str) -> &str {
     text.lines().next().unwrap_or(text).trim()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::track::{history::Retention, Track};
+
+    /// A payload over the budget is cut into fragments numbered one after the other,
+    /// and every packet after it is numbered on from them; one that fits goes as it came.
+    #[test]
+    fn a_payload_over_the_budget_is_cut_and_the_ones_after_renumbered() {
+        let info = TrackInfo {
+            codec: Codec::H264,
+            fmtp: "packetization-mode=1".into(),
+        };
+        let (track, mut writer) = Track::new(info, Retention::default());
+        let mut carry = Carry::Passthrough { shift: 0 };
+        let mut idr = vec![0x65, 0x88];
+        idr.extend(std::iter::repeat_n(7u8, 2_500));
+        let arrival = Instant::now();
+        let packet = |seq, marker, payload| SourcePacket {
+            ssrc: 1,
+            seq,
+            timestamp: 3000,
+            marker,
+            payload,
+            arrival,
+        };
+        carry
+            .push(&mut writer, 1_000, packet(10, true, &idr))
+            .unwrap();
+        carry
+            .push(&mut writer, 1_000, packet(11, true, &[0x41, 0x9a, 1]))
+            .unwrap();
+        let got: Vec<_> = track.range(0, track.head()).collect();
+        let seqs: Vec<u16> = got.iter().map(|p| p.seq as u16).collect();
+        assert_eq!(seqs, [10, 11, 12, 13]);
+        assert!(got[..3]
+            .iter()
+            .all(|p| p.payload.len() <= 1_000 && p.payload[0] & 0x1f == 28));
+        assert_eq!(
+            got.iter().filter(|p| p.marker).count(),
+            2,
+            "the IDR's last piece, then the slice"
+        );
+        assert!(got[2].marker);
+        assert_eq!(&got[3].payload[..], &[0x41, 0x9a, 1]);
+        let body: Vec<u8> = got[..3]
+            .iter()
+            .flat_map(|p| p.payload[2..].to_vec())
+            .collect();
+        assert_eq!(
+            body,
+            idr[1..],
+            "the fragments carry the NAL unit's body whole"
+        );
+    }
+}
