@@ -62,10 +62,11 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// `pprof: yes` turns it on (relay::heap::start_sampling), one sample per 2^19 bytes
 /// (512 KiB, Go's rate), and each stack's total allocations kept for alloc_space. Freed
 /// pages go back to the OS at once (jemalloc's default keeps them 10 s): at W1, where
-/// the ingest allocates and frees ~40 MB/s, that held ~4 MB less than 1 s did, for
+/// the ingest allocated and freed ~40 MB/s, that held ~4 MB less than 1 s did, for
 /// ~3,000 page faults/s instead of ~1,300 (docs/benchmarks.md, section 9); it also
-/// returns what a burst of joins freed in arenas that then allocate nothing. MALLOC_CONF
-/// overrides these.
+/// returns what a burst of joins freed in arenas that then allocate nothing. Keeping
+/// them 100 ms saved no CPU measurable at W1 (docs/benchmarks.md, "one copy less per
+/// packet"). MALLOC_CONF overrides these.
 #[export_name = "malloc_conf"]
 static MALLOC_CONF: &[u8; 79] =
     b"prof:true,prof_active:false,prof_accum:true,lg_prof_sample:19,dirty_decay_ms:0\0";
