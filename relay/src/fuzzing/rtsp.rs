@@ -85,7 +85,7 @@ pub fn rtsp_camera(data: &[u8]) {
         let format = NalFormat::of(track.info.codec);
         let fits = match (&*how, format) {
             (Carry::Passthrough { .. }, Some(format)) => {
-                let fit = fragment::fit(format, payload.clone(), budget);
+                let fit = fragment::fit(format, &payload, budget);
                 if let Ok(pieces) = &fit {
                     check_pieces(format, &payload, budget, pieces);
                 }

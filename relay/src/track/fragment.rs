@@ -109,24 +109,26 @@ impl NalFormat {
 /// Cuts `payload` into payloads of at most `max_payload` bytes: a single NAL unit into
 /// fragmentation units, an aggregate into its NAL units (each cut in turn if it must
 /// be), a fragmentation unit into smaller ones (start bit on the first, end bit on the
-/// last, as the original had them). A payload that fits is returned as it is.
+/// last, as the original had them). A payload that fits is returned as it is (a copy:
+/// the pieces of one that does not are new payloads anyway, and a caller on the packet
+/// path asks only for those).
 pub fn fit(
     format: NalFormat,
-    payload: Bytes,
+    payload: &[u8],
     max_payload: usize,
 ) -> Result<Vec<Bytes>, FragmentError> {
     if payload.len() <= max_payload {
-        return Ok(vec![payload]);
+        return Ok(vec![Bytes::copy_from_slice(payload)]);
     }
     if max_payload <= format.fu_header_len() {
         return Err(FragmentError::MaxTooSmall(max_payload));
     }
     let mut out = Vec::new();
-    match format.kind(&payload) {
-        Kind::Single => fragment_nal(format, &payload, max_payload, &mut out),
+    match format.kind(payload) {
+        Kind::Single => fragment_nal(format, payload, max_payload, &mut out),
         Kind::Aggregate => {
-            for nal in aggregated_nal_units(&payload, format.header_len()) {
-                out.extend(fit(format, payload.slice_ref(nal?), max_payload)?);
+            for nal in aggregated_nal_units(payload, format.header_len()) {
+                out.extend(fit(format, nal?, max_payload)?);
             }
         }
         Kind::Fragment => {
@@ -215,7 +217,7 @@ pub fn parameter_set_payloads(
     {
         let mut out = Vec::new();
         for nal in nals {
-            out.extend(fit(format, (*nal).clone(), max_payload)?);
+            out.extend(fit(format, nal, max_payload)?);
         }
         return Ok(out);
     }
@@ -290,7 +292,7 @@ mod tests {
     #[test]
     fn h264_idr_becomes_fu_a() {
         let idr = nal(NalFormat::H264, 3000);
-        let pieces = fit(NalFormat::H264, idr.clone(), 1200).unwrap();
+        let pieces = fit(NalFormat::H264, &idr, 1200).unwrap();
         assert_eq!(pieces.len(), 3);
         // FU indicator: NRI of the NAL (3), type 28; FU header: S, type 5.
         assert_eq!(pieces[0][..2], [0x60 | 28, 0x80 | 5]);
@@ -305,7 +307,7 @@ mod tests {
     #[test]
     fn h265_idr_becomes_fus_keeping_layer_and_tid() {
         let idr = nal(NalFormat::H265, 2500);
-        let pieces = fit(NalFormat::H265, idr.clone(), 1000).unwrap();
+        let pieces = fit(NalFormat::H265, &idr, 1000).unwrap();
         assert_eq!(pieces.len(), 3);
         // PayloadHdr: type 49, layer 0, TID 1; FU header: S, type 19.
         assert_eq!(pieces[0][..3], [49 << 1, 1, 0x80 | 19]);
@@ -318,11 +320,11 @@ mod tests {
     fn big_fu_a_is_cut_into_smaller_ones() {
         let idr = nal(NalFormat::H264, 20_000);
         // A camera over TCP: 8 KB fragments.
-        let big = fit(NalFormat::H264, idr.clone(), 8000).unwrap();
+        let big = fit(NalFormat::H264, &idr, 8000).unwrap();
         assert_eq!(big.len(), 3);
         let small: Vec<Bytes> = big
             .into_iter()
-            .flat_map(|p| fit(NalFormat::H264, p, 1200).unwrap())
+            .flat_map(|p| fit(NalFormat::H264, &p, 1200).unwrap())
             .collect();
         assert!(small.iter().all(|p| p.len() <= 1200));
         assert_eq!(reassemble(NalFormat::H264, &small), idr);
@@ -340,45 +342,64 @@ mod tests {
             stap.extend_from_slice(&(n.len() as u16).to_be_bytes());
             stap.extend_from_slice(n);
         }
-        let pieces = fit(NalFormat::H264, Bytes::from(stap), 1200).unwrap();
+        let pieces = fit(NalFormat::H264, &stap, 1200).unwrap();
         assert_eq!(pieces[0], sps);
         assert_eq!(pieces[1], pps);
         assert_eq!(reassemble(NalFormat::H264, &pieces[2..]), idr);
         assert!(pieces.iter().all(|p| p.len() <= 1200));
     }
 
+    /// The NAL units of an aggregate are slices of it, and input cut short anywhere
+    /// (nothing after the header, half a length, a length past the end) ends the walk
+    /// with an error, never a slice past the payload.
+    #[test]
+    fn aggregated_nal_units_of_cut_input_stop_at_the_damage() {
+        fn units(p: &[u8]) -> Vec<Result<&[u8], FragmentError>> {
+            aggregated_nal_units(p, 1).collect()
+        }
+        assert!(units(&[]).is_empty());
+        assert!(units(&[0x78]).is_empty());
+        assert_eq!(units(&[0x78, 0]), [Err(FragmentError::BadAggregate)]);
+        assert_eq!(
+            units(&[0x78, 0, 5, 0x67]),
+            [Err(FragmentError::BadAggregate)]
+        );
+        let stap = [0x78, 0, 2, 0x67, 1, 0, 3, 0x68];
+        assert_eq!(
+            units(&stap),
+            [Ok(&stap[3..5]), Err(FragmentError::BadAggregate)]
+        );
+    }
+
     #[test]
     fn malformed_or_unsupported_payloads_are_errors() {
         // Nothing to cut, whatever the size asked for.
         for format in [NalFormat::H264, NalFormat::H265] {
-            assert_eq!(fit(format, Bytes::new(), 0), Ok(vec![Bytes::new()]));
-            assert_eq!(
-                fit(format, Bytes::from_static(&[0x7c]), 0),
-                Err(FragmentError::MaxTooSmall(0))
-            );
+            assert_eq!(fit(format, &[], 0), Ok(vec![Bytes::new()]));
+            assert_eq!(fit(format, &[0x7c], 0), Err(FragmentError::MaxTooSmall(0)));
         }
         let stap = Bytes::from_static(&[0x78, 0, 9, 0x67, 1, 2]);
         assert_eq!(
-            fit(NalFormat::H264, stap, 4),
+            fit(NalFormat::H264, &stap, 4),
             Err(FragmentError::BadAggregate)
         );
         let mtap = Bytes::from(vec![26; 50]);
         assert_eq!(
-            fit(NalFormat::H264, mtap, 20),
+            fit(NalFormat::H264, &mtap, 20),
             Err(FragmentError::Unsupported(26))
         );
         let paci = Bytes::from(vec![50 << 1, 1, 0, 0, 0, 0]);
         assert_eq!(
-            fit(NalFormat::H265, paci, 5),
+            fit(NalFormat::H265, &paci, 5),
             Err(FragmentError::Unsupported(50))
         );
         let idr = nal(NalFormat::H265, 100);
         assert_eq!(
-            fit(NalFormat::H265, idr, 3),
+            fit(NalFormat::H265, &idr, 3),
             Err(FragmentError::MaxTooSmall(3))
         );
         let fits = Bytes::from_static(&[0x41, 1]);
-        assert_eq!(fit(NalFormat::H264, fits.clone(), 2).unwrap(), [fits]);
+        assert_eq!(fit(NalFormat::H264, &fits, 2).unwrap(), [fits]);
     }
 
     #[test]
@@ -417,7 +438,7 @@ mod tests {
         ) {
             let format = if h265 { NalFormat::H265 } else { NalFormat::H264 };
             let original = nal(format, len);
-            let pieces = fit(format, original.clone(), max).unwrap();
+            let pieces = fit(format, &original, max).unwrap();
             prop_assert!(pieces.iter().all(|p| p.len() <= max));
             if len <= max {
                 prop_assert_eq!(&pieces, &[original]);
@@ -426,7 +447,7 @@ mod tests {
                 // Re-cutting the fragments smaller keeps the NAL unit too.
                 let smaller: Vec<Bytes> = pieces
                     .into_iter()
-                    .flat_map(|p| fit(format, p, (max / 2).max(4)).unwrap())
+                    .flat_map(|p| fit(format, &p, (max / 2).max(4)).unwrap())
                     .collect();
                 prop_assert_eq!(reassemble(format, &smaller), original.to_vec());
             }
@@ -439,7 +460,7 @@ mod tests {
             max in 0usize..300,
         ) {
             let format = if h265 { NalFormat::H265 } else { NalFormat::H264 };
-            if let Ok(pieces) = fit(format, Bytes::from(payload), max) {
+            if let Ok(pieces) = fit(format, &payload, max) {
                 prop_assert!(pieces.iter().all(|p| p.len() <= max));
             }
         }

@@ -152,9 +152,8 @@ impl Carry {
     ) -> Result<(), fragment::FragmentError> {
         match (self, NalFormat::of(writer.track().info.codec)) {
             (Carry::Passthrough { shift }, Some(format)) if p.payload.len() > budget => {
-                // Cut into new payloads (fit allocates each piece).
-                let pieces =
-                    fragment::fit(format, bytes::Bytes::copy_from_slice(p.payload), budget)?;
+                // Cut into new payloads.
+                let pieces = fragment::fit(format, p.payload, budget)?;
                 let last = pieces.len() - 1;
                 for (i, piece) in pieces.iter().enumerate() {
                     writer.push(SourcePacket {
@@ -569,5 +568,30 @@ mod tests {
             idr[1..],
             "the fragments carry the NAL unit's body whole"
         );
+    }
+
+    /// An empty payload from a camera (a broken one, or padding only) is held as an
+    /// empty packet, whatever the budget: nothing reads a byte of it.
+    #[test]
+    fn an_empty_payload_goes_through_as_it_came() {
+        let info = TrackInfo {
+            codec: Codec::H264,
+            fmtp: "packetization-mode=1".into(),
+        };
+        let (track, mut writer) = Track::new(info, Retention::default());
+        let mut carry = Carry::Passthrough { shift: 0 };
+        for budget in [0, 1, 1_000] {
+            let packet = SourcePacket {
+                ssrc: 1,
+                seq: budget as u16,
+                timestamp: 3000,
+                marker: true,
+                payload: &[],
+                arrival: Instant::now(),
+            };
+            carry.push(&mut writer, budget, packet).unwrap();
+        }
+        assert_eq!(track.head(), 3);
+        assert!(track.range(0, 3).all(|p| p.payload.is_empty()));
     }
 }
