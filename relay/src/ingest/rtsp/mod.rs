@@ -519,16 +519,21 @@ mod tests {
     use super::*;
     use crate::track::{history::Retention, Track};
 
-    /// A payload over the budget is cut into fragments numbered one after the other,
-    /// and every packet after it is numbered on from them; one that fits goes as it came.
-    #[test]
-    fn a_payload_over_the_budget_is_cut_and_the_ones_after_renumbered() {
+    /// An H264 track, its writer, and a camera's packets carried as they came.
+    fn passthrough_h264() -> (Arc<Track>, TrackWriter, Carry) {
         let info = TrackInfo {
             codec: Codec::H264,
             fmtp: "packetization-mode=1".into(),
         };
-        let (track, mut writer) = Track::new(info, Retention::default());
-        let mut carry = Carry::Passthrough { shift: 0 };
+        let (track, writer) = Track::new(info, Retention::default());
+        (track, writer, Carry::Passthrough { shift: 0 })
+    }
+
+    /// A payload over the budget is cut into fragments numbered one after the other,
+    /// and every packet after it is numbered on from them; one that fits goes as it came.
+    #[test]
+    fn a_payload_over_the_budget_is_cut_and_the_ones_after_renumbered() {
+        let (track, mut writer, mut carry) = passthrough_h264();
         let mut idr = vec![0x65, 0x88];
         idr.extend(std::iter::repeat_n(7u8, 2_500));
         let arrival = Instant::now();
@@ -574,12 +579,7 @@ mod tests {
     /// empty packet, whatever the budget: nothing reads a byte of it.
     #[test]
     fn an_empty_payload_goes_through_as_it_came() {
-        let info = TrackInfo {
-            codec: Codec::H264,
-            fmtp: "packetization-mode=1".into(),
-        };
-        let (track, mut writer) = Track::new(info, Retention::default());
-        let mut carry = Carry::Passthrough { shift: 0 };
+        let (track, mut writer, mut carry) = passthrough_h264();
         for budget in [0, 1, 1_000] {
             let packet = SourcePacket {
                 ssrc: 1,
