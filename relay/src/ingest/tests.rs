@@ -251,6 +251,7 @@ fn readable(fd: std::os::fd::RawFd, timeout_ms: i32) -> bool {
 
 #[test]
 fn demo_plays_in_real_time_and_wakes_readers() {
+    let t0 = Instant::now();
     let wakers = Arc::new(Wakers::new(2).unwrap());
     let (ingest, published) = start(
         vec![("demo".into(), Source::Demo)],
@@ -267,28 +268,27 @@ fn demo_plays_in_real_time_and_wakes_readers() {
     assert!(readable(wakers.fd(1), 500), "worker 1 woken");
     assert!(!readable(wakers.fd(0), 0), "worker 0 reads nothing");
 
-    let t0 = Instant::now();
-    let head0 = track.head();
-    let frames_at = |head: u64| {
-        (0..head)
-            .filter(|&i| track.get(i).is_some_and(|p| p.marker))
-            .count()
-    };
-    let frames0 = frames_at(head0);
     std::thread::sleep(Duration::from_secs(1));
-    let frames = frames_at(track.head()) - frames0;
-    let expected = (t0.elapsed().as_secs_f64() * 30.0) as usize;
+    let frames = (0..track.head())
+        .filter(|&i| track.get(i).is_some_and(|p| p.marker))
+        .count();
+    // The player's pacing is tested on an injected clock (demo.rs); here only what a
+    // busy machine cannot make wrong: it played, and never ahead of real time (a thread
+    // held up plays late, not early): 30 frames a second since before it started, the
+    // first at once.
+    let most = (t0.elapsed().as_secs_f64() * 30.0).ceil() as usize + 1;
     assert!(
-        frames.abs_diff(expected) <= 4,
+        (1..=most).contains(&frames),
         "{frames} frames in {:?}",
         t0.elapsed()
     );
     let kf = track.last_keyframe().unwrap();
     assert!(kf.has_parameter_sets);
-    let stats = ingest.stats();
-    assert_eq!(stats.paths[0].received, track.head());
+    // The thread counts a frame's packets after it pushed them: compare once it stopped.
+    let counters = ingest.counters();
     drop(ingest);
     let head = track.head();
+    assert_eq!(counters.stats().paths[0].received, head);
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(track.head(), head, "stopped on drop");
 }
