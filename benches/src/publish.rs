@@ -184,6 +184,24 @@ impl Recording {
         self.frames.len()
     }
 
+    /// Frames from the clip's first keyframe to its next (the whole clip if it has one).
+    fn gop(&self) -> usize {
+        (1..self.frames())
+            .find(|&f| self.is_idr(f))
+            .unwrap_or(self.frames())
+    }
+
+    /// Whether access unit `frame` holds an IDR slice (NAL type 5, alone or in FU-A).
+    fn is_idr(&self, frame: usize) -> bool {
+        self.frames[frame].clone().any(|i| {
+            let p = &self.clip.packets()[i];
+            match p[0] & 0x1f {
+                28 => p[1] & 0x1f == 5,
+                nal => nal == 5,
+            }
+        })
+    }
+
     /// RTP packets of one loop of the clip, stamps not counted.
     pub fn packets(&self) -> usize {
         self.clip.packets().len()
@@ -351,13 +369,7 @@ impl Publisher {
         let destinations = destinations(args.target, args.streams, args.port_step)?;
         let recording = Recording::load(args.clip.as_ref(), args.gop, args.max_payload)?;
         let socket = bind_for(&destinations)?;
-        let streams: Vec<Stream> = (0..args.streams as u32)
-            .map(|i| {
-                // Random SSRC, first sequence number and timestamp (RFC 3550 5.1).
-                let (ssrc, seq, ts) = (fastrand::u32(..), fastrand::u16(..), fastrand::u32(..));
-                Stream::new(i, args.payload_type, ssrc, seq, ts)
-            })
-            .collect();
+        let streams = streams(&recording, args.streams, args.payload_type);
         let progress = Arc::new(Progress::default());
         let stop = Arc::new(AtomicBool::new(false));
         let duration = args.duration;
@@ -472,6 +484,22 @@ fn publish(
     Ok(report)
 }
 
+/// `count` streams of `recording`, each with a random SSRC, first sequence number and
+/// timestamp (RFC 3550 5.1). Cameras' keyframes fall where they may, not all in one frame
+/// interval: each stream starts its loop of the clip further into a GOP, so that their
+/// keyframes (and what a server lets go at each) spread evenly over the GOP.
+fn streams(recording: &Recording, count: usize, payload_type: u8) -> Vec<Stream> {
+    let gop = recording.gop();
+    (0..count)
+        .map(|i| {
+            let (ssrc, seq, ts) = (fastrand::u32(..), fastrand::u16(..), fastrand::u32(..));
+            let mut stream = Stream::new(i as u32, payload_type, ssrc, seq, ts);
+            stream.first_frame = (i * gop / count) as u64;
+            stream
+        })
+        .collect()
+}
+
 /// When each stream sends its frames: stream i of N sends frame f at
 /// `anchor + (f + i / N) / fps`, so that N streams do not burst at the same instant.
 /// Every deadline is counted from one anchor, so nothing drifts. (Not relay's per-stream
@@ -524,6 +552,8 @@ struct Stream {
     header: [u8; RTP_HEADER],
     seq: u16,
     first_timestamp: u32,
+    /// The clip's frame it sent first.
+    first_frame: u64,
     frames_sent: u64,
 }
 
@@ -554,6 +584,7 @@ impl Stream {
             header,
             seq,
             first_timestamp: timestamp,
+            first_frame: 0,
             frames_sent: 0,
         }
     }
@@ -567,7 +598,8 @@ impl Stream {
         batch: &mut Vec<Datagram<'a>>,
     ) {
         let frames = &recording.frames;
-        let frame = frames[(self.frames_sent % frames.len() as u64) as usize].clone();
+        let at = (self.first_frame + self.frames_sent) % frames.len() as u64;
+        let frame = frames[at as usize].clone();
         let timestamp = self
             .first_timestamp
             .wrapping_add((self.frames_sent as u32).wrapping_mul(TICKS_PER_FRAME));
@@ -851,26 +883,34 @@ mod tests {
         );
     }
 
-    /// Whether access unit `frame` holds an IDR slice (NAL type 5, alone or in FU-A).
-    fn is_idr(recording: &Recording, frame: usize) -> bool {
-        recording.frames[frame].clone().any(|i| {
-            let p = &recording.clip.packets()[i];
-            match p[0] & 0x1f {
-                28 => p[1] & 0x1f == 5,
-                nal => nal == 5,
-            }
-        })
-    }
-
     /// Needs ffmpeg with libx264 (`cargo xtask setup`), as the default clip does.
     #[test]
     fn the_default_clip_keeps_its_gop_across_the_loop_point() {
         let recording = Recording::load(None, 120, 1200).unwrap();
         assert_eq!(recording.frames(), 360, "12 s: three whole 4 s GOPs");
         let idrs: Vec<usize> = (0..recording.frames())
-            .filter(|&f| is_idr(&recording, f))
+            .filter(|&f| recording.is_idr(f))
             .collect();
         assert_eq!(idrs, [0, 120, 240]);
+    }
+
+    /// Needs ffmpeg with libx264, as above. Streams that all started on a keyframe would
+    /// send their keyframes in the same frame interval for as long as they run.
+    #[test]
+    fn streams_send_their_keyframes_spread_over_the_gop() {
+        let recording = Recording::load(None, 60, 1200).unwrap();
+        assert_eq!(recording.gop(), 60);
+        let streams = streams(&recording, 4, 96);
+        // The frame interval, counted from the start, of each stream's first keyframe.
+        let first_keyframes: Vec<u64> = streams
+            .iter()
+            .map(|s| {
+                (0..60)
+                    .find(|k| recording.is_idr(((s.first_frame + k) % 360) as usize))
+                    .expect("a keyframe in every GOP")
+            })
+            .collect();
+        assert_eq!(first_keyframes, [0, 45, 30, 15]);
     }
 
     #[test]
