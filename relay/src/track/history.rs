@@ -7,10 +7,11 @@
 //! `historyDuration` of packets (plus, with `keyframeCache`, everything since its
 //! newest keyframe), never more than `historyMaxBytes` of payload, and the ring of
 //! slots grows to what that takes. Payloads are packed back to back in chunks sized to
-//! the track's rate, so a 200-byte audio packet costs 200 bytes and a chunk is freed
-//! once the last packet in it has left the history (and the last worker reading it
-//! has dropped it).
+//! the track's rate, so a 200-byte audio packet costs 200 bytes and a chunk is written
+//! again (or kept for another track on the thread, or freed) once the last packet in
+//! it has left the history (and the last worker reading it has dropped it).
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
@@ -177,6 +178,44 @@ const CHUNKS_PER_HISTORY: usize = 16;
 /// keyframe cache hold at once, with room to spare.
 const MAX_RETIRED: usize = 4 * CHUNKS_PER_HISTORY;
 
+/// Free chunks kept on a thread for the next track written on it that needs one, at
+/// most (1 MiB at most, in chunks up to `MAX_CHUNK`).
+const MAX_SPARE: usize = 16;
+
+thread_local! {
+    /// Free chunks that the tracks written on this thread found beyond the one each
+    /// takes back. A track lets go of many at once (at a keyframe the keyframe cache
+    /// drops a GOP's worth) but takes one at a time: freed, they went back to the OS
+    /// (`dirty_decay_ms:0`) while the other tracks faulted fresh pages in for theirs,
+    /// ~1,000 page faults a second at W1 and 5% of the relay's CPU. Shared by the
+    /// thread's tracks, a few cover them all; kept per track, 64 tracks' worth
+    /// (docs/benchmarks.md, "Spare chunks").
+    static SPARE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Keeps a free chunk for this thread's tracks, or frees it when the spares are full or
+/// it is bigger than a chunk (a payload's own).
+fn spare(chunk: BytesMut) {
+    if chunk.capacity() <= MAX_CHUNK {
+        SPARE.with_borrow_mut(|spare| {
+            // The oldest goes: the tracks' sizes follow their rates, the newest the most.
+            if spare.len() == MAX_SPARE {
+                spare.remove(0);
+            }
+            spare.push(chunk);
+        });
+    }
+}
+
+/// A spare chunk of `sizes`, most recently let go first (its pages the likeliest to be
+/// in the cache).
+fn take_spare(sizes: std::ops::RangeInclusive<usize>) -> Option<BytesMut> {
+    SPARE.with_borrow_mut(|spare| {
+        let at = spare.iter().rposition(|c| sizes.contains(&c.capacity()))?;
+        Some(spare.remove(at))
+    })
+}
+
 /// Takes a retired chunk back whole (its whole allocation, empty) if nothing points into
 /// it any more. Asking `try_reclaim` for more than the chunk's tail has left makes it
 /// check that: a smaller ask is granted from the tail at once, read or not, and a chunk
@@ -230,17 +269,19 @@ impl Arena {
         epoch::pin().flush();
         // A chunk nothing reads any more is taken back whole and written again if it is
         // at least half the size wanted: the size follows the history, which the
-        // keyframe cache moves back and forth across a power of two. Other free ones are
-        // freed: kept, the many a keyframe lets go would hold a track's memory at its
-        // largest for a GOP to come.
+        // keyframe cache moves back and forth across a power of two. Other free ones go
+        // to the thread's few spares: kept by the track, the many a keyframe lets go
+        // would hold its memory at its largest for a GOP to come.
         let usable = (size / 2).max(at_least);
         let mut reused = None;
         self.retired.retain_mut(|c| {
             if !take_back(c) {
                 return true; // still read
             }
-            if reused.is_none() && c.capacity() >= usable {
-                reused = Some(std::mem::take(c));
+            let free = std::mem::take(c);
+            match reused.is_none() && free.capacity() >= usable {
+                true => reused = Some(free),
+                false => spare(free),
             }
             false
         });
@@ -248,6 +289,7 @@ impl Arena {
             // Freed when its last payload is.
             self.retired.pop_front();
         }
+        let reused = reused.or_else(|| take_spare(usable..=2 * size));
         self.chunk = Some(reused.unwrap_or_else(|| BytesMut::with_capacity(size)));
     }
 }
@@ -306,12 +348,55 @@ mod tests {
         assert_eq!(third.as_ptr(), first_chunk, "the free chunk was not reused");
         assert_eq!(&third[..], &[6; 1000][..]);
         assert!(more.iter().all(|m| m[..] == [5; 1000][..]));
-        // A busier history wants bigger chunks: free small ones are let go, not kept.
+        // A busier history wants bigger chunks: free small ones are let go (to the
+        // thread's spares), not kept by the track.
         let rest: Vec<Bytes> = (0..3).map(|_| arena.store(&[8; 1000], 0)).collect();
         drop((second, more, third, rest));
         arena.store(&[7; 100], 500_000);
         assert_eq!(arena.chunk.as_ref().unwrap().capacity() + 100, 32 << 10);
         assert!(arena.retired.is_empty(), "free chunks kept");
+    }
+
+    /// Free chunks a track finds beyond the one it takes go to its thread's spares, and
+    /// the next track there that needs a chunk writes one of them again instead of a new
+    /// one (whose pages the OS would fault in again). The spares are bounded, and a
+    /// payload's own chunk, bigger than a chunk, is not kept.
+    #[test]
+    fn chunks_one_track_lets_go_are_taken_by_the_next() {
+        let mut one = Arena::default();
+        // Three 4 KiB chunks of four payloads each, all let go.
+        let stored: Vec<Bytes> = (0..12).map(|_| one.store(&[1; 1000], 0)).collect();
+        let chunks: Vec<*const u8> = stored.iter().step_by(4).map(|b| b.as_ptr()).collect();
+        drop(stored);
+        // The next payload takes the first chunk back; the other two are spares.
+        assert_eq!(one.store(&[2; 1000], 0).as_ptr(), chunks[0]);
+        assert_eq!(SPARE.with_borrow(Vec::len), 2);
+        let mut two = Arena::default();
+        assert_eq!(
+            two.store(&[3; 1000], 0).as_ptr(),
+            chunks[2],
+            "the newest spare"
+        );
+        assert_eq!(SPARE.with_borrow(Vec::len), 1);
+
+        // A track lets go of many: the thread keeps MAX_SPARE of them.
+        let mut many = Arena::default();
+        let stored: Vec<Bytes> = (0..4 * (MAX_SPARE + 4))
+            .map(|_| many.store(&[4; 1000], 0))
+            .collect();
+        drop(stored);
+        many.store(&[5; 1000], 0);
+        many.store(&[6; 4000], 0);
+        assert_eq!(SPARE.with_borrow(Vec::len), MAX_SPARE);
+        // A payload bigger than any chunk has its own: let go with a chunk the track
+        // takes back, it is freed, not kept.
+        let mut three = Arena::default();
+        let small = three.store(&[7; 1000], 0);
+        let big = three.store(&vec![7; MAX_CHUNK + 1], 0);
+        let (small_chunk, big_chunk) = (small.as_ptr(), big.as_ptr());
+        drop((small, big));
+        assert_eq!(three.store(&[8; 1000], 0).as_ptr(), small_chunk);
+        assert!(SPARE.with_borrow(|spare| spare.iter().all(|c| c.as_ptr() != big_chunk)));
     }
 
     fn packet(index: u64, payload: Bytes) -> Arc<Packet> {
