@@ -189,7 +189,7 @@ thread_local! {
     /// (`dirty_decay_ms:0`) while the other tracks faulted fresh pages in for theirs,
     /// ~1,000 page faults a second at W1 and 5% of the relay's CPU. Shared by the
     /// thread's tracks, a few cover them all; kept per track, 64 tracks' worth
-    /// (docs/benchmarks.md, "Spare chunks").
+    /// (docs/benchmarks.md, "W1: cameras' keyframes spread over the GOP").
     static SPARE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
 }
 
