@@ -5,12 +5,17 @@ use std::time::Duration;
 
 use relay_testkit::netns::udp_counter;
 
-/// CPU time (user + system) a process has used, from `/proc/PID/stat`, in clock ticks
-/// (10 ms on common kernels): the figure `top` and `ps` show.
+/// CPU time (user + system) a process has used, to the nanosecond: its CPU-time clock
+/// (`clock_getcpuclockid`), which counts all its threads, ended ones too.
+/// `/proc/PID/stat` counts in clock ticks (10 ms on common kernels): a quiet relay's few
+/// milliseconds in a short window read as none there.
 pub fn process_cpu(pid: u32) -> io::Result<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    parse_stat_cpu(&stat, clock_ticks())
-        .ok_or_else(|| io::Error::other(format!("unexpected /proc/{pid}/stat: {stat}")))
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: clock_getcpuclockid writes the clock id it is given.
+    match unsafe { libc::clock_getcpuclockid(pid as libc::pid_t, &mut clock) } {
+        0 => cpu_clock(clock),
+        errno => Err(io::Error::from_raw_os_error(errno)),
+    }
 }
 
 /// CPU time a process has used in user space and in the kernel (utime, stime), from
@@ -21,14 +26,9 @@ pub fn process_cpu_split(pid: u32) -> io::Result<(Duration, Duration)> {
         .ok_or_else(|| io::Error::other(format!("unexpected /proc/{pid}/stat: {stat}")))
 }
 
-/// utime + stime of a `/proc/PID/stat` line. The command name (field 2) is in
+/// (utime, stime) of a `/proc/PID/stat` line. The command name (field 2) is in
 /// parentheses and may itself hold spaces and parentheses, so fields are counted from
 /// the last ')': state is field 3, utime 14 and stime 15.
-pub fn parse_stat_cpu(stat: &str, ticks_per_second: u64) -> Option<Duration> {
-    parse_stat_split(stat, ticks_per_second).map(|(user, system)| user + system)
-}
-
-/// (utime, stime) of a `/proc/PID/stat` line.
 pub fn parse_stat_split(stat: &str, ticks_per_second: u64) -> Option<(Duration, Duration)> {
     let rest = &stat[stat.rfind(')')? + 1..];
     let mut fields = rest.split_ascii_whitespace().skip(11);
@@ -115,13 +115,19 @@ pub fn own_cpu() -> Duration {
 
 /// CPU time of the calling thread, from clock_gettime(CLOCK_THREAD_CPUTIME_ID) (ns).
 pub fn thread_cpu() -> Duration {
+    cpu_clock(libc::CLOCK_THREAD_CPUTIME_ID).expect("the calling thread's CPU clock")
+}
+
+fn cpu_clock(clock: libc::clockid_t) -> io::Result<Duration> {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: clock_gettime writes the timespec it is given.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
 }
 
 fn rusage(who: libc::c_int) -> Duration {
@@ -178,11 +184,7 @@ mod tests {
         // A command name with spaces and a ')' in it; utime 1234, stime 66.
         let line = "4242 (we (ird) name) S 1 4242 4242 0 -1 4194560 1200 0 0 0 \
                     1234 66 0 0 20 0 5 0 100 123456 789 18446744073709551615";
-        assert_eq!(
-            parse_stat_cpu(line, 100),
-            Some(Duration::from_millis(13_000))
-        );
-        assert_eq!(parse_stat_cpu("12 (x) S 1 2", 100), None);
+        assert_eq!(parse_stat_split("12 (x) S 1 2", 100), None);
         assert_eq!(
             parse_stat_split(line, 100),
             Some((Duration::from_millis(12_340), Duration::from_millis(660)))
@@ -234,10 +236,16 @@ mod tests {
             "{stat}"
         );
         let (user, system) = process_cpu_split(pid).unwrap();
-        assert!(
-            process_cpu(pid).unwrap() >= user + system,
-            "CPU time only grows"
-        );
+        let before = process_cpu(pid).unwrap();
+        assert!(before >= user + system, "CPU time only grows");
+        // To the nanosecond, not in 10 ms ticks: 2 ms spent in this thread show.
+        let thread = thread_cpu();
+        while thread_cpu() - thread < Duration::from_millis(2) {
+            std::hint::black_box(thread_cpu());
+        }
+        assert!(process_cpu(pid).unwrap() - before >= Duration::from_millis(2));
+        let gone = process_cpu(0x3fff_fff0).unwrap_err();
+        assert_eq!(gone.raw_os_error(), Some(libc::ESRCH), "{gone}");
         assert!(rss_kib(pid).unwrap() > 100);
         let thread = thread_cpu();
         assert!(thread_cpu() >= thread, "the thread's CPU clock only grows");

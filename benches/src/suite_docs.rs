@@ -62,8 +62,8 @@ fn w1r_section(r: &Results, command: &str) -> String {
     let h = &r.host;
     let _ = writeln!(
         s,
-        "\nOne run of `{command}` on {} cores ({}), kernel {}. CPU: utime + stime of each \
-         process from `/proc` over the window, % of one core; RSS at the window's end. \
+        "\nOne run of `{command}` on {} cores ({}), kernel {}. CPU: the CPU time (user + \
+         system) of each process over the window, % of one core; RSS at the window's end. \
          \"RTSP server\" is the GStreamer RTSP server process serving all the streams to \
          the server under test.\n",
         h.cores, h.cpu, h.kernel
@@ -141,8 +141,8 @@ fn section(r: &Results, command: &str) -> String {
     let h = &r.host;
     let _ = writeln!(
         s,
-        "\nOne run of `{command}` on {} cores ({}), kernel {}. Server CPU is utime + stime \
-         of its process from `/proc`, memory its RSS; \"tool\" is the whole load tool \
+        "\nOne run of `{command}` on {} cores ({}), kernel {}. Server CPU is the CPU time \
+         (user + system) of its process, memory its RSS; \"tool\" is the whole load tool \
          (publisher, viewers, readings) in % of one core. Loss: packets delivered against \
          the packets published times the viewers of each stream (and sequence gaps at the \
          verifying viewers, whichever is worse).\n",

@@ -36,7 +36,7 @@ pub struct Run {
     pub streams: usize,
     pub viewers: usize,
     pub seconds: f64,
-    /// Server CPU (utime + stime), % of one core.
+    /// Server CPU (user + system), % of one core.
     pub cpu_percent: f64,
     /// Server CPU per packet delivered to a viewer, microseconds.
     pub us_per_packet: f64,
@@ -61,7 +61,7 @@ pub struct Run {
     /// connection, `udp`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rtsp_transport: Option<RtspTransport>,
-    /// W1R: the RTSP server process's CPU (utime + stime) over the window, % of one core.
+    /// W1R: the RTSP server process's CPU (user + system) over the window, % of one core.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rtsp_server_cpu_percent: Option<f64>,
     /// W1R: the RTSP server's RSS at the window's end.

@@ -300,8 +300,10 @@ pub fn measure_all(args: &Args) -> anyhow::Result<(Vec<Run>, Vec<Ratio>)> {
 /// What the tool reads at the start and the end of the window.
 struct Reading {
     at: Instant,
-    /// (user, system)
-    relay_cpu: (Duration, Duration),
+    /// To the nanosecond.
+    relay_cpu: Duration,
+    /// (user, system), in clock ticks: where the time went, a sample.
+    relay_cpu_split: (Duration, Duration),
     own_cpu: Duration,
     napi_cpu: Duration,
     machine_busy: Duration,
@@ -359,7 +361,8 @@ impl Viewers<'_> {
         let full = &self.driver.counters.sinks[..self.full];
         Ok(Reading {
             at: Instant::now(),
-            relay_cpu: procfs::process_cpu_split(relay.pid())?,
+            relay_cpu: procfs::process_cpu(relay.pid())?,
+            relay_cpu_split: procfs::process_cpu_split(relay.pid())?,
             own_cpu: procfs::own_cpu(),
             napi_cpu: kernel_threads_cpu(VIEWERS_NAPI),
             machine_busy: procfs::machine_busy()?,
@@ -514,7 +517,7 @@ fn measure(
     let mut last = (
         before.at,
         before.per_viewer.iter().sum::<u64>(),
-        before.relay_cpu.0 + before.relay_cpu.1,
+        before.relay_cpu,
     );
     sleep_with_progress(args.window, |elapsed| {
         let now = Instant::now();
@@ -576,9 +579,9 @@ fn summarize(
     let delivered: u64 = per_viewer.iter().sum();
     let expected = (after.relay_rtp_sent - before.relay_rtp_sent).max(0.0) as u64;
     let lost = expected as i64 - delivered as i64;
-    let user_s = (after.relay_cpu.0 - before.relay_cpu.0).as_secs_f64();
-    let sys_s = (after.relay_cpu.1 - before.relay_cpu.1).as_secs_f64();
-    let relay_cpu_s = user_s + sys_s;
+    let user_s = (after.relay_cpu_split.0 - before.relay_cpu_split.0).as_secs_f64();
+    let sys_s = (after.relay_cpu_split.1 - before.relay_cpu_split.1).as_secs_f64();
+    let relay_cpu_s = (after.relay_cpu - before.relay_cpu).as_secs_f64();
     let per_packet = |seconds: f64| {
         if delivered > 0 {
             seconds * 1e6 / delivered as f64
