@@ -184,7 +184,8 @@ impl Recording {
         self.frames.len()
     }
 
-    /// Frames from the clip's first keyframe to its next (the whole clip if it has one).
+    /// Frames from the clip's first keyframe to its next (the whole clip if it has only
+    /// one).
     fn gop(&self) -> usize {
         (1..self.frames())
             .find(|&f| self.is_idr(f))
@@ -901,12 +902,13 @@ mod tests {
         let recording = Recording::load(None, 60, 1200).unwrap();
         assert_eq!(recording.gop(), 60);
         let streams = streams(&recording, 4, 96);
+        let frames = recording.frames() as u64;
         // The frame interval, counted from the start, of each stream's first keyframe.
         let first_keyframes: Vec<u64> = streams
             .iter()
             .map(|s| {
                 (0..60)
-                    .find(|k| recording.is_idr(((s.first_frame + k) % 360) as usize))
+                    .find(|k| recording.is_idr(((s.first_frame + k) % frames) as usize))
                     .expect("a keyframe in every GOP")
             })
             .collect();
