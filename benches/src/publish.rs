@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use relay::ingest::demo::{Clip, DemoPlayer, FPS, PACKET_OVERHEAD};
+use relay::track::h264;
 use serde::Serialize;
 
 use crate::procfs;
@@ -192,15 +193,11 @@ impl Recording {
             .unwrap_or(self.frames())
     }
 
-    /// Whether access unit `frame` holds an IDR slice (NAL type 5, alone or in FU-A).
+    /// Whether access unit `frame` starts a keyframe, as the relay's track sees it.
     fn is_idr(&self, frame: usize) -> bool {
-        self.frames[frame].clone().any(|i| {
-            let p = &self.clip.packets()[i];
-            match p[0] & 0x1f {
-                28 => p[1] & 0x1f == 5,
-                nal => nal == 5,
-            }
-        })
+        self.frames[frame]
+            .clone()
+            .any(|i| h264::summarize(&self.clip.packets()[i]).keyframe)
     }
 
     /// RTP packets of one loop of the clip, stamps not counted.

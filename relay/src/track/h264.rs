@@ -13,7 +13,7 @@ pub const NAL_PPS: u8 = 8;
 pub const STAP_A: u8 = 24;
 pub const FU_A: u8 = 28;
 
-/// Scans a payload without copying (the parameter sets are `Bytes` slices of it).
+/// Scans a payload; copies out only the parameter sets it holds (once a keyframe).
 /// Malformed payloads (truncated aggregates) give what was found before the damage.
 pub fn summarize(payload: &[u8]) -> PayloadSummary {
     let mut s = PayloadSummary::default();
