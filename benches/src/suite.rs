@@ -4,9 +4,9 @@
 //!
 //! Everything runs on the namespace's loopback: the publisher (`publish`), the server,
 //! and the viewers (`swarm`); for W1R also the RTSP server between the publisher and
-//! the server (the test kit's `rtsp_server`, serving RTP cameras). Sink viewers are counted by the sink XDP program attached
-//! in generic mode to that `lo`, so thousands of them cost the tool little; two
-//! verifying viewers per run decrypt and check every packet.
+//! the server (the test kit's `rtsp_server`, serving RTP cameras). Sink viewers are
+//! counted by the sink program at that `lo`'s ingress (tc), so thousands of them cost
+//! the tool little; two verifying viewers per run decrypt and check every packet.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
@@ -26,7 +26,7 @@ use crate::report::{progress, progress_done, sleep_with_progress};
 use crate::sink::{wait_until_receiving, Offering, Readiness};
 use crate::suite_results::{Churn, Results, RtspTransport, Run, ServerKind, SetupStep, Workload};
 use crate::swarm::{Signaling, SinkPorts, Swarm, Totals};
-use crate::xdp_sink::XdpSink;
+use crate::xdp_sink::SinkProgram;
 
 /// The publisher's first port; stream i goes to FIRST_RTP_PORT + 2 i.
 const FIRST_RTP_PORT: u16 = 30_000;
@@ -425,26 +425,21 @@ fn command_line() -> String {
 /// own with only `lo` up: the servers and viewers it starts inherit it, the sink
 /// program on its `lo` sees nothing else, and it vanishes when the run ends.
 ///
-/// Its `lo` segments UDP GSO batches before the device, as a NIC without UDP
-/// segmentation offload would: the sink program then sees (and counts) every datagram,
-/// where it would see one frame per batch.
+/// Its `lo` passes a UDP GSO batch whole to the receiving side, as a NIC with UDP
+/// segmentation offload (`lo`'s default) hands it to its hardware: the sink program at
+/// its ingress counts the batch's datagrams; a verifying viewer's socket splits it.
 fn enter_private_network() -> anyhow::Result<()> {
     // SAFETY: unshare changes only the calling thread's namespaces; no other thread
     // runs yet.
     if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
         bail!("unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
     }
-    for (tool, args) in [
-        ("ip", &["link", "set", "lo", "up"][..]),
-        ("ethtool", &["-K", "lo", "tx-udp-segmentation", "off"][..]),
-    ] {
-        let status = std::process::Command::new(tool)
-            .args(args)
-            .status()
-            .with_context(|| format!("running {tool} (`cargo xtask setup` installs it)"))?;
-        if !status.success() {
-            bail!("{tool} {}: {status}", args.join(" "));
-        }
+    let status = std::process::Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status()
+        .context("running ip (`cargo xtask setup` installs it)")?;
+    if !status.success() {
+        bail!("ip link set lo up: {status}");
     }
     Ok(())
 }
@@ -613,8 +608,8 @@ fn publish_args(args: &Args, streams: usize) -> PublishArgs {
 
 fn sink_ports(first: u16, viewers: usize) -> anyhow::Result<SinkPorts> {
     let ports = u16::try_from(viewers.max(1)).context("too many viewers for one sink")?;
-    let xdp = XdpSink::attach_in("lo", first, ports, aya::programs::XdpMode::Skb)?;
-    Ok(SinkPorts { xdp, ports })
+    let program = SinkProgram::attach_tc_ingress("lo", first, ports)?;
+    Ok(SinkPorts { program, ports })
 }
 
 /// RTP packets all viewers got between two readings.

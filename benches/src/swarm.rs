@@ -2,7 +2,7 @@
 //! one driver thread (`sink`), lets them leave, and sums what they got.
 //!
 //! Verifying viewers decrypt and check every packet (`verify`); sink viewers count
-//! datagrams by size on their sockets, or, with the sink XDP program on the swarm's
+//! datagrams by size on their sockets, or, with the sink program on the swarm's
 //! interface, do not even see them (the program counts them per port and drops them).
 
 use std::net::{IpAddr, SocketAddr};
@@ -16,7 +16,7 @@ use relay_testkit::{http, whep};
 
 use crate::report::growth;
 use crate::sink::{quantile, Counters, Driver, Offering, Sink, LATENCY_BUCKET_US};
-use crate::xdp_sink::XdpSink;
+use crate::xdp_sink::SinkProgram;
 
 /// How long one signalling request may take.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -31,9 +31,9 @@ pub enum Signaling {
     Janus(String),
 }
 
-/// Where sink viewers bind, so that the sink XDP program counts their media.
+/// Where sink viewers bind, so that the sink program counts their media.
 pub struct SinkPorts {
-    pub xdp: XdpSink,
+    pub program: SinkProgram,
     pub ports: u16,
 }
 
@@ -49,7 +49,7 @@ pub struct Swarm {
 struct Viewer {
     /// The session's resource (WHEP `Location`, Janus session URL), for leaving.
     resource: Option<String>,
-    /// Sink viewers: the port of the sink XDP program's range it is bound to.
+    /// Sink viewers: the port of the sink program's range it is bound to.
     sink_slot: Option<u16>,
     left: bool,
 }
@@ -111,7 +111,7 @@ impl Swarm {
             _ => None,
         };
         let port = match (&self.sink_ports, sink_slot) {
-            (Some(s), Some(slot)) => s.xdp.first_port() + slot,
+            (Some(s), Some(slot)) => s.program.first_port() + slot,
             _ => 0,
         };
         let local = SocketAddr::new(self.local_ip, port);
@@ -182,7 +182,7 @@ impl Swarm {
             .map(|s| load(&s.rtp))
             .collect();
         if let Some(s) = &self.sink_ports {
-            let counts = s.xdp.counts(usize::from(s.ports))?;
+            let counts = s.program.counts(usize::from(s.ports))?;
             for (viewer, count) in self.viewers.iter().zip(&mut per_viewer_rtp) {
                 if let Some(slot) = viewer.sink_slot {
                     *count += counts[usize::from(slot)].rtp;
@@ -345,14 +345,17 @@ pub struct Args {
     /// Sink mode: verifying viewers among them.
     #[arg(long, default_value_t = 2)]
     pub full: usize,
-    /// Sink mode: attach the sink XDP program to this interface (the one the viewers'
-    /// media arrives on) so that media never reaches their sockets. Needs root and a
-    /// relay-bench built with the eBPF toolchain (`cargo xtask setup`).
+    /// Sink mode: attach the sink program (XDP, or tc with `--sink-tc`) to this
+    /// interface (the one the viewers' media arrives on) so that media never reaches
+    /// their sockets. Needs root and a relay-bench built with the eBPF toolchain
+    /// (`cargo xtask setup`).
     #[arg(long)]
     pub sink_interface: Option<String>,
-    /// With `--sink-interface`: attach in generic (SKB) mode, e.g. for `lo`.
+    /// With `--sink-interface`: count at the interface's tc ingress instead of with XDP,
+    /// e.g. for `lo`, which has no native XDP and passes a UDP GSO batch whole (XDP
+    /// would count it as one datagram).
     #[arg(long)]
-    pub sink_generic: bool,
+    pub sink_tc: bool,
     /// With `--sink-interface`: sink viewers bind ports from this one up.
     #[arg(long, default_value_t = 20_000)]
     pub sink_first_port: u16,
@@ -393,13 +396,12 @@ pub fn main(args: &Args) -> anyhow::Result<()> {
     let sink_ports = match (&args.sink_interface, args.mode) {
         (Some(interface), Mode::Sink) => {
             let ports = u16::try_from(args.viewers).context("at most 65535 sink viewers")?;
-            let mode = if args.sink_generic {
-                aya::programs::XdpMode::Skb
-            } else {
-                aya::programs::XdpMode::Driver
+            let (first, interface) = (args.sink_first_port, interface.as_str());
+            let program = match args.sink_tc {
+                true => SinkProgram::attach_tc_ingress(interface, first, ports)?,
+                false => SinkProgram::attach(interface, first, ports)?,
             };
-            let xdp = XdpSink::attach_in(interface, args.sink_first_port, ports, mode)?;
-            Some(SinkPorts { xdp, ports })
+            Some(SinkPorts { program, ports })
         }
         (Some(_), Mode::Verify) => bail!("--sink-interface needs --mode sink"),
         (None, _) => None,

@@ -36,7 +36,7 @@ use crate::publish::{self, ClipSource, PublishArgs, Publisher};
 use crate::relay_config::{on_veth, PATH};
 use crate::report::{growth, host, progress, progress_done, sleep_with_progress};
 use crate::sink::{wait_until_receiving, Driver, Offering, Readiness};
-use crate::xdp_sink::XdpSink;
+use crate::xdp_sink::SinkProgram;
 
 /// The relay's media port (XDP mode needs a fixed one).
 pub const MEDIA_PORT: u16 = 8189;
@@ -256,7 +256,7 @@ pub fn measure_all(args: &Args) -> anyhow::Result<(Vec<Run>, Vec<Ratio>)> {
     let sink_ips = add_viewer_addresses(&pair, most_sinks.div_ceil(SINKS_PER_IP))?;
     let sink = pair
         .client
-        .enter(|| XdpSink::attach(VIEWERS_IF, SINK_FIRST_PORT, most_sinks.max(1) as u16))?;
+        .enter(|| SinkProgram::attach(VIEWERS_IF, SINK_FIRST_PORT, most_sinks.max(1) as u16))?;
     if !args.inline_napi {
         write_sys(&pair.client, VIEWERS_IF, "threaded", "1")?;
         // Off the relay's core (its worker 0 is on core 0): there the poller would
@@ -322,7 +322,7 @@ struct Reading {
 struct Viewers<'a> {
     pair: &'a Pair,
     driver: &'a Driver,
-    sink: &'a XdpSink,
+    sink: &'a SinkProgram,
     full: usize,
     sinks: usize,
 }
@@ -387,7 +387,7 @@ impl Viewers<'_> {
 fn run(
     args: &Args,
     pair: &Pair,
-    sink: &XdpSink,
+    sink: &SinkProgram,
     sink_ips: &[Ipv4Addr],
     n: usize,
     mode: Mode,
@@ -446,7 +446,7 @@ fn run(
 struct Setup<'a> {
     pair: &'a Pair,
     relay: &'a RelayProcess,
-    sink: &'a XdpSink,
+    sink: &'a SinkProgram,
     sink_ips: &'a [Ipv4Addr],
 }
 

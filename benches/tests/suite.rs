@@ -1,7 +1,7 @@
 //! `relay-bench suite` end to end, small: every workload against the relay and Janus,
 //! with the results written into a copy of a docs page (W1R, over RTSP, in a test of
 //! its own). Needs root (its own network
-//! namespace, the sink XDP program on its `lo`), the relay binary next to relay-bench,
+//! namespace, the sink tc program on its `lo`), the relay binary next to relay-bench,
 //! Janus and ffmpeg (`cargo xtask setup`).
 
 mod common;

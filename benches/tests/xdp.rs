@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use relay_benches::flood::{udp_frame, PacketSocket, Target};
 use relay_benches::netns::{pair, RELAY_IP, RELAY_MAC, VIEWERS_IF, VIEWERS_IP, VIEWERS_MAC};
-use relay_benches::xdp_sink::XdpSink;
+use relay_benches::xdp_sink::SinkProgram;
 
 use common::{last_json, relay_bench};
 
@@ -153,7 +153,7 @@ fn sink_counts_and_drops_media_and_passes_the_rest() {
     const FIRST: u16 = 30_000;
     let sink = pair
         .client
-        .enter(|| XdpSink::attach(VIEWERS_IF, FIRST, 2))
+        .enter(|| SinkProgram::attach(VIEWERS_IF, FIRST, 2))
         .unwrap();
     let bind = |port: u16| {
         let s = UdpSocket::bind(SocketAddr::new(VIEWERS_IP.into(), port)).unwrap();
@@ -200,6 +200,56 @@ fn sink_counts_and_drops_media_and_passes_the_rest() {
     assert_eq!(
         (counts[1].rtp, counts[1].rtp_bytes, counts[1].rtcp),
         (1, 100, 0)
+    );
+}
+
+/// The tc sink on `lo`, as the suite uses it: `lo` passes a UDP GSO batch whole, and
+/// the sink counts (and drops) its datagrams, reading the first one's payload out of
+/// the pages the batch was sent from; the rest still reaches the sockets.
+#[test]
+fn tc_sink_on_lo_counts_a_gso_batch_as_its_datagrams() {
+    use std::os::fd::AsRawFd;
+    require_root();
+    let netns = relay_testkit::netns::Netns::new("relay-bench", "lo").unwrap();
+    const FIRST: u16 = 30_000;
+    let (counts, reached) = netns.enter(|| {
+        let sink = SinkProgram::attach_tc_ingress("lo", FIRST, 2).unwrap();
+        let viewer = UdpSocket::bind(("127.0.0.1", FIRST)).unwrap();
+        viewer
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let segment: libc::c_int = 200;
+        // SAFETY: a valid socket, and the option's value is a c_int that outlives the call.
+        let set = unsafe {
+            libc::setsockopt(
+                tx.as_raw_fd(),
+                libc::SOL_UDP,
+                libc::UDP_SEGMENT,
+                (&raw const segment).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(set, 0, "UDP_SEGMENT: {}", std::io::Error::last_os_error());
+        // Five datagrams of 200 bytes and a last one of 50, each an RTP packet.
+        let mut batch = vec![0u8; 1050];
+        for datagram in batch.chunks_mut(200) {
+            datagram[..2].copy_from_slice(&[0x80, 96]);
+        }
+        let to = viewer.local_addr().unwrap();
+        assert_eq!(tx.send_to(&batch, to).unwrap(), 1050);
+        tx.send_to(&batch[..100], to).unwrap(); // one datagram alone
+        tx.send_to(&[0x00, 0x01, 0, 0, 0x21, 0x12, 0xa4, 0x42], to)
+            .unwrap(); // STUN
+        let mut buf = [0u8; 1500];
+        let reached: Vec<usize> = std::iter::from_fn(|| viewer.recv(&mut buf).ok()).collect();
+        (sink.counts(2).unwrap(), reached)
+    });
+    assert_eq!(reached, vec![8], "only STUN reaches the sink's socket");
+    assert_eq!(
+        (counts[0].rtp, counts[0].rtp_bytes, counts[0].rtcp),
+        (7, 1150, 0),
+        "the batch's six datagrams and the lone one"
     );
 }
 

@@ -1,7 +1,7 @@
-//! What relay-bench's sink XDP program (`main.rs`) and the load tool agree on: the
-//! program's name, the config the loader patches into it, and its per-port counters.
+//! What relay-bench's sink programs (`main.rs`) and the load tool agree on: the
+//! programs' names, the config the loader patches into them, and their per-port counters.
 //!
-//! The sink sits on the viewers' end of a veth pair. Each sink viewer's str0m client
+//! The sink sits on the viewers' end of a veth pair (XDP), or at `lo`'s ingress (tc). Each sink viewer's str0m client
 //! owns one UDP port of a contiguous range; the program counts the SRTP and SRTCP
 //! datagrams to those ports and drops them (the load generator then costs almost
 //! nothing), and passes everything else to the kernel: STUN consent answers and DTLS
@@ -10,6 +10,9 @@
 
 /// The XDP program's name in the object (its function name in `main.rs`).
 pub const PROGRAM: &str = "sink";
+/// The tc classifier's: the same sink at an interface's ingress, counting a UDP GSO
+/// batch as its segments.
+pub const TC_PROGRAM: &str = "sink_tc";
 /// The global [`SinkConfig`] the loader patches with `EbpfLoader::override_global`.
 pub const CONFIG_GLOBAL: &str = "SINK_CONFIG";
 /// Per-CPU [`SinkCount`] per port of the range, indexed by [`SinkConfig::slot`]. The

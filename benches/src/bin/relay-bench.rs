@@ -78,7 +78,7 @@ enum Tool {
     /// Viewers against any WHEP server: joined at a pace, verifying (decrypt and check
     /// every packet: loss, H264 packetization, end-to-end latency from the stamps
     /// `relay-bench publish` puts in its streams, time to the first whole keyframe,
-    /// setup time) or sinks (count only; with `--sink-interface`, the sink XDP program
+    /// setup time) or sinks (count only; with `--sink-interface`, the sink program
     /// counts and drops their media before their sockets).
     ///
     /// Prints progress on stderr, a table and then one JSON line on stdout.
