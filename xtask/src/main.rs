@@ -52,7 +52,7 @@ enum Task {
     /// Set up, build the relay to ship (as `dist`) and the load tools, then run the
     /// standard workloads (W1-W4, W1R) against the relay and Janus side by side
     /// (`relay-bench suite`); writes docs/benchmarks.md's generated section, docs/plots/
-    /// and docs/suite.json. Needs root; takes about half an hour. Arguments that follow go
+    /// and docs/suite.json. Needs root; takes 20-30 minutes. Arguments that follow go
     /// to `relay-bench suite` (see its --help).
     Bench {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
