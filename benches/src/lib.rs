@@ -5,14 +5,14 @@
 //! - `relay-bench egress`: the relay process under N WHEP viewers against a bare
 //!   `sendmmsg` loop sending the same datagrams.
 //! - `relay-bench xdp-egress`: the relay in XDP mode against portable mode on one veth
-//!   pair, viewers counted by a sink XDP program (`xdp_sink`, `sink-ebpf/`).
+//!   pair, viewers counted by a sink XDP program (`sink_program`, `sink-ebpf/`).
 //! - `relay-bench xdp-flood`: the relay's XDP program under a flood from unknown sources.
 //! - `relay-bench http-abuse`: the relay's HTTP listener under idle, slow and flooding
 //!   clients and offers never connected, while an honest viewer joins (`http_abuse`).
 //! - `relay-bench publish`: N RTP streams of a recorded H264 clip at real-time pace, with
 //!   a send-time stamp (`stamp`) before every frame, to any RTP-ingesting server.
 //! - `relay-bench swarm`: WHEP viewers against any server (`swarm`, `sink`), verifying
-//!   every packet (`verify`) or counting it cheaply (`xdp_sink`).
+//!   every packet (`verify`) or counting it cheaply (`sink_program`).
 //! - `relay-bench first-frame`: time to the first decoded frame in headless Chromium
 //!   joining mid-GOP, with or without the relay's keyframe cache.
 //! - `relay-bench suite` (`cargo xtask bench`): the standard workloads W1-W4 against the
@@ -35,6 +35,7 @@ pub mod publish;
 pub mod relay_config;
 pub mod report;
 pub mod sink;
+pub mod sink_program;
 pub mod stamp;
 pub mod suite;
 pub mod suite_docs;
@@ -43,4 +44,3 @@ pub mod swarm;
 pub mod verify;
 pub mod xdp_egress;
 pub mod xdp_flood;
-pub mod xdp_sink;

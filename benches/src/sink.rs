@@ -5,7 +5,7 @@
 //! consent checks. Media never reaches str0m: RTP and RTCP datagrams (RFC 7983: first byte
 //! 128-191) are counted by size and dropped undecrypted, so that a hundred sinks cost
 //! the load tool little next to the relay they measure. (With a sink program in
-//! front, `xdp_sink`, media does not even reach the socket.) A verifying sink hands
+//! front, `sink_program`, media does not even reach the socket.) A verifying sink hands
 //! media to str0m as well, which decrypts it, and checks every packet (`verify`):
 //! continuity, H264 packetization, latency from the publisher's stamps, time to the
 //! first whole keyframe.

@@ -24,9 +24,9 @@ use crate::procfs;
 use crate::publish::{ClipSource, PublishArgs, Publisher};
 use crate::report::{progress, progress_done, sleep_with_progress};
 use crate::sink::{wait_until_receiving, Offering, Readiness};
+use crate::sink_program::SinkProgram;
 use crate::suite_results::{Churn, Results, RtspTransport, Run, ServerKind, SetupStep, Workload};
 use crate::swarm::{Signaling, SinkPorts, Swarm, Totals};
-use crate::xdp_sink::SinkProgram;
 
 /// The publisher's first port; stream i goes to FIRST_RTP_PORT + 2 i.
 const FIRST_RTP_PORT: u16 = 30_000;

@@ -16,7 +16,7 @@ use relay_testkit::{http, whep};
 
 use crate::report::growth;
 use crate::sink::{quantile, Counters, Driver, Offering, Sink, LATENCY_BUCKET_US};
-use crate::xdp_sink::SinkProgram;
+use crate::sink_program::SinkProgram;
 
 /// How long one signalling request may take.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);

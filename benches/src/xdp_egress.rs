@@ -5,7 +5,7 @@
 //! runs there, in XDP mode on its veth end or in portable mode with UDP sockets bound
 //! to the same address) and the viewers'. Every viewer is a str0m client that does ICE
 //! and DTLS with the relay (all driven by one thread, `sink::Driver`); the sink XDP
-//! program on the viewers' end (`xdp_sink`) counts and drops their media, so the
+//! program on the viewers' end (`sink_program`) counts and drops their media, so the
 //! kernel never builds a socket buffer for it, while their STUN and DTLS reach str0m.
 //! A few viewers are full clients outside the sink's port range: str0m decrypts their
 //! media and the tool checks its continuity.
@@ -36,7 +36,7 @@ use crate::publish::{self, ClipSource, PublishArgs, Publisher};
 use crate::relay_config::{on_veth, PATH};
 use crate::report::{growth, host, progress, progress_done, sleep_with_progress};
 use crate::sink::{wait_until_receiving, Driver, Offering, Readiness};
-use crate::xdp_sink::SinkProgram;
+use crate::sink_program::SinkProgram;
 
 /// The relay's media port (XDP mode needs a fixed one).
 pub const MEDIA_PORT: u16 = 8189;
@@ -223,7 +223,7 @@ pub fn measure_all(args: &Args) -> anyhow::Result<(Vec<Run>, Vec<Ratio>)> {
             args.relay.display()
         );
     }
-    crate::xdp_sink::program()?;
+    crate::sink_program::program()?;
     if args.viewers.contains(&0) || args.window <= 0.0 || args.queues == 0 || args.rounds == 0 {
         bail!("viewer counts, the window, the queues and the rounds must be positive");
     }
